@@ -1,0 +1,45 @@
+"""What every repsim command line shares: user errors become one line and exit status 2."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from collections.abc import Callable
+
+# Errors that mean "the user asked for something we cannot do", not "repsim has a bug".
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError,
+               IsADirectoryError, NotADirectoryError)
+
+
+def user_errors_exit_2(main: Callable[..., int | None]) -> Callable[..., int]:
+    """Wrap a CLI ``main``: a user error prints ``error: <message>`` and returns 2.
+
+    Set ``REPSIM_DEBUG=1`` to see the full traceback instead.
+    """
+
+    @functools.wraps(main)
+    def wrapped(*args, **kwargs) -> int:
+        try:
+            return main(*args, **kwargs) or 0
+        except USER_ERRORS as error:
+            if os.environ.get("REPSIM_DEBUG"):
+                raise
+            message = str(error)
+            if isinstance(error, OSError) and error.filename and str(error.filename) not in message:
+                message = f"{error.strerror or error}: {error.filename}"
+            print(f"error: {message}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+
+    return wrapped
+
+
+def setup_logging(verbose: bool = False) -> logging.Logger:
+    """Plain ``repsim: message`` lines on stderr for CLIs; the library itself never prints."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(message)s", stream=sys.stderr)
+    return logging.getLogger("repsim")

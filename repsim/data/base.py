@@ -1,0 +1,190 @@
+"""The container every dataset builder returns, and the step that turns it into model inputs.
+
+A dataset is held as clean sources (padded waveforms, images on the frame grid, cached
+clean audio features) plus index pairs. Noise and modality removal are applied per batch
+by :func:`make_batch`, so features are computed once per clip and noise is drawn on the fly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field, fields
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from repsim.data.noise import add_white_noise
+
+MODALITIES = ("audio", "visual")
+
+
+class AudioFeatures(Protocol):
+    """Turns waveforms ``(B, n_samples)`` into audio frames ``(B, T, 1, H, W)`` (float32)."""
+
+    timesteps: int
+    height: int
+    width: int
+
+    def __call__(self, waveforms: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass
+class AVSplit:
+    """One split (train, val or test): clean sources and the congruent pairs drawn from them.
+
+    Clips and images are indexed separately; a pair is ``(pair_audio[i], pair_visual[i])``.
+    ``clip_source``/``image_source`` are stable ids (e.g. ``"fsdd/3_theo_2"``) from which
+    stimulus ids are built, so that two models see the same stimulus under the same id.
+    """
+
+    name: str
+    waveforms: torch.Tensor  # (n_clips, n_samples) float32, clean, padded/cropped
+    clip_power: torch.Tensor  # (n_clips,) float32, mean square of the clip before padding
+    clip_digit: torch.Tensor  # (n_clips,) int64
+    clip_speaker: torch.Tensor  # (n_clips,) int64, index into `speakers`
+    clip_source: list[str]
+    audio_clean: torch.Tensor  # (n_clips, T, 1, H, W) float32, features of the clean clips
+    images: torch.Tensor  # (n_images, H, W) float32 in [0, 1], on the frame grid
+    image_digit: torch.Tensor  # (n_images,) int64
+    image_source: list[str]
+    pair_audio: torch.Tensor  # (n_pairs,) int64 index into clips
+    pair_visual: torch.Tensor  # (n_pairs,) int64 index into images
+    speakers: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        n_clips, n_images = len(self.waveforms), len(self.images)
+        for name in ("clip_power", "clip_digit", "clip_speaker", "audio_clean"):
+            if len(getattr(self, name)) != n_clips:
+                raise ValueError(f"{self.name} split: {name} has {len(getattr(self, name))} "
+                                 f"rows but there are {n_clips} clips")
+        if len(self.clip_source) != n_clips or len(self.image_source) != n_images:
+            raise ValueError(f"{self.name} split: source id lists do not match the data")
+        if len(self.image_digit) != n_images:
+            raise ValueError(f"{self.name} split: image_digit does not match images")
+        if len(self.pair_audio) != len(self.pair_visual):
+            raise ValueError(f"{self.name} split: pair_audio and pair_visual differ in length")
+
+    def __len__(self) -> int:
+        return len(self.pair_audio)
+
+    def to(self, device: torch.device | str) -> AVSplit:
+        """A copy with every tensor on ``device`` (the splits are small enough to live there)."""
+        moved = {f.name: getattr(self, f.name) for f in fields(self)}
+        for key, value in moved.items():
+            if isinstance(value, torch.Tensor):
+                moved[key] = value.to(device)
+        return AVSplit(**moved)
+
+    def stimulus_ids(self, audio_index: torch.Tensor, visual_index: torch.Tensor) -> list[str]:
+        """Stable ids ``"<clip source>|<image source>"`` for the given pairs."""
+        return [f"{self.clip_source[a]}|{self.image_source[v]}"
+                for a, v in zip(audio_index.tolist(), visual_index.tolist(), strict=True)]
+
+
+@dataclass
+class AVDataset:
+    """A built dataset: its splits, the audio feature transform, and where it came from."""
+
+    name: str
+    splits: dict[str, AVSplit]
+    features: AudioFeatures
+    sample_rate: int
+    config: dict  # the builder's keyword arguments, JSON-serialisable
+
+    @property
+    def timesteps(self) -> int:
+        return self.features.timesteps
+
+    @property
+    def frame_shape(self) -> tuple[int, int]:
+        return self.features.height, self.features.width
+
+    def fingerprint(self) -> str:
+        """SHA-256 over every split's clean sources and pairs: equal data, equal fingerprint."""
+        digest = hashlib.sha256(self.name.encode())
+        for split_name in sorted(self.splits):
+            split = self.splits[split_name]
+            digest.update(split_name.encode())
+            for tensor in (split.waveforms, split.images, split.clip_digit, split.image_digit,
+                           split.pair_audio, split.pair_visual):
+                digest.update(np.ascontiguousarray(tensor.detach().cpu().numpy()).tobytes())
+            digest.update("\n".join(split.clip_source + split.image_source).encode())
+        return digest.hexdigest()
+
+
+@dataclass
+class Batch:
+    """Model inputs and labels for a batch of pairs."""
+
+    audio: torch.Tensor  # (B, T, 1, H, W)
+    visual: torch.Tensor  # (B, T, 1, H, W)
+    audio_digit: torch.Tensor  # (B,)
+    visual_digit: torch.Tensor  # (B,)
+    audio_index: torch.Tensor  # (B,) clip indices into the split
+    visual_index: torch.Tensor  # (B,) image indices into the split
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        return Batch(*(t.to(device, non_blocking=non_blocking) for t in
+                       (self.audio, self.visual, self.audio_digit, self.visual_digit,
+                        self.audio_index, self.visual_index)))
+
+
+def _is_clean(snr_db: float | torch.Tensor) -> bool:
+    if isinstance(snr_db, torch.Tensor):
+        return bool(torch.isinf(snr_db).all() and (snr_db > 0).all())
+    return math.isinf(snr_db) and snr_db > 0
+
+
+def make_batch(
+    split: AVSplit,
+    features: AudioFeatures,
+    audio_index: torch.Tensor,
+    visual_index: torch.Tensor,
+    *,
+    audio_snr: float | torch.Tensor = math.inf,
+    visual_snr: float | torch.Tensor = math.inf,
+    remove: str | None = None,
+    per_step_visual_noise: bool = True,
+    generator: torch.Generator | None = None,
+) -> Batch:
+    """Assemble model inputs for pairs ``(audio_index[i], visual_index[i])``.
+
+    Audio noise is white Gaussian noise added to the waveform at ``audio_snr`` dB relative to
+    the clip's own power (before padding), then features are recomputed; clean clips reuse the
+    cached features. Visual noise is added to pixel values at ``visual_snr`` dB relative to the
+    clean image's power, drawn afresh for every time step unless ``per_step_visual_noise`` is
+    False. SNRs may be scalars or per-sample tensors; ``inf`` means clean. ``remove`` zeroes
+    one modality (``"audio"`` or ``"visual"``) after everything else.
+    """
+    if remove not in (None, *MODALITIES):
+        raise ValueError(f"remove must be None, 'audio' or 'visual', not {remove!r}")
+    timesteps = features.timesteps
+
+    if _is_clean(audio_snr):
+        audio = split.audio_clean[audio_index]
+    else:
+        noisy = add_white_noise(split.waveforms[audio_index], audio_snr,
+                                signal_power=split.clip_power[audio_index], generator=generator)
+        audio = features(noisy)
+
+    image = split.images[visual_index]  # (B, H, W)
+    visual = image[:, None, None].expand(-1, timesteps, 1, -1, -1)
+    if not _is_clean(visual_snr):
+        power = image.pow(2).mean(dim=(1, 2))
+        if per_step_visual_noise:
+            visual = add_white_noise(visual, visual_snr, signal_power=power, generator=generator)
+        else:
+            visual = add_white_noise(image, visual_snr, signal_power=power, generator=generator)
+            visual = visual[:, None, None].expand(-1, timesteps, 1, -1, -1)
+    visual = visual.contiguous()
+
+    if remove == "audio":
+        audio = torch.zeros_like(audio)
+    elif remove == "visual":
+        visual = torch.zeros_like(visual)
+    return Batch(audio=audio, visual=visual,
+                 audio_digit=split.clip_digit[audio_index],
+                 visual_digit=split.image_digit[visual_index],
+                 audio_index=audio_index, visual_index=visual_index)

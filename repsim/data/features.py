@@ -1,0 +1,124 @@
+"""Audio and image features on the common frame grid.
+
+Audio: waveform -> power STFT (Hann window) -> triangular mel filterbank (HTK mel scale)
+-> natural log -> standardised with training-set statistics -> T consecutive windows of W
+frames, one window per time step. Images: resized to H x W with antialiasing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+LOG_FLOOR = 1e-6  # added to mel power before the log, so silence maps to a finite value
+
+
+def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
+    """HTK mel scale: 2595 log10(1 + f / 700)."""
+    return 2595.0 * np.log10(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
+
+
+def mel_to_hz(mel: np.ndarray | float) -> np.ndarray:
+    return 700.0 * (10.0 ** (np.asarray(mel, dtype=np.float64) / 2595.0) - 1.0)
+
+
+def mel_filterbank(n_mels: int, n_fft: int, sample_rate: int, fmin: float = 0.0,
+                   fmax: float | None = None) -> np.ndarray:
+    """Triangular filters ``(n_mels, n_fft // 2 + 1)`` with peak 1, equally spaced in mel."""
+    fmax = sample_rate / 2 if fmax is None else fmax
+    if not 0 <= fmin < fmax <= sample_rate / 2:
+        raise ValueError(f"need 0 <= fmin < fmax <= sample_rate/2, got fmin={fmin}, fmax={fmax}")
+    edges = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
+    bins = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
+    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (bins - lower) / (centre - lower)
+    falling = (upper - bins) / (upper - centre)
+    return np.clip(np.minimum(rising, falling), 0.0, None)
+
+
+@dataclass(frozen=True)
+class LogMelFrames:
+    """Waveforms ``(B, n_samples)`` -> standardised log-mel frames ``(B, T, 1, H, W)``.
+
+    The hop is chosen so that a clip of ``n_samples`` yields at least ``T * W`` STFT frames
+    (centred, reflect-padded); the first ``T * W`` are kept. ``mean``/``std`` standardise the
+    log-mel values and are fitted on training clips with :meth:`fit`.
+    """
+
+    sample_rate: int
+    n_samples: int
+    timesteps: int
+    height: int
+    width: int
+    n_fft: int = 256
+    fmin: float = 0.0
+    fmax: float | None = None
+    mean: float = 0.0
+    std: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("sample_rate", "n_samples", "timesteps", "height", "width", "n_fft"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.hop < 1:
+            raise ValueError(f"{self.n_samples} samples are too few for {self.timesteps} x "
+                             f"{self.width} frames")
+
+    @property
+    def hop(self) -> int:
+        return self.n_samples // (self.timesteps * self.width)
+
+    def filterbank(self) -> np.ndarray:
+        return mel_filterbank(self.height, self.n_fft, self.sample_rate, self.fmin, self.fmax)
+
+    def log_mel(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """Unstandardised log-mel power ``(B, H, T * W)`` in float32."""
+        if waveforms.dim() != 2 or waveforms.shape[1] != self.n_samples:
+            raise ValueError(f"expected waveforms of shape (B, {self.n_samples}), "
+                             f"got {tuple(waveforms.shape)}")
+        window = torch.hann_window(self.n_fft, device=waveforms.device)
+        spec = torch.stft(waveforms.float(), self.n_fft, hop_length=self.hop, window=window,
+                          center=True, pad_mode="reflect", return_complex=True)
+        power = spec.real.square() + spec.imag.square()  # (B, F, frames)
+        fb = torch.as_tensor(self.filterbank(), dtype=torch.float32, device=waveforms.device)
+        mel = torch.matmul(fb, power[..., : self.timesteps * self.width])
+        return torch.log(mel + LOG_FLOOR)
+
+    def fit(self, waveforms: torch.Tensor, batch_size: int = 512) -> LogMelFrames:
+        """A copy whose mean/std are those of the log-mel values of ``waveforms``."""
+        total, total_sq, count = 0.0, 0.0, 0
+        for start in range(0, len(waveforms), batch_size):
+            values = self.log_mel(waveforms[start:start + batch_size]).double()
+            total += values.sum().item()
+            total_sq += values.square().sum().item()
+            count += values.numel()
+        mean = total / count
+        std = max((total_sq / count - mean**2) ** 0.5, 1e-8)
+        return replace(self, mean=mean, std=std)
+
+    def __call__(self, waveforms: torch.Tensor) -> torch.Tensor:
+        values = (self.log_mel(waveforms) - self.mean) / self.std  # (B, H, T*W)
+        batch = values.shape[0]
+        frames = values.reshape(batch, self.height, self.timesteps, self.width)
+        return frames.permute(0, 2, 1, 3).unsqueeze(2).contiguous()  # (B, T, 1, H, W)
+
+
+def fix_length(waveform: np.ndarray, n_samples: int) -> np.ndarray:
+    """Crop or zero-pad a 1-D waveform to ``n_samples`` (padding at the end)."""
+    out = np.zeros(n_samples, dtype=np.float32)
+    kept = min(n_samples, len(waveform))
+    out[:kept] = waveform[:kept]
+    return out
+
+
+def resize_images(images: np.ndarray | torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Resize ``(N, h, w)`` images in [0, 1] to ``(N, height, width)`` (bilinear, antialiased)."""
+    images = torch.as_tensor(images, dtype=torch.float32)
+    if images.shape[1:] == (height, width):
+        return images.clone()
+    resized = F.interpolate(images[:, None], size=(height, width), mode="bilinear",
+                            antialias=True, align_corners=False)
+    return resized[:, 0].clamp_(0.0, 1.0)

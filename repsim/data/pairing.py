@@ -1,0 +1,53 @@
+"""Pairing audio clips with images: congruent pairs for training, incongruent for analysis."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _by_digit(digits: np.ndarray) -> dict[int, np.ndarray]:
+    return {int(d): np.flatnonzero(digits == d) for d in np.unique(digits)}
+
+
+def congruent_pairs(clip_digit: np.ndarray, image_digit: np.ndarray, n_pairs: int,
+                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``n_pairs`` (clip, image) index pairs with equal digits.
+
+    Every clip is used ``n_pairs // n_clips`` or one more times (clips cycle in a shuffled
+    order), each with an image of its digit drawn uniformly, so no clip is over-represented.
+    """
+    clip_digit, image_digit = np.asarray(clip_digit), np.asarray(image_digit)
+    images_of = _by_digit(image_digit)
+    missing = sorted(set(np.unique(clip_digit).tolist()) - set(images_of))
+    if missing:
+        raise ValueError(f"no image for digit(s) {missing}: cannot pair congruently")
+    reps = -(-n_pairs // len(clip_digit))
+    audio = np.concatenate([rng.permutation(len(clip_digit)) for _ in range(reps)])[:n_pairs]
+    visual = np.empty(n_pairs, dtype=np.int64)
+    for digit, idx in images_of.items():
+        slots = np.flatnonzero(clip_digit[audio] == digit)
+        visual[slots] = rng.choice(idx, size=len(slots))
+    return audio.astype(np.int64), visual
+
+
+def incongruent_pairs(clip_digit: np.ndarray, image_digit: np.ndarray, n_pairs: int,
+                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``n_pairs`` (clip, image) index pairs whose digits differ.
+
+    Audio digit and visual digit are balanced: pair ``i`` takes audio digit ``a`` and visual
+    digit ``(a + s) % 10`` with shift ``s`` cycling through 1..9, so every off-diagonal cell
+    of the audio-digit x visual-digit table is filled about equally.
+    """
+    clip_digit, image_digit = np.asarray(clip_digit), np.asarray(image_digit)
+    clips_of, images_of = _by_digit(clip_digit), _by_digit(image_digit)
+    digits = sorted(set(clips_of) & set(images_of))
+    if len(digits) < 2:
+        raise ValueError("incongruent pairs need at least two digits present in both modalities")
+    audio = np.empty(n_pairs, dtype=np.int64)
+    visual = np.empty(n_pairs, dtype=np.int64)
+    for i in range(n_pairs):
+        a = digits[i % len(digits)]
+        v = digits[(digits.index(a) + 1 + (i // len(digits)) % (len(digits) - 1)) % len(digits)]
+        audio[i] = rng.choice(clips_of[a])
+        visual[i] = rng.choice(images_of[v])
+    return audio, visual

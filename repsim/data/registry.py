@@ -1,0 +1,31 @@
+"""The one place that maps dataset names to builders.
+
+Train, extract and sweep call :func:`build_dataset` and never import a dataset module, so a
+new dataset is one entry here. Builders are imported lazily: naming ``synthetic`` never
+imports the MNIST/FSDD code.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from repsim.data.base import AVDataset
+
+_BUILDERS = {
+    "synthetic": "repsim.data.synthetic:build",
+    "avmnist": "repsim.data.avmnist:build",
+}
+
+
+def dataset_names() -> list[str]:
+    """Names accepted by :func:`build_dataset`."""
+    return sorted(_BUILDERS)
+
+
+def build_dataset(name: str, **options) -> AVDataset:
+    """Build dataset ``name``; ``options`` go to its builder (``data_dir``, ``seed``, sizes...)."""
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(dataset_names())}")
+    module_name, function_name = _BUILDERS[name].split(":")
+    builder = getattr(importlib.import_module(module_name), function_name)
+    return builder(**options)

@@ -1,0 +1,52 @@
+"""Provenance for artifacts: library versions, file digests, and atomic writes."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import platform
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+
+_TRACKED = ("torch", "numpy", "scipy", "scikit-learn", "xarray", "h5py", "h5netcdf")
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of repsim, Python and the libraries that shape its numbers."""
+    import repsim
+
+    versions = {"repsim": repsim.__version__, "python": platform.python_version()}
+    for name in _TRACKED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``final``; rename it to ``final`` only on success.
+
+    On any exception (Ctrl-C included) the temporary file is removed and ``final`` is left
+    as it was, so a reader never sees a half-written file under the final name.
+    """
+    final = Path(final)
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
