@@ -1,0 +1,536 @@
+"""Activation files: recorded ConvLSTM states per stimulus, as netCDF-4/HDF5, read as xarray.
+
+File layout (``format = "repsim-activations"``, ``format_version = 1``)
+-----------------------------------------------------------------------
+One HDF5 file that is valid netCDF-4, written with h5netcdf, so that both
+``h5py.File(path)`` and ``xarray.open_dataset(path, engine="h5netcdf")`` read it.
+
+- One variable per recorded layer and state, named ``"<layer>.<state>"`` (e.g.
+  ``"audio.1.h"``, ``"fused.2.c"``), dims ``(stimulus, time, channel, y, x)``. When recorded
+  variables differ in an extent (e.g. pooled or narrower branches), that dim is named after its
+  extent instead (``channel_16``, ``y_8``): netCDF needs one size per dim name. :func:`select`
+  renames them back to ``channel``/``y``/``x``. Chunks are ``(k stimuli, 1 time step, C, H, W)``
+  so that one layer at one time step for all stimuli is a few large contiguous reads.
+- ``logits`` ``(stimulus, class)`` (or ``(stimulus, time, class)`` for per-step readouts).
+- Coordinates on ``stimulus`` (one row per stimulus; conditions are stacked along it):
+  ``stimulus_id`` (``"<clip source>|<image source>"``, equal across models and conditions),
+  ``condition``, ``audio_digit``, ``visual_digit``, ``congruent``, ``speaker``,
+  ``audio_source``, ``visual_source``, ``audio_index``, ``visual_index``, ``audio_snr``,
+  ``visual_snr`` (dB, ``inf`` = clean), ``removed`` (``"none"|"audio"|"visual"``) and
+  ``prediction``. ``time`` and ``class`` have integer index coordinates.
+- Global attributes: ``format``, ``format_version``, ``repsim_version``, ``created`` (ISO 8601),
+  ``layers`` and ``states`` (JSON lists, forward order), ``complete`` (1 only once every row is
+  written) plus whatever the writer adds (``checkpoint_sha256``, ``config``, ``probe_set``...;
+  dicts and lists are stored as JSON strings).
+
+Writing is streamed and atomic (:class:`ActivationWriter`): rows are buffered until a chunk's
+worth of stimuli is complete and then written, so memory does not grow with the number of
+stimuli; the file lives under a hidden temporary name beside the final path and is renamed
+only after ``complete`` is set. An interrupted write never leaves a file at the final path; a
+new run restarts from scratch (there is no resume).
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import datetime
+import json
+import math
+import os
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import h5netcdf
+import h5py
+import numpy as np
+import xarray as xr
+
+import repsim
+from repsim.provenance import atomic_path
+
+FORMAT = "repsim-activations"
+FORMAT_VERSION = 1
+STATES = ("h", "c")
+SPATIAL_DIMS = ("channel", "y", "x")
+DTYPES = ("float32", "float16")
+COMPRESSIONS = ("none", "gzip", "lzf")
+# Target size of one chunk (k stimuli x one time step) and cap on the rows buffered in memory.
+CHUNK_BYTES = 1 << 20
+BUFFER_BYTES = 64 << 20
+
+
+def variable_name(layer: str, state: str) -> str:
+    """The file variable holding ``state`` ("h" or "c") of ``layer``: ``"<layer>.<state>"``."""
+    return f"{layer}.{state}"
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def open(path: str | os.PathLike) -> xr.Dataset:  # noqa: A001 - the module's natural verb
+    """Open a complete activation file as a lazy :class:`xarray.Dataset`.
+
+    Nothing but the small index coordinates is read until values are asked for. Raises
+    FileNotFoundError for a missing file and ValueError naming the file when it is truncated,
+    not an activation file, of a newer format version, or incomplete (``complete`` != 1).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"activation file {path} does not exist")
+    try:
+        with h5py.File(path, "r") as handle:
+            attrs = dict(handle.attrs)
+    except OSError as error:
+        raise ValueError(f"{path} is truncated or not an HDF5 file: {error}") from None
+    if _attr_str(attrs.get("format")) != FORMAT:
+        raise ValueError(f"{path} is not a repsim activation file (format attribute "
+                         f"{_attr_str(attrs.get('format'))!r}, expected {FORMAT!r})")
+    version = _attr_int(attrs.get("format_version"))
+    if version is None or version > FORMAT_VERSION:
+        raise ValueError(f"{path} has activation format version {version}; this repsim reads "
+                         f"versions up to {FORMAT_VERSION}")
+    if _attr_int(attrs.get("complete")) != 1:
+        raise ValueError(f"{path} is incomplete: it was not fully written (complete flag is "
+                         f"not 1); rerun the extraction")
+    return xr.open_dataset(path, engine="h5netcdf")
+
+
+def layer_names(ds: xr.Dataset) -> list[str]:
+    """Recorded layers in forward order (e.g. ``["audio.1", "visual.1", "fused.2"]``)."""
+    return json.loads(ds.attrs["layers"])
+
+
+def state_names(ds: xr.Dataset) -> list[str]:
+    """Recorded states, a subset of ``["h", "c"]``."""
+    return json.loads(ds.attrs["states"])
+
+
+def condition_names(ds: xr.Dataset) -> list[str]:
+    """Conditions present, in the order they first occur along ``stimulus``."""
+    if "condition" not in ds.coords:
+        raise ValueError("this activation dataset has no 'condition' coordinate")
+    values = ds["condition"].values
+    _, first = np.unique(values, return_index=True)
+    return [str(values[i]) for i in sorted(first)]
+
+
+def select(ds: xr.Dataset, layer: str, state: str = "h", time: int | None = None,
+           condition: str | None = None) -> xr.DataArray:
+    """One layer's ``state`` as a lazy DataArray with dims ``(stimulus, [time,] channel, y, x)``.
+
+    ``time`` picks one step (negative counts from the end, ``-1`` = last); ``condition`` keeps
+    only the stimuli of that condition (file order is kept). Per-stimulus coordinates follow.
+    """
+    name = variable_name(layer, state)
+    if name not in ds.data_vars:
+        layers, states = layer_names(ds), state_names(ds)
+        if layer not in layers:
+            raise ValueError(f"unknown layer {layer!r}; this file has: {', '.join(layers)}")
+        raise ValueError(f"state {state!r} was not recorded; this file has: {', '.join(states)}")
+    da = ds[name]
+    if condition is not None:
+        present = condition_names(ds)
+        if condition not in present:
+            raise ValueError(f"unknown condition {condition!r}; this file has: "
+                             f"{', '.join(present)}")
+        da = da.isel(stimulus=np.flatnonzero(ds["condition"].values == condition))
+    if time is not None:
+        steps = da.sizes["time"]
+        if not isinstance(time, (int, np.integer)) or not -steps <= time < steps:
+            raise ValueError(f"time must be an integer step in [-{steps}, {steps}), got {time!r}")
+        da = da.isel(time=int(time))
+    spatial = [dim for dim in da.dims if dim not in ("stimulus", "time")]
+    return da.rename({dim: canonical for dim, canonical in zip(spatial, SPATIAL_DIMS,
+                                                                strict=True) if dim != canonical})
+
+
+def flatten(da: xr.DataArray) -> xr.DataArray:
+    """Load ``da`` and flatten every non-stimulus dim into ``feature``: ``(stimulus, feature)``.
+
+    The stimulus dim must come first; stimulus coordinates and scalar coordinates are kept.
+    """
+    if not da.dims or da.dims[0] != "stimulus":
+        raise ValueError(f"flatten needs 'stimulus' as the first dim, got dims {da.dims}")
+    values = np.asarray(da.values)
+    coords = {name: coord for name, coord in da.coords.items()
+              if set(coord.dims) <= {"stimulus"}}
+    return xr.DataArray(values.reshape(values.shape[0], -1), dims=("stimulus", "feature"),
+                        coords=coords, name=da.name, attrs=da.attrs)
+
+
+def _attr_str(value) -> str | None:
+    if isinstance(value, bytes | np.bytes_):
+        return value.decode()
+    return None if value is None else str(value)
+
+
+def _attr_int(value) -> int | None:
+    try:
+        return int(np.asarray(value).reshape(-1)[0])
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Refuse an output path that exists (unless ``overwrite``) or whose directory is unwritable.
+
+    Called before any expensive work so that a user's mistake costs nothing. Returns the path.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"output path {path} is a directory; give a file name")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"output file {path} exists; pass overwrite (--overwrite) to "
+                              f"replace it")
+    directory = path.parent
+    if not directory.is_dir():
+        raise FileNotFoundError(f"output directory {directory} does not exist")
+    probe = directory / f".{path.name}.probe-{os.getpid()}"
+    try:
+        with builtins.open(probe, "xb"):
+            pass
+    except OSError as error:
+        raise PermissionError(f"cannot write to output directory {directory}: "
+                              f"{error.strerror or error}") from None
+    probe.unlink()
+    return path
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete temporaries of ``path`` left by killed writers (their process no longer exists).
+
+    :func:`repsim.provenance.atomic_path` names them ``.<name>.tmp-<pid>``; SIGKILL is the only
+    way one outlives its writer. Temporaries of live processes are left alone.
+    """
+    path = Path(path)
+    removed = []
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.tmp-(\d+)$")
+    for candidate in path.parent.glob(f".{path.name}.tmp-*"):
+        match = pattern.match(candidate.name)
+        if match and not _process_alive(int(match.group(1))):
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _storage_kind(values: np.ndarray) -> str:
+    """How a 1-D coordinate is stored: "str", "bool", "int" or "float"."""
+    if values.dtype.kind in "USO":
+        return "str"
+    if values.dtype.kind == "b":
+        return "bool"
+    if values.dtype.kind in "iu":
+        return "int"
+    if values.dtype.kind == "f":
+        return "float"
+    raise ValueError(f"cannot store a coordinate of dtype {values.dtype}")
+
+
+class ActivationWriter:
+    """Stream recorded states into an activation file; a context manager.
+
+    ``stimuli`` holds the per-stimulus coordinates known up front (``stimulus_id`` is
+    required; all must have the same length, which is the number of stimuli). Each
+    :meth:`write` appends the next rows: ``states[layer][state]`` arrays of shape
+    ``(b, T, C, H, W)`` (the same layers and states every call, in forward order), optional
+    ``logits`` ``(b, classes)`` or ``(b, T, classes)`` and ``prediction`` ``(b,)``. Variables
+    are created on the first call from the shapes seen.
+
+    On a clean exit every row must have been written; then ``complete`` is set to 1 and the
+    temporary file is renamed to ``path``. On any exception (Ctrl-C included) the temporary
+    is deleted and ``path`` is untouched. ``compression`` is "none", "gzip" (with shuffle,
+    ``compression_level`` 1-9) or "lzf" (fast, but only HDF5 readers know it: netCDF-C tools
+    do not). ``float16`` files read fine in h5py/xarray but not in netCDF-C tools.
+    """
+
+    def __init__(self, path: str | os.PathLike, stimuli: Mapping[str, np.ndarray], *,
+                 attrs: Mapping | None = None, dtype: str = "float32",
+                 compression: str = "none", compression_level: int = 4,
+                 overwrite: bool = False, chunk_bytes: int = CHUNK_BYTES,
+                 buffer_bytes: int = BUFFER_BYTES) -> None:
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+        if compression not in COMPRESSIONS:
+            raise ValueError(f"compression must be one of {', '.join(COMPRESSIONS)}, "
+                             f"not {compression!r}")
+        if compression == "gzip" and not 1 <= compression_level <= 9:
+            raise ValueError(f"gzip compression level must be 1..9, got {compression_level}")
+        if "stimulus_id" not in stimuli:
+            raise ValueError("stimuli needs a 'stimulus_id' entry (the key that aligns models)")
+        self.stimuli = {name: np.asarray(values) for name, values in stimuli.items()}
+        lengths = {name: values.shape for name, values in self.stimuli.items()}
+        self.n_stimuli = len(self.stimuli["stimulus_id"])
+        if any(shape != (self.n_stimuli,) for shape in lengths.values()):
+            raise ValueError(f"every stimulus coordinate must be 1-D with one entry per "
+                             f"stimulus; got shapes {lengths}")
+        if self.n_stimuli == 0:
+            raise ValueError("an activation file needs at least one stimulus")
+        self.path = Path(path)
+        self.attrs = dict(attrs or {})
+        self.dtype = np.dtype(dtype)
+        self.compression, self.compression_level = compression, compression_level
+        self.overwrite = overwrite
+        self.chunk_bytes, self.buffer_bytes = chunk_bytes, buffer_bytes
+        self.rows_written = 0  # rows handed to write()
+        self._stack: contextlib.ExitStack | None = None
+        self._file: h5netcdf.File | None = None
+        self._layout: dict[str, tuple[str, str]] | None = None  # variable -> (layer, state)
+        self._buffers: dict[str, np.ndarray] = {}
+        self._buffered = 0  # rows waiting in the buffers
+        self._flushed = 0  # rows on disk
+        self._has_logits = self._has_prediction = False
+
+    # -- context management
+
+    def __enter__(self) -> ActivationWriter:
+        check_output_path(self.path, self.overwrite)
+        remove_stale_temporaries(self.path)
+        stack = contextlib.ExitStack()
+        try:
+            temporary = stack.enter_context(atomic_path(self.path))
+            self._file = stack.enter_context(h5netcdf.File(temporary, "w"))
+            self._write_header()
+        except BaseException:
+            stack.__exit__(*sys.exc_info())
+            raise
+        self._stack = stack
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> bool:
+        assert self._stack is not None, "ActivationWriter exited without being entered"
+        stack, self._stack = self._stack, None
+        if exc_type is None:
+            try:
+                self._finish()
+            except BaseException:
+                if not stack.__exit__(*sys.exc_info()):
+                    raise
+                return False
+        return bool(stack.__exit__(exc_type, exc, traceback))
+
+    # -- writing
+
+    def write(self, states: Mapping[str, Mapping[str, np.ndarray]],
+              logits: np.ndarray | None = None, prediction: np.ndarray | None = None) -> None:
+        """Append the next ``b`` rows (see the class docstring for shapes)."""
+        if self._file is None or self._stack is None:
+            raise RuntimeError("use ActivationWriter as a context manager: `with ... as w:`")
+        arrays = {variable_name(layer, state): np.asarray(values)
+                  for layer, by_state in states.items() for state, values in by_state.items()}
+        if self._layout is None:
+            self._create_variables(states, arrays, logits, prediction)
+        elif list(arrays) != list(self._layout):
+            raise ValueError(f"write() got variables {list(arrays)}, expected "
+                             f"{list(self._layout)}")
+        rows = {value.shape[0] for value in arrays.values()}
+        if len(rows) != 1:
+            raise ValueError(f"all states of one write must have the same number of rows, "
+                             f"got {sorted(rows)}")
+        count = rows.pop()
+        if self.rows_written + count > self.n_stimuli:
+            raise ValueError(f"too many rows: {self.rows_written} written + {count} > "
+                             f"{self.n_stimuli} stimuli")
+        for name, value in arrays.items():
+            expected = self._buffers[name].shape[:1] + self._buffers[name].shape[2:]
+            if value.shape[1:] != expected:
+                raise ValueError(f"{name}: rows of shape {value.shape[1:]}, expected {expected}")
+        self._write_small(logits, prediction, count)
+        offset = 0
+        while offset < count:
+            take = min(count - offset, self._chunk_rows - self._buffered)
+            stop = self._buffered + take
+            for name, value in arrays.items():
+                # buffer layout (T, rows, C, H, W): one time step of a chunk is contiguous
+                self._buffers[name][:, self._buffered:stop] = np.swapaxes(
+                    value[offset:offset + take], 0, 1)
+            self._buffered, offset = stop, offset + take
+            if self._buffered == self._chunk_rows:
+                self._flush()
+        self.rows_written += count
+
+    # -- internals
+
+    def _write_header(self) -> None:
+        file = self._file
+        file.dimensions = {"stimulus": self.n_stimuli}
+        for name, values in self.stimuli.items():
+            kind = _storage_kind(values)
+            if kind == "str":
+                var = file.create_variable(name, ("stimulus",), dtype=h5py.string_dtype())
+                var[:] = values.astype(str).astype(object)
+            elif kind == "bool":
+                var = file.create_variable(name, ("stimulus",), dtype="i1")
+                var.attrs["dtype"] = "bool"  # xarray decodes int8 + dtype=bool to booleans
+                var[:] = values.astype("i1")
+            else:
+                var = file.create_variable(name, ("stimulus",),
+                                           dtype="i8" if kind == "int" else "f8")
+                var[:] = values
+        attrs = {"format": FORMAT, "format_version": FORMAT_VERSION,
+                 "repsim_version": repsim.__version__,
+                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                     timespec="seconds"),
+                 **self.attrs, "complete": 0}
+        for key, value in attrs.items():
+            file.attrs[key] = _attribute(value)
+
+    def _create_variables(self, states, arrays, logits, prediction) -> None:
+        """Define dims and chunked variables from the first batch's shapes."""
+        if not arrays:
+            raise ValueError("write() needs at least one layer state")
+        shapes = {}
+        for name, value in arrays.items():
+            if value.ndim != 5:
+                raise ValueError(f"{name} must be (stimuli, time, channel, y, x), "
+                                 f"got shape {value.shape}")
+            shapes[name] = value.shape[1:]
+        steps = {shape[0] for shape in shapes.values()}
+        if len(steps) != 1:
+            raise ValueError(f"all states must have the same number of time steps, got {steps}")
+        timesteps = steps.pop()
+        file = self._file
+        file.dimensions["time"] = timesteps
+        file.create_variable("time", ("time",), data=np.arange(timesteps, dtype="i8"))
+
+        dim_names = _spatial_dim_names({name: shape[1:] for name, shape in shapes.items()})
+        for name, dims in dim_names.items():
+            for dim, size in zip(dims, shapes[name][1:], strict=True):
+                if dim not in file.dimensions:
+                    file.dimensions[dim] = size
+
+        row_bytes = {name: math.prod(shape) * self.dtype.itemsize
+                     for name, shape in shapes.items()}
+        per_step_bytes = max(row_bytes[name] // shapes[name][0] for name in shapes)
+        rows = min(self.n_stimuli, max(1, self.chunk_bytes // per_step_bytes),
+                   max(1, self.buffer_bytes // sum(row_bytes.values())))
+        self._chunk_rows = rows
+        options = {}
+        if self.compression == "gzip":
+            options = {"compression": "gzip", "compression_opts": self.compression_level,
+                       "shuffle": True}
+        elif self.compression == "lzf":
+            options = {"compression": "lzf", "shuffle": True}
+        coordinates = " ".join([*self.stimuli, *(["prediction"] if prediction is not None
+                                                  else [])])
+        layout = {}
+        for layer, by_state in states.items():
+            for state in by_state:
+                if state not in STATES:
+                    raise ValueError(f"unknown state {state!r}; states are {STATES}")
+                name = variable_name(layer, state)
+                layout[name] = (layer, state)
+                var = file.create_variable(
+                    name, ("stimulus", "time", *dim_names[name]), dtype=self.dtype,
+                    chunks=(rows, 1, *shapes[name][1:]), **options)
+                var.attrs.update({"layer": layer, "state": state,
+                                  "stream": layer.split(".")[0], "coordinates": coordinates,
+                                  "long_name": f"{'hidden' if state == 'h' else 'cell'} state "
+                                               f"of layer {layer}"})
+                self._buffers[name] = np.empty((timesteps, rows, *shapes[name][1:]),
+                                               dtype=self.dtype)
+        self._layout = layout
+        self._has_logits = logits is not None
+        if logits is not None:
+            logits = np.asarray(logits)
+            classes = logits.shape[-1]
+            file.dimensions["class"] = classes
+            file.create_variable("class", ("class",), data=np.arange(classes, dtype="i8"))
+            dims = ("stimulus", "class") if logits.ndim == 2 else ("stimulus", "time", "class")
+            var = file.create_variable("logits", dims, dtype="f4")
+            var.attrs.update({"coordinates": coordinates,
+                              "long_name": "model output before softmax"})
+        self._has_prediction = prediction is not None
+        if prediction is not None:
+            var = file.create_variable("prediction", ("stimulus",), dtype="i8")
+            var.attrs["long_name"] = "predicted class (argmax of the last step's logits)"
+        file.attrs["layers"] = json.dumps(list(dict.fromkeys(layer for layer, _ in
+                                                             layout.values())))
+        file.attrs["states"] = json.dumps([s for s in STATES if any(
+            state == s for _, state in layout.values())])
+
+    def _write_small(self, logits, prediction, count: int) -> None:
+        """Logits and predictions are small: written straight through, row by row of batches."""
+        if (logits is not None) != self._has_logits:
+            raise ValueError("pass logits on every write() or on none")
+        if (prediction is not None) != self._has_prediction:
+            raise ValueError("pass prediction on every write() or on none")
+        start, stop = self.rows_written, self.rows_written + count
+        if logits is not None:
+            logits = np.asarray(logits, dtype="f4")
+            if logits.shape[0] != count:
+                raise ValueError(f"logits have {logits.shape[0]} rows, states {count}")
+            self._file.variables["logits"][start:stop] = logits
+        if prediction is not None:
+            prediction = np.asarray(prediction)
+            if prediction.shape != (count,):
+                raise ValueError(f"prediction must have shape ({count},), got {prediction.shape}")
+            self._file.variables["prediction"][start:stop] = prediction
+
+    def _flush(self) -> None:
+        """Write the buffered rows, one (rows, C, H, W) slab per variable and time step."""
+        start, stop = self._flushed, self._flushed + self._buffered
+        for name, buffer in self._buffers.items():
+            dataset = self._file.variables[name]
+            for step in range(buffer.shape[0]):
+                dataset[start:stop, step] = buffer[step, :self._buffered]
+        self._flushed, self._buffered = stop, 0
+
+    def _finish(self) -> None:
+        if self._layout is None or self.rows_written != self.n_stimuli:
+            raise ValueError(f"{self.path}: only {self.rows_written} of {self.n_stimuli} "
+                             f"stimuli were written; the file is discarded")
+        if self._buffered:
+            self._flush()
+        self._file.attrs["complete"] = 1
+
+
+def _attribute(value):
+    """Strings and numbers are stored as they are; anything else as a JSON string."""
+    if isinstance(value, str | int | float | np.integer | np.floating) \
+            and not isinstance(value, bool):
+        return value
+    return json.dumps(value)
+
+
+def _spatial_dim_names(shapes: Mapping[str, tuple[int, int, int]]
+                       ) -> dict[str, tuple[str, str, str]]:
+    """Dim names per variable: plain ``channel``/``y``/``x`` where all variables agree on the
+    extent, else suffixed with it (``channel_16``), since a netCDF dim has one size."""
+    names = {name: [] for name in shapes}
+    for axis, dim in enumerate(SPATIAL_DIMS):
+        shared = len({shape[axis] for shape in shapes.values()}) == 1
+        for name, shape in shapes.items():
+            names[name].append(dim if shared else f"{dim}_{shape[axis]}")
+    return {name: tuple(dims) for name, dims in names.items()}
+
+
+def write_activations(path: str | os.PathLike, states: Mapping[str, Mapping[str, np.ndarray]],
+                      stimuli: Mapping[str, np.ndarray], attrs: Mapping | None = None, *,
+                      logits: np.ndarray | None = None, prediction: np.ndarray | None = None,
+                      dtype: str = "float32", compression: str = "none",
+                      overwrite: bool = False) -> Path:
+    """Write a whole activation file at once (fixtures, small results); returns ``path``.
+
+    ``states[layer][state]`` are ``(n, T, C, H, W)`` arrays; ``stimuli`` the per-stimulus
+    coordinates (``stimulus_id`` required, ``condition`` needed by ``select(condition=...)``).
+    """
+    with ActivationWriter(path, stimuli, attrs=attrs, dtype=dtype, compression=compression,
+                          overwrite=overwrite) as writer:
+        writer.write(states, logits=logits, prediction=prediction)
+    return Path(path)
