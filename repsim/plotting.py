@@ -1,0 +1,184 @@
+"""One figure style for every analysis script: theme, colours, panels, and how figures are saved.
+
+Every figure is drawn inside :func:`theme` (a seaborn "whitegrid" look with the colour-blind-safe
+``colorblind`` palette) on a :class:`matplotlib.figure.Figure` made by :func:`new_figure`, so
+nothing here touches pyplot's global state. :func:`save_figure` writes PNG and PDF, and
+:func:`write_table` writes the numbers behind a figure as a tidy CSV whose ``#`` header names
+the SHA-256 of every input file; all three files are written atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.colors import Colormap
+from matplotlib.figure import Figure
+from scipy import stats
+
+from repsim.provenance import atomic_path, library_versions, sha256_file
+
+PALETTE = sns.color_palette("colorblind").as_hex()
+# Fixed colours for the two streams (and their mixture), the same in every figure.
+MODALITY_COLORS = {"audio": PALETTE[1], "visual": PALETTE[0], "both": PALETTE[2],
+                   "fused": PALETTE[2]}
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+LINESTYLES = ("-", "--", ":", "-.")
+# Sequential colour map for similarities/accuracies in [0, 1] (perceptually uniform, CVD-safe).
+SEQUENTIAL_CMAP = "viridis"
+# Diverging map for a reliance index: 0 = visual (blue), 0.5 = balanced (white), 1 = audio.
+RELIANCE_CMAP: Colormap = sns.blend_palette(
+    [MODALITY_COLORS["visual"], "#f7f7f7", MODALITY_COLORS["audio"]], as_cmap=True)
+
+# PDF font subsetting logs every glyph at INFO; keep it quiet under a CLI's INFO logging.
+logging.getLogger("fontTools").setLevel(logging.WARNING)
+
+_THEME = {**sns.axes_style("whitegrid"), **sns.plotting_context("paper", font_scale=1.25),
+          "axes.prop_cycle": matplotlib.cycler(color=PALETTE), "axes.titleweight": "bold",
+          "figure.dpi": 100, "savefig.dpi": 200, "pdf.fonttype": 42, "legend.frameon": False}
+
+
+@contextlib.contextmanager
+def theme() -> Iterator[None]:
+    """Draw everything inside this block in repsim's figure style (rc settings restored after)."""
+    with matplotlib.rc_context(_THEME):
+        yield
+
+
+def new_figure(nrows: int = 1, ncols: int = 1, *, panel_size: tuple[float, float] = (4.0, 3.2),
+               squeeze: bool = False, **subplot_kw) -> tuple[Figure, np.ndarray]:
+    """A constrained-layout figure with an ``nrows x ncols`` grid of axes (always 2-D)."""
+    fig = Figure(figsize=(panel_size[0] * ncols, panel_size[1] * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=squeeze, **subplot_kw)
+    return fig, axes
+
+
+def fusion_label(fusion_layer: int, layers: int | None) -> str:
+    """``"k=1 (early)"``, ``"k=2"``, ``"k=3 (late)"`` for a network with ``layers`` ConvLSTMs."""
+    if fusion_layer == 1:
+        return "k=1 (early)"
+    if layers is not None and fusion_layer == layers + 1:
+        return f"k={fusion_layer} (late)"
+    return f"k={fusion_layer}"
+
+
+def percent_axis(ax: Axes, axis: str = "y", *, low: float = 0.0, high: float = 100.0) -> None:
+    """Show an accuracy axis in percent from ``low`` to ``high`` (values are plotted in %)."""
+    (ax.set_ylim if axis == "y" else ax.set_xlim)(low, high + 2)
+
+
+def heatmap(ax: Axes, values: np.ndarray, *, row_labels: Sequence[str],
+            col_labels: Sequence[str], cbar_label: str, vmin: float = 0.0, vmax: float = 1.0,
+            cmap: str | Colormap = SEQUENTIAL_CMAP, annotate: bool | None = None,
+            fmt: str = ".2f") -> None:
+    """A labelled heatmap with a colour bar; cells are annotated when there are few of them."""
+    values = np.asarray(values, dtype=float)
+    if annotate is None:
+        annotate = values.size <= 80
+    sns.heatmap(values, ax=ax, vmin=vmin, vmax=vmax, cmap=cmap, square=False,
+                annot=annotate, fmt=fmt, annot_kws={"fontsize": "small"},
+                xticklabels=list(col_labels), yticklabels=list(row_labels), linewidths=0.5,
+                linecolor="white", cbar_kws={"label": cbar_label, "shrink": 0.9})
+    ax.tick_params(axis="x", labelrotation=45 if max(map(len, col_labels), default=0) > 3 else 0)
+    ax.tick_params(axis="y", labelrotation=0)
+    ax.grid(False)
+
+
+def line_with_band(ax: Axes, x: Sequence[float], y: Sequence[float], low: Sequence[float] | None,
+                   high: Sequence[float] | None, *, color: str, label: str,
+                   marker: str = "o", linestyle: str = "-") -> None:
+    """A line with markers and, when bounds are given (and finite), a shaded interval."""
+    ax.plot(x, y, color=color, marker=marker, linestyle=linestyle, label=label)
+    if low is not None and high is not None:
+        low, high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
+        if np.isfinite(low).any():
+            ax.fill_between(x, low, high, color=color, alpha=0.2, linewidth=0)
+
+
+def chance_line(ax: Axes, level: float, *, label: str = "chance") -> None:
+    """A dashed grey horizontal line at chance level."""
+    ax.axhline(level, color="0.45", linestyle="--", linewidth=1.0, label=label, zorder=0)
+
+
+def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean and Student-t confidence interval of the mean (e.g. over seeds).
+
+    With a single value the interval is undefined and returned as ``(nan, nan)``; the plot
+    then shows the value without a band.
+    """
+    values = np.asarray(values, dtype=float)
+    if values.size == 0:
+        raise ValueError("mean_interval needs at least one value")
+    mean = float(values.mean())
+    if values.size < 2:
+        return mean, math.nan, math.nan
+    half = stats.t.ppf(0.5 + confidence / 2, values.size - 1) * stats.sem(values)
+    return mean, mean - float(half), mean + float(half)
+
+
+def save_figure(fig: Figure, out_dir: str | os.PathLike, name: str) -> list[Path]:
+    """Write ``out_dir/name.png`` and ``out_dir/name.pdf`` atomically; return both paths.
+
+    The PDF carries no creation date, so an unchanged figure gives an unchanged file.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fmt, metadata in (("png", {"Software": "repsim"}),
+                          ("pdf", {"Creator": "repsim", "CreationDate": None})):
+        final = out_dir / f"{name}.{fmt}"
+        with atomic_path(final) as tmp:
+            fig.savefig(tmp, format=fmt, metadata=metadata)
+        written.append(final)
+    return written
+
+
+def write_table(table: pd.DataFrame, path: str | os.PathLike,
+                inputs: Mapping[str, str | os.PathLike] | Sequence[str | os.PathLike]) -> Path:
+    """Write ``table`` as a tidy CSV, atomically, after a ``#`` header naming its inputs.
+
+    The header has one ``# input: <path> sha256=<hex>`` line per input file and one line of
+    library versions; read it back with ``pandas.read_csv(path, comment="#")`` or
+    :func:`read_table`. ``inputs`` may map labels to paths (the label is written too).
+    """
+    path = Path(path)
+    items = inputs.items() if isinstance(inputs, Mapping) else ((None, p) for p in inputs)
+    header = [f"# repsim figure data: {path.stem}"]
+    versions = library_versions()
+    header.append("# versions: " + " ".join(f"{k}={v}" for k, v in versions.items()))
+    for label, input_path in items:
+        input_path = Path(input_path)
+        if not input_path.is_file():
+            raise FileNotFoundError(f"input file {input_path} does not exist")
+        named = f" ({label})" if label else ""
+        header.append(f"# input: {input_path} sha256={sha256_file(input_path)}{named}")
+    buffer = io.StringIO()
+    table.to_csv(buffer, index=False, float_format="%.6g")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(header) + "\n" + buffer.getvalue())
+    return path
+
+
+def read_table(path: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Read a CSV written by :func:`write_table`: the table and ``{input path: sha256}``."""
+    path = Path(path)
+    inputs = {}
+    with open(path) as handle:
+        for line in handle:
+            if not line.startswith("#"):
+                break
+            if line.startswith("# input: "):
+                location, digest = line[len("# input: "):].split(" sha256=", 1)
+                inputs[location] = digest.split()[0]
+    return pd.read_csv(path, comment="#"), inputs
