@@ -1,0 +1,314 @@
+"""repsim.activations: the file format, the streaming atomic writer, and the lazy reader."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import xarray as xr
+
+from repsim import activations as act
+
+N, T = 23, 3
+
+
+def _states(rng: np.random.Generator, n: int = N) -> dict[str, dict[str, np.ndarray]]:
+    """Three layers in forward order; fused.2 is wider, so its channel dim gets its own name."""
+    def draw(c: int) -> np.ndarray:
+        return rng.normal(size=(n, T, c, 5, 4)).astype(np.float32)
+
+    return {"audio.1": {"h": draw(3), "c": draw(3)}, "visual.1": {"h": draw(3), "c": draw(3)},
+            "fused.2": {"h": draw(6), "c": draw(6)}}
+
+
+def _stimuli(n: int = N) -> dict[str, np.ndarray]:
+    half = n // 2
+    return {
+        "stimulus_id": np.array([f"synth/{i % half}|img/{i % half}" for i in range(n)]),
+        "condition": np.array(["clean"] * half + ["audio_snr-10"] * (n - half)),
+        "audio_digit": np.arange(n) % 10,
+        "congruent": np.arange(n) % 3 != 0,
+        "audio_snr": np.where(np.arange(n) < half, np.inf, -10.0),
+    }
+
+
+def _write_in_batches(path: Path, states, stimuli, batch: int, **options) -> act.ActivationWriter:
+    logits = np.arange(N * 10, dtype=np.float32).reshape(N, 10)
+    writer = act.ActivationWriter(path, stimuli, attrs={"config": {"hidden": 3}}, **options)
+    with writer:
+        for start in range(0, N, batch):
+            rows = slice(start, start + batch)
+            writer.write({layer: {s: v[rows] for s, v in by_state.items()}
+                          for layer, by_state in states.items()},
+                         logits=logits[rows], prediction=logits[rows].argmax(axis=1))
+    return writer
+
+
+@pytest.fixture
+def written(tmp_path):
+    """A file written in batches of 5 into chunks of 2 rows: several flushes, a partial last."""
+    states = _states(np.random.default_rng(0))
+    path = tmp_path / "activations.h5"
+    writer = _write_in_batches(path, states, _stimuli(), batch=5, chunk_bytes=2 * 6 * 20 * 4)
+    assert writer._chunk_rows == 2
+    return path, states
+
+
+def test_roundtrip_values_coordinates_and_attributes(written):
+    path, states = written
+    ds = act.open(path)
+    assert act.layer_names(ds) == ["audio.1", "visual.1", "fused.2"]
+    assert act.state_names(ds) == ["h", "c"]
+    assert act.condition_names(ds) == ["clean", "audio_snr-10"]
+    for layer, by_state in states.items():
+        for state, values in by_state.items():
+            stored = ds[act.variable_name(layer, state)]
+            assert stored.dtype == np.float32
+            np.testing.assert_array_equal(stored.values, values)
+    stimuli = _stimuli()
+    for name, values in stimuli.items():
+        np.testing.assert_array_equal(ds[name].values, values)
+    assert ds["congruent"].dtype == bool
+    assert ds["logits"].dims == ("stimulus", "class")
+    np.testing.assert_array_equal(ds["prediction"].values, np.full(N, 9))
+    assert ds.attrs["complete"] == 1
+    assert ds.attrs["format"] == act.FORMAT
+    assert json.loads(ds.attrs["config"]) == {"hidden": 3}
+    # layers that differ in channel count get channel dims named after their extent
+    assert ds["audio.1.h"].dims == ("stimulus", "time", "channel_3", "y", "x")
+    assert ds["fused.2.h"].dims == ("stimulus", "time", "channel_6", "y", "x")
+
+
+def test_xarray_and_h5py_views_agree(written):
+    path, _ = written
+    ds = act.open(path)
+    with h5py.File(path, "r") as handle:
+        for name in [*ds.data_vars, *ds.coords]:
+            raw = handle[name][()]
+            if ds[name].dtype.kind == "U":
+                raw = np.array([item.decode() for item in raw])
+            np.testing.assert_array_equal(ds[name].values, raw.astype(ds[name].dtype))
+        assert handle["fused.2.h"].chunks == (2, 1, 6, 5, 4)
+        assert np.ravel(handle.attrs["complete"]).tolist() == [1]
+
+
+def test_open_is_lazy(written):
+    path, _ = written
+    ds = act.open(path)
+    for name in ds.data_vars:
+        assert not ds[name]._in_memory, name
+    picked = act.select(ds, "fused.2", time=1, condition="clean")
+    assert not picked._in_memory
+    picked.values  # noqa: B018 - reading is what makes it load
+    assert not ds["fused.2.h"]._in_memory  # only the selection was read
+
+
+def test_select_time_condition_and_canonical_dims(written):
+    path, states = written
+    ds = act.open(path)
+    picked = act.select(ds, "fused.2", "c", time=-1, condition="audio_snr-10")
+    assert picked.dims == ("stimulus", "channel", "y", "x")
+    half = N // 2
+    np.testing.assert_array_equal(picked.values, states["fused.2"]["c"][half:, -1])
+    assert set(picked["condition"].values) == {"audio_snr-10"}
+    whole = act.select(ds, "audio.1")
+    assert whole.dims == ("stimulus", "time", "channel", "y", "x")
+    np.testing.assert_array_equal(whole.values, states["audio.1"]["h"])
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"layer": "fused.9"}, "unknown layer 'fused.9'"),
+    ({"layer": "audio.1", "condition": "both_snr0"}, "unknown condition 'both_snr0'"),
+    ({"layer": "audio.1", "time": T}, "time must be an integer step"),
+    ({"layer": "audio.1", "time": 0.5}, "time must be an integer step"),
+])
+def test_select_refuses_unknown_names(written, kwargs, message):
+    ds = act.open(written[0])
+    with pytest.raises(ValueError, match=message):
+        act.select(ds, **kwargs)
+
+
+def test_select_refuses_unrecorded_state(tmp_path):
+    states = {"fused.1": {"h": np.zeros((4, T, 2, 3, 3), np.float32)}}
+    path = act.write_activations(tmp_path / "a.h5", states, {"stimulus_id": np.arange(4)})
+    with pytest.raises(ValueError, match="state 'c' was not recorded"):
+        act.select(act.open(path), "fused.1", "c")
+
+
+def test_flatten_matches_numpy_reshape(written):
+    path, states = written
+    picked = act.select(act.open(path), "visual.1", time=2)
+    flat = act.flatten(picked)
+    assert flat.dims == ("stimulus", "feature")
+    np.testing.assert_array_equal(flat.values, states["visual.1"]["h"][:, 2].reshape(N, -1))
+    np.testing.assert_array_equal(flat["stimulus_id"].values, _stimuli()["stimulus_id"])
+    whole = act.flatten(act.select(act.open(path), "visual.1"))
+    assert whole.shape == (N, T * 3 * 5 * 4)
+    with pytest.raises(ValueError, match="'stimulus' as the first dim"):
+        act.flatten(picked.transpose("channel", ...))
+
+
+def test_float16_gzip_and_per_step_logits(tmp_path):
+    rng = np.random.default_rng(1)
+    states = {"fused.1": {"h": rng.normal(size=(6, T, 2, 3, 3)).astype(np.float32)}}
+    logits = rng.normal(size=(6, T, 10)).astype(np.float32)
+    path = act.write_activations(tmp_path / "a.h5", states, {"stimulus_id": np.arange(6)},
+                                 logits=logits, dtype="float16", compression="gzip")
+    ds = act.open(path)
+    assert ds["fused.1.h"].dtype == np.float16
+    np.testing.assert_array_equal(ds["fused.1.h"].values,
+                                  states["fused.1"]["h"].astype(np.float16))
+    assert ds["logits"].dims == ("stimulus", "time", "class")
+    np.testing.assert_array_equal(ds["logits"].values, logits)
+    with h5py.File(path, "r") as handle:
+        assert handle["fused.1.h"].compression == "gzip"
+
+
+def test_open_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        act.open(tmp_path / "nothing.h5")
+
+
+def test_open_truncated_file(written, tmp_path):
+    path, _ = written
+    truncated = tmp_path / "truncated.h5"
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ValueError, match=f"{truncated}.*truncated"):
+        act.open(truncated)
+
+
+def test_open_incomplete_file(written):
+    path, _ = written
+    with h5py.File(path, "r+") as handle:
+        handle.attrs["complete"] = 0
+    with pytest.raises(ValueError, match=f"{path} is incomplete"):
+        act.open(path)
+
+
+def test_open_refuses_other_hdf5(tmp_path):
+    path = tmp_path / "other.h5"
+    with h5py.File(path, "w") as handle:
+        handle["x"] = np.arange(3)
+    with pytest.raises(ValueError, match="not a repsim activation file"):
+        act.open(path)
+
+
+def _leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+def test_crash_mid_write_leaves_nothing(tmp_path, monkeypatch):
+    """The second flush raises (as a full disk would): no final file, no temporary."""
+    flush = act.ActivationWriter._flush
+    calls = []
+
+    def failing_flush(self):
+        if calls:
+            raise OSError("disk full (simulated)")
+        calls.append(1)
+        flush(self)
+
+    monkeypatch.setattr(act.ActivationWriter, "_flush", failing_flush)
+    with pytest.raises(OSError, match="simulated"):
+        _write_in_batches(tmp_path / "a.h5", _states(np.random.default_rng(0)), _stimuli(),
+                          batch=4, chunk_bytes=1)
+    assert calls, "the first flush must have happened"
+    assert _leftovers(tmp_path) == []
+
+
+def test_interrupt_and_short_write_leave_nothing(tmp_path):
+    states = _states(np.random.default_rng(0))
+    first = {layer: {s: v[:4] for s, v in by_state.items()} for layer, by_state in states.items()}
+    with pytest.raises(KeyboardInterrupt), act.ActivationWriter(tmp_path / "a.h5",
+                                                                 _stimuli()) as writer:
+        writer.write(first)
+        assert any(name.startswith(".a.h5.tmp-") for name in _leftovers(tmp_path))
+        raise KeyboardInterrupt
+    assert _leftovers(tmp_path) == []
+    with pytest.raises(ValueError, match="only 4 of 23 stimuli were written"), \
+            act.ActivationWriter(tmp_path / "a.h5", _stimuli()) as writer:
+        writer.write(first)
+    assert _leftovers(tmp_path) == []
+
+
+def test_existing_output_needs_overwrite(written):
+    path, _ = written
+    before = path.read_bytes()
+    states = _states(np.random.default_rng(5))
+    with pytest.raises(FileExistsError, match="exists; pass overwrite"):
+        act.write_activations(path, states, _stimuli())
+    assert path.read_bytes() == before
+    act.write_activations(path, states, _stimuli(), overwrite=True)
+    np.testing.assert_array_equal(act.open(path)["fused.2.h"].values, states["fused.2"]["h"])
+
+
+@pytest.fixture
+def unwritable_dir(tmp_path) -> Path:
+    """A directory this process cannot create files in (root ignores mode bits: use /sys)."""
+    directory = tmp_path / "read-only"
+    directory.mkdir(mode=0o555)
+    if os.access(directory, os.W_OK):
+        directory = Path("/sys")
+        if not directory.is_dir() or os.access(directory, os.W_OK) and _can_create(directory):
+            pytest.fail("found no unwritable directory to test with")
+    return directory
+
+
+def _can_create(directory: Path) -> bool:
+    try:
+        (directory / ".repsim-probe").open("xb").close()
+    except OSError:
+        return False
+    (directory / ".repsim-probe").unlink()
+    return True
+
+
+def test_unwritable_or_missing_output_directory(unwritable_dir, tmp_path):
+    states, stimuli = _states(np.random.default_rng(0)), _stimuli()
+    with pytest.raises(PermissionError, match=f"cannot write to output directory "
+                                              f"{unwritable_dir}"):
+        act.write_activations(unwritable_dir / "a.h5", states, stimuli)
+    with pytest.raises(FileNotFoundError, match="output directory .* does not exist"):
+        act.write_activations(tmp_path / "missing" / "a.h5", states, stimuli)
+
+
+def test_stale_temporary_of_a_killed_writer_is_removed(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".a.h5.tmp-{dead.pid}"
+    live = tmp_path / f".a.h5.tmp-{os.getppid()}"
+    stale.write_bytes(b"half a file")
+    live.write_bytes(b"someone else's run")
+    act.write_activations(tmp_path / "a.h5", _states(np.random.default_rng(0)), _stimuli())
+    assert not stale.exists()
+    assert live.exists()
+
+
+def test_writer_refuses_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="stimulus_id"):
+        act.ActivationWriter(tmp_path / "a.h5", {"condition": np.array(["clean"])})
+    with pytest.raises(ValueError, match="one entry per stimulus"):
+        act.ActivationWriter(tmp_path / "a.h5", {"stimulus_id": np.arange(3),
+                                                 "audio_digit": np.arange(4)})
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        act.ActivationWriter(tmp_path / "a.h5", {"stimulus_id": np.arange(3)}, dtype="int8")
+    with pytest.raises(ValueError, match="compression must be one of"):
+        act.ActivationWriter(tmp_path / "a.h5", {"stimulus_id": np.arange(3)}, compression="zip")
+    with pytest.raises(ValueError, match="too many rows"):
+        act.write_activations(tmp_path / "a.h5", _states(np.random.default_rng(0)),
+                              _stimuli(N - 1))
+    assert _leftovers(tmp_path) == []
+
+
+def test_reads_in_plain_xarray(written):
+    """The file is ordinary netCDF-4 for xarray: no repsim needed to read it."""
+    path, states = written
+    with xr.open_dataset(path, engine="h5netcdf") as ds:
+        np.testing.assert_array_equal(ds["visual.1.c"].values, states["visual.1"]["c"])
+        assert list(ds["time"].values) == list(range(T))
