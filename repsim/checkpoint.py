@@ -1,0 +1,91 @@
+"""Checkpoints: plain dicts of tensors and JSON-like values, never pickled code.
+
+A checkpoint is written with ``torch.save`` to a temporary name and renamed when complete,
+and read with ``torch.load(..., weights_only=True)``, which refuses any pickle that would
+import or call something outside tensors and plain containers.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from repsim.data.base import AVDataset
+from repsim.models.fusion import FusionConvLSTM, ModelConfig
+from repsim.provenance import atomic_path
+
+FORMAT = "repsim-checkpoint"
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format", "format_version", "config", "model_state", "optimizer_state",
+                 "epoch", "metrics", "versions", "data_fingerprint")
+
+
+def save_checkpoint(path: str | os.PathLike, payload: dict) -> Path:
+    """Write ``payload`` (a checkpoint dict with :data:`REQUIRED_KEYS`) atomically to ``path``."""
+    missing = [key for key in REQUIRED_KEYS if key not in payload]
+    if missing:
+        raise ValueError(f"checkpoint payload lacks key(s): {', '.join(missing)}")
+    if payload["format"] != FORMAT:
+        raise ValueError(f"checkpoint payload format must be {FORMAT!r}, "
+                         f"got {payload['format']!r}")
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Read a repsim checkpoint onto the CPU without running any pickled code.
+
+    Raises FileNotFoundError for a missing file and ValueError ("... is not a repsim
+    checkpoint ...") for anything that is not one, including pickles that would run code.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise IsADirectoryError(f"checkpoint path is a directory, not a file: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:
+        raise
+    except Exception as error:  # any parse failure or refused global means "not ours"
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{path} is not a repsim checkpoint (it cannot be read safely: "
+                         f"{reason[:200]})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a repsim checkpoint (no format={FORMAT!r} marker)")
+    version = ckpt.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ValueError(f"{path} is a repsim checkpoint of format version {version!r}; this "
+                         f"repsim reads versions up to {FORMAT_VERSION}")
+    missing = [key for key in REQUIRED_KEYS if key not in ckpt]
+    if missing:
+        raise ValueError(f"{path} is not a repsim checkpoint (missing {', '.join(missing)})")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict) -> FusionConvLSTM:
+    """The checkpoint's model on the CPU, weights loaded, in eval mode."""
+    model = FusionConvLSTM(ModelConfig.from_dict(ckpt["config"]["model"]))
+    model.load_state_dict(ckpt["model_state"])
+    return model.eval()
+
+
+def dataset_from_checkpoint(ckpt: dict, data_dir: str | os.PathLike | None = None) -> AVDataset:
+    """Rebuild the dataset the checkpoint was trained on (``data_dir`` overrides where the
+    files are); ValueError if it no longer matches the recorded fingerprint."""
+    from repsim.train import DataConfig  # train imports this module
+
+    data = DataConfig.from_dict(ckpt["config"]["data"])
+    if data_dir is not None:
+        data.data_dir = str(data_dir)
+    dataset = data.build()
+    fingerprint = dataset.fingerprint()
+    if fingerprint != ckpt["data_fingerprint"]:
+        raise ValueError(f"the rebuilt {data.dataset!r} dataset differs from the one the "
+                         f"checkpoint was trained on (fingerprint {fingerprint[:12]} != "
+                         f"{str(ckpt['data_fingerprint'])[:12]})")
+    return dataset

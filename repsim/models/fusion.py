@@ -1,0 +1,206 @@
+"""The fusion ConvLSTM: an audio and a visual stream joined at a chosen layer.
+
+With ``L`` layers and fusion layer ``k`` (1..L+1): layers ``1..k-1`` exist twice, an audio
+branch and a visual branch that each see one modality; layer ``k`` reads the channel
+concatenation of both streams (the raw inputs when ``k = 1``) and layers ``k..L`` are shared.
+``k = L+1`` ("late") joins the two final states only in the readout. The readout is the
+spatial mean of the last hidden state -> linear -> class logits, at the last step (or at
+every step with ``readout="per_step"``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from repsim.models.convlstm import ConvLSTM
+
+READOUTS = ("last", "per_step")
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of a :class:`FusionConvLSTM`; round-trips through :meth:`to_dict`.
+
+    ``fusion_layer`` is 1..layers+1; the string ``"late"`` is accepted for ``layers + 1`` and
+    stored as that number. ``branch_hidden`` is the width of the branch (pre-fusion) layers,
+    ``None`` for ``hidden``; ``match_params=True`` instead picks the branch width that brings
+    the parameter count closest to the early-fusion (k = 1) model of the same layers and
+    hidden, so that models differing in k differ in where they fuse, not in size.
+    """
+
+    layers: int = 2
+    hidden: int = 16
+    kernel: int = 3
+    fusion_layer: int = 1
+    readout: str = "last"
+    match_params: bool = False
+    branch_hidden: int | None = None
+    in_channels: int = 1
+    classes: int = 10
+
+    def __post_init__(self) -> None:
+        for name in ("layers", "hidden", "kernel", "in_channels", "classes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"model {name} must be a positive integer, got {value!r}")
+        if self.kernel % 2 == 0:
+            raise ValueError(f"model kernel must be odd (it keeps the frame size), "
+                             f"got {self.kernel}")
+        if self.fusion_layer == "late":
+            self.fusion_layer = self.layers + 1
+        if (isinstance(self.fusion_layer, bool) or not isinstance(self.fusion_layer, int)
+                or not 1 <= self.fusion_layer <= self.layers + 1):
+            raise ValueError(f"fusion layer must be 1..{self.layers + 1} (or 'late') for a "
+                             f"{self.layers}-layer model, got {self.fusion_layer!r}")
+        if self.readout not in READOUTS:
+            raise ValueError(f"readout must be one of {READOUTS}, got {self.readout!r}")
+        if self.branch_hidden is not None:
+            if self.match_params:
+                raise ValueError("give either branch_hidden or match_params, not both")
+            if isinstance(self.branch_hidden, bool) or not isinstance(self.branch_hidden, int) \
+                    or self.branch_hidden <= 0:
+                raise ValueError(f"model branch_hidden must be a positive integer, "
+                                 f"got {self.branch_hidden!r}")
+
+    @property
+    def late(self) -> bool:
+        """True when the streams meet only in the readout."""
+        return self.fusion_layer == self.layers + 1
+
+    def branch_width(self) -> int:
+        """Channels of the branch layers (before the fusion layer)."""
+        if self.branch_hidden is not None:
+            return self.branch_hidden
+        if self.match_params and self.fusion_layer > 1:
+            return matched_branch_width(self)
+        return self.hidden
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ModelConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error that names them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown model config field(s): {', '.join(unknown)}")
+        return cls(**values)
+
+
+def _convlstm_params(in_channels: int, hidden: int, kernel: int) -> int:
+    """Parameters of one ConvLSTM layer: input conv with bias + recurrent conv without."""
+    return 4 * hidden * (in_channels + hidden) * kernel * kernel + 4 * hidden
+
+
+def parameter_count(config: ModelConfig, branch_width: int | None = None) -> int:
+    """Number of trainable parameters of ``FusionConvLSTM(config)``, computed from shapes.
+
+    ``branch_width`` overrides the width of the branch layers (used to search for a match).
+    """
+    width = config.branch_width() if branch_width is None else branch_width
+    k, kernel = config.fusion_layer, config.kernel
+    total = 0
+    channels = config.in_channels
+    for _ in range(1, k):  # two branches of depth k-1
+        total += 2 * _convlstm_params(channels, width, kernel)
+        channels = width
+    channels = 2 * channels  # the fusion layer reads both streams
+    for _ in range(k, config.layers + 1):
+        total += _convlstm_params(channels, config.hidden, kernel)
+        channels = config.hidden
+    return total + channels * config.classes + config.classes
+
+
+def matched_branch_width(config: ModelConfig) -> int:
+    """Branch width whose model has the parameter count closest to the k = 1 model's."""
+    target = parameter_count(dataclasses.replace(config, fusion_layer=1, match_params=False,
+                                                 branch_hidden=None))
+    candidates = range(1, 2 * config.hidden + 1)
+    return min(candidates, key=lambda w: (abs(parameter_count(config, w) - target), w))
+
+
+class FusionConvLSTM(nn.Module):
+    """Audio and visual ConvLSTM streams fused at layer ``config.fusion_layer``.
+
+    ``model(audio, visual)`` with inputs ``(B, T, Cin, H, W)`` returns logits ``(B, classes)``
+    (``(B, T, classes)`` for the per-step readout). ``record=True`` also returns every layer's
+    hidden and cell states ``(B, T, C, H, W)`` in an ordered dict keyed by
+    :attr:`layer_names`; without it no cell sequence is kept.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        k, kernel = config.fusion_layer, config.kernel
+        width = config.branch_width()
+        self.audio = nn.ModuleList()
+        self.visual = nn.ModuleList()
+        channels = config.in_channels
+        for _ in range(1, k):
+            self.audio.append(ConvLSTM(channels, width, kernel))
+            self.visual.append(ConvLSTM(channels, width, kernel))
+            channels = width
+        channels = 2 * channels
+        self.fused = nn.ModuleList()
+        for _ in range(k, config.layers + 1):
+            self.fused.append(ConvLSTM(channels, config.hidden, kernel))
+            channels = config.hidden
+        self.readout = nn.Linear(channels, config.classes)
+
+    @property
+    def layer_names(self) -> list[str]:
+        """Recorded layer names in forward order: ``audio.d``, ``visual.d``, ``fused.d``."""
+        names = []
+        for depth in range(1, len(self.audio) + 1):
+            names += [f"audio.{depth}", f"visual.{depth}"]
+        first_fused = len(self.audio) + 1
+        names += [f"fused.{first_fused + i}" for i in range(len(self.fused))]
+        return names
+
+    def parameter_count(self) -> int:
+        """Trainable parameters (equals :func:`parameter_count` of the config)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def forward(self, audio: torch.Tensor, visual: torch.Tensor, record: bool = False):
+        """Logits, or ``(logits, states)`` when ``record``; see the class docstring."""
+        if audio.shape != visual.shape:
+            raise ValueError(f"audio {tuple(audio.shape)} and visual {tuple(visual.shape)} "
+                             f"inputs must have the same shape")
+        states: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        a, v = audio, visual
+        for depth, (audio_layer, visual_layer) in enumerate(zip(self.audio, self.visual,
+                                                                strict=True), start=1):
+            a, a_cell = audio_layer(a, return_cells=record)
+            v, v_cell = visual_layer(v, return_cells=record)
+            if record:
+                states[f"audio.{depth}"] = (a, a_cell)
+                states[f"visual.{depth}"] = (v, v_cell)
+        if len(self.fused):
+            h = torch.cat([a, v], dim=2)
+            for depth, layer in enumerate(self.fused, start=len(self.audio) + 1):
+                h, cell = layer(h, return_cells=record)
+                if record:
+                    states[f"fused.{depth}"] = (h, cell)
+        else:
+            h = torch.cat([a, v], dim=2)  # late fusion: the readout sees both final states
+        logits = self._read_out(h)
+        return (logits, states) if record else logits
+
+    def _read_out(self, h: torch.Tensor) -> torch.Tensor:
+        """Spatial mean -> linear, at the last step or every step."""
+        if self.config.readout == "last":
+            return self.readout(h[:, -1].mean(dim=(-2, -1)))
+        return self.readout(h.mean(dim=(-2, -1)))
+
+
+def final_logits(logits: torch.Tensor) -> torch.Tensor:
+    """The logits a prediction is made from: ``(B, classes)``, the last step of a per-step
+    readout ``(B, T, classes)``."""
+    return logits[:, -1] if logits.dim() == 3 else logits
