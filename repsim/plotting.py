@@ -89,7 +89,8 @@ def heatmap(ax: Axes, values: np.ndarray, *, row_labels: Sequence[str],
                 annot=annotate, fmt=fmt, annot_kws={"fontsize": "small"},
                 xticklabels=list(col_labels), yticklabels=list(row_labels), linewidths=0.5,
                 linecolor="white", cbar_kws={"label": cbar_label, "shrink": 0.9})
-    ax.tick_params(axis="x", labelrotation=45 if max(map(len, col_labels), default=0) > 3 else 0)
+    crowded = len(col_labels) * max(map(len, map(str, col_labels)), default=0) > 48
+    ax.tick_params(axis="x", labelrotation=45 if crowded else 0)
     ax.tick_params(axis="y", labelrotation=0)
     ax.grid(False)
 

@@ -16,6 +16,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import xarray as xr
+
+from repsim import activations
+
 METRICS_FILE = "metrics.json"
 ACTIVATIONS_FILE = "activations.h5"
 REQUIRED_METRICS = ("dataset", "fusion_layer", "layers", "seed", "clean_accuracy", "noise",
@@ -261,6 +266,71 @@ def model_input_from_config(model: ModelInput, config: dict) -> ModelInput:
     return ModelInput(model.path, fusion if isinstance(fusion, int) else None,
                       layers if isinstance(layers, int) else None,
                       seed if isinstance(seed, int) else None)
+
+
+def open_model(model: ModelInput) -> tuple[ModelInput, xr.Dataset]:
+    """Open ``model``'s activation file (lazily) and fill what is unknown from its config."""
+    data = activations.open(model.path)
+    config = data.attrs.get("config")
+    if isinstance(config, str):
+        try:
+            config = json.loads(config)
+        except json.JSONDecodeError:
+            config = None
+    return model_input_from_config(model, config or {}), data
+
+
+def default_models(runs_dir: str | os.PathLike = "runs", dataset: str | None = None
+                   ) -> EarlyLate:
+    """The early and late runs with activation files under ``runs_dir`` (by seed)."""
+    return early_and_late(find_runs(runs_dir, dataset), need_activations=True)
+
+
+def layer_depth(layer: str) -> int:
+    """The depth ``d`` of a layer named ``"<stream>.<d>"`` (e.g. 2 for ``"fused.2"``)."""
+    try:
+        return int(layer.rsplit(".", 1)[1])
+    except (IndexError, ValueError):
+        raise ValueError(f"layer name {layer!r} is not of the form <stream>.<depth>") from None
+
+
+def layer_states(data: xr.Dataset, layer: str, condition: str, *, state: str = "h",
+                 time: int | None = None, order: np.ndarray | None = None) -> np.ndarray:
+    """One layer's states on one condition as float32 ``(stimuli, [time,] features)``.
+
+    Rows follow the file, or the stimulus ids in ``order`` (to align two models stimulus by
+    stimulus); a stimulus missing from either side is an error.
+    """
+    da = activations.select(data, layer, state=state, time=time, condition=condition)
+    values = np.asarray(da.values, dtype=np.float32)
+    values = values.reshape(values.shape[0], -1) if time is not None else \
+        values.reshape(*values.shape[:2], -1)
+    if order is None:
+        return values
+    return values[_alignment(da["stimulus_id"].values, order, condition)]
+
+
+def stimulus_ids(data: xr.Dataset, condition: str) -> np.ndarray:
+    """The stimulus ids of ``condition``, in file order (refusing duplicates)."""
+    ids = np.asarray(data["stimulus_id"].values[data["condition"].values == condition], dtype=str)
+    if ids.size == 0:
+        present = ", ".join(activations.condition_names(data))
+        raise ValueError(f"no stimuli of condition {condition!r}; this file has: {present}")
+    if len(np.unique(ids)) != ids.size:
+        raise ValueError(f"condition {condition!r} repeats stimulus ids; cannot align models")
+    return ids
+
+
+def _alignment(ids: np.ndarray, order: np.ndarray, condition: str) -> np.ndarray:
+    """Row indices that put ``ids`` in the order of ``order`` (same set required)."""
+    position = {stimulus: i for i, stimulus in enumerate(np.asarray(ids, dtype=str))}
+    missing = [stimulus for stimulus in np.asarray(order, dtype=str) if stimulus not in position]
+    if missing or len(position) != len(order):
+        raise ValueError(f"the activation files hold different stimuli for condition "
+                         f"{condition!r} ({len(missing)} of {len(order)} ids not found, "
+                         f"{len(position)} vs {len(order)} stimuli); extract both from the "
+                         "same dataset and probe set")
+    return np.array([position[stimulus] for stimulus in np.asarray(order, dtype=str)])
 
 
 def add_input_arguments(parser: argparse.ArgumentParser) -> None:
