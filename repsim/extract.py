@@ -1,0 +1,343 @@
+"""Record a trained model's layer states on a probe set: ``repsim.extract.run(config)`` or
+``python -m repsim.extract runs/<name>/ckpt.pt``.
+
+The probe set (:mod:`repsim.probeset`) is rebuilt from the checkpoint's dataset and a seed,
+so every checkpoint of one dataset is probed with the same stimuli in the same order. Every
+ConvLSTM layer's hidden state (and, on request, cell state) at every time step is written,
+batch by batch, to an activation file (:mod:`repsim.activations` describes the format),
+optionally pooled over space and stored as float16.
+
+The file is written under a temporary name and renamed only when complete: Ctrl-C, SIGTERM
+or a crash leave nothing at the output path, and a rerun starts again from the beginning
+(extraction does not resume; temporaries of killed runs are deleted by the next run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from repsim import activations
+from repsim.checkpoint import dataset_from_checkpoint, load_checkpoint, model_from_checkpoint
+from repsim.cli import setup_logging, user_errors_exit_2
+from repsim.data.base import AVDataset
+from repsim.models.fusion import final_logits
+from repsim.probeset import DEFAULT_CONDITIONS, DEFAULT_SNRS, ProbeSet, condition_names
+from repsim.provenance import library_versions, sha256_file
+from repsim.train import resolve_device
+
+log = logging.getLogger("repsim.extract")
+
+POOLINGS = ("none", "avg", "global")
+OUTPUT_NAME = "activations.h5"
+
+
+@dataclass
+class ExtractConfig:
+    """What to record from which checkpoint, and how to store it; round-trips through JSON.
+
+    ``output`` None means ``activations.h5`` beside the checkpoint. ``layers`` None records
+    every layer. ``states`` is any of "h" (hidden) and "c" (cell). ``pool``: "none" keeps the
+    full frame, "avg" averages ``pool_factor`` x ``pool_factor`` blocks (edge blocks average
+    the cells they cover), "global" takes the spatial mean (y = x = 1). ``n_stimuli`` pairs
+    per condition (None: every test pair); ``conditions`` plus audio/visual/both noise at each
+    of ``snrs`` dB make the probe set; ``seed`` fixes its pairs and noise.
+    """
+
+    checkpoint: str
+    output: str | None = None
+    layers: tuple[str, ...] | None = None
+    states: tuple[str, ...] = ("h",)
+    pool: str = "none"
+    pool_factor: int = 2
+    dtype: str = "float32"
+    compression: str = "none"
+    compression_level: int = 4
+    batch_size: int = 64
+    n_stimuli: int | None = 200
+    seed: int = 0
+    conditions: tuple[str, ...] = DEFAULT_CONDITIONS
+    snrs: tuple[float, ...] = DEFAULT_SNRS
+    device: str = "auto"
+    data_dir: str | None = None
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        self.checkpoint = str(self.checkpoint)
+        self.output = None if self.output is None else str(self.output)
+        self.layers = None if self.layers is None else tuple(self.layers)
+        self.states = tuple(self.states)
+        self.conditions = tuple(self.conditions)
+        self.snrs = tuple(float(snr) for snr in self.snrs)
+        if not self.states or any(state not in activations.STATES for state in self.states):
+            raise ValueError(f"states must be one or both of {', '.join(activations.STATES)}, "
+                             f"got {', '.join(self.states) or 'none'}")
+        self.states = tuple(s for s in activations.STATES if s in self.states)
+        if self.n_stimuli is not None and (isinstance(self.n_stimuli, bool) or not isinstance(
+                self.n_stimuli, int) or self.n_stimuli <= 0):
+            raise ValueError(f"n_stimuli must be a positive integer or None (all), "
+                             f"got {self.n_stimuli!r}")
+        if self.layers is not None and not self.layers:
+            raise ValueError("layers must name at least one layer (or be None for all)")
+        if self.pool not in POOLINGS:
+            raise ValueError(f"pool must be one of {', '.join(POOLINGS)}, not {self.pool!r}")
+        for name in ("pool_factor", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.dtype not in activations.DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(activations.DTYPES)}, "
+                             f"not {self.dtype!r}")
+        if self.compression not in activations.COMPRESSIONS:
+            raise ValueError(f"compression must be one of "
+                             f"{', '.join(activations.COMPRESSIONS)}, not {self.compression!r}")
+        self.condition_list()  # unknown condition names and non-finite SNRs fail here
+
+    @property
+    def output_path(self) -> Path:
+        """Where the activation file goes."""
+        if self.output is not None:
+            return Path(self.output)
+        return Path(self.checkpoint).with_name(OUTPUT_NAME)
+
+    def condition_list(self) -> list[str]:
+        """The probe set's condition names, in file order."""
+        return condition_names(self.conditions, self.snrs)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict (tuples become lists)."""
+        return {key: list(value) if isinstance(value, tuple) else value
+                for key, value in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ExtractConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error that names them."""
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown extract config field(s): {', '.join(unknown)}")
+        return cls(**values)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> ExtractConfig:
+        return cls.from_dict(json.loads(text))
+
+
+@dataclass
+class ExtractResult:
+    """What an extraction wrote."""
+
+    path: Path
+    size_bytes: int
+    layers: list[str]
+    states: list[str]
+    n_stimuli: int
+    timesteps: int
+    conditions: list[str]
+    seconds: float
+
+    def summary(self) -> str:
+        """The one line a CLI ends with."""
+        return (f"wrote {self.path} ({self.size_bytes / 2**20:.1f} MiB): {len(self.layers)} "
+                f"layers ({', '.join(self.layers)}), states {'/'.join(self.states)}, "
+                f"{self.n_stimuli} stimuli ({len(self.conditions)} conditions), "
+                f"{self.timesteps} time steps, in {self.seconds:.1f} s")
+
+
+def pool_states(states: torch.Tensor, pool: str, factor: int = 2) -> torch.Tensor:
+    """Spatially pool ``(B, T, C, H, W)`` states: "none", "avg" (``factor`` blocks; edge
+    blocks average only the cells they cover) or "global" (mean; H = W = 1)."""
+    if pool == "none":
+        return states
+    if pool == "global":
+        return states.mean(dim=(-2, -1), keepdim=True)
+    if pool == "avg":
+        batch, steps = states.shape[:2]
+        pooled = F.avg_pool2d(states.flatten(0, 1), factor, stride=factor, ceil_mode=True)
+        return pooled.reshape(batch, steps, *pooled.shape[1:])
+    raise ValueError(f"pool must be one of {', '.join(POOLINGS)}, not {pool!r}")
+
+
+def _check_layers(requested: Sequence[str] | None, available: list[str]) -> list[str]:
+    """Requested layers in forward order (all when None); ValueError naming unknown ones."""
+    if requested is None:
+        return list(available)
+    unknown = [layer for layer in requested if layer not in available]
+    if unknown:
+        raise ValueError(f"unknown layer(s) {', '.join(map(repr, unknown))}; this model has: "
+                         f"{', '.join(available)}")
+    return [layer for layer in available if layer in requested]
+
+
+def run(config: ExtractConfig, *, dataset: AVDataset | None = None,
+        progress: bool = False) -> ExtractResult:
+    """Extract activations as ``config`` says; returns what was written where.
+
+    ``dataset`` skips rebuilding the checkpoint's dataset (it must have the checkpoint's
+    fingerprint). ``progress`` shows a tqdm bar on stderr. Every user mistake (missing or
+    foreign checkpoint, unknown layer or condition, unwritable or existing output) raises
+    before any stimulus is processed.
+    """
+    started = time.perf_counter()
+    output = config.output_path
+    activations.check_output_path(output, config.overwrite)
+    ckpt = load_checkpoint(config.checkpoint)
+    model = model_from_checkpoint(ckpt)
+    if not ckpt.get("complete", True):
+        log.warning("%s is the checkpoint of an unfinished training run (epoch %s)",
+                    config.checkpoint, ckpt.get("epoch"))
+    layers = _check_layers(config.layers, model.layer_names)
+    conditions = config.condition_list()
+    device = resolve_device(config.device)
+
+    if dataset is None:
+        log.info("rebuilding the %s dataset of %s", ckpt["config"]["data"]["dataset"],
+                 config.checkpoint)
+        dataset = dataset_from_checkpoint(ckpt, data_dir=config.data_dir)
+    elif dataset.fingerprint() != ckpt["data_fingerprint"]:
+        raise ValueError(f"the dataset given is not the one {config.checkpoint} was trained on "
+                         f"(fingerprint {dataset.fingerprint()[:12]} != "
+                         f"{str(ckpt['data_fingerprint'])[:12]})")
+    probe = ProbeSet.build(dataset, conditions, n_stimuli=config.n_stimuli, seed=config.seed)
+    model = model.to(device)
+    attrs = {
+        "checkpoint": str(Path(config.checkpoint).resolve()),
+        "checkpoint_sha256": sha256_file(config.checkpoint),
+        "config": json.dumps(ckpt["config"]),
+        "probe_set": json.dumps(probe.definition()),
+        "extract_config": config.to_json(),
+        "model_layers": json.dumps(model.layer_names),
+        "pooling": json.dumps({"pool": config.pool, "factor": config.pool_factor}),
+        "versions": json.dumps(library_versions()),
+    }
+    dtype = getattr(torch, config.dtype)
+    log.info("recording %s of %d layers for %d stimuli (%d conditions) on %s",
+             "/".join(config.states), len(layers), len(probe), len(conditions), device)
+    with activations.ActivationWriter(output, probe.coordinates(), attrs=attrs,
+                                      dtype=config.dtype, compression=config.compression,
+                                      compression_level=config.compression_level,
+                                      overwrite=config.overwrite) as writer, \
+            tqdm(total=len(probe), unit="stimulus", desc="extracting", disable=not progress,
+                 file=sys.stderr) as bar, torch.no_grad():
+        for _, batch in probe.batches(config.batch_size):
+            logits, states = model(batch.audio.to(device), batch.visual.to(device), record=True)
+            recorded = {
+                layer: {state: pool_states(states[layer][activations.STATES.index(state)],
+                                           config.pool, config.pool_factor)
+                        .to(dtype).cpu().numpy()
+                        for state in config.states}
+                for layer in layers}
+            writer.write(recorded, logits=logits.float().cpu().numpy(),
+                         prediction=final_logits(logits).argmax(dim=-1).cpu().numpy())
+            bar.update(len(batch.audio))
+    return ExtractResult(path=output, size_bytes=output.stat().st_size, layers=layers,
+                         states=list(config.states), n_stimuli=len(probe),
+                         timesteps=dataset.timesteps, conditions=conditions,
+                         seconds=time.perf_counter() - started)
+
+
+def _stimulus_count(text: str) -> int | None:
+    """``--stimuli``: a positive integer or ``all``."""
+    if text == "all":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', "
+                                         f"got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = ExtractConfig(checkpoint="ckpt.pt")
+    parser = argparse.ArgumentParser(
+        prog="python -m repsim.extract",
+        description="Record every ConvLSTM layer's state at every time step of a trained "
+                    "model on a fixed probe set, into an HDF5/netCDF-4 activation file.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  python -m repsim.extract runs/synthetic-f1-s0/ckpt.pt\n"
+               "  python -m repsim.extract runs/synthetic-f3-s0/ckpt.pt --states h c "
+               "--pool avg --dtype float16\n"
+               "  python -m repsim.extract ckpt.pt --layers fused.2 --conditions clean "
+               "incongruent --snrs -o fused2.h5 --overwrite")
+    parser.add_argument("checkpoint", help="a checkpoint written by python -m repsim.train")
+    parser.add_argument("-o", "--output", help=f"activation file (default: {OUTPUT_NAME} "
+                                               f"beside the checkpoint)")
+    parser.add_argument("--layers", nargs="+", metavar="LAYER",
+                        help="layers to record, e.g. audio.1 fused.2 (default: all)")
+    parser.add_argument("--states", nargs="+", choices=activations.STATES,
+                        default=list(defaults.states), help="h (hidden) and/or c (cell)")
+    parser.add_argument("--pool", choices=POOLINGS, default=defaults.pool,
+                        help="spatial pooling (default: %(default)s)")
+    parser.add_argument("--pool-factor", type=int, default=defaults.pool_factor,
+                        help="block size of --pool avg (default: %(default)s)")
+    parser.add_argument("--dtype", choices=activations.DTYPES, default=defaults.dtype)
+    parser.add_argument("--compression", choices=activations.COMPRESSIONS,
+                        default=defaults.compression,
+                        help="gzip is netCDF-standard; lzf is faster but HDF5-only")
+    parser.add_argument("--compression-level", type=int, default=defaults.compression_level,
+                        help="gzip level 1-9 (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--stimuli", type=_stimulus_count, default=defaults.n_stimuli,
+                        metavar="N", help="test pairs per condition, or 'all' "
+                                          "(default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=defaults.seed,
+                        help="probe-set seed: which pairs and which noise (default: 0)")
+    parser.add_argument("--conditions", nargs="+", default=list(defaults.conditions),
+                        metavar="NAME",
+                        help="clean, incongruent, audio_removed, visual_removed, "
+                             "audio_snrX, visual_snrX, both_snrX (default: %(default)s)")
+    parser.add_argument("--snrs", nargs="*", type=float, default=list(defaults.snrs),
+                        metavar="DB", help="add audio, visual and both noise at these SNRs; "
+                                           "give none for no noise (default: %(default)s)")
+    parser.add_argument("--device", default=defaults.device, help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--data-dir", help="where the checkpoint's dataset files are")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing output file")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser
+
+
+def _raise_on_sigterm(signum, frame) -> None:
+    """SIGTERM unwinds like Ctrl-C, so the temporary file is removed."""
+    raise SystemExit(128 + signum)
+
+
+@user_errors_exit_2
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments, run the extraction, and log a one-line summary."""
+    args = build_parser().parse_args(argv)
+    logger = setup_logging(args.verbose)
+    config = ExtractConfig(
+        checkpoint=args.checkpoint, output=args.output, layers=args.layers,
+        states=tuple(args.states), pool=args.pool, pool_factor=args.pool_factor,
+        dtype=args.dtype, compression=args.compression,
+        compression_level=args.compression_level, batch_size=args.batch_size,
+        n_stimuli=args.stimuli, seed=args.seed, conditions=tuple(args.conditions),
+        snrs=tuple(args.snrs), device=args.device, data_dir=args.data_dir,
+        overwrite=args.overwrite)
+    previous = signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    try:
+        result = run(config, progress=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    logger.info(result.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""The probe set: which stimuli an extraction runs through a model, and under which conditions.
+
+A probe set depends on the dataset and a seed only, never on the model, so every checkpoint
+trained on one dataset sees the same stimuli in the same order, with the same noise, under
+the same ids: two models can be compared stimulus by stimulus.
+
+- ``n`` congruent pairs are drawn from the test split's pairs (a seeded permutation; a larger
+  ``n`` extends a smaller one). Every condition except ``incongruent`` uses these pairs, so a
+  ``stimulus_id`` names the same pair in ``clean``, ``audio_snr0``, ``visual_removed``...
+- ``incongruent`` draws ``n`` pairs whose audio and visual digits differ
+  (:func:`repsim.data.pairing.incongruent_pairs`, balanced over digit combinations).
+- Conditions (names as in the activation files): ``clean``, ``incongruent``,
+  ``audio_removed``, ``visual_removed`` (that modality's input is all zeros) and
+  ``audio_snr{X}``, ``visual_snr{X}``, ``both_snr{X}`` (white noise at X dB, e.g.
+  ``audio_snr-10``; see :func:`repsim.data.make_batch`).
+- Noise is drawn on the CPU from a generator seeded by (seed, condition name, pair position),
+  one stimulus at a time, so it does not depend on batch size, device or ``n``.
+
+Rows are ordered condition by condition, pairs in the same order within each condition.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from repsim.data.base import AVDataset, Batch, make_batch
+from repsim.data.pairing import incongruent_pairs
+from repsim.evaluate import NOISE_TARGETS, Condition
+
+PROBE_SET_VERSION = 1
+INCONGRUENT = "incongruent"
+DEFAULT_CONDITIONS = ("clean", INCONGRUENT, "audio_removed", "visual_removed")
+DEFAULT_SNRS = (0.0, -10.0)
+_NOISY = re.compile(rf"^({'|'.join(NOISE_TARGETS)})_snr(-?\d+(?:\.\d+)?)$")
+_REMOVED = re.compile(r"^(audio|visual)_removed$")
+CONDITION_FORMS = ("clean", INCONGRUENT, "audio_removed", "visual_removed", "audio_snr{X}",
+                   "visual_snr{X}", "both_snr{X}")
+
+
+@dataclass(frozen=True)
+class ProbeCondition:
+    """One condition: which pairs (congruent or incongruent) and what is done to the inputs."""
+
+    name: str
+    incongruent: bool
+    inputs: Condition  # noise / removal applied by make_batch
+
+
+def parse_condition(name: str) -> ProbeCondition:
+    """The condition a name stands for; ValueError for an unknown name (listing the forms).
+
+    SNRs are normalised: ``audio_snr-10.0`` becomes ``audio_snr-10``.
+    """
+    if name == INCONGRUENT:
+        return ProbeCondition(INCONGRUENT, True, Condition())
+    if name == "clean":
+        inputs = Condition()
+    elif match := _REMOVED.match(name):
+        inputs = Condition(remove=match.group(1))
+    elif match := _NOISY.match(name):
+        inputs = Condition(noise=match.group(1), snr_db=float(match.group(2)))
+    else:
+        raise ValueError(f"unknown condition {name!r}; conditions are "
+                         f"{', '.join(CONDITION_FORMS)} (X a dB value, e.g. audio_snr-10)")
+    return ProbeCondition(inputs.name, False, inputs)
+
+
+def condition_names(conditions: Sequence[str] = DEFAULT_CONDITIONS,
+                    snrs: Sequence[float] = DEFAULT_SNRS) -> list[str]:
+    """``conditions`` then audio, visual and both noise at each of ``snrs``; canonical names,
+    duplicates dropped (first occurrence kept)."""
+    for snr in snrs:
+        if not math.isfinite(snr):
+            raise ValueError(f"SNRs must be finite dB values (clean is its own condition), "
+                             f"got {snr}")
+    names = [parse_condition(name).name for name in conditions]
+    names += [Condition(noise=target, snr_db=float(snr)).name
+              for snr in snrs for target in NOISE_TARGETS]
+    names = list(dict.fromkeys(names))
+    if not names:
+        raise ValueError("a probe set needs at least one condition")
+    return names
+
+
+def _seed(*parts: int) -> int:
+    """A 32-bit seed derived from integers (numpy's SeedSequence mixes them well)."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
+
+
+def _name_key(name: str) -> int:
+    return zlib.crc32(name.encode())
+
+
+class ProbeSet:
+    """The ordered stimuli of an extraction; see the module docstring for the definition.
+
+    Build it with :meth:`build`; :meth:`coordinates` gives the per-stimulus coordinates of the
+    activation file, :meth:`batches` the model inputs, :meth:`definition` a JSON-able record.
+    """
+
+    def __init__(self, dataset: AVDataset, conditions: list[ProbeCondition], n_stimuli: int,
+                 seed: int, congruent: tuple[np.ndarray, np.ndarray],
+                 incongruent: tuple[np.ndarray, np.ndarray] | None, split: str) -> None:
+        self.dataset, self.conditions = dataset, conditions
+        self.n_stimuli, self.seed, self.split_name = n_stimuli, seed, split
+        self.split = dataset.splits[split]
+        self._pairs = {False: congruent, True: incongruent}
+        self._fingerprint: str | None = None
+
+    @classmethod
+    def build(cls, dataset: AVDataset, conditions: Sequence[str] | None = None,
+              n_stimuli: int | None = 200, seed: int = 0, split: str = "test") -> ProbeSet:
+        """``n_stimuli`` pairs per condition (None: every pair of the split) from ``split``.
+
+        ``conditions`` None means :func:`condition_names` with its defaults.
+        """
+        names = condition_names() if conditions is None else list(dict.fromkeys(
+            parse_condition(name).name for name in conditions))
+        if not names:
+            raise ValueError("a probe set needs at least one condition")
+        parsed = [parse_condition(name) for name in names]
+        if split not in dataset.splits:
+            raise ValueError(f"unknown split {split!r}; the dataset has "
+                             f"{', '.join(dataset.splits)}")
+        pairs = dataset.splits[split]
+        available = len(pairs)
+        n = available if n_stimuli is None else n_stimuli
+        if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+            raise ValueError(f"number of stimuli must be a positive integer, got {n_stimuli!r}")
+        if n > available:
+            raise ValueError(f"asked for {n} stimuli but the {split} split has only "
+                             f"{available} pairs")
+        order = np.random.default_rng(_seed(seed, _name_key("congruent"))).permutation(
+            available)[:n]
+        congruent = (pairs.pair_audio.cpu().numpy()[order].astype(np.int64),
+                     pairs.pair_visual.cpu().numpy()[order].astype(np.int64))
+        incongruent = None
+        if any(c.incongruent for c in parsed):
+            rng = np.random.default_rng(_seed(seed, _name_key(INCONGRUENT)))
+            incongruent = incongruent_pairs(pairs.clip_digit.cpu().numpy(),
+                                            pairs.image_digit.cpu().numpy(), n, rng)
+        return cls(dataset, parsed, n, seed, congruent, incongruent, split)
+
+    @property
+    def condition_names(self) -> list[str]:
+        return [c.name for c in self.conditions]
+
+    def __len__(self) -> int:
+        return self.n_stimuli * len(self.conditions)
+
+    def pairs(self, condition: ProbeCondition) -> tuple[np.ndarray, np.ndarray]:
+        """(clip index, image index) arrays of ``condition``'s stimuli."""
+        return self._pairs[condition.incongruent]
+
+    def coordinates(self) -> dict[str, np.ndarray]:
+        """Per-stimulus coordinates in row order (names as in the activation file format)."""
+        split = self.split
+        clip_digit = split.clip_digit.cpu().numpy()
+        image_digit = split.image_digit.cpu().numpy()
+        speaker_index = split.clip_speaker.cpu().numpy()
+        columns: dict[str, list] = {key: [] for key in (
+            "stimulus_id", "condition", "audio_digit", "visual_digit", "congruent", "speaker",
+            "audio_source", "visual_source", "audio_index", "visual_index", "audio_snr",
+            "visual_snr", "removed")}
+        for condition in self.conditions:
+            audio, visual = self.pairs(condition)
+            n = len(audio)
+            columns["stimulus_id"] += split.stimulus_ids(torch.from_numpy(audio),
+                                                         torch.from_numpy(visual))
+            columns["condition"] += [condition.name] * n
+            columns["audio_digit"] += clip_digit[audio].tolist()
+            columns["visual_digit"] += image_digit[visual].tolist()
+            columns["congruent"] += (clip_digit[audio] == image_digit[visual]).tolist()
+            columns["speaker"] += [split.speakers[s] if split.speakers else str(s)
+                                   for s in speaker_index[audio].tolist()]
+            columns["audio_source"] += [split.clip_source[a] for a in audio.tolist()]
+            columns["visual_source"] += [split.image_source[v] for v in visual.tolist()]
+            columns["audio_index"] += audio.tolist()
+            columns["visual_index"] += visual.tolist()
+            columns["audio_snr"] += [condition.inputs.audio_snr] * n
+            columns["visual_snr"] += [condition.inputs.visual_snr] * n
+            columns["removed"] += [condition.inputs.remove or "none"] * n
+        types = {"audio_digit": np.int64, "visual_digit": np.int64, "congruent": bool,
+                 "audio_index": np.int64, "visual_index": np.int64, "audio_snr": np.float64,
+                 "visual_snr": np.float64}
+        return {key: np.asarray(values, dtype=types.get(key, str))
+                for key, values in columns.items()}
+
+    def batches(self, batch_size: int) -> Iterator[tuple[int, Batch]]:
+        """``(first row, Batch)`` in row order, on the CPU; a batch never spans conditions."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+            raise ValueError(f"batch size must be a positive integer, got {batch_size!r}")
+        row = 0
+        for condition in self.conditions:
+            audio, visual = self.pairs(condition)
+            for start in range(0, len(audio), batch_size):
+                stop = min(start + batch_size, len(audio))
+                yield row + start, self._batch(condition, audio, visual, start, stop)
+            row += len(audio)
+
+    def _batch(self, condition: ProbeCondition, audio: np.ndarray, visual: np.ndarray,
+               start: int, stop: int) -> Batch:
+        inputs = condition.inputs
+        options = {"audio_snr": inputs.audio_snr, "visual_snr": inputs.visual_snr,
+                   "remove": inputs.remove}
+        index_a, index_v = torch.from_numpy(audio), torch.from_numpy(visual)
+        if inputs.noise is None:
+            return make_batch(self.split, self.dataset.features, index_a[start:stop],
+                              index_v[start:stop], **options)
+        parts = []
+        for position in range(start, stop):  # one generator per stimulus: batch-independent
+            generator = torch.Generator().manual_seed(
+                _seed(self.seed, _name_key(condition.name), position))
+            parts.append(make_batch(self.split, self.dataset.features,
+                                    index_a[position:position + 1],
+                                    index_v[position:position + 1], generator=generator,
+                                    **options))
+        return Batch(**{name: torch.cat([getattr(part, name) for part in parts]) for name in (
+            "audio", "visual", "audio_digit", "visual_digit", "audio_index", "visual_index")})
+
+    def fingerprint(self) -> str:
+        """The dataset's fingerprint (computed once)."""
+        if self._fingerprint is None:
+            self._fingerprint = self.dataset.fingerprint()
+        return self._fingerprint
+
+    def definition(self) -> dict:
+        """What defines this probe set, JSON-able (stored in the activation file)."""
+        return {"version": PROBE_SET_VERSION, "dataset": self.dataset.name,
+                "dataset_config": self.dataset.config,
+                "dataset_fingerprint": self.fingerprint(), "split": self.split_name,
+                "seed": self.seed, "n_stimuli_per_condition": self.n_stimuli,
+                "conditions": self.condition_names,
+                "noise": "white Gaussian, seeded per (seed, condition, pair position), drawn "
+                         "afresh per visual time step"}
