@@ -70,7 +70,7 @@ def variable_name(layer: str, state: str) -> str:
 # --------------------------------------------------------------------------- reading
 
 
-def open(path: str | os.PathLike) -> xr.Dataset:  # noqa: A001 - the module's natural verb
+def open(path: str | os.PathLike) -> xr.Dataset:  # shadows the builtin on purpose
     """Open a complete activation file as a lazy :class:`xarray.Dataset`.
 
     Nothing but the small index coordinates is read until values are asked for. Raises
