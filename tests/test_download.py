@@ -74,8 +74,10 @@ def _md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
-def _fsdd_archive(shared_data: Path, folder: Path, tamper: str | None = None) -> Path:
-    """The shared clips as an upstream-style tar.gz (top folder, recordings/, a README)."""
+def _fsdd_archive(shared_data: Path, folder: Path, tamper: str | None = None,
+                  limit: int | None = None) -> Path:
+    """The shared clips (the first ``limit`` of them by name, or all) as an upstream-style
+    tar.gz (top folder, recordings/, a README), with the clip named ``tamper`` altered."""
     folder.mkdir(parents=True, exist_ok=True)
     top = "free-spoken-digit-dataset-1.0.10"
     with tarfile.open(folder / FSDD_ARCHIVE, "w:gz", compresslevel=1) as tar:
@@ -83,7 +85,7 @@ def _fsdd_archive(shared_data: Path, folder: Path, tamper: str | None = None) ->
         info = tarfile.TarInfo(f"{top}/README.md")
         info.size = len(readme)
         tar.addfile(info, io.BytesIO(readme))
-        for path in sorted((shared_data / "fsdd" / "recordings").glob("*.wav")):
+        for path in sorted((shared_data / "fsdd" / "recordings").glob("*.wav"))[:limit]:
             data = path.read_bytes()
             if path.name == tamper:
                 data = data[:-1] + bytes([data[-1] ^ 1])
@@ -135,12 +137,20 @@ def test_fsdd_archive_is_extracted_and_verified_by_its_whole_set_digest(shared_d
     assert sorted(os.listdir(recordings.parent)) == ["recordings"]  # archive removed
 
 
-def test_tampered_fsdd_archive_is_rejected_and_removed(shared_data, serve, tmp_path):
-    archive = _fsdd_archive(shared_data, tmp_path / "mirror", tamper="7_lucas_30.wav")
+@pytest.mark.parametrize("tamper", [None, "0_george_1.wav"])
+def test_tampered_fsdd_archive_is_rejected_and_removed(shared_data, serve, tmp_path, tamper):
+    """A 100-clip archive checked against the digest of those 100 genuine clips, computed
+    from the first 100 lines of the shared SHA256SUMS: only the tampered copy fails."""
+    listing = (shared_data / "fsdd" / "SHA256SUMS").read_bytes().splitlines(keepends=True)
+    expected = hashlib.sha256(b"".join(listing[:100])).hexdigest()
+    archive = _fsdd_archive(shared_data, tmp_path / "mirror", tamper=tamper, limit=100)
     serve(archive.parent)
     fsdd_dir = tmp_path / "data" / "fsdd"
+    if tamper is None:
+        assert len(list(fetch_fsdd(fsdd_dir, expected_sha256=expected).glob("*.wav"))) == 100
+        return
     with pytest.raises(ValueError, match="failed verification: the whole-set SHA-256"):
-        fetch_fsdd(fsdd_dir)
+        fetch_fsdd(fsdd_dir, expected_sha256=expected)
     assert os.listdir(fsdd_dir) == []
 
 

@@ -110,7 +110,7 @@ def read_mnist(mnist_dir: str | Path, prefix: str) -> MnistSet:
 
 def _clip_split(index: np.ndarray, val_clip_indices: int) -> np.ndarray:
     """Split name per clip from its FSDD index."""
-    names = np.full(len(index), "train", dtype=object)
+    names = np.full(len(index), "train")
     names[index < FSDD_TEST_INDICES + val_clip_indices] = "val"
     names[index < FSDD_TEST_INDICES] = "test"
     return names
