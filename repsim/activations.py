@@ -249,8 +249,11 @@ class ActivationWriter:
     required; all must have the same length, which is the number of stimuli). Each
     :meth:`write` appends the next rows: ``states[layer][state]`` arrays of shape
     ``(b, T, C, H, W)`` (the same layers and states every call, in forward order), optional
-    ``logits`` ``(b, classes)`` or ``(b, T, classes)`` and ``prediction`` ``(b,)``. Variables
-    are created on the first call from the shapes seen.
+    ``logits`` ``(b, classes)`` or ``(b, T, classes)`` and ``prediction`` ``(b,)``.
+
+    The first :meth:`write` lays the file out with h5netcdf (dims, coordinates, chunked
+    variables: all the netCDF-4 metadata); data then goes in through h5py, whole chunks at a
+    time (uncompressed chunks are written directly, bypassing HDF5's chunk cache).
 
     On a clean exit every row must have been written; then ``complete`` is set to 1 and the
     temporary file is renamed to ``path``. On any exception (Ctrl-C included) the temporary
@@ -289,9 +292,11 @@ class ActivationWriter:
         self.chunk_bytes, self.buffer_bytes = chunk_bytes, buffer_bytes
         self.rows_written = 0  # rows handed to write()
         self._stack: contextlib.ExitStack | None = None
-        self._file: h5netcdf.File | None = None
-        self._layout: dict[str, tuple[str, str]] | None = None  # variable -> (layer, state)
-        self._buffers: dict[str, np.ndarray] = {}
+        self._temporary: Path | None = None
+        self._h5: h5py.File | None = None  # open for data once the layout exists
+        self._variables: list[str] = []  # layer-state variables, forward order
+        self._buffers: dict[str, np.ndarray] = {}  # (T, chunk rows, C, H, W) per variable
+        self._chunk_rows = 0
         self._buffered = 0  # rows waiting in the buffers
         self._flushed = 0  # rows on disk
         self._has_logits = self._has_prediction = False
@@ -302,13 +307,7 @@ class ActivationWriter:
         check_output_path(self.path, self.overwrite)
         remove_stale_temporaries(self.path)
         stack = contextlib.ExitStack()
-        try:
-            temporary = stack.enter_context(atomic_path(self.path))
-            self._file = stack.enter_context(h5netcdf.File(temporary, "w"))
-            self._write_header()
-        except BaseException:
-            stack.__exit__(*sys.exc_info())
-            raise
+        self._temporary = stack.enter_context(atomic_path(self.path))
         self._stack = stack
         return self
 
@@ -329,15 +328,15 @@ class ActivationWriter:
     def write(self, states: Mapping[str, Mapping[str, np.ndarray]],
               logits: np.ndarray | None = None, prediction: np.ndarray | None = None) -> None:
         """Append the next ``b`` rows (see the class docstring for shapes)."""
-        if self._file is None or self._stack is None:
+        if self._stack is None:
             raise RuntimeError("use ActivationWriter as a context manager: `with ... as w:`")
         arrays = {variable_name(layer, state): np.asarray(values)
                   for layer, by_state in states.items() for state, values in by_state.items()}
-        if self._layout is None:
-            self._create_variables(states, arrays, logits, prediction)
-        elif list(arrays) != list(self._layout):
+        if self._h5 is None:
+            self._lay_out(states, arrays, logits, prediction)
+        elif list(arrays) != self._variables:
             raise ValueError(f"write() got variables {list(arrays)}, expected "
-                             f"{list(self._layout)}")
+                             f"{self._variables}")
         rows = {value.shape[0] for value in arrays.values()}
         if len(rows) != 1:
             raise ValueError(f"all states of one write must have the same number of rows, "
@@ -366,9 +365,79 @@ class ActivationWriter:
 
     # -- internals
 
-    def _write_header(self) -> None:
-        file = self._file
-        file.dimensions = {"stimulus": self.n_stimuli}
+    def _lay_out(self, states, arrays, logits, prediction) -> None:
+        """Write the netCDF-4 layout (h5netcdf), then reopen the file with h5py for data."""
+        if not arrays:
+            raise ValueError("write() needs at least one layer state")
+        for layer, by_state in states.items():
+            for state in by_state:
+                if state not in STATES:
+                    raise ValueError(f"{layer}: unknown state {state!r}; states are {STATES}")
+        shapes = {}
+        for name, value in arrays.items():
+            if value.ndim != 5:
+                raise ValueError(f"{name} must be (stimuli, time, channel, y, x), "
+                                 f"got shape {value.shape}")
+            shapes[name] = value.shape[1:]
+        steps = {shape[0] for shape in shapes.values()}
+        if len(steps) != 1:
+            raise ValueError(f"all states must have the same number of time steps, got {steps}")
+        timesteps = steps.pop()
+        row_bytes = {name: math.prod(shape) * self.dtype.itemsize
+                     for name, shape in shapes.items()}
+        per_step_bytes = max(row_bytes[name] // timesteps for name in shapes)
+        self._chunk_rows = min(self.n_stimuli, max(1, self.chunk_bytes // per_step_bytes),
+                               max(1, self.buffer_bytes // sum(row_bytes.values())))
+        streamed = [*(["prediction"] if prediction is not None else [])]
+        with h5netcdf.File(self._temporary, "w") as file:
+            self._write_coordinates(file, timesteps)
+            coordinates = " ".join([*self.stimuli, *streamed])
+            dim_names = _spatial_dim_names({name: shape[1:] for name, shape in shapes.items()})
+            for name, dims in dim_names.items():
+                for dim, size in zip(dims, shapes[name][1:], strict=True):
+                    file.dimensions.setdefault(dim, size)
+            options = {}
+            if self.compression == "gzip":
+                options = {"compression": "gzip", "compression_opts": self.compression_level,
+                           "shuffle": True}
+            elif self.compression == "lzf":
+                options = {"compression": "lzf", "shuffle": True}
+            for name in arrays:
+                layer, state = name.rsplit(".", 1)
+                var = file.create_variable(
+                    name, ("stimulus", "time", *dim_names[name]), dtype=self.dtype,
+                    chunks=(self._chunk_rows, 1, *shapes[name][1:]), **options)
+                var.attrs.update({"layer": layer, "state": state,
+                                  "stream": layer.split(".")[0], "coordinates": coordinates,
+                                  "long_name": f"{'hidden' if state == 'h' else 'cell'} state "
+                                               f"of layer {layer}"})
+                self._buffers[name] = np.zeros((timesteps, self._chunk_rows,
+                                                *shapes[name][1:]), dtype=self.dtype)
+            self._has_logits, self._has_prediction = logits is not None, prediction is not None
+            if logits is not None:
+                logits = np.asarray(logits)
+                file.dimensions["class"] = logits.shape[-1]
+                file.create_variable("class", ("class",),
+                                     data=np.arange(logits.shape[-1], dtype="i8"))
+                dims = ("stimulus", "class") if logits.ndim == 2 else ("stimulus", "time",
+                                                                       "class")
+                var = file.create_variable("logits", dims, dtype="f4")
+                var.attrs.update({"coordinates": coordinates,
+                                  "long_name": "model output before softmax"})
+            if prediction is not None:
+                var = file.create_variable("prediction", ("stimulus",), dtype="i8")
+                var.attrs["long_name"] = "predicted class (argmax of the last step's logits)"
+            self._variables = list(arrays)
+            file.attrs["layers"] = json.dumps(list(dict.fromkeys(
+                name.rsplit(".", 1)[0] for name in arrays)))
+            file.attrs["states"] = json.dumps([s for s in STATES if any(
+                name.endswith(f".{s}") for name in arrays)])
+        self._h5 = self._stack.enter_context(h5py.File(self._temporary, "r+"))
+
+    def _write_coordinates(self, file: h5netcdf.File, timesteps: int) -> None:
+        """Dims, per-stimulus coordinates, the time axis and the global attributes."""
+        file.dimensions = {"stimulus": self.n_stimuli, "time": timesteps}
+        file.create_variable("time", ("time",), data=np.arange(timesteps, dtype="i8"))
         for name, values in self.stimuli.items():
             kind = _storage_kind(values)
             if kind == "str":
@@ -390,82 +459,8 @@ class ActivationWriter:
         for key, value in attrs.items():
             file.attrs[key] = _attribute(value)
 
-    def _create_variables(self, states, arrays, logits, prediction) -> None:
-        """Define dims and chunked variables from the first batch's shapes."""
-        if not arrays:
-            raise ValueError("write() needs at least one layer state")
-        shapes = {}
-        for name, value in arrays.items():
-            if value.ndim != 5:
-                raise ValueError(f"{name} must be (stimuli, time, channel, y, x), "
-                                 f"got shape {value.shape}")
-            shapes[name] = value.shape[1:]
-        steps = {shape[0] for shape in shapes.values()}
-        if len(steps) != 1:
-            raise ValueError(f"all states must have the same number of time steps, got {steps}")
-        timesteps = steps.pop()
-        file = self._file
-        file.dimensions["time"] = timesteps
-        file.create_variable("time", ("time",), data=np.arange(timesteps, dtype="i8"))
-
-        dim_names = _spatial_dim_names({name: shape[1:] for name, shape in shapes.items()})
-        for name, dims in dim_names.items():
-            for dim, size in zip(dims, shapes[name][1:], strict=True):
-                if dim not in file.dimensions:
-                    file.dimensions[dim] = size
-
-        row_bytes = {name: math.prod(shape) * self.dtype.itemsize
-                     for name, shape in shapes.items()}
-        per_step_bytes = max(row_bytes[name] // shapes[name][0] for name in shapes)
-        rows = min(self.n_stimuli, max(1, self.chunk_bytes // per_step_bytes),
-                   max(1, self.buffer_bytes // sum(row_bytes.values())))
-        self._chunk_rows = rows
-        options = {}
-        if self.compression == "gzip":
-            options = {"compression": "gzip", "compression_opts": self.compression_level,
-                       "shuffle": True}
-        elif self.compression == "lzf":
-            options = {"compression": "lzf", "shuffle": True}
-        coordinates = " ".join([*self.stimuli, *(["prediction"] if prediction is not None
-                                                  else [])])
-        layout = {}
-        for layer, by_state in states.items():
-            for state in by_state:
-                if state not in STATES:
-                    raise ValueError(f"unknown state {state!r}; states are {STATES}")
-                name = variable_name(layer, state)
-                layout[name] = (layer, state)
-                var = file.create_variable(
-                    name, ("stimulus", "time", *dim_names[name]), dtype=self.dtype,
-                    chunks=(rows, 1, *shapes[name][1:]), **options)
-                var.attrs.update({"layer": layer, "state": state,
-                                  "stream": layer.split(".")[0], "coordinates": coordinates,
-                                  "long_name": f"{'hidden' if state == 'h' else 'cell'} state "
-                                               f"of layer {layer}"})
-                self._buffers[name] = np.empty((timesteps, rows, *shapes[name][1:]),
-                                               dtype=self.dtype)
-        self._layout = layout
-        self._has_logits = logits is not None
-        if logits is not None:
-            logits = np.asarray(logits)
-            classes = logits.shape[-1]
-            file.dimensions["class"] = classes
-            file.create_variable("class", ("class",), data=np.arange(classes, dtype="i8"))
-            dims = ("stimulus", "class") if logits.ndim == 2 else ("stimulus", "time", "class")
-            var = file.create_variable("logits", dims, dtype="f4")
-            var.attrs.update({"coordinates": coordinates,
-                              "long_name": "model output before softmax"})
-        self._has_prediction = prediction is not None
-        if prediction is not None:
-            var = file.create_variable("prediction", ("stimulus",), dtype="i8")
-            var.attrs["long_name"] = "predicted class (argmax of the last step's logits)"
-        file.attrs["layers"] = json.dumps(list(dict.fromkeys(layer for layer, _ in
-                                                             layout.values())))
-        file.attrs["states"] = json.dumps([s for s in STATES if any(
-            state == s for _, state in layout.values())])
-
     def _write_small(self, logits, prediction, count: int) -> None:
-        """Logits and predictions are small: written straight through, row by row of batches."""
+        """Logits and predictions are small: written straight through, batch by batch."""
         if (logits is not None) != self._has_logits:
             raise ValueError("pass logits on every write() or on none")
         if (prediction is not None) != self._has_prediction:
@@ -475,29 +470,34 @@ class ActivationWriter:
             logits = np.asarray(logits, dtype="f4")
             if logits.shape[0] != count:
                 raise ValueError(f"logits have {logits.shape[0]} rows, states {count}")
-            self._file.variables["logits"][start:stop] = logits
+            self._h5["logits"][start:stop] = logits
         if prediction is not None:
             prediction = np.asarray(prediction)
             if prediction.shape != (count,):
                 raise ValueError(f"prediction must have shape ({count},), got {prediction.shape}")
-            self._file.variables["prediction"][start:stop] = prediction
+            self._h5["prediction"][start:stop] = prediction
 
     def _flush(self) -> None:
-        """Write the buffered rows, one (rows, C, H, W) slab per variable and time step."""
+        """Write the buffered rows: one chunk per variable and time step."""
         start, stop = self._flushed, self._flushed + self._buffered
         for name, buffer in self._buffers.items():
-            dataset = self._file.variables[name]
+            dataset = self._h5[name]
+            if self._buffered < self._chunk_rows:  # the last, partial chunk: no stale rows
+                buffer[:, self._buffered:] = 0
             for step in range(buffer.shape[0]):
-                dataset[start:stop, step] = buffer[step, :self._buffered]
+                if self.compression == "none":  # raw bytes of a whole (edge) chunk
+                    dataset.id.write_direct_chunk((start, step, 0, 0, 0), buffer[step])
+                else:
+                    dataset[start:stop, step] = buffer[step, :self._buffered]
         self._flushed, self._buffered = stop, 0
 
     def _finish(self) -> None:
-        if self._layout is None or self.rows_written != self.n_stimuli:
+        if self._h5 is None or self.rows_written != self.n_stimuli:
             raise ValueError(f"{self.path}: only {self.rows_written} of {self.n_stimuli} "
                              f"stimuli were written; the file is discarded")
         if self._buffered:
             self._flush()
-        self._file.attrs["complete"] = 1
+        self._h5.attrs["complete"] = np.array([1], dtype="i8")  # netCDF attributes are 1-D
 
 
 def _attribute(value):
