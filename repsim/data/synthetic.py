@@ -1,0 +1,243 @@
+"""The default dataset: scikit-learn's handwritten digits paired with synthesized spoken digits.
+
+Audio: the words "zero".."nine" from :mod:`repsim.data.synth`, ``repetitions`` utterances of
+every word by every speaker; train, val and test speakers are disjoint (val speakers are held
+out like test speakers, so validation measures generalisation to new voices). Visual: the
+1,797 real 8x8 images of ``sklearn.datasets.load_digits`` (0..16 scaled to [0, 1]), split
+per digit into disjoint train/val/test sets, resized to the frame grid and given a small
+random affine jitter (rotation, scale, shift); each training image appears in
+``train_image_copies`` differently jittered copies. Pairs are congruent, drawn within a split.
+
+Everything is drawn from generators seeded by ``(seed, stream, ...)``, so one seed always
+gives the same dataset, and a clip depends only on the seed, its speaker index, digit and
+repetition. Building the default dataset takes a few seconds and needs no files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.datasets import load_digits
+
+from repsim.data import synth
+from repsim.data.base import AVDataset, AVSplit
+from repsim.data.features import LogMelFrames, resize_images
+from repsim.data.pairing import congruent_pairs
+
+SPLITS = ("train", "val", "test")
+DEFAULT_TIMESTEPS = 8
+DEFAULT_SIZE = 16
+FEATURE_BATCH = 256  # clips per log-mel batch (bounds memory)
+# Random streams: every random choice has its own, so changing one option (e.g. how many
+# pairs) never changes what another part (e.g. the clips) looks like.
+_SPEAKER, _CLIP, _IMAGE_SPLIT, _JITTER, _PAIRS = range(5)
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Every option of the synthetic dataset (``None`` sizes take the defaults: T=8, 16x16).
+
+    ``data_dir`` is accepted like every builder's, but the synthetic dataset reads and writes
+    no files. Sizes: ``repetitions`` utterances per speaker and digit; ``*_pairs`` congruent
+    pairs per split; image fractions of the 1,797 sklearn digits held out (per digit) for val
+    and test. Jitter: rotation uniform in +-``rotation`` degrees, scale in 1 +- ``scale``,
+    shift in +-``shift`` of the image size along each axis.
+    """
+
+    data_dir: str | None = None
+    seed: int = 0
+    timesteps: int | None = None
+    height: int | None = None
+    width: int | None = None
+    train_speakers: int = 20
+    val_speakers: int = 4
+    test_speakers: int = 8
+    repetitions: int = 5
+    train_pairs: int = 2400
+    val_pairs: int = 400
+    test_pairs: int = 800
+    image_val_fraction: float = 0.1
+    image_test_fraction: float = 0.3
+    train_image_copies: int = 2
+    rotation: float = 10.0
+    scale: float = 0.08
+    shift: float = 0.06
+    duration: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("timesteps", "height", "width"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value <= 0):
+                raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+        for name in ("train_speakers", "val_speakers", "test_speakers", "repetitions",
+                     "train_pairs", "val_pairs", "test_pairs", "train_image_copies"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        fractions = (self.image_val_fraction, self.image_test_fraction)
+        if min(fractions) <= 0 or sum(fractions) >= 0.9:
+            raise ValueError("image_val_fraction and image_test_fraction must be positive and "
+                             f"leave at least 10 % for training, got {fractions}")
+        if not 0 <= self.rotation <= 45 or not 0 <= self.scale < 0.5 or not 0 <= self.shift < 0.5:
+            raise ValueError("jitter out of range: need 0 <= rotation <= 45 (degrees), "
+                             f"0 <= scale < 0.5, 0 <= shift < 0.5; got rotation={self.rotation}, "
+                             f"scale={self.scale}, shift={self.shift}")
+        if not 0.5 <= self.duration <= 4.0:
+            raise ValueError(f"duration must be between 0.5 and 4 seconds, got {self.duration}")
+
+    def resolved(self) -> SyntheticConfig:
+        """The same options with the default grid filled in for ``None`` sizes."""
+        return SyntheticConfig(**{
+            **asdict(self),
+            "timesteps": self.timesteps or DEFAULT_TIMESTEPS,
+            "height": self.height or DEFAULT_SIZE,
+            "width": self.width or DEFAULT_SIZE,
+            "data_dir": None if self.data_dir is None else str(self.data_dir),
+        })
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> SyntheticConfig:
+        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown synthetic dataset option(s) {unknown}; known: "
+                             f"{', '.join(cls.__dataclass_fields__)}")
+        return cls(**values)
+
+    def speaker_counts(self) -> dict[str, int]:
+        return {"train": self.train_speakers, "val": self.val_speakers,
+                "test": self.test_speakers}
+
+    def pair_counts(self) -> dict[str, int]:
+        return {"train": self.train_pairs, "val": self.val_pairs, "test": self.test_pairs}
+
+
+def _rng(seed: int, *key: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
+
+
+def speaker_roster(config: SyntheticConfig) -> dict[str, list[synth.Speaker]]:
+    """The voices of each split; speaker k (numbered across splits) is ``spk<k>``."""
+    roster, first = {}, 0
+    for split, count in config.speaker_counts().items():
+        roster[split] = [synth.random_speaker(f"spk{k:02d}", _rng(config.seed, _SPEAKER, k))
+                         for k in range(first, first + count)]
+        first += count
+    return roster
+
+
+def _clips(config: SyntheticConfig, speakers: list[synth.Speaker], n_samples: int) -> dict:
+    """Every speaker saying every digit ``repetitions`` times, and their ids."""
+    grid = [(s, digit, rep) for s in range(len(speakers)) for digit in range(10)
+            for rep in range(config.repetitions)]
+    speaker_number = [int(speaker.name[3:]) for speaker in speakers]
+    waveforms, spans = synth.speak_digits(
+        [digit for _, digit, _ in grid], [speakers[s] for s, _, _ in grid],
+        [_rng(config.seed, _CLIP, speaker_number[s], digit, rep) for s, digit, rep in grid],
+        n_samples=n_samples)
+    power = np.array([np.mean(np.square(w[start:stop], dtype=np.float64))
+                      for w, (start, stop) in zip(waveforms, spans, strict=True)])
+    return {
+        "waveforms": torch.from_numpy(waveforms),
+        "clip_power": torch.tensor(power, dtype=torch.float32),
+        "clip_digit": torch.tensor([digit for _, digit, _ in grid], dtype=torch.int64),
+        "clip_speaker": torch.tensor([s for s, _, _ in grid], dtype=torch.int64),
+        "clip_source": [f"synth/{speakers[s].name}/{digit}/{rep}" for s, digit, rep in grid],
+        "speakers": [speaker.name for speaker in speakers],
+    }
+
+
+def image_split(digits: np.ndarray, config: SyntheticConfig) -> dict[str, np.ndarray]:
+    """Indices of the sklearn digits in each split: a shuffled, per-digit (stratified) cut."""
+    rng = _rng(config.seed, _IMAGE_SPLIT)
+    parts: dict[str, list[np.ndarray]] = {split: [] for split in SPLITS}
+    for digit in range(10):
+        members = rng.permutation(np.flatnonzero(digits == digit))
+        n_val = max(1, round(config.image_val_fraction * len(members)))
+        n_test = max(1, round(config.image_test_fraction * len(members)))
+        parts["test"].append(members[:n_test])
+        parts["val"].append(members[n_test:n_test + n_val])
+        parts["train"].append(members[n_test + n_val:])
+    return {split: np.sort(np.concatenate(p)) for split, p in parts.items()}
+
+
+def jitter_images(images: torch.Tensor, rng: np.random.Generator, *, rotation: float,
+                  scale: float, shift: float) -> torch.Tensor:
+    """Random rotation (+-degrees), scaling (1 +- scale) and shift (+- fraction of the size)
+    of ``(N, H, W)`` images about their centre, bilinear, zeros outside, clamped to [0, 1]."""
+    n = len(images)
+    angle = np.deg2rad(rng.uniform(-rotation, rotation, n))
+    zoom = rng.uniform(1.0 - scale, 1.0 + scale, n)
+    offset = rng.uniform(-shift, shift, (n, 2)) * 2.0  # normalised coordinates span 2
+    cos, sin = np.cos(angle) / zoom, np.sin(angle) / zoom
+    theta = np.stack([np.stack([cos, -sin, offset[:, 0]], 1),
+                      np.stack([sin, cos, offset[:, 1]], 1)], 1)  # output -> input coords
+    grid = F.affine_grid(torch.tensor(theta, dtype=torch.float32), [n, 1, *images.shape[1:]],
+                         align_corners=False)
+    moved = F.grid_sample(images[:, None], grid, mode="bilinear", padding_mode="zeros",
+                          align_corners=False)
+    return moved[:, 0].clamp_(0.0, 1.0)
+
+
+def _images(config: SyntheticConfig) -> dict[str, dict]:
+    """The jittered image sets of each split, on the frame grid, with their ids."""
+    digits = load_digits()
+    pixels = digits.images.astype(np.float32) / 16.0
+    out = {}
+    for code, (split, index) in enumerate(image_split(digits.target, config).items()):
+        copies = config.train_image_copies if split == "train" else 1
+        source = np.repeat(index, copies)
+        copy = np.tile(np.arange(copies), len(index))
+        grid_images = resize_images(pixels[source], config.height, config.width)
+        images = jitter_images(grid_images, _rng(config.seed, _JITTER, code),
+                               rotation=config.rotation, scale=config.scale, shift=config.shift)
+        out[split] = {
+            "images": images,
+            "image_digit": torch.tensor(digits.target[source], dtype=torch.int64),
+            "image_source": [f"digits/{i}/{c}" for i, c in zip(source, copy, strict=True)],
+        }
+    return out
+
+
+def _features(waveforms: torch.Tensor, features: LogMelFrames) -> torch.Tensor:
+    return torch.cat([features(waveforms[start:start + FEATURE_BATCH])
+                      for start in range(0, len(waveforms), FEATURE_BATCH)])
+
+
+def build(*, data_dir: str | None = None, seed: int = 0, timesteps: int | None = None,
+          height: int | None = None, width: int | None = None, **options) -> AVDataset:
+    """Build the synthetic audio-visual digit dataset.
+
+    ``options`` are the other fields of :class:`SyntheticConfig` (speakers, repetitions,
+    pairs, image fractions, jitter, duration); an unknown one raises ValueError. The
+    returned dataset's ``config`` holds every option with the sizes filled in.
+    """
+    config = SyntheticConfig.from_dict({"data_dir": data_dir, "seed": seed,
+                                        "timesteps": timesteps, "height": height,
+                                        "width": width, **options}).resolved()
+    n_samples = round(config.duration * synth.SAMPLE_RATE)
+    roster = speaker_roster(config)
+    clips = {split: _clips(config, roster[split], n_samples) for split in SPLITS}
+    images = _images(config)
+    features = LogMelFrames(sample_rate=synth.SAMPLE_RATE, n_samples=n_samples,
+                            timesteps=config.timesteps, height=config.height,
+                            width=config.width).fit(clips["train"]["waveforms"])
+    splits = {}
+    for code, split in enumerate(SPLITS):
+        audio, visual = clips[split], images[split]
+        pair_audio, pair_visual = congruent_pairs(
+            audio["clip_digit"].numpy(), visual["image_digit"].numpy(),
+            config.pair_counts()[split], _rng(config.seed, _PAIRS, code))
+        splits[split] = AVSplit(
+            name=split, **audio, **visual,
+            audio_clean=_features(audio["waveforms"], features),
+            pair_audio=torch.from_numpy(pair_audio), pair_visual=torch.from_numpy(pair_visual))
+    return AVDataset(name="synthetic", splits=splits, features=features,
+                     sample_rate=synth.SAMPLE_RATE, config=config.to_dict())
