@@ -19,6 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -119,8 +120,9 @@ def plot(table: pd.DataFrame, condition: str, debiased: bool) -> Figure:
     line_axes = bottom.subplots(1, len(depths), squeeze=False, sharey=True)[0]
     styles = dict(zip(kernels, plotting.LINESTYLES, strict=False))
     for ax, depth in zip(line_axes, depths, strict=True):
-        pairs = models[[layer_depth(a) == depth == layer_depth(b)
-                        for a, b in zip(models["x_layer"], models["y_layer"], strict=True)]]
+        pairs = models[np.array([layer_depth(a) == depth == layer_depth(b) for a, b in
+                                 zip(models["x_layer"], models["y_layer"], strict=True)],
+                                dtype=bool)]
         for (kernel, x_layer, y_layer), rows in pairs.groupby(["kernel", "x_layer", "y_layer"],
                                                               sort=False):
             stream = y_layer.split(".")[0]
@@ -128,9 +130,9 @@ def plot(table: pd.DataFrame, condition: str, debiased: bool) -> Figure:
                 f" ({KERNEL_NAMES[kernel]})" if len(kernels) > 1 else "")
             ax.plot(rows["time_step"], rows["cka"], marker="o", linestyle=styles[kernel],
                     color=plotting.MODALITY_COLORS.get(stream, "0.2"), label=label)
-        same = reference[[a == b and layer_depth(a) == depth
-                          for a, b in zip(reference["x_layer"], reference["y_layer"],
-                                          strict=True)]]
+        same = reference[np.array([a == b and layer_depth(a) == depth for a, b in
+                                   zip(reference["x_layer"], reference["y_layer"], strict=True)],
+                                  dtype=bool)]
         for (kernel, layer), rows in same.groupby(["kernel", "x_layer"], sort=False):
             label = f"{layer} vs {layer}, other seed" + (
                 f" ({KERNEL_NAMES[kernel]})" if len(kernels) > 1 else "")
@@ -164,12 +166,12 @@ def run(inputs: Sequence[str | Path] = (), *, reference: str | Path | None = Non
     x, y = open_model(x_model), open_model(y_model)
     tables = [cka_table(x, y, kernels=KERNELS[kernel], condition=condition,
                         comparison="models", debiased=debiased)]
-    inputs_used = {x[0].label: x_model.path, y[0].label: y_model.path}
+    inputs_used = {x_model.path: x[0].label, y_model.path: y[0].label}
     if ref_model is not None:
         ref = open_model(ref_model)
         tables.append(cka_table(x, ref, kernels=KERNELS[kernel], condition=condition,
                                 comparison="seed reference", debiased=debiased))
-        inputs_used[ref[0].label] = ref_model.path
+        inputs_used[ref_model.path] = ref[0].label
     table = pd.concat(tables, ignore_index=True)
     with plotting.theme():
         written = plotting.save_figure(plot(table, condition, debiased), out_dir, NAME)

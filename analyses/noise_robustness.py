@@ -126,7 +126,7 @@ def run(inputs: Sequence[str | Path] = (), runs_dir: str | Path = "runs",
         fig = plot(summary, dataset_name, layers, n_seeds)
         written = plotting.save_figure(fig, out_dir, NAME)
     written.append(plotting.write_table(summary, Path(out_dir) / f"{NAME}.csv",
-                                        {run.name: run.metrics_path for run in runs}))
+                                        {run.metrics_path: run.name for run in runs}))
     return written
 
 

@@ -145,19 +145,19 @@ def save_figure(fig: Figure, out_dir: str | os.PathLike, name: str) -> list[Path
 
 
 def write_table(table: pd.DataFrame, path: str | os.PathLike,
-                inputs: Mapping[str, str | os.PathLike] | Sequence[str | os.PathLike]) -> Path:
+                inputs: Mapping[str | os.PathLike, str] | Sequence[str | os.PathLike]) -> Path:
     """Write ``table`` as a tidy CSV, atomically, after a ``#`` header naming its inputs.
 
-    The header has one ``# input: <path> sha256=<hex>`` line per input file and one line of
-    library versions; read it back with ``pandas.read_csv(path, comment="#")`` or
-    :func:`read_table`. ``inputs`` may map labels to paths (the label is written too).
+    The header has one line of library versions and one ``# input: <path> sha256=<hex>``
+    line per input file; read it back with ``pandas.read_csv(path, comment="#")`` or
+    :func:`read_table`. ``inputs`` may map each path to a label (written after the digest).
     """
     path = Path(path)
-    items = inputs.items() if isinstance(inputs, Mapping) else ((None, p) for p in inputs)
+    items = inputs.items() if isinstance(inputs, Mapping) else ((p, None) for p in inputs)
     header = [f"# repsim figure data: {path.stem}"]
     versions = library_versions()
     header.append("# versions: " + " ".join(f"{k}={v}" for k, v in versions.items()))
-    for label, input_path in items:
+    for input_path, label in items:
         input_path = Path(input_path)
         if not input_path.is_file():
             raise FileNotFoundError(f"input file {input_path} does not exist")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from repsim import activations
@@ -286,6 +287,17 @@ def default_models(runs_dir: str | os.PathLike = "runs", dataset: str | None = N
     return early_and_late(find_runs(runs_dir, dataset), need_activations=True)
 
 
+def models_to_compare(inputs: Sequence[str | os.PathLike] = (),
+                      runs_dir: str | os.PathLike = "runs",
+                      dataset: str | None = None) -> list[ModelInput]:
+    """The named activation files / run directories, or else the first-seed early and late
+    runs under ``runs_dir``, in that order."""
+    if inputs:
+        return [resolve_model_input(target) for target in inputs]
+    found = default_models(runs_dir, dataset)
+    return [model_input_of_run(found.early[0]), model_input_of_run(found.late[0])]
+
+
 def layer_depth(layer: str) -> int:
     """The depth ``d`` of a layer named ``"<stream>.<d>"`` (e.g. 2 for ``"fused.2"``)."""
     try:
@@ -319,6 +331,15 @@ def stimulus_ids(data: xr.Dataset, condition: str) -> np.ndarray:
     if len(np.unique(ids)) != ids.size:
         raise ValueError(f"condition {condition!r} repeats stimulus ids; cannot align models")
     return ids
+
+
+def stimulus_table(data: xr.Dataset, condition: str) -> pd.DataFrame:
+    """The per-stimulus coordinates (digits, ids, ...) of ``condition``, in file order."""
+    stimulus_ids(data, condition)  # refuses an absent condition
+    keep = data["condition"].values == condition
+    columns = {name: np.asarray(coord.values)[keep] for name, coord in data.coords.items()
+               if coord.dims == ("stimulus",)}
+    return pd.DataFrame(columns)
 
 
 def _alignment(ids: np.ndarray, order: np.ndarray, condition: str) -> np.ndarray:

@@ -102,7 +102,7 @@ def test_write_table_round_trips_with_input_digests(tmp_path):
     source.write_bytes(b'{"clean_accuracy": 0.9}')
     table = pd.DataFrame({"layer": ["audio.1", "fused.2"], "time_step": [1, 2],
                           "cka": [0.123456789, 1.0]})
-    path = plotting.write_table(table, tmp_path / "figs" / "demo.csv", {"run a": source})
+    path = plotting.write_table(table, tmp_path / "figs" / "demo.csv", {source: "run a"})
     read, inputs = plotting.read_table(path)
     assert inputs == {str(source): hashlib.sha256(source.read_bytes()).hexdigest()}
     assert list(read.columns) == ["layer", "time_step", "cka"]
