@@ -271,7 +271,7 @@ def _to_samples(tracks: np.ndarray, n_samples: int) -> np.ndarray:
     weight = np.arange(CONTROL_HOP) / CONTROL_HOP
     left = tracks[..., :-1, None]
     steps = left + (tracks[..., 1:, None] - left) * weight  # (..., n_ctrl - 1, CONTROL_HOP)
-    return steps.reshape(*tracks.shape[:-1], -1)[..., :n_samples]
+    return steps.reshape(*tracks.shape[:-1], steps.shape[-2] * CONTROL_HOP)[..., :n_samples]
 
 
 def glottal_flow(pitch: np.ndarray, open_quotient: np.ndarray, jitter: np.ndarray,
@@ -380,6 +380,8 @@ def _render(plans: Sequence[_Plan], speakers: Sequence[Speaker], n_samples: int)
     noise = stack("frication_noise")
     for band, (order, kind, cutoff) in enumerate(NOISE_BANDS.values()):
         users = np.flatnonzero(frication[:, band].max(axis=1) > 0)
+        if not len(users):
+            continue
         sos = signal.butter(order, cutoff, btype=kind, fs=SAMPLE_RATE, output="sos")
         coloured = signal.sosfilt(sos, noise[users], axis=1)
         coloured /= _rms(coloured)

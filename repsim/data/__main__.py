@@ -1,0 +1,223 @@
+"""``python -m repsim.data``: build a dataset, print what it holds, draw a few stimuli.
+
+The summary lists pairs, clips and images per split and digit, the speakers of each split,
+the frame grid, the sample rate and the dataset fingerprint. ``--figure`` saves a picture of
+a few test pairs: the audio as log-mel windows (one per time step) and the visual frames,
+clean and with white noise at ``--snr`` dB. From Python: :func:`describe` and
+:func:`stimuli_figure`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from repsim.cli import setup_logging, user_errors_exit_2
+from repsim.data.base import AVDataset, make_batch
+from repsim.data.registry import build_dataset, dataset_names
+from repsim.plotting import new_figure, theme
+from repsim.provenance import atomic_path
+
+FIGURE_FORMATS = ("png", "pdf", "svg")
+GAP = 2  # blank columns between the time steps of a stimulus row in the figure
+
+
+def _count_table(dataset: AVDataset) -> list[str]:
+    """Rows ``split kind total n0 .. n9`` for pairs, clips and images."""
+    header = f"{'split':<6} {'kind':<7} {'total':>6} " + " ".join(f"{d:>5}" for d in range(10))
+    rows = [header]
+    for name, split in dataset.splits.items():
+        for kind, digits in (("pairs", split.clip_digit[split.pair_audio]),
+                             ("clips", split.clip_digit), ("images", split.image_digit)):
+            counts = torch.bincount(digits, minlength=10).tolist()
+            rows.append(f"{name:<6} {kind:<7} {len(digits):>6} "
+                        + " ".join(f"{c:>5}" for c in counts))
+    return rows
+
+
+def describe(dataset: AVDataset) -> str:
+    """A plain-text summary of a built dataset (what ``python -m repsim.data`` prints)."""
+    t, (h, w) = dataset.timesteps, dataset.frame_shape
+    first = next(iter(dataset.splits.values()))
+    seconds = first.waveforms.shape[1] / dataset.sample_rate
+    lines = [
+        f"dataset {dataset.name}: {len(dataset.splits)} splits, sample rate "
+        f"{dataset.sample_rate} Hz, clips of {first.waveforms.shape[1]} samples "
+        f"({seconds:.2f} s)",
+        f"frames: T={t} steps of {h}x{w}; audio and visual batches are (B, {t}, 1, {h}, {w})",
+        "counts per split and digit:",
+        *("  " + row for row in _count_table(dataset)),
+        "speakers per split:",
+    ]
+    for name, split in dataset.splits.items():
+        lines.append(f"  {name:<6} {len(split.speakers):>3}: {', '.join(split.speakers)}")
+    lines += [f"options: {json.dumps(dataset.config, sort_keys=True)}",
+              f"fingerprint: {dataset.fingerprint()}"]
+    return "\n".join(lines)
+
+
+def _example_pairs(dataset: AVDataset, split: str, count: int) -> torch.Tensor:
+    """Indices of the first ``count`` pairs of ``split`` with different digits."""
+    chosen, seen = [], set()
+    for i, digit in enumerate(dataset.splits[split].clip_digit[dataset.splits[split]
+                                                              .pair_audio].tolist()):
+        if digit not in seen:
+            chosen.append(i)
+            seen.add(digit)
+        if len(chosen) == count:
+            break
+    return torch.tensor(chosen, dtype=torch.int64)
+
+
+def _strip(frames: torch.Tensor) -> np.ndarray:
+    """(T, 1, H, W) frames side by side, GAP blank (NaN) columns apart: (H, T * (W + GAP))."""
+    steps, _, height, width = frames.shape
+    row = np.full((height, steps * (width + GAP) - GAP), np.nan)
+    for t in range(steps):
+        row[:, t * (width + GAP): t * (width + GAP) + width] = frames[t, 0].numpy()
+    return row
+
+
+def stimuli_figure(dataset: AVDataset, *, split: str = "test", examples: int = 3,
+                   snr_db: float = 0.0, seed: int = 0) -> Figure:
+    """Audio (log-mel windows) and visual frame sequences of a few pairs, clean and noisy.
+
+    One column per example pair; rows: audio clean, audio at ``snr_db``, visual clean,
+    visual at ``snr_db`` (white noise drawn afresh per step). Each panel shows the T time
+    steps left to right. Audio colours are the standardised log-mel values on one scale for
+    clean and noisy; within a window, low mel bands are at the bottom.
+    """
+    if split not in dataset.splits:
+        raise ValueError(f"no split {split!r}; the dataset has {', '.join(dataset.splits)}")
+    if examples < 1:
+        raise ValueError(f"examples must be at least 1, got {examples}")
+    if math.isnan(snr_db):
+        raise ValueError("snr_db must be a number of dB or inf, not NaN")
+    data = dataset.splits[split]
+    pairs = _example_pairs(dataset, split, examples)
+    audio_index, visual_index = data.pair_audio[pairs], data.pair_visual[pairs]
+    clean = make_batch(data, dataset.features, audio_index, visual_index)
+    noisy = make_batch(data, dataset.features, audio_index, visual_index, audio_snr=snr_db,
+                       visual_snr=snr_db, generator=torch.Generator().manual_seed(seed))
+    noise = f"{snr_db:g} dB SNR"
+    views = [("audio", "clean", clean.audio), ("audio", noise, noisy.audio),
+             ("visual", "clean", clean.visual), ("visual", noise, noisy.visual)]
+    both = torch.cat([clean.audio, noisy.audio])
+    audio_range = (float(both.min()), float(both.max()))
+
+    steps, (height, width) = dataset.timesteps, dataset.frame_shape
+    panel_height = 0.55
+    panel_width = panel_height * (steps * (width + GAP) - GAP) / height
+    with theme():
+        fig, axes = new_figure(len(pairs) * len(views), 1,
+                               panel_size=(panel_width + 1.2, panel_height + 0.12))
+        for e in range(len(pairs)):
+            speaker = (data.speakers[int(data.clip_speaker[audio_index[e]])]
+                       if data.speakers else "unknown speaker")
+            for v, (modality, condition, values) in enumerate(views):
+                ax = axes[e * len(views) + v, 0]
+                if modality == "audio":
+                    ax.imshow(_strip(values[e]), cmap="magma", origin="lower",
+                              vmin=audio_range[0], vmax=audio_range[1],
+                              interpolation="nearest")
+                else:
+                    ax.imshow(_strip(values[e]), cmap="gray", vmin=0.0, vmax=1.0,
+                              interpolation="nearest")
+                ax.set_xticks([t * (width + GAP) + (width - 1) / 2 for t in range(steps)])
+                ax.set_xticklabels([f"t={t + 1}" for t in range(steps)] if e + v == 0 else [])
+                ax.xaxis.set_ticks_position("top")
+                ax.tick_params(length=0, labelsize=7, pad=1)
+                ax.set_yticks([])
+                ax.grid(False)
+                for side in ax.spines.values():
+                    side.set_visible(False)
+                label = f"{modality}, {condition}"
+                if v == 0:
+                    label = f"digit {int(clean.audio_digit[e])} ({speaker})\n{label}"
+                ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+        fig.get_layout_engine().set(h_pad=0.01, hspace=0.0)
+        fig.suptitle(f"{dataset.name} {split} stimuli, clean and with white noise at {noise}\n"
+                     f"audio: log-mel, {height} bands x {width} frames per step "
+                     f"(low bands at the bottom)\nvisual: the image at every step",
+                     fontsize=8)
+    return fig
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` to ``path`` (format from the suffix) atomically, creating its folder."""
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").lower()
+    if fmt not in FIGURE_FORMATS:
+        raise ValueError(f"cannot tell the figure format of {path}: use a name ending in "
+                         f"{', '.join('.' + f for f in FIGURE_FORMATS)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt, dpi=150, metadata={"Software": "repsim"}
+                    if fmt == "png" else None)
+    return path
+
+
+def _option(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with VALUE read as JSON when it parses (numbers, true, null), else text."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def parser() -> argparse.ArgumentParser:
+    """The ``python -m repsim.data`` argument parser."""
+    p = argparse.ArgumentParser(
+        prog="python -m repsim.data",
+        description="Build a dataset, print what it holds, and optionally draw a few stimuli.")
+    p.add_argument("--dataset", default="synthetic",
+                   help=f"dataset name ({', '.join(dataset_names())}; default synthetic)")
+    p.add_argument("--data-dir", default=None, help="where the dataset's files are (avmnist)")
+    p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
+    p.add_argument("--timesteps", type=int, default=None, help="time steps T")
+    p.add_argument("--height", type=int, default=None, help="frame height (mel bands)")
+    p.add_argument("--width", type=int, default=None, help="frame width (frames per step)")
+    p.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
+                   help="any other builder option, e.g. --option repetitions=3 (repeatable)")
+    p.add_argument("--figure", default=None, metavar="PATH",
+                   help="save a picture of a few stimuli here (.png, .pdf or .svg)")
+    p.add_argument("--snr", type=float, default=0.0,
+                   help="SNR in dB of the noisy stimuli in the figure (default 0)")
+    p.add_argument("--examples", type=int, default=3, help="pairs in the figure (default 3)")
+    return p
+
+
+@user_errors_exit_2
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m repsim.data``."""
+    args = parser().parse_args(argv)
+    log = setup_logging()
+    started = time.perf_counter()
+    dataset = build_dataset(args.dataset, data_dir=args.data_dir, seed=args.seed,
+                            timesteps=args.timesteps, height=args.height, width=args.width,
+                            **dict(args.option))
+    seconds = time.perf_counter() - started
+    print(describe(dataset))
+    written = ""
+    if args.figure:
+        fig = stimuli_figure(dataset, examples=args.examples, snr_db=args.snr)
+        written = f"; stimuli figure written to {save_figure(fig, args.figure)}"
+    pairs = "/".join(str(len(split)) for split in dataset.splits.values())
+    log.info("built %s (%s pairs in %s) in %.1f s%s", dataset.name, pairs,
+             "/".join(dataset.splits), seconds, written)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
