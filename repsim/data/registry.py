@@ -8,6 +8,7 @@ imports the MNIST/FSDD code.
 from __future__ import annotations
 
 import importlib
+import inspect
 
 from repsim.data.base import AVDataset
 
@@ -28,4 +29,9 @@ def build_dataset(name: str, **options) -> AVDataset:
         raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(dataset_names())}")
     module_name, function_name = _BUILDERS[name].split(":")
     builder = getattr(importlib.import_module(module_name), function_name)
+    accepted = inspect.signature(builder).parameters
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(f"dataset {name!r} has no option(s) {', '.join(unknown)}; its options "
+                         f"are: {', '.join(accepted)}")
     return builder(**options)
