@@ -23,8 +23,8 @@ def add_white_noise(
     if signal_power is None:
         signal_power = x.reshape(batch, -1).pow(2).mean(dim=1)
     snr = torch.as_tensor(snr_db, dtype=torch.float64, device=x.device).expand(batch)
-    if torch.isnan(snr).any():
-        raise ValueError("SNR must be a number of dB or inf, not NaN")
+    if torch.isnan(snr).any() or torch.isneginf(snr).any():
+        raise ValueError("SNR must be a number of dB or +inf (clean), not NaN or -inf")
     noise_power = signal_power.to(torch.float64) / torch.pow(10.0, snr / 10.0)
     scale = noise_power.sqrt().to(x.dtype).reshape(batch, *([1] * (x.dim() - 1)))
     noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)

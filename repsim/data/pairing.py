@@ -9,6 +9,14 @@ def _by_digit(digits: np.ndarray) -> dict[int, np.ndarray]:
     return {int(d): np.flatnonzero(digits == d) for d in np.unique(digits)}
 
 
+def _check_request(clip_digit: np.ndarray, n_pairs: int) -> None:
+    """Refuse a negative pair count, or pairs asked of no clips, with a clear message."""
+    if n_pairs < 0:
+        raise ValueError(f"n_pairs must be non-negative, got {n_pairs}")
+    if n_pairs and not len(clip_digit):
+        raise ValueError(f"cannot draw {n_pairs} pairs: there are no clips")
+
+
 def congruent_pairs(clip_digit: np.ndarray, image_digit: np.ndarray, n_pairs: int,
                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """``n_pairs`` (clip, image) index pairs with equal digits.
@@ -17,12 +25,14 @@ def congruent_pairs(clip_digit: np.ndarray, image_digit: np.ndarray, n_pairs: in
     order), each with an image of its digit drawn uniformly, so no clip is over-represented.
     """
     clip_digit, image_digit = np.asarray(clip_digit), np.asarray(image_digit)
+    _check_request(clip_digit, n_pairs)
     images_of = _by_digit(image_digit)
     missing = sorted(set(np.unique(clip_digit).tolist()) - set(images_of))
     if missing:
         raise ValueError(f"no image for digit(s) {missing}: cannot pair congruently")
-    reps = -(-n_pairs // len(clip_digit))
-    audio = np.concatenate([rng.permutation(len(clip_digit)) for _ in range(reps)])[:n_pairs]
+    reps = -(-n_pairs // max(len(clip_digit), 1))
+    audio = np.concatenate([np.empty(0, dtype=np.int64)]
+                           + [rng.permutation(len(clip_digit)) for _ in range(reps)])[:n_pairs]
     visual = np.empty(n_pairs, dtype=np.int64)
     for digit, idx in images_of.items():
         slots = np.flatnonzero(clip_digit[audio] == digit)
@@ -39,6 +49,7 @@ def incongruent_pairs(clip_digit: np.ndarray, image_digit: np.ndarray, n_pairs: 
     of the audio-digit x visual-digit table is filled about equally.
     """
     clip_digit, image_digit = np.asarray(clip_digit), np.asarray(image_digit)
+    _check_request(clip_digit, n_pairs)
     clips_of, images_of = _by_digit(clip_digit), _by_digit(image_digit)
     digits = sorted(set(clips_of) & set(images_of))
     if len(digits) < 2:

@@ -15,7 +15,8 @@ repetition. Building the default dataset takes a few seconds and needs no files.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import inspect
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
@@ -211,17 +212,15 @@ def _features(waveforms: torch.Tensor, features: LogMelFrames) -> torch.Tensor:
                       for start in range(0, len(waveforms), FEATURE_BATCH)])
 
 
-def build(*, data_dir: str | None = None, seed: int = 0, timesteps: int | None = None,
-          height: int | None = None, width: int | None = None, **options) -> AVDataset:
+def build(**options) -> AVDataset:
     """Build the synthetic audio-visual digit dataset.
 
-    ``options`` are the other fields of :class:`SyntheticConfig` (speakers, repetitions,
-    pairs, image fractions, jitter, duration); an unknown one raises ValueError. The
-    returned dataset's ``config`` holds every option with the sizes filled in.
+    The keyword options are the fields of :class:`SyntheticConfig` (``data_dir``, ``seed``,
+    ``timesteps``, ``height``, ``width``, then speakers, repetitions, pairs, image fractions,
+    jitter and duration); an unknown one raises ValueError. The returned dataset's ``config``
+    holds every option with the sizes filled in.
     """
-    config = SyntheticConfig.from_dict({"data_dir": data_dir, "seed": seed,
-                                        "timesteps": timesteps, "height": height,
-                                        "width": width, **options}).resolved()
+    config = SyntheticConfig.from_dict(options).resolved()
     n_samples = round(config.duration * synth.SAMPLE_RATE)
     roster = speaker_roster(config)
     clips = {split: _clips(config, roster[split], n_samples) for split in SPLITS}
@@ -241,3 +240,11 @@ def build(*, data_dir: str | None = None, seed: int = 0, timesteps: int | None =
             pair_audio=torch.from_numpy(pair_audio), pair_visual=torch.from_numpy(pair_visual))
     return AVDataset(name="synthetic", splits=splits, features=features,
                      sample_rate=synth.SAMPLE_RATE, config=config.to_dict())
+
+
+# The options and their defaults are SyntheticConfig's fields; the signature says so, so that
+# introspection (help(), the dataset registry's option check) sees them all, from one source.
+build.__signature__ = inspect.Signature(
+    [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default,
+                       annotation=f.type) for f in fields(SyntheticConfig)],
+    return_annotation=AVDataset)
