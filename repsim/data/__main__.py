@@ -15,16 +15,18 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 
 from repsim.cli import setup_logging, user_errors_exit_2
 from repsim.data.base import AVDataset, make_batch
 from repsim.data.registry import build_dataset, dataset_names
-from repsim.plotting import new_figure, theme
 from repsim.provenance import atomic_path
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 FIGURE_FORMATS = ("png", "pdf", "svg")
 GAP = 2  # blank columns between the time steps of a stimulus row in the figure
@@ -95,6 +97,8 @@ def stimuli_figure(dataset: AVDataset, *, split: str = "test", examples: int = 3
     steps left to right. Audio colours are the standardised log-mel values on one scale for
     clean and noisy; within a window, low mel bands are at the bottom.
     """
+    from repsim.plotting import new_figure, theme  # seaborn and pandas: only when drawing
+
     if split not in dataset.splits:
         raise ValueError(f"no split {split!r}; the dataset has {', '.join(dataset.splits)}")
     if examples < 1:
@@ -151,13 +155,19 @@ def stimuli_figure(dataset: AVDataset, *, split: str = "test", examples: int = 3
     return fig
 
 
-def save_figure(fig: Figure, path: str | Path) -> Path:
-    """Write ``fig`` to ``path`` (format from the suffix) atomically, creating its folder."""
-    path = Path(path)
-    fmt = path.suffix.lstrip(".").lower()
+def _figure_format(path: str | Path) -> str:
+    """The image format named by ``path``'s suffix, or ValueError."""
+    fmt = Path(path).suffix.lstrip(".").lower()
     if fmt not in FIGURE_FORMATS:
         raise ValueError(f"cannot tell the figure format of {path}: use a name ending in "
                          f"{', '.join('.' + f for f in FIGURE_FORMATS)}")
+    return fmt
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` to ``path`` (format from the suffix) atomically, creating its folder."""
+    path = Path(path)
+    fmt = _figure_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=fmt, dpi=150, metadata={"Software": "repsim"}
@@ -203,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m repsim.data``."""
     args = parser().parse_args(argv)
     log = setup_logging()
+    if args.figure:  # refuse a bad figure request before the work of building
+        _figure_format(args.figure)
+        if args.examples < 1:
+            raise ValueError(f"--examples must be at least 1, got {args.examples}")
     started = time.perf_counter()
     dataset = build_dataset(args.dataset, data_dir=args.data_dir, seed=args.seed,
                             timesteps=args.timesteps, height=args.height, width=args.width,

@@ -13,7 +13,8 @@ also varies a little (:class:`Variation`).
 
 The time-varying cascade is a per-sample recursion vectorised across clips: the four stages
 are pipelined (stage k filters stage k-1's output of the previous sample), so one numpy update
-per sample advances all stages of all clips; the output is then shifted back by three samples.
+per sample advances all stages of all clips; the output is then shifted back by the pipeline's
+delay (three samples).
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ FOURTH_FORMANT = 3300.0  # Hz for the reference (scale 1) vocal tract; F1-F3 com
 FOURTH_BANDWIDTH = 250.0
 MAX_PITCH = 500.0  # Hz; pitch contours are clipped here
 OPEN_SPLIT = 0.72  # fraction of the open phase spent opening (the rest is the closing slope)
-FORMANT_SMOOTHING = 0.030  # seconds (Hann window) for formant and pitch tracks
+FORMANT_SMOOTHING = 0.030  # seconds (Hann window) for formant and bandwidth tracks
 LEVEL_SMOOTHING = 0.008  # seconds (Hann window) for source levels
+WANDER_SMOOTHING = 0.1  # seconds (Hann window) turning white noise into a slow pitch wander
 ASPIRATION_GAIN = 0.15  # aspiration noise relative to the unit-RMS glottal excitation
 STEADY = 0.2  # each end of a phone where its formants move towards its neighbours
 TAIL = 0.03  # seconds kept after the last phone (resonances ring out)
@@ -356,7 +358,7 @@ def _render(plans: Sequence[_Plan], speakers: Sequence[Speaker], n_samples: int)
 
     formants = np.minimum(_hann_smooth(stack("formants"), FORMANT_SMOOTHING), MAX_FORMANT)
     bandwidths = _hann_smooth(stack("bandwidths"), FORMANT_SMOOTHING)
-    wander = _hann_smooth(stack("wander"), 0.1)
+    wander = _hann_smooth(stack("wander"), WANDER_SMOOTHING)
     wander *= per_clip([p.drift for p in plans]) / np.maximum(wander.std(axis=1, keepdims=True),
                                                               1e-12)
     pitch = np.clip(stack("pitch") * (1.0 + wander), 40.0, MAX_PITCH)

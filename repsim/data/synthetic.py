@@ -37,6 +37,11 @@ FEATURE_BATCH = 256  # clips per log-mel batch (bounds memory)
 _SPEAKER, _CLIP, _IMAGE_SPLIT, _JITTER, _PAIRS = range(5)
 
 
+def _is_int(value: object) -> bool:
+    """An int, and not a bool (which Python counts as one)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
 class SyntheticConfig:
     """Every option of the synthetic dataset (``None`` sizes take the defaults: T=8, 16x16).
@@ -71,14 +76,14 @@ class SyntheticConfig:
     def __post_init__(self) -> None:
         for name in ("timesteps", "height", "width"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value <= 0):
+            if value is not None and (not _is_int(value) or value <= 0):
                 raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
         for name in ("train_speakers", "val_speakers", "test_speakers", "repetitions",
                      "train_pairs", "val_pairs", "test_pairs", "train_image_copies"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
+            if not _is_int(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
+        if not _is_int(self.seed) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
         fractions = (self.image_val_fraction, self.image_test_fraction)
         if min(fractions) <= 0 or sum(fractions) >= 0.9:
@@ -121,28 +126,37 @@ class SyntheticConfig:
 
 
 def _rng(seed: int, *key: int) -> np.random.Generator:
+    """The generator of one random stream (``key``) of dataset ``seed``."""
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
 
 
-def speaker_roster(config: SyntheticConfig) -> dict[str, list[synth.Speaker]]:
-    """The voices of each split; speaker k (numbered across splits) is ``spk<k>``."""
-    roster, first = {}, 0
+def speaker_numbers(config: SyntheticConfig) -> dict[str, range]:
+    """Speakers are numbered across splits: train first, then val, then test."""
+    numbers, first = {}, 0
     for split, count in config.speaker_counts().items():
-        roster[split] = [synth.random_speaker(f"spk{k:02d}", _rng(config.seed, _SPEAKER, k))
-                         for k in range(first, first + count)]
+        numbers[split] = range(first, first + count)
         first += count
-    return roster
+    return numbers
 
 
-def _clips(config: SyntheticConfig, speakers: list[synth.Speaker], n_samples: int) -> dict:
-    """Every speaker saying every digit ``repetitions`` times, and their ids."""
+def speaker_roster(config: SyntheticConfig) -> dict[str, list[synth.Speaker]]:
+    """The voices of each split; speaker k is ``spk<k>``, drawn from its own stream."""
+    return {split: [synth.random_speaker(f"spk{k:02d}", _rng(config.seed, _SPEAKER, k))
+                    for k in numbers]
+            for split, numbers in speaker_numbers(config).items()}
+
+
+def _clips(config: SyntheticConfig, speakers: list[synth.Speaker], numbers: range,
+           n_samples: int) -> dict:
+    """Every speaker saying every digit ``repetitions`` times, and their ids; the clip of
+    (speaker number, digit, repetition) has its own random stream."""
     grid = [(s, digit, rep) for s in range(len(speakers)) for digit in range(10)
             for rep in range(config.repetitions)]
-    speaker_number = [int(speaker.name[3:]) for speaker in speakers]
     waveforms, spans = synth.speak_digits(
         [digit for _, digit, _ in grid], [speakers[s] for s, _, _ in grid],
-        [_rng(config.seed, _CLIP, speaker_number[s], digit, rep) for s, digit, rep in grid],
+        [_rng(config.seed, _CLIP, numbers[s], digit, rep) for s, digit, rep in grid],
         n_samples=n_samples)
+    # a clip's power is that of the utterance, before the silence that pads it to n_samples
     power = np.array([np.mean(np.square(w[start:stop], dtype=np.float64))
                       for w, (start, stop) in zip(waveforms, spans, strict=True)])
     return {
@@ -208,6 +222,7 @@ def _images(config: SyntheticConfig) -> dict[str, dict]:
 
 
 def _features(waveforms: torch.Tensor, features: LogMelFrames) -> torch.Tensor:
+    """Clean audio frames of every clip, computed in batches of FEATURE_BATCH clips."""
     return torch.cat([features(waveforms[start:start + FEATURE_BATCH])
                       for start in range(0, len(waveforms), FEATURE_BATCH)])
 
@@ -222,8 +237,9 @@ def build(**options) -> AVDataset:
     """
     config = SyntheticConfig.from_dict(options).resolved()
     n_samples = round(config.duration * synth.SAMPLE_RATE)
-    roster = speaker_roster(config)
-    clips = {split: _clips(config, roster[split], n_samples) for split in SPLITS}
+    roster, numbers = speaker_roster(config), speaker_numbers(config)
+    clips = {split: _clips(config, roster[split], numbers[split], n_samples)
+             for split in SPLITS}
     images = _images(config)
     features = LogMelFrames(sample_rate=synth.SAMPLE_RATE, n_samples=n_samples,
                             timesteps=config.timesteps, height=config.height,
