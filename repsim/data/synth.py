@@ -9,7 +9,9 @@ Fricatives (s, z, f, v, th) and stop bursts (t, k) add white noise shaped by But
 filters (scipy.signal), in parallel with the cascade. Speakers differ in pitch, vocal-tract
 length (all formants scaled), speaking rate, jitter, shimmer, breathiness, glottal open
 quotient, formant bandwidths and small per-phone formant offsets (an accent); every utterance
-also varies a little (:class:`Variation`).
+also varies a little (:class:`Variation`). Like a recording, a clip is never digitally silent:
+white noise 30-45 dB below the word runs through it (without it, log-mel frames of silence sit
+at the log floor, and any added noise moves them far outside what a model saw in training).
 
 The time-varying cascade is a per-sample recursion vectorised across clips: the four stages
 are pipelined (stage k filters stage k-1's output of the previous sample), so one numpy update
@@ -164,10 +166,11 @@ class Variation:
     formants: float = 0.02  # sd of the log factor on each formant for the whole word
     gain_db: float = 3.0  # the level is drawn uniformly within +-gain_db
     onset: tuple[float, float] = (0.03, 0.25)  # the word starts at a uniform time in here (s)
+    floor_db: tuple[float, float] = (30.0, 45.0)  # recording noise floor, dB below the word
 
 
 NO_VARIATION = Variation(duration=0.0, tempo=0.0, pitch=0.0, drift=0.0, formants=0.0,
-                         gain_db=0.0, onset=(0.1, 0.1))
+                         gain_db=0.0, onset=(0.1, 0.1), floor_db=(40.0, 40.0))
 
 
 @dataclass
@@ -185,10 +188,12 @@ class _Plan:
     drift: float  # sd of the pitch wander (fraction)
     span: tuple[int, int]  # samples [start, stop) of the utterance
     gain: float
+    floor: float  # RMS of the recording noise floor relative to the utterance's
     jitter: np.ndarray  # (n_periods,) standard-normal draws, scaled by the speaker's jitter
     shimmer: np.ndarray  # (n_periods,)
     aspiration_noise: np.ndarray  # (n_samples,)
     frication_noise: np.ndarray  # (n_samples,)
+    floor_noise: np.ndarray  # (n_samples,)
 
 
 def _hann_smooth(tracks: np.ndarray, seconds: float) -> np.ndarray:
@@ -261,10 +266,12 @@ def _plan(names: Sequence[str], speaker: Speaker, rng: np.random.Generator,
         wander=rng.standard_normal(n_ctrl), drift=variation.drift,
         span=(min(int(onset * SAMPLE_RATE), stop - 1), stop),
         gain=10.0 ** (rng.uniform(-variation.gain_db, variation.gain_db) / 20.0),
+        floor=10.0 ** (-rng.uniform(*variation.floor_db) / 20.0),
         jitter=rng.standard_normal(n_periods, dtype=np.float32),
         shimmer=rng.standard_normal(n_periods, dtype=np.float32),
         aspiration_noise=rng.standard_normal(n_samples, dtype=np.float32),
         frication_noise=rng.standard_normal(n_samples, dtype=np.float32),
+        floor_noise=rng.standard_normal(n_samples, dtype=np.float32),
     )
 
 
@@ -393,7 +400,10 @@ def _render(plans: Sequence[_Plan], speakers: Sequence[Speaker], n_samples: int)
     positions = np.arange(n_samples)
     inside = (positions >= spans[:, :1]) & (positions < spans[:, 1:])
     vocal *= inside
-    return vocal * (TARGET_RMS * per_clip([p.gain for p in plans]) / _rms(vocal, inside))
+    vocal *= TARGET_RMS * per_clip([p.gain for p in plans]) / _rms(vocal, inside)
+    # A recording is never digitally silent: white noise at the floor level, everywhere.
+    floor = TARGET_RMS * per_clip([p.gain * p.floor for p in plans])
+    return vocal + floor * stack("floor_noise")
 
 
 def synthesize(words: Sequence[Sequence[str]], speakers: Sequence[Speaker],
@@ -402,10 +412,10 @@ def synthesize(words: Sequence[Sequence[str]], speakers: Sequence[Speaker],
                ) -> tuple[np.ndarray, np.ndarray]:
     """Speak phone sequences: ``words[i]`` by ``speakers[i]`` with randomness from ``rngs[i]``.
 
-    Returns waveforms ``(N, n_samples)`` float32 (zero outside each utterance) and spans
-    ``(N, 2)``: the samples [start, stop) each utterance occupies. A clip depends only on its
-    own phones, speaker and generator, never on the other clips or on ``chunk`` (how many
-    clips are rendered together, bounding memory).
+    Returns waveforms ``(N, n_samples)`` float32 (only the noise floor outside each
+    utterance) and spans ``(N, 2)``: the samples [start, stop) each utterance occupies. A
+    clip depends only on its own phones, speaker and generator, never on the other clips or
+    on ``chunk`` (how many clips are rendered together, bounding memory).
     """
     if not len(words) == len(speakers) == len(rngs):
         raise ValueError(f"need one speaker and one generator per word: {len(words)} words, "

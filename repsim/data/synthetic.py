@@ -130,6 +130,13 @@ def _rng(seed: int, *key: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
 
 
+def clip_rng(seed: int, speaker_number: int, digit: int, repetition: int
+             ) -> np.random.Generator:
+    """The generator behind one clip: with the speaker (:func:`speaker_roster`) and
+    :func:`repsim.data.synth.speak_digits` it reproduces the clip on its own."""
+    return _rng(seed, _CLIP, speaker_number, digit, repetition)
+
+
 def speaker_numbers(config: SyntheticConfig) -> dict[str, range]:
     """Speakers are numbered across splits: train first, then val, then test."""
     numbers, first = {}, 0
@@ -154,7 +161,7 @@ def _clips(config: SyntheticConfig, speakers: list[synth.Speaker], numbers: rang
             for rep in range(config.repetitions)]
     waveforms, spans = synth.speak_digits(
         [digit for _, digit, _ in grid], [speakers[s] for s, _, _ in grid],
-        [_rng(config.seed, _CLIP, numbers[s], digit, rep) for s, digit, rep in grid],
+        [clip_rng(config.seed, numbers[s], digit, rep) for s, digit, rep in grid],
         n_samples=n_samples)
     # a clip's power is that of the utterance, before the silence that pads it to n_samples
     power = np.array([np.mean(np.square(w[start:stop], dtype=np.float64))
