@@ -7,7 +7,9 @@ import or call something outside tensors and plain containers.
 
 from __future__ import annotations
 
+import io
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -30,10 +32,27 @@ def save_checkpoint(path: str | os.PathLike, payload: dict) -> Path:
     if payload["format"] != FORMAT:
         raise ValueError(f"checkpoint payload format must be {FORMAT!r}, "
                          f"got {payload['format']!r}")
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    try:  # never write a file that the safe loader would refuse
+        torch.load(io.BytesIO(buffer.getvalue()), map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ValueError(f"checkpoint payload holds objects that torch.load(weights_only=True) "
+                         f"refuses: {_reason(error)}") from None
     path = Path(path)
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        tmp.write_bytes(buffer.getvalue())
     return path
+
+
+def _reason(error: Exception) -> str:
+    """The informative part of a torch.load failure (which global it refused, or why)."""
+    text = str(error)
+    refused = re.search(r"Unsupported global: GLOBAL \S+", text)
+    if refused:
+        return refused.group(0)
+    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return first[:200]
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
@@ -52,9 +71,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     except OSError:
         raise
     except Exception as error:  # any parse failure or refused global means "not ours"
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"{path} is not a repsim checkpoint (it cannot be read safely: "
-                         f"{reason[:200]})") from None
+                         f"{_reason(error)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ValueError(f"{path} is not a repsim checkpoint (no format={FORMAT!r} marker)")
     version = ckpt.get("format_version")

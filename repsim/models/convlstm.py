@@ -54,12 +54,14 @@ class ConvLSTM(nn.Module):
         h_list: list[torch.Tensor] = []
         c_list: list[torch.Tensor] = []
         h = c = None
-        for t in range(steps):
+        # unbind/split (not indexing): their backward assembles one gradient, instead of a
+        # full-size zero tensor per step.
+        for x_t in x_gates.unbind(dim=1):
             # At t = 0 the previous state is zero, so the recurrent half contributes nothing.
-            gates = x_gates[:, t] if h is None else x_gates[:, t] + self.hidden_conv(h)
-            sig = torch.sigmoid(gates[:, : 3 * hidden])
-            i, f, o = sig.chunk(3, dim=1)
-            g = torch.tanh(gates[:, 3 * hidden:])
+            gates = x_t if h is None else x_t + self.hidden_conv(h)
+            sig, g = gates.split([3 * hidden, hidden], dim=1)
+            i, f, o = torch.sigmoid(sig).chunk(3, dim=1)
+            g = torch.tanh(g)
             c = i * g if c is None else torch.addcmul(i * g, f, c)
             h = o * torch.tanh(c)
             h_list.append(h)

@@ -1,0 +1,116 @@
+"""Evaluation under conditions: names, accuracy against scikit-learn, noise and removal."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from sklearn.metrics import accuracy_score
+
+from repsim.data import build_dataset, make_batch
+from repsim.evaluate import Condition, accuracy, grid_conditions, noise_grid, predict
+from repsim.models.fusion import FusionConvLSTM, ModelConfig
+
+TINY_DATA = {"timesteps": 3, "height": 8, "width": 8, "train_speakers": 4, "val_speakers": 2,
+             "test_speakers": 2, "repetitions": 1, "train_pairs": 40, "val_pairs": 30,
+             "test_pairs": 30}
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return build_dataset("synthetic", **TINY_DATA)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return FusionConvLSTM(ModelConfig(layers=1, hidden=4, fusion_layer=2)).eval()
+
+
+def test_condition_names_and_snrs():
+    assert Condition().name == "clean"
+    assert Condition(noise="audio", snr_db=-10.0).name == "audio_snr-10"
+    assert Condition(noise="both", snr_db=0.0).name == "both_snr0"
+    assert Condition(noise="visual", snr_db=2.5).name == "visual_snr2.5"
+    assert Condition(remove="visual").name == "visual_removed"
+    both = Condition(noise="both", snr_db=5.0)
+    assert (both.audio_snr, both.visual_snr) == (5.0, 5.0)
+    audio = Condition(noise="audio", snr_db=5.0)
+    assert audio.audio_snr == 5.0 and math.isinf(audio.visual_snr)
+
+
+@pytest.mark.parametrize(("options", "word"), [
+    ({"noise": "video", "snr_db": 0.0}, "noise must be"),
+    ({"noise": "audio"}, "finite SNR"),
+    ({"noise": "audio", "snr_db": math.nan}, "NaN"),
+    ({"remove": "both"}, "remove must be"),
+    ({"noise": "audio", "snr_db": 0.0, "remove": "audio"}, "not both")])
+def test_bad_conditions(options, word):
+    with pytest.raises(ValueError, match=word):
+        Condition(**options)
+
+
+def test_clean_accuracy_matches_sklearn_on_manual_predictions(dataset, model):
+    split = dataset.splits["test"]
+    batch = make_batch(split, dataset.features, split.pair_audio, split.pair_visual)
+    with torch.no_grad():
+        expected_pred = model(batch.audio, batch.visual).argmax(dim=1)
+    expected = accuracy_score(batch.audio_digit.numpy(), expected_pred.numpy())
+    got = accuracy(model, split, dataset.features, batch_size=7)
+    assert got == pytest.approx(expected, abs=1e-12)
+    logits, targets = predict(model, split, dataset.features, batch_size=7)
+    assert logits.shape == (len(split), 10) and torch.equal(targets, split.clip_digit[
+        split.pair_audio])
+
+
+def test_removed_modality_is_zeroed(dataset, model):
+    split = dataset.splits["val"]
+    batch = make_batch(split, dataset.features, split.pair_audio, split.pair_visual)
+    with torch.no_grad():
+        expected = model(torch.zeros_like(batch.audio), batch.visual)
+    logits, _ = predict(model, split, dataset.features, condition=Condition(remove="audio"))
+    torch.testing.assert_close(logits, expected, rtol=0, atol=1e-6)
+
+
+def test_noise_is_seeded_per_condition_and_changes_inputs(dataset, model):
+    split = dataset.splits["val"]
+    condition = Condition(noise="visual", snr_db=-5.0)
+    first, _ = predict(model, split, dataset.features, condition=condition, seed=3)
+    again, _ = predict(model, split, dataset.features, condition=condition, seed=3)
+    other, _ = predict(model, split, dataset.features, condition=condition, seed=4)
+    clean, _ = predict(model, split, dataset.features)
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+    assert not torch.equal(first, clean)
+    # the same draw as make_batch with a generator seeded the same way
+    generator = torch.Generator().manual_seed(3)
+    batch = make_batch(split, dataset.features, split.pair_audio, split.pair_visual,
+                       visual_snr=-5.0, generator=generator)
+    with torch.no_grad():
+        torch.testing.assert_close(first, model(batch.audio, batch.visual), rtol=0, atol=1e-6)
+
+
+def test_noise_grid_layout_and_values(dataset, model):
+    split = dataset.splits["test"]
+    snrs = (10.0, -10.0)
+    seen = []
+    grid = noise_grid(model, split, dataset.features, snrs=snrs, seed=1, progress=seen.append)
+    assert seen == [c.name for c in grid_conditions(snrs)]
+    assert seen[0] == "clean" and seen[-2:] == ["audio_removed", "visual_removed"]
+    assert [(e["noise"], e["snr_db"]) for e in grid["noise"]] == [
+        (target, snr) for target in ("audio", "visual", "both") for snr in snrs]
+    assert grid["clean_accuracy"] == accuracy(model, split, dataset.features)
+    for entry in grid["noise"]:
+        condition = Condition(noise=entry["noise"], snr_db=entry["snr_db"])
+        assert entry["accuracy"] == accuracy(model, split, dataset.features,
+                                             condition=condition, seed=1)
+    assert grid["removed"]["visual"] == accuracy(model, split, dataset.features,
+                                                 condition=Condition(remove="visual"))
+
+
+def test_bad_arguments(dataset, model):
+    with pytest.raises(ValueError, match="finite"):
+        grid_conditions([math.inf])
+    with pytest.raises(ValueError, match="batch size"):
+        accuracy(model, dataset.splits["val"], dataset.features, batch_size=0)

@@ -1,0 +1,284 @@
+"""Training: config round trip, determinism, exact resume, outputs, and every bad input."""
+
+from __future__ import annotations
+
+import builtins
+import csv
+import json
+import logging
+import math
+import pickle
+import re
+
+import pytest
+import torch
+
+from repsim.checkpoint import dataset_from_checkpoint, load_checkpoint, model_from_checkpoint
+from repsim.evaluate import Condition, accuracy
+from repsim.models.fusion import ModelConfig
+from repsim.train import (
+    DataConfig,
+    TrainConfig,
+    TrainingDiverged,
+    config_differences,
+    lr_at,
+    main,
+    run,
+)
+
+TINY_DATA = {"train_speakers": 4, "val_speakers": 2, "test_speakers": 2, "repetitions": 1,
+             "train_pairs": 32, "val_pairs": 20, "test_pairs": 20}
+
+
+def tiny_config(tmp_path, name="run", **changes) -> TrainConfig:
+    values = {"model": ModelConfig(layers=1, hidden=3, fusion_layer=2),
+              "data": DataConfig(timesteps=3, height=8, width=8, options=dict(TINY_DATA)),
+              "epochs": 2, "batch_size": 8, "lr": 1e-2, "noise_snrs": (0.0,),
+              "out_dir": str(tmp_path / name)}
+    values.update(changes)
+    return TrainConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset():
+    return DataConfig(timesteps=3, height=8, width=8, options=dict(TINY_DATA)).build()
+
+
+def config_file(tmp_path, config: TrainConfig):
+    path = tmp_path / "config.json"
+    path.write_text(config.to_json())
+    return str(path)
+
+
+def states_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_config_json_round_trip():
+    config = TrainConfig(model=ModelConfig(layers=3, fusion_layer="late", match_params=True),
+                         data=DataConfig(dataset="avmnist", data_dir="/x", options={"a": 1}),
+                         augment="both", augment_snr=(-5, 5), noise_snrs=(3, -3))
+    text = config.to_json()
+    assert TrainConfig.from_json(text) == config
+    assert json.loads(text)["model"]["fusion_layer"] == 4
+    with pytest.raises(ValueError, match="unknown train config field.*epoch_count"):
+        TrainConfig.from_dict({"epoch_count": 3})
+
+
+def test_learning_rate_schedule():
+    config = TrainConfig(epochs=2, lr=0.1, warmup_epochs=0.5)
+    steps = [lr_at(config, step, 10) for step in range(20)]
+    assert steps[:5] == pytest.approx([0.02, 0.04, 0.06, 0.08, 0.1])
+    for step in range(5, 20):
+        progress = (step - 5) / 15
+        assert steps[step] == pytest.approx(0.05 * (1 + math.cos(math.pi * progress)))
+
+
+def test_same_seed_same_weights_and_resume_is_exact(tmp_path, tiny_dataset):
+    """Augmentation on, so the noise generator's state must be carried across a resume."""
+    options = {"augment": "both", "epochs": 2}
+    first = run(tiny_config(tmp_path, "a", **options), dataset=tiny_dataset)
+    second = run(tiny_config(tmp_path, "b", **options), dataset=tiny_dataset)
+    assert states_equal(first.model.state_dict(), second.model.state_dict())
+
+    def interrupt(record, model):
+        if record.epoch == 1:
+            raise KeyboardInterrupt
+
+    interrupted = tiny_config(tmp_path, "c", **options)
+    with pytest.raises(KeyboardInterrupt):
+        run(interrupted, dataset=tiny_dataset, on_epoch=interrupt)
+    assert load_checkpoint(tmp_path / "c" / "ckpt.pt")["epoch"] == 1
+    resumed = run(interrupted, dataset=tiny_dataset, resume=tmp_path / "c" / "ckpt.pt")
+    assert states_equal(resumed.model.state_dict(), first.model.state_dict())
+    final_a = load_checkpoint(first.checkpoint)
+    final_c = load_checkpoint(resumed.checkpoint)
+    assert final_a["optimizer_state"]["state"].keys() == final_c["optimizer_state"]["state"].keys()
+    for key, state in final_a["optimizer_state"]["state"].items():
+        assert states_equal(state, final_c["optimizer_state"]["state"][key])
+    assert final_c["metrics"]["clean_accuracy"] == final_a["metrics"]["clean_accuracy"]
+    assert [row["train_loss"] for row in final_c["history"]] == [
+        row["train_loss"] for row in final_a["history"]]
+
+    other_seed = run(tiny_config(tmp_path, "d", seed=1, **options), dataset=tiny_dataset)
+    assert other_seed.history[0]["train_loss"] != first.history[0]["train_loss"]
+    assert not states_equal(other_seed.model.state_dict(), first.model.state_dict())
+
+
+def test_run_directory_contents(tmp_path):
+    config = tiny_config(tmp_path)
+    result = run(config)
+    files = sorted(p.name for p in result.run_dir.iterdir())
+    assert files == ["ckpt.pt", "config.json", "log.csv", "metrics.json"]
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    for key in ("run", "dataset", "fusion_layer", "layers", "seed", "parameters",
+                "clean_accuracy", "noise", "removed", "val_accuracy", "epochs",
+                "train_seconds", "config", "versions"):
+        assert key in metrics, key
+    assert metrics["run"] == "run" and metrics["fusion_layer"] == 2
+    assert metrics["parameters"] == result.model.parameter_count()
+    assert [(e["noise"], e["snr_db"]) for e in metrics["noise"]] == [
+        ("audio", 0.0), ("visual", 0.0), ("both", 0.0)]
+    assert TrainConfig.from_dict(metrics["config"]) == config
+    assert TrainConfig.from_json((result.run_dir / "config.json").read_text()) == config
+
+    raw = torch.load(result.checkpoint, weights_only=True)
+    assert raw["epoch"] == 2 and raw["metrics"] == metrics
+    dataset = dataset_from_checkpoint(raw)
+    assert dataset.fingerprint() == raw["data_fingerprint"]
+    model = model_from_checkpoint(raw)
+    test = dataset.splits["test"]
+    assert metrics["clean_accuracy"] == accuracy(model, test, dataset.features)
+    assert metrics["removed"]["audio"] == accuracy(model, test, dataset.features,
+                                                   condition=Condition(remove="audio"))
+    with open(result.run_dir / "log.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert float(rows[-1]["val_accuracy"]) == metrics["val_accuracy"]
+
+
+def test_cli_trains_and_prints_summary(tmp_path, capsys, caplog):
+    config = tiny_config(tmp_path, epochs=1, model=ModelConfig(layers=1, hidden=2))
+    out = tmp_path / "cli"
+    with caplog.at_level(logging.INFO, logger="repsim"):
+        code = main(["--config", config_file(tmp_path, config), "--fusion-layer", "late",
+                     "--out-dir", str(out), "--quiet", "--snrs", "inf", "-10"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert f"wrote {out}/" in captured.out and "fusion layer 2 of 1" in captured.out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [e["snr_db"] for e in metrics["noise"]] == [-10.0, -10.0, -10.0]
+    assert "epoch 1/1  train loss" in caplog.text and "val accuracy" in caplog.text
+
+
+def test_help_shows_examples(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    assert "examples:" in capsys.readouterr().out
+
+
+def cli_error(capsys, argv) -> str:
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert err.startswith("error: ") and "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--layers", "2", "--fusion-layer", "4"], r"fusion layer must be 1\.\.3"),
+    (["--fusion-layer", "0"], "fusion layer must be"),
+    (["--hidden", "0"], "hidden must be a positive integer"),
+    (["--layers", "-1"], "layers must be a positive integer"),
+    (["--epochs", "0"], "epochs must be a positive integer"),
+    (["--batch-size", "-4"], "batch_size must be a positive integer"),
+    (["--timesteps", "0"], "timesteps must be a positive integer"),
+    (["--lr", "0"], "lr must be positive"),
+])
+def test_bad_sizes_and_fusion_layer(tmp_path, capsys, argv, message):
+    err = cli_error(capsys, [*argv, "--out-dir", str(tmp_path / "x"), "--quiet"])
+    assert re.search(message, err)
+    assert not (tmp_path / "x").exists()
+
+
+def test_unwritable_output_directory(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    config = config_file(tmp_path, tiny_config(tmp_path))
+    err = cli_error(capsys, ["--config", config, "--out-dir", str(blocker / "run"), "--quiet"])
+    assert "cannot write to output directory" in err and str(blocker / "run") in err
+
+
+def test_existing_run_needs_resume_or_overwrite(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "ckpt.pt").write_bytes(b"old")
+    config = config_file(tmp_path, tiny_config(tmp_path))
+    err = cli_error(capsys, ["--config", config, "--quiet"])
+    assert "already holds a checkpoint" in err and "--resume" in err
+    assert (run_dir / "ckpt.pt").read_bytes() == b"old"
+
+
+def test_resume_with_another_configuration_names_fields(tmp_path, capsys):
+    config = tiny_config(tmp_path, epochs=1)
+    run(config)
+    changed = config_file(tmp_path, tiny_config(tmp_path, epochs=1, lr=5e-3,
+                                                model=ModelConfig(layers=1, hidden=4,
+                                                                  fusion_layer=2)))
+    err = cli_error(capsys, ["--config", changed, "--quiet", "--device", "cpu",
+                             "--resume", str(tmp_path / "run" / "ckpt.pt")])
+    assert "differing fields" in err and "model.hidden: 3 (checkpoint) vs 4 (now)" in err
+    assert "lr: 0.01 (checkpoint) vs 0.005 (now)" in err
+    assert "device" not in config_differences(config.to_dict(),
+                                              tiny_config(tmp_path, device="cpu").to_dict())
+
+
+def test_resume_from_a_file_that_is_not_a_checkpoint(tmp_path, capsys):
+    bogus = tmp_path / "notes.pt"
+    bogus.write_text("epoch 3 looked good\n")
+    config = config_file(tmp_path, tiny_config(tmp_path))
+    err = cli_error(capsys, ["--config", config, "--quiet", "--resume", str(bogus)])
+    assert f"{bogus} is not a repsim checkpoint" in err
+    err = cli_error(capsys, ["--config", config, "--quiet", "--resume",
+                             str(tmp_path / "missing.pt")])
+    assert "checkpoint not found" in err
+
+
+class CreatesFile:
+    """Unpickling this opens (creates) a marker file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return builtins.open, (self.marker, "w")
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_resume_from_a_code_running_pickle_is_refused(tmp_path, capsys):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(pickle.dumps({"format": "repsim-checkpoint", "x": CreatesFile(marker)}))
+    config = config_file(tmp_path, tiny_config(tmp_path))
+    err = cli_error(capsys, ["--config", config, "--quiet", "--resume", str(evil)])
+    assert "is not a repsim checkpoint" in err
+    assert not marker.exists()
+
+
+def test_divergence_keeps_last_good_checkpoint(tmp_path, tiny_dataset):
+    def poison(record, model):
+        if record.epoch == 1:
+            with torch.no_grad():
+                model.readout.bias.fill_(math.nan)
+
+    config = tiny_config(tmp_path, epochs=3)
+    with pytest.raises(TrainingDiverged, match="diverged.*epoch 2.*last good checkpoint "
+                                               r"\(epoch 1\)"):
+        run(config, dataset=tiny_dataset, on_epoch=poison)
+    ckpt = load_checkpoint(tmp_path / "run" / "ckpt.pt")
+    assert ckpt["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in ckpt["model_state"].values())
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "ckpt.pt", "config.json", "log.csv"]
+
+
+def test_divergence_from_the_cli_exits_2(tmp_path, capsys):
+    config = config_file(tmp_path, tiny_config(tmp_path, epochs=1, grad_clip=0.0))
+    err = cli_error(capsys, ["--config", config, "--quiet", "--lr", "1e37"])
+    assert "training diverged" in err and "no checkpoint was written" in err
+    assert not (tmp_path / "run" / "ckpt.pt").exists()
+    assert not [p for p in (tmp_path / "run").iterdir() if p.name.startswith(".")]
+
+
+def test_bad_config_values():
+    with pytest.raises(ValueError, match="unknown dataset"):
+        DataConfig(dataset="imagenet")
+    with pytest.raises(ValueError, match="augment must be"):
+        TrainConfig(augment="video")
+    with pytest.raises(ValueError, match="augment_snr"):
+        TrainConfig(augment_snr=(10, -10))
+    with pytest.raises(ValueError, match="noise_snrs"):
+        TrainConfig(noise_snrs=(math.inf,))
+    with pytest.raises(ValueError, match="device"):
+        TrainConfig(device="tpu")
