@@ -1,0 +1,347 @@
+"""Representational similarity analysis: RDMs, their comparison, models and resampling.
+
+Definitions:
+
+- ``rdm(X, metric)``: the n x n representational dissimilarity matrix between the stimulus
+  patterns (rows of X), with the meanings of :func:`scipy.spatial.distance.pdist`:
+  "euclidean" ``||u - v||``, "sqeuclidean" ``||u - v||^2``, "cosine" ``1 - u.v / (|u||v|)``
+  and "correlation" ``1 - (u - mean u).(v - mean v) / (|u - mean u||v - mean v|)`` (means
+  over features). Computed from one Gram matrix per representation; symmetric, zero
+  diagonal, cosine/correlation distances clipped to [0, 2] and squared distances to >= 0
+  against rounding. (Note: rsatoolbox's "euclidean" RDM is the squared distance divided by
+  the number of features; its "correlation" RDM equals ours.)
+- ``compare_rdms(A, B, method)`` uses the strict upper triangle (the n(n-1)/2 distinct
+  pairs): "pearson" and "cosine" of the two vectors, "spearman" (Pearson of average ranks),
+  and "kendall_tau_a": ``(concordant - discordant) / (m(m-1)/2)`` over the m entries, so
+  pairs tied in either RDM count in the denominator (unlike scipy's default tau-b). Tau-a
+  runs in O(m log m).
+- Bootstrap over stimuli (:func:`bootstrap_compare_rdms`): resampling stimuli with
+  replacement duplicates some; the pair of a stimulus with its own copy has distance zero by
+  construction, not by measurement, so such pairs are dropped from both RDMs before
+  comparing, as rsatoolbox does (it sets them to NaN and ignores them).
+- Permutation test (:func:`permutation_test_rdms`): the condition labels of the first RDM
+  are permuted (rows and columns together) to build the null distribution.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from repsim.analysis._arrays import (
+    as_matrix,
+    check_choice,
+    check_finite,
+    labels_of,
+    stimulus_positions,
+    take_rows,
+)
+from repsim.analysis.resampling import (
+    BootstrapResult,
+    PermutationResult,
+    bootstrap,
+    permutation_test,
+)
+
+METRICS = ("correlation", "euclidean", "sqeuclidean", "cosine")
+METHODS = ("spearman", "pearson", "kendall_tau_a", "cosine")
+
+
+def rdm(X, metric: str = "correlation") -> np.ndarray:
+    """The (n, n) float64 RDM of ``X`` (stimuli on axis 0), metric as in scipy's ``pdist``.
+
+    A list or tuple of representations gives a stacked ``(k, n, n)`` array (stimuli matched
+    to the first by ``stimulus_id`` when all carry it). Stimuli whose pattern is all zeros
+    (cosine) or constant (correlation) make the distance undefined: ValueError naming them.
+    """
+    check_choice(metric, METRICS, "metric")
+    if isinstance(X, list | tuple):
+        if not X:
+            raise ValueError("rdm got an empty list of representations")
+        names = [f"X[{i}]" for i in range(len(X))]
+        positions = stimulus_positions(X, names)
+        return np.stack([_rdm(as_matrix(take_rows(x, rows), name), metric, name)
+                         for x, rows, name in zip(X, positions, names, strict=True)])
+    return _rdm(as_matrix(X, "X"), metric, "X")
+
+
+def compare_rdms(A, B, method: str = "spearman") -> float | np.ndarray:
+    """Similarity of RDMs on their strict upper triangles (see the module docstring).
+
+    ``A`` and ``B``: (n, n) RDMs, or stacks ``(k, n, n)`` / lists of them. Two single RDMs
+    give a float; otherwise a ``(k_A, k_B)`` array of every pair. Ranks and norms are computed
+    once per RDM and all pairs of a correlation-type method come from one matrix product.
+    An RDM whose entries are all equal has no correlation: ValueError naming it.
+    """
+    check_choice(method, METHODS, "method")
+    (vectors_a, single_a), (vectors_b, single_b) = _upper_triangles(A, "A"), \
+        _upper_triangles(B, "B")
+    if vectors_a.shape[1] != vectors_b.shape[1]:
+        raise ValueError(f"A and B describe different numbers of stimuli "
+                         f"({_stimuli_of(vectors_a)} and {_stimuli_of(vectors_b)})")
+    if method == "kendall_tau_a":
+        ranked_a, ranked_b = ([_dense_ranks(v) for v in vectors] for vectors in
+                              (vectors_a, vectors_b))
+        result = np.array([[_tau_a_of_ranks(a, b) for b in ranked_b] for a in ranked_a])
+    else:
+        result = _unit_rows(vectors_a, method, "A") @ _unit_rows(vectors_b, method, "B").T
+    return float(result[0, 0]) if single_a and single_b else result
+
+
+def kendall_tau_a(x, y) -> float:
+    """Kendall's tau-a of two equal-length vectors in O(m log m): ``(concordant -
+    discordant) / (m(m-1)/2)``, every tied pair counting in the denominator."""
+    x, y = (np.asarray(v, dtype=np.float64).ravel() for v in (x, y))
+    if x.size != y.size or x.size < 2:
+        raise ValueError(f"kendall_tau_a needs two vectors of equal length >= 2, got "
+                         f"{x.size} and {y.size}")
+    check_finite(x, "x")
+    check_finite(y, "y")
+    return _tau_a_of_ranks(_dense_ranks(x), _dense_ranks(y))
+
+
+def average_by_condition(X, *labels) -> tuple[np.ndarray, np.ndarray]:
+    """Condition-averaged patterns: the mean of ``X``'s rows for each distinct label value.
+
+    ``labels``: one or more arrays with a label per stimulus, or names of stimulus
+    coordinates of a DataArray ``X`` (e.g. ``"audio_digit", "visual_digit"`` gives one
+    pattern per audio-digit x visual-digit cell that occurs). Returns ``(patterns, conditions)``:
+    ``patterns`` ``(c, n_features)`` in sorted label order and ``conditions`` the label values
+    of each row, ``(c,)`` for one label or ``(c, n_labels)`` for several.
+    """
+    x = as_matrix(X, "X")
+    if not labels:
+        raise ValueError("average_by_condition needs at least one label array or name")
+    columns = [labels_of(label, X, f"labels[{i}]") for i, label in enumerate(labels)]
+    for i, column in enumerate(columns):
+        if column.shape[0] != x.shape[0]:
+            raise ValueError(f"labels[{i}] has {column.shape[0]} entries for {x.shape[0]} "
+                             f"stimuli")
+    codes, values = zip(*(np.unique(c, return_inverse=True)[::-1] for c in columns),
+                        strict=True)
+    combined = np.ravel_multi_index(codes, [len(v) for v in values])
+    cells, inverse = np.unique(combined, return_inverse=True)
+    indicator = np.zeros((cells.size, x.shape[0]))
+    indicator[inverse, np.arange(x.shape[0])] = 1.0
+    patterns = (indicator @ x) / indicator.sum(1, keepdims=True)
+    cell_codes = np.unravel_index(cells, [len(v) for v in values])
+    conditions = [v[c] for v, c in zip(values, cell_codes, strict=True)]
+    return patterns, conditions[0] if len(conditions) == 1 else np.stack(conditions, axis=1)
+
+
+def categorical_rdm(labels) -> np.ndarray:
+    """Model RDM of a categorical hypothesis: 0 between stimuli with the same label, 1
+    otherwise (e.g. ``categorical_rdm(audio_digit)``: "same audio digit, same response")."""
+    labels = labels_of(labels, name="labels")
+    return (labels[:, None] != labels[None, :]).astype(np.float64)
+
+
+def bootstrap_compare_rdms(A, B, method: str = "spearman", n_boot: int = 1000, seed: int = 0,
+                           confidence: float = 0.95) -> BootstrapResult:
+    """Bootstrap CI of ``compare_rdms(A, B, method)``, resampling stimuli with replacement.
+
+    Both RDMs are indexed by the same resampled stimuli; pairs made of a stimulus and its own
+    copy are dropped (see the module docstring). Resamples where the comparison is
+    undefined (e.g. a model RDM whose remaining entries are all equal) are NaN.
+    """
+    check_choice(method, METHODS, "method")
+    a, b = _square_pair(A, B)
+    n = a.shape[0]
+
+    def statistic(rows: np.ndarray) -> float:
+        i, j = np.triu_indices(n, 1)
+        keep = rows[i] != rows[j]
+        first, second = a[rows[i[keep]], rows[j[keep]]], b[rows[i[keep]], rows[j[keep]]]
+        if first.size < 2:
+            return float("nan")
+        if method == "kendall_tau_a":
+            return _tau_a_of_ranks(_dense_ranks(first), _dense_ranks(second))
+        unit = [_unit_rows(v[None], method, None) for v in (first, second)]
+        return float(unit[0][0] @ unit[1][0])
+
+    return bootstrap(statistic, n, n_boot=n_boot, seed=seed, confidence=confidence)
+
+
+def permutation_test_rdms(A, B, method: str = "spearman", n_perm: int = 1000, seed: int = 0,
+                          alternative: str = "greater") -> PermutationResult:
+    """Permutation test of ``compare_rdms(A, B, method)``: the null permutes the condition
+    labels of ``A`` (its rows and columns together), ``n_perm`` times.
+
+    For the correlation-type methods ``A``'s ranks/centering are computed once (they only
+    move under a permutation), so each permutation costs O(n^2).
+    """
+    check_choice(method, METHODS, "method")
+    a, b = _square_pair(A, B)
+    n = a.shape[0]
+    i, j = np.triu_indices(n, 1)
+    vector_b = b[i, j]
+    if method == "kendall_tau_a":
+        ranks_b = _dense_ranks(vector_b)
+
+        def statistic(order: np.ndarray) -> float:
+            return _tau_a_of_ranks(_dense_ranks(a[order[i], order[j]]), ranks_b)
+    else:
+        unit_a = _unit_rows(a[i, j][None], method, "A")[0]
+        unit_b = _unit_rows(vector_b[None], method, "B")[0]
+        square = np.zeros((n, n))
+        square[i, j] = unit_a  # permuting A permutes its (unit) transformed entries
+
+        def statistic(order: np.ndarray) -> float:
+            first, second = np.minimum(order[i], order[j]), np.maximum(order[i], order[j])
+            return float(square[first, second] @ unit_b)
+
+    return permutation_test(statistic, n, n_perm=n_perm, seed=seed, alternative=alternative)
+
+
+# --------------------------------------------------------------------------- internals
+
+
+def _rdm(x: np.ndarray, metric: str, name: str) -> np.ndarray:
+    if metric in ("correlation", "cosine"):
+        if metric == "correlation":
+            x = x - x.mean(1, keepdims=True)
+        norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+        if not (norms > 0).all():
+            bad = np.flatnonzero(norms == 0)
+            kind = "constant" if metric == "correlation" else "all-zero"
+            raise ValueError(f"{name}: stimuli {bad[:5].tolist()} have a {kind} pattern; "
+                             f"their {metric} distance is undefined")
+        x = x / norms[:, None]
+        distances = np.clip(1.0 - x @ x.T, 0.0, 2.0)
+    else:
+        x = x - x.mean(0)  # distances do not change; products get smaller, rounding too
+        squared_norms = np.einsum("ij,ij->i", x, x)
+        distances = squared_norms[:, None] + squared_norms[None, :] - 2.0 * (x @ x.T)
+        np.maximum(distances, 0.0, out=distances)
+        if metric == "euclidean":
+            np.sqrt(distances, out=distances)
+    distances = (distances + distances.T) / 2
+    np.fill_diagonal(distances, 0.0)
+    return distances
+
+
+def _square_stack(rdms, name: str) -> tuple[np.ndarray, bool]:
+    """RDM input as a checked float64 ``(k, n, n)`` stack, and whether it was a single RDM."""
+    if isinstance(rdms, list | tuple):
+        stack = np.stack([as_matrix(r, f"{name}[{i}]") for i, r in enumerate(rdms)])
+        single = False
+    else:
+        stack = np.asarray(rdms.values if hasattr(rdms, "dims") else rdms, dtype=np.float64)
+        single = stack.ndim == 2
+        stack = stack[None] if single else stack
+    if stack.ndim != 3 or stack.shape[1] != stack.shape[2]:
+        raise ValueError(f"{name} must be a square (n, n) RDM or a (k, n, n) stack, got "
+                         f"shape {stack.shape}")
+    if stack.shape[1] < 3:
+        raise ValueError(f"{name} has {stack.shape[1]} stimuli; comparing RDMs needs at "
+                         f"least 3 (two distinct pairs)")
+    check_finite(stack, name)
+    if not np.allclose(stack, stack.transpose(0, 2, 1), rtol=1e-10, atol=1e-12):
+        raise ValueError(f"{name} is not symmetric; an RDM must be")
+    return stack, single
+
+
+def _upper_triangles(rdms, name: str) -> tuple[np.ndarray, bool]:
+    stack, single = _square_stack(rdms, name)
+    i, j = np.triu_indices(stack.shape[1], 1)
+    return stack[:, i, j], single
+
+
+def _square_pair(A, B) -> tuple[np.ndarray, np.ndarray]:
+    (a, single_a), (b, single_b) = _square_stack(A, "A"), _square_stack(B, "B")
+    if not (single_a and single_b):
+        raise ValueError("resampling compares one RDM A with one RDM B; got stacks")
+    if a.shape != b.shape:
+        raise ValueError(f"A and B describe different numbers of stimuli ({a.shape[1]} and "
+                         f"{b.shape[1]})")
+    return a[0], b[0]
+
+
+def _stimuli_of(vectors: np.ndarray) -> int:
+    return int(round((1 + np.sqrt(1 + 8 * vectors.shape[1])) / 2))
+
+
+def _unit_rows(vectors: np.ndarray, method: str, name: str | None) -> np.ndarray:
+    """Rows transformed for ``method`` (ranked, centered) and scaled to unit norm, so that a
+    dot product is the similarity. ``name=None``: undefined rows become NaN, else ValueError."""
+    if method == "spearman":
+        vectors = _average_ranks(vectors)
+    if method in ("spearman", "pearson"):
+        vectors = vectors - vectors.mean(1, keepdims=True)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    if not (norms > 0).all():
+        if name is not None:
+            kind = "all zero" if method == "cosine" else "all equal"
+            raise ValueError(f"{name}: an RDM's upper-triangle entries are {kind}; its "
+                             f"{method} similarity is undefined")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return vectors / norms
+    return vectors / norms
+
+
+def _average_ranks(vectors: np.ndarray) -> np.ndarray:
+    """Ranks 1..m of each row, ties given their average rank (scipy's ``rankdata``)."""
+    order = np.argsort(vectors, axis=1)
+    ordered = np.take_along_axis(vectors, order, axis=1)
+    count = vectors.shape[1]
+    positions = np.broadcast_to(np.arange(count), vectors.shape)
+    starts_run = np.ones(vectors.shape, dtype=bool)
+    starts_run[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    ends_run = np.ones(vectors.shape, dtype=bool)
+    ends_run[:, :-1] = starts_run[:, 1:]
+    first = np.maximum.accumulate(np.where(starts_run, positions, 0), axis=1)
+    last = np.minimum.accumulate(np.where(ends_run, positions, count)[:, ::-1], axis=1)[:, ::-1]
+    ranks = np.empty(vectors.shape)
+    np.put_along_axis(ranks, order, (first + last) / 2.0 + 1.0, axis=1)
+    return ranks
+
+
+def _dense_ranks(vector: np.ndarray) -> np.ndarray:
+    """Integer codes 0..u-1 preserving order and ties."""
+    return np.unique(vector, return_inverse=True)[1].astype(np.int64)
+
+
+def _tied_pairs(codes: np.ndarray) -> int:
+    counts = np.bincount(codes)
+    return int((counts * (counts - 1) // 2).sum())
+
+
+def _tau_a_of_ranks(x: np.ndarray, y: np.ndarray) -> float:
+    """Tau-a from dense ranks: concordant - discordant = pairs - ties_x - ties_y + ties_xy
+    - 2 * discordant, where discordant pairs are inversions of y once sorted by (x, y)."""
+    count = x.size
+    pairs = count * (count - 1) // 2
+    joint = x * (int(y.max()) + 1) + y
+    order = np.argsort(joint, kind="stable")
+    run_starts = np.flatnonzero(np.diff(joint[order], prepend=-1))
+    run_lengths = np.diff(run_starts, append=count)
+    ties_xy = int((run_lengths * (run_lengths - 1) // 2).sum())
+    difference = pairs - _tied_pairs(x) - _tied_pairs(y) + ties_xy \
+        - 2 * _count_inversions(y[order])
+    return difference / pairs
+
+
+def _count_inversions(values: np.ndarray) -> int:
+    """Pairs i < j with values[i] > values[j] (integer codes), by bottom-up merge sort.
+
+    At width w the array is made of sorted blocks of w; each pair of neighbouring blocks is
+    merged by one stable sort of (block pair, value, side) keys for all pairs at once, which
+    runs in linear time on two sorted runs; an element of the right block is inverted with
+    every left-block element placed after it. log2(m) levels: O(m log m), vectorised.
+    """
+    values = values.astype(np.int64)
+    count = values.size
+    index = np.arange(count)
+    span = int(values.max()) + 1
+    inversions, width = 0, 1
+    while width < count:
+        block_start = index // (2 * width) * (2 * width)
+        right = (index - block_start) >= width
+        order = np.argsort(((block_start * span) + values) * 2 + right, kind="stable")
+        merged_position = np.empty(count, dtype=np.int64)
+        merged_position[order] = index
+        left_size = np.minimum(width, count - block_start)
+        left_before = merged_position - block_start - (index - block_start - width)
+        inversions += int((left_size - left_before)[right].sum())
+        values = values[order]
+        width *= 2
+    return inversions
