@@ -521,18 +521,15 @@ def _lbfgs(problems: _LogisticBatch, count: int, size: int, device: torch.device
     changes = torch.zeros_like(steps)
     rho = torch.zeros((LBFGS_MEMORY, count), device=device)
     finished = grad.abs().amax(1) <= tol
-    for iteration in range(max_iter + 1):
-        if bool(finished.any()) or iteration == max_iter:
-            done = finished if iteration < max_iter else torch.ones_like(finished)
-            solution[ids[done]] = theta[done]
-            keep = ~done
+    for iteration in range(max_iter):
+        if bool(finished.any()):
+            solution[ids[finished]] = theta[finished]
+            keep = ~finished
             ids, theta, loss, grad, curvature = (a[keep] for a in
                                                  (ids, theta, loss, grad, curvature))
             steps, changes, rho = steps[:, keep], changes[:, keep], rho[:, keep]
         if ids.numel() == 0:
             return solution, 0
-        if iteration == max_iter:
-            break
         direction = -_two_loop(grad, steps, changes, rho, iteration,
                                functools.partial(problems.precondition, ids,
                                                  curvature=curvature))
@@ -571,9 +568,8 @@ def _lbfgs(problems: _LogisticBatch, count: int, size: int, device: torch.device
         loss[accept], grad[accept] = trial_loss[accept], trial_grad[accept]
         curvature[accept] = trial_curvature[accept]
         finished = (grad.abs().amax(1) <= tol) | failing
-    unfinished = ids.numel()
     solution[ids] = theta
-    return solution, unfinished
+    return solution, int((~finished).sum())
 
 
 def _two_loop(grad, steps, changes, rho, iteration: int, initial: Callable) -> torch.Tensor:
