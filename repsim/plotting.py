@@ -85,14 +85,23 @@ def heatmap(ax: Axes, values: np.ndarray, *, row_labels: Sequence[str],
     values = np.asarray(values, dtype=float)
     if annotate is None:
         annotate = values.size <= 80
+    labels = np.vectorize(lambda v: _cell_text(v, fmt))(values) if annotate else False
     sns.heatmap(values, ax=ax, vmin=vmin, vmax=vmax, cmap=cmap, square=False,
-                annot=annotate, fmt=fmt, annot_kws={"fontsize": "small"},
+                annot=labels, fmt="", annot_kws={"fontsize": "small"},
                 xticklabels=list(col_labels), yticklabels=list(row_labels), linewidths=0.5,
                 linecolor="white", cbar_kws={"label": cbar_label, "shrink": 0.9})
     crowded = len(col_labels) * max(map(len, map(str, col_labels)), default=0) > 48
     ax.tick_params(axis="x", labelrotation=45 if crowded else 0)
     ax.tick_params(axis="y", labelrotation=0)
     ax.grid(False)
+
+
+def _cell_text(value: float, fmt: str) -> str:
+    """A heatmap annotation: blank for NaN, and never "-0.00" for a tiny negative residue."""
+    if np.isnan(value):
+        return ""
+    text = format(value, fmt)
+    return text.lstrip("-") if float(text) == 0 else text
 
 
 def line_with_band(ax: Axes, x: Sequence[float], y: Sequence[float], low: Sequence[float] | None,

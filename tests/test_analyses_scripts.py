@@ -14,8 +14,12 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+from scipy.spatial.distance import pdist, squareform
+from scipy.stats import spearmanr
 
+from repsim import activations
 from repsim.activations import write_activations
 from repsim.plotting import read_table
 from repsim.provenance import sha256_file
@@ -44,10 +48,12 @@ def _layers(fusion_layer: int, depth: int) -> list[str]:
 
 
 def _stimuli(per_digit: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Clean, modality-removed and incongruent conditions over the same clips and images."""
+    """Clean, modality-removed and incongruent conditions over the same clips and images;
+    in the incongruent pairs every audio digit and every visual digit occurs equally often."""
     n = 10 * per_digit
     digit = np.repeat(np.arange(10), per_digit)
-    other = (digit + rng.integers(1, 10, n)) % 10  # a different digit for the image
+    shift = np.tile(1 + np.arange(per_digit) % 9, 10)
+    other = (digit + shift) % 10  # another digit for the image, each as often as the others
     image_of = {d: np.flatnonzero(digit == d) for d in range(10)}
     incongruent_image = np.array([rng.choice(image_of[d]) for d in other])
     clip = np.arange(n)
@@ -215,4 +221,300 @@ def test_noise_robustness_bad_inputs_exit_2(tmp_path, capsys):
     metrics.write_text(metrics.read_text()[:100])
     status = script.main(["--runs-dir", str(tmp_path / "runs"), "--out-dir", str(out)])
     assert_user_error(capsys, status, str(metrics), "incomplete")
+    assert not out.exists()
+
+
+def copy_shuffled(source: Path, target: Path, seed: int = 0) -> Path:
+    """The same network's activations with the stimuli stored in another order."""
+    data = activations.open(source)
+    order = np.random.default_rng(seed).permutation(data.sizes["stimulus"])
+    states = {layer: {"h": data[f"{layer}.h"].values[order]}
+              for layer in activations.layer_names(data)}
+    stimuli = {name: coord.values[order] for name, coord in data.coords.items()
+               if coord.dims == ("stimulus",) and name != "prediction"}
+    prediction = data["prediction"].values[order]
+    return write_activations(target, states, stimuli, {"config": data.attrs["config"]},
+                             prediction=prediction)
+
+
+def truncated_copy(source: Path, target: Path) -> Path:
+    """The first half of a file's bytes: what a crashed copy leaves behind."""
+    target.write_bytes(source.read_bytes()[: source.stat().st_size // 2])
+    return target
+
+
+def centered_linear_cka(x: np.ndarray, y: np.ndarray) -> float:
+    """Linear CKA written out in float64 (Kornblith et al. 2019, feature-space form)."""
+    x = x.reshape(len(x), -1).astype(np.float64)
+    y = y.reshape(len(y), -1).astype(np.float64)
+    x, y = x - x.mean(0), y - y.mean(0)
+    return float(np.linalg.norm(y.T @ x) ** 2
+                 / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)))
+
+
+def states_by_id(path: Path, layer: str, condition: str, time: int) -> dict[str, np.ndarray]:
+    data = activations.open(path)
+    keep = data["condition"].values == condition
+    values = data[f"{layer}.h"].values[keep][:, time]
+    return dict(zip(data["stimulus_id"].values[keep], values, strict=True))
+
+
+# ----------------------------------------------------------------------------- CKA
+
+
+def test_cka_by_layer_default_runs(runs_dir, tmp_path):
+    script = load_script("cka_by_layer")
+    assert script.main(["--runs-dir", str(runs_dir), "--out-dir", str(tmp_path)]) == 0
+    early, late, other = (runs_dir / name / "activations.h5" for name in
+                          ("synthetic-f1-s0", "synthetic-f3-s0", "synthetic-f1-s1"))
+    table = check_outputs(tmp_path, "cka_by_layer", script.COLUMNS, [early, late, other])
+    models = table[table["comparison"] == "models"]
+    assert set(models["x_layer"]) == {"fused.1", "fused.2"}
+    assert set(models["y_layer"]) == {"audio.1", "visual.1", "audio.2", "visual.2"}
+    assert sorted(models["time_step"].unique()) == [1, 2, 3, 4]
+    assert set(table["comparison"]) == {"models", "seed reference"}
+    assert (table["kernel"] == "linear").all()
+    # one value against CKA written out here, stimuli matched by id
+    x, y = (states_by_id(p, layer, "clean", 3) for p, layer in
+            ((early, "fused.2"), (late, "visual.1")))
+    ids = sorted(x)
+    expected = centered_linear_cka(np.stack([x[i] for i in ids]), np.stack([y[i] for i in ids]))
+    row = models[(models["x_layer"] == "fused.2") & (models["y_layer"] == "visual.1")
+                 & (models["time_step"] == 4)]
+    assert row["cka"].item() == pytest.approx(expected, abs=1e-5)
+    assert ((table["cka"] > 0) & (table["cka"] <= 1 + 1e-6)).all()
+
+
+def test_cka_of_a_network_with_itself_has_a_unit_diagonal(runs_dir, tmp_path):
+    script = load_script("cka_by_layer")
+    early = runs_dir / "synthetic-f1-s0" / "activations.h5"
+    same = copy_shuffled(early, tmp_path / "same-network.h5")
+    out = tmp_path / "figures"
+    assert script.main([str(early), str(same), "--kernel", "both", "--out-dir", str(out)]) == 0
+    table = check_outputs(out, "cka_by_layer", script.COLUMNS, [early, same])
+    assert set(table["kernel"]) == {"linear", "rbf"}
+    assert set(table["comparison"]) == {"models"}
+    diagonal = table[table["x_layer"] == table["y_layer"]]
+    assert len(diagonal) == 2 * 2 * 4  # kernels x layers x time steps
+    np.testing.assert_allclose(diagonal["cka"], 1.0, atol=1e-6)
+    off_diagonal = table[table["x_layer"] != table["y_layer"]]
+    assert (off_diagonal["cka"] < 0.99).all()
+
+
+def test_cka_by_layer_bad_inputs_exit_2(runs_dir, tmp_path, capsys):
+    script = load_script("cka_by_layer")
+    early = runs_dir / "synthetic-f1-s0" / "activations.h5"
+    out = tmp_path / "figures"
+    status = script.main([str(early), str(tmp_path / "missing.h5"), "--out-dir", str(out)])
+    assert_user_error(capsys, status, "missing.h5")
+    broken = truncated_copy(early, tmp_path / "broken.h5")
+    status = script.main([str(early), str(broken), "--out-dir", str(out)])
+    assert_user_error(capsys, status, "broken.h5", "truncated")
+    status = script.main([str(early), "--out-dir", str(out)])
+    assert_user_error(capsys, status, "two inputs")
+    other = make_activations(tmp_path / "fewer.h5", fusion_layer=3, per_digit=5)
+    status = script.main([str(early), str(other), "--out-dir", str(out)])
+    assert_user_error(capsys, status, "different stimuli")
+    empty_runs = tmp_path / "runs"
+    make_run(empty_runs, fusion_layer=1, seed=0, activations=False)
+    make_run(empty_runs, fusion_layer=3, seed=0, activations=False)
+    status = script.main(["--runs-dir", str(empty_runs), "--out-dir", str(out)])
+    assert_user_error(capsys, status, "activations.h5 does not exist", "repsim.extract")
+    assert not out.exists()
+
+
+# ----------------------------------------------------------------------------- RSA
+
+
+def test_rsa_by_layer_finds_the_stream_each_layer_follows(runs_dir, tmp_path):
+    script = load_script("rsa_by_layer")
+    status = script.main(["--runs-dir", str(runs_dir), "--out-dir", str(tmp_path),
+                          "--n-boot", "20"])
+    assert status == 0
+    early, late = (runs_dir / name / "activations.h5" for name in
+                   ("synthetic-f1-s0", "synthetic-f3-s0"))
+    table = check_outputs(tmp_path, "rsa_by_layer", script.COLUMNS, [early, late])
+    fits = table[table["quantity"] == "model_correlation"].pivot_table(
+        index=["model", "layer", "time_step"], columns="hypothesis", values="value")
+    late_fits = fits.loc["late (k=3, seed 0)"]
+    for layer in ("audio.1", "audio.2"):
+        assert (late_fits.loc[layer, "audio_digit"] > late_fits.loc[layer, "visual_digit"]
+                + 0.2).all()
+    for layer in ("visual.1", "visual.2"):
+        assert (late_fits.loc[layer, "visual_digit"] > late_fits.loc[layer, "audio_digit"]
+                + 0.2).all()
+    bands = table[table["quantity"] == "model_correlation"]
+    assert (bands["ci_low"] <= bands["ci_high"]).all()
+    assert bands[["ci_low", "ci_high"]].notna().all().all()
+
+
+def test_rsa_by_layer_numbers_match_scipy(runs_dir, tmp_path):
+    script = load_script("rsa_by_layer")
+    late = runs_dir / "synthetic-f3-s0" / "activations.h5"
+    assert script.main([str(late), "--out-dir", str(tmp_path), "--n-boot", "0"]) == 0
+    table = check_outputs(tmp_path, "rsa_by_layer", script.COLUMNS, [late])
+    data = activations.open(late)
+    # digit RDM of visual.2 at the last step: correlation distance between digit means
+    clean = data["condition"].values == "clean"
+    values = data["visual.2.h"].values[clean][:, -1].reshape(clean.sum(), -1)
+    digits = data["audio_digit"].values[clean]
+    means = np.stack([values[digits == d].mean(0) for d in range(10)])
+    expected = squareform(pdist(means, "correlation"))
+    rdm_rows = table[(table["quantity"] == "rdm") & (table["layer"] == "visual.2")]
+    got = rdm_rows.pivot(index="digit_a", columns="digit_b", values="value").to_numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    # fit of audio.1 at step 2 to "same audio digit": Spearman over digit cells
+    incongruent = data["condition"].values == "incongruent"
+    values = data["audio.1.h"].values[incongruent][:, 1].reshape(incongruent.sum(), -1)
+    cells = pd.DataFrame({"a": data["audio_digit"].values[incongruent],
+                          "v": data["visual_digit"].values[incongruent]})
+    groups = cells.groupby(["a", "v"]).indices
+    keys = sorted(groups)
+    means = np.stack([values[groups[key]].mean(0) for key in keys])
+    same_audio = np.array([[a1 != a2 for a2, _ in keys] for a1, _ in keys], dtype=float)
+    expected = spearmanr(pdist(means, "correlation"), squareform(same_audio, checks=False))[0]
+    row = table[(table["layer"] == "audio.1") & (table["time_step"] == 2)
+                & (table["hypothesis"] == "audio_digit")]
+    assert row["value"].item() == pytest.approx(expected, abs=1e-5)
+    assert row["ci_low"].isna().all()
+
+
+def test_rsa_by_layer_needs_incongruent_stimuli(tmp_path, capsys):
+    script = load_script("rsa_by_layer")
+    source = make_activations(tmp_path / "full.h5", fusion_layer=1)
+    data = activations.open(source)
+    keep = data["condition"].values != "incongruent"
+    states = {layer: {"h": data[f"{layer}.h"].values[keep]}
+              for layer in activations.layer_names(data)}
+    stimuli = {name: coord.values[keep] for name, coord in data.coords.items()
+               if coord.dims == ("stimulus",) and name != "prediction"}
+    congruent_only = write_activations(tmp_path / "congruent.h5", states, stimuli, {})
+    status = script.main([str(congruent_only), "--out-dir", str(tmp_path / "out")])
+    assert_user_error(capsys, status, "incongruent")
+
+
+# ----------------------------------------------------------------------------- probes
+
+
+def test_probes_by_layer_decode_the_stream_each_layer_sees(runs_dir, tmp_path):
+    script = load_script("probes_by_layer")
+    status = script.main(["--runs-dir", str(runs_dir), "--out-dir", str(tmp_path),
+                          "--Cs", "1", "--folds", "3"])
+    assert status == 0
+    early, late = (runs_dir / name / "activations.h5" for name in
+                   ("synthetic-f1-s0", "synthetic-f3-s0"))
+    table = check_outputs(tmp_path, "probes_by_layer", script.COLUMNS, [early, late])
+    clean = table[table["condition"] == "clean"]
+    assert len(clean) == (2 + 4) * 4  # layers x time steps
+    assert (clean["accuracy"] > 0.8).all()
+    incongruent = table[(table["condition"] == "incongruent")
+                        & (table["model"] == "late (k=3, seed 0)")]
+    accuracy = incongruent.pivot(index="layer", columns="target", values="accuracy")
+    for layer in ("audio.1", "audio.2"):
+        assert accuracy.loc[layer, "audio_digit"] > 0.8 > 0.3 > accuracy.loc[layer,
+                                                                             "visual_digit"]
+    for layer in ("visual.1", "visual.2"):
+        assert accuracy.loc[layer, "visual_digit"] > 0.8 > 0.3 > accuracy.loc[layer,
+                                                                              "audio_digit"]
+    np.testing.assert_allclose(table["chance"], 0.1)
+    assert ((table["ci_low"] <= table["accuracy"]) & (table["accuracy"] <= table["ci_high"])).all()
+
+
+def test_probe_accuracy_agrees_with_scikit_learn(runs_dir, tmp_path):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    script = load_script("probes_by_layer")
+    early = runs_dir / "synthetic-f1-s0" / "activations.h5"
+    assert script.main([str(early), "--out-dir", str(tmp_path), "--Cs", "0.01"]) == 0
+    table = check_outputs(tmp_path, "probes_by_layer", script.COLUMNS, [early])
+    data = activations.open(early)
+    keep = data["condition"].values == "incongruent"
+    x = data["fused.2.h"].values[keep][:, -1].reshape(keep.sum(), -1)
+    y = data["visual_digit"].values[keep]
+    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+    reference = cross_val_score(make_pipeline(StandardScaler(), LogisticRegression(C=0.01)),
+                                x, y, cv=folds).mean()
+    row = table[(table["condition"] == "incongruent") & (table["layer"] == "fused.2")
+                & (table["target"] == "visual_digit")]
+    assert row["accuracy"].item() == pytest.approx(reference, abs=0.05)
+
+
+def test_probes_by_layer_bad_inputs_exit_2(runs_dir, tmp_path, capsys):
+    script = load_script("probes_by_layer")
+    out = tmp_path / "figures"
+    early = runs_dir / "synthetic-f1-s0" / "activations.h5"
+    broken = truncated_copy(early, tmp_path / "broken.h5")
+    status = script.main([str(broken), "--out-dir", str(out), "--Cs", "1"])
+    assert_user_error(capsys, status, "broken.h5", "truncated")
+    status = script.main([str(tmp_path / "nothing")])
+    assert_user_error(capsys, status, "nothing")
+    status = script.main([str(early), "--groups", "no_such_coordinate", "--out-dir", str(out)])
+    assert_user_error(capsys, status, "no_such_coordinate")
+    assert not out.exists()
+
+
+# ----------------------------------------------------------------------------- ablation
+
+
+def test_ablation_sensitivity_default_runs(runs_dir, tmp_path):
+    script = load_script("ablation_sensitivity")
+    assert script.main(["--runs-dir", str(runs_dir), "--out-dir", str(tmp_path)]) == 0
+    early, late = (runs_dir / name / "activations.h5" for name in
+                   ("synthetic-f1-s0", "synthetic-f3-s0"))
+    table = check_outputs(tmp_path, "ablation_sensitivity", script.COLUMNS, [early, late])
+    late_rows = table[table["model"] == "late (k=3, seed 0)"]
+    reliance = late_rows[late_rows["measure"] == "reliance_cka"].groupby("layer")["value"]
+    np.testing.assert_allclose(reliance.min()[["audio.1", "audio.2"]], 1.0, atol=1e-6)
+    np.testing.assert_allclose(reliance.max()[["visual.1", "visual.2"]], 0.0, atol=1e-6)
+    # one sensitivity against 1 - CKA written out here, stimuli matched by id
+    intact, removed = (states_by_id(early, "fused.1", condition, 2)
+                       for condition in ("clean", "visual_removed"))
+    ids = sorted(intact)
+    expected = 1 - centered_linear_cka(np.stack([intact[i] for i in ids]),
+                                       np.stack([removed[i] for i in ids]))
+    row = table[(table["model"] == "early (k=1, seed 0)") & (table["layer"] == "fused.1")
+                & (table["measure"] == "cka_sensitivity") & (table["removed"] == "visual")
+                & (table["time_step"] == 3)]
+    assert row["value"].item() == pytest.approx(expected, abs=1e-5)
+    # accuracies: the stored predictions against the digit
+    data = activations.open(early)
+    for removed, condition in (("none", "clean"), ("audio", "audio_removed")):
+        keep = data["condition"].values == condition
+        expected = np.mean(data["prediction"].values[keep] == data["audio_digit"].values[keep])
+        row = table[(table["model"] == "early (k=1, seed 0)") & (table["measure"] == "accuracy")
+                    & (table["removed"] == removed)]
+        assert row["value"].item() == pytest.approx(expected)
+
+
+def test_a_planted_audio_only_layer_relies_on_audio(tmp_path):
+    script = load_script("ablation_sensitivity")
+    planted = make_activations(tmp_path / "planted.h5", fusion_layer=1, audio_only="fused.2")
+    out = tmp_path / "figures"
+    assert script.main([str(planted), "--out-dir", str(out)]) == 0
+    table = check_outputs(out, "ablation_sensitivity", script.COLUMNS, [planted])
+    reliance = table[table["measure"] == "reliance_cka"]
+    planted_layer = reliance[reliance["layer"] == "fused.2"]["value"]
+    assert len(planted_layer) == 4 and (planted_layer > 0.99).all()
+    mixed_layer = reliance[reliance["layer"] == "fused.1"]["value"]
+    assert ((mixed_layer > 0.1) & (mixed_layer < 0.9)).all()
+
+
+def test_ablation_sensitivity_bad_inputs_exit_2(tmp_path, capsys):
+    script = load_script("ablation_sensitivity")
+    source = make_activations(tmp_path / "full.h5", fusion_layer=1)
+    data = activations.open(source)
+    keep = data["condition"].values != "audio_removed"
+    states = {layer: {"h": data[f"{layer}.h"].values[keep]}
+              for layer in activations.layer_names(data)}
+    stimuli = {name: coord.values[keep] for name, coord in data.coords.items()
+               if coord.dims == ("stimulus",) and name != "prediction"}
+    partial = write_activations(tmp_path / "no-audio-removed.h5", states, stimuli, {})
+    out = tmp_path / "figures"
+    status = script.main([str(partial), "--out-dir", str(out)])
+    assert_user_error(capsys, status, "audio_removed")
+    status = script.main(["--runs-dir", str(tmp_path / "no-runs"), "--out-dir", str(out)])
+    assert_user_error(capsys, status, "no-runs")
     assert not out.exists()

@@ -1,0 +1,164 @@
+"""Modality-ablation sensitivity per layer and time step, and accuracy with a modality removed.
+
+For every layer x time step of each model: the sensitivity to removing audio and to removing
+vision, ``S = 1 - CKA(h_clean, h_removed)`` on the same stimuli (matched by stimulus id), and
+the reliance index ``S_audio / (S_audio + S_visual)`` (1 = only audio matters, 0 = only
+vision, 0.5 = both equally); and the model's accuracy on the probe set with each modality
+removed (from the predictions stored in the activation file). Definitions:
+:mod:`repsim.analysis.ablation`.
+
+Writes ``ablation_sensitivity.png``/``.pdf`` and ``ablation_sensitivity.csv``: model, measure
+(``cka_sensitivity``, ``relative_change`` (``||h - h_removed|| / ||h||``), ``reliance_cka``,
+``reliance_change``, ``accuracy``), removed (``audio``/``visual``; ``none`` for the intact
+accuracy; empty for reliance), layer and time_step (1 = first step; empty for accuracy),
+value (fractions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from repsim import plotting
+from repsim.analysis import ablation_sensitivity
+from repsim.cli import setup_logging, user_errors_exit_2
+from repsim.runs import (
+    ModelInput,
+    add_input_arguments,
+    models_to_compare,
+    open_model,
+    stimulus_table,
+)
+
+NAME = "ablation_sensitivity"
+COLUMNS = ["model", "measure", "removed", "layer", "time_step", "value"]
+CONDITIONS = {"none": "clean", "audio": "audio_removed", "visual": "visual_removed"}
+EXAMPLES = """examples:
+  python analyses/ablation_sensitivity.py               # early and late runs under runs/
+  python analyses/ablation_sensitivity.py --kernel rbf
+  python analyses/ablation_sensitivity.py runs/synthetic-f2-s0/activations.h5 --out-dir out
+"""
+log = logging.getLogger("repsim")
+
+
+def sensitivity_table(model: ModelInput, data, *, kernel: str = "linear") -> pd.DataFrame:
+    """Sensitivity, relative change and reliance per layer x time step, and the accuracy of
+    the model's own predictions with nothing, audio or vision removed."""
+    result = ablation_sensitivity(data, kernel=kernel)
+    rows = []
+    for measure in ("cka_sensitivity", "relative_change"):
+        for removed in result["removed"].values:
+            rows += _grid_rows(model, measure, str(removed), result[measure].sel(removed=removed))
+    for measure in ("reliance_cka", "reliance_change"):
+        rows += _grid_rows(model, measure, None, result[measure])
+    if "prediction" not in data.coords and "prediction" not in data:
+        raise ValueError(f"{model.path} holds no model predictions; re-extract it")
+    for removed, condition in CONDITIONS.items():
+        table = stimulus_table(data, condition)
+        correct = table["prediction"].to_numpy() == table["audio_digit"].to_numpy()
+        rows.append({"model": model.label, "measure": "accuracy", "removed": removed,
+                     "value": float(correct.mean())})
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _grid_rows(model: ModelInput, measure: str, removed: str | None, grid) -> list[dict]:
+    return [{"model": model.label, "measure": measure, "removed": removed, "layer": str(layer),
+             "time_step": int(t) + 1, "value": float(grid.sel(layer=layer, time=t))}
+            for layer in grid["layer"].values for t in grid["time"].values]
+
+
+def plot(table: pd.DataFrame, kernel: str) -> Figure:
+    """Per model: S_audio, S_visual and reliance heatmaps; beside them accuracy bars."""
+    models = list(dict.fromkeys(table["model"]))
+    fig = Figure(figsize=(17.5, 0.6 + 3.4 * len(models)), layout="constrained")
+    left, right = fig.subfigures(1, 2, width_ratios=[3.6, 1.0])
+    axes = left.subplots(len(models), 3, squeeze=False)
+    sensitivity = table[table["measure"] == "cka_sensitivity"]
+    vmax = max(float(sensitivity["value"].max()), 0.05)
+    panels = [("cka_sensitivity", "audio", "Oranges", "1 - CKA, audio removed"),
+              ("cka_sensitivity", "visual", "Blues", "1 - CKA, vision removed"),
+              ("reliance_cka", None, plotting.RELIANCE_CMAP, "reliance on audio")]
+    for row, model in zip(axes, models, strict=True):
+        for ax, (measure, removed, cmap, label) in zip(row, panels, strict=True):
+            rows = table[(table["model"] == model) & (table["measure"] == measure)]
+            if removed is not None:
+                rows = rows[rows["removed"] == removed]
+            layers = list(dict.fromkeys(rows["layer"]))
+            grid = rows.pivot(index="layer", columns="time_step", values="value").loc[layers]
+            plotting.heatmap(ax, grid.to_numpy(), row_labels=layers,
+                             col_labels=[str(int(t)) for t in grid.columns], cmap=cmap,
+                             vmax=1.0 if removed is None else vmax, cbar_label=label)
+            ax.set_xlabel("time step")
+            ax.set_ylabel("layer")
+            what = (f"without {'vision' if removed == 'visual' else removed}" if removed
+                    else "audio / (audio + visual)")
+            ax.set_title(f"{model}\n{'sensitivity ' if removed else 'reliance, '}{what}",
+                         fontsize="medium")
+    left.suptitle(f"Which modality does each layer need? Sensitivity = 1 - {kernel} CKA "
+                  "(clean vs modality removed)", fontweight="bold")
+    _accuracy_bars(right.subplots(), table[table["measure"] == "accuracy"], models)
+    return fig
+
+
+def _accuracy_bars(ax, accuracy: pd.DataFrame, models: list[str]) -> None:
+    """Grouped bars: each model's accuracy intact, without audio and without vision."""
+    bars = [("none", "intact", "0.55"), ("audio", "audio removed", plotting.MODALITY_COLORS[
+        "audio"]), ("visual", "vision removed", plotting.MODALITY_COLORS["visual"])]
+    width = 0.8 / len(bars)
+    x = np.arange(len(models))
+    for i, (removed, label, color) in enumerate(bars):
+        values = [accuracy.loc[(accuracy["model"] == m) & (accuracy["removed"] == removed),
+                               "value"].item() for m in models]
+        ax.bar(x + (i - 1) * width, 100 * np.asarray(values), width, color=color, label=label)
+    plotting.chance_line(ax, 10.0)
+    ax.set_xticks(x, [m.replace(" (", "\n(") for m in models])
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("accuracy on the probe set (%)")
+    ax.set_title("Accuracy with a\nmodality removed")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), fontsize="small", ncols=2)
+
+
+def run(inputs: Sequence[str | Path] = (), *, runs_dir: str | Path = "runs",
+        dataset: str | None = None, out_dir: str | Path = "figures",
+        kernel: str = "linear") -> list[Path]:
+    """Make the figure from activation files / run dirs (or the early and late runs)."""
+    tables, used = [], {}
+    for model in models_to_compare(inputs, runs_dir, dataset):
+        model, data = open_model(model)
+        used[model.path] = model.label
+        tables.append(sensitivity_table(model, data, kernel=kernel))
+    table = pd.concat(tables, ignore_index=True)
+    with plotting.theme():
+        written = plotting.save_figure(plot(table, kernel), out_dir, NAME)
+    written.append(plotting.write_table(table, Path(out_dir) / f"{NAME}.csv", used))
+    return written
+
+
+@user_errors_exit_2
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: ``python analyses/ablation_sensitivity.py [ACTIVATIONS_OR_RUN_DIR ...]``."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("inputs", nargs="*", type=Path,
+                        help="activation files or run directories (default: the early and "
+                             "late runs under --runs-dir, first seed)")
+    parser.add_argument("--kernel", choices=("linear", "rbf"), default="linear",
+                        help="CKA kernel of the sensitivity (default: linear)")
+    add_input_arguments(parser)
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    written = run(args.inputs, runs_dir=args.runs_dir, dataset=args.dataset,
+                  out_dir=args.out_dir, kernel=args.kernel)
+    log.info("wrote %s", ", ".join(map(str, written)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
