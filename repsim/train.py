@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from repsim.checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint, save_checkpoint
 from repsim.cli import setup_logging, user_errors_exit_2
-from repsim.data.base import AVDataset, AVSplit, make_batch
+from repsim.data.base import AVDataset, AVSplit, Batch, make_batch
 from repsim.data.registry import build_dataset, dataset_names
 from repsim.evaluate import DEFAULT_SNRS, NOISE_TARGETS, accuracy, noise_grid
 from repsim.models.fusion import FusionConvLSTM, ModelConfig
@@ -111,7 +111,9 @@ class TrainConfig:
 
     ``augment`` adds white noise during training to ``"audio"``, ``"visual"`` or ``"both"``
     modalities (independently) of a random ``augment_fraction`` of samples, each at an SNR
-    drawn uniformly from ``augment_snr`` dB. ``noise_snrs`` are the finite SNRs of the final
+    drawn uniformly from ``augment_snr`` dB. ``modality_dropout`` zeroes one modality (audio
+    or visual, equally likely) of that fraction of training samples, so that neither stream
+    can be ignored. ``noise_snrs`` are the finite SNRs of the final
     test grid (clean is always evaluated). ``out_dir`` None means
     ``runs/<dataset>-f<k>-s<seed>``. The learning rate warms up linearly over the first
     ``warmup_epochs`` and then follows a cosine decay to zero at the last step.
@@ -119,9 +121,9 @@ class TrainConfig:
 
     model: ModelConfig = field(default_factory=lambda: ModelConfig(layers=2, hidden=16))
     data: DataConfig = field(default_factory=DataConfig)
-    epochs: int = 8
+    epochs: int = 6
     batch_size: int = 32
-    lr: float = 3e-3
+    lr: float = 1e-2
     weight_decay: float = 1e-4
     warmup_epochs: float = 0.5
     grad_clip: float = 1.0
@@ -131,6 +133,7 @@ class TrainConfig:
     augment: str = "none"
     augment_snr: tuple[float, float] = (-10.0, 20.0)
     augment_fraction: float = 0.5
+    modality_dropout: float = 0.0
     noise_snrs: tuple[float, ...] = DEFAULT_SNRS
     eval_batch_size: int = 256
     out_dir: str | None = None
@@ -160,8 +163,9 @@ class TrainConfig:
                 or self.augment_snr[0] > self.augment_snr[1]):
             raise ValueError(f"augment_snr must be two finite dB values low <= high, "
                              f"got {self.augment_snr}")
-        if not 0.0 <= self.augment_fraction <= 1.0:
-            raise ValueError(f"augment_fraction must be in [0, 1], got {self.augment_fraction}")
+        for name in ("augment_fraction", "modality_dropout"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         for snr in self.noise_snrs:
             if not math.isfinite(snr):
                 raise ValueError(f"noise_snrs are the finite SNRs of the test grid (clean is "
@@ -323,6 +327,18 @@ def _augment_snrs(config: TrainConfig, batch: int, device: torch.device,
     return audio, visual
 
 
+def _drop_modality(config: TrainConfig, batch: Batch, generator: torch.Generator) -> Batch:
+    """Zero the audio or the visual input (even odds) of a random ``modality_dropout``
+    fraction of the samples."""
+    size, device = len(batch.audio), batch.audio.device
+    dropped = torch.rand(size, generator=generator, device=device) < config.modality_dropout
+    audio_side = torch.rand(size, generator=generator, device=device) < 0.5
+    keep_audio = (~(dropped & audio_side)).to(batch.audio.dtype).reshape(size, 1, 1, 1, 1)
+    keep_visual = (~(dropped & ~audio_side)).to(batch.visual.dtype).reshape(size, 1, 1, 1, 1)
+    return dataclasses.replace(batch, audio=batch.audio * keep_audio,
+                               visual=batch.visual * keep_visual)
+
+
 def _loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Cross-entropy; a per-step readout is trained at every step (mean over steps)."""
     if logits.dim() == 3:
@@ -482,6 +498,8 @@ def _train_epoch(config: TrainConfig, epoch: int, forward, model: FusionConvLSTM
         batch = make_batch(split, features, split.pair_audio[index], split.pair_visual[index],
                            audio_snr=audio_snr, visual_snr=visual_snr,
                            generator=noise_generator)
+        if config.modality_dropout > 0:
+            batch = _drop_modality(config, batch, noise_generator)
         with amp:
             logits = forward(batch.audio, batch.visual)
         loss = _loss(logits.float(), batch.audio_digit)
@@ -598,6 +616,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="range of train-time SNRs in dB (default -10 20)")
     train.add_argument("--augment-fraction", type=float,
                        help="fraction of samples that get noise (default 0.5)")
+    train.add_argument("--modality-dropout", type=float, metavar="FRACTION",
+                       help=f"fraction of training samples with one modality zeroed "
+                            f"(default {defaults.modality_dropout})")
     evaluation = parser.add_argument_group("evaluation")
     evaluation.add_argument("--snrs", type=_snr_list, nargs="+", metavar="DB",
                             help="test-grid SNRs in dB (default inf 20 10 5 0 -5 -10; clean "
@@ -641,6 +662,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                     weight_decay="weight_decay", grad_clip="grad_clip", seed="seed",
                     device="device", compile="compile", augment="augment",
                     augment_snr="augment_snr", augment_fraction="augment_fraction",
+                    modality_dropout="modality_dropout",
                     eval_batch_size="eval_batch_size", out_dir="out_dir")
     if args.snrs is not None:
         changes["noise_snrs"] = tuple(snr for snr in args.snrs if not math.isinf(snr)
