@@ -102,7 +102,7 @@ def plot(table: pd.DataFrame, kernel: str) -> Figure:
             ax.set_title(f"{model}\n{'sensitivity ' if removed else 'reliance, '}{what}",
                          fontsize="medium")
     left.suptitle(f"Which modality does each layer need? Sensitivity = 1 - {kernel} CKA "
-                  "(clean vs modality removed)", fontweight="bold")
+                  "(clean vs modality removed)")
     _accuracy_bars(right.subplots(), table[table["measure"] == "accuracy"], models)
     return fig
 

@@ -114,8 +114,7 @@ def plot(table: pd.DataFrame, condition: str, debiased: bool) -> Figure:
         ax.set_xlabel(f"{y_label} layer")
         ax.set_ylabel(f"{x_label}\nlayer")
         ax.set_title(f"{KERNEL_NAMES[kernel]} CKA, last time step (t={last})")
-    fig.suptitle(f"Layer similarity: {x_label} vs {y_label}, {condition} stimuli",
-                 fontweight="bold")
+    fig.suptitle(f"Layer similarity: {x_label} vs {y_label}, {condition} stimuli")
 
     line_axes = bottom.subplots(1, len(depths), squeeze=False, sharey=True)[0]
     styles = dict(zip(kernels, plotting.LINESTYLES, strict=False))

@@ -114,7 +114,7 @@ def plot(table: pd.DataFrame, folds: int, groups: str | None) -> Figure:
         ax.legend(loc="best", fontsize="small")
     held_out = f", {groups} held out of training folds" if groups else ""
     fig.suptitle(f"Linear decoding per layer: early vs late fusion ({folds}-fold "
-                 f"cross-validation, 95 % Wilson CI{held_out})", fontweight="bold")
+                 f"cross-validation, 95 % Wilson CI{held_out})")
     return fig
 
 

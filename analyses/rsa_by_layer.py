@@ -152,7 +152,7 @@ def plot(table: pd.DataFrame, method: str, metric: str) -> Figure:
                                title_fontsize="small")
     fig.suptitle("Which digit does each layer represent? Digit RDMs (clean stimuli) and\n"
                  "each layer's fit to the heard vs the seen digit (incongruent stimuli, "
-                 "95 % bootstrap CI)", fontweight="bold")
+                 "95 % bootstrap CI)")
     return fig
 
 

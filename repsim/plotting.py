@@ -45,7 +45,8 @@ logging.getLogger("fontTools").setLevel(logging.WARNING)
 
 _THEME = {**sns.axes_style("whitegrid"), **sns.plotting_context("paper", font_scale=1.25),
           "axes.prop_cycle": matplotlib.cycler(color=PALETTE), "axes.titleweight": "bold",
-          "figure.dpi": 100, "savefig.dpi": 200, "pdf.fonttype": 42, "legend.frameon": False}
+          "figure.titleweight": "bold", "figure.dpi": 100, "savefig.dpi": 200,
+          "pdf.fonttype": 42, "legend.frameon": False}
 
 
 @contextlib.contextmanager
@@ -70,11 +71,6 @@ def fusion_label(fusion_layer: int, layers: int | None) -> str:
     if layers is not None and fusion_layer == layers + 1:
         return f"k={fusion_layer} (late)"
     return f"k={fusion_layer}"
-
-
-def percent_axis(ax: Axes, axis: str = "y", *, low: float = 0.0, high: float = 100.0) -> None:
-    """Show an accuracy axis in percent from ``low`` to ``high`` (values are plotted in %)."""
-    (ax.set_ylim if axis == "y" else ax.set_xlim)(low, high + 2)
 
 
 def heatmap(ax: Axes, values: np.ndarray, *, row_labels: Sequence[str],

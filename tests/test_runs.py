@@ -198,3 +198,30 @@ def test_stimulus_ids_refuses_repeats(tmp_path):
     _, data = runs.open_model(runs.ModelInput(path))
     with pytest.raises(ValueError, match="repeats stimulus ids"):
         runs.stimulus_ids(data, "clean")
+
+
+def test_stimulus_table_holds_the_coordinates_of_one_condition(tmp_path):
+    stimuli = {"stimulus_id": np.array(["a", "b", "a", "b"]),
+               "condition": np.array(["clean", "clean", "audio_removed", "audio_removed"]),
+               "audio_digit": np.array([3, 4, 3, 4])}
+    path = write_activations(tmp_path / "x.h5", {"fused.1": {"h": np.zeros((4, 2, 1, 1, 1),
+                                                                         np.float32)}},
+                             stimuli, {}, prediction=np.array([3, 4, 0, 0]))
+    _, data = runs.open_model(runs.ModelInput(path))
+    table = runs.stimulus_table(data, "audio_removed")
+    assert table["stimulus_id"].tolist() == ["a", "b"]
+    assert table["audio_digit"].tolist() == [3, 4]
+    assert table["prediction"].tolist() == [0, 0]
+    with pytest.raises(ValueError, match="no stimuli of condition 'visual_removed'"):
+        runs.stimulus_table(data, "visual_removed")
+
+
+def test_models_to_compare_defaults_to_first_seed_early_and_late(tmp_path):
+    values = np.zeros((4, 2, 1, 1, 1), np.float32)
+    for k, seed in [(1, 1), (1, 0), (2, 0), (3, 0)]:
+        run_dir = _run(tmp_path, fusion_layer=k, seed=seed)
+        _activations(run_dir / "activations.h5", ["a", "b", "c", "d"], values)
+    chosen = runs.models_to_compare((), tmp_path)
+    assert [(m.role, m.seed) for m in chosen] == [("early", 0), ("late", 0)]
+    named = runs.models_to_compare([tmp_path / "synthetic-f2-s0"])
+    assert [(m.fusion_layer, m.role) for m in named] == [(2, "k=2")]
