@@ -114,12 +114,13 @@ def test_recorded_states_equal_a_direct_forward_pass(checkpoints, dataset, tmp_p
 
 def test_two_checkpoints_see_identical_stimuli(checkpoints, dataset, tmp_path,
                                                recorded_inputs):
-    early = _extract(checkpoints["early"], dataset, tmp_path / "early.h5", seed=2)
+    early = _extract(checkpoints["early"], dataset, tmp_path / "early.h5", seed=2, n_stimuli=4)
     early_inputs = list(recorded_inputs)
     recorded_inputs.clear()
-    late = _extract(checkpoints["late"], dataset, tmp_path / "late.h5", batch_size=3, seed=2)
+    late = _extract(checkpoints["late"], dataset, tmp_path / "late.h5", batch_size=3, seed=2,
+                    n_stimuli=4)
     ds_early, ds_late = activations.open(early.path), activations.open(late.path)
-    assert ds_early.sizes["stimulus"] == 7 * 10  # default: 4 conditions + 3 noises x 2 SNRs
+    assert ds_early.sizes["stimulus"] == 4 * 10  # default: 4 conditions + 3 noises x 2 SNRs
     for name in ds_early.coords:
         if name != "prediction":
             np.testing.assert_array_equal(ds_early[name].values, ds_late[name].values)
