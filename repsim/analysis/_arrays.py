@@ -8,7 +8,8 @@ they are matched by id (Brain-Score style) instead of by position.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -165,3 +166,23 @@ def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if a.device.type == "cpu":
         return torch.from_numpy(np.matmul(a.numpy(), b.numpy()))
     return a @ b
+
+
+@contextlib.contextmanager
+def single_threaded_torch(device: torch.device) -> Iterator[None]:
+    """On the CPU, run torch's own (elementwise) work on one thread; restored on exit.
+
+    The analyses leave the large products to NumPy's multi-threaded BLAS (:func:`matmul`);
+    what torch does itself is small and memory-bound, and with several intra-op threads on a
+    busy machine every such step waits for the slowest thread (we measured 7-10x slowdowns
+    on 2 shared cores). This is a process-wide torch setting while the block runs.
+    """
+    if device.type != "cpu":
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -36,12 +36,14 @@ from repsim.analysis._arrays import (
     is_constant,
     matmul,
     n_stimuli,
+    single_threaded_torch,
     stimulus_positions,
     take_rows,
 )
 from repsim.analysis.resampling import BootstrapResult, bootstrap
 
 KERNELS = ("linear", "rbf")
+CPU = torch.device("cpu")
 MIN_DEBIASED_STIMULI = 4
 
 
@@ -55,9 +57,10 @@ def cka(X, Y, kernel: str = "linear", debiased: bool = False, threshold: float =
     x, y = _checked_pair(X, Y, kernel, debiased, threshold)
     if kernel == "linear" and max(x.shape[1], y.shape[1]) < x.shape[0]:
         return _feature_space_linear_cka(x, y, debiased)
-    grams = [_normalized_gram(torch.from_numpy(m), kernel, debiased, threshold, name)
-             for m, name in ((x, "X"), (y, "Y"))]
-    return float(grams[0] @ grams[1])
+    with single_threaded_torch(CPU):
+        grams = [_normalized_gram(torch.from_numpy(m), kernel, debiased, threshold, name)
+                 for m, name in ((x, "X"), (y, "Y"))]
+        return float(grams[0] @ grams[1])
 
 
 def cka_matrix(reps_x, reps_y=None, kernel: str = "linear", debiased: bool = False,
@@ -82,15 +85,16 @@ def cka_matrix(reps_x, reps_y=None, kernel: str = "linear", debiased: bool = Fal
     positions = stimulus_positions(inputs, names)
     device = torch.device("cpu" if device is None else device)
     grams = None
-    for i, (rep, rows, name) in enumerate(zip(inputs, positions, names, strict=True)):
-        vector = _normalized_gram(_checked_tensor(rep, rows, name, device), kernel, debiased,
-                                  threshold, name)
-        if grams is None:  # filled in place: one packed Gram matrix in flight at a time
-            grams = vector.new_empty((len(inputs), vector.numel()))
-        grams[i] = vector
-    grams_x = grams[:len(xs)]
-    grams_y = grams_x if reps_y is None else grams[len(xs):]
-    return matmul(grams_x, grams_y.T).cpu().numpy()
+    with single_threaded_torch(device):
+        for i, (rep, rows, name) in enumerate(zip(inputs, positions, names, strict=True)):
+            vector = _normalized_gram(_checked_tensor(rep, rows, name, device), kernel,
+                                      debiased, threshold, name)
+            if grams is None:  # filled in place: one packed Gram matrix in flight at a time
+                grams = vector.new_empty((len(inputs), vector.numel()))
+            grams[i] = vector
+        grams_x = grams[:len(xs)]
+        grams_y = grams_x if reps_y is None else grams[len(xs):]
+        return matmul(grams_x, grams_y.T).cpu().numpy()
 
 
 def minibatch_cka(batches: Iterable[Sequence], device: str | torch.device | None = None
@@ -110,6 +114,18 @@ def minibatch_cka(batches: Iterable[Sequence], device: str | torch.device | None
     block of the returned ``(k, k)`` float64 matrix.
     """
     device = torch.device("cpu" if device is None else device)
+    with single_threaded_torch(device):
+        sums = _hsic_sums(batches, device)
+    self_hsic = sums.diagonal()
+    if not bool((self_hsic > 0).all()):
+        empty = torch.nonzero(self_hsic <= 0).flatten().tolist()
+        raise ValueError(f"representations {empty} are constant across stimuli in every "
+                         f"batch: CKA is undefined")
+    return (sums / torch.sqrt(torch.outer(self_hsic, self_hsic))).cpu().numpy()
+
+
+def _hsic_sums(batches: Iterable[Sequence], device: torch.device) -> torch.Tensor:
+    """Sum over minibatches of the unbiased HSIC of every pair of representations."""
     sums = None
     for number, batch in enumerate(batches):
         reps = _as_list(batch, f"batch {number}")
@@ -128,12 +144,7 @@ def minibatch_cka(batches: Iterable[Sequence], device: str | torch.device | None
         sums = hsic if sums is None else sums + hsic
     if sums is None:
         raise ValueError("minibatch_cka got no minibatches")
-    self_hsic = sums.diagonal()
-    if not bool((self_hsic > 0).all()):
-        empty = torch.nonzero(self_hsic <= 0).flatten().tolist()
-        raise ValueError(f"representations {empty} are constant across stimuli in every "
-                         f"batch: CKA is undefined")
-    return (sums / torch.sqrt(torch.outer(self_hsic, self_hsic))).cpu().numpy()
+    return sums
 
 
 def minibatches(reps, batch_size: int, seed: int | None = None) -> Iterator[list[np.ndarray]]:
@@ -187,7 +198,9 @@ def bootstrap_cka(X, Y, kernel: str = "linear", debiased: bool = False, threshol
             grams.append(vector / norm)
         return float(grams[0] @ grams[1])
 
-    return bootstrap(statistic, x.shape[0], n_boot=n_boot, seed=seed, confidence=confidence)
+    with single_threaded_torch(CPU):
+        return bootstrap(statistic, x.shape[0], n_boot=n_boot, seed=seed,
+                         confidence=confidence)
 
 
 # --------------------------------------------------------------------------- internals

@@ -26,10 +26,9 @@ in float32 (on a torch ``device`` when given); losses are summed in float64.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +41,7 @@ from repsim.analysis._arrays import (
     labels_of,
     matmul,
     n_stimuli,
+    single_threaded_torch,
     stimulus_positions,
     take_rows,
 )
@@ -112,7 +112,7 @@ def probe_cells(cells: Sequence, y, folds: int = 5, seed: int = 0, groups=None, 
     results = []
     for cell, rows, name in zip(cells, positions, names, strict=True):
         features = _standardized(as_matrix(take_rows(cell, rows), name))
-        with _single_threaded_torch(device):
+        with single_threaded_torch(device):
             predictions = _fit_and_predict(torch.from_numpy(features).to(device),
                                            torch.from_numpy(codes).to(device), len(classes),
                                            plan, tol, max_iter)
@@ -328,25 +328,6 @@ def _standardized(x: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- solver
-
-
-@contextlib.contextmanager
-def _single_threaded_torch(device: torch.device) -> Iterator[None]:
-    """On the CPU, run torch's elementwise work on one thread while fitting (restored after).
-
-    The solver's elementwise steps are small and memory-bound; with several intra-op threads
-    on a busy machine every one of them waits for the slowest thread (we measured a 7x
-    slowdown on 2 shared cores). The big products still use all of NumPy's BLAS threads.
-    """
-    if device.type != "cpu":
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 class _LogisticBatch:
