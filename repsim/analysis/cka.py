@@ -58,8 +58,8 @@ def cka(X, Y, kernel: str = "linear", debiased: bool = False, threshold: float =
     if kernel == "linear" and max(x.shape[1], y.shape[1]) < x.shape[0]:
         return _feature_space_linear_cka(x, y, debiased)
     with single_threaded_torch(CPU):
-        grams = [_normalized_gram(torch.from_numpy(m), kernel, debiased, threshold, name)
-                 for m, name in ((x, "X"), (y, "Y"))]
+        grams = _packed_grams([(torch.from_numpy(x), "X"), (torch.from_numpy(y), "Y")], 2,
+                              x.shape[0], kernel, debiased, threshold, CPU, normalize=True)
         return float(grams[0] @ grams[1])
 
 
@@ -84,14 +84,11 @@ def cka_matrix(reps_x, reps_y=None, kernel: str = "linear", debiased: bool = Fal
     _check_options(kernel, debiased, threshold, n_stimuli(inputs[0]))
     positions = stimulus_positions(inputs, names)
     device = torch.device("cpu" if device is None else device)
-    grams = None
+    tensors = ((_checked_tensor(rep, rows, name, device), name)
+               for rep, rows, name in zip(inputs, positions, names, strict=True))
     with single_threaded_torch(device):
-        for i, (rep, rows, name) in enumerate(zip(inputs, positions, names, strict=True)):
-            vector = _normalized_gram(_checked_tensor(rep, rows, name, device), kernel,
-                                      debiased, threshold, name)
-            if grams is None:  # filled in place: one packed Gram matrix in flight at a time
-                grams = vector.new_empty((len(inputs), vector.numel()))
-            grams[i] = vector
+        grams = _packed_grams(tensors, len(inputs), n_stimuli(inputs[0]), kernel, debiased,
+                              threshold, device, normalize=True)
         grams_x = grams[:len(xs)]
         grams_y = grams_x if reps_y is None else grams[len(xs):]
         return matmul(grams_x, grams_y.T).cpu().numpy()
@@ -134,9 +131,10 @@ def _hsic_sums(batches: Iterable[Sequence], device: torch.device) -> torch.Tenso
         if size < MIN_DEBIASED_STIMULI:
             raise ValueError(f"batch {number} has {size} stimuli; the unbiased HSIC needs at "
                              f"least {MIN_DEBIASED_STIMULI}")
-        grams = torch.stack([_packed(_centered_gram(torch.from_numpy(m).to(device), "linear",
-                                                    True, 1.0))
-                             for m in aligned_matrices(reps, names)])
+        tensors = ((torch.from_numpy(m).to(device), name)
+                   for m, name in zip(aligned_matrices(reps, names), names, strict=True))
+        grams = _packed_grams(tensors, len(reps), size, "linear", True, 1.0, device,
+                              normalize=False)
         hsic = matmul(grams, grams.T) / (size * (size - 3))
         if sums is not None and hsic.shape != sums.shape:
             raise ValueError(f"batch {number} has {len(reps)} representations, the first "
@@ -190,13 +188,10 @@ def bootstrap_cka(X, Y, kernel: str = "linear", debiased: bool = False, threshol
             resampled = base[index][:, index]
             if kernel == "rbf" and _median(resampled) == 0:
                 return float("nan")
-            vector = _packed(_center(_kernel_from_pairwise(resampled, kernel, threshold),
-                                     debiased))
-            norm = torch.linalg.vector_norm(vector)
-            if norm == 0:
-                return float("nan")
-            grams.append(vector / norm)
-        return float(grams[0] @ grams[1])
+            grams.append(_center_(_kernel_from_pairwise(resampled, kernel, threshold),
+                                  debiased))
+        norms = torch.linalg.vector_norm(grams[0]) * torch.linalg.vector_norm(grams[1])
+        return float((grams[0] * grams[1]).sum() / norms) if norms > 0 else float("nan")
 
     with single_threaded_torch(CPU):
         return bootstrap(statistic, x.shape[0], n_boot=n_boot, seed=seed,
@@ -265,9 +260,9 @@ def _kernel_from_pairwise(base: torch.Tensor, kernel: str, threshold: float) -> 
     return torch.exp(base / (-2 * threshold ** 2 * median))
 
 
-def _center(gram: torch.Tensor, debiased: bool) -> torch.Tensor:
-    """Kornblith's centering: double centering, or U-centering for the unbiased HSIC."""
-    gram = gram.clone()
+def _center_(gram: torch.Tensor, debiased: bool) -> torch.Tensor:
+    """Kornblith's centering, in place (on a Gram matrix just computed): double centering,
+    or U-centering (zero diagonal, means over n - 2) for the unbiased HSIC."""
     n = gram.shape[0]
     if debiased:
         gram.fill_diagonal_(0)
@@ -276,8 +271,7 @@ def _center(gram: torch.Tensor, debiased: bool) -> torch.Tensor:
     else:
         means = gram.mean(0)
         means -= means.mean() / 2
-    gram -= means[:, None]
-    gram -= means[None, :]
+    gram.sub_(means[:, None]).sub_(means[None, :])
     if debiased:
         gram.fill_diagonal_(0)
     return gram
@@ -285,25 +279,36 @@ def _center(gram: torch.Tensor, debiased: bool) -> torch.Tensor:
 
 def _centered_gram(x: torch.Tensor, kernel: str, debiased: bool, threshold: float
                    ) -> torch.Tensor:
-    return _center(_kernel_from_pairwise(_pairwise(x, kernel), kernel, threshold), debiased)
+    return _center_(_kernel_from_pairwise(_pairwise(x, kernel), kernel, threshold), debiased)
 
 
-def _packed(gram: torch.Tensor) -> torch.Tensor:
-    """A symmetric matrix as a vector whose dot products are Frobenius products: the
-    diagonal, then the strict upper triangle times sqrt(2)."""
-    n = gram.shape[0]
-    rows, cols = torch.triu_indices(n, n, 1, device=gram.device)
-    return torch.cat([gram.diagonal(), gram[rows, cols] * np.sqrt(2.0)])
+def _upper_index(n: int, device: torch.device) -> torch.Tensor:
+    """Flat positions ``i * n + j`` of the strict upper triangle (i < j), row by row."""
+    rows, cols = torch.triu_indices(n, n, 1, device=device)
+    return rows * n + cols
 
 
-def _normalized_gram(x: torch.Tensor, kernel: str, debiased: bool, threshold: float,
-                     name: str) -> torch.Tensor:
-    """The packed centered Gram matrix of ``x`` with unit norm (ValueError if zero)."""
-    vector = _packed(_centered_gram(x, kernel, debiased, threshold))
-    norm = torch.linalg.vector_norm(vector)
-    if not norm > 0:
-        raise ValueError(f"{name}: the centered Gram matrix is zero, CKA is undefined")
-    return vector / norm
+def _packed_grams(tensors: Iterable[tuple[torch.Tensor, str]], count: int, n: int,
+                  kernel: str, debiased: bool, threshold: float, device: torch.device,
+                  normalize: bool) -> torch.Tensor:
+    """Centered Gram matrices packed as rows of a ``(count, n(n+1)/2)`` matrix whose dot
+    products are Frobenius products: the diagonal, then the strict upper triangle times
+    sqrt(2); with ``normalize``, each scaled to unit norm (ValueError naming a zero one).
+    Rows are written in place, so one n x n matrix is alive at a time."""
+    index = _upper_index(n, device)
+    packed = torch.empty((count, n * (n + 1) // 2), dtype=torch.float64, device=device)
+    for row, (x, name) in zip(packed, tensors, strict=True):
+        gram = _centered_gram(x, kernel, debiased, threshold)
+        scale = 1.0
+        if normalize:
+            norm = torch.linalg.vector_norm(gram)
+            if not norm > 0:
+                raise ValueError(f"{name}: the centered Gram matrix is zero, CKA is undefined")
+            scale = 1.0 / norm
+        torch.mul(gram.diagonal(), scale, out=row[:n])
+        torch.index_select(gram.view(-1), 0, index, out=row[n:])
+        row[n:] *= np.sqrt(2.0) * scale
+    return packed
 
 
 def _checked_tensor(rep, rows: np.ndarray | None, name: str, device: torch.device

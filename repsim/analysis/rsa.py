@@ -11,10 +11,10 @@ Definitions:
   against rounding. (Note: rsatoolbox's "euclidean" RDM is the squared distance divided by
   the number of features; its "correlation" RDM equals ours.)
 - ``compare_rdms(A, B, method)`` reads only the strict upper triangle (the n(n-1)/2
-  distinct pairs; RDMs are symmetric): "pearson" and "cosine" of the two vectors, "spearman" (Pearson of average ranks),
-  and "kendall_tau_a": ``(concordant - discordant) / (m(m-1)/2)`` over the m entries, so
-  pairs tied in either RDM count in the denominator (unlike scipy's default tau-b). Tau-a
-  runs in O(m log m).
+  distinct pairs; RDMs are symmetric): "pearson" and "cosine" of the two vectors,
+  "spearman" (Pearson of average ranks), and "kendall_tau_a":
+  ``(concordant - discordant) / (m(m-1)/2)`` over the m entries, so pairs tied in either
+  RDM count in the denominator (unlike scipy's default tau-b). Tau-a runs in O(m log m).
 - Bootstrap over stimuli (:func:`bootstrap_compare_rdms`): resampling stimuli with
   replacement duplicates some; the pair of a stimulus with its own copy has distance zero by
   construction, not by measurement, so such pairs are dropped from both RDMs before
