@@ -134,6 +134,19 @@ def test_mismatched_stimulus_ids_are_refused(tmp_path):
             ablation_sensitivity(renamed)
 
 
+def test_two_files_with_different_stimuli_are_refused(tmp_path):
+    data = conditions()
+    intact = write(tmp_path / "intact.h5", {"clean": data["clean"]})
+    ablated = write(tmp_path / "ablated.h5", {c: data[c] for c in ("audio_removed",
+                                                                     "visual_removed")})
+    with activations.open(intact) as first, activations.open(ablated) as second:
+        other = second.assign_coords(stimulus_id=("stimulus", np.char.add(
+            second["stimulus_id"].values.astype(str), "-other-model")))
+        with pytest.raises(ValueError, match="mismatched stimulus ids between h and "
+                                             "h_removed: 30 of h's ids are missing"):
+            ablation_sensitivity(first, other)
+
+
 def test_bad_input_is_refused(tmp_path):
     data = conditions()
     h = flat(data["clean"], "fused.2", 0)

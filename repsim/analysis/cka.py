@@ -152,7 +152,8 @@ def minibatches(reps, batch_size: int, seed: int | None = None) -> Iterator[list
     block at a time, so memory holds one batch. Stimuli are matched across inputs by
     ``stimulus_id``; ``seed=None`` keeps file order, an integer shuffles stimuli into random
     batches first (Nguyen et al. use random minibatches). The n stimuli are split into
-    ``n // batch_size`` blocks of ``batch_size`` or ``batch_size + 1`` stimuli, none dropped.
+    ``n // batch_size`` blocks of equal size (give or take one), each of at least
+    ``batch_size`` stimuli; none is dropped.
     """
     reps = _as_list(reps, "reps")
     names = [f"reps[{i}]" for i in range(len(reps))]
@@ -176,7 +177,9 @@ def bootstrap_cka(X, Y, kernel: str = "linear", debiased: bool = False, threshol
     Each resample draws n stimuli with replacement and recomputes CKA on those rows (the
     pairwise products/distances are computed once and indexed; the RBF bandwidth is
     recomputed per resample). Resamples in which CKA is undefined (e.g. every drawn stimulus
-    the same) count in ``n_undefined`` and are left out of the interval.
+    the same) count in ``n_undefined`` and are left out of the interval. Duplicated stimuli
+    enter the Gram matrices as they are (the plain nonparametric bootstrap): their identical
+    pairs pull resampled CKA up a little, so the interval can sit above the estimate.
     """
     x, y = _checked_pair(X, Y, kernel, debiased, threshold)
     bases = [_pairwise(torch.from_numpy(m), kernel) for m in (x, y)]

@@ -141,9 +141,8 @@ def probe_all(dataset: xr.Dataset, target="audio_digit", *, condition: str | Non
     first = activations.select(dataset, layers[0], state, condition=condition)
     steps = first.sizes["time"]
     cells = _LazyCells(dataset, layers, state, condition, steps)
-    results = probe_cells(cells, _coordinate(first, target, "target"), folds=folds, seed=seed,
-                          groups=None if groups is None else _coordinate(first, groups,
-                                                                         "groups"),
+    results = probe_cells(cells, labels_of(target, first, "target"), folds=folds, seed=seed,
+                          groups=None if groups is None else labels_of(groups, first, "groups"),
                           Cs=Cs, inner_folds=inner_folds, tol=tol, max_iter=max_iter,
                           device=device)
     shape = (len(layers), steps)
@@ -184,10 +183,6 @@ class _LazyCells(Sequence):
         layer, time = self.layers[index // self.steps], index % self.steps
         return activations.select(self.dataset, layer, self.state, time=time,
                                   condition=self.condition)
-
-
-def _coordinate(data: xr.DataArray, value, what: str) -> np.ndarray:
-    return labels_of(value, data, what)
 
 
 def _encode(labels: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
