@@ -5,7 +5,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.repsim-installed
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: setup demo test lint figures bench clean
+.PHONY: setup demo test lint figures bench clean clean-runs
+
+# The demo: an early-fusion (layer 1) and a late-fusion (layer 3 of 2) network on the default
+# synthetic data, their activations, and every figure. Each step is a file target, so a second
+# `make demo` only redoes what is missing; `make clean-runs` starts over.
+EARLY := runs/synthetic-f1-s0
+LATE := runs/synthetic-f3-s0
+FIGURES := cka_by_layer rsa_by_layer probes_by_layer ablation_sensitivity noise_robustness
 
 setup: $(STAMP)
 
@@ -25,8 +32,37 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest
 
-demo: $(STAMP)
-	$(BIN)/python -m repsim.data --dataset synthetic --figure figures/stimuli.png
+demo: $(STAMP) figures/stimuli.png $(EARLY)/activations.h5 $(LATE)/activations.h5
+	$(BIN)/python -m repsim.report $(EARLY) $(LATE)
+	$(MAKE) --no-print-directory figures
+
+figures/stimuli.png: | $(STAMP)
+	$(BIN)/python -m repsim.data --dataset synthetic --figure $@
+
+# metrics.json is written last, so a run that stopped halfway is trained again.
+runs/synthetic-f%-s0/metrics.json: | $(STAMP)
+	$(BIN)/python -m repsim.train --fusion-layer $* --overwrite --out-dir $(@D)
+
+# Clean, incongruent and each-modality-removed conditions: what the figure scripts read.
+runs/%/activations.h5: runs/%/metrics.json
+	$(BIN)/python -m repsim.extract $(<D)/ckpt.pt --snrs --overwrite
+
+.SECONDARY:
+
+figures: $(STAMP)
+	@for name in $(FIGURES); do \
+		echo "$(BIN)/python analyses/$$name.py"; \
+		$(BIN)/python analyses/$$name.py || exit 1; \
+	done
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_extract.py
+	$(BIN)/python -m pip install -q -e ".[bench]"
+	$(BIN)/python benchmarks/bench_analysis.py
+
+clean-runs:
+	rm -rf runs
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
