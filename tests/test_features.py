@@ -110,6 +110,17 @@ def test_fit_standardises_with_the_statistics_of_the_training_clips(waveforms):
     assert frames.std() == pytest.approx(1.0, rel=1e-5)
 
 
+def test_fit_transform_fits_on_the_chosen_rows_and_transforms_all(waveforms):
+    features = LogMelFrames(SR, N_SAMPLES, T, H, W, n_fft=N_FFT)
+    rows = torch.zeros(len(waveforms), dtype=torch.bool)
+    rows[: len(waveforms) // 2] = True
+    fitted, frames = features.fit_transform(waveforms, rows, batch_size=2)
+    values = features.log_mel(waveforms[rows]).double().numpy()
+    assert fitted.mean == pytest.approx(values.mean(), rel=1e-6)
+    assert fitted.std == pytest.approx(values.std(), rel=1e-6)
+    torch.testing.assert_close(frames, fitted(waveforms))
+
+
 def test_frames_are_consecutive_windows_of_the_log_mel_spectrogram(waveforms):
     features = LogMelFrames(SR, N_SAMPLES, T, H, W, n_fft=N_FFT, mean=-2.0, std=3.0)
     frames = features(waveforms)

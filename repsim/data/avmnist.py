@@ -21,7 +21,7 @@ source ids: ``"fsdd/3_theo_2"`` (file stem) and ``"mnist/train/123"`` / ``"mnist
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +38,6 @@ DEFAULT_SIZE = 28
 FSDD_TEST_INDICES = 5  # the official split: clips with index 0-4 are test
 SPLITS = ("train", "val", "test")
 _CLIP_NAME = re.compile(r"(?P<digit>\d)_(?P<speaker>[A-Za-z0-9]+)_(?P<index>\d+)\.wav")
-_FEATURE_BATCH = 512
 
 
 @dataclass
@@ -116,21 +115,6 @@ def _clip_split(index: np.ndarray, val_clip_indices: int) -> np.ndarray:
     return names
 
 
-def _fit_and_transform(features: LogMelFrames, waveforms: torch.Tensor,
-                       train: torch.Tensor) -> tuple[LogMelFrames, torch.Tensor]:
-    """Fit the standardisation on the ``train`` clips and return all clips' frames.
-
-    Same result as ``features.fit(waveforms[train])`` applied to every clip, but each clip's
-    log-mel spectrogram is computed once (in batches, to bound memory), not twice.
-    """
-    unscaled = replace(features, mean=0.0, std=1.0)
-    raw = torch.cat([unscaled(waveforms[start:start + _FEATURE_BATCH])
-                     for start in range(0, len(waveforms), _FEATURE_BATCH)])
-    std, mean = torch.std_mean(raw[train].double(), correction=0)
-    fitted = replace(features, mean=mean.item(), std=max(std.item(), 1e-8))
-    return fitted, (raw - fitted.mean) / fitted.std
-
-
 def build(
     *,
     data_dir: str | Path | None = None,
@@ -191,8 +175,8 @@ def build(
                              f"{files.recordings_dir}, {len(image_sets[name][1])} images from "
                              f"{files.mnist_dir}")
 
-    features, audio_clean = _fit_and_transform(features, waveforms,
-                                               torch.from_numpy(clip_split == "train"))
+    features, audio_clean = features.fit_transform(waveforms,
+                                                   torch.from_numpy(clip_split == "train"))
     rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(len(SPLITS))]
     splits = {}
     for name, rng in zip(SPLITS, rngs, strict=True):

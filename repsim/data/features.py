@@ -89,21 +89,26 @@ class LogMelFrames:
 
     def fit(self, waveforms: torch.Tensor, batch_size: int = 512) -> LogMelFrames:
         """A copy whose mean/std are those of the log-mel values of ``waveforms``."""
-        total, total_sq, count = 0.0, 0.0, 0
-        for start in range(0, len(waveforms), batch_size):
-            values = self.log_mel(waveforms[start:start + batch_size]).double()
-            total += values.sum().item()
-            total_sq += values.square().sum().item()
-            count += values.numel()
-        mean = total / count
-        std = max((total_sq / count - mean**2) ** 0.5, 1e-8)
-        return replace(self, mean=mean, std=std)
+        return self.fit_transform(waveforms, batch_size=batch_size)[0]
+
+    def fit_transform(self, waveforms: torch.Tensor, fit_rows: torch.Tensor | None = None,
+                      batch_size: int = 512) -> tuple[LogMelFrames, torch.Tensor]:
+        """Fit mean/std on ``waveforms[fit_rows]`` (all rows by default) and return the fitted
+        copy with the frames of every clip, computing each clip's log-mel once."""
+        raw = torch.cat([self.log_mel(waveforms[start:start + batch_size])
+                         for start in range(0, len(waveforms), batch_size)])
+        fit_on = raw if fit_rows is None else raw[fit_rows]
+        std, mean = torch.std_mean(fit_on.double(), correction=0)
+        fitted = replace(self, mean=mean.item(), std=max(std.item(), 1e-8))
+        return fitted, fitted._frames((raw - fitted.mean) / fitted.std)
+
+    def _frames(self, values: torch.Tensor) -> torch.Tensor:
+        """Standardised log-mel ``(B, H, T*W)`` -> frames ``(B, T, 1, H, W)``."""
+        frames = values.reshape(values.shape[0], self.height, self.timesteps, self.width)
+        return frames.permute(0, 2, 1, 3).unsqueeze(2).contiguous()
 
     def __call__(self, waveforms: torch.Tensor) -> torch.Tensor:
-        values = (self.log_mel(waveforms) - self.mean) / self.std  # (B, H, T*W)
-        batch = values.shape[0]
-        frames = values.reshape(batch, self.height, self.timesteps, self.width)
-        return frames.permute(0, 2, 1, 3).unsqueeze(2).contiguous()  # (B, T, 1, H, W)
+        return self._frames((self.log_mel(waveforms) - self.mean) / self.std)
 
 
 def fix_length(waveform: np.ndarray, n_samples: int) -> np.ndarray:
