@@ -38,7 +38,6 @@ import datetime
 import json
 import math
 import os
-import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -49,7 +48,7 @@ import numpy as np
 import xarray as xr
 
 import repsim
-from repsim.provenance import atomic_path
+from repsim.provenance import atomic_path, remove_stale_temporaries
 
 FORMAT = "repsim-activations"
 FORMAT_VERSION = 1
@@ -200,33 +199,6 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
                               f"{error.strerror or error}") from None
     probe.unlink()
     return path
-
-
-def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
-    """Delete temporaries of ``path`` left by killed writers (their process no longer exists).
-
-    :func:`repsim.provenance.atomic_path` names them ``.<name>.tmp-<pid>``; SIGKILL is the only
-    way one outlives its writer. Temporaries of live processes are left alone.
-    """
-    path = Path(path)
-    removed = []
-    pattern = re.compile(rf"^\.{re.escape(path.name)}\.tmp-(\d+)$")
-    for candidate in path.parent.glob(f".{path.name}.tmp-*"):
-        match = pattern.match(candidate.name)
-        if match and not _process_alive(int(match.group(1))):
-            candidate.unlink(missing_ok=True)
-            removed.append(candidate)
-    return removed
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _storage_kind(values: np.ndarray) -> str:

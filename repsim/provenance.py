@@ -43,10 +43,41 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     as it was, so a reader never sees a half-written file under the final name.
     """
     final = Path(final)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    tmp = final.with_name(f"{_temporary_prefix(final)}{os.getpid()}")
     try:
         yield tmp
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _temporary_prefix(final: Path) -> str:
+    return f".{final.name}.tmp-"
+
+
+def remove_stale_temporaries(final: str | os.PathLike) -> list[Path]:
+    """Delete temporaries of ``final`` whose writing process no longer exists.
+
+    Only SIGKILL lets a temporary of :func:`atomic_path` outlive its writer; temporaries of
+    live processes are left alone. Returns the removed paths.
+    """
+    final = Path(final)
+    prefix = _temporary_prefix(final)
+    removed = []
+    for candidate in final.parent.glob(f"{prefix}*"):
+        pid = candidate.name[len(prefix):]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
