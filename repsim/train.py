@@ -376,14 +376,14 @@ def run(config: TrainConfig, *, resume: str | os.PathLike | None = None,
     checkpoint of the last good epoch is left in place.
     """
     device = resolve_device(config.device)
-    run_dir = prepare_run_dir(config.run_dir, resume=resume is not None, overwrite=overwrite)
-    checkpoint_path = run_dir / CHECKPOINT_NAME
     ckpt = load_checkpoint(resume) if resume is not None else None
     if ckpt is not None:
         differences = config_differences(ckpt["config"], config.to_dict())
         if differences:
             raise ValueError(f"cannot resume from {resume}: it was trained with another "
                              f"configuration; differing fields: {'; '.join(differences)}")
+    run_dir = prepare_run_dir(config.run_dir, resume=resume is not None, overwrite=overwrite)
+    checkpoint_path = run_dir / CHECKPOINT_NAME
 
     if dataset is None:
         log.info("building the %s dataset", config.data.dataset)
@@ -399,6 +399,9 @@ def run(config: TrainConfig, *, resume: str | os.PathLike | None = None,
     torch.manual_seed(config.seed)
     np.random.seed(config.seed % 2**32)  # noqa: NPY002 (see _rng_state)
     model = FusionConvLSTM(config.model).to(device)
+    cuda = device.type == "cuda"
+    if cuda:  # NHWC convolutions are cuDNN's fast path for bf16
+        model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
     shuffle_generator = torch.Generator().manual_seed(config.seed)
@@ -417,9 +420,6 @@ def run(config: TrainConfig, *, resume: str | os.PathLike | None = None,
     train_split = dataset.splits["train"].to(device)
     val_split = dataset.splits["val"].to(device)
     features = dataset.features
-    cuda = device.type == "cuda"
-    if cuda:
-        model = model.to(memory_format=torch.channels_last)
     forward = torch.compile(model) if config.compile else model
     amp = (torch.autocast(device_type="cuda", dtype=torch.bfloat16) if cuda
            else contextlib.nullcontext())

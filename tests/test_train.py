@@ -223,6 +223,7 @@ def test_resume_from_a_file_that_is_not_a_checkpoint(tmp_path, capsys):
     err = cli_error(capsys, ["--config", config, "--quiet", "--resume",
                              str(tmp_path / "missing.pt")])
     assert "checkpoint not found" in err
+    assert not (tmp_path / "run").exists()  # nothing is created before the checks pass
 
 
 class CreatesFile:
