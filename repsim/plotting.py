@@ -45,7 +45,7 @@ logging.getLogger("fontTools").setLevel(logging.WARNING)
 
 _THEME = {**sns.axes_style("whitegrid"), **sns.plotting_context("paper", font_scale=1.25),
           "axes.prop_cycle": matplotlib.cycler(color=PALETTE), "axes.titleweight": "bold",
-          "figure.titleweight": "bold", "figure.dpi": 100, "savefig.dpi": 200,
+          "figure.titleweight": "bold", "figure.dpi": 100, "savefig.dpi": 150,
           "pdf.fonttype": 42, "legend.frameon": False}
 
 
