@@ -33,7 +33,7 @@ TINY_DATA = {"train_speakers": 4, "val_speakers": 2, "test_speakers": 2, "repeti
 def tiny_config(tmp_path, name="run", **changes) -> TrainConfig:
     values = {"model": ModelConfig(layers=1, hidden=3, fusion_layer=2),
               "data": DataConfig(timesteps=3, height=8, width=8, options=dict(TINY_DATA)),
-              "epochs": 2, "batch_size": 8, "lr": 1e-2, "noise_snrs": (0.0,),
+              "epochs": 2, "batch_size": 8, "lr": 1e-2, "noise_snrs": (0.0,), "device": "cpu",
               "out_dir": str(tmp_path / name)}
     values.update(changes)
     return TrainConfig(**values)
