@@ -7,8 +7,8 @@ TORCH_VERSION ?= 2.13.0
 
 .PHONY: setup demo test lint figures bench clean clean-runs
 
-# The demo: an early-fusion (layer 1) and a late-fusion (layer 3 of 2) network on the default
-# synthetic data, their activations, and every figure. Each step is a file target, so a second
+# The demo: an early-fusion (layer 1) and a late-fusion (layer 3 of 2, branches narrowed to
+# the early model's parameter count) network on the default synthetic data, their activations, and every figure. Each step is a file target, so a second
 # `make demo` only redoes what is missing; `make clean-runs` starts over.
 EARLY := runs/synthetic-f1-s0
 LATE := runs/synthetic-f3-s0
@@ -41,7 +41,7 @@ figures/stimuli.png: | $(STAMP)
 
 # metrics.json is written last, so a run that stopped halfway is trained again.
 runs/synthetic-f%-s0/metrics.json: | $(STAMP)
-	$(BIN)/python -m repsim.train --fusion-layer $* --overwrite --out-dir $(@D)
+	$(BIN)/python -m repsim.train --fusion-layer $* --match-params --overwrite --out-dir $(@D)
 
 # Clean, incongruent and each-modality-removed conditions: what the figure scripts read.
 runs/%/activations.h5: runs/%/metrics.json
