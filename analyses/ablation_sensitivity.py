@@ -77,8 +77,10 @@ def _grid_rows(model: ModelInput, measure: str, removed: str | None, grid) -> li
 def plot(table: pd.DataFrame, kernel: str) -> Figure:
     """Per model: S_audio, S_visual and reliance heatmaps; beside them accuracy bars."""
     models = list(dict.fromkeys(table["model"]))
-    fig = Figure(figsize=(17.5, 0.6 + 3.4 * len(models)), layout="constrained")
-    left, right = fig.subfigures(1, 2, width_ratios=[3.6, 1.0])
+    steps = int(table["time_step"].max())
+    panel_width = 2.2 + 0.45 * steps  # room for a two-decimal label in every cell
+    fig = Figure(figsize=(3 * panel_width + 4.0, 0.6 + 3.4 * len(models)), layout="constrained")
+    left, right = fig.subfigures(1, 2, width_ratios=[3 * panel_width, 4.0])
     axes = left.subplots(len(models), 3, squeeze=False)
     sensitivity = table[table["measure"] == "cka_sensitivity"]
     vmax = max(float(sensitivity["value"].max()), 0.05)
