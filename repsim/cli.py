@@ -39,7 +39,9 @@ def user_errors_exit_2(main: Callable[..., int | None]) -> Callable[..., int]:
 
 
 def setup_logging(verbose: bool = False) -> logging.Logger:
-    """Plain ``repsim: message`` lines on stderr for CLIs; the library itself never prints."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(message)s", stream=sys.stderr)
-    return logging.getLogger("repsim")
+    """Plain message lines on stderr for CLIs: repsim's own at INFO (DEBUG with ``verbose``),
+    other libraries' only from WARNING; the library itself never prints."""
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    logger = logging.getLogger("repsim")
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    return logger
