@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -39,9 +38,6 @@ SEQUENTIAL_CMAP = "viridis"
 # Diverging map for a reliance index: 0 = visual (blue), 0.5 = balanced (white), 1 = audio.
 RELIANCE_CMAP: Colormap = sns.blend_palette(
     [MODALITY_COLORS["visual"], "#f7f7f7", MODALITY_COLORS["audio"]], as_cmap=True)
-
-# PDF font subsetting logs every glyph at INFO; keep it quiet under a CLI's INFO logging.
-logging.getLogger("fontTools").setLevel(logging.WARNING)
 
 _THEME = {**sns.axes_style("whitegrid"), **sns.plotting_context("paper", font_scale=1.25),
           "axes.prop_cycle": matplotlib.cycler(color=PALETTE), "axes.titleweight": "bold",
