@@ -137,10 +137,7 @@ def run(inputs: Sequence[str | Path] = (), *, runs_dir: str | Path = "runs",
         used[model.path] = model.label
         tables.append(sensitivity_table(model, data, kernel=kernel))
     table = pd.concat(tables, ignore_index=True)
-    with plotting.theme():
-        written = plotting.save_figure(plot(table, kernel), out_dir, NAME)
-    written.append(plotting.write_table(table, Path(out_dir) / f"{NAME}.csv", used))
-    return written
+    return plotting.save_outputs(lambda: plot(table, kernel), table, out_dir, NAME, used)
 
 
 @user_errors_exit_2

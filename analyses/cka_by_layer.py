@@ -172,10 +172,8 @@ def run(inputs: Sequence[str | Path] = (), *, reference: str | Path | None = Non
                                 comparison="seed reference", debiased=debiased))
         inputs_used[ref_model.path] = ref[0].label
     table = pd.concat(tables, ignore_index=True)
-    with plotting.theme():
-        written = plotting.save_figure(plot(table, condition, debiased), out_dir, NAME)
-    written.append(plotting.write_table(table, Path(out_dir) / f"{NAME}.csv", inputs_used))
-    return written
+    return plotting.save_outputs(lambda: plot(table, condition, debiased), table, out_dir,
+                                 NAME, inputs_used)
 
 
 @user_errors_exit_2

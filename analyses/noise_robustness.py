@@ -122,12 +122,8 @@ def run(inputs: Sequence[str | Path] = (), runs_dir: str | Path = "runs",
     dataset_name, layers = runs[0].dataset, runs[0].layers
     summary = summarize(per_seed_accuracy(runs), dataset_name, layers)
     n_seeds = int(summary["n_seeds"].max())
-    with plotting.theme():
-        fig = plot(summary, dataset_name, layers, n_seeds)
-        written = plotting.save_figure(fig, out_dir, NAME)
-    written.append(plotting.write_table(summary, Path(out_dir) / f"{NAME}.csv",
-                                        {run.metrics_path: run.name for run in runs}))
-    return written
+    return plotting.save_outputs(lambda: plot(summary, dataset_name, layers, n_seeds), summary,
+                                 out_dir, NAME, {run.metrics_path: run.name for run in runs})
 
 
 @user_errors_exit_2

@@ -136,10 +136,8 @@ def run(inputs: Sequence[str | Path] = (), *, runs_dir: str | Path = "runs",
         used[model.path] = model.label
         tables.append(probe_table(model, data, folds=folds, seed=seed, groups=groups, Cs=Cs))
     table = pd.concat(tables, ignore_index=True)
-    with plotting.theme():
-        written = plotting.save_figure(plot(table, folds, groups, Cs), out_dir, NAME)
-    written.append(plotting.write_table(table, Path(out_dir) / f"{NAME}.csv", used))
-    return written
+    return plotting.save_outputs(lambda: plot(table, folds, groups, Cs), table, out_dir, NAME,
+                                 used)
 
 
 @user_errors_exit_2

@@ -173,10 +173,8 @@ def run(inputs: Sequence[str | Path] = (), *, runs_dir: str | Path = "runs",
         tables.append(hypothesis_correlations(model, data, metric=metric, method=method,
                                               n_boot=n_boot, seed=seed))
     table = pd.concat(tables, ignore_index=True).reindex(columns=COLUMNS)
-    with plotting.theme():
-        written = plotting.save_figure(plot(table, method, metric), out_dir, NAME)
-    written.append(plotting.write_table(table, Path(out_dir) / f"{NAME}.csv", used))
-    return written
+    return plotting.save_outputs(lambda: plot(table, method, metric), table, out_dir, NAME,
+                                 used)
 
 
 @user_errors_exit_2

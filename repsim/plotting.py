@@ -13,7 +13,7 @@ import contextlib
 import io
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -142,6 +142,17 @@ def save_figure(fig: Figure, out_dir: str | os.PathLike, name: str) -> list[Path
         with atomic_path(final) as tmp:
             fig.savefig(tmp, format=fmt, metadata=metadata)
         written.append(final)
+    return written
+
+
+def save_outputs(draw: Callable[[], Figure], table: pd.DataFrame, out_dir: str | os.PathLike,
+                 name: str, inputs: Mapping[str | os.PathLike, str] | Sequence[str | os.PathLike]
+                 ) -> list[Path]:
+    """What every analysis script ends with: ``draw()`` the figure in the house theme, save it
+    as ``name.png``/``name.pdf``, and the numbers behind it as ``name.csv``; return the paths."""
+    with theme():
+        written = save_figure(draw(), out_dir, name)
+    written.append(write_table(table, Path(out_dir) / f"{name}.csv", inputs))
     return written
 
 
