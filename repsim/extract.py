@@ -20,6 +20,7 @@ import json
 import logging
 import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from repsim.probeset import DEFAULT_CONDITIONS, DEFAULT_SNRS, ProbeSet, conditio
 from repsim.provenance import library_versions, sha256_file
 from repsim.train import resolve_device
 
+_stop_requested = threading.Event()
 log = logging.getLogger("repsim.extract")
 
 POOLINGS = ("none", "avg", "global")
@@ -234,6 +236,8 @@ def run(config: ExtractConfig, *, dataset: AVDataset | None = None,
             tqdm(total=len(probe), unit="stimulus", desc="extracting", disable=not progress,
                  file=sys.stderr) as bar, torch.no_grad():
         for _, batch in probe.batches(config.batch_size):
+            if _stop_requested.is_set():  # SIGTERM under the CLI: unwind, remove the temporary
+                raise SystemExit(128 + signal.SIGTERM)
             logits, states = model(batch.audio.to(device), batch.visual.to(device), record=True)
             recorded = {
                 layer: {state: pool_states(states[layer][activations.STATES.index(state)],
@@ -312,9 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _raise_on_sigterm(signum, frame) -> None:
-    """SIGTERM unwinds like Ctrl-C, so the temporary file is removed."""
-    raise SystemExit(128 + signum)
+def _request_stop(signum, frame) -> None:
+    """SIGTERM asks the batch loop to stop; raising right here could interrupt HDF5 midway
+    and leave its lock held, so the loop raises between batches instead."""
+    _stop_requested.set()
 
 
 @user_errors_exit_2
@@ -330,7 +335,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         n_stimuli=args.stimuli, seed=args.seed, conditions=tuple(args.conditions),
         snrs=tuple(args.snrs), device=args.device, data_dir=args.data_dir,
         overwrite=args.overwrite)
-    previous = signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    _stop_requested.clear()
+    previous = signal.signal(signal.SIGTERM, _request_stop)
     try:
         result = run(config, progress=True)
     finally:
