@@ -213,7 +213,9 @@ def _rdm(x: np.ndarray, metric: str, name: str) -> np.ndarray:
             raise ValueError(f"{name}: stimuli {bad[:5].tolist()} have a {kind} pattern; "
                              f"their {metric} distance is undefined")
         x = x / norms[:, None]
-        distances = np.clip(1.0 - x @ x.T, 0.0, 2.0)
+        distances = x @ x.T
+        np.subtract(1.0, distances, out=distances)
+        np.clip(distances, 0.0, 2.0, out=distances)
     else:
         x = x - x.mean(0)  # distances do not change; products get smaller, rounding too
         squared_norms = np.einsum("ij,ij->i", x, x)
@@ -221,7 +223,8 @@ def _rdm(x: np.ndarray, metric: str, name: str) -> np.ndarray:
         np.maximum(distances, 0.0, out=distances)
         if metric == "euclidean":
             np.sqrt(distances, out=distances)
-    distances = (distances + distances.T) / 2
+    distances += distances.T  # exactly symmetric whatever the BLAS did
+    distances *= 0.5
     np.fill_diagonal(distances, 0.0)
     return distances
 
@@ -247,8 +250,9 @@ def _square_stack(rdms, name: str) -> tuple[np.ndarray, bool]:
 
 def _upper_triangles(rdms, name: str) -> tuple[np.ndarray, bool]:
     stack, single = _square_stack(rdms, name)
-    i, j = np.triu_indices(stack.shape[1], 1)
-    return stack[:, i, j], single
+    n = stack.shape[1]
+    i, j = np.triu_indices(n, 1)
+    return np.take(stack.reshape(len(stack), -1), i * n + j, axis=1), single
 
 
 def _square_pair(A, B) -> tuple[np.ndarray, np.ndarray]:
@@ -285,18 +289,21 @@ def _unit_rows(vectors: np.ndarray, method: str, name: str | None) -> np.ndarray
 
 def _average_ranks(vectors: np.ndarray) -> np.ndarray:
     """Ranks 1..m of each row, ties given their average rank (scipy's ``rankdata``)."""
-    order = np.argsort(vectors, axis=1)
-    ordered = np.take_along_axis(vectors, order, axis=1)
     count = vectors.shape[1]
-    positions = np.broadcast_to(np.arange(count), vectors.shape)
-    starts_run = np.ones(vectors.shape, dtype=bool)
-    starts_run[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
-    ends_run = np.ones(vectors.shape, dtype=bool)
-    ends_run[:, :-1] = starts_run[:, 1:]
-    first = np.maximum.accumulate(np.where(starts_run, positions, 0), axis=1)
-    last = np.minimum.accumulate(np.where(ends_run, positions, count)[:, ::-1], axis=1)[:, ::-1]
     ranks = np.empty(vectors.shape)
-    np.put_along_axis(ranks, order, (first + last) / 2.0 + 1.0, axis=1)
+    positions = np.arange(1.0, count + 1.0)
+    starts_run = np.empty(count, dtype=bool)
+    starts_run[0] = True
+    for row, vector in zip(ranks, vectors, strict=True):
+        order = np.argsort(vector)
+        ordered = vector[order]
+        np.not_equal(ordered[1:], ordered[:-1], out=starts_run[1:])
+        if starts_run.all():  # no ties: ranks are the sorting positions
+            row[order] = positions
+            continue
+        starts = np.flatnonzero(starts_run)
+        lengths = np.diff(starts, append=count)
+        row[order] = np.repeat(starts + (lengths + 1) / 2, lengths)  # runs' average ranks
     return ranks
 
 
