@@ -5,7 +5,8 @@ convolution for each gate on the input and another on the hidden state (8 convol
 float32, no compilation, wired into the same fusion network (branches, fused layers,
 readout). repsim's layer makes all four gates with one convolution, runs the input half for
 all time steps in one call and skips the recurrent half at t = 0; on CUDA it trains as
-``repsim.train`` does (bf16 autocast, channels_last).
+``repsim.train`` does (bf16 autocast, channels_last). On a CPU with bf16 instructions it is
+also timed with ``--precision bf16`` (bf16 autocast), the textbook staying in float32.
 
 Both models train on the same random batches (AdamW step included) on the same device; timed
 rounds alternate between them and the best round of each counts. Prints samples/s, the ratio,
@@ -221,6 +222,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"textbook: float32 (cudnn.allow_tf32={torch.backends.cudnn.allow_tf32}); "
               f"repsim: bf16 autocast + channels_last")
     peak = bf16_peak(device, args.peak_tflops) if cuda else None
+    # `repsim.train --precision bf16` on the CPU; timed only where the CPU has bf16 arithmetic.
+    cpu_bf16 = not cuda and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    if not cuda:
+        print("repsim: float32 (the CPU default)"
+              + ("; repsim bf16: bf16 autocast (--precision bf16)" if cpu_bf16 else
+                 "; this CPU has no bf16 instructions, so bf16 is not timed"))
 
     print(f"{'fusion':>8} {'model':>16} {'params':>8} {'samples/s':>10} {'ms/step':>8}"
           + ("  conv TFLOP/s (% of bf16 peak)" if cuda else ""))
@@ -233,11 +240,14 @@ def main(argv: list[str] | None = None) -> None:
         if cuda:
             ours = ours.to(memory_format=torch.channels_last)
         textbook = TextbookFusion(model_config).to(device)
-        # (name, module, bf16 autocast): on CUDA also repsim in float32, to show how much
-        # of the gain is the layer's structure and how much is bf16.
+        # (name, module, bf16 autocast). "repsim" trains as `repsim.train` does by default
+        # (bf16 on CUDA, float32 on the CPU); the other precision is timed too, to show how
+        # much of the gain is the layer's structure and how much is bf16.
         variants = [("repsim", ours, cuda)]
         if cuda:
             variants.append(("repsim float32", ours, False))
+        elif cpu_bf16:
+            variants.append(("repsim bf16", ours, True))
         if args.compile:
             variants.append(("repsim compiled", torch.compile(ours), cuda))
         variants.append(("textbook", textbook, False))

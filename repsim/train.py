@@ -33,7 +33,7 @@ from repsim.checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint, save_chec
 from repsim.cli import setup_logging, user_errors_exit_2
 from repsim.data.base import AVDataset, AVSplit, Batch, make_batch
 from repsim.data.registry import build_dataset, dataset_names
-from repsim.evaluate import DEFAULT_SNRS, NOISE_TARGETS, accuracy, noise_grid
+from repsim.evaluate import DEFAULT_SNRS, NOISE_TARGETS, PRECISIONS, accuracy, noise_grid, uses_bf16
 from repsim.models.fusion import FusionConvLSTM, ModelConfig
 from repsim.provenance import atomic_path, library_versions
 
@@ -130,6 +130,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     compile: bool = False
+    precision: str = "auto"
     augment: str = "none"
     augment_snr: tuple[float, float] = (-10.0, 20.0)
     augment_fraction: float = 0.5
@@ -157,6 +158,8 @@ class TrainConfig:
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.augment not in AUGMENT_CHOICES:
             raise ValueError(f"augment must be one of {AUGMENT_CHOICES}, got {self.augment!r}")
         if (len(self.augment_snr) != 2 or not all(map(math.isfinite, self.augment_snr))
@@ -421,13 +424,14 @@ def run(config: TrainConfig, *, resume: str | os.PathLike | None = None,
     val_split = dataset.splits["val"].to(device)
     features = dataset.features
     forward = torch.compile(model) if config.compile else model
-    amp = (torch.autocast(device_type="cuda", dtype=torch.bfloat16) if cuda
+    bf16 = uses_bf16(config.precision, device)
+    amp = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if bf16
            else contextlib.nullcontext())
     steps_per_epoch = math.ceil(len(train_split) / config.batch_size)
     n_params = model.parameter_count()
-    log.info("model: %d layers, hidden %d, fusion layer %d, %s parameters; device %s",
+    log.info("model: %d layers, hidden %d, fusion layer %d, %s parameters; device %s, %s",
              config.model.layers, config.model.hidden, config.model.fusion_layer,
-             f"{n_params:,}", device)
+             f"{n_params:,}", device, "bf16 autocast" if bf16 else "float32")
 
     _write_json(run_dir / "config.json", config.to_dict())
     for epoch in range(start_epoch, config.epochs):
@@ -435,7 +439,7 @@ def run(config: TrainConfig, *, resume: str | os.PathLike | None = None,
                               features, shuffle_generator, noise_generator, amp,
                               steps_per_epoch, progress)
         record.val_accuracy = accuracy(model, val_split, features, seed=config.seed,
-                                       batch_size=config.eval_batch_size)
+                                       batch_size=config.eval_batch_size, amp=bf16)
         record.elapsed_seconds = (history[-1]["elapsed_seconds"] if history else 0.0) \
             + record.epoch_seconds
         history.append(record.as_row())
@@ -454,7 +458,7 @@ def run(config: TrainConfig, *, resume: str | os.PathLike | None = None,
     with tqdm(total=3 * len(config.noise_snrs) + 3, desc="test conditions", leave=False,
               disable=not progress, file=sys.stderr) as bar:
         grid = noise_grid(model, dataset.splits["test"], features, snrs=config.noise_snrs,
-                          batch_size=config.eval_batch_size, seed=config.seed,
+                          batch_size=config.eval_batch_size, seed=config.seed, amp=bf16,
                           progress=lambda name: (bar.set_postfix_str(name), bar.update()))
     metrics = {
         "run": run_dir.resolve().name, "dataset": config.data.dataset,
@@ -610,6 +614,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     train.add_argument("--compile", action="store_true", default=None,
                        help="torch.compile the model for training")
+    train.add_argument("--precision", choices=PRECISIONS,
+                       help="bf16 autocast or float32; auto (default) is bf16 on CUDA and "
+                            "float32 on the CPU, where bf16 is faster on CPUs with bf16 "
+                            "instructions")
     train.add_argument("--augment", choices=AUGMENT_CHOICES,
                        help="train-time white noise on these modalities (default none)")
     train.add_argument("--augment-snr", type=float, nargs=2, metavar=("LOW", "HIGH"),
@@ -660,7 +668,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         readout="readout", match_params="match_params"))
     changes = given(epochs="epochs", batch_size="batch_size", lr="lr",
                     weight_decay="weight_decay", grad_clip="grad_clip", seed="seed",
-                    device="device", compile="compile", augment="augment",
+                    device="device", compile="compile", precision="precision",
+                    augment="augment",
                     augment_snr="augment_snr", augment_fraction="augment_fraction",
                     modality_dropout="modality_dropout",
                     eval_batch_size="eval_batch_size", out_dir="out_dir")

@@ -9,7 +9,14 @@ import torch
 from sklearn.metrics import accuracy_score
 
 from repsim.data import build_dataset, make_batch
-from repsim.evaluate import Condition, accuracy, grid_conditions, noise_grid, predict
+from repsim.evaluate import (
+    Condition,
+    accuracy,
+    grid_conditions,
+    noise_grid,
+    predict,
+    uses_bf16,
+)
 from repsim.models.fusion import FusionConvLSTM, ModelConfig
 
 TINY_DATA = {"timesteps": 3, "height": 8, "width": 8, "train_speakers": 4, "val_speakers": 2,
@@ -114,3 +121,11 @@ def test_bad_arguments(dataset, model):
         grid_conditions([math.inf])
     with pytest.raises(ValueError, match="batch size"):
         accuracy(model, dataset.splits["val"], dataset.features, batch_size=0)
+
+
+def test_precision_choice():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert [uses_bf16(p, cpu) for p in ("auto", "float32", "bf16")] == [False, False, True]
+    assert [uses_bf16(p, cuda) for p in ("auto", "float32", "bf16")] == [True, False, True]
+    with pytest.raises(ValueError, match="precision must be one of"):
+        uses_bf16("fp16", cpu)

@@ -137,6 +137,23 @@ def test_run_directory_contents(tmp_path):
     assert float(rows[-1]["val_accuracy"]) == metrics["val_accuracy"]
 
 
+def test_bf16_precision_on_the_cpu_trains_and_evaluates_in_bf16(tmp_path, tiny_dataset,
+                                                                caplog):
+    with caplog.at_level(logging.INFO, logger="repsim"):
+        bf16 = run(tiny_config(tmp_path, "bf16", precision="bf16"), dataset=tiny_dataset)
+    assert "device cpu, bf16 autocast" in caplog.text
+    float32 = run(tiny_config(tmp_path, "f32"), dataset=tiny_dataset)
+    assert float32.run_dir != bf16.run_dir
+    assert not states_equal(bf16.model.state_dict(), float32.model.state_dict())
+    assert all(v.dtype == torch.float32 for v in bf16.model.state_dict().values())
+    test = tiny_dataset.splits["test"]
+    condition = Condition(noise="audio", snr_db=0.0)
+    assert bf16.metrics["noise"][0]["accuracy"] == accuracy(
+        bf16.model, test, tiny_dataset.features, condition=condition, amp=True)
+    assert bf16.metrics["val_accuracy"] == accuracy(
+        bf16.model, tiny_dataset.splits["val"], tiny_dataset.features, amp=True)
+
+
 def test_cli_trains_and_prints_summary(tmp_path, capsys, caplog):
     config = tiny_config(tmp_path, epochs=1, model=ModelConfig(layers=1, hidden=2))
     out = tmp_path / "cli"
@@ -283,3 +300,5 @@ def test_bad_config_values():
         TrainConfig(noise_snrs=(math.inf,))
     with pytest.raises(ValueError, match="device"):
         TrainConfig(device="tpu")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        TrainConfig(precision="fp16")
