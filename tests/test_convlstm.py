@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from repsim.models.convlstm import ConvLSTM
+from repsim.models.convlstm import ConvLSTM, _CpuRecurrence
 
 
 def reference_convlstm(layer: ConvLSTM, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,3 +88,69 @@ def test_wrong_input_shape_raises():
         layer(torch.zeros(1, 4, 1, 5, 5))
     with pytest.raises(ValueError, match="ConvLSTM expects"):
         layer(torch.zeros(4, 2, 5, 5))
+
+
+def _outputs_and_grads(layer: ConvLSTM, x: torch.Tensor, return_cells: bool):
+    """Forward, a fixed random loss on h (and c), and the gradients of input and weights."""
+    x = x.clone().requires_grad_(True)
+    layer.zero_grad()
+    h_seq, c_seq = layer(x, return_cells=return_cells)
+    generator = torch.Generator().manual_seed(5)
+    loss = (h_seq * torch.randn(h_seq.shape, generator=generator, dtype=h_seq.dtype)).sum()
+    if return_cells:
+        loss = loss + (c_seq * torch.randn(c_seq.shape, generator=generator,
+                                           dtype=c_seq.dtype)).sum()
+    loss.backward()
+    grads = [x.grad] + [p.grad for p in layer.parameters()]
+    return h_seq.detach(), grads
+
+
+@pytest.mark.parametrize("return_cells", [True, False])
+def test_cpu_recurrence_matches_autograd_loop_and_reference(monkeypatch, return_cells):
+    """The hand-written backward through time gives autograd's gradients (float64)."""
+    torch.manual_seed(3)
+    layer = ConvLSTM(2, 3).double()
+    x = torch.randn(2, 5, 2, 6, 5, dtype=torch.float64)
+    h_fast, grads_fast = _outputs_and_grads(layer, x, return_cells)
+    h_ref, _ = reference_convlstm(layer, x)
+    torch.testing.assert_close(h_fast, h_ref, rtol=0, atol=1e-12)
+    # the plain autograd loop is what runs on CUDA and under torch.compile
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    h_plain, grads_plain = _outputs_and_grads(layer, x, return_cells)
+    torch.testing.assert_close(h_fast, h_plain, rtol=0, atol=1e-12)
+    for fast, plain in zip(grads_fast, grads_plain, strict=True):
+        torch.testing.assert_close(fast, plain, rtol=1e-10, atol=1e-12)
+
+
+def test_cpu_recurrence_gradcheck():
+    """Finite differences against the hand-written backward, including a one-step sequence."""
+    torch.manual_seed(4)
+    for steps in (1, 3):
+        x_gates = torch.randn(steps, 2, 8, 4, 4, dtype=torch.float64, requires_grad=True)
+        weight = torch.randn(8, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(lambda g, w: _CpuRecurrence.apply(g, w, True),
+                                        (x_gates, weight))
+
+
+def test_bf16_autocast_on_the_cpu_keeps_float32_weight_gradients():
+    torch.manual_seed(6)
+    layer = ConvLSTM(1, 4)
+    x = torch.randn(2, 4, 1, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h_seq, _ = layer(x)
+    assert h_seq.dtype == torch.bfloat16
+    h_seq.float().sum().backward()
+    assert all(p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all()
+               for p in layer.parameters())
+    h_ref, _ = reference_convlstm(layer, x)
+    torch.testing.assert_close(h_seq.double(), h_ref, rtol=0, atol=0.05)
+
+
+def test_inference_without_grad_matches_training_forward():
+    torch.manual_seed(7)
+    layer = ConvLSTM(2, 3)
+    x = torch.randn(3, 4, 2, 5, 5)
+    h_train, c_train = layer(x)
+    with torch.no_grad():
+        h_eval, c_eval = layer(x)
+    assert torch.equal(h_train, h_eval) and torch.equal(c_train, c_eval)
