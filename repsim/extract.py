@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from repsim import activations
 from repsim.checkpoint import dataset_from_checkpoint, load_checkpoint, model_from_checkpoint
-from repsim.cli import setup_logging, user_errors_exit_2
+from repsim.cli import keep_freed_memory, setup_logging, user_errors_exit_2
 from repsim.data.base import AVDataset
 from repsim.models.fusion import final_logits
 from repsim.probeset import DEFAULT_CONDITIONS, DEFAULT_SNRS, ProbeSet, condition_names
@@ -327,6 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, run the extraction, and log a one-line summary."""
     args = build_parser().parse_args(argv)
     logger = setup_logging(args.verbose)
+    keep_freed_memory()
     config = ExtractConfig(
         checkpoint=args.checkpoint, output=args.output, layers=args.layers,
         states=tuple(args.states), pool=args.pool, pool_factor=args.pool_factor,

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from repsim.checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint, save_checkpoint
-from repsim.cli import setup_logging, user_errors_exit_2
+from repsim.cli import keep_freed_memory, setup_logging, user_errors_exit_2
 from repsim.data.base import AVDataset, AVSplit, Batch, make_batch
 from repsim.data.registry import build_dataset, dataset_names
 from repsim.evaluate import DEFAULT_SNRS, NOISE_TARGETS, PRECISIONS, accuracy, noise_grid, uses_bf16
@@ -695,6 +695,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m repsim.train``: parse, :func:`run`, print the summary line."""
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
+    keep_freed_memory()
     config = config_from_args(args)
     result = run(config, resume=args.resume, overwrite=args.overwrite,
                  progress=not args.quiet)
