@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from repsim.cli import keep_freed_memory
 from repsim.models.convlstm import ConvLSTM
 from repsim.models.fusion import FusionConvLSTM, ModelConfig
 
@@ -214,6 +215,7 @@ def main(argv: list[str] | None = None) -> None:
         device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as `python -m repsim.train` does; the peer runs in the same process
     cuda = device.type == "cuda"
     threads = torch.get_num_threads()
     where = torch.cuda.get_device_name(device) if cuda else f"CPU, {threads} threads"
