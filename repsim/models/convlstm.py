@@ -9,7 +9,7 @@ The convolution over the concatenation is the sum of a convolution over ``x_t`` 
 one batched call; only the recurrent half (``4C`` output channels in one call) loops over time.
 
 On the CPU the recurrence is a hand-written autograd function (:class:`_CpuRecurrence`):
-eager autograd spends a third of a CPU training step outside the convolutions, copying
+eager autograd spends a quarter of a CPU training step outside the convolutions, copying
 gradients between gate slices and per-step tensors. The function writes every step into
 preallocated time-major buffers, back-propagates through time with the gate derivatives
 written in place, and computes the recurrent weight gradient in one call over all steps.
@@ -154,12 +154,15 @@ class _CpuRecurrence(torch.autograd.Function):
         for t in reversed(range(steps)):
             i, f, o, g = gates[t].chunk(4, dim=1)
             di, df, do, dg = grad_gates[t].chunk(4, dim=1)
-            terms = [d for d in (None if grad_h is None else grad_h[t], dh_carry)
-                     if d is not None]
-            dh = sum(terms[1:], terms[0]) if terms else torch.zeros_like(tanh_c[t])
+            dh = None if grad_h is None else grad_h[t]
+            if dh_carry is not None:  # a fresh tensor, free to add into
+                dh = dh_carry if dh is None else dh_carry.add_(dh)
+            if dh is None:
+                dh = torch.zeros_like(tanh_c[t])
             # through h = o * tanh(c)
             torch.mul(dh, tanh_c[t], out=do)
-            dc = tanh_backward(dh * o, tanh_c[t], grad_input=dh.new_empty(dh.shape))
+            dc = dh * o
+            tanh_backward(dc, tanh_c[t], grad_input=dc)
             for d in (None if grad_c is None else grad_c[t], dc_carry):
                 if d is not None:
                     dc.add_(d)
