@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -351,6 +354,37 @@ def test_the_config_is_json_and_rebuilds_the_identical_dataset(tiny):
         for field in ("waveforms", "images", "audio_clean", "pair_audio", "pair_visual"):
             assert torch.equal(getattr(split, field), getattr(other, field))
         assert split.clip_source == other.clip_source
+
+
+# Builds the default dataset; prints its fingerprint and a hash of the raw waveform bytes.
+FINGERPRINT = """
+import hashlib
+from repsim.data import build_dataset
+data = build_dataset("synthetic")
+raw = hashlib.sha256(b"".join(s.waveforms.numpy().tobytes() for s in data.splits.values()))
+print(data.fingerprint(), raw.hexdigest())
+"""
+
+
+def test_fingerprint_is_the_same_on_a_cpu_without_avx512():
+    """numpy without its AVX-512 paths (as on an AVX2 machine) synthesises a few samples
+    differently in the last bits; a checkpoint trained on one must accept the other's data."""
+    try:  # the CPU features numpy dispatches on (not public API, hence the guard)
+        from numpy._core._multiarray_umath import __cpu_features__ as cpu_features
+    except ImportError:
+        pytest.skip("this numpy does not list its CPU features")
+    if not cpu_features.get("AVX512_ICL"):
+        pytest.skip("this CPU has no AVX-512 paths to switch off")
+
+    def run(disabled: str) -> list[str]:
+        env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": disabled}
+        return subprocess.run([sys.executable, "-c", FINGERPRINT], env=env, check=True,
+                              capture_output=True, text=True).stdout.split()
+
+    (fingerprint_v4, raw_v4), (fingerprint_v3, raw_v3) = run(""), run("X86_V4 AVX512_ICL")
+    if raw_v4 == raw_v3:
+        pytest.skip("numpy gives identical bits on both paths on this CPU")
+    assert fingerprint_v4 == fingerprint_v3
 
 
 def test_a_different_seed_gives_a_different_dataset(tiny):
