@@ -154,3 +154,24 @@ def test_inference_without_grad_matches_training_forward():
     with torch.no_grad():
         h_eval, c_eval = layer(x)
     assert torch.equal(h_train, h_eval) and torch.equal(c_train, c_eval)
+
+
+# torch's own inductor imports still use torch.jit.script_method
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+def test_torch_compile_runs_the_autograd_loop_and_matches_eager():
+    """`--compile` traces the plain loop (inductor, C++ on the CPU); same numbers as eager."""
+    from repsim.models.fusion import FusionConvLSTM, ModelConfig
+
+    torch.manual_seed(8)
+    model = FusionConvLSTM(ModelConfig(layers=1, hidden=3, fusion_layer=2))
+    audio, visual = torch.randn(2, 3, 1, 6, 6), torch.randn(2, 3, 1, 6, 6)
+    compiled = torch.compile(model)
+    logits = compiled(audio, visual)
+    logits.sum().backward()
+    compiled_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    eager = model(audio, visual)
+    eager.sum().backward()
+    torch.testing.assert_close(logits, eager, rtol=1e-5, atol=1e-6)
+    for compiled_grad, p in zip(compiled_grads, model.parameters(), strict=True):
+        torch.testing.assert_close(compiled_grad, p.grad, rtol=1e-5, atol=1e-6)
