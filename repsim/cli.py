@@ -3,8 +3,10 @@ plain log lines, and a malloc that keeps freed memory for reuse."""
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import functools
+import json
 import logging
 import os
 import sys
@@ -38,6 +40,18 @@ def user_errors_exit_2(main: Callable[..., int | None]) -> Callable[..., int]:
             return 130
 
     return wrapped
+
+
+def key_value(text: str) -> tuple[str, object]:
+    """An argparse type for ``KEY=VALUE`` options: VALUE is read as JSON when it parses
+    (numbers, true, null), else kept as text."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
 
 def setup_logging(verbose: bool = False) -> logging.Logger:

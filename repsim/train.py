@@ -30,9 +30,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from repsim.checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint, save_checkpoint
-from repsim.cli import keep_freed_memory, setup_logging, user_errors_exit_2
+from repsim.cli import keep_freed_memory, key_value, setup_logging, user_errors_exit_2
 from repsim.data.base import AVDataset, AVSplit, Batch, make_batch
-from repsim.data.registry import build_dataset, dataset_names
+from repsim.data.registry import build_dataset, dataset_builder, dataset_names
 from repsim.evaluate import DEFAULT_SNRS, NOISE_TARGETS, PRECISIONS, accuracy, noise_grid, uses_bf16
 from repsim.models.fusion import FusionConvLSTM, ModelConfig
 from repsim.provenance import atomic_path, library_versions
@@ -73,9 +73,7 @@ class DataConfig:
     options: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.dataset not in dataset_names():
-            raise ValueError(f"unknown dataset {self.dataset!r}; choose one of: "
-                             f"{', '.join(dataset_names())}")
+        dataset_builder(self.dataset, self.options)  # unknown name or option: ValueError
         for name in ("timesteps", "height", "width"):
             _positive_int(f"data {name}", getattr(self, name), allow_none=True)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
@@ -546,6 +544,7 @@ EXAMPLES = """examples:
   python -m repsim.train --fusion-layer late --out-dir runs/late
   python -m repsim.train --dataset avmnist --data-dir ../shared/data --layers 4 --hidden 32
   python -m repsim.train --augment both --augment-snr -10 20 --epochs 12
+  python -m repsim.train --data-option distractor_snr=0   # a competing talker in every clip
   python -m repsim.train --config runs/late/config.json --resume runs/late/ckpt.pt
   python -m repsim.report runs/synthetic-f1-s0 runs/late   # accuracy tables side by side
 """
@@ -590,6 +589,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--timesteps", type=int, help="time steps T (default: the dataset's)")
     data.add_argument("--height", type=int, help="frame height H (default: the dataset's)")
     data.add_argument("--width", type=int, help="frame width W (default: the dataset's)")
+    data.add_argument("--data-option", type=key_value, action="append", metavar="KEY=VALUE",
+                      help="any other dataset option, e.g. --data-option distractor_snr=0 "
+                           "(repeatable; see python -m repsim.data)")
     model = parser.add_argument_group("model")
     model.add_argument("--fusion-layer", type=_fusion_layer, metavar="K",
                        help="1..layers+1, or 'late' (default 1: early fusion)")
@@ -663,6 +665,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     data = dataclasses.replace(base.data, **given(
         dataset="dataset", data_dir="data_dir", seed="data_seed", timesteps="timesteps",
         height="height", width="width"))
+    if args.data_option:
+        data = dataclasses.replace(data, options={**data.options, **dict(args.data_option)})
     model = dataclasses.replace(base.model, **given(
         fusion_layer="fusion_layer", layers="layers", hidden="hidden", kernel="kernel",
         readout="readout", match_params="match_params"))

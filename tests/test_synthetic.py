@@ -402,6 +402,28 @@ def test_a_clip_does_not_depend_on_unrelated_options(tiny):
     assert torch.equal(a.waveforms[0], b.waveforms[position])
 
 
+def test_distractors_are_other_digits_of_the_split_at_the_asked_snr(tiny):
+    mixed = build_dataset("synthetic", seed=11, distractor_snr=3.0, **TINY)
+    for name, clean in tiny.splits.items():
+        split = mixed.splits[name]
+        assert torch.equal(split.clip_digit, clean.clip_digit)
+        assert torch.equal(split.clip_power, clean.clip_power)  # the target's, for test noise
+        assert torch.equal(split.images, clean.images)
+        for index, source in enumerate(split.clip_source):
+            target, rest = source.split("+")
+            partner_source, snr = rest.split("@")
+            assert target == clean.clip_source[index] and snr == "3dB"
+            partner = clean.clip_source.index(partner_source)
+            assert clean.clip_digit[partner] != clean.clip_digit[index]
+            residual = (split.waveforms[index] - clean.waveforms[index]).double()
+            partner_wave = clean.waveforms[partner].double()
+            gain = float(residual @ partner_wave / (partner_wave @ partner_wave))
+            torch.testing.assert_close(residual, gain * partner_wave, rtol=0, atol=1e-6)
+            ratio_db = 10 * math.log10(float(clean.clip_power[index])
+                                       / (gain**2 * float(clean.clip_power[partner])))
+            assert ratio_db == pytest.approx(3.0, abs=1e-3)
+
+
 @pytest.mark.parametrize(("options", "message"), [
     ({"no_such_option": 1}, "no_such_option"),
     ({"train_speakers": 0}, "train_speakers must be a positive integer"),
@@ -411,6 +433,8 @@ def test_a_clip_does_not_depend_on_unrelated_options(tiny):
     ({"image_test_fraction": 0.9}, "leave at least 10 % for training"),
     ({"rotation": 90}, "jitter out of range"),
     ({"duration": 0.1}, "duration must be between"),
+    ({"distractor_snr": "loud"}, "distractor_snr must be None or a number of dB"),
+    ({"distractor_snr": 100.0}, "distractor_snr must be None or a number of dB"),
 ])
 def test_bad_options_are_refused_with_the_option_named(options, message):
     with pytest.raises(ValueError, match=message):

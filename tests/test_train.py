@@ -20,7 +20,9 @@ from repsim.train import (
     DataConfig,
     TrainConfig,
     TrainingDiverged,
+    build_parser,
     config_differences,
+    config_from_args,
     lr_at,
     main,
     run,
@@ -56,7 +58,8 @@ def states_equal(a: dict, b: dict) -> bool:
 
 def test_config_json_round_trip():
     config = TrainConfig(model=ModelConfig(layers=3, fusion_layer="late", match_params=True),
-                         data=DataConfig(dataset="avmnist", data_dir="/x", options={"a": 1}),
+                         data=DataConfig(dataset="avmnist", data_dir="/x",
+                                         options={"clip_seconds": 0.75}),
                          augment="both", augment_snr=(-5, 5), noise_snrs=(3, -3))
     text = config.to_json()
     assert TrainConfig.from_json(text) == config
@@ -168,6 +171,15 @@ def test_cli_trains_and_prints_summary(tmp_path, capsys, caplog):
     assert "epoch 1/1  train loss" in caplog.text and "val accuracy" in caplog.text
 
 
+def test_data_options_join_those_of_the_config_file(tmp_path):
+    config = tiny_config(tmp_path)
+    args = build_parser().parse_args(["--config", config_file(tmp_path, config),
+                                      "--data-option", "distractor_snr=3",
+                                      "--data-option", "repetitions=2"])
+    options = config_from_args(args).data.options
+    assert options == {**TINY_DATA, "distractor_snr": 3, "repetitions": 2}
+
+
 def test_help_shows_examples(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
@@ -192,6 +204,7 @@ def cli_error(capsys, argv) -> str:
     (["--batch-size", "-4"], "batch_size must be a positive integer"),
     (["--timesteps", "0"], "timesteps must be a positive integer"),
     (["--lr", "0"], "lr must be positive"),
+    (["--data-option", "no_such=1"], r"dataset 'synthetic' has no option\(s\) no_such"),
 ])
 def test_bad_sizes_and_fusion_layer(tmp_path, capsys, argv, message):
     err = cli_error(capsys, [*argv, "--out-dir", str(tmp_path / "x"), "--quiet"])

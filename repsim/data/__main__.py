@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from repsim.cli import setup_logging, user_errors_exit_2
+from repsim.cli import key_value, setup_logging, user_errors_exit_2
 from repsim.data.base import AVDataset, make_batch
 from repsim.data.registry import build_dataset, dataset_names
 from repsim.provenance import atomic_path
@@ -175,17 +175,6 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
     return path
 
 
-def _option(text: str) -> tuple[str, object]:
-    """``KEY=VALUE`` with VALUE read as JSON when it parses (numbers, true, null), else text."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
-
-
 def parser() -> argparse.ArgumentParser:
     """The ``python -m repsim.data`` argument parser."""
     p = argparse.ArgumentParser(
@@ -198,7 +187,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timesteps", type=int, default=None, help="time steps T")
     p.add_argument("--height", type=int, default=None, help="frame height (mel bands)")
     p.add_argument("--width", type=int, default=None, help="frame width (frames per step)")
-    p.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("--option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="any other builder option, e.g. --option repetitions=3 (repeatable)")
     p.add_argument("--figure", default=None, metavar="PATH",
                    help="save a picture of a few stimuli here (.png, .pdf or .svg)")

@@ -23,8 +23,9 @@ def dataset_names() -> list[str]:
     return sorted(_BUILDERS)
 
 
-def build_dataset(name: str, **options) -> AVDataset:
-    """Build dataset ``name``; ``options`` go to its builder (``data_dir``, ``seed``, sizes...)."""
+def dataset_builder(name: str, options=()):
+    """The builder function of dataset ``name``; ValueError if ``name`` or any of the option
+    names is unknown, listing the choices (a cheap check, done before any building)."""
     if name not in _BUILDERS:
         raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(dataset_names())}")
     module_name, function_name = _BUILDERS[name].split(":")
@@ -34,4 +35,9 @@ def build_dataset(name: str, **options) -> AVDataset:
     if unknown:
         raise ValueError(f"dataset {name!r} has no option(s) {', '.join(unknown)}; its options "
                          f"are: {', '.join(accepted)}")
-    return builder(**options)
+    return builder
+
+
+def build_dataset(name: str, **options) -> AVDataset:
+    """Build dataset ``name``; ``options`` go to its builder (``data_dir``, ``seed``, sizes...)."""
+    return dataset_builder(name, options)(**options)

@@ -34,7 +34,7 @@ DEFAULT_SIZE = 16
 FEATURE_BATCH = 256  # clips per log-mel batch (bounds memory)
 # Random streams: every random choice has its own, so changing one option (e.g. how many
 # pairs) never changes what another part (e.g. the clips) looks like.
-_SPEAKER, _CLIP, _IMAGE_SPLIT, _JITTER, _PAIRS = range(5)
+_SPEAKER, _CLIP, _IMAGE_SPLIT, _JITTER, _PAIRS, _DISTRACTOR = range(6)
 
 
 def _is_int(value: object) -> bool:
@@ -50,7 +50,10 @@ class SyntheticConfig:
     no files. Sizes: ``repetitions`` utterances per speaker and digit; ``*_pairs`` congruent
     pairs per split; image fractions of the 1,797 sklearn digits held out (per digit) for val
     and test. Jitter: rotation uniform in +-``rotation`` degrees, scale in 1 +- ``scale``,
-    shift in +-``shift`` of the image size along each axis.
+    shift in +-``shift`` of the image size along each axis. ``distractor_snr`` (dB, None for
+    none) mixes into every clip another clip of the same split saying a different digit, that
+    much quieter than the clip's own utterance: a competing talker, which the audio alone
+    cannot always tell from the target and the image can.
     """
 
     data_dir: str | None = None
@@ -72,6 +75,7 @@ class SyntheticConfig:
     scale: float = 0.08
     shift: float = 0.06
     duration: float = 1.0
+    distractor_snr: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("timesteps", "height", "width"):
@@ -95,6 +99,12 @@ class SyntheticConfig:
                              f"scale={self.scale}, shift={self.shift}")
         if not 0.5 <= self.duration <= 4.0:
             raise ValueError(f"duration must be between 0.5 and 4 seconds, got {self.duration}")
+        if self.distractor_snr is not None and (
+                isinstance(self.distractor_snr, bool)
+                or not isinstance(self.distractor_snr, int | float)
+                or not -20.0 <= self.distractor_snr <= 60.0):
+            raise ValueError(f"distractor_snr must be None or a number of dB in [-20, 60], "
+                             f"got {self.distractor_snr!r}")
 
     def resolved(self) -> SyntheticConfig:
         """The same options with the default grid filled in for ``None`` sizes."""
@@ -154,9 +164,10 @@ def speaker_roster(config: SyntheticConfig) -> dict[str, list[synth.Speaker]]:
 
 
 def _clips(config: SyntheticConfig, speakers: list[synth.Speaker], numbers: range,
-           n_samples: int) -> dict:
+           n_samples: int, split_code: int) -> dict:
     """Every speaker saying every digit ``repetitions`` times, and their ids; the clip of
-    (speaker number, digit, repetition) has its own random stream."""
+    (speaker number, digit, repetition) has its own random stream. With ``distractor_snr``
+    each clip also holds a competing utterance (:func:`add_distractors`)."""
     grid = [(s, digit, rep) for s in range(len(speakers)) for digit in range(10)
             for rep in range(config.repetitions)]
     waveforms, spans = synth.speak_digits(
@@ -166,14 +177,35 @@ def _clips(config: SyntheticConfig, speakers: list[synth.Speaker], numbers: rang
     # a clip's power is that of the utterance, before the silence that pads it to n_samples
     power = np.array([np.mean(np.square(w[start:stop], dtype=np.float64))
                       for w, (start, stop) in zip(waveforms, spans, strict=True)])
+    sources = [f"synth/{speakers[s].name}/{digit}/{rep}" for s, digit, rep in grid]
+    if config.distractor_snr is not None:
+        waveforms, sources = add_distractors(
+            waveforms, power, np.array([digit for _, digit, _ in grid]), sources,
+            config.distractor_snr, _rng(config.seed, _DISTRACTOR, split_code))
     return {
         "waveforms": torch.from_numpy(waveforms),
         "clip_power": torch.tensor(power, dtype=torch.float32),
         "clip_digit": torch.tensor([digit for _, digit, _ in grid], dtype=torch.int64),
         "clip_speaker": torch.tensor([s for s, _, _ in grid], dtype=torch.int64),
-        "clip_source": [f"synth/{speakers[s].name}/{digit}/{rep}" for s, digit, rep in grid],
+        "clip_source": sources,
         "speakers": [speaker.name for speaker in speakers],
     }
+
+
+def add_distractors(waveforms: np.ndarray, power: np.ndarray, digits: np.ndarray,
+                    sources: list[str], snr_db: float, rng: np.random.Generator
+                    ) -> tuple[np.ndarray, list[str]]:
+    """Mix into each clip a random other clip of a different digit, scaled so that the clip's
+    utterance is ``snr_db`` dB above the distractor's. Returns the mixtures (float32) and
+    source ids ``"<clip>+<distractor>@<snr>dB"``; ``power`` (the target's) is unchanged, so
+    test-time noise stays relative to the target.
+    """
+    partners = np.empty(len(digits), dtype=np.int64)
+    for index, digit in enumerate(digits):
+        partners[index] = rng.choice(np.flatnonzero(digits != digit))
+    gain = np.sqrt(power / power[partners] / 10.0 ** (snr_db / 10.0))
+    mixed = (waveforms + gain[:, None] * waveforms[partners]).astype(np.float32)
+    return mixed, [f"{sources[i]}+{sources[j]}@{snr_db:g}dB" for i, j in enumerate(partners)]
 
 
 def image_split(digits: np.ndarray, config: SyntheticConfig) -> dict[str, np.ndarray]:
@@ -245,8 +277,8 @@ def build(**options) -> AVDataset:
     config = SyntheticConfig.from_dict(options).resolved()
     n_samples = round(config.duration * synth.SAMPLE_RATE)
     roster, numbers = speaker_roster(config), speaker_numbers(config)
-    clips = {split: _clips(config, roster[split], numbers[split], n_samples)
-             for split in SPLITS}
+    clips = {split: _clips(config, roster[split], numbers[split], n_samples, code)
+             for code, split in enumerate(SPLITS)}
     images = _images(config)
     features = LogMelFrames(sample_rate=synth.SAMPLE_RATE, n_samples=n_samples,
                             timesteps=config.timesteps, height=config.height,
