@@ -177,15 +177,16 @@ def _clips(config: SyntheticConfig, speakers: list[synth.Speaker], numbers: rang
     # a clip's power is that of the utterance, before the silence that pads it to n_samples
     power = np.array([np.mean(np.square(w[start:stop], dtype=np.float64))
                       for w, (start, stop) in zip(waveforms, spans, strict=True)])
+    digits = np.array([digit for _, digit, _ in grid], dtype=np.int64)
     sources = [f"synth/{speakers[s].name}/{digit}/{rep}" for s, digit, rep in grid]
     if config.distractor_snr is not None:
-        waveforms, sources = add_distractors(
-            waveforms, power, np.array([digit for _, digit, _ in grid]), sources,
-            config.distractor_snr, _rng(config.seed, _DISTRACTOR, split_code))
+        waveforms, sources = add_distractors(waveforms, power, digits, sources,
+                                             config.distractor_snr,
+                                             _rng(config.seed, _DISTRACTOR, split_code))
     return {
         "waveforms": torch.from_numpy(waveforms),
         "clip_power": torch.tensor(power, dtype=torch.float32),
-        "clip_digit": torch.tensor([digit for _, digit, _ in grid], dtype=torch.int64),
+        "clip_digit": torch.from_numpy(digits),
         "clip_speaker": torch.tensor([s for s, _, _ in grid], dtype=torch.int64),
         "clip_source": sources,
         "speakers": [speaker.name for speaker in speakers],
