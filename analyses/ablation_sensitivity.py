@@ -27,19 +27,20 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from repsim import plotting
+from repsim.activations import stimulus_table
 from repsim.analysis import ablation_sensitivity
 from repsim.cli import setup_logging, user_errors_exit_2
+from repsim.conditions import CLEAN, MODALITIES, removed_condition
 from repsim.runs import (
     ModelInput,
     add_input_arguments,
     models_to_compare,
     open_model,
-    stimulus_table,
 )
 
 NAME = "ablation_sensitivity"
 COLUMNS = ["model", "measure", "removed", "layer", "time_step", "value"]
-CONDITIONS = {"none": "clean", "audio": "audio_removed", "visual": "visual_removed"}
+CONDITIONS = {"none": CLEAN, **{m: removed_condition(m) for m in MODALITIES}}
 EXAMPLES = """examples:
   python analyses/ablation_sensitivity.py               # early and late runs under runs/
   python analyses/ablation_sensitivity.py --kernel rbf

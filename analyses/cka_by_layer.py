@@ -24,7 +24,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from repsim import plotting
-from repsim.activations import layer_names
+from repsim.activations import layer_names, layer_states, stimulus_ids
 from repsim.analysis import cka_matrix
 from repsim.cli import setup_logging, user_errors_exit_2
 from repsim.runs import (
@@ -32,11 +32,9 @@ from repsim.runs import (
     add_input_arguments,
     default_models,
     layer_depth,
-    layer_states,
     model_input_of_run,
     open_model,
     resolve_model_input,
-    stimulus_ids,
 )
 
 NAME = "cka_by_layer"

@@ -23,7 +23,8 @@ from matplotlib.figure import Figure
 
 from repsim import plotting
 from repsim.cli import setup_logging, user_errors_exit_2
-from repsim.runs import NOISE_KINDS, Run, add_input_arguments, find_runs, load_run, one_experiment
+from repsim.conditions import NOISE_KINDS
+from repsim.runs import Run, add_input_arguments, find_runs, load_run, one_experiment
 
 NAME = "noise_robustness"
 COLUMNS = ["dataset", "layers", "fusion_layer", "noise", "snr_db", "n_seeds", "accuracy_mean",
@@ -42,10 +43,10 @@ def per_seed_accuracy(runs: Sequence[Run]) -> pd.DataFrame:
     rows = []
     for run in runs:
         rows.append({"fusion_layer": run.fusion_layer, "seed": run.seed, "noise": "none",
-                     "snr_db": math.inf, "accuracy": float(run.metrics["clean_accuracy"])})
+                     "snr_db": math.inf, "accuracy": float(run.metrics.clean_accuracy)})
         rows += [{"fusion_layer": run.fusion_layer, "seed": run.seed, "noise": entry["noise"],
                   "snr_db": float(entry["snr_db"]), "accuracy": float(entry["accuracy"])}
-                 for entry in run.metrics["noise"]]
+                 for entry in run.metrics.noise]
     return pd.DataFrame(rows)
 
 

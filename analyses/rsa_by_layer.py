@@ -27,7 +27,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from repsim import plotting
-from repsim.activations import layer_names
+from repsim.activations import layer_names, layer_states, stimulus_table
 from repsim.analysis import (
     average_by_condition,
     bootstrap_compare_rdms,
@@ -39,10 +39,8 @@ from repsim.cli import setup_logging, user_errors_exit_2
 from repsim.runs import (
     ModelInput,
     add_input_arguments,
-    layer_states,
     models_to_compare,
     open_model,
-    stimulus_table,
 )
 
 NAME = "rsa_by_layer"

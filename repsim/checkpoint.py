@@ -15,13 +15,32 @@ from pathlib import Path
 import torch
 
 from repsim.data.base import AVDataset
+from repsim.data.config import DataConfig
 from repsim.models.fusion import FusionConvLSTM, ModelConfig
-from repsim.provenance import atomic_path
+from repsim.provenance import atomic_path, library_versions
 
 FORMAT = "repsim-checkpoint"
 FORMAT_VERSION = 1
+# Every key that extraction and ``--resume`` read.
 REQUIRED_KEYS = ("format", "format_version", "config", "model_state", "optimizer_state",
-                 "epoch", "metrics", "versions", "data_fingerprint")
+                 "epoch", "metrics", "versions", "data_fingerprint", "history", "rng_state",
+                 "complete")
+
+
+def build_payload(*, config: dict, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                  epoch: int, metrics: dict, data_fingerprint: str, history: list[dict],
+                  rng_state: dict) -> dict:
+    """The checkpoint dict of a run after ``epoch`` epochs (CPU tensors and plain values).
+
+    ``metrics`` is empty until the run has finished; ``complete`` says which.
+    """
+    return {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "config": config,
+        "model_state": {key: value.detach().cpu() for key, value in model.state_dict().items()},
+        "optimizer_state": optimizer.state_dict(), "epoch": epoch, "metrics": metrics,
+        "versions": library_versions(), "data_fingerprint": data_fingerprint,
+        "history": history, "rng_state": rng_state, "complete": bool(metrics),
+    }
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict) -> Path:
@@ -95,8 +114,6 @@ def model_from_checkpoint(ckpt: dict) -> FusionConvLSTM:
 def dataset_from_checkpoint(ckpt: dict, data_dir: str | os.PathLike | None = None) -> AVDataset:
     """Rebuild the dataset the checkpoint was trained on (``data_dir`` overrides where the
     files are); ValueError if it no longer matches the recorded fingerprint."""
-    from repsim.train import DataConfig  # train imports this module
-
     data = DataConfig.from_dict(ckpt["config"]["data"])
     if data_dir is not None:
         data.data_dir = str(data_dir)

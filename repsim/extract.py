@@ -15,14 +15,13 @@ or a crash leave nothing at the output path, and a rerun starts again from the b
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,21 +32,26 @@ from tqdm import tqdm
 from repsim import activations
 from repsim.checkpoint import dataset_from_checkpoint, load_checkpoint, model_from_checkpoint
 from repsim.cli import keep_freed_memory, setup_logging, user_errors_exit_2
+from repsim.conditions import PROBE_CONDITIONS, PROBE_SNRS, probe_condition_names
+from repsim.config import Config, check_positive_int
 from repsim.data.base import AVDataset
+from repsim.device import resolve_device
 from repsim.models.fusion import final_logits
-from repsim.probeset import DEFAULT_CONDITIONS, DEFAULT_SNRS, ProbeSet, condition_names
+from repsim.probeset import ProbeSet
 from repsim.provenance import library_versions, sha256_file
-from repsim.train import resolve_device
+from repsim.rundir import ACTIVATIONS_FILE, CHECKPOINT_FILE
 
-_stop_requested = threading.Event()
 log = logging.getLogger("repsim.extract")
 
 POOLINGS = ("none", "avg", "global")
-OUTPUT_NAME = "activations.h5"
+
+
+class ExtractionStopped(Exception):
+    """The caller's ``should_stop`` asked the extraction to stop; nothing was kept."""
 
 
 @dataclass
-class ExtractConfig:
+class ExtractConfig(Config):
     """What to record from which checkpoint, and how to store it; round-trips through JSON.
 
     ``output`` None means ``activations.h5`` beside the checkpoint. ``layers`` None records
@@ -70,11 +74,13 @@ class ExtractConfig:
     batch_size: int = 64
     n_stimuli: int | None = 200
     seed: int = 0
-    conditions: tuple[str, ...] = DEFAULT_CONDITIONS
-    snrs: tuple[float, ...] = DEFAULT_SNRS
+    conditions: tuple[str, ...] = PROBE_CONDITIONS
+    snrs: tuple[float, ...] = PROBE_SNRS
     device: str = "auto"
     data_dir: str | None = None
     overwrite: bool = False
+
+    KIND = "extract"
 
     def __post_init__(self) -> None:
         self.checkpoint = str(self.checkpoint)
@@ -87,18 +93,13 @@ class ExtractConfig:
             raise ValueError(f"states must be one or both of {', '.join(activations.STATES)}, "
                              f"got {', '.join(self.states) or 'none'}")
         self.states = tuple(s for s in activations.STATES if s in self.states)
-        if self.n_stimuli is not None and (isinstance(self.n_stimuli, bool) or not isinstance(
-                self.n_stimuli, int) or self.n_stimuli <= 0):
-            raise ValueError(f"n_stimuli must be a positive integer or None (all), "
-                             f"got {self.n_stimuli!r}")
+        check_positive_int("n_stimuli", self.n_stimuli, allow_none=True)
         if self.layers is not None and not self.layers:
             raise ValueError("layers must name at least one layer (or be None for all)")
         if self.pool not in POOLINGS:
             raise ValueError(f"pool must be one of {', '.join(POOLINGS)}, not {self.pool!r}")
         for name in ("pool_factor", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            check_positive_int(name, getattr(self, name))
         if self.dtype not in activations.DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(activations.DTYPES)}, "
                              f"not {self.dtype!r}")
@@ -112,31 +113,11 @@ class ExtractConfig:
         """Where the activation file goes."""
         if self.output is not None:
             return Path(self.output)
-        return Path(self.checkpoint).with_name(OUTPUT_NAME)
+        return Path(self.checkpoint).with_name(ACTIVATIONS_FILE)
 
     def condition_list(self) -> list[str]:
         """The probe set's condition names, in file order."""
-        return condition_names(self.conditions, self.snrs)
-
-    def to_dict(self) -> dict:
-        """Plain JSON-able dict (tuples become lists)."""
-        return {key: list(value) if isinstance(value, tuple) else value
-                for key, value in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, values: dict) -> ExtractConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error that names them."""
-        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown extract config field(s): {', '.join(unknown)}")
-        return cls(**values)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
-
-    @classmethod
-    def from_json(cls, text: str) -> ExtractConfig:
-        return cls.from_dict(json.loads(text))
+        return probe_condition_names(self.conditions, self.snrs)
 
 
 @dataclass
@@ -185,12 +166,14 @@ def _check_layers(requested: Sequence[str] | None, available: list[str]) -> list
     return [layer for layer in available if layer in requested]
 
 
-def run(config: ExtractConfig, *, dataset: AVDataset | None = None,
-        progress: bool = False) -> ExtractResult:
+def run(config: ExtractConfig, *, dataset: AVDataset | None = None, progress: bool = False,
+        should_stop: Callable[[], bool] | None = None) -> ExtractResult:
     """Extract activations as ``config`` says; returns what was written where.
 
     ``dataset`` skips rebuilding the checkpoint's dataset (it must have the checkpoint's
-    fingerprint). ``progress`` shows a tqdm bar on stderr. Every user mistake (missing or
+    fingerprint). ``progress`` shows a tqdm bar on stderr. ``should_stop`` is asked between
+    batches; when it answers True the extraction raises :class:`ExtractionStopped` and the
+    unfinished file is discarded. Every user mistake (missing or
     foreign checkpoint, unknown layer or condition, unwritable or existing output) raises
     before any stimulus is processed.
     """
@@ -199,7 +182,7 @@ def run(config: ExtractConfig, *, dataset: AVDataset | None = None,
     activations.check_output_path(output, config.overwrite)
     ckpt = load_checkpoint(config.checkpoint)
     model = model_from_checkpoint(ckpt)
-    if not ckpt.get("complete", True):
+    if not ckpt["complete"]:
         log.warning("%s is the checkpoint of an unfinished training run (epoch %s)",
                     config.checkpoint, ckpt.get("epoch"))
     layers = _check_layers(config.layers, model.layer_names)
@@ -236,8 +219,9 @@ def run(config: ExtractConfig, *, dataset: AVDataset | None = None,
             tqdm(total=len(probe), unit="stimulus", desc="extracting", disable=not progress,
                  file=sys.stderr) as bar, torch.no_grad():
         for _, batch in probe.batches(config.batch_size):
-            if _stop_requested.is_set():  # SIGTERM under the CLI: unwind, remove the temporary
-                raise SystemExit(128 + signal.SIGTERM)
+            if should_stop is not None and should_stop():
+                raise ExtractionStopped(f"extraction stopped before {output} was complete; "
+                                        f"nothing was written")
             logits, states = model(batch.audio.to(device), batch.visual.to(device), record=True)
             recorded = {
                 layer: {state: pool_states(states[layer][activations.STATES.index(state)],
@@ -266,7 +250,7 @@ def _stimulus_count(text: str) -> int | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    defaults = ExtractConfig(checkpoint="ckpt.pt")
+    defaults = ExtractConfig(checkpoint=CHECKPOINT_FILE)
     parser = argparse.ArgumentParser(
         prog="python -m repsim.extract",
         description="Record every ConvLSTM layer's state at every time step of a trained "
@@ -279,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  python -m repsim.extract ckpt.pt --layers fused.2 --conditions clean "
                "incongruent --snrs -o fused2.h5 --overwrite")
     parser.add_argument("checkpoint", help="a checkpoint written by python -m repsim.train")
-    parser.add_argument("-o", "--output", help=f"activation file (default: {OUTPUT_NAME} "
+    parser.add_argument("-o", "--output", help=f"activation file (default: {ACTIVATIONS_FILE} "
                                                f"beside the checkpoint)")
     parser.add_argument("--layers", nargs="+", metavar="LAYER",
                         help="layers to record, e.g. audio.1 fused.2 (default: all)")
@@ -316,12 +300,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _request_stop(signum, frame) -> None:
-    """SIGTERM asks the batch loop to stop; raising right here could interrupt HDF5 midway
-    and leave its lock held, so the loop raises between batches instead."""
-    _stop_requested.set()
-
-
 @user_errors_exit_2
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, run the extraction, and log a one-line summary."""
@@ -336,10 +314,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         n_stimuli=args.stimuli, seed=args.seed, conditions=tuple(args.conditions),
         snrs=tuple(args.snrs), device=args.device, data_dir=args.data_dir,
         overwrite=args.overwrite)
-    _stop_requested.clear()
-    previous = signal.signal(signal.SIGTERM, _request_stop)
+    # SIGTERM only sets a flag that the batch loop reads: raising inside the handler could
+    # interrupt HDF5 midway and leave its lock held.
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     try:
-        result = run(config, progress=True)
+        result = run(config, progress=True, should_stop=stop.is_set)
+    except ExtractionStopped as stopped:
+        print(f"stopped: {stopped}", file=sys.stderr)
+        return 128 + signal.SIGTERM
     finally:
         signal.signal(signal.SIGTERM, previous)
     logger.info(result.summary())

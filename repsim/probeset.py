@@ -21,72 +21,18 @@ Rows are ordered condition by condition, pairs in the same order within each con
 
 from __future__ import annotations
 
-import math
-import re
 import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from repsim.activations.format import STIMULUS_COORDS
+from repsim.conditions import INCONGRUENT, ProbeCondition, parse_condition, probe_condition_names
 from repsim.data.base import AVDataset, Batch, make_batch
 from repsim.data.pairing import incongruent_pairs
-from repsim.evaluate import NOISE_TARGETS, Condition
 
 PROBE_SET_VERSION = 1
-INCONGRUENT = "incongruent"
-DEFAULT_CONDITIONS = ("clean", INCONGRUENT, "audio_removed", "visual_removed")
-DEFAULT_SNRS = (0.0, -10.0)
-_NOISY = re.compile(rf"^({'|'.join(NOISE_TARGETS)})_snr(-?\d+(?:\.\d+)?)$")
-_REMOVED = re.compile(r"^(audio|visual)_removed$")
-CONDITION_FORMS = ("clean", INCONGRUENT, "audio_removed", "visual_removed", "audio_snr{X}",
-                   "visual_snr{X}", "both_snr{X}")
-
-
-@dataclass(frozen=True)
-class ProbeCondition:
-    """One condition: which pairs (congruent or incongruent) and what is done to the inputs."""
-
-    name: str
-    incongruent: bool
-    inputs: Condition  # noise / removal applied by make_batch
-
-
-def parse_condition(name: str) -> ProbeCondition:
-    """The condition a name stands for; ValueError for an unknown name (listing the forms).
-
-    SNRs are normalised: ``audio_snr-10.0`` becomes ``audio_snr-10``.
-    """
-    if name == INCONGRUENT:
-        return ProbeCondition(INCONGRUENT, True, Condition())
-    if name == "clean":
-        inputs = Condition()
-    elif match := _REMOVED.match(name):
-        inputs = Condition(remove=match.group(1))
-    elif match := _NOISY.match(name):
-        inputs = Condition(noise=match.group(1), snr_db=float(match.group(2)))
-    else:
-        raise ValueError(f"unknown condition {name!r}; conditions are "
-                         f"{', '.join(CONDITION_FORMS)} (X a dB value, e.g. audio_snr-10)")
-    return ProbeCondition(inputs.name, False, inputs)
-
-
-def condition_names(conditions: Sequence[str] = DEFAULT_CONDITIONS,
-                    snrs: Sequence[float] = DEFAULT_SNRS) -> list[str]:
-    """``conditions`` then audio, visual and both noise at each of ``snrs``; canonical names,
-    duplicates dropped (first occurrence kept)."""
-    for snr in snrs:
-        if not math.isfinite(snr):
-            raise ValueError(f"SNRs must be finite dB values (clean is its own condition), "
-                             f"got {snr}")
-    names = [parse_condition(name).name for name in conditions]
-    names += [Condition(noise=target, snr_db=float(snr)).name
-              for snr in snrs for target in NOISE_TARGETS]
-    names = list(dict.fromkeys(names))
-    if not names:
-        raise ValueError("a probe set needs at least one condition")
-    return names
 
 
 def _seed(*parts: int) -> int:
@@ -119,9 +65,10 @@ class ProbeSet:
               n_stimuli: int | None = 200, seed: int = 0, split: str = "test") -> ProbeSet:
         """``n_stimuli`` pairs per condition (None: every pair of the split) from ``split``.
 
-        ``conditions`` None means :func:`condition_names` with its defaults.
+        ``conditions`` None means :func:`repsim.conditions.probe_condition_names`
+        with its defaults.
         """
-        names = condition_names() if conditions is None else list(dict.fromkeys(
+        names = probe_condition_names() if conditions is None else list(dict.fromkeys(
             parse_condition(name).name for name in conditions))
         if not names:
             raise ValueError("a probe set needs at least one condition")
@@ -165,10 +112,7 @@ class ProbeSet:
         clip_digit = split.clip_digit.cpu().numpy()
         image_digit = split.image_digit.cpu().numpy()
         speaker_index = split.clip_speaker.cpu().numpy()
-        columns: dict[str, list] = {key: [] for key in (
-            "stimulus_id", "condition", "audio_digit", "visual_digit", "congruent", "speaker",
-            "audio_source", "visual_source", "audio_index", "visual_index", "audio_snr",
-            "visual_snr", "removed")}
+        columns: dict[str, list] = {key: [] for key in STIMULUS_COORDS}
         for condition in self.conditions:
             audio, visual = self.pairs(condition)
             n = len(audio)

@@ -1,10 +1,9 @@
-"""Finding training runs under ``runs/`` and the files the figure scripts read from them.
+"""Finding finished training runs and choosing the models a figure compares.
 
-A run is a directory written by ``python -m repsim.train`` holding ``metrics.json`` (and
-``ckpt.pt``, and after ``python -m repsim.extract`` an ``activations.h5``). Among the runs of
-one experiment (one dataset and depth), *early* fusion is fusion layer 1 and *late* fusion is
-the largest fusion layer present; each may exist for several seeds. Every analysis script uses
-these helpers, so the rules live in one place.
+A run is a directory written by ``python -m repsim.train`` (:mod:`repsim.rundir` names its
+files); it has finished when it holds ``metrics.json``. Among the runs of one experiment (one
+dataset and depth), *early* fusion is fusion layer 1 and *late* fusion is layer L+1 (the rule
+of :func:`repsim.models.fusion.fusion_role`); each may exist for several seeds.
 """
 
 from __future__ import annotations
@@ -16,41 +15,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import xarray as xr
 
 from repsim import activations
-
-METRICS_FILE = "metrics.json"
-ACTIVATIONS_FILE = "activations.h5"
-REQUIRED_METRICS = ("dataset", "fusion_layer", "layers", "seed", "clean_accuracy", "noise",
-                    "removed")
-NOISE_KINDS = ("audio", "visual", "both")
-
-
-def read_metrics(path: str | os.PathLike) -> dict:
-    """Read and check a run's ``metrics.json`` (the fields the figures need must be there)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no metrics file at {path} (has the training run finished?)")
-    try:
-        metrics = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON ({error.msg} at line {error.lineno}); "
-                         "the file is incomplete or corrupt") from None
-    if not isinstance(metrics, dict):
-        raise ValueError(f"{path} does not hold a metrics object")
-    missing = [key for key in REQUIRED_METRICS if key not in metrics]
-    if missing:
-        raise ValueError(f"{path} is incomplete: missing {', '.join(missing)}")
-    for entry in metrics["noise"]:
-        if (not isinstance(entry, dict) or entry.get("noise") not in NOISE_KINDS
-                or not isinstance(entry.get("snr_db"), (int, float))
-                or not isinstance(entry.get("accuracy"), (int, float))):
-            raise ValueError(f"{path}: malformed noise entry {entry!r} (expected noise in "
-                             f"{'/'.join(NOISE_KINDS)}, numeric snr_db and accuracy)")
-    return metrics
+from repsim.models.fusion import fusion_role
+from repsim.rundir import (
+    ACTIVATIONS_FILE,
+    CHECKPOINT_FILE,
+    METRICS_FILE,
+    RUNS_DIR,
+    Metrics,
+    read_metrics,
+)
 
 
 @dataclass(frozen=True)
@@ -58,7 +34,7 @@ class Run:
     """A training run directory and its metrics."""
 
     path: Path
-    metrics: dict = field(repr=False)
+    metrics: Metrics = field(repr=False)
 
     @property
     def name(self) -> str:
@@ -66,24 +42,24 @@ class Run:
 
     @property
     def dataset(self) -> str:
-        return str(self.metrics["dataset"])
+        return self.metrics.dataset
 
     @property
     def fusion_layer(self) -> int:
-        return int(self.metrics["fusion_layer"])
+        return self.metrics.fusion_layer
 
     @property
     def layers(self) -> int:
-        return int(self.metrics["layers"])
+        return self.metrics.layers
 
     @property
     def seed(self) -> int:
-        return int(self.metrics["seed"])
+        return self.metrics.seed
 
     @property
-    def config(self) -> dict:
-        """The full training configuration the run was made with (from ``metrics.json``)."""
-        return self.metrics.get("config", {})
+    def role(self) -> str:
+        """``"early"``, ``"late"`` or ``"k=<k>"``."""
+        return fusion_role(self.fusion_layer, self.layers)
 
     @property
     def metrics_path(self) -> Path:
@@ -106,7 +82,7 @@ def load_run(path: str | os.PathLike) -> Run:
     return Run(path, read_metrics(path / METRICS_FILE))
 
 
-def find_runs(runs_dir: str | os.PathLike = "runs", dataset: str | None = None) -> list[Run]:
+def find_runs(runs_dir: str | os.PathLike = RUNS_DIR, dataset: str | None = None) -> list[Run]:
     """Every finished run directly under ``runs_dir`` (optionally of one dataset), sorted.
 
     A directory without ``metrics.json`` (a run still training) is skipped; a broken
@@ -154,28 +130,28 @@ def _duplicates(keys: Iterable[tuple]) -> list[tuple]:
 
 @dataclass(frozen=True)
 class EarlyLate:
-    """The early-fusion (k = 1) and late-fusion (largest k) runs of an experiment, by seed."""
+    """The early-fusion (k = 1) and late-fusion (k = L+1) runs of an experiment, by seed."""
 
     early: list[Run]
     late: list[Run]
 
 
 def early_and_late(runs: Sequence[Run], *, need_activations: bool = False) -> EarlyLate:
-    """Split one experiment's runs into early (fusion layer 1) and late (largest fusion layer).
+    """The early (fusion layer 1) and late (fusion layer L+1) runs of one experiment.
 
     With ``need_activations`` only runs with an ``activations.h5`` count, and a missing one
     for the first early or late run is an error that says how to make it.
     """
     runs = one_experiment(runs)
-    early = [run for run in runs if run.fusion_layer == 1]
-    late_layer = max(run.fusion_layer for run in runs)
-    late = [run for run in runs if run.fusion_layer == late_layer]
+    early = [run for run in runs if run.role == "early"]
+    late = [run for run in runs if run.role == "late"]
+    names = ", ".join(run.name for run in runs)
     if not early:
-        raise FileNotFoundError("no early-fusion run (fusion layer 1) among "
-                                f"{', '.join(run.name for run in runs)}")
-    if late_layer == 1:
-        raise FileNotFoundError("no late-fusion run: every run has fusion layer 1 "
-                                f"({', '.join(run.name for run in runs)})")
+        raise FileNotFoundError(f"no early-fusion run (fusion layer 1) among {names}")
+    if not late:
+        layers = runs[0].layers
+        raise FileNotFoundError(f"no late-fusion run (fusion layer {layers + 1} of a "
+                                f"{layers}-layer model) among {names}")
     if need_activations:
         early, late = _with_activations(early), _with_activations(late)
     return EarlyLate(sorted(early, key=lambda r: r.seed), sorted(late, key=lambda r: r.seed))
@@ -186,7 +162,7 @@ def _with_activations(runs: list[Run]) -> list[Run]:
     if not present:
         first = runs[0]
         raise FileNotFoundError(f"{first.activations_path} does not exist; run python -m "
-                                f"repsim.extract {first.path / 'ckpt.pt'}")
+                                f"repsim.extract {first.path / CHECKPOINT_FILE}")
     return present
 
 
@@ -204,11 +180,9 @@ class ModelInput:
         """``"early"``, ``"late"``, ``"k=<n>"`` or the file name when nothing is known."""
         if self.fusion_layer is None:
             return self.path.stem if self.path.name != ACTIVATIONS_FILE else self.path.parent.name
-        if self.fusion_layer == 1:
-            return "early"
-        if self.layers is not None and self.fusion_layer == self.layers + 1:
-            return "late"
-        return f"k={self.fusion_layer}"
+        if self.layers is None:
+            return "early" if self.fusion_layer == 1 else f"k={self.fusion_layer}"
+        return fusion_role(self.fusion_layer, self.layers)
 
     @property
     def label(self) -> str:
@@ -238,7 +212,7 @@ def resolve_model_input(target: str | os.PathLike) -> ModelInput:
         path = target / ACTIVATIONS_FILE
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist; run python -m repsim.extract "
-                                    f"{target / 'ckpt.pt'}")
+                                    f"{target / CHECKPOINT_FILE}")
     elif target.is_file():
         path = target
     else:
@@ -246,8 +220,7 @@ def resolve_model_input(target: str | os.PathLike) -> ModelInput:
     metrics_path = path.parent / METRICS_FILE
     if metrics_path.is_file():
         metrics = read_metrics(metrics_path)
-        return ModelInput(path, int(metrics["fusion_layer"]), int(metrics["layers"]),
-                          int(metrics["seed"]))
+        return ModelInput(path, metrics.fusion_layer, metrics.layers, metrics.seed)
     return ModelInput(path)
 
 
@@ -261,8 +234,6 @@ def model_input_from_config(model: ModelInput, config: dict) -> ModelInput:
         return model
     model_config = config.get("model", {}) if isinstance(config, dict) else {}
     fusion, layers = model_config.get("fusion_layer"), model_config.get("layers")
-    if fusion == "late" and isinstance(layers, int):
-        fusion = layers + 1
     seed = config.get("seed") if isinstance(config, dict) else None
     return ModelInput(model.path, fusion if isinstance(fusion, int) else None,
                       layers if isinstance(layers, int) else None,
@@ -281,14 +252,14 @@ def open_model(model: ModelInput) -> tuple[ModelInput, xr.Dataset]:
     return model_input_from_config(model, config or {}), data
 
 
-def default_models(runs_dir: str | os.PathLike = "runs", dataset: str | None = None
+def default_models(runs_dir: str | os.PathLike = RUNS_DIR, dataset: str | None = None
                    ) -> EarlyLate:
     """The early and late runs with activation files under ``runs_dir`` (by seed)."""
     return early_and_late(find_runs(runs_dir, dataset), need_activations=True)
 
 
 def models_to_compare(inputs: Sequence[str | os.PathLike] = (),
-                      runs_dir: str | os.PathLike = "runs",
+                      runs_dir: str | os.PathLike = RUNS_DIR,
                       dataset: str | None = None) -> list[ModelInput]:
     """The named activation files / run directories, or else the first-seed early and late
     runs under ``runs_dir``, in that order."""
@@ -304,54 +275,6 @@ def layer_depth(layer: str) -> int:
         return int(layer.rsplit(".", 1)[1])
     except (IndexError, ValueError):
         raise ValueError(f"layer name {layer!r} is not of the form <stream>.<depth>") from None
-
-
-def layer_states(data: xr.Dataset, layer: str, condition: str, *, state: str = "h",
-                 time: int | None = None, order: np.ndarray | None = None) -> np.ndarray:
-    """One layer's states on one condition as float32 ``(stimuli, [time,] features)``.
-
-    Rows follow the file, or the stimulus ids in ``order`` (to align two models stimulus by
-    stimulus); a stimulus missing from either side is an error.
-    """
-    da = activations.select(data, layer, state=state, time=time, condition=condition)
-    values = np.asarray(da.values, dtype=np.float32)
-    values = values.reshape(values.shape[0], -1) if time is not None else \
-        values.reshape(*values.shape[:2], -1)
-    if order is None:
-        return values
-    return values[_alignment(da["stimulus_id"].values, order, condition)]
-
-
-def stimulus_ids(data: xr.Dataset, condition: str) -> np.ndarray:
-    """The stimulus ids of ``condition``, in file order (refusing duplicates)."""
-    ids = np.asarray(data["stimulus_id"].values[data["condition"].values == condition], dtype=str)
-    if ids.size == 0:
-        present = ", ".join(activations.condition_names(data))
-        raise ValueError(f"no stimuli of condition {condition!r}; this file has: {present}")
-    if len(np.unique(ids)) != ids.size:
-        raise ValueError(f"condition {condition!r} repeats stimulus ids; cannot align models")
-    return ids
-
-
-def stimulus_table(data: xr.Dataset, condition: str) -> pd.DataFrame:
-    """The per-stimulus coordinates (digits, ids, ...) of ``condition``, in file order."""
-    stimulus_ids(data, condition)  # refuses an absent condition
-    keep = data["condition"].values == condition
-    columns = {name: np.asarray(coord.values)[keep] for name, coord in data.coords.items()
-               if coord.dims == ("stimulus",)}
-    return pd.DataFrame(columns)
-
-
-def _alignment(ids: np.ndarray, order: np.ndarray, condition: str) -> np.ndarray:
-    """Row indices that put ``ids`` in the order of ``order`` (same set required)."""
-    position = {stimulus: i for i, stimulus in enumerate(np.asarray(ids, dtype=str))}
-    missing = [stimulus for stimulus in np.asarray(order, dtype=str) if stimulus not in position]
-    if missing or len(position) != len(order):
-        raise ValueError(f"the activation files hold different stimuli for condition "
-                         f"{condition!r} ({len(missing)} of {len(order)} ids not found, "
-                         f"{len(position)} vs {len(order)} stimuli); extract both from the "
-                         "same dataset and probe set")
-    return np.array([position[stimulus] for stimulus in np.asarray(order, dtype=str)])
 
 
 def add_input_arguments(parser: argparse.ArgumentParser) -> None:

@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from repsim.cli import setup_logging, user_errors_exit_2
-from repsim.train import TrainConfig, TrainResult, config_from_args, run, summary_line
-from repsim.train import build_parser as build_train_parser
+from repsim.rundir import METRICS_FILE, run_name
+from repsim.train import TrainConfig, TrainResult, run
+from repsim.train.cli import build_parser as build_train_parser
+from repsim.train.cli import config_from_args, summary_line
 
 log = logging.getLogger("repsim.sweep")
 
@@ -48,7 +50,7 @@ class SweepJob:
 
     @property
     def finished(self) -> bool:
-        return (self.run_dir / "metrics.json").is_file()
+        return (self.run_dir / METRICS_FILE).is_file()
 
 
 def plan(train_args: list[str], fusion_layers: list[str], seeds: list[int],
@@ -64,8 +66,8 @@ def plan(train_args: list[str], fusion_layers: list[str], seeds: list[int],
         for seed in seeds:
             argv = (*train_args, "--fusion-layer", str(fusion_layer), "--seed", str(seed))
             config = config_from_args(parser.parse_args(argv))
-            out_dir = str(Path(runs_dir) / f"{config.data.dataset}-f{config.model.fusion_layer}"
-                                             f"-s{seed}")
+            out_dir = str(Path(runs_dir) / run_name(config.data.dataset,
+                                                    config.model.fusion_layer, seed))
             jobs.append(SweepJob(argv=(*argv, "--out-dir", out_dir),
                                  config=dataclasses.replace(config, out_dir=out_dir)))
     run_dirs = [job.run_dir for job in jobs]

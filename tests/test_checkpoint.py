@@ -23,7 +23,7 @@ def payload(model: FusionConvLSTM, **changes) -> dict:
               "config": {"model": model.config.to_dict(), "data": {"dataset": "synthetic"}},
               "model_state": model.state_dict(), "optimizer_state": {}, "epoch": 3,
               "metrics": {"clean_accuracy": 0.5}, "versions": {"torch": str(torch.__version__)},
-              "data_fingerprint": "abc"}
+              "data_fingerprint": "abc", "history": [], "rng_state": {}, "complete": True}
     values.update(changes)
     return values
 

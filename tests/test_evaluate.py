@@ -8,15 +8,10 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score
 
+from repsim.conditions import Condition, grid_conditions
 from repsim.data import build_dataset, make_batch
-from repsim.evaluate import (
-    Condition,
-    accuracy,
-    grid_conditions,
-    noise_grid,
-    predict,
-    uses_bf16,
-)
+from repsim.device import uses_bf16
+from repsim.evaluate import accuracy, noise_grid, predict
 from repsim.models.fusion import FusionConvLSTM, ModelConfig
 
 TINY_DATA = {"timesteps": 3, "height": 8, "width": 8, "train_speakers": 4, "val_speakers": 2,

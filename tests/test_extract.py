@@ -15,6 +15,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from paths import REPO_ROOT
 from test_probeset import H, T, W, tiny_dataset
 
 from repsim import activations, extract
@@ -25,12 +26,13 @@ from repsim.checkpoint import (
     model_from_checkpoint,
     save_checkpoint,
 )
+from repsim.data.config import DataConfig
 from repsim.models.fusion import FusionConvLSTM, ModelConfig
 from repsim.probeset import ProbeSet
 from repsim.provenance import library_versions, sha256_file
-from repsim.train import DataConfig, TrainConfig
+from repsim.train import TrainConfig
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 
 
 def make_checkpoint(path: Path, dataset, fusion_layer: int, seed: int = 0,
@@ -47,7 +49,7 @@ def make_checkpoint(path: Path, dataset, fusion_layer: int, seed: int = 0,
         "format": FORMAT, "format_version": FORMAT_VERSION, "config": config.to_dict(),
         "model_state": model.state_dict(), "optimizer_state": {}, "epoch": 0, "metrics": {},
         "versions": library_versions(), "data_fingerprint": dataset.fingerprint(),
-        "complete": True})
+        "history": [], "rng_state": {}, "complete": True})
 
 
 @pytest.fixture(scope="module")

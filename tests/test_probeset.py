@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from repsim.conditions import parse_condition
+from repsim.conditions import probe_condition_names as condition_names
 from repsim.data.base import AVDataset, AVSplit
 from repsim.data.features import LogMelFrames
 from repsim.data.pairing import congruent_pairs
-from repsim.probeset import ProbeSet, condition_names, parse_condition
+from repsim.probeset import ProbeSet
 
 T, H, W = 3, 6, 4
 

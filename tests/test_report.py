@@ -5,21 +5,24 @@ from __future__ import annotations
 import json
 
 import pytest
+from run_files import metrics_dict
 
-from repsim.report import accuracy_table, load_metrics, main
+from repsim.report import accuracy_table, main
+from repsim.rundir import Metrics, read_metrics
 
 
 def metrics(run: str, fusion_layer: int, base: float) -> dict:
     noise = [{"noise": target, "snr_db": snr, "accuracy": base - offset - snr_offset}
              for offset, target in ((0.1, "audio"), (0.2, "visual"), (0.3, "both"))
              for snr, snr_offset in ((10.0, 0.0), (-10.0, 0.05))]
-    return {"run": run, "fusion_layer": fusion_layer, "layers": 2, "parameters": 1234,
-            "clean_accuracy": base, "noise": noise,
-            "removed": {"audio": 0.125, "visual": 0.5}}
+    return metrics_dict(run=run, fusion_layer=fusion_layer, layers=2, parameters=1234,
+                        clean_accuracy=base, noise=noise,
+                        removed={"audio": 0.125, "visual": 0.5})
 
 
 def test_table_layout_and_numbers():
-    table = accuracy_table([metrics("early", 1, 0.9), metrics("late", 3, 0.8)])
+    table = accuracy_table([Metrics.from_dict(metrics("early", 1, 0.9)),
+                            Metrics.from_dict(metrics("late", 3, 0.8))])
     lines = table.splitlines()
     assert "early (k=1, 1,234 params)" in lines[0] and "late (k=3 late, 1,234 params)" in lines[0]
     assert lines[1].split() == ["SNR", "(dB)"] + ["audio", "visual", "both"] * 2
@@ -36,12 +39,12 @@ def test_cli_prints_table_and_refuses_bad_inputs(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.count("a (k=1, 1,234 params)") == 2
     assert main([str(tmp_path / "missing")]) == 2
-    assert "no metrics.json" in capsys.readouterr().err
+    assert "no metrics file" in capsys.readouterr().err
     (tmp_path / "bad.json").write_text("{not json")
     assert main([str(tmp_path / "bad.json")]) == 2
     assert "not valid JSON" in capsys.readouterr().err
     (tmp_path / "other.json").write_text(json.dumps({"run": "x"}))
-    with pytest.raises(ValueError, match="missing fusion_layer"):
-        load_metrics(tmp_path / "other.json")
+    with pytest.raises(ValueError, match="missing dataset, fusion_layer"):
+        read_metrics(tmp_path / "other.json")
     with pytest.raises(ValueError, match="at least one"):
         accuracy_table([])

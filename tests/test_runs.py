@@ -7,18 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from activation_files import write_activations
+from run_files import metrics_dict
 
-from repsim import runs
-from repsim.activations import write_activations
+from repsim import activations, runs
+from repsim.rundir import read_metrics
 
 
 def _metrics(fusion_layer=1, seed=0, dataset="synthetic", layers=2, **extra) -> dict:
-    return {"run": f"{dataset}-f{fusion_layer}-s{seed}", "dataset": dataset,
-            "fusion_layer": fusion_layer, "layers": layers, "seed": seed,
-            "clean_accuracy": 0.9, "noise": [{"noise": "audio", "snr_db": 0.0, "accuracy": 0.5}],
-            "removed": {"audio": 0.2, "visual": 0.4},
-            "config": {"model": {"fusion_layer": fusion_layer, "layers": layers}, "seed": seed},
-            **extra}
+    return metrics_dict(fusion_layer=fusion_layer, seed=seed, dataset=dataset, layers=layers,
+                        **extra)
 
 
 def _run(root: Path, name: str | None = None, **kwargs) -> Path:
@@ -40,20 +38,20 @@ def _activations(path: Path, ids: list[str], values: np.ndarray, config: dict | 
 def test_read_metrics_checks_the_file(tmp_path):
     path = tmp_path / "metrics.json"
     with pytest.raises(FileNotFoundError, match="no metrics file"):
-        runs.read_metrics(path)
+        read_metrics(path)
     path.write_text('{"dataset": "synthetic", ')
     with pytest.raises(ValueError, match="incomplete or corrupt"):
-        runs.read_metrics(path)
+        read_metrics(path)
     metrics = _metrics()
     del metrics["removed"], metrics["seed"]
     path.write_text(json.dumps(metrics))
     with pytest.raises(ValueError, match="missing seed, removed"):
-        runs.read_metrics(path)
+        read_metrics(path)
     path.write_text(json.dumps(_metrics(noise=[{"noise": "smell", "snr_db": 0, "accuracy": 1}])))
     with pytest.raises(ValueError, match="malformed noise entry"):
-        runs.read_metrics(path)
+        read_metrics(path)
     path.write_text(json.dumps(_metrics()))
-    assert runs.read_metrics(path)["fusion_layer"] == 1
+    assert read_metrics(path).fusion_layer == 1
 
 
 def test_find_runs_sorts_filters_and_skips_unfinished(tmp_path):
@@ -66,7 +64,7 @@ def test_find_runs_sorts_filters_and_skips_unfinished(tmp_path):
     assert [(r.dataset, r.fusion_layer, r.seed) for r in found] == [
         ("avmnist", 1, 0), ("synthetic", 1, 0), ("synthetic", 1, 1), ("synthetic", 3, 1)]
     assert [r.name for r in runs.find_runs(tmp_path, dataset="avmnist")] == ["avmnist-f1-s0"]
-    assert found[1].config["model"]["fusion_layer"] == 1
+    assert found[1].metrics.config["model"]["fusion_layer"] == 1
     assert found[1].activations_path == tmp_path / "synthetic-f1-s0" / "activations.h5"
 
 
@@ -152,7 +150,7 @@ def test_resolve_model_input(tmp_path):
 
 def test_open_model_fills_metadata_from_the_file_config(tmp_path):
     values = np.zeros((4, 2, 1, 1, 1), np.float32)
-    config = {"model": {"fusion_layer": "late", "layers": 2}, "seed": 5}
+    config = {"model": {"fusion_layer": 3, "layers": 2}, "seed": 5}
     path = _activations(tmp_path / "late.h5", ["a", "b", "c", "d"], values, config)
     model, data = runs.open_model(runs.resolve_model_input(path))
     assert model == runs.ModelInput(path, 3, 2, 5)
@@ -176,20 +174,20 @@ def test_layer_states_aligns_stimuli_by_id(tmp_path):
     ids = [f"s{i}" for i in range(6)]
     values = rng.normal(size=(6, 3, 2, 2, 2)).astype(np.float32)
     _, data = runs.open_model(runs.ModelInput(_activations(tmp_path / "x.h5", ids, values)))
-    assert runs.stimulus_ids(data, "clean").tolist() == ids
-    flat = runs.layer_states(data, "fused.1", "clean")
+    assert activations.stimulus_ids(data, "clean").tolist() == ids
+    flat = activations.layer_states(data, "fused.1", "clean")
     np.testing.assert_array_equal(flat, values.reshape(6, 3, 8))
-    np.testing.assert_array_equal(runs.layer_states(data, "fused.1", "clean", time=-1),
+    np.testing.assert_array_equal(activations.layer_states(data, "fused.1", "clean", time=-1),
                                   values[:, -1].reshape(6, 8))
     order = np.array(["s3", "s0", "s5", "s1", "s4", "s2"])
-    aligned = runs.layer_states(data, "fused.1", "clean", order=order)
+    aligned = activations.layer_states(data, "fused.1", "clean", order=order)
     np.testing.assert_array_equal(aligned, values[[3, 0, 5, 1, 4, 2]].reshape(6, 3, 8))
     with pytest.raises(ValueError, match="different stimuli"):
-        runs.layer_states(data, "fused.1", "clean", order=np.array(ids[:5] + ["other"]))
+        activations.layer_states(data, "fused.1", "clean", order=np.array(ids[:5] + ["other"]))
     with pytest.raises(ValueError, match="different stimuli"):
-        runs.layer_states(data, "fused.1", "clean", order=np.array(ids[:5]))
+        activations.layer_states(data, "fused.1", "clean", order=np.array(ids[:5]))
     with pytest.raises(ValueError, match="no stimuli of condition 'incongruent'"):
-        runs.stimulus_ids(data, "incongruent")
+        activations.stimulus_ids(data, "incongruent")
 
 
 def test_stimulus_ids_refuses_repeats(tmp_path):
@@ -197,7 +195,7 @@ def test_stimulus_ids_refuses_repeats(tmp_path):
                         np.zeros((4, 2, 1, 1, 1), np.float32))
     _, data = runs.open_model(runs.ModelInput(path))
     with pytest.raises(ValueError, match="repeats stimulus ids"):
-        runs.stimulus_ids(data, "clean")
+        activations.stimulus_ids(data, "clean")
 
 
 def test_stimulus_table_holds_the_coordinates_of_one_condition(tmp_path):
@@ -208,12 +206,12 @@ def test_stimulus_table_holds_the_coordinates_of_one_condition(tmp_path):
                                                                          np.float32)}},
                              stimuli, {}, prediction=np.array([3, 4, 0, 0]))
     _, data = runs.open_model(runs.ModelInput(path))
-    table = runs.stimulus_table(data, "audio_removed")
+    table = activations.stimulus_table(data, "audio_removed")
     assert table["stimulus_id"].tolist() == ["a", "b"]
     assert table["audio_digit"].tolist() == [3, 4]
     assert table["prediction"].tolist() == [0, 0]
     with pytest.raises(ValueError, match="no stimuli of condition 'visual_removed'"):
-        runs.stimulus_table(data, "visual_removed")
+        activations.stimulus_table(data, "visual_removed")
 
 
 def test_models_to_compare_defaults_to_first_seed_early_and_late(tmp_path):

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from repsim import sweep
-from repsim.train import build_parser, config_from_args
+from repsim.train.cli import build_parser, config_from_args
 
 
 def test_plan_makes_one_validated_run_per_fusion_layer_and_seed(tmp_path):

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from repsim.cli import key_value, setup_logging, user_errors_exit_2
+from repsim.conditions import CLEAN
 from repsim.data.base import AVDataset, make_batch
 from repsim.data.registry import build_dataset, dataset_names
 from repsim.provenance import atomic_path
@@ -112,8 +113,8 @@ def stimuli_figure(dataset: AVDataset, *, split: str = "test", examples: int = 3
     noisy = make_batch(data, dataset.features, audio_index, visual_index, audio_snr=snr_db,
                        visual_snr=snr_db, generator=torch.Generator().manual_seed(seed))
     noise = f"{snr_db:g} dB SNR"
-    views = [("audio", "clean", clean.audio), ("audio", noise, noisy.audio),
-             ("visual", "clean", clean.visual), ("visual", noise, noisy.visual)]
+    views = [("audio", CLEAN, clean.audio), ("audio", noise, noisy.audio),
+             ("visual", CLEAN, clean.visual), ("visual", noise, noisy.visual)]
     both = torch.cat([clean.audio, noisy.audio])
     audio_range = (float(both.min()), float(both.max()))
 
@@ -183,12 +184,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="synthetic",
                    help=f"dataset name ({', '.join(dataset_names())}; default synthetic)")
     p.add_argument("--data-dir", default=None, help="where the dataset's files are (avmnist)")
-    p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
+    p.add_argument("--data-seed", type=int, default=0, help="dataset seed (default 0)")
+    p.add_argument("--seed", type=int, dest="data_seed", help=argparse.SUPPRESS)  # old name
     p.add_argument("--timesteps", type=int, default=None, help="time steps T")
     p.add_argument("--height", type=int, default=None, help="frame height (mel bands)")
     p.add_argument("--width", type=int, default=None, help="frame width (frames per step)")
-    p.add_argument("--option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
-                   help="any other builder option, e.g. --option repetitions=3 (repeatable)")
+    p.add_argument("--data-option", type=key_value, action="append", default=[],
+                   metavar="KEY=VALUE",
+                   help="any other builder option, e.g. --data-option repetitions=3 (repeatable)")
+    p.add_argument("--option", type=key_value, action="append", dest="data_option",
+                   help=argparse.SUPPRESS)  # old name of --data-option
     p.add_argument("--figure", default=None, metavar="PATH",
                    help="save a picture of a few stimuli here (.png, .pdf or .svg)")
     p.add_argument("--snr", type=float, default=0.0,
@@ -207,9 +212,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.examples < 1:
             raise ValueError(f"--examples must be at least 1, got {args.examples}")
     started = time.perf_counter()
-    dataset = build_dataset(args.dataset, data_dir=args.data_dir, seed=args.seed,
+    dataset = build_dataset(args.dataset, data_dir=args.data_dir, seed=args.data_seed,
                             timesteps=args.timesteps, height=args.height, width=args.width,
-                            **dict(args.option))
+                            **dict(args.data_option))
     seconds = time.perf_counter() - started
     print(describe(dataset))
     written = ""

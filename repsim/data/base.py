@@ -15,9 +15,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from repsim.conditions import MODALITIES
 from repsim.data.noise import add_white_noise
-
-MODALITIES = ("audio", "visual")
 
 
 class AudioFeatures(Protocol):

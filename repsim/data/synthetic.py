@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
+from repsim.config import Config, check_positive_int, is_int
 from repsim.data import synth
 from repsim.data.base import AVDataset, AVSplit
 from repsim.data.features import LogMelFrames, resize_images
@@ -37,13 +38,8 @@ FEATURE_BATCH = 256  # clips per log-mel batch (bounds memory)
 _SPEAKER, _CLIP, _IMAGE_SPLIT, _JITTER, _PAIRS, _DISTRACTOR = range(6)
 
 
-def _is_int(value: object) -> bool:
-    """An int, and not a bool (which Python counts as one)."""
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 @dataclass(frozen=True)
-class SyntheticConfig:
+class SyntheticConfig(Config):
     """Every option of the synthetic dataset (``None`` sizes take the defaults: T=8, 16x16).
 
     ``data_dir`` is accepted like every builder's, but the synthetic dataset reads and writes
@@ -77,17 +73,15 @@ class SyntheticConfig:
     duration: float = 1.0
     distractor_snr: float | None = None
 
+    KIND = "synthetic dataset"
+
     def __post_init__(self) -> None:
         for name in ("timesteps", "height", "width"):
-            value = getattr(self, name)
-            if value is not None and (not _is_int(value) or value <= 0):
-                raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+            check_positive_int(name, getattr(self, name), allow_none=True)
         for name in ("train_speakers", "val_speakers", "test_speakers", "repetitions",
                      "train_pairs", "val_pairs", "test_pairs", "train_image_copies"):
-            value = getattr(self, name)
-            if not _is_int(value) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not _is_int(self.seed) or self.seed < 0:
+            check_positive_int(name, getattr(self, name))
+        if not is_int(self.seed) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
         fractions = (self.image_val_fraction, self.image_test_fraction)
         if min(fractions) <= 0 or sum(fractions) >= 0.9:
@@ -115,17 +109,6 @@ class SyntheticConfig:
             "width": self.width or DEFAULT_SIZE,
             "data_dir": None if self.data_dir is None else str(self.data_dir),
         })
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> SyntheticConfig:
-        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"unknown synthetic dataset option(s) {unknown}; known: "
-                             f"{', '.join(cls.__dataclass_fields__)}")
-        return cls(**values)
 
     def speaker_counts(self) -> dict[str, int]:
         return {"train": self.train_speakers, "val": self.val_speakers,

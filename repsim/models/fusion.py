@@ -17,13 +17,24 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from repsim.config import Config, check_positive_int
 from repsim.models.convlstm import ConvLSTM
 
 READOUTS = ("last", "per_step")
 
 
+def fusion_role(fusion_layer: int, layers: int) -> str:
+    """The one rule that names fusion depths: ``"early"`` for k = 1, ``"late"`` for
+    k = layers + 1 (joined in the readout only), else ``"k=<k>"``."""
+    if fusion_layer == 1:
+        return "early"
+    if fusion_layer == layers + 1:
+        return "late"
+    return f"k={fusion_layer}"
+
+
 @dataclass
-class ModelConfig:
+class ModelConfig(Config):
     """Architecture of a :class:`FusionConvLSTM`; round-trips through :meth:`to_dict`.
 
     ``fusion_layer`` is 1..layers+1; the string ``"late"`` is accepted for ``layers + 1`` and
@@ -43,11 +54,11 @@ class ModelConfig:
     in_channels: int = 1
     classes: int = 10
 
+    KIND = "model"
+
     def __post_init__(self) -> None:
         for name in ("layers", "hidden", "kernel", "in_channels", "classes"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"model {name} must be a positive integer, got {value!r}")
+            check_positive_int(f"model {name}", getattr(self, name))
         if self.kernel % 2 == 0:
             raise ValueError(f"model kernel must be odd (it keeps the frame size), "
                              f"got {self.kernel}")
@@ -62,15 +73,17 @@ class ModelConfig:
         if self.branch_hidden is not None:
             if self.match_params:
                 raise ValueError("give either branch_hidden or match_params, not both")
-            if isinstance(self.branch_hidden, bool) or not isinstance(self.branch_hidden, int) \
-                    or self.branch_hidden <= 0:
-                raise ValueError(f"model branch_hidden must be a positive integer, "
-                                 f"got {self.branch_hidden!r}")
+            check_positive_int("model branch_hidden", self.branch_hidden)
 
     @property
     def late(self) -> bool:
         """True when the streams meet only in the readout."""
-        return self.fusion_layer == self.layers + 1
+        return self.role == "late"
+
+    @property
+    def role(self) -> str:
+        """``"early"``, ``"late"`` or ``"k=<k>"`` (see :func:`fusion_role`)."""
+        return fusion_role(self.fusion_layer, self.layers)
 
     def branch_width(self) -> int:
         """Channels of the branch layers (before the fusion layer)."""
@@ -79,19 +92,6 @@ class ModelConfig:
         if self.match_params and self.fusion_layer > 1:
             return matched_branch_width(self)
         return self.hidden
-
-    def to_dict(self) -> dict:
-        """Plain JSON-able dict."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> ModelConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error that names them."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown model config field(s): {', '.join(unknown)}")
-        return cls(**values)
 
 
 def _convlstm_params(in_channels: int, hidden: int, kernel: int) -> int:
@@ -132,7 +132,8 @@ class FusionConvLSTM(nn.Module):
     ``model(audio, visual)`` with inputs ``(B, T, Cin, H, W)`` returns logits ``(B, classes)``
     (``(B, T, classes)`` for the per-step readout). ``record=True`` also returns every layer's
     hidden and cell states ``(B, T, C, H, W)`` in an ordered dict keyed by
-    :attr:`layer_names`; without it no cell sequence is kept.
+    :attr:`layer_names`; without it the cell states are not returned (the CPU recurrence
+    computes them anyway, as the next step needs them; the autograd loop keeps none).
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -182,14 +183,11 @@ class FusionConvLSTM(nn.Module):
             if record:
                 states[f"audio.{depth}"] = (a, a_cell)
                 states[f"visual.{depth}"] = (v, v_cell)
-        if len(self.fused):
-            h = torch.cat([a, v], dim=2)
-            for depth, layer in enumerate(self.fused, start=len(self.audio) + 1):
-                h, cell = layer(h, return_cells=record)
-                if record:
-                    states[f"fused.{depth}"] = (h, cell)
-        else:
-            h = torch.cat([a, v], dim=2)  # late fusion: the readout sees both final states
+        h = torch.cat([a, v], dim=2)  # without fused layers (late) the readout sees both
+        for depth, layer in enumerate(self.fused, start=len(self.audio) + 1):
+            h, cell = layer(h, return_cells=record)
+            if record:
+                states[f"fused.{depth}"] = (h, cell)
         logits = self._read_out(h)
         return (logits, states) if record else logits
 

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from paths import REPO_ROOT
 
 from repsim.data import download
 from repsim.data.download import (
@@ -221,7 +222,7 @@ def test_first_use_downloads_everything_missing(shared_data, serve, fsdd_archive
 
 
 def test_data_root_rule_argument_then_variable_then_checkout(monkeypatch, tmp_path):
-    repo = Path(__file__).resolve().parents[1]
+    repo = REPO_ROOT
     assert download.data_root() == repo / "data"
     monkeypatch.setenv(ENV_DATA_DIR, str(tmp_path / "env"))
     assert download.data_root() == tmp_path / "env"

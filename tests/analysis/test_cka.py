@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+from activation_files import write_activations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -210,7 +211,7 @@ def test_minibatches_read_an_activation_file_block_by_block(tmp_path):
     states = {"audio.1": {"h": rng.normal(size=(n, 2, 3, 2, 2)).astype(np.float32)},
               "fused.2": {"h": rng.normal(size=(n, 2, 2, 2, 2)).astype(np.float32)}}
     ids = np.array([f"clip{i}|img{i}" for i in range(n)])
-    path = activations.write_activations(tmp_path / "acts.h5", states,
+    path = write_activations(tmp_path / "acts.h5", states,
                                          {"stimulus_id": ids, "condition": ["clean"] * n})
     dataset = activations.open(path)
     layers = [activations.select(dataset, layer, time=1) for layer in ("audio.1", "fused.2")]

@@ -16,15 +16,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from activation_files import write_activations
+from paths import REPO_ROOT
+from run_files import write_metrics_file
 from scipy.spatial.distance import pdist, squareform
 from scipy.stats import spearmanr
 
 from repsim import activations
-from repsim.activations import write_activations
 from repsim.plotting import read_table
 from repsim.provenance import sha256_file
 
-ANALYSES = Path(__file__).resolve().parents[1] / "analyses"
+ANALYSES = REPO_ROOT / "analyses"
 SNRS = (10.0, 0.0, -10.0)
 
 
@@ -127,13 +129,9 @@ def make_run(runs_dir: Path, *, fusion_layer: int, seed: int, depth: int = 2,
     clean = 0.95 - 0.05 * fusion_layer + 0.01 * seed
     noise = [{"noise": kind, "snr_db": snr, "accuracy": clean - 0.02 * (10 - snr) * (i + 1) / 3}
              for i, kind in enumerate(("audio", "visual", "both")) for snr in SNRS]
-    metrics = {"run": run_dir.name, "dataset": "synthetic", "fusion_layer": fusion_layer,
-               "layers": depth, "seed": seed, "parameters": 1000, "clean_accuracy": clean,
-               "noise": noise, "removed": {"audio": 0.3, "visual": 0.6}, "val_accuracy": clean,
-               "epochs": 1, "train_seconds": 1.0,
-               "config": {"model": {"fusion_layer": fusion_layer, "layers": depth},
-                          "seed": seed}, "versions": {}}
-    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    write_metrics_file(run_dir, run=run_dir.name, fusion_layer=fusion_layer, layers=depth,
+                       seed=seed, clean_accuracy=clean, noise=noise,
+                       removed={"audio": 0.3, "visual": 0.6}, val_accuracy=clean)
     if activations:
         make_activations(run_dir / "activations.h5", fusion_layer=fusion_layer, depth=depth,
                          seed=seed, audio_only=audio_only)

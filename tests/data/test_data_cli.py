@@ -6,14 +6,14 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from paths import REPO_ROOT
 
 from repsim.data import build_dataset
 from repsim.data.__main__ import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 SMALL_OPTIONS = {"train_speakers": 2, "val_speakers": 1, "test_speakers": 2, "repetitions": 1,
                  "train_pairs": 40, "val_pairs": 10, "test_pairs": 20}
 SMALL = [arg for key, value in SMALL_OPTIONS.items() for arg in ("--option", f"{key}={value}")]

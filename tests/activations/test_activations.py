@@ -12,6 +12,7 @@ import h5py
 import numpy as np
 import pytest
 import xarray as xr
+from activation_files import write_activations
 
 from repsim import activations as act
 
@@ -136,7 +137,7 @@ def test_select_refuses_unknown_names(written, kwargs, message):
 
 def test_select_refuses_unrecorded_state(tmp_path):
     states = {"fused.1": {"h": np.zeros((4, T, 2, 3, 3), np.float32)}}
-    path = act.write_activations(tmp_path / "a.h5", states, {"stimulus_id": np.arange(4)})
+    path = write_activations(tmp_path / "a.h5", states, {"stimulus_id": np.arange(4)})
     with pytest.raises(ValueError, match="state 'c' was not recorded"):
         act.select(act.open(path), "fused.1", "c")
 
@@ -158,7 +159,7 @@ def test_float16_gzip_and_per_step_logits(tmp_path):
     rng = np.random.default_rng(1)
     states = {"fused.1": {"h": rng.normal(size=(6, T, 2, 3, 3)).astype(np.float32)}}
     logits = rng.normal(size=(6, T, 10)).astype(np.float32)
-    path = act.write_activations(tmp_path / "a.h5", states, {"stimulus_id": np.arange(6)},
+    path = write_activations(tmp_path / "a.h5", states, {"stimulus_id": np.arange(6)},
                                  logits=logits, dtype="float16", compression="gzip")
     ds = act.open(path)
     assert ds["fused.1.h"].dtype == np.float16
@@ -242,9 +243,9 @@ def test_existing_output_needs_overwrite(written):
     before = path.read_bytes()
     states = _states(np.random.default_rng(5))
     with pytest.raises(FileExistsError, match="exists; pass overwrite"):
-        act.write_activations(path, states, _stimuli())
+        write_activations(path, states, _stimuli())
     assert path.read_bytes() == before
-    act.write_activations(path, states, _stimuli(), overwrite=True)
+    write_activations(path, states, _stimuli(), overwrite=True)
     np.testing.assert_array_equal(act.open(path)["fused.2.h"].values, states["fused.2"]["h"])
 
 
@@ -273,9 +274,9 @@ def test_unwritable_or_missing_output_directory(unwritable_dir, tmp_path):
     states, stimuli = _states(np.random.default_rng(0)), _stimuli()
     with pytest.raises(PermissionError, match=f"cannot write to output directory "
                                               f"{unwritable_dir}"):
-        act.write_activations(unwritable_dir / "a.h5", states, stimuli)
+        write_activations(unwritable_dir / "a.h5", states, stimuli)
     with pytest.raises(FileNotFoundError, match="output directory .* does not exist"):
-        act.write_activations(tmp_path / "missing" / "a.h5", states, stimuli)
+        write_activations(tmp_path / "missing" / "a.h5", states, stimuli)
 
 
 def test_stale_temporary_of_a_killed_writer_is_removed(tmp_path):
@@ -285,7 +286,7 @@ def test_stale_temporary_of_a_killed_writer_is_removed(tmp_path):
     live = tmp_path / f".a.h5.tmp-{os.getppid()}"
     stale.write_bytes(b"half a file")
     live.write_bytes(b"someone else's run")
-    act.write_activations(tmp_path / "a.h5", _states(np.random.default_rng(0)), _stimuli())
+    write_activations(tmp_path / "a.h5", _states(np.random.default_rng(0)), _stimuli())
     assert not stale.exists()
     assert live.exists()
 
@@ -301,7 +302,7 @@ def test_writer_refuses_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="compression must be one of"):
         act.ActivationWriter(tmp_path / "a.h5", {"stimulus_id": np.arange(3)}, compression="zip")
     with pytest.raises(ValueError, match="too many rows"):
-        act.write_activations(tmp_path / "a.h5", _states(np.random.default_rng(0)),
+        write_activations(tmp_path / "a.h5", _states(np.random.default_rng(0)),
                               _stimuli(N - 1))
     assert _leftovers(tmp_path) == []
 

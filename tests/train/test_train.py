@@ -14,19 +14,12 @@ import pytest
 import torch
 
 from repsim.checkpoint import dataset_from_checkpoint, load_checkpoint, model_from_checkpoint
+from repsim.data.config import DataConfig
 from repsim.evaluate import Condition, accuracy
 from repsim.models.fusion import ModelConfig
-from repsim.train import (
-    DataConfig,
-    TrainConfig,
-    TrainingDiverged,
-    build_parser,
-    config_differences,
-    config_from_args,
-    lr_at,
-    main,
-    run,
-)
+from repsim.train import TrainConfig, TrainingDiverged, lr_at, run
+from repsim.train.cli import build_parser, config_from_args, main
+from repsim.train.config import config_differences
 
 TINY_DATA = {"train_speakers": 4, "val_speakers": 2, "test_speakers": 2, "repetitions": 1,
              "train_pairs": 32, "val_pairs": 20, "test_pairs": 20}
@@ -151,9 +144,9 @@ def test_bf16_precision_on_the_cpu_trains_and_evaluates_in_bf16(tmp_path, tiny_d
     assert all(v.dtype == torch.float32 for v in bf16.model.state_dict().values())
     test = tiny_dataset.splits["test"]
     condition = Condition(noise="audio", snr_db=0.0)
-    assert bf16.metrics["noise"][0]["accuracy"] == accuracy(
+    assert bf16.metrics.noise[0]["accuracy"] == accuracy(
         bf16.model, test, tiny_dataset.features, condition=condition, amp=True)
-    assert bf16.metrics["val_accuracy"] == accuracy(
+    assert bf16.metrics.val_accuracy == accuracy(
         bf16.model, tiny_dataset.splits["val"], tiny_dataset.features, amp=True)
 
 

@@ -1,33 +1,9 @@
-"""Activation files: recorded ConvLSTM states per stimulus, as netCDF-4/HDF5, read as xarray.
+"""Writing activation files: streamed batch by batch and atomic.
 
-File layout (``format = "repsim-activations"``, ``format_version = 1``)
------------------------------------------------------------------------
-One HDF5 file that is valid netCDF-4, written with h5netcdf, so that both
-``h5py.File(path)`` and ``xarray.open_dataset(path, engine="h5netcdf")`` read it.
-
-- One variable per recorded layer and state, named ``"<layer>.<state>"`` (e.g.
-  ``"audio.1.h"``, ``"fused.2.c"``), dims ``(stimulus, time, channel, y, x)``. When recorded
-  variables differ in an extent (e.g. pooled or narrower branches), that dim is named after its
-  extent instead (``channel_16``, ``y_8``): netCDF needs one size per dim name. :func:`select`
-  renames them back to ``channel``/``y``/``x``. Chunks are ``(k stimuli, 1 time step, C, H, W)``
-  so that one layer at one time step for all stimuli is a few large contiguous reads.
-- ``logits`` ``(stimulus, class)`` (or ``(stimulus, time, class)`` for per-step readouts).
-- Coordinates on ``stimulus`` (one row per stimulus; conditions are stacked along it):
-  ``stimulus_id`` (``"<clip source>|<image source>"``, equal across models and conditions),
-  ``condition``, ``audio_digit``, ``visual_digit``, ``congruent``, ``speaker``,
-  ``audio_source``, ``visual_source``, ``audio_index``, ``visual_index``, ``audio_snr``,
-  ``visual_snr`` (dB, ``inf`` = clean), ``removed`` (``"none"|"audio"|"visual"``) and
-  ``prediction``. ``time`` and ``class`` have integer index coordinates.
-- Global attributes: ``format``, ``format_version``, ``repsim_version``, ``created`` (ISO 8601),
-  ``layers`` and ``states`` (JSON lists, forward order), ``complete`` (1 only once every row is
-  written) plus whatever the writer adds (``checkpoint_sha256``, ``config``, ``probe_set``...;
-  dicts and lists are stored as JSON strings).
-
-Writing is streamed and atomic (:class:`ActivationWriter`): rows are buffered until a chunk's
-worth of stimuli is complete and then written, so memory does not grow with the number of
-stimuli; the file lives under a hidden temporary name beside the final path and is renamed
-only after ``complete`` is set. An interrupted write never leaves a file at the final path; a
-new run restarts from scratch (there is no resume).
+Rows are buffered until a chunk's worth of stimuli is complete and then written, so memory
+does not grow with the number of stimuli; the file lives under a hidden temporary name beside
+the final path and is renamed only after ``complete`` is set. An interrupted write never
+leaves a file at the final path; a new run restarts from scratch (there is no resume).
 """
 
 from __future__ import annotations
@@ -45,135 +21,22 @@ from pathlib import Path
 import h5netcdf
 import h5py
 import numpy as np
-import xarray as xr
 
 import repsim
+from repsim.activations.format import (
+    COMPRESSIONS,
+    DTYPES,
+    FORMAT,
+    FORMAT_VERSION,
+    SPATIAL_DIMS,
+    STATES,
+    variable_name,
+)
 from repsim.provenance import atomic_path, remove_stale_temporaries
 
-FORMAT = "repsim-activations"
-FORMAT_VERSION = 1
-STATES = ("h", "c")
-SPATIAL_DIMS = ("channel", "y", "x")
-DTYPES = ("float32", "float16")
-COMPRESSIONS = ("none", "gzip", "lzf")
 # Target size of one chunk (k stimuli x one time step) and cap on the rows buffered in memory.
 CHUNK_BYTES = 1 << 20
 BUFFER_BYTES = 64 << 20
-
-
-def variable_name(layer: str, state: str) -> str:
-    """The file variable holding ``state`` ("h" or "c") of ``layer``: ``"<layer>.<state>"``."""
-    return f"{layer}.{state}"
-
-
-# --------------------------------------------------------------------------- reading
-
-
-def open(path: str | os.PathLike) -> xr.Dataset:  # shadows the builtin on purpose
-    """Open a complete activation file as a lazy :class:`xarray.Dataset`.
-
-    Nothing but the small index coordinates is read until values are asked for. Raises
-    FileNotFoundError for a missing file and ValueError naming the file when it is truncated,
-    not an activation file, of a newer format version, or incomplete (``complete`` != 1).
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"activation file {path} does not exist")
-    try:
-        with h5py.File(path, "r") as handle:
-            attrs = dict(handle.attrs)
-    except OSError as error:
-        raise ValueError(f"{path} is truncated or not an HDF5 file: {error}") from None
-    if _attr_str(attrs.get("format")) != FORMAT:
-        raise ValueError(f"{path} is not a repsim activation file (format attribute "
-                         f"{_attr_str(attrs.get('format'))!r}, expected {FORMAT!r})")
-    version = _attr_int(attrs.get("format_version"))
-    if version is None or version > FORMAT_VERSION:
-        raise ValueError(f"{path} has activation format version {version}; this repsim reads "
-                         f"versions up to {FORMAT_VERSION}")
-    if _attr_int(attrs.get("complete")) != 1:
-        raise ValueError(f"{path} is incomplete: it was not fully written (complete flag is "
-                         f"not 1); rerun the extraction")
-    return xr.open_dataset(path, engine="h5netcdf")
-
-
-def layer_names(ds: xr.Dataset) -> list[str]:
-    """Recorded layers in forward order (e.g. ``["audio.1", "visual.1", "fused.2"]``)."""
-    return json.loads(ds.attrs["layers"])
-
-
-def state_names(ds: xr.Dataset) -> list[str]:
-    """Recorded states, a subset of ``["h", "c"]``."""
-    return json.loads(ds.attrs["states"])
-
-
-def condition_names(ds: xr.Dataset) -> list[str]:
-    """Conditions present, in the order they first occur along ``stimulus``."""
-    if "condition" not in ds.coords:
-        raise ValueError("this activation dataset has no 'condition' coordinate")
-    values = ds["condition"].values
-    _, first = np.unique(values, return_index=True)
-    return [str(values[i]) for i in sorted(first)]
-
-
-def select(ds: xr.Dataset, layer: str, state: str = "h", time: int | None = None,
-           condition: str | None = None) -> xr.DataArray:
-    """One layer's ``state`` as a lazy DataArray with dims ``(stimulus, [time,] channel, y, x)``.
-
-    ``time`` picks one step (negative counts from the end, ``-1`` = last); ``condition`` keeps
-    only the stimuli of that condition (file order is kept). Per-stimulus coordinates follow.
-    """
-    name = variable_name(layer, state)
-    if name not in ds.data_vars:
-        layers, states = layer_names(ds), state_names(ds)
-        if layer not in layers:
-            raise ValueError(f"unknown layer {layer!r}; this file has: {', '.join(layers)}")
-        raise ValueError(f"state {state!r} was not recorded; this file has: {', '.join(states)}")
-    da = ds[name]
-    if condition is not None:
-        present = condition_names(ds)
-        if condition not in present:
-            raise ValueError(f"unknown condition {condition!r}; this file has: "
-                             f"{', '.join(present)}")
-        da = da.isel(stimulus=np.flatnonzero(ds["condition"].values == condition))
-    if time is not None:
-        steps = da.sizes["time"]
-        if not isinstance(time, (int, np.integer)) or not -steps <= time < steps:
-            raise ValueError(f"time must be an integer step in [-{steps}, {steps}), got {time!r}")
-        da = da.isel(time=int(time))
-    spatial = [dim for dim in da.dims if dim not in ("stimulus", "time")]
-    return da.rename({dim: canonical for dim, canonical in zip(spatial, SPATIAL_DIMS,
-                                                                strict=True) if dim != canonical})
-
-
-def flatten(da: xr.DataArray) -> xr.DataArray:
-    """Load ``da`` and flatten every non-stimulus dim into ``feature``: ``(stimulus, feature)``.
-
-    The stimulus dim must come first; stimulus coordinates and scalar coordinates are kept.
-    """
-    if not da.dims or da.dims[0] != "stimulus":
-        raise ValueError(f"flatten needs 'stimulus' as the first dim, got dims {da.dims}")
-    values = np.asarray(da.values)
-    coords = {name: coord for name, coord in da.coords.items()
-              if set(coord.dims) <= {"stimulus"}}
-    return xr.DataArray(values.reshape(values.shape[0], -1), dims=("stimulus", "feature"),
-                        coords=coords, name=da.name, attrs=da.attrs)
-
-
-def _attr_str(value) -> str | None:
-    if isinstance(value, bytes | np.bytes_):
-        return value.decode()
-    return None if value is None else str(value)
-
-
-def _attr_int(value) -> int | None:
-    try:
-        return int(np.asarray(value).reshape(-1)[0])
-    except (TypeError, ValueError, IndexError):
-        return None
-
-
-# --------------------------------------------------------------------------- writing
 
 
 def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -339,72 +202,74 @@ class ActivationWriter:
 
     def _lay_out(self, states, arrays, logits, prediction) -> None:
         """Write the netCDF-4 layout (h5netcdf), then reopen the file with h5py for data."""
-        if not arrays:
-            raise ValueError("write() needs at least one layer state")
-        for layer, by_state in states.items():
-            for state in by_state:
-                if state not in STATES:
-                    raise ValueError(f"{layer}: unknown state {state!r}; states are {STATES}")
-        shapes = {}
-        for name, value in arrays.items():
-            if value.ndim != 5:
-                raise ValueError(f"{name} must be (stimuli, time, channel, y, x), "
-                                 f"got shape {value.shape}")
-            shapes[name] = value.shape[1:]
-        steps = {shape[0] for shape in shapes.values()}
-        if len(steps) != 1:
-            raise ValueError(f"all states must have the same number of time steps, got {steps}")
-        timesteps = steps.pop()
-        row_bytes = {name: math.prod(shape) * self.dtype.itemsize
-                     for name, shape in shapes.items()}
-        per_step_bytes = max(row_bytes[name] // timesteps for name in shapes)
-        self._chunk_rows = min(self.n_stimuli, max(1, self.chunk_bytes // per_step_bytes),
-                               max(1, self.buffer_bytes // sum(row_bytes.values())))
-        streamed = [*(["prediction"] if prediction is not None else [])]
+        shapes = _state_shapes(states, arrays)
+        timesteps = next(iter(shapes.values()))[0]
+        self._chunk_rows = self._rows_per_chunk(shapes)
+        self._has_logits, self._has_prediction = logits is not None, prediction is not None
         with h5netcdf.File(self._temporary, "w") as file:
             self._write_coordinates(file, timesteps)
-            coordinates = " ".join([*self.stimuli, *streamed])
-            dim_names = _spatial_dim_names({name: shape[1:] for name, shape in shapes.items()})
-            for name, dims in dim_names.items():
-                for dim, size in zip(dims, shapes[name][1:], strict=True):
-                    file.dimensions.setdefault(dim, size)
-            options = {}
-            if self.compression == "gzip":
-                options = {"compression": "gzip", "compression_opts": self.compression_level,
-                           "shuffle": True}
-            elif self.compression == "lzf":
-                options = {"compression": "lzf", "shuffle": True}
-            for name in arrays:
-                layer, state = name.rsplit(".", 1)
-                var = file.create_variable(
-                    name, ("stimulus", "time", *dim_names[name]), dtype=self.dtype,
-                    chunks=(self._chunk_rows, 1, *shapes[name][1:]), **options)
-                var.attrs.update({"layer": layer, "state": state,
-                                  "stream": layer.split(".")[0], "coordinates": coordinates,
-                                  "long_name": f"{'hidden' if state == 'h' else 'cell'} state "
-                                               f"of layer {layer}"})
-                self._buffers[name] = np.zeros((timesteps, self._chunk_rows,
-                                                *shapes[name][1:]), dtype=self.dtype)
-            self._has_logits, self._has_prediction = logits is not None, prediction is not None
-            if logits is not None:
-                logits = np.asarray(logits)
-                file.dimensions["class"] = logits.shape[-1]
-                file.create_variable("class", ("class",),
-                                     data=np.arange(logits.shape[-1], dtype="i8"))
-                dims = ("stimulus", "class") if logits.ndim == 2 else ("stimulus", "time",
-                                                                       "class")
-                var = file.create_variable("logits", dims, dtype="f4")
-                var.attrs.update({"coordinates": coordinates,
-                                  "long_name": "model output before softmax"})
-            if prediction is not None:
-                var = file.create_variable("prediction", ("stimulus",), dtype="i8")
-                var.attrs["long_name"] = "predicted class (argmax of the last step's logits)"
+            coordinates = " ".join([*self.stimuli, *(["prediction"] if prediction is not None
+                                                      else [])])
+            self._create_state_variables(file, shapes, coordinates)
+            self._create_output_variables(file, logits, prediction, coordinates)
             self._variables = list(arrays)
             file.attrs["layers"] = json.dumps(list(dict.fromkeys(
                 name.rsplit(".", 1)[0] for name in arrays)))
             file.attrs["states"] = json.dumps([s for s in STATES if any(
                 name.endswith(f".{s}") for name in arrays)])
         self._h5 = self._stack.enter_context(h5py.File(self._temporary, "r+"))
+
+    def _rows_per_chunk(self, shapes: Mapping[str, tuple[int, ...]]) -> int:
+        """Stimuli per chunk: one chunk (one time step) near ``chunk_bytes``, and the buffer of
+        every variable's chunk rows within ``buffer_bytes``."""
+        timesteps = next(iter(shapes.values()))[0]
+        row_bytes = {name: math.prod(shape) * self.dtype.itemsize
+                     for name, shape in shapes.items()}
+        per_step_bytes = max(row_bytes[name] // timesteps for name in shapes)
+        return min(self.n_stimuli, max(1, self.chunk_bytes // per_step_bytes),
+                   max(1, self.buffer_bytes // sum(row_bytes.values())))
+
+    def _create_state_variables(self, file: h5netcdf.File,
+                                shapes: Mapping[str, tuple[int, ...]], coordinates: str) -> None:
+        """One chunked variable per layer state, and its in-memory chunk buffer."""
+        dim_names = _spatial_dim_names({name: shape[1:] for name, shape in shapes.items()})
+        for name, dims in dim_names.items():
+            for dim, size in zip(dims, shapes[name][1:], strict=True):
+                file.dimensions.setdefault(dim, size)
+        options = {}
+        if self.compression == "gzip":
+            options = {"compression": "gzip", "compression_opts": self.compression_level,
+                       "shuffle": True}
+        elif self.compression == "lzf":
+            options = {"compression": "lzf", "shuffle": True}
+        for name, shape in shapes.items():
+            layer, state = name.rsplit(".", 1)
+            var = file.create_variable(
+                name, ("stimulus", "time", *dim_names[name]), dtype=self.dtype,
+                chunks=(self._chunk_rows, 1, *shape[1:]), **options)
+            var.attrs.update({"layer": layer, "state": state,
+                              "stream": layer.split(".")[0], "coordinates": coordinates,
+                              "long_name": f"{'hidden' if state == 'h' else 'cell'} state "
+                                           f"of layer {layer}"})
+            self._buffers[name] = np.zeros((shape[0], self._chunk_rows, *shape[1:]),
+                                           dtype=self.dtype)
+
+    @staticmethod
+    def _create_output_variables(file: h5netcdf.File, logits, prediction,
+                                 coordinates: str) -> None:
+        """The ``logits`` and ``prediction`` variables (filled batch by batch)."""
+        if logits is not None:
+            logits = np.asarray(logits)
+            file.dimensions["class"] = logits.shape[-1]
+            file.create_variable("class", ("class",),
+                                 data=np.arange(logits.shape[-1], dtype="i8"))
+            dims = ("stimulus", "class") if logits.ndim == 2 else ("stimulus", "time", "class")
+            var = file.create_variable("logits", dims, dtype="f4")
+            var.attrs.update({"coordinates": coordinates,
+                              "long_name": "model output before softmax"})
+        if prediction is not None:
+            var = file.create_variable("prediction", ("stimulus",), dtype="i8")
+            var.attrs["long_name"] = "predicted class (argmax of the last step's logits)"
 
     def _write_coordinates(self, file: h5netcdf.File, timesteps: int) -> None:
         """Dims, per-stimulus coordinates, the time axis and the global attributes."""
@@ -492,17 +357,21 @@ def _spatial_dim_names(shapes: Mapping[str, tuple[int, int, int]]
     return {name: tuple(dims) for name, dims in names.items()}
 
 
-def write_activations(path: str | os.PathLike, states: Mapping[str, Mapping[str, np.ndarray]],
-                      stimuli: Mapping[str, np.ndarray], attrs: Mapping | None = None, *,
-                      logits: np.ndarray | None = None, prediction: np.ndarray | None = None,
-                      dtype: str = "float32", compression: str = "none",
-                      overwrite: bool = False) -> Path:
-    """Write a whole activation file at once (fixtures, small results); returns ``path``.
-
-    ``states[layer][state]`` are ``(n, T, C, H, W)`` arrays; ``stimuli`` the per-stimulus
-    coordinates (``stimulus_id`` required, ``condition`` needed by ``select(condition=...)``).
-    """
-    with ActivationWriter(path, stimuli, attrs=attrs, dtype=dtype, compression=compression,
-                          overwrite=overwrite) as writer:
-        writer.write(states, logits=logits, prediction=prediction)
-    return Path(path)
+def _state_shapes(states, arrays) -> dict[str, tuple[int, ...]]:
+    """``(T, C, H, W)`` per variable of the first write, after checking names and dims."""
+    if not arrays:
+        raise ValueError("write() needs at least one layer state")
+    for layer, by_state in states.items():
+        for state in by_state:
+            if state not in STATES:
+                raise ValueError(f"{layer}: unknown state {state!r}; states are {STATES}")
+    shapes = {}
+    for name, value in arrays.items():
+        if value.ndim != 5:
+            raise ValueError(f"{name} must be (stimuli, time, channel, y, x), "
+                             f"got shape {value.shape}")
+        shapes[name] = value.shape[1:]
+    steps = {shape[0] for shape in shapes.values()}
+    if len(steps) != 1:
+        raise ValueError(f"all states must have the same number of time steps, got {steps}")
+    return shapes

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
+from activation_files import write_activations
 
 from repsim import activations
 from repsim.analysis import ablation_sensitivity, cka, modality_sensitivity, reliance_index
@@ -49,7 +50,7 @@ def write(path, by_condition: dict, order=None):
     if order is not None:
         states = {layer: {"h": value["h"][order]} for layer, value in states.items()}
         stimuli = {key: value[order] for key, value in stimuli.items()}
-    return activations.write_activations(path, states, stimuli)
+    return write_activations(path, states, stimuli)
 
 
 def flat(states: dict, layer: str, t: int) -> np.ndarray:

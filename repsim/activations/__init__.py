@@ -1,0 +1,49 @@
+"""Activation files: recorded ConvLSTM states per stimulus, as netCDF-4/HDF5, read as xarray.
+
+:mod:`~repsim.activations.format` defines the layout, :mod:`~repsim.activations.writer`
+streams a file to disk atomically, :mod:`~repsim.activations.reader` opens it lazily and
+selects and aligns what the analyses need.
+"""
+
+from repsim.activations.format import (
+    COMPRESSIONS,
+    DTYPES,
+    FORMAT,
+    FORMAT_VERSION,
+    STATES,
+    STIMULUS_COORDS,
+    variable_name,
+)
+from repsim.activations.reader import (
+    condition_names,
+    flatten,
+    layer_names,
+    layer_states,
+    open,
+    select,
+    state_names,
+    stimulus_ids,
+    stimulus_table,
+)
+from repsim.activations.writer import ActivationWriter, check_output_path
+
+__all__ = [
+    "COMPRESSIONS",
+    "DTYPES",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "STATES",
+    "STIMULUS_COORDS",
+    "ActivationWriter",
+    "check_output_path",
+    "condition_names",
+    "flatten",
+    "layer_names",
+    "layer_states",
+    "open",
+    "select",
+    "state_names",
+    "stimulus_ids",
+    "stimulus_table",
+    "variable_name",
+]

@@ -1,0 +1,168 @@
+"""Reading activation files: open one lazily as xarray, pick a layer, state, step and
+condition, and align two models' files stimulus by stimulus (see
+:mod:`repsim.activations.format` for the layout)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from repsim.activations.format import FORMAT, FORMAT_VERSION, SPATIAL_DIMS, variable_name
+
+
+def open(path: str | os.PathLike) -> xr.Dataset:  # shadows the builtin on purpose
+    """Open a complete activation file as a lazy :class:`xarray.Dataset`.
+
+    Nothing but the small index coordinates is read until values are asked for. Raises
+    FileNotFoundError for a missing file and ValueError naming the file when it is truncated,
+    not an activation file, of a newer format version, or incomplete (``complete`` != 1).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"activation file {path} does not exist")
+    try:
+        with h5py.File(path, "r") as handle:
+            attrs = dict(handle.attrs)
+    except OSError as error:
+        raise ValueError(f"{path} is truncated or not an HDF5 file: {error}") from None
+    if _attr_str(attrs.get("format")) != FORMAT:
+        raise ValueError(f"{path} is not a repsim activation file (format attribute "
+                         f"{_attr_str(attrs.get('format'))!r}, expected {FORMAT!r})")
+    version = _attr_int(attrs.get("format_version"))
+    if version is None or version > FORMAT_VERSION:
+        raise ValueError(f"{path} has activation format version {version}; this repsim reads "
+                         f"versions up to {FORMAT_VERSION}")
+    if _attr_int(attrs.get("complete")) != 1:
+        raise ValueError(f"{path} is incomplete: it was not fully written (complete flag is "
+                         f"not 1); rerun the extraction")
+    return xr.open_dataset(path, engine="h5netcdf")
+
+
+def layer_names(ds: xr.Dataset) -> list[str]:
+    """Recorded layers in forward order (e.g. ``["audio.1", "visual.1", "fused.2"]``)."""
+    return json.loads(ds.attrs["layers"])
+
+
+def state_names(ds: xr.Dataset) -> list[str]:
+    """Recorded states, a subset of ``["h", "c"]``."""
+    return json.loads(ds.attrs["states"])
+
+
+def condition_names(ds: xr.Dataset) -> list[str]:
+    """Conditions present, in the order they first occur along ``stimulus``."""
+    if "condition" not in ds.coords:
+        raise ValueError("this activation dataset has no 'condition' coordinate")
+    values = ds["condition"].values
+    _, first = np.unique(values, return_index=True)
+    return [str(values[i]) for i in sorted(first)]
+
+
+def select(ds: xr.Dataset, layer: str, state: str = "h", time: int | None = None,
+           condition: str | None = None) -> xr.DataArray:
+    """One layer's ``state`` as a lazy DataArray with dims ``(stimulus, [time,] channel, y, x)``.
+
+    ``time`` picks one step (negative counts from the end, ``-1`` = last); ``condition`` keeps
+    only the stimuli of that condition (file order is kept). Per-stimulus coordinates follow.
+    """
+    name = variable_name(layer, state)
+    if name not in ds.data_vars:
+        layers, states = layer_names(ds), state_names(ds)
+        if layer not in layers:
+            raise ValueError(f"unknown layer {layer!r}; this file has: {', '.join(layers)}")
+        raise ValueError(f"state {state!r} was not recorded; this file has: {', '.join(states)}")
+    da = ds[name]
+    if condition is not None:
+        present = condition_names(ds)
+        if condition not in present:
+            raise ValueError(f"unknown condition {condition!r}; this file has: "
+                             f"{', '.join(present)}")
+        da = da.isel(stimulus=np.flatnonzero(ds["condition"].values == condition))
+    if time is not None:
+        steps = da.sizes["time"]
+        if not isinstance(time, (int, np.integer)) or not -steps <= time < steps:
+            raise ValueError(f"time must be an integer step in [-{steps}, {steps}), got {time!r}")
+        da = da.isel(time=int(time))
+    spatial = [dim for dim in da.dims if dim not in ("stimulus", "time")]
+    return da.rename({dim: canonical for dim, canonical in zip(spatial, SPATIAL_DIMS,
+                                                                strict=True) if dim != canonical})
+
+
+def flatten(da: xr.DataArray) -> xr.DataArray:
+    """Load ``da`` and flatten every non-stimulus dim into ``feature``: ``(stimulus, feature)``.
+
+    The stimulus dim must come first; stimulus coordinates and scalar coordinates are kept.
+    """
+    if not da.dims or da.dims[0] != "stimulus":
+        raise ValueError(f"flatten needs 'stimulus' as the first dim, got dims {da.dims}")
+    values = np.asarray(da.values)
+    coords = {name: coord for name, coord in da.coords.items()
+              if set(coord.dims) <= {"stimulus"}}
+    return xr.DataArray(values.reshape(values.shape[0], -1), dims=("stimulus", "feature"),
+                        coords=coords, name=da.name, attrs=da.attrs)
+
+
+def _attr_str(value) -> str | None:
+    if isinstance(value, bytes | np.bytes_):
+        return value.decode()
+    return None if value is None else str(value)
+
+
+def _attr_int(value) -> int | None:
+    try:
+        return int(np.asarray(value).reshape(-1)[0])
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def layer_states(data: xr.Dataset, layer: str, condition: str, *, state: str = "h",
+                 time: int | None = None, order: np.ndarray | None = None) -> np.ndarray:
+    """One layer's states on one condition as float32 ``(stimuli, [time,] features)``.
+
+    Rows follow the file, or the stimulus ids in ``order`` (to align two models stimulus by
+    stimulus); a stimulus missing from either side is an error.
+    """
+    da = select(data, layer, state=state, time=time, condition=condition)
+    values = np.asarray(da.values, dtype=np.float32)
+    values = values.reshape(values.shape[0], -1) if time is not None else \
+        values.reshape(*values.shape[:2], -1)
+    if order is None:
+        return values
+    return values[_alignment(da["stimulus_id"].values, order, condition)]
+
+
+def stimulus_ids(data: xr.Dataset, condition: str) -> np.ndarray:
+    """The stimulus ids of ``condition``, in file order (refusing duplicates)."""
+    ids = np.asarray(data["stimulus_id"].values[data["condition"].values == condition], dtype=str)
+    if ids.size == 0:
+        present = ", ".join(condition_names(data))
+        raise ValueError(f"no stimuli of condition {condition!r}; this file has: {present}")
+    if len(np.unique(ids)) != ids.size:
+        raise ValueError(f"condition {condition!r} repeats stimulus ids; cannot align models")
+    return ids
+
+
+def stimulus_table(data: xr.Dataset, condition: str) -> pd.DataFrame:
+    """The per-stimulus coordinates (digits, ids, ...) of ``condition``, in file order."""
+    stimulus_ids(data, condition)  # refuses an absent condition
+    keep = data["condition"].values == condition
+    columns = {name: np.asarray(coord.values)[keep] for name, coord in data.coords.items()
+               if coord.dims == ("stimulus",)}
+    return pd.DataFrame(columns)
+
+
+def _alignment(ids: np.ndarray, order: np.ndarray, condition: str) -> np.ndarray:
+    """Row indices that put ``ids`` in the order of ``order`` (same set required)."""
+    position = {stimulus: i for i, stimulus in enumerate(np.asarray(ids, dtype=str))}
+    missing = [stimulus for stimulus in np.asarray(order, dtype=str) if stimulus not in position]
+    if missing or len(position) != len(order):
+        raise ValueError(f"the activation files hold different stimuli for condition "
+                         f"{condition!r} ({len(missing)} of {len(order)} ids not found, "
+                         f"{len(position)} vs {len(order)} stimuli); extract both from the "
+                         "same dataset and probe set")
+    return np.array([position[stimulus] for stimulus in np.asarray(order, dtype=str)])

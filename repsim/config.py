@@ -1,0 +1,78 @@
+"""What every repsim config shares: a JSON round trip that refuses unknown fields, and the
+value checks the configs repeat (positive integers, integers).
+
+A config is a dataclass that inherits :class:`Config`; nested configs (a training config's
+``model`` and ``data``) convert themselves from dicts in their parent's ``__post_init__``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, TypeVar
+
+C = TypeVar("C", bound="Config")
+
+
+class Config:
+    """Mixin for config dataclasses: ``to_dict``/``from_dict`` and ``to_json``/``from_json``.
+
+    ``KIND`` names the config in error messages ("unknown train config field(s): ...").
+    Tuples become lists in the dict; nested configs become dicts.
+    """
+
+    KIND = "config"
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict (tuples become lists, nested configs dicts)."""
+        return _plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls: type[C], values: dict) -> C:
+        """Inverse of :meth:`to_dict`; ValueError naming any unknown field."""
+        return cls(**known_fields(cls, values, cls.KIND))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
+
+    @classmethod
+    def from_json(cls: type[C], text: str) -> C:
+        return cls.from_dict(json.loads(text))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
+def known_fields(cls: type, values: dict, kind: str) -> dict:
+    """``values`` if it is a dict whose every key is a field of ``cls``, else ValueError."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{kind} config must be a JSON object, got {type(values).__name__}")
+    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise ValueError(f"unknown {kind} config field(s): {', '.join(unknown)}")
+    return values
+
+
+def is_int(value: Any) -> bool:
+    """True for Python and NumPy integers, False for bools."""
+    return not isinstance(value, bool) and isinstance(value, int)
+
+
+def check_positive_int(name: str, value: Any, *, allow_none: bool = False) -> None:
+    """ValueError unless ``value`` is a positive integer (or None when ``allow_none``)."""
+    if value is None and allow_none:
+        return
+    if not is_int(value) or value <= 0:
+        extra = " or None" if allow_none else ""
+        raise ValueError(f"{name} must be a positive integer{extra}, got {value!r}")
+
+
+def check_int(name: str, value: Any) -> None:
+    """ValueError unless ``value`` is an integer (bools refused)."""
+    if not is_int(value):
+        raise ValueError(f"{name} must be an integer, got {value!r}")

@@ -1,0 +1,41 @@
+"""Which dataset to build and how: :class:`DataConfig`, saved with every run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from repsim.config import Config, check_int, check_positive_int
+from repsim.data.base import AVDataset
+from repsim.data.registry import build_dataset, dataset_builder
+
+
+@dataclass
+class DataConfig(Config):
+    """Which dataset to build and how; :meth:`build` passes these to its registry builder.
+
+    ``seed`` is the dataset's seed (pairs, speakers, jitter), separate from the training
+    seed, so models trained with different seeds see the same stimuli. ``options`` holds
+    builder-specific keyword arguments. ``None`` sizes mean the dataset's defaults.
+    """
+
+    dataset: str = "synthetic"
+    data_dir: str | None = None
+    seed: int = 0
+    timesteps: int | None = None
+    height: int | None = None
+    width: int | None = None
+    options: dict = field(default_factory=dict)
+
+    KIND = "data"
+
+    def __post_init__(self) -> None:
+        dataset_builder(self.dataset, self.options)  # unknown name or option: ValueError
+        for name in ("timesteps", "height", "width"):
+            check_positive_int(f"data {name}", getattr(self, name), allow_none=True)
+        check_int("data seed", self.seed)
+
+    def build(self) -> AVDataset:
+        """Build the dataset through the registry."""
+        return build_dataset(self.dataset, data_dir=self.data_dir, seed=self.seed,
+                             timesteps=self.timesteps, height=self.height, width=self.width,
+                             **self.options)

@@ -1,0 +1,47 @@
+"""Where and in which arithmetic a model runs: device choice and bf16 autocast."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+# Arithmetic of training and evaluation: bf16 autocast, float32, or auto (bf16 on CUDA).
+PRECISIONS = ("auto", "float32", "bf16")
+
+
+def check_device_name(name: str) -> None:
+    """ValueError unless ``name`` is ``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+    if name not in ("auto", "cpu", "cuda") and not str(name).startswith("cuda:"):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; asking for CUDA without one is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available here")
+    return device
+
+
+def uses_bf16(precision: str, device: torch.device) -> bool:
+    """Whether ``precision`` (one of :data:`PRECISIONS`) means bf16 autocast on ``device``.
+
+    ``auto`` is bf16 on CUDA (tensor cores) and float32 on the CPU, so that CPU results stay
+    bit-reproducible unless bf16 is asked for; CPUs with native bf16 instructions (AVX512-BF16,
+    AMX) run convolutions about twice as fast in it.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
+
+
+def autocast(device: torch.device, enabled: bool | None):
+    """bf16 autocast when ``enabled`` (``None``: on exactly when on CUDA), else nothing."""
+    if enabled is None:
+        enabled = uses_bf16("auto", device)
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)

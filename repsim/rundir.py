@@ -1,0 +1,155 @@
+"""The run directory: its file names, its default name, and the metrics record it ends with.
+
+A training run writes, in this order, ``config.json`` (at the start), ``ckpt.pt`` and
+``log.csv`` (after every epoch) and ``metrics.json`` (last: a run without it has not
+finished); ``python -m repsim.extract`` adds ``activations.h5``. Every module that reads or
+writes one of these files takes its name from here.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from repsim.conditions import MODALITIES, NOISE_KINDS
+from repsim.provenance import atomic_path
+
+CHECKPOINT_FILE = "ckpt.pt"
+CONFIG_FILE = "config.json"
+LOG_FILE = "log.csv"
+METRICS_FILE = "metrics.json"
+ACTIVATIONS_FILE = "activations.h5"
+RUNS_DIR = "runs"
+LOG_FIELDS = ("epoch", "train_loss", "val_accuracy", "lr", "epoch_seconds", "elapsed_seconds")
+
+
+def run_name(dataset: str, fusion_layer: int, seed: int) -> str:
+    """The default name of a run directory: ``<dataset>-f<k>-s<seed>``."""
+    return f"{dataset}-f{fusion_layer}-s{seed}"
+
+
+def default_run_dir(dataset: str, fusion_layer: int, seed: int) -> Path:
+    """``runs/<dataset>-f<k>-s<seed>``, where a run goes when no directory is named."""
+    return Path(RUNS_DIR) / run_name(dataset, fusion_layer, seed)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """What a finished run measured: the one schema of ``metrics.json``.
+
+    Test accuracies: ``clean_accuracy``; ``noise``, a list of ``{"noise": "audio" | "visual"
+    | "both", "snr_db", "accuracy"}``; ``removed``, ``{"audio": acc, "visual": acc}``.
+    ``branch_hidden`` is the width of the branch layers (None for k = 1). ``config`` is the
+    full training config, ``versions`` the library versions.
+    """
+
+    run: str
+    dataset: str
+    fusion_layer: int
+    layers: int
+    seed: int
+    parameters: int
+    branch_hidden: int | None
+    clean_accuracy: float
+    noise: list
+    removed: dict
+    val_accuracy: float | None
+    epochs: int
+    train_seconds: float
+    config: dict
+    versions: dict
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "metrics") -> Metrics:
+        """Check and convert a ``metrics.json`` object (keys beyond the schema are ignored);
+        ValueError naming ``source`` and what is wrong."""
+        if not isinstance(values, dict):
+            raise ValueError(f"{source} does not hold a metrics object")
+        names = [f.name for f in dataclasses.fields(cls)]
+        missing = [name for name in names if name not in values]
+        if missing:
+            raise ValueError(f"{source} is incomplete: missing {', '.join(missing)}")
+        for entry in values["noise"]:
+            if (not isinstance(entry, dict) or entry.get("noise") not in NOISE_KINDS
+                    or not isinstance(entry.get("snr_db"), int | float)
+                    or not isinstance(entry.get("accuracy"), int | float)):
+                raise ValueError(f"{source}: malformed noise entry {entry!r} (expected noise in "
+                                 f"{'/'.join(NOISE_KINDS)}, numeric snr_db and accuracy)")
+        removed = values["removed"]
+        if not isinstance(removed, dict) or sorted(removed) != sorted(MODALITIES):
+            raise ValueError(f"{source}: removed must map {' and '.join(MODALITIES)} to "
+                             f"accuracies, got {removed!r}")
+        for name in ("fusion_layer", "layers", "seed"):
+            if isinstance(values[name], bool) or not isinstance(values[name], int):
+                raise ValueError(f"{source}: {name} must be an integer, got {values[name]!r}")
+        return cls(**{name: values[name] for name in names})
+
+    @property
+    def noise_accuracy(self) -> dict[tuple[str, float], float]:
+        """``{(noise kind, snr_db): accuracy}``."""
+        return {(entry["noise"], float(entry["snr_db"])): float(entry["accuracy"])
+                for entry in self.noise}
+
+
+def read_metrics(path: str | os.PathLike) -> Metrics:
+    """Read and check a run's ``metrics.json`` (a run directory or the file itself)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / METRICS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no metrics file at {path} (has the training run finished?)")
+    try:
+        values = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error.msg} at line {error.lineno}); "
+                         "the file is incomplete or corrupt") from None
+    return Metrics.from_dict(values, str(path))
+
+
+def write_json(path: str | os.PathLike, values: dict) -> None:
+    """Write ``values`` as indented JSON, atomically (NaN and inf refused)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(values, indent=2, allow_nan=False) + "\n")
+
+
+def write_metrics(run_dir: str | os.PathLike, metrics: Metrics) -> Path:
+    """Write ``metrics.json``: the last file of a finished run."""
+    path = Path(run_dir) / METRICS_FILE
+    write_json(path, metrics.to_dict())
+    return path
+
+
+def write_log(run_dir: str | os.PathLike, history: Sequence[dict]) -> None:
+    """Rewrite the per-epoch CSV log atomically (it survives resumes intact)."""
+    with atomic_path(Path(run_dir) / LOG_FILE) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=LOG_FIELDS)
+        writer.writeheader()
+        for row in history:
+            writer.writerow({key: row[key] for key in LOG_FIELDS})
+
+
+def prepare_run_dir(run_dir: str | os.PathLike, *, resume: bool, overwrite: bool) -> Path:
+    """Create ``run_dir`` and check it can be written, before any work is done."""
+    run_dir = Path(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=run_dir, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        raise ValueError(f"cannot write to output directory {run_dir}: "
+                         f"{error.strerror or error}") from None
+    if (run_dir / CHECKPOINT_FILE).exists() and not (resume or overwrite):
+        raise ValueError(f"{run_dir} already holds a checkpoint; continue it with --resume "
+                         f"{run_dir / CHECKPOINT_FILE}, start again with --overwrite, or "
+                         f"choose another --out-dir")
+    return run_dir
+

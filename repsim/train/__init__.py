@@ -1,0 +1,7 @@
+"""Training: :class:`TrainConfig` (:mod:`~repsim.train.config`), the loop :func:`run`
+(:mod:`~repsim.train.loop`) and ``python -m repsim.train`` (:mod:`~repsim.train.cli`)."""
+
+from repsim.train.config import TrainConfig
+from repsim.train.loop import EpochRecord, TrainingDiverged, TrainResult, lr_at, run
+
+__all__ = ["EpochRecord", "TrainConfig", "TrainResult", "TrainingDiverged", "lr_at", "run"]

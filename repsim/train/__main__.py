@@ -1,0 +1,5 @@
+import sys
+
+from repsim.train.cli import main
+
+sys.exit(main())

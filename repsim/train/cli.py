@@ -1,0 +1,186 @@
+"""``python -m repsim.train``: parse the options into a :class:`TrainConfig`, train, and print
+one summary line (see :func:`repsim.train.run` for what a run does)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+from repsim.cli import keep_freed_memory, key_value, setup_logging, user_errors_exit_2
+from repsim.data.registry import dataset_names
+from repsim.device import PRECISIONS
+from repsim.rundir import CHECKPOINT_FILE, CONFIG_FILE, LOG_FILE, METRICS_FILE
+from repsim.train.config import AUGMENT_CHOICES, TrainConfig
+from repsim.train.loop import TrainResult, run
+
+RUN_FILES = (CHECKPOINT_FILE, METRICS_FILE, LOG_FILE, CONFIG_FILE)
+
+EXAMPLES = """examples:
+  python -m repsim.train                                  # synthetic data, early fusion (k=1)
+  python -m repsim.train --fusion-layer late --out-dir runs/late
+  python -m repsim.train --dataset avmnist --data-dir ../shared/data --layers 4 --hidden 32
+  python -m repsim.train --augment both --augment-snr -10 20 --epochs 12
+  python -m repsim.train --data-option distractor_snr=0   # a competing talker in every clip
+  python -m repsim.train --config runs/late/config.json --resume runs/late/ckpt.pt
+  python -m repsim.report runs/synthetic-f1-s0 runs/late   # accuracy tables side by side
+"""
+
+
+def _fusion_layer(text: str) -> int | str:
+    """``--fusion-layer`` value: a layer number or ``late``."""
+    if text == "late":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a layer number or 'late', got {text!r}") from None
+
+
+def _snr_list(text: str) -> float:
+    """One ``--snrs`` value in dB (``inf`` is accepted and means clean)."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an SNR in dB or 'inf', got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m repsim.train`` argument parser; unset options keep the config's value."""
+    parser = argparse.ArgumentParser(
+        prog="python -m repsim.train", epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train a fusion ConvLSTM, then test it clean, on a noise grid and with "
+                    "each modality removed. Writes ckpt.pt, config.json, log.csv and "
+                    "metrics.json into the run directory.")
+    defaults = TrainConfig()
+    arg = parser.add_argument
+    arg("--config", metavar="JSON", help="start from this TrainConfig JSON (e.g. a run's "
+        "config.json); the options below override it")
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", choices=dataset_names(),
+                      help=f"dataset (default {defaults.data.dataset})")
+    data.add_argument("--data-dir", help="where the dataset's files are (avmnist)")
+    data.add_argument("--data-seed", type=int, help="dataset seed (default 0)")
+    data.add_argument("--timesteps", type=int, help="time steps T (default: the dataset's)")
+    data.add_argument("--height", type=int, help="frame height H (default: the dataset's)")
+    data.add_argument("--width", type=int, help="frame width W (default: the dataset's)")
+    data.add_argument("--data-option", type=key_value, action="append", metavar="KEY=VALUE",
+                      help="any other dataset option, e.g. --data-option distractor_snr=0 "
+                           "(repeatable; see python -m repsim.data)")
+    model = parser.add_argument_group("model")
+    model.add_argument("--fusion-layer", type=_fusion_layer, metavar="K",
+                       help="1..layers+1, or 'late' (default 1: early fusion)")
+    model.add_argument("--layers", type=int, help=f"ConvLSTM layers (default "
+                       f"{defaults.model.layers})")
+    model.add_argument("--hidden", type=int, help=f"channels per layer (default "
+                       f"{defaults.model.hidden})")
+    model.add_argument("--kernel", type=int, help="convolution kernel size (default 3)")
+    model.add_argument("--readout", choices=("last", "per_step"),
+                       help="classify at the last step (default) or at every step")
+    model.add_argument("--match-params", action="store_true", default=None,
+                       help="narrow the branch layers so the parameter count matches k=1")
+    train = parser.add_argument_group("training")
+    train.add_argument("--epochs", type=int, help=f"default {defaults.epochs}")
+    train.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
+    train.add_argument("--lr", type=float, help=f"peak learning rate (default {defaults.lr})")
+    train.add_argument("--weight-decay", type=float,
+                       help=f"AdamW weight decay (default {defaults.weight_decay})")
+    train.add_argument("--grad-clip", type=float,
+                       help=f"gradient norm clip, 0 = off (default {defaults.grad_clip})")
+    train.add_argument("--seed", type=int, help="training seed (default 0)")
+    train.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    train.add_argument("--compile", action="store_true", default=None,
+                       help="torch.compile the model for training")
+    train.add_argument("--precision", choices=PRECISIONS,
+                       help="bf16 autocast or float32; auto (default) is bf16 on CUDA and "
+                            "float32 on the CPU, where bf16 is faster on CPUs with bf16 "
+                            "instructions")
+    train.add_argument("--augment", choices=AUGMENT_CHOICES,
+                       help="train-time white noise on these modalities (default none)")
+    train.add_argument("--augment-snr", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                       help="range of train-time SNRs in dB (default -10 20)")
+    train.add_argument("--augment-fraction", type=float,
+                       help="fraction of samples that get noise (default 0.5)")
+    train.add_argument("--modality-dropout", type=float, metavar="FRACTION",
+                       help=f"fraction of training samples with one modality zeroed "
+                            f"(default {defaults.modality_dropout})")
+    evaluation = parser.add_argument_group("evaluation")
+    evaluation.add_argument("--snrs", type=_snr_list, nargs="+", metavar="DB",
+                            help="test-grid SNRs in dB (default inf 20 10 5 0 -5 -10; clean "
+                                 "is always included)")
+    evaluation.add_argument("--eval-batch-size", type=int, help="default 256")
+    output = parser.add_argument_group("output")
+    output.add_argument("--out-dir", help="run directory (default runs/<dataset>-f<k>-s<seed>)")
+    output.add_argument("--resume", metavar="CKPT",
+                        help="continue from this checkpoint (same configuration)")
+    output.add_argument("--overwrite", action="store_true",
+                        help="start afresh even if the run directory holds a checkpoint")
+    output.add_argument("--quiet", action="store_true", help="no progress bars")
+    output.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """A TrainConfig from ``--config`` (or the defaults) with the given options applied."""
+    if args.config is not None:
+        path = Path(args.config)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        try:
+            base = TrainConfig.from_json(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} is not valid JSON: {error}") from None
+    else:
+        base = TrainConfig()
+
+    def given(**names: str) -> dict:
+        return {field_name: getattr(args, arg_name) for field_name, arg_name in names.items()
+                if getattr(args, arg_name) is not None}
+
+    data = dataclasses.replace(base.data, **given(
+        dataset="dataset", data_dir="data_dir", seed="data_seed", timesteps="timesteps",
+        height="height", width="width"))
+    if args.data_option:
+        data = dataclasses.replace(data, options={**data.options, **dict(args.data_option)})
+    model = dataclasses.replace(base.model, **given(
+        fusion_layer="fusion_layer", layers="layers", hidden="hidden", kernel="kernel",
+        readout="readout", match_params="match_params"))
+    changes = given(epochs="epochs", batch_size="batch_size", lr="lr",
+                    weight_decay="weight_decay", grad_clip="grad_clip", seed="seed",
+                    device="device", compile="compile", precision="precision",
+                    augment="augment",
+                    augment_snr="augment_snr", augment_fraction="augment_fraction",
+                    modality_dropout="modality_dropout",
+                    eval_batch_size="eval_batch_size", out_dir="out_dir")
+    if args.snrs is not None:
+        changes["noise_snrs"] = tuple(snr for snr in args.snrs if not math.isinf(snr)
+                                      or snr < 0)
+    return dataclasses.replace(base, model=model, data=data, **changes)
+
+
+def summary_line(result: TrainResult) -> str:
+    """One line: what was trained, how well, and where it was written."""
+    metrics = result.metrics
+    return (f"trained {metrics.dataset} fusion layer {metrics.fusion_layer} of "
+            f"{metrics.layers} ({metrics.parameters:,} parameters) for "
+            f"{metrics.epochs} epochs in {metrics.train_seconds:.0f} s: clean test "
+            f"accuracy {100 * metrics.clean_accuracy:.1f}% (val "
+            f"{100 * metrics.val_accuracy:.1f}%); wrote {result.run_dir}/ "
+            f"({', '.join(RUN_FILES)})")
+
+
+@user_errors_exit_2
+def main(argv: list[str] | None = None) -> int:
+    """``python -m repsim.train``: parse, :func:`run`, print the summary line."""
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    keep_freed_memory()
+    config = config_from_args(args)
+    result = run(config, resume=args.resume, overwrite=args.overwrite,
+                 progress=not args.quiet)
+    print(summary_line(result))
+    return 0

@@ -1,0 +1,121 @@
+"""What defines a training run: :class:`TrainConfig` (model, data, optimisation, train-time
+noise, test grid), and which of its fields a resumed run may change."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from repsim.conditions import NOISE_KINDS, TEST_SNRS
+from repsim.config import Config, check_int, check_positive_int
+from repsim.data.config import DataConfig
+from repsim.device import PRECISIONS, check_device_name
+from repsim.models.fusion import ModelConfig
+from repsim.rundir import default_run_dir
+
+AUGMENT_CHOICES = ("none", *NOISE_KINDS)
+# Fields that may differ between a checkpoint and the run that resumes it: they change where
+# and how fast the run goes, or what is evaluated at the end, never the trained weights.
+RESUMABLE_DIFFERENCES = ("device", "compile", "out_dir", "eval_batch_size", "noise_snrs")
+
+
+@dataclass
+class TrainConfig(Config):
+    """Everything that defines a training run; round-trips through JSON.
+
+    ``augment`` adds white noise during training to ``"audio"``, ``"visual"`` or ``"both"``
+    modalities (independently) of a random ``augment_fraction`` of samples, each at an SNR
+    drawn uniformly from ``augment_snr`` dB. ``modality_dropout`` zeroes one modality (audio
+    or visual, equally likely) of that fraction of training samples, so that neither stream
+    can be ignored. ``noise_snrs`` are the finite SNRs of the final
+    test grid (clean is always evaluated). ``out_dir`` None means
+    ``runs/<dataset>-f<k>-s<seed>``. The learning rate warms up linearly over the first
+    ``warmup_epochs`` and then follows a cosine decay to zero at the last step.
+    """
+
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(layers=2, hidden=16))
+    data: DataConfig = field(default_factory=DataConfig)
+    epochs: int = 6
+    batch_size: int = 32
+    lr: float = 1e-2
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 0.5
+    grad_clip: float = 1.0
+    seed: int = 0
+    device: str = "auto"
+    compile: bool = False
+    precision: str = "auto"
+    augment: str = "none"
+    augment_snr: tuple[float, float] = (-10.0, 20.0)
+    augment_fraction: float = 0.5
+    modality_dropout: float = 0.0
+    noise_snrs: tuple[float, ...] = TEST_SNRS
+    eval_batch_size: int = 256
+    out_dir: str | None = None
+
+    KIND = "train"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, dict):
+            self.model = ModelConfig.from_dict(self.model)
+        if isinstance(self.data, dict):
+            self.data = DataConfig.from_dict(self.data)
+        self.augment_snr = tuple(float(x) for x in self.augment_snr)
+        self.noise_snrs = tuple(float(x) for x in self.noise_snrs)
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            check_positive_int(name, getattr(self, name))
+        for name in ("lr", "weight_decay", "warmup_epochs", "grad_clip"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.lr == 0:
+            raise ValueError("lr must be positive, got 0")
+        check_int("seed", self.seed)
+        check_device_name(self.device)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.augment not in AUGMENT_CHOICES:
+            raise ValueError(f"augment must be one of {AUGMENT_CHOICES}, got {self.augment!r}")
+        if (len(self.augment_snr) != 2 or not all(map(math.isfinite, self.augment_snr))
+                or self.augment_snr[0] > self.augment_snr[1]):
+            raise ValueError(f"augment_snr must be two finite dB values low <= high, "
+                             f"got {self.augment_snr}")
+        for name in ("augment_fraction", "modality_dropout"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        for snr in self.noise_snrs:
+            if not math.isfinite(snr):
+                raise ValueError(f"noise_snrs are the finite SNRs of the test grid (clean is "
+                                 f"always evaluated), got {snr}")
+
+    @property
+    def run_dir(self) -> Path:
+        """Where the run writes its files (``runs/<dataset>-f<k>-s<seed>`` by default)."""
+        if self.out_dir is not None:
+            return Path(self.out_dir)
+        return default_run_dir(self.data.dataset, self.model.fusion_layer, self.seed)
+
+
+def _flatten(values: dict, prefix: str = "") -> dict:
+    """Nested dict -> ``{"model.hidden": 16, ...}``."""
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and key != "options":
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_differences(saved: dict, current: dict) -> list[str]:
+    """``"field: saved -> current"`` for every field that would change the trained weights."""
+    saved_flat, current_flat = _flatten(saved), _flatten(current)
+    differences = []
+    for key in sorted(set(saved_flat) | set(current_flat)):
+        if key in RESUMABLE_DIFFERENCES:
+            continue
+        before, after = saved_flat.get(key, "<absent>"), current_flat.get(key, "<absent>")
+        if before != after:
+            differences.append(f"{key}: {before!r} (checkpoint) vs {after!r} (now)")
+    return differences

@@ -1,0 +1,88 @@
+"""The package's shape: one home per concept, no import cycles, light imports for readers."""
+
+import ast
+import subprocess
+import sys
+
+from paths import REPO_ROOT
+
+PACKAGE = REPO_ROOT / "repsim"
+RUN_FILES = ("ckpt.pt", "config.json", "log.csv", "metrics.json", "activations.h5")
+CONDITION_NAMES = ("clean", "incongruent", "audio_removed", "visual_removed")
+
+
+def _module_name(path) -> str:
+    parts = list(path.relative_to(REPO_ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _modules() -> dict[str, ast.Module]:
+    return {_module_name(path): ast.parse(path.read_text(), str(path))
+            for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _imports(name: str, tree: ast.Module, known: set[str]) -> set[str]:
+    """The repsim modules ``name`` imports anywhere (module level or inside functions)."""
+    package = name if name in known and any(k.startswith(name + ".") for k in known) \
+        else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            for alias in node.names:
+                candidate = f"{base}.{alias.name}"
+                found.add(candidate if candidate in known else base)
+    return {module for module in found if module in known and module != name}
+
+
+def test_no_two_repsim_modules_import_each_other():
+    modules = _modules()
+    graph = {name: _imports(name, tree, set(modules)) for name, tree in modules.items()}
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, stack = set(), [start]
+        while stack:
+            current = stack.pop()
+            if current == goal:
+                return True
+            if current not in seen:
+                seen.add(current)
+                stack.extend(graph[current])
+        return False
+
+    cycles = sorted({tuple(sorted((a, b))) for a in graph for b in graph[a] if reaches(b, a)})
+    assert cycles == [], f"import cycles through: {cycles}"
+
+
+def test_readers_do_not_import_the_training_loop():
+    code = ("import sys, repsim.extract, repsim.checkpoint, repsim.analysis, "
+            "repsim.activations; print(sorted(m for m in sys.modules "
+            "if m.startswith('repsim.train')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, cwd=REPO_ROOT)
+    assert done.stdout.strip() == "[]"
+
+
+def _string_literals(tree: ast.Module) -> set[str]:
+    """String constants of a module, docstrings excluded."""
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef)
+                  and node.body and isinstance(node.body[0], ast.Expr)
+                  and isinstance(node.body[0].value, ast.Constant)}
+    return {node.value for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+            and id(node) not in docstrings}
+
+
+def test_run_file_and_condition_names_are_spelled_in_one_module():
+    sources = {**_modules(), **{f"analyses.{path.stem}": ast.parse(path.read_text())
+                                for path in sorted((REPO_ROOT / "analyses").glob("*.py"))}}
+    literals = {name: _string_literals(tree) for name, tree in sources.items()}
+    for word in RUN_FILES + CONDITION_NAMES:
+        homes = [name for name, strings in literals.items() if word in strings]
+        assert len(homes) == 1, f"{word!r} is spelled in {homes}"
