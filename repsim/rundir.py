@@ -2,8 +2,10 @@
 
 A training run writes, in this order, ``config.json`` (at the start), ``ckpt.pt`` and
 ``log.csv`` (after every epoch) and ``metrics.json`` (last: a run without it has not
-finished); ``python -m repsim.extract`` adds ``activations.h5``. Every module that reads or
-writes one of these files takes its name from here.
+finished); ``python -m repsim.extract`` adds ``activations.h5``. In a study, a run directory
+also holds ``summary.json`` (the representation summary, its last step), ``run.log`` and,
+after a failure, ``failed.txt``; the study folder holds a copy of the study file. Every module
+that reads or writes one of these files takes its name from here.
 """
 
 from __future__ import annotations
@@ -25,7 +27,12 @@ CONFIG_FILE = "config.json"
 LOG_FILE = "log.csv"
 METRICS_FILE = "metrics.json"
 ACTIVATIONS_FILE = "activations.h5"
+SUMMARY_FILE = "summary.json"
+RUN_LOG_FILE = "run.log"
+FAILED_FILE = "failed.txt"
+STUDY_FILE = "study.toml"
 RUNS_DIR = "runs"
+RUN_STATES = ("done", "partial", "failed", "not started")
 LOG_FIELDS = ("epoch", "train_loss", "val_accuracy", "lr", "epoch_seconds", "elapsed_seconds")
 
 
@@ -39,6 +46,26 @@ def default_run_dir(dataset: str, fusion_layer: int, seed: int) -> Path:
     return Path(RUNS_DIR) / run_name(dataset, fusion_layer, seed)
 
 
+def study_run_dir(study_dir: str | os.PathLike, dataset: str, protocol: str,
+                  fusion_layer: int, seed: int) -> Path:
+    """``<study>/runs/<dataset>/<protocol>/f<k>-s<seed>``: a study's run directory."""
+    return Path(study_dir) / RUNS_DIR / dataset / protocol / f"f{fusion_layer}-s{seed}"
+
+
+def run_state(run_dir: str | os.PathLike) -> str:
+    """One of :data:`RUN_STATES`: ``done`` once the study's last step (the summary) is
+    written, ``failed`` when the last attempt failed, ``partial`` when some of it exists."""
+    run_dir = Path(run_dir)
+    if (run_dir / SUMMARY_FILE).is_file():
+        return "done"
+    if (run_dir / FAILED_FILE).is_file():
+        return "failed"
+    if any((run_dir / name).exists() for name in (CHECKPOINT_FILE, METRICS_FILE,
+                                                   ACTIVATIONS_FILE)):
+        return "partial"
+    return "not started"
+
+
 @dataclass(frozen=True)
 class Metrics:
     """What a finished run measured: the one schema of ``metrics.json``.
@@ -46,7 +73,8 @@ class Metrics:
     Test accuracies: ``clean_accuracy``; ``noise``, a list of ``{"noise": "audio" | "visual"
     | "both", "snr_db", "accuracy"}``; ``removed``, ``{"audio": acc, "visual": acc}``.
     ``branch_hidden`` is the width of the branch layers (None for k = 1). ``config`` is the
-    full training config, ``versions`` the library versions.
+    full training config, ``versions`` the library versions. ``test_items``: test pairs
+    behind each accuracy (absent from files of repsim before 0.2).
     """
 
     run: str
@@ -64,6 +92,7 @@ class Metrics:
     train_seconds: float
     config: dict
     versions: dict
+    test_items: int | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -74,8 +103,10 @@ class Metrics:
         ValueError naming ``source`` and what is wrong."""
         if not isinstance(values, dict):
             raise ValueError(f"{source} does not hold a metrics object")
-        names = [f.name for f in dataclasses.fields(cls)]
-        missing = [name for name in names if name not in values]
+        fields = dataclasses.fields(cls)
+        names = [f.name for f in fields if f.name in values]
+        missing = [f.name for f in fields
+                   if f.name not in values and f.default is dataclasses.MISSING]
         if missing:
             raise ValueError(f"{source} is incomplete: missing {', '.join(missing)}")
         for entry in values["noise"]:

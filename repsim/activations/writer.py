@@ -290,7 +290,7 @@ class ActivationWriter:
                 var[:] = values
         attrs = {"format": FORMAT, "format_version": FORMAT_VERSION,
                  "repsim_version": repsim.__version__,
-                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                 "created": datetime.datetime.now(datetime.UTC).isoformat(
                      timespec="seconds"),
                  **self.attrs, "complete": 0}
         for key, value in attrs.items():

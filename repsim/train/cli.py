@@ -115,8 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--eval-batch-size", type=int, help="default 256")
     output = parser.add_argument_group("output")
     output.add_argument("--out-dir", help="run directory (default runs/<dataset>-f<k>-s<seed>)")
-    output.add_argument("--resume", metavar="CKPT",
-                        help="continue from this checkpoint (same configuration)")
+    output.add_argument("--resume", metavar="CKPT|auto",
+                        help="continue from this checkpoint (same configuration); 'auto': "
+                             "finish the run in the output directory, whatever state it is "
+                             "in (a finished run is reported, not retrained)")
     output.add_argument("--overwrite", action="store_true",
                         help="start afresh even if the run directory holds a checkpoint")
     output.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -25,7 +25,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from repsim.checkpoint import build_payload, load_checkpoint, save_checkpoint
+from repsim.checkpoint import (
+    build_payload,
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+)
 from repsim.data.base import AVDataset, AVSplit, Batch, make_batch
 from repsim.device import resolve_device, uses_bf16
 from repsim.evaluate import accuracy, noise_grid
@@ -152,19 +157,32 @@ def run(config: TrainConfig, *, resume: str | os.PathLike | None = None,
     """Train (or continue) a run and evaluate it; returns where it wrote and what it measured.
 
     ``resume`` names a checkpoint of the same configuration (fields in
-    :data:`RESUMABLE_DIFFERENCES` may differ) to continue from. ``dataset`` skips building
+    :data:`RESUMABLE_DIFFERENCES` may differ) to continue from; ``"auto"`` makes the run safe
+    to start again: a finished run in ``config.run_dir`` is returned as it is (nothing is
+    trained), a partial one is continued from its last checkpoint, none is started afresh,
+    and a run of another configuration there is refused (ValueError naming the differing
+    fields; its metrics are not recomputed, even for another ``noise_snrs``). ``dataset``
+    skips building
     the data (it must be the dataset ``config.data`` describes). ``on_epoch`` is called after
     each epoch's checkpoint is written. ``progress`` shows tqdm bars on stderr.
     Raises :class:`TrainingDiverged` (a ValueError) if the loss stops being finite; the
     checkpoint of the last good epoch is left in place.
     """
     device = resolve_device(config.device)
+    auto = resume == "auto"
+    if auto:
+        resume = config.run_dir / CHECKPOINT_FILE if (
+            config.run_dir / CHECKPOINT_FILE).exists() else None
+        if resume is None:
+            overwrite = True  # files of a run killed before its first checkpoint
     ckpt = load_checkpoint(resume) if resume is not None else None
     if ckpt is not None:
         differences = config_differences(ckpt["config"], config.to_dict())
         if differences:
             raise ValueError(f"cannot resume from {resume}: it was trained with another "
                              f"configuration; differing fields: {'; '.join(differences)}")
+        if auto and ckpt["complete"]:
+            return _finished(config, ckpt)
     run_dir = prepare_run_dir(config.run_dir, resume=resume is not None, overwrite=overwrite)
     checkpoint_path = run_dir / CHECKPOINT_FILE
 
@@ -248,7 +266,8 @@ def run(config: TrainConfig, *, resume: str | os.PathLike | None = None,
         clean_accuracy=grid["clean_accuracy"], noise=grid["noise"], removed=grid["removed"],
         val_accuracy=history[-1]["val_accuracy"] if history else None, epochs=config.epochs,
         train_seconds=history[-1]["elapsed_seconds"] if history else 0.0,
-        config=config.to_dict(), versions=library_versions())
+        config=config.to_dict(), versions=library_versions(),
+        test_items=len(dataset.splits["test"]))
     save_checkpoint(checkpoint_path, build_payload(
         config=config.to_dict(), model=model, optimizer=optimizer, epoch=config.epochs,
         metrics=metrics.to_dict(), data_fingerprint=fingerprint, history=history,
@@ -256,6 +275,17 @@ def run(config: TrainConfig, *, resume: str | os.PathLike | None = None,
     write_metrics(run_dir, metrics)
     return TrainResult(run_dir=run_dir, checkpoint=checkpoint_path, metrics=metrics,
                        model=model.eval(), history=history)
+
+
+def _finished(config: TrainConfig, ckpt: dict) -> TrainResult:
+    """The result of a run whose checkpoint is complete (``metrics.json`` rewritten from it,
+    in case the run stopped between the two)."""
+    run_dir = config.run_dir
+    metrics = Metrics.from_dict(ckpt["metrics"], str(run_dir / CHECKPOINT_FILE))
+    write_metrics(run_dir, metrics)
+    log.info("%s has already finished (%d epochs); nothing to train", run_dir, ckpt["epoch"])
+    return TrainResult(run_dir=run_dir, checkpoint=run_dir / CHECKPOINT_FILE, metrics=metrics,
+                       model=model_from_checkpoint(ckpt), history=list(ckpt["history"]))
 
 
 def _train_epoch(config: TrainConfig, epoch: int, forward, model: FusionConvLSTM,

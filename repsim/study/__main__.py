@@ -1,0 +1,5 @@
+import sys
+
+from repsim.study.cli import main
+
+sys.exit(main())

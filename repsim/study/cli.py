@@ -1,0 +1,171 @@
+"""``python -m repsim.study STUDY.toml``: run a whole study, here or on SLURM, restart-safe."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from repsim.cli import key_value, setup_logging, user_errors_exit_2
+from repsim.provenance import atomic_path
+from repsim.rundir import FAILED_FILE, RUN_LOG_FILE, STUDY_FILE, run_state
+from repsim.study.execute import (
+    SlurmOptions,
+    available_cores,
+    failure_line,
+    require_submitit,
+    run_local,
+    submit,
+)
+from repsim.study.spec import Study, differing_keys, load_study, read_study_file
+
+log = logging.getLogger("repsim.study")
+
+EXAMPLES = """examples:
+  python -m repsim.study studies/quick.toml --dry-run     # the runs and a time estimate
+  python -m repsim.study studies/quick.toml --jobs 2      # run (or finish) it here
+  python -m repsim.study studies/quick.toml --status      # what is done, partial, failed
+  python -m repsim.study studies/quick.toml --report      # results.csv from finished runs
+  python -m repsim.study studies/paper.toml --slurm --partition gpu --gpus 1 --cpus 8 \\
+      --time-min 240 --slurm-option account=mylab
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m repsim.study", epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train, evaluate, extract and summarise every run of a study file "
+                    "(datasets x protocols x fusion layers x seeds). Rerunning the same "
+                    "command after an interruption finishes the study without redoing "
+                    "finished work.")
+    parser.add_argument("study", type=Path, help="the study file (TOML)")
+    parser.add_argument("--folder", type=Path,
+                        help="where the study's runs go (default: <study file's folder>/<name>)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs at once here, each with an even share of the cores "
+                             "(default: %(default)s)")
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--dry-run", action="store_true",
+                      help="list every run with its state and estimate the time; run nothing")
+    what.add_argument("--status", action="store_true",
+                      help="list every run with its state (done, partial, failed, not started)")
+    what.add_argument("--report", action="store_true",
+                      help="only write the report of the finished runs")
+    slurm = parser.add_argument_group("SLURM (through submitit)")
+    slurm.add_argument("--slurm", action="store_true",
+                       help="submit the unfinished runs as a job array instead of running here")
+    slurm.add_argument("--partition", help="SLURM partition")
+    slurm.add_argument("--gpus", type=int, default=SlurmOptions.gpus, help="GPUs per run")
+    slurm.add_argument("--cpus", type=int, default=SlurmOptions.cpus, help="CPUs per run")
+    slurm.add_argument("--mem-gb", type=float, default=SlurmOptions.mem_gb,
+                       help="memory per run in GB")
+    slurm.add_argument("--time-min", type=int, default=SlurmOptions.time_min,
+                       help="time limit per run in minutes (a run that reaches it is requeued "
+                            "and continues)")
+    slurm.add_argument("--parallel", type=int, help="at most this many runs at once")
+    slurm.add_argument("--slurm-option", type=key_value, action="append", default=[],
+                       metavar="KEY=VALUE", help="any other sbatch option (repeatable)")
+    slurm.add_argument("--cluster", choices=("slurm", "local", "debug"), help=argparse.SUPPRESS)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+def prepare_folder(study: Study, create: bool) -> Path:
+    """The study file's copy in the study folder: refuse a folder that holds another study;
+    with ``create``, make the folder and the copy. Returns the copy's path."""
+    copy = study.folder / STUDY_FILE
+    if copy.is_file():
+        differences = differing_keys(read_study_file(copy), study.values)
+        if differences:
+            raise ValueError(f"{study.folder} holds a different study ({copy}); differing "
+                             f"keys: {', '.join(differences)}. Use another --folder or "
+                             f"restore the study file")
+    elif create:
+        study.folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(copy) as tmp:
+            tmp.write_text(study.path.read_text())
+    return copy
+
+
+def status_table(study: Study, estimates: dict[str, float] | None = None) -> str:
+    """One line per run: dataset, protocol, fusion layer, seed, state, directory."""
+    lines = [f"{'dataset':<22} {'protocol':<10} {'k':>2} {'seed':>4}  {'state':<11}"
+             + ("  estimate" if estimates else "") + "  directory"]
+    for run in study.runs:
+        state = run_state(run.run_dir)
+        note = ""
+        if state == "failed":
+            note = f"  (log: {run.run_dir / RUN_LOG_FILE}; {run.run_dir / FAILED_FILE})"
+        estimate = (f"  {estimates[run.key] / 60:6.1f} min" if estimates and run.key in
+                    estimates else ("  " + " " * 10 if estimates else ""))
+        lines.append(f"{run.dataset:<22} {run.protocol:<10} {run.fusion_layer:>2} "
+                     f"{run.seed:>4}  {state:<11}{estimate}  {run.run_dir}{note}")
+    return "\n".join(lines)
+
+
+@user_errors_exit_2
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    if args.jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
+    study = load_study(args.study, args.folder)
+    options = SlurmOptions(partition=args.partition, gpus=args.gpus, cpus=args.cpus,
+                           mem_gb=args.mem_gb, time_min=args.time_min, parallel=args.parallel,
+                           options=dict(args.slurm_option))
+    if args.slurm:
+        require_submitit()
+    copy = prepare_folder(study, create=not (args.dry_run or args.status))
+    pending = [run for run in study.runs if run_state(run.run_dir) != "done"]
+    if args.status:
+        print(status_table(study))
+        return 0
+    if args.dry_run:
+        from repsim.study.estimate import estimate_seconds
+
+        threads = max(1, available_cores() // args.jobs)
+        estimates = estimate_seconds(study, pending, threads)
+        print(status_table(study, estimates))
+        total = sum(estimates.values())
+        print(f"{len(study.runs)} runs, {len(pending)} to do: about {total / 3600:.1f} h of "
+              f"work, {total / args.jobs / 3600:.1f} h with --jobs {args.jobs} here "
+              f"({threads} thread{'s' if threads > 1 else ''} each)")
+        return 0
+    if args.report:
+        return _report(study)
+    if args.slurm:
+        jobs, report = submit(study, copy, pending, options, cluster=args.cluster)
+        array = jobs[0].job_id.split("_")[0] if jobs else "none"
+        print(f"submitted {len(jobs)} runs of study {study.name} as job array {array} and "
+              f"the report as job {report.job_id}; logs in {study.folder / 'slurm'}")
+        return 0
+    log.info("study %s: %d runs, %d to do, %d at a time", study.name, len(study.runs),
+             len(pending), args.jobs)
+    finished = 0
+
+    def report_outcome(outcome) -> None:
+        nonlocal finished
+        finished += 1
+        if outcome.state == "failed":
+            log.error("[%d/%d] %s", finished, len(pending), failure_line(outcome))
+        else:
+            log.info("[%d/%d] %s %s (%.0f s)", finished, len(pending), outcome.run.key,
+                     outcome.state, outcome.seconds)
+
+    outcomes = run_local(study, copy, pending, args.jobs, on_outcome=report_outcome)
+    failed = [outcome for outcome in outcomes if outcome.state == "failed"]
+    if any(run_state(run.run_dir) == "done" for run in study.runs):
+        _report(study)
+    print(f"study {study.name}: {len(outcomes) - len(failed)} of {len(pending)} runs "
+          f"finished, {len(failed)} failed, {len(study.runs) - len(pending)} were already done; "
+          f"{study.folder}")
+    return 1 if failed else 0
+
+
+def _report(study: Study) -> int:
+    from repsim.study.report import write_results
+
+    print(f"wrote {write_results(study)}")
+    return 0
+

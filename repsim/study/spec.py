@@ -1,0 +1,240 @@
+"""A study file and the runs it stands for.
+
+A study is a TOML file (read with the standard library's ``tomllib``)::
+
+    [study]
+    name = "quick"                    # default: the file's stem
+    seeds = [0, 1, 2, 3, 4]
+    fusion_layers = [1, 2, 3]         # default: every one, 1..layers+1
+
+    [model]                           # ModelConfig fields except fusion_layer
+    layers = 2
+    hidden = 16
+    match_params = true
+
+    [train]                           # training options of every run
+    epochs = 8
+
+    [evaluation]
+    test_snrs = [20, 10, 5, 0, -5, -10]
+    probe_conditions = ["clean", "incongruent", "audio_removed", "visual_removed"]
+    probe_snrs = []
+    probe_stimuli = 200
+
+    [datasets.distractor]             # the study's name for a dataset
+    dataset = "synthetic"             # registry name (default: the table's name)
+    options = { distractor_snr = 0 }  # builder options
+    train = { epochs = 15 }           # training options for this dataset's runs
+
+    [protocols.clean]                 # a protocol is a set of training options
+    [protocols.noisy]
+    augment = "both"
+
+Training options are :class:`repsim.train.TrainConfig` fields (``epochs``, ``lr``,
+``augment``, ``modality_dropout``, ``device``...); a protocol's override the dataset's, which
+override ``[train]``. Every run is ``dataset x protocol x fusion layer x seed``; its
+directory is given by :func:`repsim.rundir.study_run_dir`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from repsim.conditions import PROBE_CONDITIONS, TEST_SNRS, probe_condition_names
+from repsim.config import check_int, check_positive_int
+from repsim.data.config import DataConfig
+from repsim.models.fusion import ModelConfig
+from repsim.rundir import study_run_dir
+from repsim.train.config import TrainConfig
+
+# Training options a study may set; the others are set by the study itself.
+TRAIN_OPTIONS = tuple(f.name for f in dataclasses.fields(TrainConfig)
+                      if f.name not in ("model", "data", "seed", "noise_snrs", "out_dir"))
+MODEL_OPTIONS = tuple(f.name for f in dataclasses.fields(ModelConfig)
+                      if f.name != "fusion_layer")
+DATA_OPTIONS = ("dataset", "data_dir", "seed", "timesteps", "height", "width", "options",
+                "train")
+EVALUATION_OPTIONS = ("test_snrs", "probe_conditions", "probe_snrs", "probe_stimuli")
+STUDY_OPTIONS = ("name", "description", "seeds", "fusion_layers")
+TOP_LEVEL = ("study", "model", "train", "evaluation", "datasets", "protocols")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What every run is tested on: the test grid, and the probe set it records."""
+
+    test_snrs: tuple[float, ...] = TEST_SNRS
+    probe_conditions: tuple[str, ...] = PROBE_CONDITIONS
+    probe_snrs: tuple[float, ...] = ()
+    probe_stimuli: int = 200
+
+
+@dataclass(frozen=True)
+class StudyRun:
+    """One run of a study: which dataset, protocol, fusion layer and seed, and its config."""
+
+    dataset: str
+    protocol: str
+    fusion_layer: int
+    seed: int
+    config: TrainConfig
+
+    @property
+    def key(self) -> str:
+        """``<dataset>/<protocol>/f<k>-s<seed>``: the run's name within its study."""
+        return f"{self.dataset}/{self.protocol}/f{self.fusion_layer}-s{self.seed}"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.config.run_dir
+
+
+@dataclass(frozen=True)
+class Study:
+    """A parsed, checked study file: its runs (in a fixed order) and where they go."""
+
+    name: str
+    path: Path
+    folder: Path
+    values: dict
+    runs: tuple[StudyRun, ...]
+    evaluation: Evaluation
+    model: ModelConfig
+
+    def run(self, key: str) -> StudyRun:
+        """The run named ``key`` (see :attr:`StudyRun.key`)."""
+        for run in self.runs:
+            if run.key == key:
+                return run
+        raise ValueError(f"study {self.name!r} has no run {key!r}")
+
+
+def _check_keys(table, allowed, where: str) -> dict:
+    if not isinstance(table, dict):
+        raise ValueError(f"{where} must be a table, got {type(table).__name__}")
+    unknown = [key for key in table if key not in allowed]
+    if unknown:
+        path = f"{where}." if where else ""
+        raise ValueError(f"unknown key {path}{unknown[0]} (allowed here: {', '.join(allowed)})")
+    return table
+
+
+def read_study_file(path: str | Path) -> dict:
+    """The study file's TOML as a dict; ValueError for a missing or invalid file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"study file not found: {path}")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        detail = str(error)
+        if "Cannot declare" in detail or "Cannot overwrite" in detail:
+            detail += " (a name, e.g. a protocol's, is given twice)"
+        raise ValueError(f"{path} is not valid TOML: {detail}") from None
+
+
+def load_study(path: str | Path, folder: str | Path | None = None) -> Study:
+    """Parse and check a study file; every run's config is built (and so validated) here.
+
+    ``folder`` is where the study's runs go, by default ``<file's directory>/<name>``.
+    """
+    path = Path(path)
+    values = read_study_file(path)
+    _check_keys(values, TOP_LEVEL, "")
+    study = _check_keys(values.get("study", {}), STUDY_OPTIONS, "study")
+    name = study.get("name", path.stem)
+    if not isinstance(name, str) or not name or "/" in name:
+        raise ValueError(f"study.name must be a non-empty name without '/', got {name!r}")
+    folder = Path(folder) if folder is not None else path.parent / name
+    model = ModelConfig(**_check_keys(values.get("model", {}), MODEL_OPTIONS, "model"))
+    layers = model.layers
+    seeds = _int_list(study.get("seeds"), "study.seeds")
+    fusion_layers = _int_list(study.get("fusion_layers", list(range(1, layers + 2))),
+                              "study.fusion_layers")
+    bad = [k for k in fusion_layers if not 1 <= k <= layers + 1]
+    if bad:
+        raise ValueError(f"study.fusion_layers: {bad[0]} is out of range for a {layers}-layer "
+                         f"model (1..{layers + 1})")
+    evaluation = _evaluation(values.get("evaluation", {}))
+    train = _check_keys(values.get("train", {}), TRAIN_OPTIONS, "train")
+    datasets = _named_tables(values, "datasets")
+    protocols = _named_tables(values, "protocols")
+    runs = []
+    for dataset_name, dataset in datasets.items():
+        where = f"datasets.{dataset_name}"
+        dataset = dict(_check_keys(dataset, DATA_OPTIONS, where))
+        dataset_train = _check_keys(dataset.pop("train", {}), TRAIN_OPTIONS, f"{where}.train")
+        dataset.setdefault("dataset", dataset_name)
+        data = _build(DataConfig, dataset, where)
+        for protocol_name, protocol in protocols.items():
+            where_protocol = f"protocols.{protocol_name}"
+            options = {**train, **dataset_train,
+                       **_check_keys(protocol, TRAIN_OPTIONS, where_protocol)}
+            for fusion_layer in fusion_layers:
+                for seed in seeds:
+                    run_dir = study_run_dir(folder, dataset_name, protocol_name, fusion_layer,
+                                            seed)
+                    config = _build(TrainConfig, {
+                        **options, "model": dataclasses.replace(model, fusion_layer=fusion_layer),
+                        "data": data, "seed": seed, "noise_snrs": evaluation.test_snrs,
+                        "out_dir": str(run_dir)}, f"{where} with {where_protocol}")
+                    runs.append(StudyRun(dataset_name, protocol_name, fusion_layer, seed,
+                                         config))
+    return Study(name=name, path=path, folder=folder, values=values, runs=tuple(runs),
+                 evaluation=evaluation, model=model)
+
+
+def _build(cls, values: dict, where: str):
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{where}: {error}") from None
+
+
+def _named_tables(values: dict, key: str) -> dict:
+    tables = values.get(key)
+    if not isinstance(tables, dict) or not tables:
+        raise ValueError(f"the study needs at least one entry under [{key}] "
+                         f"(e.g. [{key}.{'synthetic' if key == 'datasets' else 'clean'}])")
+    return tables
+
+
+def _int_list(values, where: str) -> list[int]:
+    if values is None or not isinstance(values, list) or not values:
+        raise ValueError(f"{where} must be a non-empty list of integers")
+    for value in values:
+        check_int(where, value)
+    if len(set(values)) != len(values):
+        raise ValueError(f"{where} repeats a value: {values}")
+    return list(values)
+
+
+def _evaluation(table) -> Evaluation:
+    table = _check_keys(table, EVALUATION_OPTIONS, "evaluation")
+    defaults = Evaluation()
+    test_snrs = tuple(float(x) for x in table.get("test_snrs", defaults.test_snrs))
+    if not test_snrs or not all(map(math.isfinite, test_snrs)):
+        raise ValueError("evaluation.test_snrs must be a non-empty list of finite dB values "
+                         "(clean is always tested)")
+    conditions = tuple(table.get("probe_conditions", defaults.probe_conditions))
+    probe_snrs = tuple(float(x) for x in table.get("probe_snrs", defaults.probe_snrs))
+    probe_condition_names(conditions, probe_snrs)  # unknown names: ValueError
+    stimuli = table.get("probe_stimuli", defaults.probe_stimuli)
+    check_positive_int("evaluation.probe_stimuli", stimuli)
+    return Evaluation(test_snrs, conditions, probe_snrs, stimuli)
+
+
+def differing_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Dotted paths of the keys whose values differ between two nested dicts."""
+    keys = []
+    for key in sorted(set(a) | set(b)):
+        left, right = a.get(key), b.get(key)
+        if isinstance(left, dict) and isinstance(right, dict):
+            keys += differing_keys(left, right, f"{prefix}{key}.")
+        elif left != right:
+            keys.append(f"{prefix}{key}")
+    return keys

@@ -1,0 +1,98 @@
+"""One study run, step by step: train, evaluate (part of training), extract, summarise.
+
+Each step is skipped when its output is complete and resumed or redone when it is not:
+training continues from its last checkpoint (``resume="auto"``), an extraction that did not
+finish left nothing and starts again, the summary is written last and atomically. So calling
+:func:`complete_run` again after any interruption finishes the run without redoing work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+import traceback
+from pathlib import Path
+
+from repsim import activations
+from repsim.rundir import (
+    ACTIVATIONS_FILE,
+    CHECKPOINT_FILE,
+    FAILED_FILE,
+    RUN_LOG_FILE,
+    SUMMARY_FILE,
+    write_json,
+)
+from repsim.study.spec import Study, StudyRun
+
+log = logging.getLogger("repsim.study")
+
+
+def _activations_complete(path: Path) -> bool:
+    try:
+        activations.open(path).close()
+    except (FileNotFoundError, ValueError):
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _run_log(run_dir: Path):
+    """Send repsim's log lines to the run's ``run.log`` while the run's steps go on."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(run_dir / RUN_LOG_FILE)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+    logger = logging.getLogger("repsim")
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(min(previous or logging.INFO, logging.INFO))
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+        handler.close()
+
+
+def complete_run(study: Study, run: StudyRun) -> str:
+    """Bring ``run`` to its end (see the module docstring); returns ``"done"`` or
+    ``"already done"``. A failure writes ``failed.txt`` (the error and its traceback) and
+    raises; the next attempt removes it."""
+    from repsim.extract import ExtractConfig
+    from repsim.extract import run as extract
+    from repsim.study.summary import summarize
+    from repsim.train import run as train
+
+    run_dir = run.run_dir
+    if (run_dir / SUMMARY_FILE).is_file():
+        return "already done"
+    with _run_log(run_dir):
+        (run_dir / FAILED_FILE).unlink(missing_ok=True)
+        started = time.perf_counter()
+        log.info("study %s, run %s", study.name, run.key)
+        try:
+            result = train(run.config, resume="auto")
+            output = run_dir / ACTIVATIONS_FILE
+            if not _activations_complete(output):
+                evaluation = study.evaluation
+                extract(ExtractConfig(
+                    checkpoint=str(run_dir / CHECKPOINT_FILE), output=str(output),
+                    n_stimuli=evaluation.probe_stimuli, conditions=evaluation.probe_conditions,
+                    snrs=evaluation.probe_snrs, device=run.config.device, overwrite=True))
+            summary = {"run": run.key, "dataset": run.dataset, "protocol": run.protocol,
+                       "fusion_layer": run.fusion_layer, "seed": run.seed,
+                       "clean_accuracy": result.metrics.clean_accuracy,
+                       **summarize(output)}
+            write_json(run_dir / SUMMARY_FILE, summary)
+        except Exception as error:
+            (run_dir / FAILED_FILE).write_text(
+                f"{type(error).__name__}: {error}\n\n{traceback.format_exc()}")
+            raise
+        log.info("run %s done in %.0f s", run.key, time.perf_counter() - started)
+    return "done"
+
+
+def read_summary(run_dir: Path) -> dict:
+    """A finished run's ``summary.json``."""
+    return json.loads((Path(run_dir) / SUMMARY_FILE).read_text())
