@@ -48,7 +48,7 @@ from repsim.conditions import PROBE_CONDITIONS, TEST_SNRS, probe_condition_names
 from repsim.config import check_int, check_positive_int
 from repsim.data.config import DataConfig
 from repsim.models.fusion import ModelConfig
-from repsim.rundir import study_run_dir
+from repsim.rundir import STUDY_FILE, study_run_dir
 from repsim.train.config import TrainConfig
 
 # Training options a study may set; the others are set by the study itself.
@@ -146,7 +146,8 @@ def load_study(path: str | Path, folder: str | Path | None = None) -> Study:
     values = read_study_file(path)
     _check_keys(values, TOP_LEVEL, "")
     study = _check_keys(values.get("study", {}), STUDY_OPTIONS, "study")
-    name = study.get("name", path.stem)
+    # the copy in a study folder is named study.toml: the folder then names the study
+    name = study.get("name", path.parent.name if path.name == STUDY_FILE else path.stem)
     if not isinstance(name, str) or not name or "/" in name:
         raise ValueError(f"study.name must be a non-empty name without '/', got {name!r}")
     folder = Path(folder) if folder is not None else path.parent / name

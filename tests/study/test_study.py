@@ -1,0 +1,264 @@
+"""python -m repsim.study: study files, restart-safe runs, local workers, submitit arrays."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from paths import REPO_ROOT
+
+from repsim.checkpoint import load_checkpoint
+from repsim.rundir import (
+    CHECKPOINT_FILE,
+    METRICS_FILE,
+    RUN_LOG_FILE,
+    STUDY_FILE,
+    SUMMARY_FILE,
+    run_state,
+)
+from repsim.study.cli import main
+from repsim.study.spec import load_study
+
+TINY = """
+[study]
+seeds = [0, 1]
+fusion_layers = [1, 2]
+
+[model]
+layers = 1
+hidden = 4
+
+[train]
+epochs = {epochs}
+batch_size = 16
+
+[evaluation]
+test_snrs = [0]
+probe_stimuli = 20
+
+[datasets.synthetic]
+timesteps = 3
+height = 8
+width = 8
+[datasets.synthetic.options]
+repetitions = 1
+train_pairs = 64
+val_pairs = 16
+test_pairs = 40
+train_speakers = 4
+val_speakers = 2
+test_speakers = 2
+
+[protocols.clean]
+"""
+
+
+def tiny_study(folder: Path, epochs: int = 1, text: str | None = None,
+               name: str = "tiny") -> Path:
+    path = folder / f"{name}.toml"
+    path.write_text(TINY.format(epochs=epochs) if text is None else text)
+    return path
+
+
+def run_cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "repsim.study", *args], capture_output=True,
+                          text=True, cwd=REPO_ROOT, env=env, timeout=timeout)
+
+
+def test_a_tiny_study_completes_with_two_jobs_and_a_rerun_trains_nothing(tmp_path):
+    path = tiny_study(tmp_path)
+    done = run_cli(str(path), "--jobs", "2")
+    assert done.returncode == 0, done.stderr
+    study = load_study(path)
+    assert len(study.runs) == 4
+    assert [run_state(run.run_dir) for run in study.runs] == ["done"] * 4
+    assert (study.folder / STUDY_FILE).read_text() == path.read_text()
+    assert (study.folder / "results.csv").is_file()
+    stamps = {run.key: (run.run_dir / CHECKPOINT_FILE).stat().st_mtime_ns for run in study.runs}
+    again = run_cli(str(path), "--jobs", "2")
+    assert again.returncode == 0, again.stderr
+    assert "0 of 0 runs finished, 0 failed, 4 were already done" in again.stdout
+    assert stamps == {run.key: (run.run_dir / CHECKPOINT_FILE).stat().st_mtime_ns
+                      for run in study.runs}
+    status = run_cli(str(path), "--status")
+    assert status.stdout.count(" done ") == 4
+
+
+def test_a_run_killed_midway_is_finished_with_the_uninterrupted_weights(tmp_path):
+    text = TINY.format(epochs=4).replace("seeds = [0, 1]", "seeds = [0]").replace(
+        "fusion_layers = [1, 2]", "fusion_layers = [2]")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    killed, whole = tiny_study(tmp_path / "a", text=text), tiny_study(tmp_path / "b", text=text)
+    run = load_study(killed).runs[0]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    child = subprocess.Popen([sys.executable, "-m", "repsim.study", str(killed)], cwd=REPO_ROOT,
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        checkpoint = run.run_dir / CHECKPOINT_FILE
+        if checkpoint.is_file() and not load_checkpoint(checkpoint)["complete"]:
+            break
+        time.sleep(0.05)
+    os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+    assert run_state(run.run_dir) == "partial"
+    epoch = load_checkpoint(run.run_dir / CHECKPOINT_FILE)["epoch"]
+    assert 1 <= epoch < 4
+    assert run_cli(str(killed)).returncode == 0
+    assert run_cli(str(whole)).returncode == 0
+    resumed = load_checkpoint(run.run_dir / CHECKPOINT_FILE)
+    uninterrupted = load_checkpoint(load_study(whole).runs[0].run_dir / CHECKPOINT_FILE)
+    assert resumed["epoch"] == uninterrupted["epoch"] == 4
+    for key, value in uninterrupted["model_state"].items():
+        assert torch.equal(resumed["model_state"][key], value), key
+
+
+BAD_STUDIES = [
+    ("[study\nseeds = [0]", "is not valid TOML"),
+    (TINY.format(epochs=1).replace("[protocols.clean]", "[protocols.clean]\nfoo = 1"),
+     "unknown key protocols.clean.foo"),
+    (TINY.format(epochs=1).replace("layers = 1\n", "layers = 1\ndepth = 3\n"),
+     "unknown key model.depth"),
+    (TINY.format(epochs=1) + "\n[datasets.other]\ndataset = \"cifar\"\n",
+     "unknown dataset 'cifar'"),
+    (TINY.format(epochs=1).replace("repetitions = 1\n", "repetitions = 1\ncolor = 2\n"),
+     "has no option(s) color"),
+    (TINY.format(epochs=1).replace("batch_size = 16", "batch_size = 16\nbatchsize = 8"),
+     "unknown key train.batchsize"),
+    (TINY.format(epochs=1).replace("fusion_layers = [1, 2]", "fusion_layers = [1, 3]"),
+     "3 is out of range for a 1-layer model"),
+    (TINY.format(epochs=1).replace("seeds = [0, 1]", "seeds = []"),
+     "study.seeds must be a non-empty list"),
+    (TINY.format(epochs=1) + "\n[protocols.clean]\n", "given twice"),
+    (TINY.format(epochs=1).replace("epochs = 1", "epochs = 0"), "epochs must be a positive"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), BAD_STUDIES)
+def test_bad_study_files_are_one_line_and_exit_2_and_create_nothing(tmp_path, capsys, text,
+                                                                   message):
+    path = tiny_study(tmp_path, text=text)
+    assert main([str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_a_folder_of_another_study_jobs_0_and_missing_submitit_are_refused(tmp_path, capsys,
+                                                                          monkeypatch):
+    path = tiny_study(tmp_path)
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    (folder / STUDY_FILE).write_text(TINY.format(epochs=3))
+    assert main([str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "holds a different study" in err and "train.epochs" in err
+    (folder / STUDY_FILE).unlink()
+    folder.rmdir()
+    assert main([str(path), "--jobs", "0"]) == 2
+    assert "--jobs must be at least 1" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "submitit", None)
+    assert main([str(path), "--slurm"]) == 2
+    assert "pip install submitit" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_dry_run_lists_every_run_with_an_estimate_and_creates_nothing(tmp_path):
+    path = tiny_study(tmp_path)
+    done = run_cli(str(path), "--dry-run", "--jobs", "2")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert sum("not started" in line and " min " in line for line in lines) == 4
+    assert "4 runs, 4 to do" in lines[-1] and "with --jobs 2" in lines[-1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_report_before_any_run_finished_is_one_line(tmp_path, capsys):
+    path = tiny_study(tmp_path)
+    assert main([str(path), "--report"]) == 2
+    assert "nothing to report" in capsys.readouterr().err
+
+
+FAKE_SBATCH = """#!/bin/sh
+cp "$1" "{record}/$(date +%s%N).sbatch"
+echo "Submitted batch job 4242"
+"""
+
+
+def test_slurm_submission_carries_the_requested_resources(tmp_path, monkeypatch):
+    record = tmp_path / "record"
+    record.mkdir()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    sbatch, srun = bin_dir / "sbatch", bin_dir / "srun"  # srun's presence marks a cluster
+    sbatch.write_text(FAKE_SBATCH.format(record=record))
+    srun.write_text("#!/bin/sh\nexit 1\n")
+    for tool in (sbatch, srun):
+        tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    path = tiny_study(tmp_path)
+    assert main([str(path), "--slurm", "--cluster", "slurm", "--partition", "gpu", "--gpus", "1",
+                 "--cpus", "6", "--mem-gb", "12", "--time-min", "90", "--parallel", "3",
+                 "--slurm-option", "account=lab"]) == 0
+    scripts = sorted(record.glob("*.sbatch"))
+    assert len(scripts) == 2
+    array, report = (script.read_text() for script in scripts)
+    for line in ("#SBATCH --partition=gpu", "#SBATCH --gpus-per-node=1",
+                 "#SBATCH --cpus-per-task=6", "#SBATCH --mem=12GB", "#SBATCH --time=90",
+                 "#SBATCH --array=0-3%3", "#SBATCH --account=lab", "#SBATCH --signal=USR2"):
+        assert line in array, line
+    assert "#SBATCH --dependency=afterany:4242" in report
+    assert "--array" not in report
+
+
+def _task_pids(slurm_folder: Path) -> list[int]:
+    """Processes running a submitit task of ``slurm_folder`` (read from /proc)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):
+            continue
+        if "submitit.core._submit" in command and str(slurm_folder) in command:
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_submitit_local_array_requeue_continues_and_aggregation_runs_after(tmp_path):
+    from repsim.study.execute import SlurmOptions, StudyTask, submit, submitit_executor
+
+    text = TINY.format(epochs=100).replace("seeds = [0, 1]", "seeds = [0]")
+    path = tiny_study(tmp_path, text=text)
+    study = load_study(path)
+    folder = study.folder
+    folder.mkdir()
+    copy = folder / STUDY_FILE
+    copy.write_text(path.read_text())
+    first = study.runs[0]
+    executor = submitit_executor(folder / "slurm", SlurmOptions(cpus=1, time_min=10), "local",
+                                 "requeue")
+    job = executor.submit(StudyTask(str(copy), str(folder), threads=1), first.key)
+    deadline = time.monotonic() + 240
+    checkpoint = first.run_dir / CHECKPOINT_FILE
+    while time.monotonic() < deadline and not (
+            checkpoint.is_file() and 1 <= load_checkpoint(checkpoint)["epoch"] < 50):
+        time.sleep(0.02)
+    for pid in _task_pids(folder / "slurm"):  # the preemption signal SLURM would send
+        os.kill(pid, signal.SIGUSR2)
+    assert job.result() == "done"
+    history = load_checkpoint(first.run_dir / CHECKPOINT_FILE)["history"]
+    assert [row["epoch"] for row in history] == list(range(1, 101))
+    log = (first.run_dir / RUN_LOG_FILE).read_text()
+    assert log.count(f"study tiny, run {first.key}") == 2 and "resuming" in log  # requeued
+    jobs, report = submit(study, copy, study.runs, SlurmOptions(cpus=1), cluster="local")
+    assert [job.result() for job in jobs] == ["already done", "done"]
+    assert report.result() == str(folder / "results.csv")
+    assert all((run.run_dir / SUMMARY_FILE).is_file() and (run.run_dir / METRICS_FILE).is_file()
+               for run in study.runs)
