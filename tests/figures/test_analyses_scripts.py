@@ -9,23 +9,30 @@ or incomplete input must give one ``error:`` line and exit status 2.
 
 from __future__ import annotations
 
+import ast
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from activation_files import write_activations
+from paths import REPO_ROOT
 from run_files import write_metrics_file
 from scipy.spatial.distance import pdist, squareform
 from scipy.stats import spearmanr
 
 from repsim import activations
-from repsim.figures import figure
+from repsim.figures import FIGURES, figure
+from repsim.figures.__main__ import main as figures_main
 from repsim.plotting import read_table
 from repsim.provenance import sha256_file
 
+ANALYSES = REPO_ROOT / "analyses"
 SNRS = (10.0, 0.0, -10.0)
 
 
@@ -508,3 +515,85 @@ def test_ablation_sensitivity_bad_inputs_exit_2(tmp_path, capsys):
     assert_user_error(capsys, status, "no-runs")
     assert not out.exists()
 
+
+# ----------------------------------------------------------------------------- by name
+
+
+def test_the_registry_names_every_figure_module_script_and_make_target():
+    for name in FIGURES:
+        assert figure(name).NAME == name
+        tree = ast.parse((ANALYSES / f"{name}.py").read_text())
+        assert [type(node).__name__ for node in tree.body] == ["Expr", "Import", "ImportFrom",
+                                                               "If"]
+        assert tree.body[2].module == f"repsim.figures.{name}"
+    assert sorted(path.stem for path in ANALYSES.glob("*.py")) == sorted(FIGURES)
+    modules = {path.stem for path in (REPO_ROOT / "repsim" / "figures").glob("*.py")}
+    assert modules - {"__init__", "__main__", "base"} == set(FIGURES)
+    assert f"FIGURES := {' '.join(FIGURES)}\n" in (REPO_ROOT / "Makefile").read_text()
+
+
+def test_figures_by_name_refuse_an_unknown_or_missing_name(capsys):
+    assert_user_error(capsys, figures_main(["no_such_figure"]), "no_such_figure", *FIGURES)
+    assert_user_error(capsys, figures_main([]), *FIGURES)
+    with pytest.raises(ValueError, match="unknown figure 'no_such_figure'"):
+        figure("no_such_figure")
+    assert figures_main(["--help"]) == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in FIGURES)
+
+
+def test_a_figure_by_name(runs_dir, tmp_path):
+    status = figures_main(["cka_by_layer", "--runs-dir", str(runs_dir), "--out-dir",
+                           str(tmp_path), "--condition", "incongruent"])
+    assert status == 0
+    inputs = [runs_dir / name / "activations.h5" for name in
+              ("synthetic-f1-s0", "synthetic-f3-s0", "synthetic-f1-s1")]
+    table = check_outputs(tmp_path, "cka_by_layer", figure("cka_by_layer").COLUMNS, inputs)
+    assert set(table["comparison"]) == {"models", "seed reference"}
+
+
+def run_from_checkout(*args: str) -> subprocess.CompletedProcess:
+    """``python ARGS`` in the checkout, repsim importable from it (not installed)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_the_command_lines_run_from_a_checkout(runs_dir, tmp_path):
+    done = run_from_checkout("analyses/noise_robustness.py", "--runs-dir", str(runs_dir),
+                             "--out-dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("wrote ")
+    check_outputs(tmp_path, "noise_robustness", figure("noise_robustness").COLUMNS,
+                  sorted(runs_dir.glob("*/metrics.json")))
+    done = run_from_checkout("-m", "repsim.figures", "no_such_figure")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"error: unknown figure 'no_such_figure'; choose one of {', '.join(FIGURES)}"]
+
+
+# What each figure computes; none of it may run when the output cannot be written.
+TABLE_FUNCTIONS = {"cka_by_layer": ("cka_table",),
+                   "rsa_by_layer": ("digit_rdms", "hypothesis_correlations"),
+                   "probes_by_layer": ("probe_table",),
+                   "ablation_sensitivity": ("sensitivity_table",),
+                   "noise_robustness": ("per_seed_accuracy",)}
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_an_unwritable_out_dir_fails_before_any_work(name, runs_dir, tmp_path, capsys,
+                                                     monkeypatch):
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("work was done before the output directory was checked")
+
+    module = figure(name)
+    for function in TABLE_FUNCTIONS[name]:
+        monkeypatch.setattr(module, function, must_not_run)
+    monkeypatch.setattr(activations, "open", must_not_run)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    out = blocker / "figures"
+    status = module.main(["--runs-dir", str(runs_dir), "--out-dir", str(out)])
+    assert_user_error(capsys, status, f"cannot write to output directory {out}",
+                      "not a directory")
