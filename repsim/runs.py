@@ -1,4 +1,4 @@
-"""Finding finished training runs and choosing the models a figure compares.
+"""Finding finished training runs, and the activation file of the model each one made.
 
 A run is a directory written by ``python -m repsim.train`` (:mod:`repsim.rundir` names its
 files); it has finished when it holds ``metrics.json``. Among the runs of one experiment (one
@@ -8,16 +8,11 @@ of :func:`repsim.models.fusion.fusion_role`); each may exist for several seeds.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import xarray as xr
-
-from repsim import activations
 from repsim.models.fusion import fusion_role
 from repsim.rundir import (
     ACTIVATIONS_FILE,
@@ -204,8 +199,8 @@ def resolve_model_input(target: str | os.PathLike) -> ModelInput:
     """An activation file named directly, or the ``activations.h5`` of a run directory.
 
     What is known of the model comes from the run's ``metrics.json`` when there is one, else
-    from the training configuration stored in the activation file (see
-    :func:`model_input_from_config`); the file itself is not opened here.
+    from the training configuration stored in the activation file when a figure opens it
+    (:func:`repsim.figures.base.open_model`); the file itself is not opened here.
     """
     target = Path(target)
     if target.is_dir():
@@ -222,68 +217,3 @@ def resolve_model_input(target: str | os.PathLike) -> ModelInput:
         metrics = read_metrics(metrics_path)
         return ModelInput(path, metrics.fusion_layer, metrics.layers, metrics.seed)
     return ModelInput(path)
-
-
-def model_input_from_config(model: ModelInput, config: dict) -> ModelInput:
-    """Fill what ``model`` lacks from a training config (the ``config`` attribute of its file).
-
-    The config holds a ``model`` sub-dict with ``fusion_layer`` and ``layers``, and ``seed``
-    at the top level; whatever is absent stays unknown.
-    """
-    if model.fusion_layer is not None:
-        return model
-    model_config = config.get("model", {}) if isinstance(config, dict) else {}
-    fusion, layers = model_config.get("fusion_layer"), model_config.get("layers")
-    seed = config.get("seed") if isinstance(config, dict) else None
-    return ModelInput(model.path, fusion if isinstance(fusion, int) else None,
-                      layers if isinstance(layers, int) else None,
-                      seed if isinstance(seed, int) else None)
-
-
-def open_model(model: ModelInput) -> tuple[ModelInput, xr.Dataset]:
-    """Open ``model``'s activation file (lazily) and fill what is unknown from its config."""
-    data = activations.open(model.path)
-    config = data.attrs.get("config")
-    if isinstance(config, str):
-        try:
-            config = json.loads(config)
-        except json.JSONDecodeError:
-            config = None
-    return model_input_from_config(model, config or {}), data
-
-
-def default_models(runs_dir: str | os.PathLike = RUNS_DIR, dataset: str | None = None
-                   ) -> EarlyLate:
-    """The early and late runs with activation files under ``runs_dir`` (by seed)."""
-    return early_and_late(find_runs(runs_dir, dataset), need_activations=True)
-
-
-def models_to_compare(inputs: Sequence[str | os.PathLike] = (),
-                      runs_dir: str | os.PathLike = RUNS_DIR,
-                      dataset: str | None = None) -> list[ModelInput]:
-    """The named activation files / run directories, or else the first-seed early and late
-    runs under ``runs_dir``, in that order."""
-    if inputs:
-        return [resolve_model_input(target) for target in inputs]
-    found = default_models(runs_dir, dataset)
-    return [model_input_of_run(found.early[0]), model_input_of_run(found.late[0])]
-
-
-def layer_depth(layer: str) -> int:
-    """The depth ``d`` of a layer named ``"<stream>.<d>"`` (e.g. 2 for ``"fused.2"``)."""
-    try:
-        return int(layer.rsplit(".", 1)[1])
-    except (IndexError, ValueError):
-        raise ValueError(f"layer name {layer!r} is not of the form <stream>.<depth>") from None
-
-
-def add_input_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options every figure script shares: where runs are, which dataset, where to write."""
-    parser.add_argument("--runs-dir", default="runs", type=Path,
-                        help="where to look for runs when no inputs are named (default: runs)")
-    parser.add_argument("--dataset", default=None,
-                        help="only runs of this dataset (needed when runs/ holds several)")
-    parser.add_argument("--out-dir", default="figures", type=Path,
-                        help="where the figure (.png, .pdf) and its numbers (.csv) go "
-                             "(default: figures)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")

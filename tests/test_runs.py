@@ -148,32 +148,11 @@ def test_resolve_model_input(tmp_path):
         runs.resolve_model_input(tmp_path / "nothing.h5")
 
 
-def test_open_model_fills_metadata_from_the_file_config(tmp_path):
-    values = np.zeros((4, 2, 1, 1, 1), np.float32)
-    config = {"model": {"fusion_layer": 3, "layers": 2}, "seed": 5}
-    path = _activations(tmp_path / "late.h5", ["a", "b", "c", "d"], values, config)
-    model, data = runs.open_model(runs.resolve_model_input(path))
-    assert model == runs.ModelInput(path, 3, 2, 5)
-    assert model.label == "late (k=3, seed 5)"
-    assert runs.layer_depth("fused.1") == 1 and runs.layer_depth("visual.12") == 12
-    with pytest.raises(ValueError, match="<stream>.<depth>"):
-        runs.layer_depth("readout")
-
-
-def test_open_model_refuses_incomplete_files(tmp_path):
-    path = _activations(tmp_path / "x.h5", ["a", "b", "c", "d"],
-                        np.zeros((4, 2, 1, 1, 1), np.float32))
-    truncated = tmp_path / "truncated.h5"
-    truncated.write_bytes(path.read_bytes()[:500])
-    with pytest.raises(ValueError, match="truncated"):
-        runs.open_model(runs.ModelInput(truncated))
-
-
 def test_layer_states_aligns_stimuli_by_id(tmp_path):
     rng = np.random.default_rng(0)
     ids = [f"s{i}" for i in range(6)]
     values = rng.normal(size=(6, 3, 2, 2, 2)).astype(np.float32)
-    _, data = runs.open_model(runs.ModelInput(_activations(tmp_path / "x.h5", ids, values)))
+    data = activations.open(_activations(tmp_path / "x.h5", ids, values))
     assert activations.stimulus_ids(data, "clean").tolist() == ids
     flat = activations.layer_states(data, "fused.1", "clean")
     np.testing.assert_array_equal(flat, values.reshape(6, 3, 8))
@@ -193,7 +172,7 @@ def test_layer_states_aligns_stimuli_by_id(tmp_path):
 def test_stimulus_ids_refuses_repeats(tmp_path):
     path = _activations(tmp_path / "x.h5", ["a", "a", "b", "c"],
                         np.zeros((4, 2, 1, 1, 1), np.float32))
-    _, data = runs.open_model(runs.ModelInput(path))
+    data = activations.open(path)
     with pytest.raises(ValueError, match="repeats stimulus ids"):
         activations.stimulus_ids(data, "clean")
 
@@ -205,21 +184,10 @@ def test_stimulus_table_holds_the_coordinates_of_one_condition(tmp_path):
     path = write_activations(tmp_path / "x.h5", {"fused.1": {"h": np.zeros((4, 2, 1, 1, 1),
                                                                          np.float32)}},
                              stimuli, {}, prediction=np.array([3, 4, 0, 0]))
-    _, data = runs.open_model(runs.ModelInput(path))
+    data = activations.open(path)
     table = activations.stimulus_table(data, "audio_removed")
     assert table["stimulus_id"].tolist() == ["a", "b"]
     assert table["audio_digit"].tolist() == [3, 4]
     assert table["prediction"].tolist() == [0, 0]
     with pytest.raises(ValueError, match="no stimuli of condition 'visual_removed'"):
         activations.stimulus_table(data, "visual_removed")
-
-
-def test_models_to_compare_defaults_to_first_seed_early_and_late(tmp_path):
-    values = np.zeros((4, 2, 1, 1, 1), np.float32)
-    for k, seed in [(1, 1), (1, 0), (2, 0), (3, 0)]:
-        run_dir = _run(tmp_path, fusion_layer=k, seed=seed)
-        _activations(run_dir / "activations.h5", ["a", "b", "c", "d"], values)
-    chosen = runs.models_to_compare((), tmp_path)
-    assert [(m.role, m.seed) for m in chosen] == [("early", 0), ("late", 0)]
-    named = runs.models_to_compare([tmp_path / "synthetic-f2-s0"])
-    assert [(m.fusion_layer, m.role) for m in named] == [(2, "k=2")]

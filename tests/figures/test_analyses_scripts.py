@@ -1,6 +1,7 @@
-"""The figure scripts in analyses/ on small activation and metrics fixtures made here.
+"""The figures (repsim.figures, run as analyses/<name>.py or python -m repsim.figures) on small
+activation and metrics fixtures made here.
 
-Each script must write a non-empty PNG and PDF and a CSV with its documented columns whose
+Each figure must write a non-empty PNG and PDF and a CSV with its documented columns whose
 header names the SHA-256 of every input; known structure planted in the fixtures must come
 out (CKA 1 between a network and itself, reliance index 1 for an audio-only layer); a missing
 or incomplete input must give one ``error:`` line and exit status 2.
@@ -8,9 +9,12 @@ or incomplete input must give one ``error:`` line and exit status 2.
 
 from __future__ import annotations
 
-import importlib.util
+import ast
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,19 +27,13 @@ from scipy.spatial.distance import pdist, squareform
 from scipy.stats import spearmanr
 
 from repsim import activations
+from repsim.figures import FIGURES, figure
+from repsim.figures.__main__ import main as figures_main
 from repsim.plotting import read_table
 from repsim.provenance import sha256_file
 
 ANALYSES = REPO_ROOT / "analyses"
 SNRS = (10.0, 0.0, -10.0)
-
-
-def load_script(name: str):
-    """Import ``analyses/<name>.py`` as a module (the folder is not a package)."""
-    spec = importlib.util.spec_from_file_location(f"analyses_{name}", ANALYSES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -180,10 +178,10 @@ def assert_user_error(capsys, status: int, *fragments: str) -> None:
 
 
 def test_noise_robustness_summarizes_seeds(runs_dir, tmp_path):
-    script = load_script("noise_robustness")
-    assert script.main(["--runs-dir", str(runs_dir), "--out-dir", str(tmp_path)]) == 0
+    module = figure("noise_robustness")
+    assert module.main(["--runs-dir", str(runs_dir), "--out-dir", str(tmp_path)]) == 0
     metrics = sorted(runs_dir.glob("*/metrics.json"))
-    table = check_outputs(tmp_path, "noise_robustness", script.COLUMNS, metrics)
+    table = check_outputs(tmp_path, "noise_robustness", module.COLUMNS, metrics)
     assert sorted(table["fusion_layer"].unique()) == [1, 2, 3]
     assert set(table["noise"]) == {"none", "audio", "visual", "both"}
     # early fusion, clean: two seeds; the interval is Student's t over them
@@ -200,24 +198,24 @@ def test_noise_robustness_summarizes_seeds(runs_dir, tmp_path):
 
 
 def test_noise_robustness_takes_run_directories(runs_dir, tmp_path):
-    script = load_script("noise_robustness")
+    module = figure("noise_robustness")
     chosen = [runs_dir / "synthetic-f1-s0", runs_dir / "synthetic-f3-s0" / "metrics.json"]
-    assert script.main([*map(str, chosen), "--out-dir", str(tmp_path)]) == 0
-    table = check_outputs(tmp_path, "noise_robustness", script.COLUMNS,
+    assert module.main([*map(str, chosen), "--out-dir", str(tmp_path)]) == 0
+    table = check_outputs(tmp_path, "noise_robustness", module.COLUMNS,
                           [chosen[0] / "metrics.json", chosen[1]])
     assert sorted(table["fusion_layer"].unique()) == [1, 3]
     assert (table["n_seeds"] == 1).all()
 
 
 def test_noise_robustness_bad_inputs_exit_2(tmp_path, capsys):
-    script = load_script("noise_robustness")
+    module = figure("noise_robustness")
     out = tmp_path / "figures"
-    status = script.main(["--runs-dir", str(tmp_path / "nowhere"), "--out-dir", str(out)])
+    status = module.main(["--runs-dir", str(tmp_path / "nowhere"), "--out-dir", str(out)])
     assert_user_error(capsys, status, "nowhere", "does not exist")
     run_dir = make_run(tmp_path / "runs", fusion_layer=1, seed=0, activations=False)
     metrics = run_dir / "metrics.json"
     metrics.write_text(metrics.read_text()[:100])
-    status = script.main(["--runs-dir", str(tmp_path / "runs"), "--out-dir", str(out)])
+    status = module.main(["--runs-dir", str(tmp_path / "runs"), "--out-dir", str(out)])
     assert_user_error(capsys, status, str(metrics), "incomplete")
     assert not out.exists()
 
@@ -261,11 +259,11 @@ def states_by_id(path: Path, layer: str, condition: str, time: int) -> dict[str,
 
 
 def test_cka_by_layer_default_runs(runs_dir, tmp_path):
-    script = load_script("cka_by_layer")
-    assert script.main(["--runs-dir", str(runs_dir), "--out-dir", str(tmp_path)]) == 0
+    module = figure("cka_by_layer")
+    assert module.main(["--runs-dir", str(runs_dir), "--out-dir", str(tmp_path)]) == 0
     early, late, other = (runs_dir / name / "activations.h5" for name in
                           ("synthetic-f1-s0", "synthetic-f3-s0", "synthetic-f1-s1"))
-    table = check_outputs(tmp_path, "cka_by_layer", script.COLUMNS, [early, late, other])
+    table = check_outputs(tmp_path, "cka_by_layer", module.COLUMNS, [early, late, other])
     models = table[table["comparison"] == "models"]
     assert set(models["x_layer"]) == {"fused.1", "fused.2"}
     assert set(models["y_layer"]) == {"audio.1", "visual.1", "audio.2", "visual.2"}
@@ -284,12 +282,12 @@ def test_cka_by_layer_default_runs(runs_dir, tmp_path):
 
 
 def test_cka_of_a_network_with_itself_has_a_unit_diagonal(runs_dir, tmp_path):
-    script = load_script("cka_by_layer")
+    module = figure("cka_by_layer")
     early = runs_dir / "synthetic-f1-s0" / "activations.h5"
     same = copy_shuffled(early, tmp_path / "same-network.h5")
     out = tmp_path / "figures"
-    assert script.main([str(early), str(same), "--kernel", "both", "--out-dir", str(out)]) == 0
-    table = check_outputs(out, "cka_by_layer", script.COLUMNS, [early, same])
+    assert module.main([str(early), str(same), "--kernel", "both", "--out-dir", str(out)]) == 0
+    table = check_outputs(out, "cka_by_layer", module.COLUMNS, [early, same])
     assert set(table["kernel"]) == {"linear", "rbf"}
     assert set(table["comparison"]) == {"models"}
     diagonal = table[table["x_layer"] == table["y_layer"]]
@@ -300,23 +298,23 @@ def test_cka_of_a_network_with_itself_has_a_unit_diagonal(runs_dir, tmp_path):
 
 
 def test_cka_by_layer_bad_inputs_exit_2(runs_dir, tmp_path, capsys):
-    script = load_script("cka_by_layer")
+    module = figure("cka_by_layer")
     early = runs_dir / "synthetic-f1-s0" / "activations.h5"
     out = tmp_path / "figures"
-    status = script.main([str(early), str(tmp_path / "missing.h5"), "--out-dir", str(out)])
+    status = module.main([str(early), str(tmp_path / "missing.h5"), "--out-dir", str(out)])
     assert_user_error(capsys, status, "missing.h5")
     broken = truncated_copy(early, tmp_path / "broken.h5")
-    status = script.main([str(early), str(broken), "--out-dir", str(out)])
+    status = module.main([str(early), str(broken), "--out-dir", str(out)])
     assert_user_error(capsys, status, "broken.h5", "truncated")
-    status = script.main([str(early), "--out-dir", str(out)])
+    status = module.main([str(early), "--out-dir", str(out)])
     assert_user_error(capsys, status, "two inputs")
     other = make_activations(tmp_path / "fewer.h5", fusion_layer=3, per_digit=5)
-    status = script.main([str(early), str(other), "--out-dir", str(out)])
+    status = module.main([str(early), str(other), "--out-dir", str(out)])
     assert_user_error(capsys, status, "different stimuli")
     empty_runs = tmp_path / "runs"
     make_run(empty_runs, fusion_layer=1, seed=0, activations=False)
     make_run(empty_runs, fusion_layer=3, seed=0, activations=False)
-    status = script.main(["--runs-dir", str(empty_runs), "--out-dir", str(out)])
+    status = module.main(["--runs-dir", str(empty_runs), "--out-dir", str(out)])
     assert_user_error(capsys, status, "activations.h5 does not exist", "repsim.extract")
     assert not out.exists()
 
@@ -325,13 +323,13 @@ def test_cka_by_layer_bad_inputs_exit_2(runs_dir, tmp_path, capsys):
 
 
 def test_rsa_by_layer_finds_the_stream_each_layer_follows(runs_dir, tmp_path):
-    script = load_script("rsa_by_layer")
-    status = script.main(["--runs-dir", str(runs_dir), "--out-dir", str(tmp_path),
+    module = figure("rsa_by_layer")
+    status = module.main(["--runs-dir", str(runs_dir), "--out-dir", str(tmp_path),
                           "--n-boot", "20"])
     assert status == 0
     early, late = (runs_dir / name / "activations.h5" for name in
                    ("synthetic-f1-s0", "synthetic-f3-s0"))
-    table = check_outputs(tmp_path, "rsa_by_layer", script.COLUMNS, [early, late])
+    table = check_outputs(tmp_path, "rsa_by_layer", module.COLUMNS, [early, late])
     fits = table[table["quantity"] == "model_correlation"].pivot_table(
         index=["model", "layer", "time_step"], columns="hypothesis", values="value")
     late_fits = fits.loc["late (k=3, seed 0)"]
@@ -347,10 +345,10 @@ def test_rsa_by_layer_finds_the_stream_each_layer_follows(runs_dir, tmp_path):
 
 
 def test_rsa_by_layer_numbers_match_scipy(runs_dir, tmp_path):
-    script = load_script("rsa_by_layer")
+    module = figure("rsa_by_layer")
     late = runs_dir / "synthetic-f3-s0" / "activations.h5"
-    assert script.main([str(late), "--out-dir", str(tmp_path), "--n-boot", "0"]) == 0
-    table = check_outputs(tmp_path, "rsa_by_layer", script.COLUMNS, [late])
+    assert module.main([str(late), "--out-dir", str(tmp_path), "--n-boot", "0"]) == 0
+    table = check_outputs(tmp_path, "rsa_by_layer", module.COLUMNS, [late])
     data = activations.open(late)
     # digit RDM of visual.2 at the last step: correlation distance between digit means
     clean = data["condition"].values == "clean"
@@ -378,7 +376,7 @@ def test_rsa_by_layer_numbers_match_scipy(runs_dir, tmp_path):
 
 
 def test_rsa_by_layer_needs_incongruent_stimuli(tmp_path, capsys):
-    script = load_script("rsa_by_layer")
+    module = figure("rsa_by_layer")
     source = make_activations(tmp_path / "full.h5", fusion_layer=1)
     data = activations.open(source)
     keep = data["condition"].values != "incongruent"
@@ -387,7 +385,7 @@ def test_rsa_by_layer_needs_incongruent_stimuli(tmp_path, capsys):
     stimuli = {name: coord.values[keep] for name, coord in data.coords.items()
                if coord.dims == ("stimulus",) and name != "prediction"}
     congruent_only = write_activations(tmp_path / "congruent.h5", states, stimuli, {})
-    status = script.main([str(congruent_only), "--out-dir", str(tmp_path / "out")])
+    status = module.main([str(congruent_only), "--out-dir", str(tmp_path / "out")])
     assert_user_error(capsys, status, "incongruent")
 
 
@@ -395,13 +393,13 @@ def test_rsa_by_layer_needs_incongruent_stimuli(tmp_path, capsys):
 
 
 def test_probes_by_layer_decode_the_stream_each_layer_sees(runs_dir, tmp_path):
-    script = load_script("probes_by_layer")
-    status = script.main(["--runs-dir", str(runs_dir), "--out-dir", str(tmp_path),
+    module = figure("probes_by_layer")
+    status = module.main(["--runs-dir", str(runs_dir), "--out-dir", str(tmp_path),
                           "--Cs", "1", "--folds", "3"])
     assert status == 0
     early, late = (runs_dir / name / "activations.h5" for name in
                    ("synthetic-f1-s0", "synthetic-f3-s0"))
-    table = check_outputs(tmp_path, "probes_by_layer", script.COLUMNS, [early, late])
+    table = check_outputs(tmp_path, "probes_by_layer", module.COLUMNS, [early, late])
     clean = table[table["condition"] == "clean"]
     assert len(clean) == (2 + 4) * 4  # layers x time steps
     assert (clean["accuracy"] > 0.8).all()
@@ -424,10 +422,10 @@ def test_probe_accuracy_agrees_with_scikit_learn(runs_dir, tmp_path):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    script = load_script("probes_by_layer")
+    module = figure("probes_by_layer")
     early = runs_dir / "synthetic-f1-s0" / "activations.h5"
-    assert script.main([str(early), "--out-dir", str(tmp_path), "--Cs", "0.01"]) == 0
-    table = check_outputs(tmp_path, "probes_by_layer", script.COLUMNS, [early])
+    assert module.main([str(early), "--out-dir", str(tmp_path), "--Cs", "0.01"]) == 0
+    table = check_outputs(tmp_path, "probes_by_layer", module.COLUMNS, [early])
     data = activations.open(early)
     keep = data["condition"].values == "incongruent"
     x = data["fused.2.h"].values[keep][:, -1].reshape(keep.sum(), -1)
@@ -441,15 +439,15 @@ def test_probe_accuracy_agrees_with_scikit_learn(runs_dir, tmp_path):
 
 
 def test_probes_by_layer_bad_inputs_exit_2(runs_dir, tmp_path, capsys):
-    script = load_script("probes_by_layer")
+    module = figure("probes_by_layer")
     out = tmp_path / "figures"
     early = runs_dir / "synthetic-f1-s0" / "activations.h5"
     broken = truncated_copy(early, tmp_path / "broken.h5")
-    status = script.main([str(broken), "--out-dir", str(out), "--Cs", "1"])
+    status = module.main([str(broken), "--out-dir", str(out), "--Cs", "1"])
     assert_user_error(capsys, status, "broken.h5", "truncated")
-    status = script.main([str(tmp_path / "nothing")])
+    status = module.main([str(tmp_path / "nothing")])
     assert_user_error(capsys, status, "nothing")
-    status = script.main([str(early), "--groups", "no_such_coordinate", "--out-dir", str(out)])
+    status = module.main([str(early), "--groups", "no_such_coordinate", "--out-dir", str(out)])
     assert_user_error(capsys, status, "no_such_coordinate")
     assert not out.exists()
 
@@ -458,11 +456,11 @@ def test_probes_by_layer_bad_inputs_exit_2(runs_dir, tmp_path, capsys):
 
 
 def test_ablation_sensitivity_default_runs(runs_dir, tmp_path):
-    script = load_script("ablation_sensitivity")
-    assert script.main(["--runs-dir", str(runs_dir), "--out-dir", str(tmp_path)]) == 0
+    module = figure("ablation_sensitivity")
+    assert module.main(["--runs-dir", str(runs_dir), "--out-dir", str(tmp_path)]) == 0
     early, late = (runs_dir / name / "activations.h5" for name in
                    ("synthetic-f1-s0", "synthetic-f3-s0"))
-    table = check_outputs(tmp_path, "ablation_sensitivity", script.COLUMNS, [early, late])
+    table = check_outputs(tmp_path, "ablation_sensitivity", module.COLUMNS, [early, late])
     late_rows = table[table["model"] == "late (k=3, seed 0)"]
     reliance = late_rows[late_rows["measure"] == "reliance_cka"].groupby("layer")["value"]
     np.testing.assert_allclose(reliance.min()[["audio.1", "audio.2"]], 1.0, atol=1e-6)
@@ -488,11 +486,11 @@ def test_ablation_sensitivity_default_runs(runs_dir, tmp_path):
 
 
 def test_a_planted_audio_only_layer_relies_on_audio(tmp_path):
-    script = load_script("ablation_sensitivity")
+    module = figure("ablation_sensitivity")
     planted = make_activations(tmp_path / "planted.h5", fusion_layer=1, audio_only="fused.2")
     out = tmp_path / "figures"
-    assert script.main([str(planted), "--out-dir", str(out)]) == 0
-    table = check_outputs(out, "ablation_sensitivity", script.COLUMNS, [planted])
+    assert module.main([str(planted), "--out-dir", str(out)]) == 0
+    table = check_outputs(out, "ablation_sensitivity", module.COLUMNS, [planted])
     reliance = table[table["measure"] == "reliance_cka"]
     planted_layer = reliance[reliance["layer"] == "fused.2"]["value"]
     assert len(planted_layer) == 4 and (planted_layer > 0.99).all()
@@ -501,7 +499,7 @@ def test_a_planted_audio_only_layer_relies_on_audio(tmp_path):
 
 
 def test_ablation_sensitivity_bad_inputs_exit_2(tmp_path, capsys):
-    script = load_script("ablation_sensitivity")
+    module = figure("ablation_sensitivity")
     source = make_activations(tmp_path / "full.h5", fusion_layer=1)
     data = activations.open(source)
     keep = data["condition"].values != "audio_removed"
@@ -511,8 +509,91 @@ def test_ablation_sensitivity_bad_inputs_exit_2(tmp_path, capsys):
                if coord.dims == ("stimulus",) and name != "prediction"}
     partial = write_activations(tmp_path / "no-audio-removed.h5", states, stimuli, {})
     out = tmp_path / "figures"
-    status = script.main([str(partial), "--out-dir", str(out)])
+    status = module.main([str(partial), "--out-dir", str(out)])
     assert_user_error(capsys, status, "audio_removed")
-    status = script.main(["--runs-dir", str(tmp_path / "no-runs"), "--out-dir", str(out)])
+    status = module.main(["--runs-dir", str(tmp_path / "no-runs"), "--out-dir", str(out)])
     assert_user_error(capsys, status, "no-runs")
     assert not out.exists()
+
+
+# ----------------------------------------------------------------------------- by name
+
+
+def test_the_registry_names_every_figure_module_script_and_make_target():
+    for name in FIGURES:
+        assert figure(name).NAME == name
+        tree = ast.parse((ANALYSES / f"{name}.py").read_text())
+        assert [type(node).__name__ for node in tree.body] == ["Expr", "Import", "ImportFrom",
+                                                               "If"]
+        assert tree.body[2].module == f"repsim.figures.{name}"
+    assert sorted(path.stem for path in ANALYSES.glob("*.py")) == sorted(FIGURES)
+    modules = {path.stem for path in (REPO_ROOT / "repsim" / "figures").glob("*.py")}
+    assert modules - {"__init__", "__main__", "base"} == set(FIGURES)
+    assert f"FIGURES := {' '.join(FIGURES)}\n" in (REPO_ROOT / "Makefile").read_text()
+
+
+def test_figures_by_name_refuse_an_unknown_or_missing_name(capsys):
+    assert_user_error(capsys, figures_main(["no_such_figure"]), "no_such_figure", *FIGURES)
+    assert_user_error(capsys, figures_main([]), *FIGURES)
+    with pytest.raises(ValueError, match="unknown figure 'no_such_figure'"):
+        figure("no_such_figure")
+    assert figures_main(["--help"]) == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in FIGURES)
+
+
+def test_a_figure_by_name(runs_dir, tmp_path):
+    status = figures_main(["cka_by_layer", "--runs-dir", str(runs_dir), "--out-dir",
+                           str(tmp_path), "--condition", "incongruent"])
+    assert status == 0
+    inputs = [runs_dir / name / "activations.h5" for name in
+              ("synthetic-f1-s0", "synthetic-f3-s0", "synthetic-f1-s1")]
+    table = check_outputs(tmp_path, "cka_by_layer", figure("cka_by_layer").COLUMNS, inputs)
+    assert set(table["comparison"]) == {"models", "seed reference"}
+
+
+def run_from_checkout(*args: str) -> subprocess.CompletedProcess:
+    """``python ARGS`` in the checkout, repsim importable from it (not installed)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_the_command_lines_run_from_a_checkout(runs_dir, tmp_path):
+    done = run_from_checkout("analyses/noise_robustness.py", "--runs-dir", str(runs_dir),
+                             "--out-dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("wrote ")
+    check_outputs(tmp_path, "noise_robustness", figure("noise_robustness").COLUMNS,
+                  sorted(runs_dir.glob("*/metrics.json")))
+    done = run_from_checkout("-m", "repsim.figures", "no_such_figure")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"error: unknown figure 'no_such_figure'; choose one of {', '.join(FIGURES)}"]
+
+
+# What each figure computes; none of it may run when the output cannot be written.
+TABLE_FUNCTIONS = {"cka_by_layer": ("cka_table",),
+                   "rsa_by_layer": ("digit_rdms", "hypothesis_correlations"),
+                   "probes_by_layer": ("probe_table",),
+                   "ablation_sensitivity": ("sensitivity_table",),
+                   "noise_robustness": ("per_seed_accuracy",)}
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_an_unwritable_out_dir_fails_before_any_work(name, runs_dir, tmp_path, capsys,
+                                                     monkeypatch):
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("work was done before the output directory was checked")
+
+    module = figure(name)
+    for function in TABLE_FUNCTIONS[name]:
+        monkeypatch.setattr(module, function, must_not_run)
+    monkeypatch.setattr(activations, "open", must_not_run)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    out = blocker / "figures"
+    status = module.main(["--runs-dir", str(runs_dir), "--out-dir", str(out)])
+    assert_user_error(capsys, status, f"cannot write to output directory {out}",
+                      "not a directory")

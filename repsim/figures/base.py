@@ -1,0 +1,161 @@
+"""What every figure shares: the models it reads, where it writes, and its command line.
+
+A figure module keeps what it computes and draws: its table function(s), ``plot``, ``run``
+(the Python entry point) and ``main``. ``run`` checks its options and :func:`check_out_dir`
+before any work, reads its models (:func:`models_to_compare`, :func:`open_model`, or
+:func:`table_per_model` for a table per model) and ends with
+:func:`repsim.plotting.save_outputs`. ``main`` builds its parser with :func:`figure_parser`,
+adds its own options and hands over to :func:`run_cli`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pandas as pd
+import xarray as xr
+
+from repsim import activations
+from repsim.cli import setup_logging, user_errors_exit_2
+from repsim.rundir import RUNS_DIR
+from repsim.runs import (
+    EarlyLate,
+    ModelInput,
+    early_and_late,
+    find_runs,
+    model_input_of_run,
+    resolve_model_input,
+)
+
+FIGURES_DIR = "figures"
+# The heard and the seen digit: the stimulus coordinates figures decode and compare with.
+DIGITS = ("audio_digit", "visual_digit")
+MODELS_HELP = ("activation files or run directories (default: the early and late runs under "
+               "--runs-dir, first seed)")
+log = logging.getLogger("repsim")
+
+
+def layer_depth(layer: str) -> int:
+    """The depth ``d`` of a layer named ``"<stream>.<d>"`` (e.g. 2 for ``"fused.2"``)."""
+    try:
+        return int(layer.rsplit(".", 1)[1])
+    except (IndexError, ValueError):
+        raise ValueError(f"layer name {layer!r} is not of the form <stream>.<depth>") from None
+
+
+def model_input_from_config(model: ModelInput, config: dict) -> ModelInput:
+    """Fill what ``model`` lacks from a training config (the ``config`` attribute of its file).
+
+    The config holds a ``model`` sub-dict with ``fusion_layer`` and ``layers``, and ``seed``
+    at the top level; whatever is absent stays unknown.
+    """
+    if model.fusion_layer is not None:
+        return model
+    model_config = config.get("model", {}) if isinstance(config, dict) else {}
+    fusion, layers = model_config.get("fusion_layer"), model_config.get("layers")
+    seed = config.get("seed") if isinstance(config, dict) else None
+    return ModelInput(model.path, fusion if isinstance(fusion, int) else None,
+                      layers if isinstance(layers, int) else None,
+                      seed if isinstance(seed, int) else None)
+
+
+def open_model(model: ModelInput) -> tuple[ModelInput, xr.Dataset]:
+    """Open ``model``'s activation file (lazily) and fill what is unknown from its config."""
+    data = activations.open(model.path)
+    config = data.attrs.get("config")
+    if isinstance(config, str):
+        try:
+            config = json.loads(config)
+        except json.JSONDecodeError:
+            config = None
+    return model_input_from_config(model, config or {}), data
+
+
+def default_models(runs_dir: str | os.PathLike = RUNS_DIR, dataset: str | None = None
+                   ) -> EarlyLate:
+    """The early and late runs with activation files under ``runs_dir`` (by seed)."""
+    return early_and_late(find_runs(runs_dir, dataset), need_activations=True)
+
+
+def models_to_compare(inputs: Sequence[str | os.PathLike] = (),
+                      runs_dir: str | os.PathLike = RUNS_DIR,
+                      dataset: str | None = None) -> list[ModelInput]:
+    """The named activation files / run directories, or else the first-seed early and late
+    runs under ``runs_dir``, in that order."""
+    if inputs:
+        return [resolve_model_input(target) for target in inputs]
+    found = default_models(runs_dir, dataset)
+    return [model_input_of_run(found.early[0]), model_input_of_run(found.late[0])]
+
+
+def table_per_model(table: Callable[[ModelInput, xr.Dataset], pd.DataFrame],
+                    inputs: Sequence[str | os.PathLike] = (),
+                    runs_dir: str | os.PathLike = RUNS_DIR, dataset: str | None = None
+                    ) -> tuple[pd.DataFrame, dict[Path, str]]:
+    """``table(model, data)`` for each of :func:`models_to_compare`, stacked, and the
+    ``{activation file: label}`` that the CSV header names."""
+    tables, used = [], {}
+    for model in models_to_compare(inputs, runs_dir, dataset):
+        model, data = open_model(model)
+        used[model.path] = model.label
+        tables.append(table(model, data))
+    return pd.concat(tables, ignore_index=True), used
+
+
+def check_out_dir(out_dir: str | os.PathLike) -> None:
+    """Check, creating nothing, that ``out_dir`` can be written (or made and written), so
+    that a figure fails before its work rather than after; ValueError naming it otherwise."""
+    out_dir = Path(out_dir)
+    existing = out_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"cannot write to output directory {out_dir}: {existing} is not a "
+                         "directory")
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        raise ValueError(f"cannot write to output directory {out_dir}: "
+                         f"{error.strerror or error}") from None
+
+
+def figure_parser(name: str, doc: str, examples: str, inputs_help: str
+                  ) -> argparse.ArgumentParser:
+    """A figure's parser: described by its module ``doc``'s first paragraph, with positional
+    ``inputs`` and the options every figure shares (where runs are, which dataset, where to
+    write, verbosity); the figure adds its own."""
+    parser = argparse.ArgumentParser(prog=f"python -m repsim.figures {name}",
+                                     description=doc.split("\n\n")[0], epilog=examples,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("inputs", nargs="*", type=Path, help=inputs_help)
+    shared = parser.add_argument_group("inputs and outputs")
+    shared.add_argument("--runs-dir", default=RUNS_DIR, type=Path,
+                        help=f"where to look for runs when no inputs are named "
+                             f"(default: {RUNS_DIR})")
+    shared.add_argument("--dataset", default=None,
+                        help=f"only runs of this dataset (needed when {RUNS_DIR}/ holds "
+                             "several)")
+    shared.add_argument("--out-dir", default=FIGURES_DIR, type=Path,
+                        help="where the figure (.png, .pdf) and its numbers (.csv) go "
+                             f"(default: {FIGURES_DIR})")
+    shared.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    return parser
+
+
+@user_errors_exit_2
+def run_cli(parser: argparse.ArgumentParser, run: Callable[..., list[Path]],
+            argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv``, call ``run`` with every option but ``verbose`` as a keyword, and end
+    with one line naming what was written; a user error is one ``error:`` line, status 2."""
+    options = vars(parser.parse_args(argv))
+    setup_logging(options.pop("verbose"))
+    written = run(**options)
+    log.info("wrote %s", ", ".join(map(str, written)))
+    return 0
