@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.repsim-installed
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: setup demo test lint figures bench clean clean-runs
+.PHONY: setup demo test lint figures bench study clean clean-runs
 
 # The demo: an early-fusion (layer 1) and a late-fusion (layer 3 of 2, branches narrowed to
 # the early model's parameter count) network on the default synthetic data, their activations, and every figure. Each step is a file target, so a second
@@ -54,6 +54,10 @@ figures: $(STAMP)
 		echo "$(BIN)/python analyses/$$name.py"; \
 		$(BIN)/python analyses/$$name.py || exit 1; \
 	done
+
+# The quick study (studies/quick.toml): 60 runs, two at a time; rerun to finish after a stop.
+study: $(STAMP)
+	$(BIN)/python -m repsim.study studies/quick.toml --jobs 2
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_train.py

@@ -1,7 +1,7 @@
 """The one place that maps dataset names to builders.
 
-Train, extract and sweep call :func:`build_dataset` and never import a dataset module, so a
-new dataset is one entry here. Builders are imported lazily: naming ``synthetic`` never
+Train, extract and the study runner call :func:`build_dataset` and never import a dataset
+module, so a new dataset is one entry here. Builders are imported lazily: naming ``synthetic`` never
 imports the MNIST/FSDD code.
 """
 
