@@ -23,8 +23,10 @@ import xarray as xr
 
 from repsim.analysis._arrays import aligned_matrices, is_constant
 from repsim.analysis.cka import cka
+from repsim.conditions import CLEAN, removed_condition
 
 REMOVED = ("audio", "visual")
+REMOVED_CONDITIONS = tuple(removed_condition(modality) for modality in REMOVED)
 
 
 def modality_sensitivity(h, h_removed, kernel: str = "linear", debiased: bool = False,
@@ -55,9 +57,8 @@ def reliance_index(s_audio, s_visual):
 
 def ablation_sensitivity(intact: xr.Dataset, ablated: xr.Dataset | None = None, *,
                          layers: Sequence[str] | None = None, state: str = "h",
-                         intact_condition: str = "clean",
-                         removed_conditions: Sequence[str] = ("audio_removed",
-                                                              "visual_removed"),
+                         intact_condition: str = CLEAN,
+                         removed_conditions: Sequence[str] = REMOVED_CONDITIONS,
                          kernel: str = "linear", debiased: bool = False,
                          threshold: float = 1.0) -> xr.Dataset:
     """Sensitivity of every layer x time step to removing audio and to removing vision.

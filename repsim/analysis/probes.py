@@ -45,6 +45,7 @@ from repsim.analysis._arrays import (
     stimulus_positions,
     take_rows,
 )
+from repsim.conditions import CLEAN
 
 DEFAULT_CS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
 CONFIDENCE_Z = 1.959963984540054  # two-sided 95 % normal quantile, for the Wilson interval
@@ -120,7 +121,7 @@ def probe_cells(cells: Sequence, y, folds: int = 5, seed: int = 0, groups=None, 
     return results
 
 
-def probe_all(dataset: xr.Dataset, target="audio_digit", *, condition: str | None = "clean",
+def probe_all(dataset: xr.Dataset, target="audio_digit", *, condition: str | None = CLEAN,
               layers: Sequence[str] | None = None, state: str = "h", groups=None,
               folds: int = 5, seed: int = 0, Cs: Sequence[float] = DEFAULT_CS,
               inner_folds: int = 3, tol: float = 1e-4, max_iter: int = 1000,

@@ -200,7 +200,7 @@ def _named_tables(values: dict, key: str) -> dict:
     tables = values.get(key)
     if not isinstance(tables, dict) or not tables:
         raise ValueError(f"the study needs at least one entry under [{key}] "
-                         f"(e.g. [{key}.{'synthetic' if key == 'datasets' else 'clean'}])")
+                         f"(e.g. [{key}.{'synthetic' if key == 'datasets' else 'noisy'}])")
     return tables
 
 

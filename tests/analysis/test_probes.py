@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
+from activation_files import write_activations
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import make_pipeline
@@ -128,7 +129,7 @@ def test_probe_all_covers_every_layer_and_time_step(tmp_path):
     stimuli = {"stimulus_id": np.array([f"c{i}|i{i}" for i in range(n)]),
                "condition": np.array(["clean"] * 100 + ["audio_removed"] * 20),
                "audio_digit": digit, "speaker": np.array([f"sp{i % 12}" for i in range(n)])}
-    path = activations.write_activations(tmp_path / "acts.h5", states, stimuli)
+    path = write_activations(tmp_path / "acts.h5", states, stimuli)
     with activations.open(path) as dataset:
         table = probe_all(dataset, target="audio_digit", Cs=[0.1, 1.0], groups="speaker")
         assert table["accuracy"].dims == ("layer", "time")
@@ -176,7 +177,7 @@ def test_bad_input_is_refused(tmp_path):
     with pytest.raises(ValueError, match="different numbers of stimuli"):
         probe_cells([x, x[:90]], y)
     states = {"fused.1": {"h": np.ones((20, 2, 1, 1, 1))}}
-    path = activations.write_activations(
+    path = write_activations(
         tmp_path / "a.h5", states, {"stimulus_id": np.arange(20).astype(str),
                                     "condition": np.array(["clean"] * 20)})
     with activations.open(path) as dataset, \
