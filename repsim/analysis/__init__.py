@@ -10,7 +10,8 @@ definition is documented in its module: :mod:`~repsim.analysis.cka`,
 
 from repsim.analysis.ablation import ablation_sensitivity, modality_sensitivity, reliance_index
 from repsim.analysis.cka import bootstrap_cka, cka, cka_matrix, minibatch_cka, minibatches
-from repsim.analysis.probes import ProbeResult, linear_probe, probe_all, probe_cells
+from repsim.analysis.from_files import probe_all
+from repsim.analysis.probes import ProbeResult, linear_probe, probe_cells
 from repsim.analysis.resampling import (
     BootstrapResult,
     PermutationResult,
