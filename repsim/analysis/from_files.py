@@ -27,7 +27,8 @@ def probe_all(dataset: xr.Dataset, target="audio_digit", *, condition: str | Non
     ``groups="speaker"``) or are arrays over the selected stimuli; ``condition`` selects the
     stimuli (None: all rows of the file). Cells are read one at a time. Returns a Dataset
     with dims ``(layer, time)`` (and ``fold``): ``accuracy``, ``ci_low``, ``ci_high``,
-    ``chance``, ``fold_accuracy`` and ``regularization`` (the C chosen per fold).
+    ``chance``, ``unconverged`` (fits that stopped short of ``tol``), ``fold_accuracy`` and
+    ``regularization`` (the C chosen per fold).
     """
     from repsim import activations
 
@@ -52,6 +53,7 @@ def probe_all(dataset: xr.Dataset, target="audio_digit", *, condition: str | Non
          "ci_low": (dims, grid([r.ci[0] for r in results])),
          "ci_high": (dims, grid([r.ci[1] for r in results])),
          "chance": (dims, grid([r.chance for r in results])),
+         "unconverged": (dims, grid([r.unconverged for r in results])),
          "fold_accuracy": (fold_dims, grid([r.fold_accuracies for r in results])),
          "regularization": (fold_dims, grid([r.regularization for r in results]))},
         coords={"layer": layers, "time": np.arange(steps), "fold": np.arange(folds)},
