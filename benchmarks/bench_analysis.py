@@ -6,7 +6,8 @@ the same clustered inputs (10 classes), stored as float32 as activation files st
 
 1. CKA. ``cka_matrix`` over every pair of the cells (linear, biased) against a pairwise loop
    over a textbook NumPy implementation of Kornblith et al.'s (2019) formulas (Gram matrix,
-   mean centering, HSIC ratio) on float64 copies, i <= j. Target >= 30x, values to 1e-8.
+   centering as ``H K H`` with ``H = I - 11^T / n``, HSIC ratio) on float64 copies, i <= j.
+   Target >= 30x, values to 1e-8.
 2. RSA. ``rdm`` (correlation distance) + ``compare_rdms`` (Spearman) over every pair against
    rsatoolbox ``calc_rdm`` + ``compare`` (its correlation RDM is the same quantity).
    Target >= 5x, identical values (to float rounding).
@@ -99,9 +100,11 @@ def textbook_gram_linear(x: np.ndarray) -> np.ndarray:
 
 
 def textbook_center(gram: np.ndarray) -> np.ndarray:
-    means = gram.mean(0)
-    means -= means.mean() / 2
-    return gram - means[:, None] - means[None, :]
+    """``H K H`` with the centering matrix ``H = I - 11^T / n``, written out (the library
+    subtracts row and column means instead), so that the check is independent."""
+    n = gram.shape[0]
+    centering = np.eye(n) - np.ones((n, n)) / n
+    return centering @ gram @ centering
 
 
 def textbook_cka(gram_x: np.ndarray, gram_y: np.ndarray) -> float:

@@ -1,6 +1,7 @@
 """repsim.analysis: CKA, RSA, linear probes and modality-ablation sensitivity.
 
-Pure functions on arrays. Inputs may be NumPy arrays, torch tensors or xarray DataArrays with
+Pure functions on arrays, except :mod:`~repsim.analysis.from_files` (``probe_all``,
+``ablation_sensitivity``), which walks activation files cell by cell. Inputs may be NumPy arrays, torch tensors or xarray DataArrays with
 stimuli on axis 0 (the ``stimulus`` dim for a DataArray); every other axis is flattened into
 features, and labelled inputs are matched by their ``stimulus_id`` coordinate. Every
 definition is documented in its module: :mod:`~repsim.analysis.cka`,
@@ -8,9 +9,10 @@ definition is documented in its module: :mod:`~repsim.analysis.cka`,
 :mod:`~repsim.analysis.ablation`, :mod:`~repsim.analysis.resampling`.
 """
 
-from repsim.analysis.ablation import ablation_sensitivity, modality_sensitivity, reliance_index
+from repsim.analysis.ablation import modality_sensitivity, reliance_index
 from repsim.analysis.cka import bootstrap_cka, cka, cka_matrix, minibatch_cka, minibatches
-from repsim.analysis.probes import ProbeResult, linear_probe, probe_all, probe_cells
+from repsim.analysis.from_files import ablation_sensitivity, probe_all
+from repsim.analysis.probes import ProbeResult, linear_probe, probe_cells
 from repsim.analysis.resampling import (
     BootstrapResult,
     PermutationResult,

@@ -1,19 +1,22 @@
 """Linear probes: accuracy against scikit-learn on the same folds, nested selection, groups,
-standardization, the activation-file form, bad input."""
+standardization, the exact optimum at both shapes (features << and >> stimuli), unfinished
+fits, the activation-file form, bad input."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 import xarray as xr
 from activation_files import write_activations
+from scipy.special import logsumexp
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from repsim import activations
-from repsim.analysis import linear_probe, probe_all, probe_cells
+from repsim.analysis import linear_probe, probe_all, probe_cells, probe_solver
 from repsim.analysis.probes import CONFIDENCE_Z
 
 
@@ -135,6 +138,7 @@ def test_probe_all_covers_every_layer_and_time_step(tmp_path):
         assert table["accuracy"].dims == ("layer", "time")
         assert list(table["layer"].values) == ["audio.1", "visual.1"]
         assert table.sizes == {"layer": 2, "time": 3, "fold": 5}
+        assert int(table["unconverged"].sum()) == 0
         for layer in ("audio.1", "visual.1"):
             for t in range(steps):
                 cell = activations.select(dataset, layer, time=t, condition="clean")
@@ -148,10 +152,87 @@ def test_probe_all_covers_every_layer_and_time_step(tmp_path):
     assert float(table["chance"][0, 0]) == pytest.approx(0.25)
 
 
-def test_running_out_of_iterations_warns():
-    x, y = activation_like(n=200, seed=9)
-    with pytest.warns(RuntimeWarning, match="did not reach"):
-        linear_probe(x, y, Cs=[10.0], max_iter=2)
+def standardized(x, rows):
+    """The training rows of one fit as scikit-learn's StandardScaler leaves them (float64)."""
+    return StandardScaler().fit_transform(x[rows].astype(np.float64))
+
+
+def objective(z, y, c, weights, intercepts):
+    """scikit-learn's L2 multinomial objective: C * sum of cross-entropies + ||W||^2 / 2."""
+    logits = z @ weights + intercepts
+    return c * np.sum(logsumexp(logits, 1) - logits[np.arange(len(y)), y]) \
+        + 0.5 * np.sum(weights ** 2)
+
+
+def exact_fit(z, y, c):
+    """The optimum in float64. By the representer theorem W = z^T A; with z z^T =
+    U diag(lam) U^T, the rank(z) columns of U sqrt(lam) give the same logits and ||W||, so
+    scikit-learn at tol 1e-12 on them solves the same problem, well conditioned even when
+    features far outnumber rows."""
+    lam, u = np.linalg.eigh(z @ z.T)
+    keep = lam > lam[-1] * 1e-10
+    model = LogisticRegression(C=c, tol=1e-12, max_iter=100_000).fit(
+        u[:, keep] * np.sqrt(lam[keep]), y)
+    return z.T @ (u[:, keep] / np.sqrt(lam[keep]) @ model.coef_.T), model.intercept_
+
+
+@pytest.mark.parametrize(("n", "features", "tol", "rtol"), [
+    (30, 200_000, 1e-8, 1e-6), (300, 25_000, 1e-8, 1e-6),  # kernel form, float64
+    (400, 48, 1e-4, 1e-4)])  # primal form, float32 products, at the default tol
+def test_the_probe_reaches_the_exact_optimum_at_any_shape(n, features, tol, rtol):
+    x, y = activation_like(n=n, features=features, classes=3, seed=10)
+    folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(x, y))
+    predicted = np.empty_like(y)
+    optima = []
+    for train, test in folds:
+        weights, intercepts = exact_fit(standardized(x, train), y[train], 1.0)
+        scaler = StandardScaler().fit(x[train])
+        predicted[test] = np.argmax(scaler.transform(x[test]) @ weights + intercepts, 1)
+        optima.append(objective(standardized(x, train), y[train], 1.0, weights, intercepts))
+    probe = linear_probe(x, y, Cs=[1.0])
+    assert probe.unconverged == 0
+    assert abs(probe.accuracy - np.mean(predicted == y)) <= 1.01 / n
+    assert np.mean(probe.predictions == predicted) >= 0.97
+    train = folds[0][0]
+    solution = probe_solver.solve(
+        x, y.astype(np.int64), 3, [train], np.array([0]), np.array([1.0]), np.array([0]),
+        tol=tol, max_iter=1000, device=torch.device("cpu"), coefficients=True)
+    assert solution.unconverged == 0
+    ours = objective(standardized(x, train), y[train], 1.0, solution.weights[0],
+                     solution.intercepts[0])
+    assert ours == pytest.approx(optima[0], rel=rtol)
+
+
+def test_nested_selection_mixing_both_forms_matches_scikit_learn():
+    # 150 features: outer fits (80 rows) in primal form, inner fits (53 rows) in kernel form
+    x, y = activation_like(n=100, features=150, classes=3, seed=11)
+    cs = (0.01, 0.1, 1.0)
+    ours = linear_probe(x, y, Cs=cs)
+    search = GridSearchCV(
+        make_pipeline(StandardScaler(), LogisticRegression(tol=1e-10, max_iter=100_000)),
+        {"logisticregression__C": list(cs)}, cv=StratifiedKFold(3, shuffle=True,
+                                                                 random_state=0))
+    theirs, chosen = np.empty_like(y), []
+    for train, test in StratifiedKFold(5, shuffle=True, random_state=0).split(x, y):
+        fitted = search.fit(x[train], y[train])
+        theirs[test] = fitted.predict(x[test])
+        chosen.append(fitted.best_params_["logisticregression__C"])
+    np.testing.assert_array_equal(ours.regularization, chosen)
+    assert np.mean(ours.predictions == theirs) >= 0.97
+
+
+@pytest.mark.parametrize("features", [48, 2_000])
+def test_unfinished_fits_warn_once_and_are_counted(features, monkeypatch):
+    x, y = activation_like(n=200, features=features, seed=9)
+    with pytest.warns(RuntimeWarning, match="5 of 5 logistic fits stopped short") as caught:
+        result = linear_probe(x, y, Cs=[10.0], max_iter=1)
+    assert len(caught) == 1 and result.unconverged == 5
+    # a line search that finds no decrease is not convergence either (ARMIJO = 1 asks for
+    # more decrease than a convex objective can give, so every line search fails)
+    monkeypatch.setattr(probe_solver, "ARMIJO", 1.0)
+    with pytest.warns(RuntimeWarning, match="10 of 10 logistic fits stopped short"):
+        results = probe_cells([x, x], y, Cs=[10.0])
+    assert [r.unconverged for r in results] == [5, 5]
 
 
 def test_bad_input_is_refused(tmp_path):
@@ -160,6 +241,10 @@ def test_bad_input_is_refused(tmp_path):
         linear_probe(x, np.zeros(100))
     with pytest.raises(ValueError, match="y has 99 labels for 100 stimuli"):
         linear_probe(x, y[:99])
+    missing = y.astype(float)
+    missing[[3, 7]] = np.nan
+    with pytest.raises(ValueError, match="labels contain 2 NaN"):
+        linear_probe(x, missing)
     bad = x.copy()
     bad[0, 0] = np.nan
     with pytest.raises(ValueError, match="contains 1 NaN"):
