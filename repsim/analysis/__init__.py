@@ -1,11 +1,11 @@
 """repsim.analysis: CKA, RSA, linear probes and modality-ablation sensitivity.
 
 Pure functions on arrays, except :mod:`~repsim.analysis.from_files` (``probe_all``,
-``ablation_sensitivity``), which walks activation files cell by cell. Inputs may be NumPy arrays, torch tensors or xarray DataArrays with
-stimuli on axis 0 (the ``stimulus`` dim for a DataArray); every other axis is flattened into
-features, and labelled inputs are matched by their ``stimulus_id`` coordinate. Every
-definition is documented in its module: :mod:`~repsim.analysis.cka`,
-:mod:`~repsim.analysis.rsa`, :mod:`~repsim.analysis.probes`,
+``ablation_sensitivity``), which walks activation files cell by cell. Inputs may be NumPy
+arrays, torch tensors or xarray DataArrays with stimuli on axis 0 (the ``stimulus`` dim for a
+DataArray); every other axis is flattened into features, and labelled inputs are matched by
+their ``stimulus_id`` coordinate. Every definition is documented in its module:
+:mod:`~repsim.analysis.cka`, :mod:`~repsim.analysis.rsa`, :mod:`~repsim.analysis.probes`,
 :mod:`~repsim.analysis.ablation`, :mod:`~repsim.analysis.resampling`.
 """
 

@@ -83,7 +83,7 @@ class StudyTask:
         if self.threads is not None:
             limit_threads(self.threads)
         study = self.study()
-        return complete_run(study, study.run(key))
+        return complete_run(study, study.run(key), self._cache.setdefault("datasets", {}))
 
     def checkpoint(self, key: str):
         from submitit.helpers import DelayedSubmission

@@ -20,6 +20,7 @@ from repsim.rundir import (
     ACTIVATIONS_FILE,
     CHECKPOINT_FILE,
     FAILED_FILE,
+    METRICS_FILE,
     RUN_LOG_FILE,
     SUMMARY_FILE,
     write_json,
@@ -55,10 +56,11 @@ def _run_log(run_dir: Path):
         handler.close()
 
 
-def complete_run(study: Study, run: StudyRun) -> str:
+def complete_run(study: Study, run: StudyRun, datasets: dict | None = None) -> str:
     """Bring ``run`` to its end (see the module docstring); returns ``"done"`` or
     ``"already done"``. A failure writes ``failed.txt`` (the error and its traceback) and
-    raises; the next attempt removes it."""
+    raises; the next attempt removes it. ``datasets`` (data config JSON -> dataset) keeps
+    the datasets built for earlier runs of the same worker, and gains this run's."""
     from repsim.extract import ExtractConfig
     from repsim.extract import run as extract
     from repsim.study.summary import summarize
@@ -72,14 +74,18 @@ def complete_run(study: Study, run: StudyRun) -> str:
         started = time.perf_counter()
         log.info("study %s, run %s", study.name, run.key)
         try:
-            result = train(run.config, resume="auto")
             output = run_dir / ACTIVATIONS_FILE
-            if not _activations_complete(output):
+            extracted = _activations_complete(output)
+            dataset = None if extracted and (run_dir / METRICS_FILE).is_file() \
+                else _dataset(run, datasets)  # data only where a step still needs it
+            result = train(run.config, resume="auto", dataset=dataset)
+            if not extracted:
                 evaluation = study.evaluation
                 extract(ExtractConfig(
                     checkpoint=str(run_dir / CHECKPOINT_FILE), output=str(output),
                     n_stimuli=evaluation.probe_stimuli, conditions=evaluation.probe_conditions,
-                    snrs=evaluation.probe_snrs, device=run.config.device, overwrite=True))
+                    snrs=evaluation.probe_snrs, device=run.config.device, overwrite=True),
+                    dataset=dataset)
             summary = {"run": run.key, "dataset": run.dataset, "protocol": run.protocol,
                        "fusion_layer": run.fusion_layer, "seed": run.seed,
                        "clean_accuracy": result.metrics.clean_accuracy,
@@ -91,6 +97,17 @@ def complete_run(study: Study, run: StudyRun) -> str:
             raise
         log.info("run %s done in %.0f s", run.key, time.perf_counter() - started)
     return "done"
+
+
+def _dataset(run: StudyRun, datasets: dict | None):
+    """The run's dataset, built once per worker (``datasets`` None: built here)."""
+    if datasets is None:
+        return run.config.data.build()
+    key = run.config.data.to_json()
+    if key not in datasets:
+        log.info("building the %s dataset", run.config.data.dataset)
+        datasets[key] = run.config.data.build()
+    return datasets[key]
 
 
 def read_summary(run_dir: Path) -> dict:

@@ -1,0 +1,85 @@
+"""Study throughput: runs per hour of one tiny study with ``--jobs 2`` against ``--jobs 1``.
+
+The same study file (synthetic data at the demo's grid with fewer pairs, the demo's 2-layer
+network fused early and late, a few seeds, short training) runs from an empty folder once
+with one worker (which gets every core) and once with two workers (an even share each), one
+after the other. Prints the wall time and runs per hour of each, and their ratio (target >= 1.7x on
+a 2-core machine). Run it alone: other processes on the cores change both numbers.
+
+    python benchmarks/bench_study.py
+    python benchmarks/bench_study.py --seeds 4 --epochs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+STUDY = """
+[study]
+seeds = {seeds}
+fusion_layers = [1, 3]
+
+[model]
+layers = 2
+hidden = 16
+
+[train]
+epochs = {epochs}
+batch_size = 32
+
+[evaluation]
+test_snrs = [10, 0, -10]
+probe_stimuli = 50
+
+[datasets.synthetic]
+timesteps = 8
+height = 16
+width = 16
+
+[datasets.synthetic.options]
+repetitions = 2
+train_pairs = 800
+val_pairs = 100
+test_pairs = 200
+train_speakers = 6
+val_speakers = 2
+test_speakers = 4
+
+[protocols.clean]
+"""
+
+
+def timed_study(folder: Path, text: str, jobs: int) -> float:
+    """Wall seconds of ``python -m repsim.study`` with ``jobs`` workers from an empty folder."""
+    path = folder / f"jobs{jobs}.toml"
+    path.write_text(text)
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "repsim.study", str(path), "--jobs", str(jobs)],
+                   check=True, capture_output=True, text=True)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per fusion layer")
+    parser.add_argument("--epochs", type=int, default=2)
+    args = parser.parse_args()
+    text = STUDY.format(seeds=list(range(args.seeds)), epochs=args.epochs)
+    runs = 2 * args.seeds
+    cores = len(os.sched_getaffinity(0))
+    with tempfile.TemporaryDirectory() as tmp:
+        seconds = {jobs: timed_study(Path(tmp), text, jobs) for jobs in (1, 2)}
+    for jobs, value in seconds.items():
+        print(f"--jobs {jobs}: {runs} runs in {value:.1f} s = {3600 * runs / value:.0f} runs/h")
+    print(f"throughput ratio --jobs 2 / --jobs 1 on {cores} cores: "
+          f"{seconds[1] / seconds[2]:.2f}x (target >= 1.7x)")
+
+
+if __name__ == "__main__":
+    main()
