@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--status", action="store_true",
                       help="list every run with its state (done, partial, failed, not started)")
     what.add_argument("--report", action="store_true",
-                      help="only write the report of the finished runs")
+                      help="only write the report (results.csv, comparisons.csv, figures, "
+                           "report.md) of the finished runs")
     slurm = parser.add_argument_group("SLURM (through submitit)")
     slurm.add_argument("--slurm", action="store_true",
                        help="submit the unfinished runs as a job array instead of running here")
@@ -164,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report(study: Study) -> int:
-    from repsim.study.report import write_results
+    from repsim.study.report import write_report
 
-    print(f"wrote {write_results(study)}")
+    print(f"wrote {write_report(study)}")
     return 0
 

@@ -182,9 +182,9 @@ def submitit_executor(folder: Path, options: SlurmOptions, cluster: str | None, 
 
 def aggregate(study_file: str, folder: str) -> str:
     """The study's last step: its report from the finished runs; returns where it went."""
-    from repsim.study.report import write_results
+    from repsim.study.report import write_report
 
-    return str(write_results(load_study(study_file, folder)))
+    return str(write_report(load_study(study_file, folder)))
 
 
 def submit(study: Study, study_file: Path, runs: Sequence[StudyRun], options: SlurmOptions,

@@ -1,26 +1,40 @@
-"""A study's results as one tidy table: ``results.csv`` in the study folder.
+"""A study's report: ``results.csv``, the comparisons, three figures and ``report.md``.
 
-One row per run and test condition (clean, each noise kind at each SNR, each modality
-removed) with the test accuracy and the number of test items, and one row per run and
+``results.csv`` has one row per run and test condition (clean, each noise kind at each SNR,
+each modality removed) with the test accuracy and the number of test items, and one row per run and
 summary measure (the readout's reliance index at the last step, and the decodability of the
 heard and the seen digit on incongruent stimuli). Numbers come from the runs' own
-``metrics.json`` and ``summary.json``; runs that have not finished are left out.
+``metrics.json`` and ``summary.json``; runs that have not finished are left out (and the
+report says which cells miss runs). :mod:`repsim.study.comparisons` turns them into the
+paired comparisons, :mod:`repsim.study.figures` draws them, and :func:`write_report` writes
+everything with a ``report.md`` whose every sentence is generated from those numbers.
 """
 
 from __future__ import annotations
 
+import datetime
 import math
+import os
+import platform
 from pathlib import Path
 
 import pandas as pd
 
+from repsim import plotting
 from repsim.conditions import MODALITIES
 from repsim.provenance import atomic_path
 from repsim.rundir import SUMMARY_FILE, read_metrics
+from repsim.study import figures
+from repsim.study.comparisons import PRIMARY, comparisons, per_seed_measures
 from repsim.study.spec import Study
 from repsim.study.steps import read_summary
 
 RESULTS_FILE = "results.csv"
+COMPARISONS_FILE = "comparisons.csv"
+REPORT_FILE = "report.md"
+FIGURES_DIR = "figures"
+MEASURE_NAMES = {"clean_accuracy": "clean accuracy", "auc_audio": "AUC, audio noise",
+                 "auc_visual": "AUC, visual noise", "auc_both": "AUC, both noisy"}
 COLUMNS = ("dataset", "protocol", "fusion_layer", "seed", "measure", "noise", "snr_db",
            "removed", "value", "n_items")
 
@@ -70,3 +84,106 @@ def write_results(study: Study) -> Path:
         table.to_csv(tmp, index=False)
     return path
 
+
+def write_report(study: Study) -> Path:
+    """Write the whole report into the study folder; returns the path of ``report.md``."""
+    results_path = write_results(study)
+    results = pd.read_csv(results_path)
+    measures = per_seed_measures(results)
+    table = comparisons(measures)
+    with atomic_path(study.folder / COMPARISONS_FILE) as tmp:
+        table.to_csv(tmp, index=False)
+    out = study.folder / FIGURES_DIR
+    out.mkdir(exist_ok=True)
+    inputs = [results_path]
+    plotting.save_outputs(lambda: figures.accuracy_vs_snr(results), results, out,
+                          "accuracy_vs_snr", inputs)
+    plotting.save_outputs(lambda: figures.by_fusion_layer(measures), measures, out,
+                          "by_fusion_layer", inputs)
+    plotting.save_outputs(lambda: figures.representation(measures), measures, out,
+                          "representation", inputs)
+    path = study.folder / REPORT_FILE
+    with atomic_path(path) as tmp:
+        tmp.write_text(report_text(study, measures, table))
+    return path
+
+
+def _missing(study: Study) -> list[str]:
+    return [run.key for run in study.runs if not (run.run_dir / SUMMARY_FILE).is_file()]
+
+
+def report_text(study: Study, measures: pd.DataFrame, table: pd.DataFrame) -> str:
+    """``report.md``: generated from the measures and comparisons, never typed."""
+    missing = _missing(study)
+    seconds = sum(read_metrics(run.run_dir).train_seconds for run in study.runs
+                  if (run.run_dir / SUMMARY_FILE).is_file())
+    lines = [f"# Study `{study.name}`", ""]
+    if missing:
+        lines += [f"**Incomplete: {len(missing)} of {len(study.runs)} runs have not finished** "
+                  f"({', '.join(missing[:8])}{', ...' if len(missing) > 8 else ''}). Every "
+                  "number below comes from the finished runs only, and every cell says how "
+                  "many seeds it rests on.", ""]
+    lines += [f"Generated {datetime.date.today().isoformat()} by repsim on "
+              f"{platform.machine()} with {os.cpu_count()} CPUs; "
+              f"{len(study.runs) - len(missing)} finished runs, {seconds / 3600:.1f} h of "
+              "training in total.", "", "## Answer", ""]
+    for (dataset, protocol), cell in table.groupby(["dataset", "protocol"], sort=False):
+        lines.append(f"- **{dataset}, {protocol}**: " + _sentence(measures, dataset, protocol,
+                                                                   cell))
+    lines += ["", "## Comparisons (k=1 minus k; Holm-corrected across each dataset x "
+              "protocol family)", "",
+              "Seeds are the unit of replication. The verdict is the paired t-test after "
+              "Holm's correction over the family (clean accuracy and the normalised AUC for "
+              "audio, visual and both noise, k=1 against every other k); beside it the exact "
+              "sign-flip p-value and, in brackets, the smallest p that test can reach with "
+              "that many seeds. 'Not distinguishable' gives the smallest difference the "
+              "t-test detects with 80 % power at the observed spread. P(k=1 better) is the "
+              "probability of improvement over all pairs of seeds, with a bootstrap interval.",
+              "",
+              "| dataset | protocol | measure | k | seeds | k=1 | k | difference [95 % t] "
+              "| P(k=1 better) | t p | Holm p | sign-flip p (min) | verdict |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for _, row in table.iterrows():
+        lines.append(_table_row(row))
+    lines += ["", "## Figures", "",
+              f"![accuracy against SNR]({FIGURES_DIR}/accuracy_vs_snr.png)", "",
+              f"![measures against fusion layer]({FIGURES_DIR}/by_fusion_layer.png)", "",
+              f"![representation against fusion layer]({FIGURES_DIR}/representation.png)",
+              "", "## Study file", "", "```toml", study.path.read_text().rstrip(), "```", ""]
+    return "\n".join(lines)
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else f"{value:.{digits}f}"
+
+
+def _table_row(row) -> str:
+    if "difference" not in row or pd.isna(row.get("difference")):
+        return (f"| {row['dataset']} | {row['protocol']} | {MEASURE_NAMES[row['measure']]} | "
+                f"{row['fusion_layer']} | {int(row['n_seeds'])} | "
+                f"{_fmt(row.get('reference_mean'))} | {_fmt(row.get('other_mean'))} | - | - "
+                f"| - | - | - | {row['verdict']} |")
+    return (f"| {row['dataset']} | {row['protocol']} | {MEASURE_NAMES[row['measure']]} | "
+            f"{row['fusion_layer']} | {int(row['n_seeds'])} | {_fmt(row['reference_mean'])} | "
+            f"{_fmt(row['other_mean'])} | {row['difference']:+.3f} [{row['t_low']:+.3f}, "
+            f"{row['t_high']:+.3f}] | {row['p_improvement']:.2f} "
+            f"[{row['p_improvement_low']:.2f}, {row['p_improvement_high']:.2f}] | "
+            f"{row['t_p']:.3g} | {row['holm_p']:.3g} | {row['sign_flip_p']:.3g} "
+            f"({row['smallest_p']:.3g}) | {row['verdict']} |")
+
+
+def _sentence(measures: pd.DataFrame, dataset: str, protocol: str, cell: pd.DataFrame) -> str:
+    """Which fusion layer is best on each primary measure, and how k=1 compares."""
+    here = measures[(measures["dataset"] == dataset) & (measures["protocol"] == protocol)]
+    parts = []
+    for measure in PRIMARY:
+        means = here[here["measure"] == measure].groupby("fusion_layer")["value"]
+        best = means.mean().idxmax()
+        seeds = means.count()
+        rows = cell[cell["measure"] == measure]
+        verdicts = "; ".join(f"vs k={int(r['fusion_layer'])}: {r['verdict']}"
+                             for _, r in rows.iterrows())
+        parts.append(f"{MEASURE_NAMES[measure]}: best k={best} ({means.mean()[best]:.3f}, "
+                     f"{seeds[best]} seeds); k=1 {verdicts}")
+    return ". ".join(parts) + "."

@@ -79,6 +79,8 @@ def test_a_tiny_study_completes_with_two_jobs_and_a_rerun_trains_nothing(tmp_pat
     assert [run_state(run.run_dir) for run in study.runs] == ["done"] * 4
     assert (study.folder / STUDY_FILE).read_text() == path.read_text()
     assert (study.folder / "results.csv").is_file()
+    report = (study.folder / "report.md").read_text()
+    assert "not tested (2 paired seeds)" in report and "Incomplete" not in report
     stamps = {run.key: (run.run_dir / CHECKPOINT_FILE).stat().st_mtime_ns for run in study.runs}
     again = run_cli(str(path), "--jobs", "2")
     assert again.returncode == 0, again.stderr
@@ -259,6 +261,6 @@ def test_submitit_local_array_requeue_continues_and_aggregation_runs_after(tmp_p
     assert log.count(f"study tiny, run {first.key}") == 2 and "resuming" in log  # requeued
     jobs, report = submit(study, copy, study.runs, SlurmOptions(cpus=1), cluster="local")
     assert [job.result() for job in jobs] == ["already done", "done"]
-    assert report.result() == str(folder / "results.csv")
+    assert report.result() == str(folder / "report.md")
     assert all((run.run_dir / SUMMARY_FILE).is_file() and (run.run_dir / METRICS_FILE).is_file()
                for run in study.runs)

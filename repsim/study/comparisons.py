@@ -1,0 +1,114 @@
+"""From a study's results to its answer: per-seed measures and paired comparisons.
+
+Per run (one seed of one dataset x protocol x fusion layer) the measures are: clean
+accuracy; the normalised area under the accuracy-SNR curve (:func:`repsim.analysis.stats.
+normalized_auc`) for audio, visual and both noise; the accuracy with each modality removed;
+the readout's reliance index at the last step; and the decodability of the heard and the
+seen digit on incongruent stimuli.
+
+The primary family, per dataset and protocol, is :data:`PRIMARY` compared between fusion
+layer 1 and every other fusion layer, paired by seed (:func:`repsim.analysis.stats.
+compare_paired`), Holm-corrected across the family. Cells with fewer than
+:data:`MIN_SEEDS` paired seeds get no test.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from repsim.analysis.stats import compare_paired, holm, normalized_auc
+from repsim.conditions import MODALITIES, NOISE_KINDS
+
+PRIMARY = ("clean_accuracy", *(f"auc_{kind}" for kind in NOISE_KINDS))
+SECONDARY = (*(f"removed_{m}" for m in MODALITIES), "reliance_index", "probe_heard",
+             "probe_seen")
+MIN_SEEDS = 3
+ALPHA = 0.05
+KEYS = ["dataset", "protocol", "fusion_layer", "seed"]
+
+
+def per_seed_measures(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per run and measure (:data:`PRIMARY` + :data:`SECONDARY`): the run's keys,
+    ``measure`` and ``value``."""
+    rows = []
+    for key, run in results.groupby(KEYS, sort=True):
+        base = dict(zip(KEYS, key, strict=True))
+        accuracy = run[run["measure"] == "accuracy"]
+        clean = accuracy[(accuracy["noise"] == "none") & (accuracy["removed"] == "none")]
+        rows.append({**base, "measure": "clean_accuracy", "value": float(clean["value"].iloc[0])})
+        for kind in NOISE_KINDS:
+            curve = accuracy[accuracy["noise"] == kind]
+            rows.append({**base, "measure": f"auc_{kind}",
+                         "value": normalized_auc(curve["snr_db"], curve["value"])})
+        for modality in MODALITIES:
+            removed = accuracy[accuracy["removed"] == modality]
+            rows.append({**base, "measure": f"removed_{modality}",
+                         "value": float(removed["value"].iloc[0])})
+        for name in ("reliance_index", "probe_heard", "probe_seen"):
+            value = run.loc[run["measure"] == name, "value"]
+            rows.append({**base, "measure": name, "value": float(value.iloc[0])})
+    return pd.DataFrame(rows, columns=[*KEYS, "measure", "value"])
+
+
+def comparisons(measures: pd.DataFrame, reference: int = 1,
+                family: tuple[str, ...] = PRIMARY, n_boot: int = 10_000) -> pd.DataFrame:
+    """Fusion layer ``reference`` against every other fusion layer, for each measure of
+    ``family``, paired by seed, per dataset and protocol; Holm's correction within each
+    dataset x protocol family. ``difference`` is reference minus other (positive: the
+    reference is higher)."""
+    rows = []
+    for (dataset, protocol), cell in measures.groupby(["dataset", "protocol"], sort=False):
+        layers = sorted(set(cell["fusion_layer"]) - {reference})
+        for measure in family:
+            values = cell[cell["measure"] == measure].pivot(index="seed", columns="fusion_layer",
+                                                            values="value")
+            for k in layers:
+                base = {"dataset": dataset, "protocol": protocol, "measure": measure,
+                        "reference": reference, "fusion_layer": k}
+                if reference not in values or k not in values:
+                    rows.append({**base, "n_seeds": 0})
+                    continue
+                paired = values[[reference, k]].dropna()
+                row = {**base, "n_seeds": len(paired),
+                       "reference_mean": float(paired[reference].mean()),
+                       "other_mean": float(paired[k].mean())}
+                if len(paired) >= MIN_SEEDS:
+                    result = compare_paired(paired[reference].to_numpy(),
+                                            paired[k].to_numpy(), n_boot=n_boot)
+                    row.update({
+                        "difference": result.mean_difference,
+                        "t_low": result.t_interval[0], "t_high": result.t_interval[1],
+                        "boot_low": result.bootstrap_interval[0],
+                        "boot_high": result.bootstrap_interval[1],
+                        "t_p": result.t_p_value, "sign_flip_p": result.sign_flip_p_value,
+                        "sign_flip_exact": result.sign_flip_exact,
+                        "smallest_p": result.smallest_sign_flip_p_value,
+                        "p_improvement": result.probability_of_improvement,
+                        "p_improvement_low": result.improvement_interval[0],
+                        "p_improvement_high": result.improvement_interval[1],
+                        "detectable": result.detectable_difference})
+                rows.append(row)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table["holm_p"] = np.nan
+    for _, index in table.groupby(["dataset", "protocol"], sort=False).groups.items():
+        tested = [i for i in index if not math.isnan(table.at[i, "t_p"])] \
+            if "t_p" in table else []
+        if tested:
+            table.loc[tested, "holm_p"] = holm(table.loc[tested, "t_p"].to_numpy())
+    table["verdict"] = [_verdict(row) for _, row in table.iterrows()]
+    return table
+
+
+def _verdict(row) -> str:
+    """What a row says: better, worse, not distinguishable (and below what), or untested."""
+    p = row.get("holm_p", math.nan)
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return f"not tested ({int(row['n_seeds'])} paired seeds)"
+    if p < ALPHA:
+        return "k=1 better" if row["difference"] > 0 else "k=1 worse"
+    return f"not distinguishable (no difference above {row['detectable']:.3f} detectable)"

@@ -1,0 +1,98 @@
+"""The study report's three figures, one panel row per dataset x protocol.
+
+a. ``accuracy_vs_snr``: test accuracy against SNR for audio, visual and both noise, one line
+   per fusion layer (mean over seeds, 95 % t interval);
+b. ``by_fusion_layer``: clean accuracy, normalised AUC for each noise kind, and accuracy with
+   each modality removed, against the fusion layer;
+c. ``representation``: the readout's reliance index, and the decodability of the heard and
+   the seen digit on incongruent stimuli, against the fusion layer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from repsim import plotting
+from repsim.conditions import MODALITIES, NOISE_KINDS
+
+LABELS = {**{f"auc_{kind}": f"{kind} noise" for kind in NOISE_KINDS},
+          **{f"removed_{m}": f"{m} removed" for m in MODALITIES},
+          "probe_heard": "heard digit", "probe_seen": "seen digit"}
+
+
+def _summary(values: pd.Series) -> tuple[float, float, float]:
+    """Mean over seeds and its 95 % t interval (NaN for one seed)."""
+    return plotting.mean_interval(values.to_numpy())
+
+
+def _cells(table: pd.DataFrame) -> list[tuple[str, str]]:
+    return list(dict.fromkeys(zip(table["dataset"], table["protocol"], strict=True)))
+
+
+def _band(ax, x, rows: list[tuple[float, float, float]], label: str, index: int) -> None:
+    mean, low, high = (np.array(column) for column in zip(*rows, strict=True))
+    plotting.line_with_band(ax, x, mean, low, high, label=label,
+                            color=plotting.PALETTE[index % len(plotting.PALETTE)],
+                            marker=plotting.MARKERS[index % len(plotting.MARKERS)])
+
+
+def accuracy_vs_snr(results: pd.DataFrame) -> Figure:
+    """Figure a (module docstring); ``results`` is the study's results table."""
+    accuracy = results[(results["measure"] == "accuracy") & (results["removed"] == "none")]
+    cells = _cells(accuracy)
+    fig, axes = plotting.new_figure(len(cells), len(NOISE_KINDS), panel_size=(3.8, 3.0))
+    for row, (dataset, protocol) in enumerate(cells):
+        cell = accuracy[(accuracy["dataset"] == dataset) & (accuracy["protocol"] == protocol)]
+        for col, kind in enumerate(NOISE_KINDS):
+            ax = axes[row, col]
+            for i, (k, runs) in enumerate(cell.groupby("fusion_layer")):
+                curve = runs[runs["noise"] == kind]
+                snrs = sorted(curve["snr_db"].unique())
+                points = [_summary(curve.loc[curve["snr_db"] == s, "value"]) for s in snrs]
+                _band(ax, snrs, points, f"k={k} (n={runs['seed'].nunique()})", i)
+            ax.set_title(f"{kind} noise", fontsize="medium")
+            ax.set_xlabel("SNR (dB)")
+            ax.set_ylabel(f"{dataset}, {protocol}\ntest accuracy" if col == 0 else "")
+            ax.set_ylim(0, 1.02)
+        axes[row, NOISE_KINDS.index("visual")].legend(fontsize="small", loc="lower right")
+    return fig
+
+
+def _by_layer(measures: pd.DataFrame, panels: tuple[tuple[str, ...], ...],
+              titles: tuple[str, ...], ylabel: str) -> Figure:
+    cells = _cells(measures)
+    fig, axes = plotting.new_figure(len(cells), len(panels), panel_size=(3.6, 3.0))
+    for row, (dataset, protocol) in enumerate(cells):
+        cell = measures[(measures["dataset"] == dataset) & (measures["protocol"] == protocol)]
+        layers = sorted(cell["fusion_layer"].unique())
+        for col, (names, title) in enumerate(zip(panels, titles, strict=True)):
+            ax = axes[row, col]
+            for i, name in enumerate(names):
+                values = cell[cell["measure"] == name]
+                points = [_summary(values.loc[values["fusion_layer"] == k, "value"])
+                          for k in layers]
+                _band(ax, layers, points, LABELS.get(name, name), i)
+            ax.set_xticks(layers)
+            ax.set_xlabel("fusion layer k")
+            ax.set_ylabel(f"{dataset}, {protocol}\n{ylabel}" if col == 0 else "")
+            ax.set_title(title, fontsize="medium")
+            if len(names) > 1:
+                ax.legend(fontsize="small")
+    return fig
+
+
+def by_fusion_layer(measures: pd.DataFrame) -> Figure:
+    """Figure b (module docstring); ``measures`` from
+    :func:`repsim.study.comparisons.per_seed_measures`."""
+    return _by_layer(measures, (("clean_accuracy",), tuple(f"auc_{k}" for k in NOISE_KINDS),
+                                tuple(f"removed_{m}" for m in MODALITIES)),
+                     ("clean accuracy", "normalised AUC over SNR", "accuracy, modality removed"),
+                     "accuracy")
+
+
+def representation(measures: pd.DataFrame) -> Figure:
+    """Figure c (module docstring)."""
+    return _by_layer(measures, (("reliance_index",), ("probe_heard", "probe_seen")),
+                     ("readout reliance on audio", "probe accuracy, incongruent"), "value")
