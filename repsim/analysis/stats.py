@@ -164,10 +164,13 @@ def detectable_difference(sd: float, n: int, alpha: float = 0.05, power: float =
 
 def normalized_auc(snrs, accuracies) -> float:
     """Area under the accuracy-SNR curve (trapezoids) divided by the SNR range: the mean
-    accuracy over the range, 1 for a network perfect at every SNR."""
+    accuracy over the range, 1 for a network perfect at every SNR (a grid of one SNR gives
+    the accuracy at it)."""
     snrs, accuracies = np.asarray(snrs, dtype=np.float64), np.asarray(accuracies, np.float64)
-    if snrs.ndim != 1 or snrs.shape != accuracies.shape or snrs.size < 2:
-        raise ValueError("normalized_auc needs at least two (SNR, accuracy) points")
+    if snrs.ndim != 1 or snrs.shape != accuracies.shape or snrs.size < 1:
+        raise ValueError("normalized_auc needs (SNR, accuracy) points of equal number")
+    if snrs.size == 1:
+        return float(accuracies[0])
     order = np.argsort(snrs)
     snrs, accuracies = snrs[order], accuracies[order]
     if not np.isfinite(snrs).all() or snrs[-1] == snrs[0]:

@@ -94,6 +94,7 @@ def test_normalized_auc_is_the_trapezoid_mean():
     area = 10 * (0.1 + 0.3) / 2 + 10 * (0.3 + 0.7) / 2 + 10 * (0.7 + 0.9) / 2
     assert normalized_auc(snrs, accuracy) == pytest.approx(area / 30)
     assert normalized_auc([0, 10], ordered[[1, 1]]) == pytest.approx(0.3)
+    assert normalized_auc([0], [0.4]) == 0.4
     with pytest.raises(ValueError, match="distinct"):
         normalized_auc([5, 5], [0.1, 0.2])
 
