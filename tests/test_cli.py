@@ -1,12 +1,16 @@
-"""Command-line plumbing: the malloc setting that keeps freed memory for reuse."""
+"""Command-line plumbing: the malloc setting that keeps freed memory for reuse, and the
+KEY=VALUE option type."""
 
 from __future__ import annotations
 
+import argparse
 import platform
 import subprocess
 import sys
 
 import pytest
+
+from repsim.cli import key_value
 
 # Prints the bytes malloc holds in mmapped blocks while a 16 MiB tensor is alive, after
 # keep_freed_memory() or without it (in a fresh process: the setting is process-wide).
@@ -40,3 +44,16 @@ def test_keep_freed_memory_puts_large_tensors_on_the_heap():
     size = 16 * 2**20
     assert mapped("default") >= size  # mapped afresh, page-faulted on first write
     assert mapped("keep") < size  # from the heap, whose freed pages stay with the process
+
+
+def test_key_value_reads_json_values_and_keeps_text():
+    assert key_value("distractor_snr=0") == ("distractor_snr", 0)
+    assert key_value("lr=1e-3") == ("lr", 0.001)
+    assert key_value("flag=true") == ("flag", True)
+    assert key_value("none=null") == ("none", None)
+    assert key_value("name=fsdd/recordings") == ("name", "fsdd/recordings")
+    assert key_value("empty=") == ("empty", "")
+    assert key_value("expr=a=b") == ("expr", "a=b")
+    for bad in ("novalue", "=3"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected KEY=VALUE"):
+            key_value(bad)

@@ -28,6 +28,7 @@ from repsim.study import figures
 from repsim.study.comparisons import PRIMARY, comparisons, per_seed_measures
 from repsim.study.spec import Study
 from repsim.study.steps import read_summary
+from repsim.train.config import config_differences
 
 RESULTS_FILE = "results.csv"
 COMPARISONS_FILE = "comparisons.csv"
@@ -40,12 +41,19 @@ COLUMNS = ("dataset", "protocol", "fusion_layer", "seed", "measure", "noise", "s
 
 
 def results_table(study: Study) -> pd.DataFrame:
-    """The tidy table of every finished run of ``study`` (see the module docstring)."""
+    """The tidy table of every finished run of ``study`` (see the module docstring); a run
+    trained with another configuration than the study file gives (edited after the fact) is
+    refused, naming the run and the differing fields."""
     rows = []
     for run in study.runs:
         if not (run.run_dir / SUMMARY_FILE).is_file():
             continue
         metrics, summary = read_metrics(run.run_dir), read_summary(run.run_dir)
+        differences = config_differences(metrics.config, run.config.to_dict())
+        if differences:
+            raise ValueError(f"run {run.key} ({run.run_dir}) was trained with another "
+                             f"configuration than the study file says: "
+                             f"{'; '.join(differences)}")
         key = {"dataset": run.dataset, "protocol": run.protocol,
                "fusion_layer": run.fusion_layer, "seed": run.seed}
         n_test = metrics.test_items

@@ -89,6 +89,11 @@ def test_a_tiny_study_completes_with_two_jobs_and_a_rerun_trains_nothing(tmp_pat
                       for run in study.runs}
     status = run_cli(str(path), "--status")
     assert status.stdout.count(" done ") == 4
+    edited = study.runs[0].run_dir / METRICS_FILE  # a run changed after the fact
+    edited.write_text(edited.read_text().replace('"lr": 0.01', '"lr": 0.02'))
+    refused = run_cli(str(path), "--report")
+    assert refused.returncode == 2 and "synthetic/clean/f1-s0" in refused.stderr
+    assert "lr: 0.02 (checkpoint) vs 0.01 (now)" in refused.stderr
 
 
 def test_a_run_killed_midway_is_finished_with_the_uninterrupted_weights(tmp_path):
