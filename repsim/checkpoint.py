@@ -64,14 +64,26 @@ def save_checkpoint(path: str | os.PathLike, payload: dict) -> Path:
     return path
 
 
+def _refused_global(error: Exception) -> str | None:
+    """The global (``module.name``) a weights-only load refused, if torch's error names one."""
+    found = re.search(r"\bGLOBAL ([\w.]+)", str(error))
+    return found.group(1).rstrip(".") if found else None
+
+
+# Lines of torch's weights-only error that are advice, not the reason (one of them suggests
+# weights_only=False, which would run the file's code).
+_ADVICE = ("Weights only load failed", "Please file an issue", "Check the documentation")
+
+
 def _reason(error: Exception) -> str:
-    """The informative part of a torch.load failure (which global it refused, or why)."""
-    text = str(error)
-    refused = re.search(r"Unsupported global: GLOBAL \S+", text)
+    """Why a torch.load failed, in one line: the refused global, or the first line of torch's
+    error that is not its advice."""
+    refused = _refused_global(error)
     if refused:
-        return refused.group(0)
-    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
-    return first[:200]
+        return f"unsupported global {refused}"
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    reasons = [line for line in lines if not line.startswith(_ADVICE)]
+    return (reasons or lines or [type(error).__name__])[0][:200]
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
@@ -90,6 +102,11 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     except OSError:
         raise
     except Exception as error:  # any parse failure or refused global means "not ours"
+        refused = _refused_global(error)
+        if refused:
+            raise ValueError(f"{path} is not a repsim checkpoint: its pickle calls or imports "
+                             f"{refused}, which the safe loader refuses; loading it unsafely "
+                             f"(weights_only=False) would run code from the file") from None
         raise ValueError(f"{path} is not a repsim checkpoint (it cannot be read safely: "
                          f"{_reason(error)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:

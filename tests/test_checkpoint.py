@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import os
 import pickle
 
 import pytest
@@ -36,6 +37,16 @@ class CreatesFile:
 
     def __reduce__(self):
         return builtins.open, (self.marker, "w")
+
+
+class RunsCommand:
+    """Unpickling this runs a shell command (``os.system``) that creates a marker file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.system, (f"touch '{self.marker}'",)
 
 
 @pytest.fixture
@@ -106,6 +117,19 @@ def test_code_running_pickle_is_refused_without_running(tmp_path, model, writer)
     assert marker.exists()
 
 
+def test_refusal_names_the_global_and_does_not_advise_an_unsafe_load(tmp_path, model):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    torch.save(payload(model, metrics=RunsCommand(marker)), path)
+    with pytest.raises(ValueError) as refused:
+        load_checkpoint(path)
+    message = str(refused.value)
+    assert f"{os.system.__module__}.system" in message  # posix.system on Linux
+    assert "loading it unsafely (weights_only=False) would run code from the file" in message
+    assert "will likely succeed" not in message and "\n" not in message
+    assert not marker.exists()
+
+
 def test_save_refuses_bad_payloads_and_leaves_nothing(tmp_path, model):
     bad = payload(model)
     del bad["data_fingerprint"]
@@ -113,7 +137,7 @@ def test_save_refuses_bad_payloads_and_leaves_nothing(tmp_path, model):
         save_checkpoint(tmp_path / "ckpt.pt", bad)
     with pytest.raises(ValueError, match="format"):
         save_checkpoint(tmp_path / "ckpt.pt", payload(model, format="other"))
-    with pytest.raises(ValueError, match="Unsupported global.*TorchVersion"):
+    with pytest.raises(ValueError, match="unsupported global torch.*TorchVersion"):
         save_checkpoint(tmp_path / "ckpt.pt", payload(model, versions=torch.__version__))
     assert list(tmp_path.iterdir()) == []
 
