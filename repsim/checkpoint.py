@@ -25,6 +25,11 @@ FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format", "format_version", "config", "model_state", "optimizer_state",
                  "epoch", "metrics", "versions", "data_fingerprint", "history", "rng_state",
                  "complete")
+# The random states train/loop.py's _restore_rng_state reads: tensors, and numpy's legacy
+# state as a dict of these fields.
+RNG_KEYS = ("torch", "shuffle", "noise", "numpy")
+NUMPY_RNG_TYPES = {"kind": str, "keys": torch.Tensor, "pos": int, "has_gauss": int,
+                   "cached": float}
 
 
 def build_payload(*, config: dict, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -118,7 +123,73 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     missing = [key for key in REQUIRED_KEYS if key not in ckpt]
     if missing:
         raise ValueError(f"{path} is not a repsim checkpoint (missing {', '.join(missing)})")
+    problem = _schema_problem(ckpt)
+    if problem:
+        raise ValueError(f"{path} is a damaged repsim checkpoint: {' '.join(problem.split())}")
     return ckpt
+
+
+def _schema_problem(ckpt: dict) -> str | None:
+    """The first value that resume or extraction could not use, or None.
+
+    Checked on load so that a hand-edited file fails here, naming the field, rather than as
+    a KeyError, TypeError or size mismatch deep inside training or extraction.
+    """
+    types = {"config": dict, "model_state": dict, "optimizer_state": dict, "epoch": int,
+             "history": list, "rng_state": dict, "complete": bool, "metrics": dict,
+             "data_fingerprint": str}
+    for key, kind in types.items():
+        if not isinstance(ckpt[key], kind) or (kind is int and isinstance(ckpt[key], bool)):
+            return f"{key} must be of type {kind.__name__}, got {type(ckpt[key]).__name__}"
+    if ckpt["epoch"] < 0:
+        return f"epoch must be non-negative, got {ckpt['epoch']}"
+    problem = _rng_problem(ckpt["rng_state"])
+    if problem:
+        return problem
+    config = ckpt["config"]
+    for part, config_class in (("model", ModelConfig), ("data", DataConfig)):
+        try:
+            config_class.from_dict(config.get(part))
+        except (ValueError, TypeError) as error:
+            return f"config.{part} is not a valid {part} configuration ({error})"
+    return _state_problem(ckpt["model_state"], ModelConfig.from_dict(config["model"]))
+
+
+def _rng_problem(state: dict) -> str | None:
+    """What in ``rng_state`` train/loop.py's _restore_rng_state could not restore, or None."""
+    for key in RNG_KEYS:
+        if key not in state:
+            return f"rng_state lacks {key!r}"
+        kind = dict if key == "numpy" else torch.Tensor
+        if not isinstance(state[key], kind):
+            return (f"rng_state[{key!r}] must be of type {kind.__name__}, "
+                    f"got {type(state[key]).__name__}")
+    for key, kind in NUMPY_RNG_TYPES.items():
+        if not isinstance(state["numpy"].get(key), kind):
+            return (f"rng_state['numpy'][{key!r}] must be of type {kind.__name__}, "
+                    f"got {type(state['numpy'].get(key)).__name__}")
+    return None
+
+
+def _state_problem(state: dict, model: ModelConfig) -> str | None:
+    """The first key of ``state`` that a model built from ``model`` lacks, has in another
+    shape, or has and ``state`` lacks; None when the weights fit the configuration."""
+    with torch.device("meta"):  # shapes only: nothing is allocated or initialised
+        expected = {key: tuple(value.shape)
+                    for key, value in FusionConvLSTM(model).state_dict().items()}
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            return (f"model_state[{key!r}] must be of type Tensor, "
+                    f"got {type(value).__name__}")
+        if key not in expected:
+            return f"model_state has {key!r}, which the model of config.model lacks"
+        if tuple(value.shape) != expected[key]:
+            return (f"model_state[{key!r}] has shape {tuple(value.shape)} but the model of "
+                    f"config.model needs {expected[key]}")
+    absent = [key for key in expected if key not in state]
+    if absent:
+        return f"model_state lacks {absent[0]!r}, which the model of config.model needs"
+    return None
 
 
 def model_from_checkpoint(ckpt: dict) -> FusionConvLSTM:

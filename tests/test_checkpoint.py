@@ -5,9 +5,11 @@ from __future__ import annotations
 import builtins
 import os
 import pickle
+import re
 
 import pytest
 import torch
+from checkpoint_files import HAND_EDITS, hand_edit
 
 from repsim.checkpoint import (
     FORMAT,
@@ -17,6 +19,7 @@ from repsim.checkpoint import (
     save_checkpoint,
 )
 from repsim.models.fusion import FusionConvLSTM, ModelConfig
+from repsim.train.loop import _rng_state
 
 
 def payload(model: FusionConvLSTM, **changes) -> dict:
@@ -24,7 +27,8 @@ def payload(model: FusionConvLSTM, **changes) -> dict:
               "config": {"model": model.config.to_dict(), "data": {"dataset": "synthetic"}},
               "model_state": model.state_dict(), "optimizer_state": {}, "epoch": 3,
               "metrics": {"clean_accuracy": 0.5}, "versions": {"torch": str(torch.__version__)},
-              "data_fingerprint": "abc", "history": [], "rng_state": {}, "complete": True}
+              "data_fingerprint": "abc", "history": [], "complete": True,
+              "rng_state": _rng_state(torch.Generator(), torch.Generator())}
     values.update(changes)
     return values
 
@@ -128,6 +132,48 @@ def test_refusal_names_the_global_and_does_not_advise_an_unsafe_load(tmp_path, m
     assert "loading it unsafely (weights_only=False) would run code from the file" in message
     assert "will likely succeed" not in message and "\n" not in message
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("edit", HAND_EDITS)
+def test_hand_edited_checkpoint_gives_one_clear_error(tmp_path, model, edit):
+    path = save_checkpoint(tmp_path / "ckpt.pt", payload(model))
+    message = hand_edit(path, path, edit)
+    with pytest.raises(ValueError) as damaged:
+        load_checkpoint(path)
+    assert str(path) in str(damaged.value) and message in str(damaged.value)
+    assert "\n" not in str(damaged.value)
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"epoch": -1}, "epoch must be non-negative"),
+    ({"epoch": True}, "epoch must be of type int, got bool"),
+    ({"complete": 1}, "complete must be of type bool"),
+    ({"data_fingerprint": None}, "data_fingerprint must be of type str"),
+    ({"history": {}}, "history must be of type list"),
+    ({"config": {"model": {"layers": 2, "hidden": 3, "fusion_layer": 2}}},
+     "config.data is not a valid data configuration"),
+    ({"config": {"model": {"hidden": "3"}, "data": {}}}, "config.model is not a valid"),
+    ({"model_state": {"readout.weight": [0.0]}}, "model_state['readout.weight'] must be of type "
+                                                 "Tensor"),
+])
+def test_schema_problems_are_named(tmp_path, model, changes, message):
+    path = tmp_path / "ckpt.pt"
+    torch.save(payload(model, **changes), path)
+    with pytest.raises(ValueError, match=f"{path} is a damaged repsim checkpoint: .*"
+                                         + re.escape(message)):
+        load_checkpoint(path)
+
+
+def test_weights_of_another_model_are_named(tmp_path, model):
+    state = dict(model.state_dict())
+    state["extra.weight"] = torch.zeros(1)
+    torch.save(payload(model, model_state=state), tmp_path / "extra.pt")
+    with pytest.raises(ValueError, match="'extra.weight', which the model of config.model"):
+        load_checkpoint(tmp_path / "extra.pt")
+    del state["extra.weight"], state["readout.bias"]
+    torch.save(payload(model, model_state=state), tmp_path / "fewer.pt")
+    with pytest.raises(ValueError, match="lacks 'readout.bias'"):
+        load_checkpoint(tmp_path / "fewer.pt")
 
 
 def test_save_refuses_bad_payloads_and_leaves_nothing(tmp_path, model):

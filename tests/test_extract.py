@@ -15,6 +15,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from checkpoint_files import HAND_EDITS, hand_edit
 from paths import REPO_ROOT
 from test_probeset import H, T, W, tiny_dataset
 
@@ -31,6 +32,7 @@ from repsim.models.fusion import FusionConvLSTM, ModelConfig
 from repsim.probeset import ProbeSet
 from repsim.provenance import library_versions, sha256_file
 from repsim.train import TrainConfig
+from repsim.train.loop import _rng_state
 
 REPO = REPO_ROOT
 
@@ -49,7 +51,8 @@ def make_checkpoint(path: Path, dataset, fusion_layer: int, seed: int = 0,
         "format": FORMAT, "format_version": FORMAT_VERSION, "config": config.to_dict(),
         "model_state": model.state_dict(), "optimizer_state": {}, "epoch": 0, "metrics": {},
         "versions": library_versions(), "data_fingerprint": dataset.fingerprint(),
-        "history": [], "rng_state": {}, "complete": True})
+        "history": [], "rng_state": _rng_state(torch.Generator(), torch.Generator()),
+        "complete": True})
 
 
 @pytest.fixture(scope="module")
@@ -287,6 +290,15 @@ def test_cli_not_a_repsim_checkpoint(cli, capsys, tmp_path):
     status, err, _ = cli(capsys, str(text))
     _one_error_line(status, err, str(text), "is not a repsim checkpoint")
     assert not built
+
+
+@pytest.mark.parametrize("edit", HAND_EDITS)
+def test_cli_hand_edited_checkpoint(cli, capsys, checkpoints, tmp_path, edit):
+    edited = tmp_path / "edited.pt"
+    message = hand_edit(checkpoints["early"], edited, edit)
+    status, err, built = cli(capsys, str(edited), "-o", str(tmp_path / "a.h5"))
+    _one_error_line(status, err, str(edited), message)
+    assert not built and not (tmp_path / "a.h5").exists()
 
 
 def test_cli_unknown_layer(cli, capsys, checkpoints, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import csv
+import dataclasses
 import json
 import logging
 import math
@@ -12,6 +13,7 @@ import re
 
 import pytest
 import torch
+from checkpoint_files import HAND_EDITS, hand_edit
 
 from repsim.checkpoint import dataset_from_checkpoint, load_checkpoint, model_from_checkpoint
 from repsim.data.config import DataConfig
@@ -247,6 +249,17 @@ def test_resume_from_a_file_that_is_not_a_checkpoint(tmp_path, capsys):
                              str(tmp_path / "missing.pt")])
     assert "checkpoint not found" in err
     assert not (tmp_path / "run").exists()  # nothing is created before the checks pass
+
+
+@pytest.mark.parametrize("edit", HAND_EDITS)
+def test_resume_from_a_hand_edited_checkpoint(tmp_path, capsys, tiny_dataset, edit):
+    config = tiny_config(tmp_path, epochs=2)
+    run(dataclasses.replace(config, epochs=1), dataset=tiny_dataset)
+    edited = tmp_path / "edited.pt"
+    message = hand_edit(tmp_path / "run" / "ckpt.pt", edited, edit)
+    err = cli_error(capsys, ["--config", config_file(tmp_path, config), "--quiet",
+                             "--resume", str(edited)])
+    assert len(err.splitlines()) == 1 and str(edited) in err and message in err
 
 
 class CreatesFile:
