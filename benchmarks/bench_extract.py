@@ -135,6 +135,7 @@ def _make_checkpoint(directory: Path, fusion_layer: int) -> Path:
     from repsim.models.fusion import FusionConvLSTM
     from repsim.provenance import library_versions
     from repsim.train import TrainConfig
+    from repsim.train.loop import _rng_state
 
     defaults = TrainConfig()
     config = dataclasses.replace(defaults, model=dataclasses.replace(defaults.model,
@@ -146,6 +147,7 @@ def _make_checkpoint(directory: Path, fusion_layer: int) -> Path:
         "format": FORMAT, "format_version": FORMAT_VERSION, "config": config.to_dict(),
         "model_state": model.state_dict(), "optimizer_state": {}, "epoch": 0, "metrics": {},
         "versions": library_versions(), "data_fingerprint": dataset.fingerprint(),
+        "history": [], "rng_state": _rng_state(torch.Generator(), torch.Generator()),
         "complete": True})
 
 
