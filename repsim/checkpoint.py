@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import platform
 import re
 from pathlib import Path
 
@@ -37,7 +38,9 @@ def build_payload(*, config: dict, model: torch.nn.Module, optimizer: torch.opti
                   rng_state: dict) -> dict:
     """The checkpoint dict of a run after ``epoch`` epochs (CPU tensors and plain values).
 
-    ``metrics`` is empty until the run has finished; ``complete`` says which.
+    ``metrics`` is empty until the run has finished; ``complete`` says which. The torch thread
+    count and the CPU kind are recorded because CPU results depend on them (older checkpoints
+    lack both: unknown).
     """
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION, "config": config,
@@ -45,6 +48,8 @@ def build_payload(*, config: dict, model: torch.nn.Module, optimizer: torch.opti
         "optimizer_state": optimizer.state_dict(), "epoch": epoch, "metrics": metrics,
         "versions": library_versions(), "data_fingerprint": data_fingerprint,
         "history": history, "rng_state": rng_state, "complete": bool(metrics),
+        "torch_threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
     }
 
 
@@ -138,6 +143,8 @@ def _schema_problem(ckpt: dict) -> str | None:
     types = {"config": dict, "model_state": dict, "optimizer_state": dict, "epoch": int,
              "history": list, "rng_state": dict, "complete": bool, "metrics": dict,
              "data_fingerprint": str}
+    optional = {"torch_threads": int, "cpu": str}  # absent from older checkpoints
+    types.update({key: kind for key, kind in optional.items() if key in ckpt})
     for key, kind in types.items():
         if not isinstance(ckpt[key], kind) or (kind is int and isinstance(ckpt[key], bool)):
             return f"{key} must be of type {kind.__name__}, got {type(ckpt[key]).__name__}"

@@ -3,8 +3,9 @@
 One run trains on the train split, reports validation accuracy after every epoch, writes an
 atomic checkpoint after every epoch, and finally evaluates the test split clean, on the noise
 grid and with each modality removed (:mod:`repsim.rundir` names the files it writes). On the
-CPU a fixed seed gives identical weights, and a run
-resumed from any epoch's checkpoint ends with the same weights as an uninterrupted one.
+CPU a fixed seed and thread count give identical weights, and a run resumed from any epoch's
+checkpoint with the thread count it was trained with ends with the same weights as an
+uninterrupted one (resuming with another count is warned about).
 """
 
 from __future__ import annotations
@@ -216,6 +217,8 @@ def run(config: TrainConfig, *, resume: str | os.PathLike | None = None,
         history = list(ckpt["history"])
         start_epoch = int(ckpt["epoch"])
         log.info("resuming %s at epoch %d of %d", resume, start_epoch, config.epochs)
+        if device.type == "cpu":
+            _warn_if_other_threads(resume, ckpt)
 
     # Small splits live on the training device for the whole run: no per-batch copies.
     train_split = dataset.splits["train"].to(device)
@@ -275,6 +278,17 @@ def run(config: TrainConfig, *, resume: str | os.PathLike | None = None,
     write_metrics(run_dir, metrics)
     return TrainResult(run_dir=run_dir, checkpoint=checkpoint_path, metrics=metrics,
                        model=model.eval(), history=history)
+
+
+def _warn_if_other_threads(resume: str | os.PathLike, ckpt: dict) -> None:
+    """Warn when a CPU run resumes with another torch thread count than it was trained with:
+    CPU results depend on it, so the resumed run may not equal an uninterrupted one."""
+    recorded, now = ckpt.get("torch_threads"), torch.get_num_threads()
+    if recorded is not None and recorded != now:
+        log.warning("%s was trained with %d torch threads, this run has %d: bitwise equality "
+                    "with an uninterrupted run is not guaranteed; to match it, run with "
+                    "OMP_NUM_THREADS=%d (or torch.set_num_threads(%d))",
+                    resume, recorded, now, recorded, recorded)
 
 
 def _finished(config: TrainConfig, ckpt: dict) -> TrainResult:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import builtins
 import csv
-import dataclasses
 import json
 import logging
 import math
@@ -253,13 +252,44 @@ def test_resume_from_a_file_that_is_not_a_checkpoint(tmp_path, capsys):
 
 @pytest.mark.parametrize("edit", HAND_EDITS)
 def test_resume_from_a_hand_edited_checkpoint(tmp_path, capsys, tiny_dataset, edit):
-    config = tiny_config(tmp_path, epochs=2)
-    run(dataclasses.replace(config, epochs=1), dataset=tiny_dataset)
+    config = tiny_config(tmp_path, epochs=1)
+    run(config, dataset=tiny_dataset)
     edited = tmp_path / "edited.pt"
     message = hand_edit(tmp_path / "run" / "ckpt.pt", edited, edit)
     err = cli_error(capsys, ["--config", config_file(tmp_path, config), "--quiet",
                              "--resume", str(edited)])
     assert len(err.splitlines()) == 1 and str(edited) in err and message in err
+
+
+@pytest.mark.parametrize("recorded", ["more", "same", "absent"])
+def test_resume_with_another_thread_count_warns(tmp_path, caplog, tiny_dataset, recorded):
+    """CPU weights depend on the thread count; an older checkpoint (no count) gives no
+    warning."""
+    def interrupt(record, model):
+        raise KeyboardInterrupt
+
+    config = tiny_config(tmp_path, epochs=2)
+    with pytest.raises(KeyboardInterrupt):
+        run(config, dataset=tiny_dataset, on_epoch=interrupt)
+    ckpt = torch.load(tmp_path / "run" / "ckpt.pt", weights_only=True)
+    threads = torch.get_num_threads()
+    assert ckpt["torch_threads"] == threads and isinstance(ckpt["cpu"], str)
+    if recorded == "more":
+        ckpt["torch_threads"] = threads + 1
+    elif recorded == "absent":
+        del ckpt["torch_threads"], ckpt["cpu"]
+    edited = tmp_path / "edited.pt"
+    torch.save(ckpt, edited)
+    caplog.set_level(logging.INFO, logger="repsim.train")
+    run(config, dataset=tiny_dataset, resume=edited)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    if recorded == "more":
+        assert len(warnings) == 1 and "\n" not in warnings[0]
+        assert f"trained with {threads + 1} torch threads, this run has {threads}" in warnings[0]
+        assert "bitwise equality with an uninterrupted run is not guaranteed" in warnings[0]
+        assert f"OMP_NUM_THREADS={threads + 1}" in warnings[0]
+    else:
+        assert warnings == []
 
 
 class CreatesFile:
