@@ -9,9 +9,13 @@ import functools
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 
+# Exit status of a command stopped by SIGTERM (a cluster's preemption), as a shell reports a
+# process ended by that signal: a scheduler tells it from a crash (1) and a user error (2).
+STOPPED_STATUS = 128 + signal.SIGTERM
 # Errors that mean "the user asked for something we cannot do", not "repsim has a bug".
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError,
                IsADirectoryError, NotADirectoryError)

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from repsim import activations
 from repsim.checkpoint import dataset_from_checkpoint, load_checkpoint, model_from_checkpoint
-from repsim.cli import keep_freed_memory, setup_logging, user_errors_exit_2
+from repsim.cli import STOPPED_STATUS, keep_freed_memory, setup_logging, user_errors_exit_2
 from repsim.conditions import PROBE_CONDITIONS, PROBE_SNRS, probe_condition_names
 from repsim.config import Config, check_positive_int
 from repsim.data.base import AVDataset
@@ -322,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = run(config, progress=True, should_stop=stop.is_set)
     except ExtractionStopped as stopped:
         print(f"stopped: {stopped}", file=sys.stderr)
-        return 128 + signal.SIGTERM
+        return STOPPED_STATUS
     finally:
         signal.signal(signal.SIGTERM, previous)
     logger.info(result.summary())

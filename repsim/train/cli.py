@@ -7,14 +7,23 @@ import argparse
 import dataclasses
 import json
 import math
+import signal
+import sys
+import threading
 from pathlib import Path
 
-from repsim.cli import keep_freed_memory, key_value, setup_logging, user_errors_exit_2
+from repsim.cli import (
+    STOPPED_STATUS,
+    keep_freed_memory,
+    key_value,
+    setup_logging,
+    user_errors_exit_2,
+)
 from repsim.data.registry import dataset_names
 from repsim.device import PRECISIONS
 from repsim.rundir import CHECKPOINT_FILE, CONFIG_FILE, LOG_FILE, METRICS_FILE
 from repsim.train.config import AUGMENT_CHOICES, TrainConfig
-from repsim.train.loop import TrainResult, run
+from repsim.train.loop import TrainingStopped, TrainResult, run
 
 RUN_FILES = (CHECKPOINT_FILE, METRICS_FILE, LOG_FILE, CONFIG_FILE)
 
@@ -182,7 +191,17 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     keep_freed_memory()
     config = config_from_args(args)
-    result = run(config, resume=args.resume, overwrite=args.overwrite,
-                 progress=not args.quiet)
+    # SIGTERM (a cluster's preemption) only sets a flag; the loop stops before its next step.
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    try:
+        result = run(config, resume=args.resume, overwrite=args.overwrite,
+                     progress=not args.quiet, should_stop=stop.is_set)
+    except TrainingStopped as stopped:
+        print(f"stopped by SIGTERM: {stopped}; rerun the same command with --resume auto to "
+              f"continue", file=sys.stderr)
+        return STOPPED_STATUS
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(summary_line(result))
     return 0

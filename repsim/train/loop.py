@@ -77,6 +77,11 @@ class TrainResult:
     history: list[dict]
 
 
+class TrainingStopped(Exception):
+    """``should_stop`` asked the run to stop: the checkpoint of the last complete epoch (if
+    any) is kept, and ``resume="auto"`` continues from it."""
+
+
 class TrainingDiverged(ValueError):
     """The training loss became NaN or infinite."""
 
@@ -154,7 +159,7 @@ def _loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 def run(config: TrainConfig, *, resume: str | os.PathLike | None = None,
         overwrite: bool = False, dataset: AVDataset | None = None,
         on_epoch: Callable[[EpochRecord, FusionConvLSTM], None] | None = None,
-        progress: bool = False) -> TrainResult:
+        progress: bool = False, should_stop: Callable[[], bool] | None = None) -> TrainResult:
     """Train (or continue) a run and evaluate it; returns where it wrote and what it measured.
 
     ``resume`` names a checkpoint of the same configuration (fields in
@@ -166,6 +171,9 @@ def run(config: TrainConfig, *, resume: str | os.PathLike | None = None,
     skips building
     the data (it must be the dataset ``config.data`` describes). ``on_epoch`` is called after
     each epoch's checkpoint is written. ``progress`` shows tqdm bars on stderr.
+    ``should_stop`` is asked before every training step and before the final evaluation;
+    when it answers True the run raises :class:`TrainingStopped`, abandoning the epoch in
+    progress (its checkpoint of the last complete epoch stays).
     Raises :class:`TrainingDiverged` (a ValueError) if the loss stops being finite; the
     checkpoint of the last good epoch is left in place.
     """
@@ -186,6 +194,12 @@ def run(config: TrainConfig, *, resume: str | os.PathLike | None = None,
             return _finished(config, ckpt)
     run_dir = prepare_run_dir(config.run_dir, resume=resume is not None, overwrite=overwrite)
     checkpoint_path = run_dir / CHECKPOINT_FILE
+
+    def stop(where: str) -> None:
+        if should_stop is not None and should_stop():
+            kept = (f"the checkpoint of the last complete epoch is kept in {checkpoint_path}"
+                    if checkpoint_path.exists() else "no epoch had finished, nothing is kept")
+            raise TrainingStopped(f"training of {run_dir} stopped {where}: {kept}")
 
     if dataset is None:
         log.info("building the %s dataset", config.data.dataset)
@@ -238,7 +252,7 @@ def run(config: TrainConfig, *, resume: str | os.PathLike | None = None,
     for epoch in range(start_epoch, config.epochs):
         record = _train_epoch(config, epoch, forward, model, optimizer, train_split,
                               features, shuffle_generator, noise_generator, amp,
-                              steps_per_epoch, progress)
+                              steps_per_epoch, progress, stop)
         record.val_accuracy = accuracy(model, val_split, features, seed=config.seed,
                                        batch_size=config.eval_batch_size, amp=bf16)
         record.elapsed_seconds = (history[-1]["elapsed_seconds"] if history else 0.0) \
@@ -255,6 +269,7 @@ def run(config: TrainConfig, *, resume: str | os.PathLike | None = None,
         if on_epoch is not None:
             on_epoch(record, model)
 
+    stop("before the final evaluation")
     log.info("evaluating the test split on the noise grid")
     with tqdm(total=3 * len(config.noise_snrs) + 3, desc="test conditions", leave=False,
               disable=not progress, file=sys.stderr) as bar:
@@ -305,8 +320,10 @@ def _finished(config: TrainConfig, ckpt: dict) -> TrainResult:
 def _train_epoch(config: TrainConfig, epoch: int, forward, model: FusionConvLSTM,
                  optimizer: torch.optim.Optimizer, split: AVSplit, features,
                  shuffle_generator: torch.Generator, noise_generator: torch.Generator,
-                 amp, steps_per_epoch: int, progress: bool) -> EpochRecord:
-    """One pass over the shuffled train pairs; raises TrainingDiverged on a non-finite loss."""
+                 amp, steps_per_epoch: int, progress: bool,
+                 stop: Callable[[str], None]) -> EpochRecord:
+    """One pass over the shuffled train pairs; raises TrainingDiverged on a non-finite loss
+    (``stop(where)`` raises TrainingStopped when the caller asked to stop)."""
     device = split.waveforms.device
     model.train()
     started = time.perf_counter()
@@ -317,6 +334,7 @@ def _train_epoch(config: TrainConfig, epoch: int, forward, model: FusionConvLSTM
                desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress,
                file=sys.stderr, unit="batch")
     for step, index in enumerate(bar):
+        stop(f"in epoch {epoch + 1}")
         lr = lr_at(config, epoch * steps_per_epoch + step, steps_per_epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr

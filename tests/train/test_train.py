@@ -7,14 +7,21 @@ import csv
 import json
 import logging
 import math
+import os
 import pickle
 import re
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
 from checkpoint_files import HAND_EDITS, hand_edit
+from paths import REPO_ROOT
 
 from repsim.checkpoint import dataset_from_checkpoint, load_checkpoint, model_from_checkpoint
+from repsim.cli import STOPPED_STATUS
 from repsim.data.config import DataConfig
 from repsim.evaluate import Condition, accuracy
 from repsim.models.fusion import ModelConfig
@@ -351,3 +358,29 @@ def test_bad_config_values():
         TrainConfig(device="tpu")
     with pytest.raises(ValueError, match="precision must be one of"):
         TrainConfig(precision="fp16")
+
+
+def test_sigterm_keeps_the_last_epoch_says_so_and_resume_auto_finishes(tmp_path):
+    config = tiny_config(tmp_path, epochs=200)
+    path = config_file(tmp_path, config)
+    command = [sys.executable, "-m", "repsim.train", "--config", path, "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    child = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    checkpoint = tmp_path / "run" / "ckpt.pt"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child.send_signal(signal.SIGTERM)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == STOPPED_STATUS == 143
+    lines = [line for line in err.splitlines() if line.startswith("stopped")]
+    assert len(lines) == 1 and "stopped by SIGTERM" in lines[0]
+    assert f"kept in {checkpoint}" in lines[0] and "--resume auto" in lines[0]
+    epoch = load_checkpoint(checkpoint)["epoch"]
+    assert 1 <= epoch < 200
+    done = subprocess.run([*command, "--resume", "auto"], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert f"resuming {checkpoint} at epoch {epoch}" in done.stderr
+    assert load_checkpoint(checkpoint)["complete"]
