@@ -13,6 +13,8 @@ import signal
 import sys
 from collections.abc import Callable
 
+import repsim
+
 # Exit status of a command stopped by SIGTERM (a cluster's preemption), as a shell reports a
 # process ended by that signal: a scheduler tells it from a crash (1) and a user error (2).
 STOPPED_STATUS = 128 + signal.SIGTERM
@@ -44,6 +46,12 @@ def user_errors_exit_2(main: Callable[..., int | None]) -> Callable[..., int]:
             return 130
 
     return wrapped
+
+
+def add_version(parser: argparse.ArgumentParser) -> None:
+    """``--version``: the command and repsim's version, then exit 0."""
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s (repsim {repsim.__version__})")
 
 
 def key_value(text: str) -> tuple[str, object]:

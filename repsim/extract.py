@@ -31,7 +31,13 @@ from tqdm import tqdm
 
 from repsim import activations
 from repsim.checkpoint import dataset_from_checkpoint, load_checkpoint, model_from_checkpoint
-from repsim.cli import STOPPED_STATUS, keep_freed_memory, setup_logging, user_errors_exit_2
+from repsim.cli import (
+    STOPPED_STATUS,
+    add_version,
+    keep_freed_memory,
+    setup_logging,
+    user_errors_exit_2,
+)
 from repsim.conditions import PROBE_CONDITIONS, PROBE_SNRS, probe_condition_names
 from repsim.config import Config, check_positive_int
 from repsim.data.base import AVDataset
@@ -262,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
                "--pool avg --dtype float16\n"
                "  python -m repsim.extract ckpt.pt --layers fused.2 --conditions clean "
                "incongruent --snrs -o fused2.h5 --overwrite")
+    add_version(parser)
     parser.add_argument("checkpoint", help="a checkpoint written by python -m repsim.train")
     parser.add_argument("-o", "--output", help=f"activation file (default: {ACTIVATIONS_FILE} "
                                                f"beside the checkpoint)")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from repsim.cli import user_errors_exit_2
+from repsim.cli import add_version, user_errors_exit_2
 from repsim.conditions import CLEAN, NOISE_KINDS
 from repsim.models.fusion import fusion_role
 from repsim.rundir import Metrics, read_metrics
@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                     "with white noise on audio, visual or both at each SNR, and with a "
                     "modality removed.",
         epilog="example: python -m repsim.report runs/synthetic-f1-s0 runs/synthetic-f3-s0")
+    add_version(parser)
     parser.add_argument("runs", nargs="+", help="run directories (or their metrics.json)")
     args = parser.parse_args(argv)
     print(accuracy_table([read_metrics(path) for path in args.runs]))

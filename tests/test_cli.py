@@ -4,12 +4,14 @@ KEY=VALUE option type."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import platform
 import subprocess
 import sys
 
 import pytest
 
+import repsim
 from repsim.cli import key_value
 
 # Prints the bytes malloc holds in mmapped blocks while a 16 MiB tensor is alive, after
@@ -57,3 +59,13 @@ def test_key_value_reads_json_values_and_keeps_text():
     for bad in ("novalue", "=3"):
         with pytest.raises(argparse.ArgumentTypeError, match="expected KEY=VALUE"):
             key_value(bad)
+
+
+@pytest.mark.parametrize("module", ["repsim.train.cli", "repsim.extract", "repsim.data.__main__",
+                                    "repsim.study.cli", "repsim.report"])
+def test_every_command_has_version(module, capsys):
+    main = importlib.import_module(module).main
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert f"(repsim {repsim.__version__})" in capsys.readouterr().out

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from repsim.cli import key_value, setup_logging, user_errors_exit_2
+from repsim.cli import add_version, key_value, setup_logging, user_errors_exit_2
 from repsim.conditions import CLEAN
 from repsim.data.base import AVDataset, make_batch
 from repsim.data.registry import build_dataset, dataset_names
@@ -181,6 +181,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m repsim.data",
         description="Build a dataset, print what it holds, and optionally draw a few stimuli.")
+    add_version(p)
     p.add_argument("--dataset", default="synthetic",
                    help=f"dataset name ({', '.join(dataset_names())}; default synthetic)")
     p.add_argument("--data-dir", default=None, help="where the dataset's files are (avmnist)")

@@ -22,7 +22,7 @@ import pandas as pd
 import xarray as xr
 
 from repsim import activations
-from repsim.cli import setup_logging, user_errors_exit_2
+from repsim.cli import add_version, setup_logging, user_errors_exit_2
 from repsim.rundir import RUNS_DIR
 from repsim.runs import (
     EarlyLate,
@@ -134,6 +134,7 @@ def figure_parser(name: str, doc: str, examples: str, inputs_help: str
     parser = argparse.ArgumentParser(prog=f"python -m repsim.figures {name}",
                                      description=doc.split("\n\n")[0], epilog=examples,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_version(parser)
     parser.add_argument("inputs", nargs="*", type=Path, help=inputs_help)
     shared = parser.add_argument_group("inputs and outputs")
     shared.add_argument("--runs-dir", default=RUNS_DIR, type=Path,

@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from repsim.cli import key_value, setup_logging, user_errors_exit_2
+from repsim.cli import add_version, key_value, setup_logging, user_errors_exit_2
 from repsim.provenance import atomic_path
 from repsim.rundir import FAILED_FILE, RUN_LOG_FILE, STUDY_FILE, run_state
 from repsim.study.execute import (
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "(datasets x protocols x fusion layers x seeds). Rerunning the same "
                     "command after an interruption finishes the study without redoing "
                     "finished work.")
+    add_version(parser)
     parser.add_argument("study", type=Path, help="the study file (TOML)")
     parser.add_argument("--folder", type=Path,
                         help="where the study's runs go (default: <study file's folder>/<name>)")

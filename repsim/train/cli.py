@@ -14,6 +14,7 @@ from pathlib import Path
 
 from repsim.cli import (
     STOPPED_STATUS,
+    add_version,
     keep_freed_memory,
     key_value,
     setup_logging,
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a fusion ConvLSTM, then test it clean, on a noise grid and with "
                     "each modality removed. Writes ckpt.pt, config.json, log.csv and "
                     "metrics.json into the run directory.")
+    add_version(parser)
     defaults = TrainConfig()
     arg = parser.add_argument
     arg("--config", metavar="JSON", help="start from this TrainConfig JSON (e.g. a run's "
