@@ -14,13 +14,14 @@ import sys
 from collections.abc import Callable
 
 import repsim
+from repsim.provenance import OutputError
 
 # Exit status of a command stopped by SIGTERM (a cluster's preemption), as a shell reports a
 # process ended by that signal: a scheduler tells it from a crash (1) and a user error (2).
 STOPPED_STATUS = 128 + signal.SIGTERM
 # Errors that mean "the user asked for something we cannot do", not "repsim has a bug".
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError,
-               IsADirectoryError, NotADirectoryError)
+               IsADirectoryError, NotADirectoryError, OutputError)
 
 
 def user_errors_exit_2(main: Callable[..., int | None]) -> Callable[..., int]:

@@ -369,3 +369,31 @@ sys.exit(extract.main([{str(checkpoints['early'])!r}, "-o", {str(tmp_path / "a.h
     child.send_signal(signal.SIGTERM)
     assert child.wait(timeout=30) == 128 + signal.SIGTERM
     assert os.listdir(tmp_path) == []
+
+
+def test_a_full_disk_is_one_line_and_exit_2_and_leaves_nothing(checkpoints, tmp_path):
+    """A file-size limit on a real process stands in for a full disk: half the size of the
+    complete file, so that the layout is written and the data are not."""
+    complete = tmp_path / "complete.h5"
+    extract.run(extract.ExtractConfig(checkpoint=str(checkpoints["late"]), output=str(complete),
+                                      states=("h", "c"), n_stimuli=4, device="cpu"),
+                dataset=tiny_dataset())
+    limit = complete.stat().st_size // 2
+    complete.unlink()
+    output = tmp_path / "full.h5"
+    script = f"""
+import resource, sys
+sys.path.insert(0, {str(REPO / "tests")!r})
+from test_probeset import tiny_dataset
+from repsim import extract
+extract.dataset_from_checkpoint = lambda ckpt, data_dir=None: tiny_dataset()
+resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
+sys.exit(extract.main([{str(checkpoints['late'])!r}, "-o", {str(output)!r}, "--states", "h",
+                       "c", "--stimuli", "4", "--device", "cpu"]))
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    error = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 2, done.stderr
+    assert error.startswith(f"error: cannot write {output}: File too large; nothing was written")
+    assert os.listdir(tmp_path) == []

@@ -14,6 +14,7 @@ import datetime
 import json
 import math
 import os
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,7 +33,13 @@ from repsim.activations.format import (
     STATES,
     variable_name,
 )
-from repsim.provenance import atomic_path, remove_stale_temporaries
+from repsim.provenance import (
+    WRITE_ERRNOS,
+    OutputError,
+    atomic_path,
+    output_error,
+    remove_stale_temporaries,
+)
 
 # Target size of one chunk (k stimuli x one time step) and cap on the rows buffered in memory.
 CHUNK_BYTES = 1 << 20
@@ -147,6 +154,15 @@ class ActivationWriter:
         return self
 
     def __exit__(self, exc_type, exc, traceback) -> bool:
+        try:
+            return self._exit(exc_type, exc, traceback)
+        except (OSError, RuntimeError) as error:  # HDF5 reports a full disk as either
+            reason = _write_failure(error)
+            if reason is None:
+                raise
+            raise output_error(self.path, reason) from error
+
+    def _exit(self, exc_type, exc, traceback) -> bool:
         assert self._stack is not None, "ActivationWriter exited without being entered"
         stack, self._stack = self._stack, None
         if exc_type is None:
@@ -375,3 +391,17 @@ def _state_shapes(states, arrays) -> dict[str, tuple[int, ...]]:
     if len(steps) != 1:
         raise ValueError(f"all states must have the same number of time steps, got {steps}")
     return shapes
+
+
+def _write_failure(error: Exception) -> str | None:
+    """Why writing failed, when ``error`` says the disk refused (full, size limit, read-only):
+    from an OSError's errno, or from the "errno = N, error message = '...'" of HDF5's text;
+    None for any other error."""
+    if isinstance(error, OutputError):
+        return None
+    found = re.search(r"errno = (\d+), error message = '([^']*)'", str(error))
+    if found and int(found.group(1)) in WRITE_ERRNOS:
+        return found.group(2)
+    if isinstance(error, OSError) and error.errno in WRITE_ERRNOS:
+        return error.strerror
+    return None

@@ -10,6 +10,7 @@ import math
 import os
 import pickle
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -384,3 +385,24 @@ def test_sigterm_keeps_the_last_epoch_says_so_and_resume_auto_finishes(tmp_path)
     assert done.returncode == 0, done.stderr
     assert f"resuming {checkpoint} at epoch {epoch}" in done.stderr
     assert load_checkpoint(checkpoint)["complete"]
+
+
+def _file_size_limit(limit: int):
+    """A child-process hook that caps the size of any file it writes (a full disk)."""
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+def test_a_full_disk_is_one_line_and_exit_2(tmp_path):
+    """The file-size limit stands in for a full disk: the checkpoint cannot be written."""
+    path = config_file(tmp_path, tiny_config(tmp_path, epochs=1))
+    done = subprocess.run([sys.executable, "-m", "repsim.train", "--config", path, "--quiet"],
+                          cwd=REPO_ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=300,
+                          preexec_fn=_file_size_limit(20_000))
+    assert done.returncode == 2, done.stderr
+    error = done.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: cannot write ") and "ckpt.pt: File too large" in error
+    assert "Traceback" not in done.stderr
+    assert not list((tmp_path / "run").glob(".ckpt.pt.tmp-*"))
