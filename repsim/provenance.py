@@ -1,12 +1,16 @@
-"""Provenance for artifacts: library versions, file digests, and atomic writes."""
+"""Provenance for artifacts: library versions, file digests, atomic writes, and the claim a
+writer holds on its output."""
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import errno
+import fcntl
 import hashlib
 import os
 import platform
+import socket
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
@@ -84,28 +88,59 @@ def _temporary_prefix(final: Path) -> str:
     return f".{final.name}.tmp-"
 
 
-def remove_stale_temporaries(final: str | os.PathLike) -> list[Path]:
-    """Delete temporaries of ``final`` whose writing process no longer exists.
+class Busy(ValueError):
+    """Another process holds the claim on an output (it is writing it right now)."""
 
-    Only SIGKILL lets a temporary of :func:`atomic_path` outlive its writer; temporaries of
-    live processes are left alone. Returns the removed paths.
+
+@contextlib.contextmanager
+def claim(target: str | os.PathLike) -> Iterator[Path]:
+    """Hold an advisory lock (``fcntl.flock``) on ``target`` while writing it or into it.
+
+    The lock file is ``<target>/.lock`` for a directory and ``.<name>.lock`` beside a file;
+    it records the holder (host, PID, start time) and is removed on release. A second writer
+    gets :class:`Busy` at once, naming the holder. The kernel drops the lock when its holder
+    dies (SIGKILL included), so a stale lock file never blocks anyone.
     """
-    final = Path(final)
-    prefix = _temporary_prefix(final)
-    removed = []
-    for candidate in final.parent.glob(f"{prefix}*"):
-        pid = candidate.name[len(prefix):]
-        if pid.isdigit() and not _process_alive(int(pid)):
-            candidate.unlink(missing_ok=True)
-            removed.append(candidate)
-    return removed
-
-
-def _process_alive(pid: int) -> bool:
+    target = Path(target)
+    lock_path = target / ".lock" if target.is_dir() else \
+        target.with_name(f".{target.name}.lock")
+    while True:
+        handle = open(lock_path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise Busy(f"{target} is being written by {holder}; wait for it to finish or "
+                       f"choose another output") from None
+        try:  # the file we locked must still be the one at lock_path (its holder removes it)
+            current = os.stat(lock_path).st_ino
+        except FileNotFoundError:
+            current = None
+        if current == os.fstat(handle.fileno()).st_ino:
+            break
+        handle.close()
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{socket.gethostname()} PID {os.getpid()} since "
+                     f"{datetime.datetime.now().isoformat(timespec='seconds')}\n")
+        handle.flush()
+        yield lock_path
+    finally:
+        lock_path.unlink(missing_ok=True)
+        handle.close()  # releases the lock
+
+
+def remove_stale_temporaries(final: str | os.PathLike) -> list[Path]:
+    """Delete every temporary of ``final`` left by :func:`atomic_path`. Call it while holding
+    the :func:`claim` on ``final`` (or on its directory): then no other writer is alive, so
+    what is left was abandoned (a killed writer, on any host or PID namespace). Returns the
+    removed paths."""
+    final = Path(final)
+    removed = []
+    for candidate in final.parent.glob(f"{_temporary_prefix(final)}*"):
+        candidate.unlink(missing_ok=True)
+        removed.append(candidate)
+    return removed

@@ -33,6 +33,8 @@ FAILED_FILE = "failed.txt"
 STUDY_FILE = "study.toml"
 RUNS_DIR = "runs"
 RUN_STATES = ("done", "partial", "failed", "not started")
+# The files a training run writes atomically (their temporaries are cleaned by its next run).
+RUN_FILES = (CHECKPOINT_FILE, METRICS_FILE, LOG_FILE, CONFIG_FILE)
 LOG_FIELDS = ("epoch", "train_loss", "val_accuracy", "lr", "epoch_seconds", "elapsed_seconds")
 
 

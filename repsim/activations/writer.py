@@ -37,6 +37,7 @@ from repsim.provenance import (
     WRITE_ERRNOS,
     OutputError,
     atomic_path,
+    claim,
     output_error,
     remove_stale_temporaries,
 )
@@ -147,8 +148,9 @@ class ActivationWriter:
 
     def __enter__(self) -> ActivationWriter:
         check_output_path(self.path, self.overwrite)
-        remove_stale_temporaries(self.path)
         stack = contextlib.ExitStack()
+        stack.enter_context(claim(self.path))  # a second writer of this path fails here
+        remove_stale_temporaries(self.path)
         self._temporary = stack.enter_context(atomic_path(self.path))
         self._stack = stack
         return self

@@ -22,11 +22,9 @@ from repsim.cli import (
 )
 from repsim.data.registry import dataset_names
 from repsim.device import PRECISIONS
-from repsim.rundir import CHECKPOINT_FILE, CONFIG_FILE, LOG_FILE, METRICS_FILE
+from repsim.rundir import RUN_FILES
 from repsim.train.config import AUGMENT_CHOICES, TrainConfig
 from repsim.train.loop import TrainingStopped, TrainResult, run
-
-RUN_FILES = (CHECKPOINT_FILE, METRICS_FILE, LOG_FILE, CONFIG_FILE)
 
 EXAMPLES = """examples:
   python -m repsim.train                                  # synthetic data, early fusion (k=1)

@@ -36,10 +36,11 @@ from repsim.data.base import AVDataset, AVSplit, Batch, make_batch
 from repsim.device import resolve_device, uses_bf16
 from repsim.evaluate import accuracy, noise_grid
 from repsim.models.fusion import FusionConvLSTM
-from repsim.provenance import library_versions
+from repsim.provenance import claim, library_versions, remove_stale_temporaries
 from repsim.rundir import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
+    RUN_FILES,
     Metrics,
     prepare_run_dir,
     write_json,
@@ -193,6 +194,17 @@ def run(config: TrainConfig, *, resume: str | os.PathLike | None = None,
         if auto and ckpt["complete"]:
             return _finished(config, ckpt)
     run_dir = prepare_run_dir(config.run_dir, resume=resume is not None, overwrite=overwrite)
+    with claim(run_dir):  # a second run in this directory fails here, naming this one
+        for name in RUN_FILES:
+            remove_stale_temporaries(run_dir / name)
+        return _train(config, run_dir, device, ckpt, resume, dataset, on_epoch, progress,
+                      should_stop)
+
+
+def _train(config: TrainConfig, run_dir: Path, device: torch.device, ckpt: dict | None,
+           resume, dataset: AVDataset | None, on_epoch, progress: bool,
+           should_stop) -> TrainResult:
+    """The body of :func:`run` once the run directory is prepared and claimed."""
     checkpoint_path = run_dir / CHECKPOINT_FILE
 
     def stop(where: str) -> None:

@@ -15,6 +15,7 @@ import xarray as xr
 from activation_files import write_activations
 
 from repsim import activations as act
+from repsim.provenance import Busy
 
 N, T = 23, 3
 
@@ -279,16 +280,41 @@ def test_unwritable_or_missing_output_directory(unwritable_dir, tmp_path):
         write_activations(tmp_path / "missing" / "a.h5", states, stimuli)
 
 
-def test_stale_temporary_of_a_killed_writer_is_removed(tmp_path):
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    stale = tmp_path / f".a.h5.tmp-{dead.pid}"
-    live = tmp_path / f".a.h5.tmp-{os.getppid()}"
+HOLD_CLAIM = """
+import sys, time
+from repsim.provenance import claim
+with claim(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_second_writer_fails_at_once_naming_the_holder_and_leaves_its_temporary(tmp_path):
+    """A writer in another process (as on another node: its PID means nothing here) holds
+    the claim: a second writer fails at once, and the first one's temporary survives."""
+    output = tmp_path / "a.h5"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_CLAIM, str(output)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        live = tmp_path / ".a.h5.tmp-999999"  # the holder's temporary, under any PID
+        live.write_bytes(b"being written")
+        with pytest.raises(Busy, match=f"being written by .* PID {holder.pid} since"):
+            write_activations(output, _states(np.random.default_rng(0)), _stimuli())
+        assert live.exists() and not output.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_temporaries_of_a_killed_writer_are_removed_by_the_next_one(tmp_path):
+    """Once nobody holds the claim, every temporary left beside the output is abandoned,
+    whatever PID it names (a live PID may belong to another host's writer long dead)."""
+    stale = tmp_path / f".a.h5.tmp-{os.getppid()}"
     stale.write_bytes(b"half a file")
-    live.write_bytes(b"someone else's run")
     write_activations(tmp_path / "a.h5", _states(np.random.default_rng(0)), _stimuli())
     assert not stale.exists()
-    assert live.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.h5"]  # no lock file left
 
 
 def test_writer_refuses_bad_arguments(tmp_path):

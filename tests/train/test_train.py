@@ -406,3 +406,27 @@ def test_a_full_disk_is_one_line_and_exit_2(tmp_path):
     assert error.startswith("error: cannot write ") and "ckpt.pt: File too large" in error
     assert "Traceback" not in done.stderr
     assert not list((tmp_path / "run").glob(".ckpt.pt.tmp-*"))
+
+
+def test_a_second_training_in_the_same_directory_fails_at_once_naming_the_first(tmp_path):
+    config = tiny_config(tmp_path, epochs=300)
+    path = config_file(tmp_path, config)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen([sys.executable, "-m", "repsim.train", "--config", path, "--quiet"],
+                             cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "run" / "ckpt.pt").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = subprocess.run([sys.executable, "-m", "repsim.train", "--config", path,
+                                 "--quiet", "--overwrite"], cwd=REPO_ROOT, env=env,
+                                capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2
+        error = second.stderr.strip().splitlines()[-1]
+        assert error.startswith(f"error: {tmp_path / 'run'} is being written by ")
+        assert f"PID {first.pid} since" in error
+        assert first.poll() is None  # the first run goes on
+    finally:
+        first.kill()
+        first.wait()
