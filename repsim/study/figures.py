@@ -74,6 +74,8 @@ def _by_layer(measures: pd.DataFrame, panels: tuple[tuple[str, ...], ...],
                 points = [_summary(values.loc[values["fusion_layer"] == k, "value"])
                           for k in layers]
                 _band(ax, layers, points, LABELS.get(name, name), i)
+            low, high = ax.get_ylim()  # every measure is a fraction: bands stop at 0 and 1
+            ax.set_ylim(max(low, 0.0), min(high, 1.02))
             ax.set_xticks(layers)
             ax.set_xlabel("fusion layer k")
             ax.set_ylabel(f"{dataset}, {protocol}\n{ylabel}" if col == 0 else "")

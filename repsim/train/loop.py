@@ -169,9 +169,9 @@ def run(config: TrainConfig, *, resume: str | os.PathLike | None = None,
     trained), a partial one is continued from its last checkpoint, none is started afresh,
     and a run of another configuration there is refused (ValueError naming the differing
     fields; its metrics are not recomputed, even for another ``noise_snrs``). ``dataset``
-    skips building
-    the data (it must be the dataset ``config.data`` describes). ``on_epoch`` is called after
-    each epoch's checkpoint is written. ``progress`` shows tqdm bars on stderr.
+    skips building the data (it must be the dataset ``config.data`` describes).
+    ``on_epoch`` is called after each epoch's checkpoint is written. ``progress`` shows tqdm
+    bars on stderr.
     ``should_stop`` is asked before every training step and before the final evaluation;
     when it answers True the run raises :class:`TrainingStopped`, abandoning the epoch in
     progress (its checkpoint of the last complete epoch stays).
