@@ -170,6 +170,22 @@ def write_log(run_dir: str | os.PathLike, history: Sequence[dict]) -> None:
             writer.writerow({key: row[key] for key in LOG_FIELDS})
 
 
+def read_log(run_dir: str | os.PathLike) -> list[dict]:
+    """The per-epoch rows of ``log.csv`` (numbers as floats, ``epoch`` as int); ValueError
+    naming the file when it is missing a column or a value is not a number."""
+    path = Path(run_dir) / LOG_FILE
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = [name for name in LOG_FIELDS if name not in (reader.fieldnames or ())]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
+        try:
+            return [{name: int(row[name]) if name == "epoch" else float(row[name])
+                     for name in LOG_FIELDS} for row in reader]
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}: a value is not a number") from None
+
+
 def prepare_run_dir(run_dir: str | os.PathLike, *, resume: bool, overwrite: bool) -> Path:
     """Create ``run_dir`` and check it can be written, before any work is done."""
     run_dir = Path(run_dir)

@@ -1,13 +1,15 @@
 """A study's report: ``results.csv``, the comparisons, three figures and ``report.md``.
 
 ``results.csv`` has one row per run and test condition (clean, each noise kind at each SNR,
-each modality removed) with the test accuracy and the number of test items, and one row per run and
+each modality removed) with the test accuracy and the number of test items, one row per run and
 summary measure (the readout's reliance index at the last step, and the decodability of the
-heard and the seen digit on incongruent stimuli). Numbers come from the runs' own
-``metrics.json`` and ``summary.json``; runs that have not finished are left out (and the
-report says which cells miss runs). :mod:`repsim.study.comparisons` turns them into the
-paired comparisons, :mod:`repsim.study.figures` draws them, and :func:`write_report` writes
-everything with a ``report.md`` whose every sentence is generated from those numbers.
+heard and the seen digit on incongruent stimuli), and two rows per run on training: the last
+epoch's validation accuracy and its gain over the last :data:`PLATEAU_EPOCHS` epochs. Numbers
+come from the runs' own ``metrics.json``, ``summary.json`` and ``log.csv``; runs that have
+not finished are left out (and the report says which cells miss runs).
+:mod:`repsim.study.comparisons` turns them into the paired comparisons,
+:mod:`repsim.study.figures` draws them, and :func:`write_report` writes everything with a
+``report.md`` whose every sentence is generated from those numbers.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import pandas as pd
 from repsim import plotting
 from repsim.conditions import MODALITIES
 from repsim.provenance import atomic_path
-from repsim.rundir import SUMMARY_FILE, read_metrics
+from repsim.rundir import SUMMARY_FILE, read_log, read_metrics
 from repsim.study import figures
 from repsim.study.comparisons import PRIMARY, comparisons, per_seed_measures
 from repsim.study.spec import Study
@@ -36,6 +38,8 @@ REPORT_FILE = "report.md"
 FIGURES_DIR = "figures"
 MEASURE_NAMES = {"clean_accuracy": "clean accuracy", "auc_audio": "AUC, audio noise",
                  "auc_visual": "AUC, visual noise", "auc_both": "AUC, both noisy"}
+PLATEAU_EPOCHS = 2
+PLATEAU_GAIN = 0.01  # a cell whose mean validation gain over the last epochs is above this
 COLUMNS = ("dataset", "protocol", "fusion_layer", "seed", "measure", "noise", "snr_db",
            "removed", "value", "n_items")
 
@@ -73,7 +77,34 @@ def results_table(study: Study) -> pd.DataFrame:
                   "removed": "none", "value": probe["accuracy"],
                   "n_items": readout["probe_stimuli"]}
                  for name, probe in readout["probe"].items()]
+        rows += _training_rows(key, read_log(run.run_dir))
     return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def _training_rows(key: dict, log: list[dict]) -> list[dict]:
+    """The last validation accuracy and its gain over the last PLATEAU_EPOCHS epochs (NaN
+    when the run trained for fewer epochs than that)."""
+    values = [row["val_accuracy"] for row in log]
+    gain = values[-1] - values[-1 - PLATEAU_EPOCHS] if len(values) > PLATEAU_EPOCHS else math.nan
+    common = {"noise": "none", "snr_db": math.inf, "removed": "none", "n_items": math.nan}
+    return [{**key, "measure": "val_accuracy", "value": values[-1], **common},
+            {**key, "measure": "val_gain", "value": gain, **common}]
+
+
+def convergence(results: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset x protocol x fusion layer: seeds, mean last validation accuracy, mean and
+    largest gain over the last PLATEAU_EPOCHS epochs, and whether the mean gain is within
+    PLATEAU_GAIN (``plateau``) or above it (``still rising``); runs too short to tell are
+    ``not measured``."""
+    keys = ["dataset", "protocol", "fusion_layer"]
+    final = results[results["measure"] == "val_accuracy"].groupby(keys, sort=False)["value"]
+    gain = results[results["measure"] == "val_gain"].groupby(keys, sort=False)["value"]
+    table = pd.DataFrame({"seeds": final.count(), "val_accuracy": final.mean(),
+                          "mean_gain": gain.mean(), "max_gain": gain.max()}).reset_index()
+    table["state"] = ["plateau" if g <= PLATEAU_GAIN else "still rising" if g > PLATEAU_GAIN
+                      else f"not measured (at most {PLATEAU_EPOCHS} epochs)"
+                      for g in table["mean_gain"]]
+    return table
 
 
 def _last(values: list) -> float:
@@ -112,7 +143,7 @@ def write_report(study: Study) -> Path:
                           "representation", inputs)
     path = study.folder / REPORT_FILE
     with atomic_path(path) as tmp:
-        tmp.write_text(report_text(study, measures, table))
+        tmp.write_text(report_text(study, measures, table, convergence(results)))
     return path
 
 
@@ -120,8 +151,10 @@ def _missing(study: Study) -> list[str]:
     return [run.key for run in study.runs if not (run.run_dir / SUMMARY_FILE).is_file()]
 
 
-def report_text(study: Study, measures: pd.DataFrame, table: pd.DataFrame) -> str:
-    """``report.md``: generated from the measures and comparisons, never typed."""
+def report_text(study: Study, measures: pd.DataFrame, table: pd.DataFrame,
+                training: pd.DataFrame) -> str:
+    """``report.md``: generated from the measures, comparisons and training convergence,
+    never typed."""
     missing = _missing(study)
     seconds = sum(read_metrics(run.run_dir).train_seconds for run in study.runs
                   if (run.run_dir / SUMMARY_FILE).is_file())
@@ -135,6 +168,13 @@ def report_text(study: Study, measures: pd.DataFrame, table: pd.DataFrame) -> st
               f"{platform.machine()} with {os.cpu_count()} CPUs; "
               f"{len(study.runs) - len(missing)} finished runs, {seconds / 3600:.1f} h of "
               "training in total.", "", "## Answer", ""]
+    rising = training[training["state"] == "still rising"]
+    if not rising.empty:
+        cells = sorted({f"{r.dataset}/{r.protocol}" for r in rising.itertuples()})
+        lines += [f"**Not trained to a plateau: {', '.join(cells)}** (validation accuracy "
+                  f"still rose by more than {PLATEAU_GAIN:.2f} over the last "
+                  f"{PLATEAU_EPOCHS} epochs; see 'Training'). Answers about those cells "
+                  "compare networks after this many epochs, not converged networks.", ""]
     for (dataset, protocol), cell in table.groupby(["dataset", "protocol"], sort=False):
         lines.append(f"- **{dataset}, {protocol}**: " + _sentence(measures, dataset, protocol,
                                                                    cell))
@@ -153,6 +193,15 @@ def report_text(study: Study, measures: pd.DataFrame, table: pd.DataFrame) -> st
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for _, row in table.iterrows():
         lines.append(_table_row(row))
+    lines += ["", "## Training", "",
+              f"Validation accuracy (clean) after the last epoch, and its gain over the last "
+              f"{PLATEAU_EPOCHS} epochs (mean over seeds, and the largest); a cell is at a "
+              f"plateau when the mean gain is at most {PLATEAU_GAIN:.2f}.", "",
+              "| dataset | protocol | k | seeds | validation accuracy | mean gain | largest "
+              "gain | state |", "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r.dataset} | {r.protocol} | {r.fusion_layer} | {r.seeds} | "
+              f"{_fmt(r.val_accuracy)} | {_fmt(r.mean_gain)} | {_fmt(r.max_gain)} | {r.state} |"
+              for r in training.itertuples()]
     lines += ["", "## Figures", "",
               f"![accuracy against SNR]({FIGURES_DIR}/accuracy_vs_snr.png)", "",
               f"![measures against fusion layer]({FIGURES_DIR}/by_fusion_layer.png)", "",
