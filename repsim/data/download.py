@@ -41,9 +41,9 @@ import requests
 logger = logging.getLogger(__name__)
 
 ENV_DATA_DIR = "REPSIM_DATA_DIR"
-DISTRIBUTION = "repsim-av"  # the project's name in pyproject.toml: how a checkout is recognised
 ENV_MIRROR = "REPSIM_MIRROR"
 ENV_OFFLINE = "REPSIM_OFFLINE"
+DISTRIBUTION = "repsim-av"  # the project's name in pyproject.toml: how a checkout is recognised
 
 MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 MNIST_MD5 = {
@@ -81,9 +81,10 @@ def _project_name(pyproject: Path) -> str | None:
     """``[project] name`` of a ``pyproject.toml``, or None when it is missing or unreadable."""
     try:
         with pyproject.open("rb") as file:
-            return tomllib.load(file).get("project", {}).get("name")
+            project = tomllib.load(file).get("project")
     except (OSError, tomllib.TOMLDecodeError):
         return None
+    return project.get("name") if isinstance(project, dict) else None
 
 
 def default_data_dir(package_dir: str | os.PathLike | None = None) -> Path:

@@ -238,7 +238,7 @@ def test_default_data_dir_of_a_checkout_is_its_data_folder(tmp_path):
 
 
 @pytest.mark.parametrize("pyproject", [None, '[project]\nname = "another-project"\n',
-                                       "not toml ["])
+                                       'project = "repsim-av"\n', "not toml ["])
 def test_default_data_dir_of_an_installed_package_is_the_user_cache(pyproject, tmp_path):
     site_packages = tmp_path / "site-packages"
     (site_packages / "repsim").mkdir(parents=True)
