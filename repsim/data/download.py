@@ -4,7 +4,9 @@ Where data lives (the *data root*), first match wins:
 
 1. the ``data_dir`` argument (``--data-dir`` on the command line);
 2. the environment variable ``REPSIM_DATA_DIR``;
-3. the ``data/`` folder of the source checkout repsim runs from, else ``./data``.
+3. :func:`default_data_dir`: ``data/`` of the source checkout repsim is imported from, or,
+   for an installed package, the per-user cache ``pooch.os_cache("repsim")``
+   (``~/.cache/repsim`` on Linux).
 
 Inside the root, MNIST is read from the first of ``mnist/``, ``mnist-official/``,
 ``mnist-mini/`` that holds all four IDX files (each gzipped or not), and FSDD from
@@ -28,6 +30,7 @@ import logging
 import os
 import shutil
 import tarfile
+import tomllib
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -40,6 +43,7 @@ logger = logging.getLogger(__name__)
 ENV_DATA_DIR = "REPSIM_DATA_DIR"
 ENV_MIRROR = "REPSIM_MIRROR"
 ENV_OFFLINE = "REPSIM_OFFLINE"
+DISTRIBUTION = "repsim-av"  # the project's name in pyproject.toml: how a checkout is recognised
 
 MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 MNIST_MD5 = {
@@ -73,12 +77,30 @@ class AVMnistFiles:
     recordings_dir: Path
 
 
-def default_data_dir() -> Path:
-    """``data/`` of the source checkout repsim runs from, else ``./data``."""
-    checkout = Path(__file__).resolve().parents[2]
-    if (checkout / "pyproject.toml").is_file() and (checkout / "data").is_dir():
+def _project_name(pyproject: Path) -> str | None:
+    """``[project] name`` of a ``pyproject.toml``, or None when it is missing or unreadable."""
+    try:
+        with pyproject.open("rb") as file:
+            project = tomllib.load(file).get("project")
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    return project.get("name") if isinstance(project, dict) else None
+
+
+def default_data_dir(package_dir: str | os.PathLike | None = None) -> Path:
+    """Where data go when neither ``data_dir`` nor ``$REPSIM_DATA_DIR`` says.
+
+    ``package_dir`` is the ``repsim`` package folder (default: the one imported). When its
+    parent is a checkout of this project (its ``pyproject.toml`` names ``repsim-av``), the
+    checkout's ``data/``; otherwise (an installed package) the per-user cache
+    ``pooch.os_cache("repsim")``. Neither depends on the current directory, so every command
+    finds the same files wherever it is started.
+    """
+    package = Path(package_dir) if package_dir is not None else Path(__file__).parents[1]
+    checkout = package.resolve().parent
+    if _project_name(checkout / "pyproject.toml") == DISTRIBUTION:
         return checkout / "data"
-    return Path.cwd() / "data"
+    return Path(pooch.os_cache("repsim"))
 
 
 def data_root(data_dir: str | os.PathLike | None = None) -> Path:

@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+import pooch
 import pytest
 from paths import REPO_ROOT
 
@@ -221,12 +222,31 @@ def test_first_use_downloads_everything_missing(shared_data, serve, fsdd_archive
     assert locate_avmnist(root, download=False) == files  # second use: found, nothing fetched
 
 
-def test_data_root_rule_argument_then_variable_then_checkout(monkeypatch, tmp_path):
-    repo = REPO_ROOT
-    assert download.data_root() == repo / "data"
+def test_data_root_rule_argument_then_variable_then_default(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # the current directory plays no part
+    assert download.data_root() == REPO_ROOT / "data"  # repsim is imported from this checkout
     monkeypatch.setenv(ENV_DATA_DIR, str(tmp_path / "env"))
     assert download.data_root() == tmp_path / "env"
     assert download.data_root(tmp_path / "arg") == tmp_path / "arg"
+
+
+def test_default_data_dir_of_a_checkout_is_its_data_folder(tmp_path):
+    (tmp_path / "repsim").mkdir()
+    (tmp_path / "pyproject.toml").write_text(f'[project]\nname = "{download.DISTRIBUTION}"\n')
+    assert download.default_data_dir(tmp_path / "repsim") == tmp_path / "data"
+    assert download.default_data_dir() == REPO_ROOT / "data"
+
+
+@pytest.mark.parametrize("pyproject", [None, '[project]\nname = "another-project"\n',
+                                       'project = "repsim-av"\n', "not toml ["])
+def test_default_data_dir_of_an_installed_package_is_the_user_cache(pyproject, tmp_path):
+    site_packages = tmp_path / "site-packages"
+    (site_packages / "repsim").mkdir(parents=True)
+    if pyproject is not None:  # another project's, or a broken, file is not a checkout
+        (site_packages / "pyproject.toml").write_text(pyproject)
+    cache = download.default_data_dir(site_packages / "repsim")
+    assert cache == Path(pooch.os_cache("repsim"))
+    assert tmp_path not in cache.parents
 
 
 def test_shared_layout_uses_mnist_mini_and_mnist_comes_first(shared_data, tmp_path):
