@@ -6,10 +6,12 @@ Definitions:
   patterns (rows of X), with the meanings of :func:`scipy.spatial.distance.pdist`:
   "euclidean" ``||u - v||``, "sqeuclidean" ``||u - v||^2``, "cosine" ``1 - u.v / (|u||v|)``
   and "correlation" ``1 - (u - mean u).(v - mean v) / (|u - mean u||v - mean v|)`` (means
-  over features). Computed from one Gram matrix per representation; symmetric, zero
-  diagonal, cosine/correlation distances clipped to [0, 2] and squared distances to >= 0
-  against rounding. (Note: rsatoolbox's "euclidean" RDM is the squared distance divided by
-  the number of features; its "correlation" RDM equals ours.)
+  over features); and "sqeuclidean_mean" ``||u - v||^2 / p`` over p features, which is what
+  rsatoolbox's ``calc_rdm(method="euclidean")`` computes (its "squared euclidean"
+  measure). rsatoolbox's "correlation" equals ours; it has no unscaled euclidean distance.
+  Computed from one Gram matrix per representation; symmetric, zero diagonal,
+  cosine/correlation distances clipped to [0, 2] and squared distances to >= 0 against
+  rounding.
 - Labelled RDMs: an RDM of a DataArray is a DataArray ``(stimulus, stimulus_)`` with the
   input's stimulus coordinates on both axes (``stimulus_id`` and ``stimulus_id_``...) and
   the metric in ``attrs["metric"]``; a stack is ``(representation, stimulus, stimulus_)``.
@@ -60,12 +62,13 @@ from repsim.analysis.resampling import (
     permutation_test,
 )
 
-METRICS = ("correlation", "euclidean", "sqeuclidean", "cosine")
+METRICS = ("correlation", "euclidean", "sqeuclidean", "cosine", "sqeuclidean_mean")
 METHODS = ("spearman", "pearson", "kendall_tau_a", "cosine")
 
 
 def rdm(X, metric: str = "correlation") -> np.ndarray | xr.DataArray:
-    """The (n, n) float64 RDM of ``X`` (stimuli on axis 0), metric as in scipy's ``pdist``.
+    """The (n, n) float64 RDM of ``X`` (stimuli on axis 0), metric as in scipy's ``pdist``
+    (or "sqeuclidean_mean", rsatoolbox's "euclidean"; see the module docstring).
 
     A list, tuple or dict of representations gives a stacked ``(k, n, n)`` array (stimuli
     matched to the first by ``stimulus_id`` when all carry it). A DataArray input gives a
@@ -249,6 +252,8 @@ def _rdm(x: np.ndarray, metric: str, name: str) -> np.ndarray:
         np.maximum(distances, 0.0, out=distances)
         if metric == "euclidean":
             np.sqrt(distances, out=distances)
+        elif metric == "sqeuclidean_mean":
+            distances /= x.shape[1]
     distances += distances.T  # exactly symmetric whatever the BLAS did
     distances *= 0.5
     np.fill_diagonal(distances, 0.0)
