@@ -8,10 +8,10 @@ Definitions:
   and "correlation" ``1 - (u - mean u).(v - mean v) / (|u - mean u||v - mean v|)`` (means
   over features); and "sqeuclidean_mean" ``||u - v||^2 / p`` over p features, which is what
   rsatoolbox's ``calc_rdm(method="euclidean")`` computes (its "squared euclidean"
-  measure). rsatoolbox's "correlation" equals ours; it has no unscaled euclidean distance.
-  Computed from one Gram matrix per representation; symmetric, zero diagonal,
-  cosine/correlation distances clipped to [0, 2] and squared distances to >= 0 against
-  rounding.
+  measure). rsatoolbox's "correlation" equals ours; it has no unscaled euclidean distance
+  (:mod:`repsim.interop` converts RDMs and names). Computed from one Gram matrix per
+  representation; symmetric, zero diagonal, cosine/correlation distances clipped to [0, 2]
+  and squared distances to >= 0 against rounding.
 - Labelled RDMs: an RDM of a DataArray is a DataArray ``(stimulus, stimulus_)`` with the
   input's stimulus coordinates on both axes (``stimulus_id`` and ``stimulus_id_``...) and
   the metric in ``attrs["metric"]``; a stack is ``(representation, stimulus, stimulus_)``.
