@@ -4,7 +4,9 @@ Pure functions on arrays, except :mod:`~repsim.analysis.from_files` (``probe_all
 ``ablation_sensitivity``), which walks activation files cell by cell. Inputs may be NumPy
 arrays, torch tensors or xarray DataArrays with stimuli on axis 0 (the ``stimulus`` dim for a
 DataArray); every other axis is flattened into features, and labelled inputs are matched by
-their ``stimulus_id`` coordinate. Every definition is documented in its module:
+their ``stimulus_id`` coordinate. xarray in, xarray out: given DataArrays, ``cka_matrix``,
+``rdm`` and ``compare_rdms`` return DataArrays labelled with the inputs' names and stimulus
+coordinates (see :mod:`repsim.analysis._arrays`). Every definition is documented in its module:
 :mod:`~repsim.analysis.cka`, :mod:`~repsim.analysis.rsa`, :mod:`~repsim.analysis.probes`,
 :mod:`~repsim.analysis.ablation`, :mod:`~repsim.analysis.resampling`.
 """

@@ -1,15 +1,24 @@
-"""Turning user inputs into checked float64 matrices, and lining up stimuli by id.
+"""Turning user inputs into checked float64 matrices, lining up stimuli by id, and labelling
+results.
 
 Every analysis accepts NumPy arrays, torch tensors or xarray DataArrays with stimuli on the
 first axis (for a DataArray: the ``stimulus`` dim, wherever it is). Every other axis is
 flattened into features. When two labelled inputs both carry a ``stimulus_id`` coordinate,
 they are matched by id (Brain-Score style) instead of by position.
+
+xarray in, xarray out (:func:`labelled_like`): when any input is a DataArray, a matrix result
+comes back as a DataArray whose axes carry the inputs' labels. An axis over stimuli is
+``stimulus`` with the stimulus coordinates (ids, digits, condition...); an axis over a list
+or dict of representations is ``representation``, labelled by the dict's keys or the
+DataArrays' names, with the scalar coordinates they share (e.g. ``time``). A dim that occurs
+twice gets a trailing underscore the second time, on its coordinates too: an RDM is
+``(stimulus, stimulus_)`` with ``stimulus_id`` and ``stimulus_id_``.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -17,6 +26,10 @@ import xarray as xr
 
 STIMULUS_DIM = "stimulus"
 ID_COORD = "stimulus_id"
+REPRESENTATION_DIM = "representation"
+SECOND = "_"  # marks the second of two axes over the same things: (stimulus, stimulus_)
+
+Axis = tuple[str, dict[str, np.ndarray]]  # an output dim and its 1-D coordinates
 
 
 def as_matrix(x, name: str = "X") -> np.ndarray:
@@ -186,3 +199,100 @@ def single_threaded_torch(device: torch.device) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def as_list(reps, name: str) -> list:
+    """A list or dict (values, in order) of representations as a non-empty list."""
+    reps = list(reps.values()) if isinstance(reps, Mapping) else list(reps)
+    if not reps:
+        raise ValueError(f"{name} holds no representations")
+    return reps
+
+
+def as_rdm_stack(rdms, name: str) -> tuple[np.ndarray, bool]:
+    """RDM input (an (n, n) matrix, a (k, n, n) stack, or a list of matrices) as a finite
+    float64 ``(k, n, n)`` stack, and whether it was a single RDM. ValueError naming ``name``
+    for any other shape."""
+    if isinstance(rdms, list | tuple):
+        stack = np.stack([as_matrix(r, f"{name}[{i}]") for i, r in enumerate(rdms)])
+        single = False
+    else:
+        stack = np.asarray(rdms.values if isinstance(rdms, xr.DataArray) else rdms,
+                           dtype=np.float64)
+        single = stack.ndim == 2
+        stack = stack[None] if single else stack
+    if stack.ndim != 3 or stack.shape[1] != stack.shape[2]:
+        raise ValueError(f"{name} must be a square (n, n) RDM or a (k, n, n) stack, got "
+                         f"shape {stack.shape}")
+    check_finite(stack, name)
+    return stack, single
+
+
+def coords_along(x: xr.DataArray, dim: str) -> dict[str, np.ndarray]:
+    """The coordinates of ``x`` that run along ``dim`` alone, by name."""
+    return {name: coord.values for name, coord in x.coords.items() if coord.dims == (dim,)}
+
+
+def scalar_labels(x) -> dict:
+    """What labels one representation as a whole: a DataArray's scalar coordinates (e.g.
+    ``time`` after picking a step) and its name as ``representation``; nothing otherwise."""
+    if not isinstance(x, xr.DataArray):
+        return {}
+    labels = {name: coord.values[()] for name, coord in x.coords.items() if coord.ndim == 0}
+    if x.name is not None:
+        labels[REPRESENTATION_DIM] = x.name
+    return labels
+
+
+def stimulus_axis(x) -> Axis:
+    """An output axis over the stimuli of ``x``, with its stimulus coordinates."""
+    if not isinstance(x, xr.DataArray):
+        return STIMULUS_DIM, {}
+    return STIMULUS_DIM, coords_along(x, STIMULUS_DIM if STIMULUS_DIM in x.dims else x.dims[0])
+
+
+def representation_axis(reps) -> Axis:
+    """An output axis over a list or dict of representations: labelled by the dict's keys,
+    else by the DataArrays' names (positions when any is unnamed), plus every scalar
+    coordinate all of them carry (one value per representation)."""
+    items = list(reps.values()) if isinstance(reps, Mapping) else list(reps)
+    labels = [scalar_labels(x) for x in items]
+    coords = {name: np.array([label[name] for label in labels])
+              for name in labels[0] if all(name in label for label in labels)}
+    if isinstance(reps, Mapping):
+        coords[REPRESENTATION_DIM] = np.array(list(reps))
+    coords.setdefault(REPRESENTATION_DIM, np.arange(len(items)))
+    return REPRESENTATION_DIM, coords
+
+
+def label(values: np.ndarray, axes: Sequence[Axis], scalars: dict | None = None,
+          attrs: dict | None = None) -> xr.DataArray:
+    """``values`` as a DataArray with one ``(dim, coords)`` per axis (a dim named a second
+    time, and its coordinates, get the ``_`` suffix), scalar coordinates and attributes."""
+    dims: list[str] = []
+    coords = dict(scalars or {})
+    for dim, along in axes:
+        suffix = SECOND if dim in dims else ""
+        dims.append(dim + suffix)
+        for name, value in along.items():
+            if name + suffix in coords:
+                raise ValueError(f"the coordinate {name + suffix!r} would label two axes")
+            coords[name + suffix] = (dim + suffix, value)
+    return xr.DataArray(values, dims=dims, coords=coords, attrs=dict(attrs or {}))
+
+
+def labelled_like(inputs: Sequence, values: np.ndarray, axes: Sequence[Axis],
+                  scalars: dict | None = None, attrs: dict | None = None
+                  ) -> np.ndarray | xr.DataArray:
+    """xarray in, xarray out: ``values`` labelled (see :func:`label`) when any of ``inputs``
+    (or any item of a list or dict among them) is a DataArray, else ``values`` unchanged."""
+    def has_labels(x) -> bool:
+        if isinstance(x, Mapping):
+            x = list(x.values())
+        if isinstance(x, list | tuple):
+            return any(isinstance(item, xr.DataArray) for item in x)
+        return isinstance(x, xr.DataArray)
+
+    if not any(has_labels(x) for x in inputs):
+        return values
+    return label(values, axes, scalars, attrs)

@@ -24,18 +24,22 @@ which CKA is 0/0: every function here raises a ValueError naming it (see
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
+import xarray as xr
 
 from repsim.analysis._arrays import (
     aligned_matrices,
+    as_list,
     as_matrix,
     check_choice,
     is_constant,
+    labelled_like,
     matmul,
     n_stimuli,
+    representation_axis,
     single_threaded_torch,
     stimulus_positions,
     take_rows,
@@ -64,7 +68,8 @@ def cka(X, Y, kernel: str = "linear", debiased: bool = False, threshold: float =
 
 
 def cka_matrix(reps_x, reps_y=None, kernel: str = "linear", debiased: bool = False,
-               threshold: float = 1.0, device: str | torch.device | None = None) -> np.ndarray:
+               threshold: float = 1.0, device: str | torch.device | None = None
+               ) -> np.ndarray | xr.DataArray:
     """CKA between every representation in ``reps_x`` and every one in ``reps_y``.
 
     ``reps_x``/``reps_y``: sequences (or dicts, in order) of representations of the same
@@ -73,10 +78,12 @@ def cka_matrix(reps_x, reps_y=None, kernel: str = "linear", debiased: bool = Fal
     matrix is built, centered and normalized once (its upper triangle packed, off-diagonal
     entries weighted by sqrt(2), so that dot products are Frobenius products); all pairs then
     come from one matrix product. ``device`` (e.g. "cuda") runs it there; default CPU. Returns
-    a float64 array of shape ``(len(reps_x), len(reps_y))``.
+    a float64 array of shape ``(len(reps_x), len(reps_y))``; when any input is a DataArray, a
+    DataArray ``(representation, representation_)`` labelled by the dicts' keys or the
+    DataArrays' names (and shared scalar coordinates such as ``time``).
     """
-    xs = _as_list(reps_x, "reps_x")
-    ys = xs if reps_y is None else _as_list(reps_y, "reps_y")
+    xs = as_list(reps_x, "reps_x")
+    ys = xs if reps_y is None else as_list(reps_y, "reps_y")
     names = [f"reps_x[{i}]" for i in range(len(xs))]
     if reps_y is not None:
         names += [f"reps_y[{j}]" for j in range(len(ys))]
@@ -91,7 +98,10 @@ def cka_matrix(reps_x, reps_y=None, kernel: str = "linear", debiased: bool = Fal
                               threshold, device, normalize=True)
         grams_x = grams[:len(xs)]
         grams_y = grams_x if reps_y is None else grams[len(xs):]
-        return matmul(grams_x, grams_y.T).cpu().numpy()
+        values = matmul(grams_x, grams_y.T).cpu().numpy()
+    axis_x = representation_axis(reps_x)
+    axes = [axis_x, axis_x if reps_y is None else representation_axis(reps_y)]
+    return labelled_like([reps_x, reps_y], values, axes)
 
 
 def minibatch_cka(batches: Iterable[Sequence], device: str | torch.device | None = None
@@ -125,7 +135,7 @@ def _hsic_sums(batches: Iterable[Sequence], device: torch.device) -> torch.Tenso
     """Sum over minibatches of the unbiased HSIC of every pair of representations."""
     sums = None
     for number, batch in enumerate(batches):
-        reps = _as_list(batch, f"batch {number}")
+        reps = as_list(batch, f"batch {number}")
         names = [f"batch {number} representation {i}" for i in range(len(reps))]
         size = n_stimuli(reps[0])
         if size < MIN_DEBIASED_STIMULI:
@@ -155,7 +165,7 @@ def minibatches(reps, batch_size: int, seed: int | None = None) -> Iterator[list
     ``n // batch_size`` blocks of equal size (give or take one), each of at least
     ``batch_size`` stimuli; none is dropped.
     """
-    reps = _as_list(reps, "reps")
+    reps = as_list(reps, "reps")
     names = [f"reps[{i}]" for i in range(len(reps))]
     positions = stimulus_positions(reps, names)
     total = n_stimuli(reps[0])
@@ -202,13 +212,6 @@ def bootstrap_cka(X, Y, kernel: str = "linear", debiased: bool = False, threshol
 
 
 # --------------------------------------------------------------------------- internals
-
-
-def _as_list(reps, name: str) -> list:
-    reps = list(reps.values()) if isinstance(reps, Mapping) else list(reps)
-    if not reps:
-        raise ValueError(f"{name} holds no representations")
-    return reps
 
 
 def _check_options(kernel: str, debiased: bool, threshold: float, n: int) -> None:

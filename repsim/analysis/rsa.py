@@ -6,10 +6,17 @@ Definitions:
   patterns (rows of X), with the meanings of :func:`scipy.spatial.distance.pdist`:
   "euclidean" ``||u - v||``, "sqeuclidean" ``||u - v||^2``, "cosine" ``1 - u.v / (|u||v|)``
   and "correlation" ``1 - (u - mean u).(v - mean v) / (|u - mean u||v - mean v|)`` (means
-  over features). Computed from one Gram matrix per representation; symmetric, zero
-  diagonal, cosine/correlation distances clipped to [0, 2] and squared distances to >= 0
-  against rounding. (Note: rsatoolbox's "euclidean" RDM is the squared distance divided by
-  the number of features; its "correlation" RDM equals ours.)
+  over features); and "sqeuclidean_mean" ``||u - v||^2 / p`` over p features, which is what
+  rsatoolbox's ``calc_rdm(method="euclidean")`` computes (its "squared euclidean"
+  measure). rsatoolbox's "correlation" equals ours; it has no unscaled euclidean distance
+  (:mod:`repsim.interop` converts RDMs and names). Computed from one Gram matrix per
+  representation; symmetric, zero diagonal, cosine/correlation distances clipped to [0, 2]
+  and squared distances to >= 0 against rounding.
+- Labelled RDMs: an RDM of a DataArray is a DataArray ``(stimulus, stimulus_)`` with the
+  input's stimulus coordinates on both axes (``stimulus_id`` and ``stimulus_id_``...) and
+  the metric in ``attrs["metric"]``; a stack is ``(representation, stimulus, stimulus_)``.
+  :func:`compare_rdms` (and its bootstrap and permutation test) puts B's stimuli in A's
+  order when both are labelled RDMs with ``stimulus_id``.
 - ``compare_rdms(A, B, method)`` reads only the strict upper triangle (the n(n-1)/2
   distinct pairs; RDMs are symmetric): "pearson" and "cosine" of the two vectors,
   "spearman" (Pearson of average ranks), and "kendall_tau_a":
@@ -25,13 +32,26 @@ Definitions:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
+import xarray as xr
 
 from repsim.analysis._arrays import (
+    ID_COORD,
+    SECOND,
+    STIMULUS_DIM,
+    as_list,
     as_matrix,
+    as_rdm_stack,
     check_choice,
     check_finite,
+    coords_along,
+    labelled_like,
     labels_of,
+    representation_axis,
+    scalar_labels,
+    stimulus_axis,
     stimulus_positions,
     take_rows,
 )
@@ -42,56 +62,65 @@ from repsim.analysis.resampling import (
     permutation_test,
 )
 
-METRICS = ("correlation", "euclidean", "sqeuclidean", "cosine")
+METRICS = ("correlation", "euclidean", "sqeuclidean", "cosine", "sqeuclidean_mean")
 METHODS = ("spearman", "pearson", "kendall_tau_a", "cosine")
 
 
-def rdm(X, metric: str = "correlation") -> np.ndarray:
-    """The (n, n) float64 RDM of ``X`` (stimuli on axis 0), metric as in scipy's ``pdist``.
+def rdm(X, metric: str = "correlation") -> np.ndarray | xr.DataArray:
+    """The (n, n) float64 RDM of ``X`` (stimuli on axis 0), metric as in scipy's ``pdist``
+    (or "sqeuclidean_mean", rsatoolbox's "euclidean"; see the module docstring).
 
-    A list or tuple of representations gives a stacked ``(k, n, n)`` array (stimuli matched
-    to the first by ``stimulus_id`` when all carry it). Stimuli whose pattern is all zeros
-    (cosine) or constant (correlation) make the distance undefined: ValueError naming them.
+    A list, tuple or dict of representations gives a stacked ``(k, n, n)`` array (stimuli
+    matched to the first by ``stimulus_id`` when all carry it). A DataArray input gives a
+    labelled RDM (see the module docstring). Stimuli whose pattern is all zeros (cosine) or
+    constant (correlation) make the distance undefined: ValueError naming them.
     """
     check_choice(metric, METRICS, "metric")
-    if isinstance(X, list | tuple):
-        if not X:
-            raise ValueError("rdm got an empty list of representations")
-        names = [f"X[{i}]" for i in range(len(X))]
-        positions = stimulus_positions(X, names)
-        stack = None
-        for i, (x, rows, name) in enumerate(zip(X, positions, names, strict=True)):
-            matrix = _rdm(as_matrix(take_rows(x, rows), name), metric, name)
-            if stack is None:  # filled in place: no list of n x n matrices to copy
-                stack = np.empty((len(X), *matrix.shape))
-            stack[i] = matrix
-        return stack
-    return _rdm(as_matrix(X, "X"), metric, "X")
+    attrs = {"metric": metric}
+    if not isinstance(X, list | tuple | Mapping):
+        return labelled_like([X], _rdm(as_matrix(X, "X"), metric, "X"),
+                             [stimulus_axis(X)] * 2, scalar_labels(X), attrs)
+    reps = as_list(X, "X")
+    names = [f"X[{i}]" for i in range(len(reps))]
+    positions = stimulus_positions(reps, names)
+    stack = None
+    for i, (x, rows, name) in enumerate(zip(reps, positions, names, strict=True)):
+        matrix = _rdm(as_matrix(take_rows(x, rows), name), metric, name)
+        if stack is None:  # filled in place: no list of n x n matrices to copy
+            stack = np.empty((len(reps), *matrix.shape))
+        stack[i] = matrix
+    return labelled_like([X], stack, [representation_axis(X), *[stimulus_axis(reps[0])] * 2],
+                         attrs=attrs)
 
 
-def compare_rdms(A, B, method: str = "spearman") -> float | np.ndarray:
+def compare_rdms(A, B, method: str = "spearman") -> float | np.ndarray | xr.DataArray:
     """Similarity of RDMs on their strict upper triangles (see the module docstring).
 
     ``A`` and ``B``: (n, n) RDMs, or stacks ``(k, n, n)`` / lists of them. Two single RDMs
-    give a float; otherwise a ``(k_A, k_B)`` array of every pair. Ranks and norms are computed
-    once per RDM and all pairs of a correlation-type method come from one matrix product.
-    An RDM whose entries are all equal has no correlation: ValueError naming it.
+    give a float; otherwise a ``(k_A, k_B)`` array of every pair, a DataArray labelled by the
+    RDMs' stack coordinates (or names) when either input is labelled. Ranks and norms are
+    computed once per RDM and all pairs of a correlation-type method come from one matrix
+    product. An RDM whose entries are all equal has no correlation: ValueError naming it.
     """
     check_choice(method, METHODS, "method")
+    same = B is A
+    B = B if same else _in_order_of(A, B)
     vectors_a, single_a = _upper_triangles(A, "A")
-    vectors_b, single_b = (vectors_a, single_a) if B is A else _upper_triangles(B, "B")
+    vectors_b, single_b = (vectors_a, single_a) if same else _upper_triangles(B, "B")
     if vectors_a.shape[1] != vectors_b.shape[1]:
         raise ValueError(f"A and B describe different numbers of stimuli "
                          f"({_stimuli_of(vectors_a)} and {_stimuli_of(vectors_b)})")
     if method == "kendall_tau_a":
         ranked_a = [_dense_ranks(v) for v in vectors_a]
-        ranked_b = ranked_a if B is A else [_dense_ranks(v) for v in vectors_b]
+        ranked_b = ranked_a if same else [_dense_ranks(v) for v in vectors_b]
         result = np.array([[_tau_a_of_ranks(a, b) for b in ranked_b] for a in ranked_a])
     else:
         unit_a = _unit_rows(vectors_a, method, "A")
-        unit_b = unit_a if B is A else _unit_rows(vectors_b, method, "B")
+        unit_b = unit_a if same else _unit_rows(vectors_b, method, "B")
         result = unit_a @ unit_b.T
-    return float(result[0, 0]) if single_a and single_b else result
+    if single_a and single_b:
+        return float(result[0, 0])
+    return labelled_like([A, B], result, [_stack_axis(A), _stack_axis(B)])
 
 
 def kendall_tau_a(x, y) -> float:
@@ -223,6 +252,8 @@ def _rdm(x: np.ndarray, metric: str, name: str) -> np.ndarray:
         np.maximum(distances, 0.0, out=distances)
         if metric == "euclidean":
             np.sqrt(distances, out=distances)
+        elif metric == "sqeuclidean_mean":
+            distances /= x.shape[1]
     distances += distances.T  # exactly symmetric whatever the BLAS did
     distances *= 0.5
     np.fill_diagonal(distances, 0.0)
@@ -230,22 +261,35 @@ def _rdm(x: np.ndarray, metric: str, name: str) -> np.ndarray:
 
 
 def _square_stack(rdms, name: str) -> tuple[np.ndarray, bool]:
-    """RDM input as a checked float64 ``(k, n, n)`` stack, and whether it was a single RDM."""
-    if isinstance(rdms, list | tuple):
-        stack = np.stack([as_matrix(r, f"{name}[{i}]") for i, r in enumerate(rdms)])
-        single = False
-    else:
-        stack = np.asarray(rdms.values if hasattr(rdms, "dims") else rdms, dtype=np.float64)
-        single = stack.ndim == 2
-        stack = stack[None] if single else stack
-    if stack.ndim != 3 or stack.shape[1] != stack.shape[2]:
-        raise ValueError(f"{name} must be a square (n, n) RDM or a (k, n, n) stack, got "
-                         f"shape {stack.shape}")
+    """RDM input as a checked float64 ``(k, n, n)`` stack of at least 3 stimuli, and whether
+    it was a single RDM."""
+    stack, single = as_rdm_stack(rdms, name)
     if stack.shape[1] < 3:
         raise ValueError(f"{name} has {stack.shape[1]} stimuli; comparing RDMs needs at "
                          f"least 3 (two distinct pairs)")
-    check_finite(stack, name)
     return stack, single
+
+
+def _in_order_of(A, B):
+    """``B`` with its stimuli (rows and columns) put in ``A``'s order when both are labelled
+    RDMs with stimulus ids; otherwise ``B`` as it is."""
+    if not all(isinstance(r, xr.DataArray) and ID_COORD in coords_along(r, STIMULUS_DIM)
+               for r in (A, B)):
+        return B
+    rows = stimulus_positions([A, B], ["A", "B"])[1]
+    if rows is None:
+        return B
+    return B.isel({STIMULUS_DIM: rows, STIMULUS_DIM + SECOND: rows})
+
+
+def _stack_axis(rdms):
+    """The output axis over the RDMs of an input: a labelled stack's own first axis, else
+    :func:`representation_axis` of its RDMs (one for a single RDM)."""
+    if isinstance(rdms, xr.DataArray) and rdms.ndim == 3:
+        return rdms.dims[0], coords_along(rdms, rdms.dims[0])
+    if isinstance(rdms, list | tuple) or np.ndim(rdms) == 3:
+        return representation_axis(list(rdms))
+    return representation_axis([rdms])
 
 
 def _upper_triangles(rdms, name: str) -> tuple[np.ndarray, bool]:
@@ -256,7 +300,8 @@ def _upper_triangles(rdms, name: str) -> tuple[np.ndarray, bool]:
 
 
 def _square_pair(A, B) -> tuple[np.ndarray, np.ndarray]:
-    (a, single_a), (b, single_b) = _square_stack(A, "A"), _square_stack(B, "B")
+    a, single_a = _square_stack(A, "A")
+    b, single_b = _square_stack(_in_order_of(A, B), "B")
     if not (single_a and single_b):
         raise ValueError("resampling compares one RDM A with one RDM B; got stacks")
     if a.shape != b.shape:

@@ -54,6 +54,12 @@ def test_rdm_matches_pdist(metric):
     np.testing.assert_array_equal(np.diag(result), 0.0)
 
 
+def test_sqeuclidean_mean_divides_the_squared_distance_by_the_feature_count():
+    x = patterns(p=7)
+    np.testing.assert_allclose(rdm(x, "sqeuclidean_mean"),
+                               squareform(pdist(x, "sqeuclidean")) / 7, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("metric", METRICS)
 def test_rdm_of_several_representations_is_a_stack(metric):
     reps = [patterns(seed=s) for s in range(3)]
