@@ -35,6 +35,7 @@ from repsim.train.config import config_differences
 RESULTS_FILE = "results.csv"
 COMPARISONS_FILE = "comparisons.csv"
 REPORT_FILE = "report.md"
+ANSWER_FILE = "answer.md"  # the two answer tables alone, as the README quotes them
 FIGURES_DIR = "figures"
 MEASURE_NAMES = {"clean_accuracy": "clean accuracy", "auc_audio": "AUC, audio noise",
                  "auc_visual": "AUC, visual noise", "auc_both": "AUC, both noisy"}
@@ -141,10 +142,68 @@ def write_report(study: Study) -> Path:
                           "by_fusion_layer", inputs)
     plotting.save_outputs(lambda: figures.representation(measures), measures, out,
                           "representation", inputs)
+    with atomic_path(study.folder / ANSWER_FILE) as tmp:
+        tmp.write_text(answer_text(table, measures))
     path = study.folder / REPORT_FILE
     with atomic_path(path) as tmp:
         tmp.write_text(report_text(study, measures, table, convergence(results)))
     return path
+
+
+def answer_text(table: pd.DataFrame, measures: pd.DataFrame) -> str:
+    """``answer.md``: :func:`headline_table` and :func:`representation_table`."""
+    return headline_table(table) + "\n" + representation_table(measures)
+
+
+def representation_table(measures: pd.DataFrame) -> str:
+    """Why, at a glance: per dataset, protocol and fusion layer, the seeds and the mean (and
+    standard deviation over seeds) of the last layer's reliance index at the last step and of
+    the decodability of the heard and of the seen digit on incongruent stimuli."""
+    names = {"reliance_index": "reliance on audio", "probe_heard": "heard digit decoded",
+             "probe_seen": "seen digit decoded"}
+    here = measures[measures["measure"].isin(list(names))]
+    stats = here.groupby(["dataset", "protocol", "fusion_layer", "measure"],
+                         sort=False)["value"].agg(["mean", "std", "count"])
+    lines = ["| dataset | training | k | seeds | " + " | ".join(names.values()) + " |",
+             "|---|---|---|---|" + "---|" * len(names)]
+    for (dataset, protocol, k), cell in stats.groupby(level=[0, 1, 2], sort=False):
+        cell = cell.droplevel([0, 1, 2])
+        values = [f"{cell.at[name, 'mean']:.2f} ({_fmt(cell.at[name, 'std'], 2)})"
+                  for name in names]
+        lines.append(f"| {dataset} | {protocol} | {k} | {int(cell['count'].min())} | "
+                     + " | ".join(values) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def headline_table(table: pd.DataFrame) -> str:
+    """The answer at a glance, from the comparisons alone: per dataset, protocol and primary
+    measure, the seeds, k=1's mean, and for every other fusion layer k the paired difference
+    k=1 minus k in percentage points with its 95 % t interval and the verdict after Holm's
+    correction (``better``/``worse``: k=1 significantly so; ``n.d.``: not distinguishable;
+    ``not tested``: fewer than 3 paired seeds)."""
+    layers = sorted(int(k) for k in table["fusion_layer"].unique())
+    lines = ["| dataset | training | measure | seeds | k=1 | "
+             + " | ".join(f"k=1 − k={k} (points)" for k in layers) + " |",
+             "|---|---|---|---|---|" + "---|" * len(layers)]
+    for (dataset, protocol, measure), rows in table.groupby(
+            ["dataset", "protocol", "measure"], sort=False):
+        by_layer = {int(row["fusion_layer"]): row for _, row in rows.iterrows()}
+        seeds = min(int(row["n_seeds"]) for row in by_layer.values())
+        reference = rows["reference_mean"].dropna()
+        mean = f"{100 * reference.iloc[0]:.1f} %" if len(reference) else "-"
+        cells = [_headline_cell(by_layer[k]) if k in by_layer else "-" for k in layers]
+        lines.append(f"| {dataset} | {protocol} | {MEASURE_NAMES[measure]} | {seeds} | "
+                     f"{mean} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _headline_cell(row) -> str:
+    if pd.isna(row.get("difference")):
+        return "not tested"
+    verdict = row["verdict"]
+    short = verdict.removeprefix("k=1 ") if verdict.startswith("k=1 ") else "n.d."
+    return (f"{100 * row['difference']:+.1f} [{100 * row['t_low']:+.1f}, "
+            f"{100 * row['t_high']:+.1f}] {short}")
 
 
 def _missing(study: Study) -> list[str]:
@@ -167,7 +226,17 @@ def report_text(study: Study, measures: pd.DataFrame, table: pd.DataFrame,
     lines += [f"Generated {datetime.date.today().isoformat()} by repsim on "
               f"{platform.machine()} with {os.cpu_count()} CPUs; "
               f"{len(study.runs) - len(missing)} finished runs, {seconds / 3600:.1f} h of "
-              "training in total.", "", "## Answer", ""]
+              "training in total.", "", "## Answer", "",
+              headline_table(table), "k=1 minus k in percentage points, mean over paired "
+              "seeds with its 95 % t interval; better/worse: k=1 significantly so after "
+              "Holm's correction; n.d.: not distinguishable (see the comparisons for the "
+              "smallest difference each test could detect).", "",
+              representation_table(measures), "The last layer at the last step (mean and, "
+              "in brackets, standard deviation over seeds): the reliance index S_audio / "
+              "(S_audio + S_visual) of ablation sensitivity, and the accuracy of linear "
+              "probes decoding the heard and the seen digit on incongruent stimuli (chance "
+              "0.10; a network that follows one modality decodes the other's digit below "
+              "chance, since the two never agree).", ""]
     rising = training[training["state"] == "still rising"]
     if not rising.empty:
         cells = sorted({f"{r.dataset}/{r.protocol}" for r in rising.itertuples()})
