@@ -1,7 +1,9 @@
 """Accuracy of a fusion model under test conditions: clean, noisy, or a modality removed.
 
-Noise is drawn from a generator seeded afresh for every condition, so a condition's accuracy
-does not depend on which conditions were evaluated before it.
+Each test pair's noise comes from a generator of its own, seeded from the evaluation seed and
+the pair's position (the same for every condition, so one pair's noise differs between SNRs
+only in scale): an accuracy depends neither on which conditions were evaluated before it nor
+on the batch size.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from torch import nn
 
 from repsim.conditions import TEST_SNRS, Condition, grid_conditions
 from repsim.data.base import AudioFeatures, AVSplit, make_batch
+from repsim.data.noise import item_generators
 from repsim.device import autocast
 from repsim.models.fusion import final_logits
 
@@ -27,7 +30,6 @@ def predict(model: nn.Module, split: AVSplit, features: AudioFeatures, *,
         raise ValueError(f"batch size must be positive, got {batch_size}")
     device = next(model.parameters()).device
     split = split if split.waveforms.device == device else split.to(device)
-    generator = torch.Generator(device=device).manual_seed(seed)
     was_training = model.training
     model.eval()
     outputs, targets = [], []
@@ -39,7 +41,9 @@ def predict(model: nn.Module, split: AVSplit, features: AudioFeatures, *,
                                    split.pair_visual[start:stop],
                                    audio_snr=condition.audio_snr,
                                    visual_snr=condition.visual_snr,
-                                   remove=condition.remove, generator=generator)
+                                   remove=condition.remove,
+                                   generator=None if condition.noise is None else
+                                   item_generators(range(start, stop), seed, device=device))
                 outputs.append(final_logits(model(batch.audio, batch.visual)).float().cpu())
                 targets.append(batch.audio_digit.cpu())
     finally:

@@ -30,14 +30,10 @@ import torch
 from repsim.activations.format import STIMULUS_COORDS
 from repsim.conditions import INCONGRUENT, ProbeCondition, parse_condition, probe_condition_names
 from repsim.data.base import AVDataset, Batch, make_batch
+from repsim.data.noise import derived_seed, item_generators
 from repsim.data.pairing import incongruent_pairs
 
 PROBE_SET_VERSION = 1
-
-
-def _seed(*parts: int) -> int:
-    """A 32-bit seed derived from integers (numpy's SeedSequence mixes them well)."""
-    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
 
 
 def _name_key(name: str) -> int:
@@ -84,13 +80,13 @@ class ProbeSet:
         if n > available:
             raise ValueError(f"asked for {n} stimuli but the {split} split has only "
                              f"{available} pairs")
-        order = np.random.default_rng(_seed(seed, _name_key("congruent"))).permutation(
+        order = np.random.default_rng(derived_seed(seed, _name_key("congruent"))).permutation(
             available)[:n]
         congruent = (pairs.pair_audio.cpu().numpy()[order].astype(np.int64),
                      pairs.pair_visual.cpu().numpy()[order].astype(np.int64))
         incongruent = None
         if any(c.incongruent for c in parsed):
-            rng = np.random.default_rng(_seed(seed, _name_key(INCONGRUENT)))
+            rng = np.random.default_rng(derived_seed(seed, _name_key(INCONGRUENT)))
             incongruent = incongruent_pairs(pairs.clip_digit.cpu().numpy(),
                                             pairs.image_digit.cpu().numpy(), n, rng)
         return cls(dataset, parsed, n, seed, congruent, incongruent, split)
@@ -158,16 +154,10 @@ class ProbeSet:
         if inputs.noise is None:
             return make_batch(self.split, self.dataset.features, index_a[start:stop],
                               index_v[start:stop], **options)
-        parts = []
-        for position in range(start, stop):  # one generator per stimulus: batch-independent
-            generator = torch.Generator().manual_seed(
-                _seed(self.seed, _name_key(condition.name), position))
-            parts.append(make_batch(self.split, self.dataset.features,
-                                    index_a[position:position + 1],
-                                    index_v[position:position + 1], generator=generator,
-                                    **options))
-        return Batch(**{name: torch.cat([getattr(part, name) for part in parts]) for name in (
-            "audio", "visual", "audio_digit", "visual_digit", "audio_index", "visual_index")})
+        generators = item_generators(range(start, stop), self.seed,
+                                     _name_key(condition.name))  # batch-independent noise
+        return make_batch(self.split, self.dataset.features, index_a[start:stop],
+                          index_v[start:stop], generator=generators, **options)
 
     def fingerprint(self) -> str:
         """The dataset's fingerprint (computed once)."""

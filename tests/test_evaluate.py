@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from sklearn.metrics import accuracy_score
 
 from repsim.conditions import Condition, grid_conditions
-from repsim.data import build_dataset, make_batch
+from repsim.data import add_white_noise, build_dataset, make_batch
 from repsim.device import uses_bf16
 from repsim.evaluate import accuracy, noise_grid, predict
 from repsim.models.fusion import FusionConvLSTM, ModelConfig
@@ -85,12 +86,29 @@ def test_noise_is_seeded_per_condition_and_changes_inputs(dataset, model):
     assert torch.equal(first, again)
     assert not torch.equal(first, other)
     assert not torch.equal(first, clean)
-    # the same draw as make_batch with a generator seeded the same way
-    generator = torch.Generator().manual_seed(3)
+    # the same draw as make_batch with one generator per pair, seeded from (seed, position)
+    generators = [torch.Generator().manual_seed(
+        int(np.random.SeedSequence([3, i]).generate_state(1)[0])) for i in range(len(split))]
     batch = make_batch(split, dataset.features, split.pair_audio, split.pair_visual,
-                       visual_snr=-5.0, generator=generator)
+                       visual_snr=-5.0, generator=generators)
     with torch.no_grad():
         torch.testing.assert_close(first, model(batch.audio, batch.visual), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("noise", ["audio", "visual", "both"])
+def test_noisy_predictions_do_not_depend_on_the_batch_size(dataset, model, noise):
+    split = dataset.splits["val"]
+    condition = Condition(noise=noise, snr_db=0.0)
+    whole, _ = predict(model, split, dataset.features, condition=condition, batch_size=64)
+    for batch_size in (1, 7, 16):
+        batched, _ = predict(model, split, dataset.features, condition=condition,
+                             batch_size=batch_size)
+        torch.testing.assert_close(batched, whole, rtol=0, atol=1e-5)
+
+
+def test_one_generator_per_sample_must_match_the_batch():
+    with pytest.raises(ValueError, match="2 generators for 3 samples"):
+        add_white_noise(torch.ones(3, 4), 0.0, generator=[torch.Generator()] * 2)
 
 
 def test_noise_grid_layout_and_values(dataset, model):

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from repsim.conditions import MODALITIES
-from repsim.data.noise import add_white_noise
+from repsim.data.noise import Generators, add_white_noise
 
 
 class AudioFeatures(Protocol):
@@ -165,7 +165,7 @@ def make_batch(
     visual_snr: float | torch.Tensor = math.inf,
     remove: str | None = None,
     per_step_visual_noise: bool = True,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
 ) -> Batch:
     """Assemble model inputs for pairs ``(audio_index[i], visual_index[i])``.
 
@@ -174,7 +174,8 @@ def make_batch(
     cached features. Visual noise is added to pixel values at ``visual_snr`` dB relative to the
     clean image's power, drawn afresh for every time step unless ``per_step_visual_noise`` is
     False. SNRs may be scalars or per-sample tensors; ``inf`` means clean. ``remove`` zeroes
-    one modality (``"audio"`` or ``"visual"``) after everything else.
+    one modality (``"audio"`` or ``"visual"``) after everything else. ``generator``: one
+    generator for the batch, or one per pair (audio noise is drawn first, then visual).
     """
     if remove not in (None, *MODALITIES):
         raise ValueError(f"remove must be None, 'audio' or 'visual', not {remove!r}")

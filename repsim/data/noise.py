@@ -1,8 +1,30 @@
-"""Additive white Gaussian noise at a signal-to-noise ratio in dB."""
+"""Additive white Gaussian noise at a signal-to-noise ratio in dB, and per-item noise seeds.
+
+Evaluation draws each test item's noise from a generator of its own (:func:`item_generators`),
+so that an item's noise, and with it every accuracy under noise, does not depend on how the
+items were batched.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
+import numpy as np
 import torch
+
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+def derived_seed(*parts: int) -> int:
+    """A 32-bit seed derived from non-negative integers (numpy's SeedSequence mixes them)."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
+
+
+def item_generators(positions: Iterable[int], *parts: int,
+                    device: torch.device | str = "cpu") -> list[torch.Generator]:
+    """One generator per item position, seeded from ``(*parts, position)``."""
+    return [torch.Generator(device=device).manual_seed(derived_seed(*parts, int(position)))
+            for position in positions]
 
 
 def add_white_noise(
@@ -10,14 +32,15 @@ def add_white_noise(
     snr_db: float | torch.Tensor,
     *,
     signal_power: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
 ) -> torch.Tensor:
     """Return ``x`` plus white Gaussian noise, one SNR per sample (axis 0).
 
     The noise variance of sample ``i`` is ``signal_power[i] / 10 ** (snr_db[i] / 10)``, where
     ``signal_power`` defaults to the mean square of each sample. ``snr_db`` is a scalar or a
     tensor of shape ``(B,)``; ``+inf`` leaves a sample clean. Noise is drawn on ``x``'s device
-    from ``generator`` (which must live on that device) so that runs are reproducible.
+    from ``generator`` (which must live on that device) so that runs are reproducible; a
+    sequence of generators, one per sample, draws each sample's noise from its own.
     """
     batch = x.shape[0]
     if signal_power is None:
@@ -27,5 +50,11 @@ def add_white_noise(
         raise ValueError("SNR must be a number of dB or +inf (clean), not NaN or -inf")
     noise_power = signal_power.to(torch.float64) / torch.pow(10.0, snr / 10.0)
     scale = noise_power.sqrt().to(x.dtype).reshape(batch, *([1] * (x.dim() - 1)))
-    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    if generator is None or isinstance(generator, torch.Generator):
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    elif len(generator) != batch:
+        raise ValueError(f"got {len(generator)} generators for {batch} samples")
+    else:
+        noise = torch.stack([torch.randn(x.shape[1:], generator=g, device=x.device,
+                                         dtype=x.dtype) for g in generator])
     return x + scale * noise
