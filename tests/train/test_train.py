@@ -20,6 +20,7 @@ import pytest
 import torch
 from checkpoint_files import HAND_EDITS, hand_edit
 from paths import REPO_ROOT
+from train_files import TINY_DATA, config_file, tiny_config
 
 from repsim.checkpoint import dataset_from_checkpoint, load_checkpoint, model_from_checkpoint
 from repsim.cli import STOPPED_STATUS
@@ -29,29 +30,6 @@ from repsim.models.fusion import ModelConfig
 from repsim.train import TrainConfig, TrainingDiverged, lr_at, run
 from repsim.train.cli import build_parser, config_from_args, main
 from repsim.train.config import config_differences
-
-TINY_DATA = {"train_speakers": 4, "val_speakers": 2, "test_speakers": 2, "repetitions": 1,
-             "train_pairs": 32, "val_pairs": 20, "test_pairs": 20}
-
-
-def tiny_config(tmp_path, name="run", **changes) -> TrainConfig:
-    values = {"model": ModelConfig(layers=1, hidden=3, fusion_layer=2),
-              "data": DataConfig(timesteps=3, height=8, width=8, options=dict(TINY_DATA)),
-              "epochs": 2, "batch_size": 8, "lr": 1e-2, "noise_snrs": (0.0,), "device": "cpu",
-              "out_dir": str(tmp_path / name)}
-    values.update(changes)
-    return TrainConfig(**values)
-
-
-@pytest.fixture(scope="module")
-def tiny_dataset():
-    return DataConfig(timesteps=3, height=8, width=8, options=dict(TINY_DATA)).build()
-
-
-def config_file(tmp_path, config: TrainConfig):
-    path = tmp_path / "config.json"
-    path.write_text(config.to_json())
-    return str(path)
 
 
 def states_equal(a: dict, b: dict) -> bool:
