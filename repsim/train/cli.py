@@ -28,9 +28,12 @@ from repsim.cli import (
 from repsim.config import words
 from repsim.data.registry import dataset_names
 from repsim.device import PRECISIONS
-from repsim.rundir import RUN_FILES
+from repsim.rundir import RUN_FILES, TENSORBOARD_DIR
 from repsim.train.config import AUGMENT_CHOICES, TrainConfig
 from repsim.train.loop import TrainingStopped, TrainResult, run
+from repsim.train.tensorboard import TensorBoardLogger
+
+LOGGERS = ("none", "tensorboard")
 
 EXAMPLES = """examples:
   python -m repsim.train                                  # synthetic data, early fusion (k=1)
@@ -39,6 +42,7 @@ EXAMPLES = """examples:
   python -m repsim.train --augment both --augment-snr -10 20 --epochs 12
   python -m repsim.train --data-option distractor_snr=0   # a competing talker in every clip
   python -m repsim.train --config runs/late/config.json --resume runs/late/ckpt.pt
+  python -m repsim.train --logger tensorboard             # then: tensorboard --logdir runs
   python -m repsim.report runs/synthetic-f1-s0 runs/late   # accuracy tables side by side
 """
 
@@ -147,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "in (a finished run is reported, not retrained)")
     output.add_argument("--overwrite", action="store_true",
                         help="start afresh even if the run directory holds a checkpoint")
+    output.add_argument("--logger", choices=LOGGERS, default="none",
+                        help=f"experiment tracking: tensorboard writes each epoch's train "
+                             f"loss, validation accuracy and learning rate, and at the end the "
+                             f"hyper-parameters with the test accuracies, into "
+                             f"<run directory>/{TENSORBOARD_DIR}/ (needs pip install "
+                             f"'repsim-av[tensorboard]'; default none)")
     add_progress(output)
     add_verbose(output)
     return parser
@@ -201,6 +211,17 @@ def summary_line(result: TrainResult) -> str:
             f"({', '.join(RUN_FILES)})")
 
 
+def _epoch_logger(name: str, config: TrainConfig) -> TensorBoardLogger | None:
+    """The ``on_epoch`` logger ``--logger`` names (None for none), made before any training:
+    a missing package is a user error."""
+    if name == "none":
+        return None
+    try:
+        return TensorBoardLogger(config)
+    except ImportError as error:
+        raise ValueError(str(error)) from None
+
+
 @user_errors_exit_2
 def main(argv: list[str] | None = None) -> int:
     """``python -m repsim.train``: parse, :func:`run`, print the summary line."""
@@ -208,17 +229,23 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     keep_freed_memory()
     config = config_from_args(args)
+    logger = _epoch_logger(args.logger, config)
     # SIGTERM (a cluster's preemption) only sets a flag; the loop stops before its next step.
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     try:
-        result = run(config, resume=args.resume, overwrite=args.overwrite,
+        result = run(config, resume=args.resume, overwrite=args.overwrite, on_epoch=logger,
                      progress=show_progress(args.progress), should_stop=stop.is_set)
+        if logger is not None:
+            logger.finish(result.metrics)
     except TrainingStopped as stopped:
         print(f"stopped by SIGTERM: {stopped}; rerun the same command with --resume auto to "
               f"continue", file=sys.stderr)
         return STOPPED_STATUS
     finally:
         signal.signal(signal.SIGTERM, previous)
-    print(summary_line(result))
+        if logger is not None:
+            logger.close()
+    events = f"; TensorBoard events in {logger.log_dir}/" if logger is not None else ""
+    print(summary_line(result) + events)
     return 0
