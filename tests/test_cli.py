@@ -10,6 +10,7 @@ import platform
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -89,6 +90,8 @@ def test_one_spelling_and_one_help_for_options_shared_by_commands():
     every = {module: options(module) for module in COMMANDS}
     for old in ("--quiet", "--folder", "--output-dir", "--outdir", "--no-progress-bar"):
         assert not [module for module in COMMANDS if old in every[module]], old
+    study = importlib.import_module("repsim.study.cli").build_parser()
+    assert study.parse_args(["s.toml", "--folder", "f"]).out_dir == Path("f")  # old name works
     for module in WITH_PROGRESS:
         action, _ = every[module]["--progress"]
         assert "--no-progress" in action.option_strings and action.default is None
