@@ -1,5 +1,7 @@
 """What every repsim command line shares: user errors become one line and exit status 2,
-plain log lines, and a malloc that keeps freed memory for reuse."""
+a parser that names a positional argument swallowed by a many-valued option, the options
+spelled alike in every command (progress bars, device, verbose logging), plain log lines,
+and a malloc that keeps freed memory for reuse."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import functools
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Callable
@@ -49,10 +52,123 @@ def user_errors_exit_2(main: Callable[..., int | None]) -> Callable[..., int]:
     return wrapped
 
 
+class _ParseFailed(Exception):
+    """Raised instead of exiting while :class:`CommandParser` tries an argument order."""
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse's parser, except that a positional argument taken as a value by an option
+    that accepts several (``nargs`` "+" or "*") is one line naming the problem, exit status 2.
+
+    ``python -m repsim.extract --snrs runs/x/ckpt.pt`` gives ``--snrs`` the checkpoint (and
+    fails on it); the diagnosis is made only when moving that word to the front of the command
+    makes it parse, so every other mistake keeps argparse's own message.
+    """
+
+    _mode = None  # "parse": errors raise _ParseFailed; "try": so does everything else
+
+    def parse_known_args(self, args=None, namespace=None):
+        argv = list(sys.argv[1:] if args is None else args)
+        if self._mode is not None:
+            return super().parse_known_args(argv, namespace)
+        try:
+            self._mode = "parse"
+            return super().parse_known_args(argv, namespace)
+        except _ParseFailed as failed:
+            message = str(failed)
+            self._mode = "try"
+            fixed = self._reordered(argv)
+        finally:
+            self._mode = None
+        if fixed is not None:
+            option, value, command = fixed
+            self.exit(2, f"error: {option} takes every word up to the next option, so it took "
+                         f"{value!r} as a value; put {value!r} first: {self.prog} "
+                         f"{shlex.join(command)}\n")
+        self.error(message)
+
+    def error(self, message):
+        if self._mode is not None:
+            raise _ParseFailed(message)
+        super().error(message)
+
+    def exit(self, status=0, message=None):
+        if self._mode == "try":
+            raise _ParseFailed(message or "")
+        super().exit(status, message)
+
+    def _print_message(self, message, file=None):
+        if self._mode != "try":
+            super()._print_message(message, file)
+
+    def _reordered(self, argv: list[str]) -> tuple[str, str, list[str]] | None:
+        """``(option, word, argv with word first)`` for the first many-valued option whose
+        last value, moved to the front, makes ``argv`` parse; None when there is none."""
+        many = {name for action in self._actions if action.nargs in ("+", "*")
+                for name in action.option_strings}
+        end = argv.index("--") if "--" in argv else len(argv)
+        for i, word in enumerate(argv[:end]):
+            if word not in many:
+                continue
+            last = i
+            while last + 1 < end and not _looks_like_option(argv[last + 1]):
+                last += 1
+            if last == i:
+                continue
+            command = [argv[last], *argv[:last], *argv[last + 1:]]
+            try:
+                _, unknown = super().parse_known_args(command, None)
+            except _ParseFailed:
+                continue
+            if not unknown:
+                return word, argv[last], command
+        return None
+
+
+def _looks_like_option(word: str) -> bool:
+    """Whether argparse would read ``word`` as an option rather than a value (roughly; the
+    caller checks its guess by parsing)."""
+    if not word.startswith("-") or word == "-":
+        return False
+    try:
+        float(word)  # a negative number is a value
+    except ValueError:
+        return True
+    return False
+
+
 def add_version(parser: argparse.ArgumentParser) -> None:
     """``--version``: the command and repsim's version, then exit 0."""
     parser.add_argument("--version", action="version",
                         version=f"%(prog)s (repsim {repsim.__version__})")
+
+
+def add_progress(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--progress/--no-progress``: force tqdm bars on or off (see :func:`show_progress`)."""
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="show progress bars, or not (default: only when stderr is a "
+                             "terminal); the one-line log messages are printed either way")
+
+
+def show_progress(choice: bool | None) -> bool:
+    """Whether a command shows progress bars: as ``--progress/--no-progress`` says, else only
+    when stderr is a terminal (a log file or a pipe gets no bar redraws)."""
+    if choice is not None:
+        return choice
+    return sys.stderr.isatty()
+
+
+def add_device(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+               default: str | None = None) -> None:
+    """``--device``: where the model runs (one wording in every command)."""
+    parser.add_argument("--device", default=default,
+                        help="auto (CUDA when available, else the CPU; the default), cpu, cuda "
+                             "or cuda:N")
+
+
+def add_verbose(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``-v/--verbose``: repsim's debug log lines too."""
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
 def key_value(text: str) -> tuple[str, object]:

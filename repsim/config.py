@@ -1,5 +1,5 @@
-"""What every repsim config shares: a JSON round trip that refuses unknown fields, and the
-value checks the configs repeat (positive integers, integers).
+"""What every repsim config shares: a JSON round trip that refuses unknown fields, the
+value checks the configs repeat (positive integers, integers), and config values as words.
 
 A config is a dataclass that inherits :class:`Config`; nested configs (a training config's
 ``model`` and ``data``) convert themselves from dicts in their parent's ``__post_init__``.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 C = TypeVar("C", bound="Config")
@@ -76,3 +77,13 @@ def check_int(name: str, value: Any) -> None:
     """ValueError unless ``value`` is an integer (bools refused)."""
     if not is_int(value):
         raise ValueError(f"{name} must be an integer, got {value!r}")
+
+
+def words(values: Iterable, unit: str = "") -> str:
+    """Config values as plain words, for help texts and logs: ``(20.0, 10.0, 5.0), "dB"`` ->
+    ``"20 10 5 dB"`` (numbers in their shortest form, never a Python list); "none" if empty."""
+    text = " ".join(f"{value:g}" if isinstance(value, float) else str(value)
+                    for value in values)
+    if not text:
+        return "none"
+    return f"{text} {unit}" if unit else text

@@ -33,13 +33,18 @@ from repsim import activations
 from repsim.checkpoint import dataset_from_checkpoint, load_checkpoint, model_from_checkpoint
 from repsim.cli import (
     STOPPED_STATUS,
+    CommandParser,
+    add_device,
+    add_progress,
+    add_verbose,
     add_version,
     keep_freed_memory,
     setup_logging,
+    show_progress,
     user_errors_exit_2,
 )
-from repsim.conditions import PROBE_CONDITIONS, PROBE_SNRS, probe_condition_names
-from repsim.config import Config, check_positive_int
+from repsim.conditions import CONDITION_FORMS, PROBE_CONDITIONS, PROBE_SNRS, probe_condition_names
+from repsim.config import Config, check_positive_int, words
 from repsim.data.base import AVDataset
 from repsim.device import resolve_device
 from repsim.models.fusion import final_logits
@@ -256,11 +261,14 @@ def _stimulus_count(text: str) -> int | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m repsim.extract`` argument parser."""
     defaults = ExtractConfig(checkpoint=CHECKPOINT_FILE)
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m repsim.extract",
         description="Record every ConvLSTM layer's state at every time step of a trained "
-                    "model on a fixed probe set, into an HDF5/netCDF-4 activation file.",
+                    "model on a fixed probe set, into an HDF5/netCDF-4 activation file. "
+                    "Options that take several values take every word up to the next "
+                    "option: give the checkpoint first.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  python -m repsim.extract runs/synthetic-f1-s0/ckpt.pt\n"
@@ -275,35 +283,43 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--layers", nargs="+", metavar="LAYER",
                         help="layers to record, e.g. audio.1 fused.2 (default: all)")
     parser.add_argument("--states", nargs="+", choices=activations.STATES,
-                        default=list(defaults.states), help="h (hidden) and/or c (cell)")
+                        default=list(defaults.states),
+                        help=f"h (hidden) and/or c (cell) (default: {words(defaults.states)})")
     parser.add_argument("--pool", choices=POOLINGS, default=defaults.pool,
-                        help="spatial pooling (default: %(default)s)")
+                        help="spatial pooling: none, avg (blocks) or global (spatial mean) "
+                             "(default: %(default)s)")
     parser.add_argument("--pool-factor", type=int, default=defaults.pool_factor,
                         help="block size of --pool avg (default: %(default)s)")
-    parser.add_argument("--dtype", choices=activations.DTYPES, default=defaults.dtype)
+    parser.add_argument("--dtype", choices=activations.DTYPES, default=defaults.dtype,
+                        help="stored number type (default: %(default)s)")
     parser.add_argument("--compression", choices=activations.COMPRESSIONS,
                         default=defaults.compression,
-                        help="gzip is netCDF-standard; lzf is faster but HDF5-only")
+                        help="gzip is netCDF-standard; lzf is faster but HDF5-only "
+                             "(default: %(default)s)")
     parser.add_argument("--compression-level", type=int, default=defaults.compression_level,
                         help="gzip level 1-9 (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size,
+                        help="stimuli per forward pass (default: %(default)s)")
     parser.add_argument("--stimuli", type=_stimulus_count, default=defaults.n_stimuli,
                         metavar="N", help="test pairs per condition, or 'all' "
                                           "(default: %(default)s)")
     parser.add_argument("--seed", type=int, default=defaults.seed,
-                        help="probe-set seed: which pairs and which noise (default: 0)")
+                        help="probe-set seed: which pairs and which noise (default: "
+                             "%(default)s)")
     parser.add_argument("--conditions", nargs="+", default=list(defaults.conditions),
                         metavar="NAME",
-                        help="clean, incongruent, audio_removed, visual_removed, "
-                             "audio_snrX, visual_snrX, both_snrX (default: %(default)s)")
+                        help=f"{', '.join(CONDITION_FORMS)} (X in dB; default: "
+                             f"{words(defaults.conditions)})")
     parser.add_argument("--snrs", nargs="*", type=float, default=list(defaults.snrs),
-                        metavar="DB", help="add audio, visual and both noise at these SNRs; "
-                                           "give none for no noise (default: %(default)s)")
-    parser.add_argument("--device", default=defaults.device, help="auto, cpu, cuda or cuda:N")
+                        metavar="DB", help=f"add audio, visual and both noise at these SNRs; "
+                                           f"give none for no noise (default: "
+                                           f"{words(defaults.snrs, 'dB')})")
+    add_device(parser, default=defaults.device)
     parser.add_argument("--data-dir", help="where the checkpoint's dataset files are")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing output file")
-    parser.add_argument("-v", "--verbose", action="store_true")
+    add_progress(parser)
+    add_verbose(parser)
     return parser
 
 
@@ -326,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     try:
-        result = run(config, progress=True, should_stop=stop.is_set)
+        result = run(config, progress=show_progress(args.progress), should_stop=stop.is_set)
     except ExtractionStopped as stopped:
         print(f"stopped: {stopped}", file=sys.stderr)
         return STOPPED_STATUS

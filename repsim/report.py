@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from repsim.cli import add_version, user_errors_exit_2
+from repsim.cli import CommandParser, add_version, user_errors_exit_2
 from repsim.conditions import CLEAN, NOISE_KINDS
 from repsim.models.fusion import fusion_role
 from repsim.rundir import Metrics, read_metrics
@@ -51,10 +51,9 @@ def accuracy_table(runs: list[Metrics]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-@user_errors_exit_2
-def main(argv: list[str] | None = None) -> int:
-    """``python -m repsim.report``: print the runs' accuracy tables side by side."""
-    parser = argparse.ArgumentParser(
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m repsim.report`` argument parser."""
+    parser = CommandParser(
         prog="python -m repsim.report",
         description="Print test accuracies (percent) of trained runs side by side: clean, "
                     "with white noise on audio, visual or both at each SNR, and with a "
@@ -62,7 +61,13 @@ def main(argv: list[str] | None = None) -> int:
         epilog="example: python -m repsim.report runs/synthetic-f1-s0 runs/synthetic-f3-s0")
     add_version(parser)
     parser.add_argument("runs", nargs="+", help="run directories (or their metrics.json)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+@user_errors_exit_2
+def main(argv: list[str] | None = None) -> int:
+    """``python -m repsim.report``: print the runs' accuracy tables side by side."""
+    args = build_parser().parse_args(argv)
     print(accuracy_table([read_metrics(path) for path in args.runs]))
     return 0
 

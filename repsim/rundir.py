@@ -2,10 +2,11 @@
 
 A training run writes, in this order, ``config.json`` (at the start), ``ckpt.pt`` and
 ``log.csv`` (after every epoch) and ``metrics.json`` (last: a run without it has not
-finished); ``python -m repsim.extract`` adds ``activations.h5``. In a study, a run directory
-also holds ``summary.json`` (the representation summary, its last step), ``run.log`` and,
-after a failure, ``failed.txt``; the study folder holds a copy of the study file. Every module
-that reads or writes one of these files takes its name from here.
+finished), and with ``--logger tensorboard`` TensorBoard event files in ``tensorboard/``;
+``python -m repsim.extract`` adds ``activations.h5``. In a study, a run directory also holds
+``summary.json`` (the representation summary, its last step), ``run.log`` and, after a
+failure, ``failed.txt``; the study folder holds a copy of the study file. Every module that
+reads or writes one of these files takes its name from here.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ CONFIG_FILE = "config.json"
 LOG_FILE = "log.csv"
 METRICS_FILE = "metrics.json"
 ACTIVATIONS_FILE = "activations.h5"
+TENSORBOARD_DIR = "tensorboard"
 SUMMARY_FILE = "summary.json"
 RUN_LOG_FILE = "run.log"
 FAILED_FILE = "failed.txt"

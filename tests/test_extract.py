@@ -274,6 +274,33 @@ def _one_error_line(status: int, err: str, *parts: str) -> None:
         assert part in lines[0], (part, lines[0])
 
 
+@pytest.mark.parametrize(("argv", "option"), [
+    (["--snrs", "runs/x/ckpt.pt"], "--snrs"),
+    (["--overwrite", "--layers", "fused.1", "runs/x/ckpt.pt"], "--layers"),
+    (["--conditions", "clean", "--snrs", "0", "runs/x/ckpt.pt", "--overwrite"], "--snrs"),
+])
+def test_cli_a_checkpoint_taken_by_a_many_valued_option_is_one_line(capsys, argv, option):
+    with pytest.raises(SystemExit) as exit_info:
+        extract.main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(err) == 1, err
+    assert err[0].startswith(f"error: {option} takes every word up to the next option, so it "
+                             f"took 'runs/x/ckpt.pt' as a value; put 'runs/x/ckpt.pt' first: "
+                             f"python -m repsim.extract runs/x/ckpt.pt ")
+
+
+def test_cli_snrs_without_values_means_no_noise_and_other_mistakes_keep_argparse_words(
+        capsys):
+    args = extract.build_parser().parse_args(["runs/x/ckpt.pt", "--snrs", "--overwrite"])
+    assert args.snrs == [] and args.checkpoint == "runs/x/ckpt.pt" and args.overwrite
+    for argv, message in ((["ckpt.pt", "--snrs", "loud"], "invalid float value: 'loud'"),
+                          (["--layers", "fused.1"], "arguments are required: checkpoint")):
+        with pytest.raises(SystemExit) as exit_info:
+            extract.main(argv)
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+
+
 def test_cli_missing_checkpoint(cli, capsys, tmp_path):
     status, err, built = cli(capsys, str(tmp_path / "nope.pt"), "-o", str(tmp_path / "a.h5"))
     _one_error_line(status, err, "checkpoint not found", "nope.pt")

@@ -20,9 +20,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from repsim.cli import add_version, key_value, setup_logging, user_errors_exit_2
+from repsim.cli import (
+    CommandParser,
+    add_verbose,
+    add_version,
+    key_value,
+    setup_logging,
+    user_errors_exit_2,
+)
 from repsim.conditions import CLEAN
 from repsim.data.base import AVDataset, make_batch
+from repsim.data.config import DataConfig
 from repsim.data.registry import build_dataset, dataset_names
 from repsim.provenance import atomic_path
 
@@ -176,20 +184,26 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
     return path
 
 
-def parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     """The ``python -m repsim.data`` argument parser."""
-    p = argparse.ArgumentParser(
+    defaults = DataConfig()
+    p = CommandParser(
         prog="python -m repsim.data",
         description="Build a dataset, print what it holds, and optionally draw a few stimuli.")
     add_version(p)
-    p.add_argument("--dataset", default="synthetic",
-                   help=f"dataset name ({', '.join(dataset_names())}; default synthetic)")
+    p.add_argument("--dataset", default=defaults.dataset,
+                   help=f"dataset name ({', '.join(dataset_names())}; default "
+                        f"{defaults.dataset})")
     p.add_argument("--data-dir", default=None, help="where the dataset's files are (avmnist)")
-    p.add_argument("--data-seed", type=int, default=0, help="dataset seed (default 0)")
+    p.add_argument("--data-seed", type=int, default=defaults.seed,
+                   help=f"dataset seed (default {defaults.seed})")
     p.add_argument("--seed", type=int, dest="data_seed", help=argparse.SUPPRESS)  # old name
-    p.add_argument("--timesteps", type=int, default=None, help="time steps T")
-    p.add_argument("--height", type=int, default=None, help="frame height (mel bands)")
-    p.add_argument("--width", type=int, default=None, help="frame width (frames per step)")
+    p.add_argument("--timesteps", type=int, default=None,
+                   help="time steps T (default: the dataset's)")
+    p.add_argument("--height", type=int, default=None,
+                   help="frame height in mel bands and pixels (default: the dataset's)")
+    p.add_argument("--width", type=int, default=None,
+                   help="frame width in spectrogram frames and pixels (default: the dataset's)")
     p.add_argument("--data-option", type=key_value, action="append", default=[],
                    metavar="KEY=VALUE",
                    help="any other builder option, e.g. --data-option repetitions=3 (repeatable)")
@@ -200,14 +214,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--snr", type=float, default=0.0,
                    help="SNR in dB of the noisy stimuli in the figure (default 0)")
     p.add_argument("--examples", type=int, default=3, help="pairs in the figure (default 3)")
+    add_verbose(p)
     return p
 
 
 @user_errors_exit_2
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m repsim.data``."""
-    args = parser().parse_args(argv)
-    log = setup_logging()
+    args = build_parser().parse_args(argv)
+    log = setup_logging(args.verbose)
     if args.figure:  # refuse a bad figure request before the work of building
         _figure_format(args.figure)
         if args.examples < 1:

@@ -4,9 +4,22 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
-from repsim.cli import add_version, key_value, setup_logging, user_errors_exit_2
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from repsim.cli import (
+    CommandParser,
+    add_progress,
+    add_verbose,
+    add_version,
+    key_value,
+    setup_logging,
+    show_progress,
+    user_errors_exit_2,
+)
 from repsim.provenance import atomic_path
 from repsim.rundir import FAILED_FILE, RUN_LOG_FILE, STUDY_FILE, run_state
 from repsim.study.execute import (
@@ -32,7 +45,8 @@ EXAMPLES = """examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    """The ``python -m repsim.study`` argument parser."""
+    parser = CommandParser(
         prog="python -m repsim.study", epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train, evaluate, extract and summarise every run of a study file "
@@ -41,8 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "finished work.")
     add_version(parser)
     parser.add_argument("study", type=Path, help="the study file (TOML)")
-    parser.add_argument("--folder", type=Path,
-                        help="where the study's runs go (default: <study file's folder>/<name>)")
+    parser.add_argument("--out-dir", type=Path,
+                        help="the study folder, where its runs and report go (default: "
+                             "<study file's folder>/<study name>)")
+    parser.add_argument("--folder", type=Path, dest="out_dir",
+                        help=argparse.SUPPRESS)  # old name of --out-dir
     parser.add_argument("--jobs", type=int, default=1,
                         help="runs at once here, each with an even share of the cores "
                              "(default: %(default)s)")
@@ -57,19 +74,23 @@ def build_parser() -> argparse.ArgumentParser:
     slurm = parser.add_argument_group("SLURM (through submitit)")
     slurm.add_argument("--slurm", action="store_true",
                        help="submit the unfinished runs as a job array instead of running here")
-    slurm.add_argument("--partition", help="SLURM partition")
-    slurm.add_argument("--gpus", type=int, default=SlurmOptions.gpus, help="GPUs per run")
-    slurm.add_argument("--cpus", type=int, default=SlurmOptions.cpus, help="CPUs per run")
+    slurm.add_argument("--partition", help="SLURM partition (default: the cluster's)")
+    slurm.add_argument("--gpus", type=int, default=SlurmOptions.gpus,
+                       help="GPUs per run (default: %(default)s)")
+    slurm.add_argument("--cpus", type=int, default=SlurmOptions.cpus,
+                       help="CPUs per run (default: %(default)s)")
     slurm.add_argument("--mem-gb", type=float, default=SlurmOptions.mem_gb,
-                       help="memory per run in GB")
+                       help="memory per run in GB (default: %(default)g)")
     slurm.add_argument("--time-min", type=int, default=SlurmOptions.time_min,
                        help="time limit per run in minutes (a run that reaches it is requeued "
-                            "and continues)")
-    slurm.add_argument("--parallel", type=int, help="at most this many runs at once")
+                            "and continues; default: %(default)s)")
+    slurm.add_argument("--parallel", type=int,
+                       help="at most this many runs at once (default: no limit)")
     slurm.add_argument("--slurm-option", type=key_value, action="append", default=[],
                        metavar="KEY=VALUE", help="any other sbatch option (repeatable)")
     slurm.add_argument("--cluster", choices=("slurm", "local", "debug"), help=argparse.SUPPRESS)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_progress(parser)
+    add_verbose(parser)
     return parser
 
 
@@ -81,7 +102,7 @@ def prepare_folder(study: Study, create: bool) -> Path:
         differences = differing_keys(read_study_file(copy), study.values)
         if differences:
             raise ValueError(f"{study.folder} holds a different study ({copy}); differing "
-                             f"keys: {', '.join(differences)}. Use another --folder or "
+                             f"keys: {', '.join(differences)}. Use another --out-dir or "
                              f"restore the study file")
     elif create:
         study.folder.mkdir(parents=True, exist_ok=True)
@@ -108,11 +129,12 @@ def status_table(study: Study, estimates: dict[str, float] | None = None) -> str
 
 @user_errors_exit_2
 def main(argv: list[str] | None = None) -> int:
+    """``python -m repsim.study``: run, report on or submit the study's runs."""
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     if args.jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
-    study = load_study(args.study, args.folder)
+    study = load_study(args.study, args.out_dir)
     options = SlurmOptions(partition=args.partition, gpus=args.gpus, cpus=args.cpus,
                            mem_gb=args.mem_gb, time_min=args.time_min, parallel=args.parallel,
                            options=dict(args.slurm_option))
@@ -144,18 +166,22 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     log.info("study %s: %d runs, %d to do, %d at a time", study.name, len(study.runs),
              len(pending), args.jobs)
+    bar = tqdm(total=len(pending), unit="run", desc=f"study {study.name}", file=sys.stderr,
+               disable=not show_progress(args.progress))
     finished = 0
 
     def report_outcome(outcome) -> None:
         nonlocal finished
         finished += 1
+        bar.update()
         if outcome.state == "failed":
             log.error("[%d/%d] %s", finished, len(pending), failure_line(outcome))
         else:
             log.info("[%d/%d] %s %s (%.0f s)", finished, len(pending), outcome.run.key,
                      outcome.state, outcome.seconds)
 
-    outcomes = run_local(study, copy, pending, args.jobs, on_outcome=report_outcome)
+    with bar, logging_redirect_tqdm():  # log lines print above the bar
+        outcomes = run_local(study, copy, pending, args.jobs, on_outcome=report_outcome)
     failed = [outcome for outcome in outcomes if outcome.state == "failed"]
     if any(run_state(run.run_dir) == "done" for run in study.runs):
         _report(study)

@@ -14,17 +14,26 @@ from pathlib import Path
 
 from repsim.cli import (
     STOPPED_STATUS,
+    CommandParser,
+    add_device,
+    add_progress,
+    add_verbose,
     add_version,
     keep_freed_memory,
     key_value,
     setup_logging,
+    show_progress,
     user_errors_exit_2,
 )
+from repsim.config import words
 from repsim.data.registry import dataset_names
 from repsim.device import PRECISIONS
-from repsim.rundir import RUN_FILES
+from repsim.rundir import RUN_FILES, TENSORBOARD_DIR
 from repsim.train.config import AUGMENT_CHOICES, TrainConfig
 from repsim.train.loop import TrainingStopped, TrainResult, run
+from repsim.train.tensorboard import TensorBoardLogger
+
+LOGGERS = ("none", "tensorboard")
 
 EXAMPLES = """examples:
   python -m repsim.train                                  # synthetic data, early fusion (k=1)
@@ -33,6 +42,7 @@ EXAMPLES = """examples:
   python -m repsim.train --augment both --augment-snr -10 20 --epochs 12
   python -m repsim.train --data-option distractor_snr=0   # a competing talker in every clip
   python -m repsim.train --config runs/late/config.json --resume runs/late/ckpt.pt
+  python -m repsim.train --logger tensorboard             # then: tensorboard --logdir runs
   python -m repsim.report runs/synthetic-f1-s0 runs/late   # accuracy tables side by side
 """
 
@@ -58,7 +68,7 @@ def _snr_list(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m repsim.train`` argument parser; unset options keep the config's value."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m repsim.train", epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train a fusion ConvLSTM, then test it clean, on a noise grid and with "
@@ -66,14 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "metrics.json into the run directory.")
     add_version(parser)
     defaults = TrainConfig()
+    model_defaults, data_defaults = defaults.model, defaults.data
     arg = parser.add_argument
     arg("--config", metavar="JSON", help="start from this TrainConfig JSON (e.g. a run's "
         "config.json); the options below override it")
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", choices=dataset_names(),
-                      help=f"dataset (default {defaults.data.dataset})")
+                      help=f"dataset (default {data_defaults.dataset})")
     data.add_argument("--data-dir", help="where the dataset's files are (avmnist)")
-    data.add_argument("--data-seed", type=int, help="dataset seed (default 0)")
+    data.add_argument("--data-seed", type=int,
+                      help=f"dataset seed (default {data_defaults.seed})")
     data.add_argument("--timesteps", type=int, help="time steps T (default: the dataset's)")
     data.add_argument("--height", type=int, help="frame height H (default: the dataset's)")
     data.add_argument("--width", type=int, help="frame width W (default: the dataset's)")
@@ -82,26 +94,30 @@ def build_parser() -> argparse.ArgumentParser:
                            "(repeatable; see python -m repsim.data)")
     model = parser.add_argument_group("model")
     model.add_argument("--fusion-layer", type=_fusion_layer, metavar="K",
-                       help="1..layers+1, or 'late' (default 1: early fusion)")
-    model.add_argument("--layers", type=int, help=f"ConvLSTM layers (default "
-                       f"{defaults.model.layers})")
-    model.add_argument("--hidden", type=int, help=f"channels per layer (default "
-                       f"{defaults.model.hidden})")
-    model.add_argument("--kernel", type=int, help="convolution kernel size (default 3)")
+                       help=f"1..layers+1, or 'late' (default {model_defaults.fusion_layer}: "
+                            f"early fusion)")
+    model.add_argument("--layers", type=int,
+                       help=f"ConvLSTM layers (default {model_defaults.layers})")
+    model.add_argument("--hidden", type=int,
+                       help=f"channels per layer (default {model_defaults.hidden})")
+    model.add_argument("--kernel", type=int,
+                       help=f"convolution kernel size (default {model_defaults.kernel})")
     model.add_argument("--readout", choices=("last", "per_step"),
-                       help="classify at the last step (default) or at every step")
+                       help=f"classify at the last step or at every step (default "
+                            f"{model_defaults.readout})")
     model.add_argument("--match-params", action="store_true", default=None,
                        help="narrow the branch layers so the parameter count matches k=1")
     train = parser.add_argument_group("training")
-    train.add_argument("--epochs", type=int, help=f"default {defaults.epochs}")
-    train.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
-    train.add_argument("--lr", type=float, help=f"peak learning rate (default {defaults.lr})")
+    train.add_argument("--epochs", type=int, help=f"training epochs (default {defaults.epochs})")
+    train.add_argument("--batch-size", type=int,
+                       help=f"training batch size (default {defaults.batch_size})")
+    train.add_argument("--lr", type=float, help=f"peak learning rate (default {defaults.lr:g})")
     train.add_argument("--weight-decay", type=float,
-                       help=f"AdamW weight decay (default {defaults.weight_decay})")
+                       help=f"AdamW weight decay (default {defaults.weight_decay:g})")
     train.add_argument("--grad-clip", type=float,
-                       help=f"gradient norm clip, 0 = off (default {defaults.grad_clip})")
-    train.add_argument("--seed", type=int, help="training seed (default 0)")
-    train.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+                       help=f"gradient norm clip, 0 = off (default {defaults.grad_clip:g})")
+    train.add_argument("--seed", type=int, help=f"training seed (default {defaults.seed})")
+    add_device(train)
     train.add_argument("--compile", action="store_true", default=None,
                        help="torch.compile the model for training")
     train.add_argument("--precision", choices=PRECISIONS,
@@ -109,19 +125,24 @@ def build_parser() -> argparse.ArgumentParser:
                             "float32 on the CPU, where bf16 is faster on CPUs with bf16 "
                             "instructions")
     train.add_argument("--augment", choices=AUGMENT_CHOICES,
-                       help="train-time white noise on these modalities (default none)")
+                       help=f"train-time white noise on these modalities (default "
+                            f"{defaults.augment})")
     train.add_argument("--augment-snr", type=float, nargs=2, metavar=("LOW", "HIGH"),
-                       help="range of train-time SNRs in dB (default -10 20)")
+                       help=f"range of train-time SNRs (default "
+                            f"{words(defaults.augment_snr, 'dB')})")
     train.add_argument("--augment-fraction", type=float,
-                       help="fraction of samples that get noise (default 0.5)")
+                       help=f"fraction of samples that get noise (default "
+                            f"{defaults.augment_fraction:g})")
     train.add_argument("--modality-dropout", type=float, metavar="FRACTION",
                        help=f"fraction of training samples with one modality zeroed "
-                            f"(default {defaults.modality_dropout})")
+                            f"(default {defaults.modality_dropout:g})")
     evaluation = parser.add_argument_group("evaluation")
     evaluation.add_argument("--snrs", type=_snr_list, nargs="+", metavar="DB",
-                            help="test-grid SNRs in dB (default inf 20 10 5 0 -5 -10; clean "
-                                 "is always included)")
-    evaluation.add_argument("--eval-batch-size", type=int, help="default 256")
+                            help=f"test-grid SNRs in dB (default "
+                                 f"{words(defaults.noise_snrs, 'dB')}; clean is always "
+                                 f"included)")
+    evaluation.add_argument("--eval-batch-size", type=int,
+                            help=f"test batch size (default {defaults.eval_batch_size})")
     output = parser.add_argument_group("output")
     output.add_argument("--out-dir", help="run directory (default runs/<dataset>-f<k>-s<seed>)")
     output.add_argument("--resume", metavar="CKPT|auto",
@@ -130,8 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
                              "in (a finished run is reported, not retrained)")
     output.add_argument("--overwrite", action="store_true",
                         help="start afresh even if the run directory holds a checkpoint")
-    output.add_argument("--quiet", action="store_true", help="no progress bars")
-    output.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    output.add_argument("--logger", choices=LOGGERS, default="none",
+                        help=f"experiment tracking: tensorboard writes each epoch's train "
+                             f"loss, validation accuracy and learning rate, and at the end the "
+                             f"hyper-parameters with the test accuracies, into "
+                             f"<run directory>/{TENSORBOARD_DIR}/ (needs pip install "
+                             f"'repsim-av[tensorboard]'; default none)")
+    add_progress(output)
+    add_verbose(output)
     return parser
 
 
@@ -184,6 +211,17 @@ def summary_line(result: TrainResult) -> str:
             f"({', '.join(RUN_FILES)})")
 
 
+def _epoch_logger(name: str, config: TrainConfig) -> TensorBoardLogger | None:
+    """The ``on_epoch`` logger ``--logger`` names (None for none), made before any training:
+    a missing package is a user error."""
+    if name == "none":
+        return None
+    try:
+        return TensorBoardLogger(config)
+    except ImportError as error:
+        raise ValueError(str(error)) from None
+
+
 @user_errors_exit_2
 def main(argv: list[str] | None = None) -> int:
     """``python -m repsim.train``: parse, :func:`run`, print the summary line."""
@@ -191,17 +229,23 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     keep_freed_memory()
     config = config_from_args(args)
+    logger = _epoch_logger(args.logger, config)
     # SIGTERM (a cluster's preemption) only sets a flag; the loop stops before its next step.
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     try:
-        result = run(config, resume=args.resume, overwrite=args.overwrite,
-                     progress=not args.quiet, should_stop=stop.is_set)
+        result = run(config, resume=args.resume, overwrite=args.overwrite, on_epoch=logger,
+                     progress=show_progress(args.progress), should_stop=stop.is_set)
+        if logger is not None:
+            logger.finish(result.metrics)
     except TrainingStopped as stopped:
         print(f"stopped by SIGTERM: {stopped}; rerun the same command with --resume auto to "
               f"continue", file=sys.stderr)
         return STOPPED_STATUS
     finally:
         signal.signal(signal.SIGTERM, previous)
-    print(summary_line(result))
+        if logger is not None:
+            logger.close()
+    events = f"; TensorBoard events in {logger.log_dir}/" if logger is not None else ""
+    print(summary_line(result) + events)
     return 0

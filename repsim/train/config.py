@@ -97,12 +97,13 @@ class TrainConfig(Config):
         return default_run_dir(self.data.dataset, self.model.fusion_layer, self.seed)
 
 
-def _flatten(values: dict, prefix: str = "") -> dict:
-    """Nested dict -> ``{"model.hidden": 16, ...}``."""
+def flatten(values: dict, prefix: str = "", *, whole: tuple[str, ...] = ("options",)) -> dict:
+    """Nested config dict -> ``{"model.hidden": 16, ...}``; dicts under a key in ``whole``
+    (the dataset's builder options, by default) stay one value."""
     flat = {}
     for key, value in values.items():
-        if isinstance(value, dict) and key != "options":
-            flat.update(_flatten(value, f"{prefix}{key}."))
+        if isinstance(value, dict) and key not in whole:
+            flat.update(flatten(value, f"{prefix}{key}.", whole=whole))
         else:
             flat[f"{prefix}{key}"] = value
     return flat
@@ -110,7 +111,7 @@ def _flatten(values: dict, prefix: str = "") -> dict:
 
 def config_differences(saved: dict, current: dict) -> list[str]:
     """``"field: saved -> current"`` for every field that would change the trained weights."""
-    saved_flat, current_flat = _flatten(saved), _flatten(current)
+    saved_flat, current_flat = flatten(saved), flatten(current)
     differences = []
     for key in sorted(set(saved_flat) | set(current_flat)):
         if key in RESUMABLE_DIFFERENCES:

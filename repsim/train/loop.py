@@ -170,8 +170,15 @@ def run(config: TrainConfig, *, resume: str | os.PathLike | None = None,
     and a run of another configuration there is refused (ValueError naming the differing
     fields; its metrics are not recomputed, even for another ``noise_snrs``). ``dataset``
     skips building the data (it must be the dataset ``config.data`` describes).
-    ``on_epoch`` is called after each epoch's checkpoint is written. ``progress`` shows tqdm
-    bars on stderr.
+    ``on_epoch(record, model)`` is the per-epoch hook for loggers and monitors: ``record``
+    is the epoch's :class:`EpochRecord` (``epoch`` counted from 1, ``train_loss``,
+    ``val_accuracy``, ``lr`` of its last step, seconds; ``record.as_row()`` is its
+    ``log.csv`` row) and ``model`` the live model (read it, do not change it). It is called
+    once per epoch this call trains, after that epoch's checkpoint and ``log.csv`` row are
+    written and its log line is printed, so an exception it raises stops the run with the
+    epoch kept. A resumed run calls it only for the epochs after its checkpoint's, a finished
+    one never; the final test metrics are in the returned :class:`TrainResult`.
+    ``progress`` shows tqdm bars on stderr.
     ``should_stop`` is asked before every training step and before the final evaluation;
     when it answers True the run raises :class:`TrainingStopped`, abandoning the epoch in
     progress (its checkpoint of the last complete epoch stays).

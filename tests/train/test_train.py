@@ -20,6 +20,7 @@ import pytest
 import torch
 from checkpoint_files import HAND_EDITS, hand_edit
 from paths import REPO_ROOT
+from train_files import TINY_DATA, config_file, tiny_config
 
 from repsim.checkpoint import dataset_from_checkpoint, load_checkpoint, model_from_checkpoint
 from repsim.cli import STOPPED_STATUS
@@ -29,29 +30,6 @@ from repsim.models.fusion import ModelConfig
 from repsim.train import TrainConfig, TrainingDiverged, lr_at, run
 from repsim.train.cli import build_parser, config_from_args, main
 from repsim.train.config import config_differences
-
-TINY_DATA = {"train_speakers": 4, "val_speakers": 2, "test_speakers": 2, "repetitions": 1,
-             "train_pairs": 32, "val_pairs": 20, "test_pairs": 20}
-
-
-def tiny_config(tmp_path, name="run", **changes) -> TrainConfig:
-    values = {"model": ModelConfig(layers=1, hidden=3, fusion_layer=2),
-              "data": DataConfig(timesteps=3, height=8, width=8, options=dict(TINY_DATA)),
-              "epochs": 2, "batch_size": 8, "lr": 1e-2, "noise_snrs": (0.0,), "device": "cpu",
-              "out_dir": str(tmp_path / name)}
-    values.update(changes)
-    return TrainConfig(**values)
-
-
-@pytest.fixture(scope="module")
-def tiny_dataset():
-    return DataConfig(timesteps=3, height=8, width=8, options=dict(TINY_DATA)).build()
-
-
-def config_file(tmp_path, config: TrainConfig):
-    path = tmp_path / "config.json"
-    path.write_text(config.to_json())
-    return str(path)
 
 
 def states_equal(a: dict, b: dict) -> bool:
@@ -164,7 +142,7 @@ def test_cli_trains_and_prints_summary(tmp_path, capsys, caplog):
     out = tmp_path / "cli"
     with caplog.at_level(logging.INFO, logger="repsim"):
         code = main(["--config", config_file(tmp_path, config), "--fusion-layer", "late",
-                     "--out-dir", str(out), "--quiet", "--snrs", "inf", "-10"])
+                     "--out-dir", str(out), "--no-progress", "--snrs", "inf", "-10"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert f"wrote {out}/" in captured.out and "fusion layer 2 of 1" in captured.out
@@ -209,7 +187,7 @@ def cli_error(capsys, argv) -> str:
     (["--data-option", "no_such=1"], r"dataset 'synthetic' has no option\(s\) no_such"),
 ])
 def test_bad_sizes_and_fusion_layer(tmp_path, capsys, argv, message):
-    err = cli_error(capsys, [*argv, "--out-dir", str(tmp_path / "x"), "--quiet"])
+    err = cli_error(capsys, [*argv, "--out-dir", str(tmp_path / "x"), "--no-progress"])
     assert re.search(message, err)
     assert not (tmp_path / "x").exists()
 
@@ -218,7 +196,8 @@ def test_unwritable_output_directory(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     config = config_file(tmp_path, tiny_config(tmp_path))
-    err = cli_error(capsys, ["--config", config, "--out-dir", str(blocker / "run"), "--quiet"])
+    err = cli_error(capsys, ["--config", config, "--out-dir", str(blocker / "run"),
+                             "--no-progress"])
     assert "cannot write to output directory" in err and str(blocker / "run") in err
 
 
@@ -227,7 +206,7 @@ def test_existing_run_needs_resume_or_overwrite(tmp_path, capsys):
     run_dir.mkdir()
     (run_dir / "ckpt.pt").write_bytes(b"old")
     config = config_file(tmp_path, tiny_config(tmp_path))
-    err = cli_error(capsys, ["--config", config, "--quiet"])
+    err = cli_error(capsys, ["--config", config, "--no-progress"])
     assert "already holds a checkpoint" in err and "--resume" in err
     assert (run_dir / "ckpt.pt").read_bytes() == b"old"
 
@@ -238,7 +217,7 @@ def test_resume_with_another_configuration_names_fields(tmp_path, capsys):
     changed = config_file(tmp_path, tiny_config(tmp_path, epochs=1, lr=5e-3,
                                                 model=ModelConfig(layers=1, hidden=4,
                                                                   fusion_layer=2)))
-    err = cli_error(capsys, ["--config", changed, "--quiet", "--device", "cpu",
+    err = cli_error(capsys, ["--config", changed, "--no-progress", "--device", "cpu",
                              "--resume", str(tmp_path / "run" / "ckpt.pt")])
     assert "differing fields" in err and "model.hidden: 3 (checkpoint) vs 4 (now)" in err
     assert "lr: 0.01 (checkpoint) vs 0.005 (now)" in err
@@ -250,9 +229,9 @@ def test_resume_from_a_file_that_is_not_a_checkpoint(tmp_path, capsys):
     bogus = tmp_path / "notes.pt"
     bogus.write_text("epoch 3 looked good\n")
     config = config_file(tmp_path, tiny_config(tmp_path))
-    err = cli_error(capsys, ["--config", config, "--quiet", "--resume", str(bogus)])
+    err = cli_error(capsys, ["--config", config, "--no-progress", "--resume", str(bogus)])
     assert f"{bogus} is not a repsim checkpoint" in err
-    err = cli_error(capsys, ["--config", config, "--quiet", "--resume",
+    err = cli_error(capsys, ["--config", config, "--no-progress", "--resume",
                              str(tmp_path / "missing.pt")])
     assert "checkpoint not found" in err
     assert not (tmp_path / "run").exists()  # nothing is created before the checks pass
@@ -264,7 +243,7 @@ def test_resume_from_a_hand_edited_checkpoint(tmp_path, capsys, tiny_dataset, ed
     run(config, dataset=tiny_dataset)
     edited = tmp_path / "edited.pt"
     message = hand_edit(tmp_path / "run" / "ckpt.pt", edited, edit)
-    err = cli_error(capsys, ["--config", config_file(tmp_path, config), "--quiet",
+    err = cli_error(capsys, ["--config", config_file(tmp_path, config), "--no-progress",
                              "--resume", str(edited)])
     assert len(err.splitlines()) == 1 and str(edited) in err and message in err
 
@@ -316,7 +295,7 @@ def test_resume_from_a_code_running_pickle_is_refused(tmp_path, capsys):
     evil = tmp_path / "evil.pt"
     evil.write_bytes(pickle.dumps({"format": "repsim-checkpoint", "x": CreatesFile(marker)}))
     config = config_file(tmp_path, tiny_config(tmp_path))
-    err = cli_error(capsys, ["--config", config, "--quiet", "--resume", str(evil)])
+    err = cli_error(capsys, ["--config", config, "--no-progress", "--resume", str(evil)])
     assert "is not a repsim checkpoint" in err
     assert not marker.exists()
 
@@ -340,7 +319,7 @@ def test_divergence_keeps_last_good_checkpoint(tmp_path, tiny_dataset):
 
 def test_divergence_from_the_cli_exits_2(tmp_path, capsys):
     config = config_file(tmp_path, tiny_config(tmp_path, epochs=1, grad_clip=0.0))
-    err = cli_error(capsys, ["--config", config, "--quiet", "--lr", "1e37"])
+    err = cli_error(capsys, ["--config", config, "--no-progress", "--lr", "1e37"])
     assert "training diverged" in err and "no checkpoint was written" in err
     assert not (tmp_path / "run" / "ckpt.pt").exists()
     assert not [p for p in (tmp_path / "run").iterdir() if p.name.startswith(".")]
@@ -364,7 +343,7 @@ def test_bad_config_values():
 def test_sigterm_keeps_the_last_epoch_says_so_and_resume_auto_finishes(tmp_path):
     config = tiny_config(tmp_path, epochs=200)
     path = config_file(tmp_path, config)
-    command = [sys.executable, "-m", "repsim.train", "--config", path, "--quiet"]
+    command = [sys.executable, "-m", "repsim.train", "--config", path, "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     child = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
@@ -397,7 +376,7 @@ def _file_size_limit(limit: int):
 def test_a_full_disk_is_one_line_and_exit_2(tmp_path):
     """The file-size limit stands in for a full disk: the checkpoint cannot be written."""
     path = config_file(tmp_path, tiny_config(tmp_path, epochs=1))
-    done = subprocess.run([sys.executable, "-m", "repsim.train", "--config", path, "--quiet"],
+    done = subprocess.run([sys.executable, "-m", "repsim.train", "--config", path, "--no-progress"],
                           cwd=REPO_ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
                           capture_output=True, text=True, timeout=300,
                           preexec_fn=_file_size_limit(20_000))
@@ -412,15 +391,15 @@ def test_a_second_training_in_the_same_directory_fails_at_once_naming_the_first(
     config = tiny_config(tmp_path, epochs=300)
     path = config_file(tmp_path, config)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    first = subprocess.Popen([sys.executable, "-m", "repsim.train", "--config", path, "--quiet"],
-                             cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
+    first = subprocess.Popen([sys.executable, "-m", "repsim.train", "--config", path,
+                              "--no-progress"], cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
         while not (tmp_path / "run" / "ckpt.pt").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         second = subprocess.run([sys.executable, "-m", "repsim.train", "--config", path,
-                                 "--quiet", "--overwrite"], cwd=REPO_ROOT, env=env,
+                                 "--no-progress", "--overwrite"], cwd=REPO_ROOT, env=env,
                                 capture_output=True, text=True, timeout=120)
         assert second.returncode == 2
         error = second.stderr.strip().splitlines()[-1]
