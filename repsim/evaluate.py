@@ -17,9 +17,13 @@ from repsim.data.noise import item_generators
 from repsim.device import autocast
 from repsim.models.fusion import final_logits
 
+# Pairs per forward pass. On the CPU the demo's network evaluates 2x faster at 64 than at 256
+# (1 thread: 3.6 s vs 7.0 s for 800 test pairs); results do not depend on it.
+EVAL_BATCH_SIZE = 64
+
 
 def predict(model: nn.Module, split: AVSplit, features: AudioFeatures, *,
-            condition: Condition = Condition(), batch_size: int = 256, seed: int = 0,
+            condition: Condition = Condition(), batch_size: int = EVAL_BATCH_SIZE, seed: int = 0,
             amp: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits ``(n_pairs, classes)`` (float32, CPU) and targets for every pair of ``split``.
 
@@ -52,7 +56,7 @@ def predict(model: nn.Module, split: AVSplit, features: AudioFeatures, *,
 
 
 def accuracy(model: nn.Module, split: AVSplit, features: AudioFeatures, *,
-             condition: Condition = Condition(), batch_size: int = 256, seed: int = 0,
+             condition: Condition = Condition(), batch_size: int = EVAL_BATCH_SIZE, seed: int = 0,
              amp: bool | None = None) -> float:
     """Fraction of pairs of ``split`` whose predicted class is the digit, under ``condition``."""
     logits, targets = predict(model, split, features, condition=condition,
@@ -61,7 +65,7 @@ def accuracy(model: nn.Module, split: AVSplit, features: AudioFeatures, *,
 
 
 def noise_grid(model: nn.Module, split: AVSplit, features: AudioFeatures, *,
-               snrs: tuple[float, ...] | list[float] = TEST_SNRS, batch_size: int = 256,
+               snrs: tuple[float, ...] | list[float] = TEST_SNRS, batch_size: int = EVAL_BATCH_SIZE,
                seed: int = 0, amp: bool | None = None, progress=None) -> dict:
     """Accuracy on ``split`` for every grid condition, in the metrics.json layout.
 

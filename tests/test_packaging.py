@@ -30,7 +30,7 @@ from repsim import activations
 BUILD_INPUTS = ("pyproject.toml", "README.md", "LICENSE")
 TINY_RUN = ["--device", "cpu", "--epochs", "1", "--layers", "1", "--hidden", "3",
             "--fusion-layer", "2", "--timesteps", "3", "--height", "8", "--width", "8",
-            "--batch-size", "8", "--snrs", "0", "--quiet",
+            "--batch-size", "8", "--snrs", "0", "--no-progress",
             *(arg for option in ("train_speakers=4", "val_speakers=2", "test_speakers=2",
                                  "repetitions=1", "train_pairs=32", "val_pairs=20",
                                  "test_pairs=20") for arg in ("--data-option", option))]

@@ -11,6 +11,7 @@ from repsim.conditions import NOISE_KINDS, TEST_SNRS
 from repsim.config import Config, check_int, check_positive_int
 from repsim.data.config import DataConfig
 from repsim.device import PRECISIONS, check_device_name
+from repsim.evaluate import EVAL_BATCH_SIZE
 from repsim.models.fusion import ModelConfig
 from repsim.rundir import default_run_dir
 
@@ -51,7 +52,7 @@ class TrainConfig(Config):
     augment_fraction: float = 0.5
     modality_dropout: float = 0.0
     noise_snrs: tuple[float, ...] = TEST_SNRS
-    eval_batch_size: int = 256
+    eval_batch_size: int = EVAL_BATCH_SIZE
     out_dir: str | None = None
 
     KIND = "train"
