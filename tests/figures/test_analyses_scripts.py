@@ -220,14 +220,20 @@ def test_noise_robustness_bad_inputs_exit_2(tmp_path, capsys):
     assert not out.exists()
 
 
+def stimulus_columns(data, rows) -> dict[str, np.ndarray]:
+    """The per-stimulus coordinates of ``rows`` as the writer takes them (without the row
+    number and the predictions, which it writes itself)."""
+    return {name: coord.values[rows] for name, coord in data.coords.items()
+            if coord.dims == ("stimulus",) and name not in ("stimulus", "prediction")}
+
+
 def copy_shuffled(source: Path, target: Path, seed: int = 0) -> Path:
     """The same network's activations with the stimuli stored in another order."""
     data = activations.open(source)
     order = np.random.default_rng(seed).permutation(data.sizes["stimulus"])
     states = {layer: {"h": data[f"{layer}.h"].values[order]}
               for layer in activations.layer_names(data)}
-    stimuli = {name: coord.values[order] for name, coord in data.coords.items()
-               if coord.dims == ("stimulus",) and name != "prediction"}
+    stimuli = stimulus_columns(data, order)
     prediction = data["prediction"].values[order]
     return write_activations(target, states, stimuli, {"config": data.attrs["config"]},
                              prediction=prediction)
@@ -382,8 +388,7 @@ def test_rsa_by_layer_needs_incongruent_stimuli(tmp_path, capsys):
     keep = data["condition"].values != "incongruent"
     states = {layer: {"h": data[f"{layer}.h"].values[keep]}
               for layer in activations.layer_names(data)}
-    stimuli = {name: coord.values[keep] for name, coord in data.coords.items()
-               if coord.dims == ("stimulus",) and name != "prediction"}
+    stimuli = stimulus_columns(data, keep)
     congruent_only = write_activations(tmp_path / "congruent.h5", states, stimuli, {})
     status = module.main([str(congruent_only), "--out-dir", str(tmp_path / "out")])
     assert_user_error(capsys, status, "incongruent")
@@ -505,8 +510,7 @@ def test_ablation_sensitivity_bad_inputs_exit_2(tmp_path, capsys):
     keep = data["condition"].values != "audio_removed"
     states = {layer: {"h": data[f"{layer}.h"].values[keep]}
               for layer in activations.layer_names(data)}
-    stimuli = {name: coord.values[keep] for name, coord in data.coords.items()
-               if coord.dims == ("stimulus",) and name != "prediction"}
+    stimuli = stimulus_columns(data, keep)
     partial = write_activations(tmp_path / "no-audio-removed.h5", states, stimuli, {})
     out = tmp_path / "figures"
     status = module.main([str(partial), "--out-dir", str(out)])
