@@ -9,6 +9,7 @@ or incomplete input must give one ``error:`` line and exit status 2.
 
 from __future__ import annotations
 
+import argparse
 import ast
 import json
 import math
@@ -27,10 +28,13 @@ from scipy.spatial.distance import pdist, squareform
 from scipy.stats import spearmanr
 
 from repsim import activations
+from repsim.analysis.cka import minibatches
 from repsim.figures import FIGURES, figure
 from repsim.figures.__main__ import main as figures_main
+from repsim.figures.base import open_model
 from repsim.plotting import read_table
 from repsim.provenance import sha256_file
+from repsim.runs import resolve_model_input
 
 ANALYSES = REPO_ROOT / "analyses"
 SNRS = (10.0, 0.0, -10.0)
@@ -325,6 +329,69 @@ def test_cka_by_layer_bad_inputs_exit_2(runs_dir, tmp_path, capsys):
     assert not out.exists()
 
 
+def _models(runs_dir: Path) -> tuple:
+    """The early and late model of ``runs_dir``, opened as cka_table takes them."""
+    return tuple(open_model(resolve_model_input(runs_dir / name)) for name in
+                 ("synthetic-f1-s0", "synthetic-f3-s0"))
+
+
+def unbiased_hsic(x: np.ndarray, y: np.ndarray) -> float:
+    """Song et al. (2012)'s unbiased HSIC of linear kernels, their equation written out."""
+    n = len(x)
+    k, m = x @ x.T, y @ y.T
+    np.fill_diagonal(k, 0)
+    np.fill_diagonal(m, 0)
+    return float((np.trace(k @ m) + k.sum() * m.sum() / ((n - 1) * (n - 2))
+                  - 2 / (n - 2) * (k.sum(0) @ m.sum(0))) / (n * (n - 3)))
+
+
+def test_minibatch_cka_with_one_batch_is_the_debiased_cka(runs_dir):
+    module = figure("cka_by_layer")
+    x, y = _models(runs_dir)
+    options = {"kernels": ("linear",), "condition": "clean", "comparison": "models"}
+    debiased = module.cka_table(x, y, debiased=True, **options)
+    n = int((x[1]["condition"].values == "clean").sum())
+    for size in (n, 10 * n):  # every stimulus in one batch
+        one_batch = module.cka_table(x, y, minibatch=size, **options)
+        np.testing.assert_allclose(one_batch["cka"], debiased["cka"], rtol=0, atol=1e-12)
+
+
+def test_minibatch_cka_averages_unbiased_hsic_over_batches(runs_dir):
+    """What minibatch_cka promises: the ratio of batch-averaged unbiased HSICs (each an
+    unbiased estimate of the full data's), so close to the debiased CKA of all stimuli."""
+    module = figure("cka_by_layer")
+    x, y = _models(runs_dir)
+    options = {"kernels": ("linear",), "condition": "clean", "comparison": "models"}
+    table = module.cka_table(x, y, minibatch=30, seed=3, **options)
+    debiased = module.cka_table(x, y, debiased=True, **options)
+    assert np.abs(table["cka"] - debiased["cka"]).max() < 0.1  # 2 batches of 30: 0.03 here
+    cells = [activations.select(data, layer, time=1, condition="clean")
+             for data, layer in ((x[1], "fused.2"), (y[1], "visual.1"))]
+    sums = np.zeros(3)
+    for a, b in minibatches(cells, 30, seed=3):  # the batches the figure draws
+        sums += [unbiased_hsic(a, b), unbiased_hsic(a, a), unbiased_hsic(b, b)]
+    row = table[(table["x_layer"] == "fused.2") & (table["y_layer"] == "visual.1")
+                & (table["time_step"] == 2)]
+    assert row["cka"].item() == pytest.approx(sums[0] / np.sqrt(sums[1] * sums[2]), abs=1e-12)
+
+
+def test_cka_by_layer_minibatch_from_the_command_line(runs_dir, tmp_path, capsys):
+    module = figure("cka_by_layer")
+    early, late = (runs_dir / name / "activations.h5" for name in
+                   ("synthetic-f1-s0", "synthetic-f3-s0"))
+    out = tmp_path / "figures"
+    assert module.main([str(early), str(late), "--minibatch", "1000", "--out-dir",
+                        str(out)]) == 0
+    table = check_outputs(out, "cka_by_layer", module.COLUMNS, [early, late])
+    expected = module.cka_table(*_models(runs_dir), kernels=("linear",), condition="clean",
+                                comparison="models", debiased=True)
+    np.testing.assert_allclose(table["cka"], expected["cka"], rtol=2e-6)  # CSV: 6 digits
+    status = module.main([str(early), str(late), "--minibatch", "3", "--out-dir", str(out)])
+    assert_user_error(capsys, status, "--minibatch must be at least 4")
+    status = module.main([str(early), str(late), "--minibatch", "30", "--kernel", "both"])
+    assert_user_error(capsys, status, "--minibatch computes linear CKA only")
+
+
 # ----------------------------------------------------------------------------- RSA
 
 
@@ -601,3 +668,24 @@ def test_an_unwritable_out_dir_fails_before_any_work(name, runs_dir, tmp_path, c
     status = module.main(["--runs-dir", str(runs_dir), "--out-dir", str(out)])
     assert_user_error(capsys, status, f"cannot write to output directory {out}",
                       "not a directory")
+
+
+def _parser(module, monkeypatch) -> argparse.ArgumentParser:
+    """The parser ``module.main`` builds."""
+    parsers = []
+    monkeypatch.setattr(module, "run_cli", lambda parser, run, argv: parsers.append(parser))
+    module.main([])
+    return parsers[0]
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_every_option_has_help_with_a_readable_default(name, monkeypatch):
+    parser = _parser(figure(name), monkeypatch)
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction | argparse._VersionAction):
+            continue
+        assert action.help, action.dest
+        if action.nargs != 0:  # takes a value (flags are off unless given)
+            assert "default" in action.help, action.dest
+    text = parser.format_help()
+    assert "None" not in text and "PosixPath" not in text
