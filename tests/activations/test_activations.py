@@ -250,27 +250,6 @@ def test_existing_output_needs_overwrite(written):
     np.testing.assert_array_equal(act.open(path)["fused.2.h"].values, states["fused.2"]["h"])
 
 
-@pytest.fixture
-def unwritable_dir(tmp_path) -> Path:
-    """A directory this process cannot create files in (root ignores mode bits: use /sys)."""
-    directory = tmp_path / "read-only"
-    directory.mkdir(mode=0o555)
-    if os.access(directory, os.W_OK):
-        directory = Path("/sys")
-        if not directory.is_dir() or os.access(directory, os.W_OK) and _can_create(directory):
-            pytest.fail("found no unwritable directory to test with")
-    return directory
-
-
-def _can_create(directory: Path) -> bool:
-    try:
-        (directory / ".repsim-probe").open("xb").close()
-    except OSError:
-        return False
-    (directory / ".repsim-probe").unlink()
-    return True
-
-
 def test_unwritable_or_missing_output_directory(unwritable_dir, tmp_path):
     states, stimuli = _states(np.random.default_rng(0)), _stimuli()
     with pytest.raises(PermissionError, match=f"cannot write to output directory "

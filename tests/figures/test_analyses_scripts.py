@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import ast
+import errno
 import json
 import math
 import os
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -623,12 +625,13 @@ def test_a_figure_by_name(runs_dir, tmp_path):
     assert set(table["comparison"]) == {"models", "seed reference"}
 
 
-def run_from_checkout(*args: str) -> subprocess.CompletedProcess:
-    """``python ARGS`` in the checkout, repsim importable from it (not installed)."""
+def run_from_checkout(*args: str, **options) -> subprocess.CompletedProcess:
+    """``python ARGS`` in the checkout, repsim importable from it (not installed);
+    ``options`` go to :func:`subprocess.run`."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, **options)
 
 
 def test_the_command_lines_run_from_a_checkout(runs_dir, tmp_path):
@@ -668,6 +671,73 @@ def test_an_unwritable_out_dir_fails_before_any_work(name, runs_dir, tmp_path, c
     status = module.main(["--runs-dir", str(runs_dir), "--out-dir", str(out)])
     assert_user_error(capsys, status, f"cannot write to output directory {out}",
                       "not a directory")
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_a_read_only_out_dir_fails_before_any_work(name, runs_dir, unwritable_dir, capsys,
+                                                   monkeypatch):
+    module = figure(name)
+    monkeypatch.setattr(activations, "open", lambda *args, **kwargs: pytest.fail("read"))
+    out = unwritable_dir / "figures"
+    status = module.main(["--runs-dir", str(runs_dir), "--out-dir", str(out)])
+    assert_user_error(capsys, status, f"cannot write to output directory {out}")
+    assert not out.exists()
+
+
+def _old_outputs(out: Path, name: str) -> dict[Path, bytes]:
+    """Files of an earlier run of figure ``name`` in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    old = {out / f"{name}.{suffix}": f"old {suffix}".encode() for suffix in ("png", "pdf", "csv")}
+    for path, content in old.items():
+        path.write_bytes(content)
+    return old
+
+
+def test_a_folder_turned_read_only_while_drawing_is_one_line_and_exit_2(
+        runs_dir, unwritable_dir, capsys, monkeypatch):
+    module = figure("noise_robustness")
+    monkeypatch.setattr(module, "check_out_dir", lambda out_dir: None)  # it was writable then
+    for out in (unwritable_dir, unwritable_dir / "figures"):
+        status = module.main(["--runs-dir", str(runs_dir), "--out-dir", str(out)])
+        assert_user_error(capsys, status, f"cannot write {out}", "nothing was written there")
+    assert not (unwritable_dir / "figures").exists()
+    assert not list(unwritable_dir.glob("noise_robustness*"))
+
+
+def test_a_full_disk_keeps_the_earlier_figure_and_numbers_together(runs_dir, tmp_path, capsys,
+                                                                   monkeypatch):
+    """The CSV is written last; when it fails, the new PNG and PDF are not put in place
+    either: the three files stay those of the earlier run, and no temporary is left."""
+    module = figure("noise_robustness")
+    out = tmp_path / "figures"
+    old = _old_outputs(out, "noise_robustness")
+
+    def disk_full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    status = module.main(["--runs-dir", str(runs_dir), "--out-dir", str(out)])
+    assert_user_error(capsys, status, f"cannot write {out / 'noise_robustness.csv'}: No space "
+                                      "left on device; nothing was written there")
+    assert {path: path.read_bytes() for path in out.iterdir()} == old
+
+
+def test_a_file_size_limit_is_one_line_and_exit_2_and_leaves_the_old_files(runs_dir, tmp_path):
+    """RLIMIT_FSIZE on the script's process stands in for a full disk: the PNG (the largest
+    output, > 100 kB) cannot be written; Python ignores SIGXFSZ, so write() fails with EFBIG."""
+    out = tmp_path / "figures"
+    old = _old_outputs(out, "cka_by_layer")
+    early, late = (runs_dir / name / "activations.h5" for name in
+                   ("synthetic-f1-s0", "synthetic-f3-s0"))
+    limit = 20_000
+    done = run_from_checkout(
+        "analyses/cka_by_layer.py", str(early), str(late), "--minibatch", "30", "--out-dir",
+        str(out), preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error: cannot write {out / 'cka_by_layer.png'}: File too large; nothing was written "
+        "there (a file already at that path is unchanged)")
+    assert {path: path.read_bytes() for path in out.iterdir()} == old
 
 
 def _parser(module, monkeypatch) -> argparse.ArgumentParser:
