@@ -27,11 +27,11 @@ def open(path: str | os.PathLike, chunks=None) -> xr.Dataset:  # shadows the bui
     """Open a complete activation file as a lazy :class:`xarray.Dataset`.
 
     Only the per-stimulus coordinates are read now; a layer's values are read when asked
-    for, and only the part selected. ``chunks`` (as in
+    for, and only the part selected. ``chunks`` makes the layer states and logits dask arrays
+    instead, for computations larger than memory; it means what it means to
     :func:`xarray.open_dataset`: ``{}`` the file's own chunks, ``"auto"``, ``-1`` one chunk
-    per variable, a positive integer for every dim, or ``{dim: size}`` for dims of the file)
-    makes every variable a dask array instead, for computations larger than memory; it needs
-    dask (``pip install 'repsim-av[dask]'``).
+    per variable, a positive integer for every dim, or ``{dim: size}`` for dims of the file.
+    It needs dask (``pip install 'repsim-av[dask]'``).
 
     ``stimulus_id`` is indexed: ``ds.sel(stimulus_id=...)`` picks a stimulus in every
     condition (a list of ids needs one condition, see :func:`select`, since ids repeat across
