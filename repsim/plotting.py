@@ -4,7 +4,8 @@ Every figure is drawn inside :func:`theme` (a seaborn "whitegrid" look with the 
 ``colorblind`` palette) on a :class:`matplotlib.figure.Figure` made by :func:`new_figure`, so
 nothing here touches pyplot's global state. :func:`save_figure` writes PNG and PDF, and
 :func:`write_table` writes the numbers behind a figure as a tidy CSV whose ``#`` header names
-the SHA-256 of every input file; all three files are written atomically.
+the SHA-256 of every input file; all three files are written atomically, and
+:func:`save_outputs` puts them in place together.
 """
 
 from __future__ import annotations
@@ -25,7 +26,13 @@ from matplotlib.colors import Colormap
 from matplotlib.figure import Figure
 from scipy import stats
 
-from repsim.provenance import atomic_path, library_versions, sha256_file
+from repsim.provenance import (
+    WRITE_ERRNOS,
+    atomic_path,
+    library_versions,
+    output_error,
+    sha256_file,
+)
 
 PALETTE = sns.color_palette("colorblind").as_hex()
 # Fixed colours for the two streams (and their mixture), the same in every figure.
@@ -128,32 +135,57 @@ def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[fl
     return mean, mean - float(half), mean + float(half)
 
 
-def save_figure(fig: Figure, out_dir: str | os.PathLike, name: str) -> list[Path]:
-    """Write ``out_dir/name.png`` and ``out_dir/name.pdf`` atomically; return both paths.
+# Each figure format with the metadata saved in it: none that changes from run to run (the
+# PDF carries no creation date), so an unchanged figure gives an unchanged file.
+FIGURE_FORMATS = (("png", {"Software": "repsim"}),
+                  ("pdf", {"Creator": "repsim", "CreationDate": None}))
 
-    The PDF carries no creation date, so an unchanged figure gives an unchanged file.
-    """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for fmt, metadata in (("png", {"Software": "repsim"}),
-                          ("pdf", {"Creator": "repsim", "CreationDate": None})):
-        final = out_dir / f"{name}.{fmt}"
-        with atomic_path(final) as tmp:
-            fig.savefig(tmp, format=fmt, metadata=metadata)
-        written.append(final)
-    return written
+
+def save_figure(fig: Figure, out_dir: str | os.PathLike, name: str) -> list[Path]:
+    """Write ``out_dir/name.png`` and ``out_dir/name.pdf`` atomically; return both paths."""
+    with contextlib.ExitStack() as renames:
+        return _write_figure(fig, Path(out_dir), name, renames)
 
 
 def save_outputs(draw: Callable[[], Figure], table: pd.DataFrame, out_dir: str | os.PathLike,
                  name: str, inputs: Mapping[str | os.PathLike, str] | Sequence[str | os.PathLike]
                  ) -> list[Path]:
     """What every analysis script ends with: ``draw()`` the figure in the house theme, save it
-    as ``name.png``/``name.pdf``, and the numbers behind it as ``name.csv``; return the paths."""
-    with theme():
-        written = save_figure(draw(), out_dir, name)
-    written.append(write_table(table, Path(out_dir) / f"{name}.csv", inputs))
+    as ``name.png``/``name.pdf``, and the numbers behind it as ``name.csv``; return the paths.
+
+    All or nothing: the three files are renamed into place only once all are written, so a
+    failure (a full disk: :class:`repsim.provenance.OutputError`) leaves the files of an
+    earlier run as they were, never a new figure beside old numbers."""
+    out_dir = Path(out_dir)
+    csv = out_dir / f"{name}.csv"
+    text = _table_text(table, csv, inputs)
+    with theme(), contextlib.ExitStack() as renames:
+        written = _write_figure(draw(), out_dir, name, renames)
+        renames.enter_context(atomic_path(csv)).write_text(text)
+    return [*written, csv]
+
+
+def _write_figure(fig: Figure, out_dir: Path, name: str, renames: contextlib.ExitStack
+                  ) -> list[Path]:
+    """Save ``fig`` in every format to temporaries that ``renames`` puts in place on closing
+    (or removes, after an error); the paths it will have."""
+    _make_directory(out_dir)
+    written = []
+    for fmt, metadata in FIGURE_FORMATS:
+        final = out_dir / f"{name}.{fmt}"
+        fig.savefig(renames.enter_context(atomic_path(final)), format=fmt, metadata=metadata)
+        written.append(final)
     return written
+
+
+def _make_directory(directory: Path) -> None:
+    """``mkdir -p``; a refusal of the disk (full, read-only) is an OutputError naming it."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        if error.errno not in WRITE_ERRNOS:
+            raise
+        raise output_error(directory, error.strerror, error.errno) from error
 
 
 def write_table(table: pd.DataFrame, path: str | os.PathLike,
@@ -165,6 +197,16 @@ def write_table(table: pd.DataFrame, path: str | os.PathLike,
     :func:`read_table`. ``inputs`` may map each path to a label (written after the digest).
     """
     path = Path(path)
+    text = _table_text(table, path, inputs)
+    _make_directory(path.parent)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return path
+
+
+def _table_text(table: pd.DataFrame, path: Path,
+                inputs: Mapping[str | os.PathLike, str] | Sequence[str | os.PathLike]) -> str:
+    """The CSV :func:`write_table` writes to ``path``: header, then the table."""
     items = inputs.items() if isinstance(inputs, Mapping) else ((p, None) for p in inputs)
     header = [f"# repsim figure data: {path.stem}"]
     versions = library_versions()
@@ -177,10 +219,7 @@ def write_table(table: pd.DataFrame, path: str | os.PathLike,
         header.append(f"# input: {input_path} sha256={sha256_file(input_path)}{named}")
     buffer = io.StringIO()
     table.to_csv(buffer, index=False, float_format="%.6g")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        tmp.write_text("\n".join(header) + "\n" + buffer.getvalue())
-    return path
+    return "\n".join(header) + "\n" + buffer.getvalue()
 
 
 def read_table(path: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, str]]:

@@ -7,11 +7,14 @@ selects and aligns what the analyses need.
 
 from repsim.activations.format import (
     COMPRESSIONS,
+    CONVENTIONS,
+    COORDINATE_ATTRS,
     DTYPES,
     FORMAT,
     FORMAT_VERSION,
     STATES,
     STIMULUS_COORDS,
+    coordinate_attrs,
     variable_name,
 )
 from repsim.activations.reader import (
@@ -29,6 +32,8 @@ from repsim.activations.writer import ActivationWriter, check_output_path
 
 __all__ = [
     "COMPRESSIONS",
+    "CONVENTIONS",
+    "COORDINATE_ATTRS",
     "DTYPES",
     "FORMAT",
     "FORMAT_VERSION",
@@ -37,6 +42,7 @@ __all__ = [
     "ActivationWriter",
     "check_output_path",
     "condition_names",
+    "coordinate_attrs",
     "flatten",
     "layer_names",
     "layer_states",

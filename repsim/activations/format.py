@@ -1,6 +1,6 @@
 """The activation file's format: its marker, version, states, dims and stimulus coordinates.
 
-File layout (``format = "repsim-activations"``, ``format_version = 1``)
+File layout (``format = "repsim-activations"``, ``format_version = 2``)
 -----------------------------------------------------------------------
 One HDF5 file that is valid netCDF-4, written with h5netcdf, so that both
 ``h5py.File(path)`` and ``xarray.open_dataset(path, engine="h5netcdf")`` read it.
@@ -12,32 +12,73 @@ One HDF5 file that is valid netCDF-4, written with h5netcdf, so that both
   renames them back to ``channel``/``y``/``x``. Chunks are ``(k stimuli, 1 time step, C, H, W)``
   so that one layer at one time step for all stimuli is a few large contiguous reads.
 - ``logits`` ``(stimulus, class)`` (or ``(stimulus, time, class)`` for per-step readouts).
+- ``stimulus``: the row number (0, 1, ...), the coordinate variable of the ``stimulus`` dim.
 - Coordinates on ``stimulus`` (one row per stimulus; conditions are stacked along it):
   ``stimulus_id`` (``"<clip source>|<image source>"``, equal across models and conditions),
   ``condition``, ``audio_digit``, ``visual_digit``, ``congruent``, ``speaker``,
   ``audio_source``, ``visual_source``, ``audio_index``, ``visual_index``, ``audio_snr``,
   ``visual_snr`` (dB, ``inf`` = clean), ``removed`` (``"none"|"audio"|"visual"``) and
   ``prediction``. ``time`` and ``class`` have integer index coordinates.
-- Global attributes: ``format``, ``format_version``, ``repsim_version``, ``created`` (ISO 8601),
-  ``layers`` and ``states`` (JSON lists, forward order), ``complete`` (1 only once every row is
-  written) plus whatever the writer adds (``checkpoint_sha256``, ``config``, ``probe_set``...;
-  dicts and lists are stored as JSON strings).
+- Every variable and coordinate has a ``long_name``; the SNRs have ``units = "dB"``.
+- Global attributes: ``Conventions`` (``"repsim-activations-2"``: this layout; the file does
+  not claim CF compliance), ``format``, ``format_version``, ``repsim_version``, ``created``
+  (ISO 8601), ``layers`` and ``states`` (JSON lists, forward order), ``complete`` (1 only once
+  every row is written) plus whatever the writer adds (``checkpoint_sha256``, ``config``,
+  ``probe_set``...; dicts and lists are stored as JSON strings).
+
+Version 1 (before this layout) had no ``stimulus`` row coordinate, no ``Conventions``,
+``long_name`` nor ``units``; :func:`repsim.activations.open` reads it as if it had them.
 """
 
 from __future__ import annotations
 
 FORMAT = "repsim-activations"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# The netCDF "Conventions" attribute names the conventions a file follows: this module's.
+# Not "CF-1.x": the files are not checked against CF (booleans, for one, are int8 with a
+# ``dtype`` attribute, as xarray writes them, not CF flag variables).
+CONVENTIONS = f"{FORMAT}-{FORMAT_VERSION}"
 STATES = ("h", "c")
 SPATIAL_DIMS = ("channel", "y", "x")
 DTYPES = ("float32", "float16")
 COMPRESSIONS = ("none", "gzip", "lzf")
+# The dim along which stimuli (and conditions) are stacked, and its row-number coordinate.
+STIMULUS_DIM = "stimulus"
 # Per-stimulus coordinates a probe set gives (the writer adds ``prediction``), in file order.
 STIMULUS_COORDS = ("stimulus_id", "condition", "audio_digit", "visual_digit", "congruent",
                    "speaker", "audio_source", "visual_source", "audio_index", "visual_index",
                    "audio_snr", "visual_snr", "removed")
+# netCDF attributes of the coordinates the format defines.
+COORDINATE_ATTRS = {
+    STIMULUS_DIM: {"long_name": "row of the activation file"},
+    "stimulus_id": {"long_name": "stimulus identity (clip source|image source), the same "
+                                 "across models and conditions"},
+    "condition": {"long_name": "test condition"},
+    "audio_digit": {"long_name": "digit spoken in the audio clip"},
+    "visual_digit": {"long_name": "digit shown in the image"},
+    "congruent": {"long_name": "audio digit equals visual digit"},
+    "speaker": {"long_name": "speaker of the audio clip"},
+    "audio_source": {"long_name": "source file of the audio clip"},
+    "visual_source": {"long_name": "source of the image"},
+    "audio_index": {"long_name": "index of the audio clip in its dataset split"},
+    "visual_index": {"long_name": "index of the image in its dataset split"},
+    "audio_snr": {"long_name": "signal-to-noise ratio of the audio input (inf = clean)",
+                  "units": "dB"},
+    "visual_snr": {"long_name": "signal-to-noise ratio of the visual input (inf = clean)",
+                   "units": "dB"},
+    "removed": {"long_name": "modality removed from the input (none, audio or visual)"},
+    "prediction": {"long_name": "predicted class (argmax of the last step's logits)"},
+    "time": {"long_name": "time step (0 = first)"},
+    "class": {"long_name": "output class (digit)"},
+}
 
 
 def variable_name(layer: str, state: str) -> str:
     """The file variable holding ``state`` ("h" or "c") of ``layer``: ``"<layer>.<state>"``."""
     return f"{layer}.{state}"
+
+
+def coordinate_attrs(name: str) -> dict[str, str]:
+    """netCDF attributes of coordinate ``name``: the format's, or a ``long_name`` made from
+    the name for a coordinate the format does not define."""
+    return dict(COORDINATE_ATTRS.get(name, {"long_name": name.replace("_", " ")}))

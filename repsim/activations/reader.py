@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import h5py
@@ -13,15 +14,34 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from repsim.activations.format import FORMAT, FORMAT_VERSION, SPATIAL_DIMS, variable_name
+from repsim.activations.format import (
+    FORMAT,
+    FORMAT_VERSION,
+    SPATIAL_DIMS,
+    STIMULUS_DIM,
+    variable_name,
+)
 
 
-def open(path: str | os.PathLike) -> xr.Dataset:  # shadows the builtin on purpose
+def open(path: str | os.PathLike, chunks=None) -> xr.Dataset:  # shadows the builtin on purpose
     """Open a complete activation file as a lazy :class:`xarray.Dataset`.
 
-    Nothing but the small index coordinates is read until values are asked for. Raises
-    FileNotFoundError for a missing file and ValueError naming the file when it is truncated,
-    not an activation file, of a newer format version, or incomplete (``complete`` != 1).
+    Only the per-stimulus coordinates are read now; a layer's values are read when asked
+    for, and only the part selected. ``chunks`` makes the layer states and logits dask arrays
+    instead, for computations larger than memory; it means what it means to
+    :func:`xarray.open_dataset`: ``{}`` the file's own chunks, ``"auto"``, ``-1`` one chunk
+    per variable, a positive integer for every dim, or ``{dim: size}`` for dims of the file.
+    It needs dask (``pip install 'repsim-av[dask]'``).
+
+    ``stimulus_id`` is indexed: ``ds.sel(stimulus_id=...)`` picks a stimulus in every
+    condition (a list of ids needs one condition, see :func:`select`, since ids repeat across
+    conditions), and xarray aligns two selections by stimulus id. The ``stimulus`` coordinate
+    is the row number (added for format version 1 files, which lack it), not an index.
+
+    Raises FileNotFoundError for a missing file; ValueError naming the file when it is
+    truncated, not an activation file, of a newer format version, or incomplete
+    (``complete`` != 1), or naming what is wrong with ``chunks``; ImportError when ``chunks``
+    is given and dask is not installed.
     """
     path = Path(path)
     if not path.exists():
@@ -41,7 +61,67 @@ def open(path: str | os.PathLike) -> xr.Dataset:  # shadows the builtin on purpo
     if _attr_int(attrs.get("complete")) != 1:
         raise ValueError(f"{path} is incomplete: it was not fully written (complete flag is "
                          f"not 1); rerun the extraction")
-    return xr.open_dataset(path, engine="h5netcdf")
+    ds = xr.open_dataset(path, engine="h5netcdf")
+    if chunks is not None:
+        try:
+            _check_chunks(chunks, ds.sizes)
+        finally:
+            ds.close()
+        _require_dask()
+        ds = xr.open_dataset(path, engine="h5netcdf", chunks=chunks)
+    return _index_stimuli(ds)
+
+
+def _check_chunks(chunks, sizes: Mapping[str, int]) -> None:
+    """ValueError naming what is wrong with ``chunks`` (see :func:`open`); xarray would
+    ignore unknown dims and take zero or ``True`` for sizes."""
+    if not isinstance(chunks, Mapping):
+        if not _is_chunk_size(chunks):
+            raise ValueError(f"chunks={chunks!r} is not a chunk size: give a positive integer, "
+                             "-1 (whole dims), 'auto', or a dict {dim: size}")
+        return
+    unknown = [dim for dim in chunks if dim not in sizes]
+    if unknown:
+        raise ValueError(f"chunks names dims {unknown} that this file does not have; its dims "
+                         f"are: {', '.join(map(str, sizes))}")
+    for dim, size in chunks.items():
+        if size is None or _is_chunk_size(size):
+            continue
+        if isinstance(size, tuple) and all(_is_chunk_size(part) and part != -1
+                                           for part in size) and sum(size) == sizes[dim]:
+            continue
+        raise ValueError(f"chunks[{dim!r}]={size!r} is not a chunk size: give a positive "
+                         f"integer, -1 (the whole dim), 'auto', None, or a tuple of positive "
+                         f"integers adding up to the dim's length {sizes[dim]}")
+
+
+def _is_chunk_size(size) -> bool:
+    """A positive integer, -1 (the whole dim) or "auto"."""
+    if isinstance(size, str):
+        return size == "auto"
+    return isinstance(size, int | np.integer) and not isinstance(size, bool) and (
+        size > 0 or size == -1)
+
+
+def _require_dask() -> None:
+    try:
+        import dask.array  # noqa: F401
+    except ImportError:
+        raise ImportError("opening activations with chunks needs dask: "
+                          "pip install 'repsim-av[dask]'") from None
+
+
+def _index_stimuli(ds: xr.Dataset) -> xr.Dataset:
+    """Per-stimulus coordinates in memory (every selection needs them; under dask they would
+    be read again each time), ``stimulus_id`` indexed. The row number stays a plain
+    coordinate: with an index of its own, xarray would refuse to align two conditions."""
+    if STIMULUS_DIM not in ds.coords:  # format version 1
+        ds = ds.assign_coords({STIMULUS_DIM: np.arange(ds.sizes[STIMULUS_DIM])})
+    ds = ds.drop_indexes(STIMULUS_DIM)
+    for name, coord in ds.coords.items():
+        if coord.dims == (STIMULUS_DIM,):
+            ds.variables[name].load()
+    return ds.set_xindex("stimulus_id")
 
 
 def layer_names(ds: xr.Dataset) -> list[str]:
@@ -64,11 +144,13 @@ def condition_names(ds: xr.Dataset) -> list[str]:
 
 
 def select(ds: xr.Dataset, layer: str, state: str = "h", time: int | None = None,
-           condition: str | None = None) -> xr.DataArray:
+           condition: str | None = None, order: np.ndarray | None = None) -> xr.DataArray:
     """One layer's ``state`` as a lazy DataArray with dims ``(stimulus, [time,] channel, y, x)``.
 
     ``time`` picks one step (negative counts from the end, ``-1`` = last); ``condition`` keeps
-    only the stimuli of that condition (file order is kept). Per-stimulus coordinates follow.
+    only the stimuli of that condition (file order is kept, or the order of the stimulus ids
+    in ``order``, which must be the condition's ids: to align two models stimulus by
+    stimulus). Per-stimulus coordinates follow.
     """
     name = variable_name(layer, state)
     if name not in ds.data_vars:
@@ -77,34 +159,42 @@ def select(ds: xr.Dataset, layer: str, state: str = "h", time: int | None = None
             raise ValueError(f"unknown layer {layer!r}; this file has: {', '.join(layers)}")
         raise ValueError(f"state {state!r} was not recorded; this file has: {', '.join(states)}")
     da = ds[name]
+    if order is not None and condition is None:
+        raise ValueError("order needs a condition: stimulus ids repeat across conditions")
     if condition is not None:
         present = condition_names(ds)
         if condition not in present:
             raise ValueError(f"unknown condition {condition!r}; this file has: "
                              f"{', '.join(present)}")
-        da = da.isel(stimulus=np.flatnonzero(ds["condition"].values == condition))
+        rows = np.flatnonzero(ds["condition"].values == condition)
+        if order is not None:
+            rows = rows[_alignment(ds["stimulus_id"].values[rows], order, condition)]
+        da = da.isel({STIMULUS_DIM: rows})
     if time is not None:
         steps = da.sizes["time"]
         if not isinstance(time, (int, np.integer)) or not -steps <= time < steps:
             raise ValueError(f"time must be an integer step in [-{steps}, {steps}), got {time!r}")
         da = da.isel(time=int(time))
-    spatial = [dim for dim in da.dims if dim not in ("stimulus", "time")]
+    spatial = [dim for dim in da.dims if dim not in (STIMULUS_DIM, "time")]
     return da.rename({dim: canonical for dim, canonical in zip(spatial, SPATIAL_DIMS,
                                                                 strict=True) if dim != canonical})
 
 
 def flatten(da: xr.DataArray) -> xr.DataArray:
-    """Load ``da`` and flatten every non-stimulus dim into ``feature``: ``(stimulus, feature)``.
+    """``da`` with every non-stimulus dim flattened into ``feature``: ``(stimulus, feature)``.
 
-    The stimulus dim must come first; stimulus coordinates and scalar coordinates are kept.
+    A dask-backed ``da`` (from ``open(path, chunks=...)``) stays lazy. Any other is read,
+    since a reshape needs its values: flatten one layer at one step (``select(...,
+    time=t)``), not a whole layer. The stimulus dim must come first; stimulus coordinates
+    (with their index) and scalar coordinates are kept.
     """
-    if not da.dims or da.dims[0] != "stimulus":
+    if not da.dims or da.dims[0] != STIMULUS_DIM:
         raise ValueError(f"flatten needs 'stimulus' as the first dim, got dims {da.dims}")
-    values = np.asarray(da.values)
-    coords = {name: coord for name, coord in da.coords.items()
-              if set(coord.dims) <= {"stimulus"}}
-    return xr.DataArray(values.reshape(values.shape[0], -1), dims=("stimulus", "feature"),
-                        coords=coords, name=da.name, attrs=da.attrs)
+    values = da.data if da.chunks is not None else np.asarray(da.values)
+    kept = da.drop_vars([name for name, coord in da.coords.items()
+                         if not set(coord.dims) <= {STIMULUS_DIM}])
+    return xr.DataArray(values.reshape(values.shape[0], -1), dims=(STIMULUS_DIM, "feature"),
+                        coords=kept.coords, name=da.name, attrs=da.attrs)
 
 
 def _attr_str(value) -> str | None:
@@ -127,13 +217,10 @@ def layer_states(data: xr.Dataset, layer: str, condition: str, *, state: str = "
     Rows follow the file, or the stimulus ids in ``order`` (to align two models stimulus by
     stimulus); a stimulus missing from either side is an error.
     """
-    da = select(data, layer, state=state, time=time, condition=condition)
+    da = select(data, layer, state=state, time=time, condition=condition, order=order)
     values = np.asarray(da.values, dtype=np.float32)
-    values = values.reshape(values.shape[0], -1) if time is not None else \
+    return values.reshape(values.shape[0], -1) if time is not None else \
         values.reshape(*values.shape[:2], -1)
-    if order is None:
-        return values
-    return values[_alignment(da["stimulus_id"].values, order, condition)]
 
 
 def stimulus_ids(data: xr.Dataset, condition: str) -> np.ndarray:

@@ -26,11 +26,14 @@ import numpy as np
 import repsim
 from repsim.activations.format import (
     COMPRESSIONS,
+    CONVENTIONS,
     DTYPES,
     FORMAT,
     FORMAT_VERSION,
     SPATIAL_DIMS,
     STATES,
+    STIMULUS_DIM,
+    coordinate_attrs,
     variable_name,
 )
 from repsim.provenance import (
@@ -119,6 +122,9 @@ class ActivationWriter:
             raise ValueError(f"gzip compression level must be 1..9, got {compression_level}")
         if "stimulus_id" not in stimuli:
             raise ValueError("stimuli needs a 'stimulus_id' entry (the key that aligns models)")
+        if STIMULUS_DIM in stimuli:
+            raise ValueError(f"stimuli must not have a {STIMULUS_DIM!r} entry: that is the row "
+                             "number, which the writer adds")
         self.stimuli = {name: np.asarray(values) for name, values in stimuli.items()}
         lengths = {name: values.shape for name, values in self.stimuli.items()}
         self.n_stimuli = len(self.stimuli["stimulus_id"])
@@ -263,7 +269,7 @@ class ActivationWriter:
         for name, shape in shapes.items():
             layer, state = name.rsplit(".", 1)
             var = file.create_variable(
-                name, ("stimulus", "time", *dim_names[name]), dtype=self.dtype,
+                name, (STIMULUS_DIM, "time", *dim_names[name]), dtype=self.dtype,
                 chunks=(self._chunk_rows, 1, *shape[1:]), **options)
             var.attrs.update({"layer": layer, "state": state,
                               "stream": layer.split(".")[0], "coordinates": coordinates,
@@ -279,34 +285,38 @@ class ActivationWriter:
         if logits is not None:
             logits = np.asarray(logits)
             file.dimensions["class"] = logits.shape[-1]
-            file.create_variable("class", ("class",),
-                                 data=np.arange(logits.shape[-1], dtype="i8"))
-            dims = ("stimulus", "class") if logits.ndim == 2 else ("stimulus", "time", "class")
+            var = file.create_variable("class", ("class",),
+                                       data=np.arange(logits.shape[-1], dtype="i8"))
+            var.attrs.update(coordinate_attrs("class"))
+            dims = (STIMULUS_DIM, "class") if logits.ndim == 2 else (STIMULUS_DIM, "time", "class")
             var = file.create_variable("logits", dims, dtype="f4")
             var.attrs.update({"coordinates": coordinates,
                               "long_name": "model output before softmax"})
         if prediction is not None:
-            var = file.create_variable("prediction", ("stimulus",), dtype="i8")
-            var.attrs["long_name"] = "predicted class (argmax of the last step's logits)"
+            var = file.create_variable("prediction", (STIMULUS_DIM,), dtype="i8")
+            var.attrs.update(coordinate_attrs("prediction"))
 
     def _write_coordinates(self, file: h5netcdf.File, timesteps: int) -> None:
         """Dims, per-stimulus coordinates, the time axis and the global attributes."""
-        file.dimensions = {"stimulus": self.n_stimuli, "time": timesteps}
-        file.create_variable("time", ("time",), data=np.arange(timesteps, dtype="i8"))
+        file.dimensions = {STIMULUS_DIM: self.n_stimuli, "time": timesteps}
+        for name, size in ((STIMULUS_DIM, self.n_stimuli), ("time", timesteps)):
+            var = file.create_variable(name, (name,), data=np.arange(size, dtype="i8"))
+            var.attrs.update(coordinate_attrs(name))
         for name, values in self.stimuli.items():
             kind = _storage_kind(values)
             if kind == "str":
-                var = file.create_variable(name, ("stimulus",), dtype=h5py.string_dtype())
+                var = file.create_variable(name, (STIMULUS_DIM,), dtype=h5py.string_dtype())
                 var[:] = values.astype(str).astype(object)
             elif kind == "bool":
-                var = file.create_variable(name, ("stimulus",), dtype="i1")
+                var = file.create_variable(name, (STIMULUS_DIM,), dtype="i1")
                 var.attrs["dtype"] = "bool"  # xarray decodes int8 + dtype=bool to booleans
                 var[:] = values.astype("i1")
             else:
-                var = file.create_variable(name, ("stimulus",),
+                var = file.create_variable(name, (STIMULUS_DIM,),
                                            dtype="i8" if kind == "int" else "f8")
                 var[:] = values
-        attrs = {"format": FORMAT, "format_version": FORMAT_VERSION,
+            var.attrs.update(coordinate_attrs(name))
+        attrs = {"Conventions": CONVENTIONS, "format": FORMAT, "format_version": FORMAT_VERSION,
                  "repsim_version": repsim.__version__,
                  "created": datetime.datetime.now(datetime.UTC).isoformat(
                      timespec="seconds"),

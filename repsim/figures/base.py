@@ -141,8 +141,8 @@ def figure_parser(name: str, doc: str, examples: str, inputs_help: str
                         help=f"where to look for runs when no inputs are named "
                              f"(default: {RUNS_DIR})")
     shared.add_argument("--dataset", default=None,
-                        help=f"only runs of this dataset (needed when {RUNS_DIR}/ holds "
-                             "several)")
+                        help="only runs of this dataset (default: any; needed when "
+                             "--runs-dir holds several)")
     shared.add_argument("--out-dir", default=FIGURES_DIR, type=Path,
                         help="where the figure (.png, .pdf) and its numbers (.csv) go "
                              f"(default: {FIGURES_DIR})")

@@ -4,7 +4,10 @@
 (columns) at the last time step; (b) CKA at every time step between layers of matched depth
 (``fused.d`` vs ``audio.d`` and ``visual.d``); (c) as a reference, the CKA between two seeds
 of the same (early) architecture, layer by layer, when a second seed exists; (d) linear and
-RBF kernels side by side with ``--kernel both``. Stimuli are aligned by stimulus id.
+RBF kernels side by side with ``--kernel both``. Stimuli are aligned by stimulus id. Layers
+are read one time step at a time; ``--minibatch N`` computes linear CKA from random batches
+of N stimuli (:func:`repsim.analysis.cka.minibatch_cka`), so that memory grows with N rather
+than with the number of stimuli squared.
 
 Writes ``cka_by_layer.png``/``.pdf`` and ``cka_by_layer.csv`` with one row per pair of layers
 and time step: comparison (``models`` or ``seed reference``), x_model, y_model, kernel, x_layer,
@@ -21,9 +24,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from repsim import plotting
-from repsim.activations import layer_names, layer_states, stimulus_ids
+from repsim.activations import layer_names, select, stimulus_ids
 from repsim.analysis import cka_matrix
 from repsim.analysis.cka import KERNELS as CKA_KERNELS
+from repsim.analysis.cka import MIN_DEBIASED_STIMULI, minibatch_cka, minibatches
 from repsim.conditions import CLEAN
 from repsim.figures.base import (
     FIGURES_DIR,
@@ -48,36 +52,39 @@ EXAMPLES = """examples:
   python analyses/cka_by_layer.py runs/synthetic-f1-s0 runs/synthetic-f3-s0 \\
       --reference runs/synthetic-f1-s1
   python analyses/cka_by_layer.py early.h5 late.h5 --condition incongruent --out-dir out
+  python analyses/cka_by_layer.py early.h5 late.h5 --minibatch 1000   # many stimuli
 """
 
 
 def cka_table(x: tuple[ModelInput, object], y: tuple[ModelInput, object], *,
               kernels: Sequence[str], condition: str, comparison: str,
-              debiased: bool = False) -> pd.DataFrame:
+              debiased: bool = False, minibatch: int | None = None,
+              seed: int = 0) -> pd.DataFrame:
     """CKA between every layer of ``x`` and every layer of ``y`` at every (shared) time step.
 
     ``x`` and ``y`` are ``(ModelInput, Dataset)`` pairs as :func:`repsim.figures.base.open_model`
-    returns them; ``y``'s stimuli are put in ``x``'s order by stimulus id.
+    returns them; ``y``'s stimuli are put in ``x``'s order by stimulus id. Each layer is read
+    one time step at a time. ``minibatch`` (linear kernel): CKA from :func:`layer_similarity`'s
+    random batches of that many stimuli, shuffled with ``seed``.
     """
     (x_model, x_data), (y_model, y_data) = x, y
-    order = stimulus_ids(x_data, condition)
-    x_states = {layer: layer_states(x_data, layer, condition)
-                for layer in layer_names(x_data)}
-    y_states = {layer: layer_states(y_data, layer, condition, order=order)
-                for layer in layer_names(y_data)}
-    steps = {states.shape[1] for states in (*x_states.values(), *y_states.values())}
+    steps = {data.sizes["time"] for data in (x_data, y_data)}
     if len(steps) != 1:
         raise ValueError(f"{x_model.path} and {y_model.path} have different numbers of time "
                          f"steps ({sorted(steps)}); CKA per time step needs the same")
     timesteps = steps.pop()
+    order = stimulus_ids(x_data, condition)
+    x_layers, y_layers = layer_names(x_data), layer_names(y_data)
     rows = []
     for kernel in kernels:
         for t in range(timesteps):
-            values = cka_matrix([s[:, t] for s in x_states.values()],
-                                [s[:, t] for s in y_states.values()],
-                                kernel=kernel, debiased=debiased)
-            for i, x_layer in enumerate(x_states):
-                for j, y_layer in enumerate(y_states):
+            values = layer_similarity(
+                [select(x_data, layer, time=t, condition=condition) for layer in x_layers],
+                [select(y_data, layer, time=t, condition=condition, order=order)
+                 for layer in y_layers],
+                kernel=kernel, debiased=debiased, minibatch=minibatch, seed=seed)
+            for i, x_layer in enumerate(x_layers):
+                for j, y_layer in enumerate(y_layers):
                     rows.append({"comparison": comparison, "x_model": x_model.label,
                                  "y_model": y_model.label, "kernel": kernel,
                                  "x_layer": x_layer, "y_layer": y_layer, "time_step": t + 1,
@@ -85,8 +92,27 @@ def cka_table(x: tuple[ModelInput, object], y: tuple[ModelInput, object], *,
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def plot(table: pd.DataFrame, condition: str, debiased: bool) -> Figure:
-    """(a) last-step heatmaps per kernel; (b, c) CKA over time for matched depths."""
+def layer_similarity(xs: Sequence, ys: Sequence, *, kernel: str = "linear",
+                     debiased: bool = False, minibatch: int | None = None,
+                     seed: int = 0) -> np.ndarray:
+    """CKA between each of ``xs`` and each of ``ys`` (lazy selections of the same stimuli,
+    read one at a time): ``(len(xs), len(ys))``.
+
+    Without ``minibatch``: :func:`repsim.analysis.cka_matrix`, whose n x n Gram matrices
+    cost memory quadratic in the stimuli. With it: :func:`repsim.analysis.cka.minibatch_cka`
+    over random batches of ``minibatch`` stimuli (all stimuli at once when there are no
+    more), linear kernel, unbiased HSIC; with one batch this is exactly the debiased CKA.
+    """
+    if minibatch is None:
+        return np.asarray(cka_matrix(xs, ys, kernel=kernel, debiased=debiased))
+    size = min(minibatch, xs[0].sizes["stimulus"])
+    full = np.asarray(minibatch_cka(minibatches([*xs, *ys], size, seed=seed)))
+    return full[:len(xs), len(xs):]
+
+
+def plot(table: pd.DataFrame, condition: str, estimator: str) -> Figure:
+    """(a) last-step heatmaps per kernel; (b, c) CKA over time for matched depths.
+    ``estimator`` ends the colour bar's label (e.g. " (debiased)")."""
     models = table[table["comparison"] == "models"]
     reference = table[table["comparison"] == "seed reference"]
     kernels = list(dict.fromkeys(models["kernel"]))
@@ -95,7 +121,6 @@ def plot(table: pd.DataFrame, condition: str, debiased: bool) -> Figure:
     depths = sorted({layer_depth(layer) for layer in x_layers + y_layers})
     x_label, y_label = models["x_model"].iloc[0], models["y_model"].iloc[0]
     last = int(models["time_step"].max())
-    estimator = " (debiased)" if debiased else ""
 
     top_height = 2.3 + 0.45 * len(x_layers)
     width = max(11.0, 5.4 * len(kernels) + 1.0, 3.6 * len(depths) + 1.0)
@@ -146,10 +171,15 @@ def plot(table: pd.DataFrame, condition: str, debiased: bool) -> Figure:
 def run(inputs: Sequence[str | Path] = (), *, reference: str | Path | None = None,
         runs_dir: str | Path = RUNS_DIR, dataset: str | None = None,
         out_dir: str | Path = FIGURES_DIR, kernel: str = "linear", condition: str = CLEAN,
-        debiased: bool = False) -> list[Path]:
+        debiased: bool = False, minibatch: int | None = None, seed: int = 0) -> list[Path]:
     """Make the figure from two activation files / run dirs (or the early and late runs)."""
     if kernel not in KERNELS:
         raise ValueError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
+    if minibatch is not None and minibatch < MIN_DEBIASED_STIMULI:
+        raise ValueError(f"--minibatch must be at least {MIN_DEBIASED_STIMULI} stimuli (the "
+                         f"unbiased HSIC needs them), got {minibatch}")
+    if minibatch is not None and kernel != "linear":
+        raise ValueError(f"--minibatch computes linear CKA only, not --kernel {kernel}")
     if inputs and len(inputs) != 2:
         raise ValueError(f"give two inputs (early and late), got {len(inputs)}")
     check_out_dir(out_dir)
@@ -160,17 +190,19 @@ def run(inputs: Sequence[str | Path] = (), *, reference: str | Path | None = Non
         found = default_models(runs_dir, dataset)
         x_model, y_model = model_input_of_run(found.early[0]), model_input_of_run(found.late[0])
         ref_model = (model_input_of_run(found.early[1]) if len(found.early) > 1 else None)
+    options = {"kernels": KERNELS[kernel], "condition": condition, "debiased": debiased,
+               "minibatch": minibatch, "seed": seed}
     x, y = open_model(x_model), open_model(y_model)
-    tables = [cka_table(x, y, kernels=KERNELS[kernel], condition=condition,
-                        comparison="models", debiased=debiased)]
+    tables = [cka_table(x, y, comparison="models", **options)]
     inputs_used = {x_model.path: x[0].label, y_model.path: y[0].label}
     if ref_model is not None:
         ref = open_model(ref_model)
-        tables.append(cka_table(x, ref, kernels=KERNELS[kernel], condition=condition,
-                                comparison="seed reference", debiased=debiased))
+        tables.append(cka_table(x, ref, comparison="seed reference", **options))
         inputs_used[ref_model.path] = ref[0].label
     table = pd.concat(tables, ignore_index=True)
-    return plotting.save_outputs(lambda: plot(table, condition, debiased), table, out_dir,
+    estimator = (f" (minibatches of {minibatch})" if minibatch is not None else
+                 " (debiased)" if debiased else "")
+    return plotting.save_outputs(lambda: plot(table, condition, estimator), table, out_dir,
                                  NAME, inputs_used)
 
 
@@ -183,9 +215,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="another seed of the first model, drawn as a reference "
                              "(default: the second early seed under --runs-dir, if any)")
     parser.add_argument("--kernel", choices=sorted(KERNELS), default="linear",
-                        help="CKA kernel; 'both' draws linear and RBF side by side")
+                        help="CKA kernel; 'both' draws linear and RBF side by side "
+                             "(default: linear)")
     parser.add_argument("--condition", default=CLEAN,
                         help=f"which stimuli to compare on (default: {CLEAN})")
     parser.add_argument("--debiased", action="store_true",
                         help="use the unbiased HSIC estimator (Song et al. 2012)")
+    parser.add_argument("--minibatch", type=int, default=None, metavar="N",
+                        help="linear CKA averaged over random batches of N stimuli (unbiased "
+                             "HSIC, Nguyen et al. 2021): memory grows with N, not with the "
+                             "stimuli squared; N >= the stimuli gives the debiased CKA "
+                             "(default: all stimuli at once, no batches)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed that shuffles stimuli into --minibatch batches (default: 0)")
     return run_cli(parser, run, argv)

@@ -146,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="outer cross-validation folds (default: 5)")
     parser.add_argument("--groups", default=None,
                         help="a stimulus coordinate (e.g. speaker) whose values never span "
-                             "training and test folds")
+                             "training and test folds (default: none, stratified folds)")
     parser.add_argument("--Cs", type=float, nargs="+", default=list(DEFAULT_CS), metavar="C",
                         help="inverse regularization strengths; several are chosen from by "
                              "nested cross-validation (slow, e.g. "

@@ -78,16 +78,17 @@ def hypothesis_correlations(model: ModelInput, data, *, condition: str = INCONGR
     """Correlation of each layer's cell-averaged RDM with the audio- and visual-digit model
     RDMs at every time step, with percentile bootstrap intervals over cells."""
     table = stimulus_table(data, condition)
+    digits = [table[d].to_numpy() for d in DIGITS]
+    steps = data.sizes["time"]
     rows = []
-    for layer in layer_names(data):
-        states = layer_states(data, layer, condition)
-        averaged = [average_by_condition(states[:, t], *(table[d].to_numpy() for d in DIGITS))
-                    for t in range(states.shape[1])]
+    for layer in layer_names(data):  # one layer at one step in memory at a time
+        averaged = [average_by_condition(layer_states(data, layer, condition, time=t), *digits)
+                    for t in range(steps)]
         cells = averaged[0][1]
         models = [categorical_rdm(cells[:, i]) for i in range(len(DIGITS))]
         rdms = rdm([patterns for patterns, _ in averaged], metric=metric)
         values = np.atleast_2d(compare_rdms(rdms, models, method=method))
-        for t in range(states.shape[1]):
+        for t in range(steps):
             for h, hypothesis in enumerate(DIGITS):
                 low = high = np.nan
                 if n_boot:

@@ -250,27 +250,6 @@ def test_existing_output_needs_overwrite(written):
     np.testing.assert_array_equal(act.open(path)["fused.2.h"].values, states["fused.2"]["h"])
 
 
-@pytest.fixture
-def unwritable_dir(tmp_path) -> Path:
-    """A directory this process cannot create files in (root ignores mode bits: use /sys)."""
-    directory = tmp_path / "read-only"
-    directory.mkdir(mode=0o555)
-    if os.access(directory, os.W_OK):
-        directory = Path("/sys")
-        if not directory.is_dir() or os.access(directory, os.W_OK) and _can_create(directory):
-            pytest.fail("found no unwritable directory to test with")
-    return directory
-
-
-def _can_create(directory: Path) -> bool:
-    try:
-        (directory / ".repsim-probe").open("xb").close()
-    except OSError:
-        return False
-    (directory / ".repsim-probe").unlink()
-    return True
-
-
 def test_unwritable_or_missing_output_directory(unwritable_dir, tmp_path):
     states, stimuli = _states(np.random.default_rng(0)), _stimuli()
     with pytest.raises(PermissionError, match=f"cannot write to output directory "
@@ -339,3 +318,158 @@ def test_reads_in_plain_xarray(written):
     with xr.open_dataset(path, engine="h5netcdf") as ds:
         np.testing.assert_array_equal(ds["visual.1.c"].values, states["visual.1"]["c"])
         assert list(ds["time"].values) == list(range(T))
+
+
+# ----------------------------------------------------------------------------- metadata
+
+
+def test_file_metadata_names_every_variable_and_the_snr_units(written):
+    path, _ = written
+    with xr.open_dataset(path, engine="h5netcdf") as plain:
+        assert plain.attrs["Conventions"] == act.CONVENTIONS == "repsim-activations-2"
+        assert plain.attrs["format_version"] == act.FORMAT_VERSION == 2
+        for name in [*plain.data_vars, *plain.coords]:
+            assert plain[name].attrs.get("long_name"), name
+        for name in ("audio_snr",):  # the fixture has no visual_snr
+            assert plain[name].attrs["units"] == "dB"
+        np.testing.assert_array_equal(plain["stimulus"].values, np.arange(N))
+    with h5py.File(path, "r") as handle:  # netCDF attributes, not only xarray's view
+        assert handle["audio_snr"].attrs["units"] == "dB"
+    assert set(act.STIMULUS_COORDS) <= set(act.COORDINATE_ATTRS)
+    assert act.coordinate_attrs("visual_snr")["units"] == "dB"
+    assert act.coordinate_attrs("my_label") == {"long_name": "my label"}
+
+
+def test_stimulus_id_is_an_index(written):
+    path, states = written
+    ds = act.open(path)
+    assert "stimulus_id" in ds.indexes and "stimulus" not in ds.indexes  # a plain row number
+    np.testing.assert_array_equal(ds["stimulus"].values, np.arange(N))
+    assert set(_stimuli()) <= set(ds.coords)  # the file's coordinates are all kept
+    one = ds.sel(stimulus_id="synth/3|img/3")  # in every condition
+    assert one["condition"].values.tolist() == ["clean", "audio_snr-10"]
+    np.testing.assert_array_equal(one["stimulus"].values, [3, 14])
+    clean = act.select(ds, "fused.2", time=0, condition="clean")
+    picked = clean.sel(stimulus_id=["synth/4|img/4", "synth/1|img/1"])
+    np.testing.assert_array_equal(picked.values, states["fused.2"]["h"][[4, 1], 0])
+
+
+def test_xarray_aligns_two_selections_by_stimulus_id(tmp_path):
+    """Rows stored in another order in another condition still meet by id."""
+    ids = np.array([f"s{i}" for i in range(4)])
+    values = np.arange(4 * 2 * 8, dtype=np.float32).reshape(4, 2, 2, 2, 2)
+    stimuli = {"stimulus_id": np.r_[ids, ids[::-1]],
+               "condition": np.array(["clean"] * 4 + ["audio_removed"] * 4)}
+    path = write_activations(tmp_path / "a.h5",
+                             {"fused.1": {"h": np.concatenate([values, values[::-1]])}},
+                             stimuli)
+    ds = act.open(path)
+    clean, removed = (act.select(ds, "fused.1", time=1, condition=condition)
+                      for condition in ("clean", "audio_removed"))
+    assert (clean - removed).sizes["stimulus"] == 4
+    np.testing.assert_array_equal((clean - removed).values, 0)
+    aligned = act.select(ds, "fused.1", time=1, condition="audio_removed", order=ids)
+    np.testing.assert_array_equal(aligned.values, clean.values)
+    with pytest.raises(ValueError, match="order needs a condition"):
+        act.select(ds, "fused.1", order=ids)
+    with pytest.raises(ValueError, match="different stimuli"):
+        act.select(ds, "fused.1", condition="clean", order=ids[:3])
+
+
+def _v1_contents() -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The states and logits in data/format-v1.h5, drawn again (data/README.md)."""
+    rng = np.random.default_rng(0)
+    states = {"audio.1.h": rng.normal(size=(6, 2, 2, 2, 2)).astype(np.float32),
+              "fused.2.h": rng.normal(size=(6, 2, 3, 2, 2)).astype(np.float32)}
+    return states, rng.normal(size=(6, 10)).astype(np.float32)
+
+
+def test_reads_format_version_1():
+    path = Path(__file__).parent / "data" / "format-v1.h5"
+    ds = act.open(path)
+    assert ds.attrs["format_version"] == 1 and "Conventions" not in ds.attrs
+    states, logits = _v1_contents()
+    for name, values in states.items():
+        np.testing.assert_array_equal(ds[name].values, values)
+    np.testing.assert_array_equal(ds["logits"].values, logits)
+    np.testing.assert_array_equal(ds["stimulus"].values, np.arange(6))  # added on reading
+    assert "stimulus_id" in ds.indexes and "stimulus" not in ds.indexes
+    assert ds.sel(stimulus_id="clip1|img1")["condition"].values.tolist() == [
+        "clean", "audio_snr-10"]
+    assert ds["congruent"].dtype == bool
+    picked = act.select(act.open(path, chunks={}), "fused.2", time=1, condition="clean")
+    np.testing.assert_array_equal(picked.values, states["fused.2.h"][:3, 1])
+
+
+def test_a_newer_format_version_is_refused(written):
+    path, _ = written
+    with h5py.File(path, "r+") as handle:
+        handle.attrs["format_version"] = act.FORMAT_VERSION + 1
+    with pytest.raises(ValueError, match=f"version {act.FORMAT_VERSION + 1}; this repsim reads "
+                                         f"versions up to {act.FORMAT_VERSION}"):
+        act.open(path)
+
+
+def test_the_row_number_is_the_writers(tmp_path):
+    with pytest.raises(ValueError, match="'stimulus' entry: that is the row number"):
+        act.ActivationWriter(tmp_path / "a.h5", {"stimulus_id": np.arange(3),
+                                                 "stimulus": np.arange(3)})
+
+
+# ----------------------------------------------------------------------------- dask
+
+
+def test_chunks_give_dask_arrays_with_the_files_chunks(written):
+    import dask.array
+
+    path, states = written
+    ds = act.open(path, chunks={})
+    stored = ds["fused.2.h"]
+    assert isinstance(stored.data, dask.array.Array)
+    assert stored.chunks == ((2,) * 11 + (1,), (1,) * T, (6,), (5,), (4,))  # as on disk
+    assert isinstance(ds["stimulus_id"].data, np.ndarray)  # coordinates are in memory
+    picked = act.select(ds, "fused.2", "c", time=-1, condition="audio_snr-10")
+    flat = act.flatten(picked)
+    assert isinstance(flat.data, dask.array.Array)  # still lazy
+    assert list(flat.indexes) == ["stimulus_id"]
+    np.testing.assert_array_equal(flat.values, states["fused.2"]["c"][N // 2:, -1]
+                                  .reshape(N - N // 2, -1))
+    with pytest.warns(UserWarning, match="separate the stored chunks"):  # xarray's advice
+        by_dim = act.open(path, chunks={"stimulus": 5, "time": -1})
+        assert by_dim["audio.1.h"].chunks[:2] == ((5, 5, 5, 5, 3), (T,))
+        assert act.open(path, chunks={"stimulus": (20, 3)})["audio.1.h"].chunks[0] == (20, 3)
+    for whole in ("auto", -1):
+        np.testing.assert_array_equal(act.open(path, chunks=whole)["visual.1.c"].values,
+                                      states["visual.1"]["c"])
+
+
+def test_without_chunks_nothing_is_dask(written):
+    path, _ = written
+    flat = act.flatten(act.select(act.open(path), "fused.2", time=0))
+    assert isinstance(flat.data, np.ndarray)
+    assert act.open(path)["fused.2.h"].chunks is None
+
+
+@pytest.mark.parametrize(("chunks", "message"), [
+    ({"stimuli": 4}, r"chunks names dims \['stimuli'\] that this file does not have; its "
+                     r"dims are: stimulus, time"),
+    (0, "chunks=0 is not a chunk size"),
+    (True, "chunks=True is not a chunk size"),
+    ("fast", "chunks='fast' is not a chunk size"),
+    ((4,), r"chunks=\(4,\) is not a chunk size"),
+    ({"stimulus": -2}, r"chunks\['stimulus'\]=-2 is not a chunk size"),
+    ({"stimulus": (20, 2)}, r"adding up to the dim's length 23"),
+    ({"time": 1.5}, r"chunks\['time'\]=1.5 is not a chunk size"),
+])
+def test_bad_chunks_are_named(written, chunks, message):
+    with pytest.raises(ValueError, match=message):
+        act.open(written[0], chunks=chunks)
+
+
+def test_chunks_without_dask_say_how_to_install_it(written, monkeypatch):
+    path, states = written
+    monkeypatch.setitem(sys.modules, "dask", None)  # `import dask...` now fails
+    monkeypatch.setitem(sys.modules, "dask.array", None)
+    with pytest.raises(ImportError, match=r"pip install 'repsim-av\[dask\]'"):
+        act.open(path, chunks={})
+    np.testing.assert_array_equal(act.open(path)["fused.2.h"].values, states["fused.2"]["h"])

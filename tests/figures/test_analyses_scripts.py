@@ -9,10 +9,13 @@ or incomplete input must give one ``error:`` line and exit status 2.
 
 from __future__ import annotations
 
+import argparse
 import ast
+import errno
 import json
 import math
 import os
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -27,10 +30,13 @@ from scipy.spatial.distance import pdist, squareform
 from scipy.stats import spearmanr
 
 from repsim import activations
+from repsim.analysis.cka import minibatches
 from repsim.figures import FIGURES, figure
 from repsim.figures.__main__ import main as figures_main
+from repsim.figures.base import open_model
 from repsim.plotting import read_table
 from repsim.provenance import sha256_file
+from repsim.runs import resolve_model_input
 
 ANALYSES = REPO_ROOT / "analyses"
 SNRS = (10.0, 0.0, -10.0)
@@ -220,14 +226,20 @@ def test_noise_robustness_bad_inputs_exit_2(tmp_path, capsys):
     assert not out.exists()
 
 
+def stimulus_columns(data, rows) -> dict[str, np.ndarray]:
+    """The per-stimulus coordinates of ``rows`` as the writer takes them (without the row
+    number and the predictions, which it writes itself)."""
+    return {name: coord.values[rows] for name, coord in data.coords.items()
+            if coord.dims == ("stimulus",) and name not in ("stimulus", "prediction")}
+
+
 def copy_shuffled(source: Path, target: Path, seed: int = 0) -> Path:
     """The same network's activations with the stimuli stored in another order."""
     data = activations.open(source)
     order = np.random.default_rng(seed).permutation(data.sizes["stimulus"])
     states = {layer: {"h": data[f"{layer}.h"].values[order]}
               for layer in activations.layer_names(data)}
-    stimuli = {name: coord.values[order] for name, coord in data.coords.items()
-               if coord.dims == ("stimulus",) and name != "prediction"}
+    stimuli = stimulus_columns(data, order)
     prediction = data["prediction"].values[order]
     return write_activations(target, states, stimuli, {"config": data.attrs["config"]},
                              prediction=prediction)
@@ -319,6 +331,69 @@ def test_cka_by_layer_bad_inputs_exit_2(runs_dir, tmp_path, capsys):
     assert not out.exists()
 
 
+def _models(runs_dir: Path) -> tuple:
+    """The early and late model of ``runs_dir``, opened as cka_table takes them."""
+    return tuple(open_model(resolve_model_input(runs_dir / name)) for name in
+                 ("synthetic-f1-s0", "synthetic-f3-s0"))
+
+
+def unbiased_hsic(x: np.ndarray, y: np.ndarray) -> float:
+    """Song et al. (2012)'s unbiased HSIC of linear kernels, their equation written out."""
+    n = len(x)
+    k, m = x @ x.T, y @ y.T
+    np.fill_diagonal(k, 0)
+    np.fill_diagonal(m, 0)
+    return float((np.trace(k @ m) + k.sum() * m.sum() / ((n - 1) * (n - 2))
+                  - 2 / (n - 2) * (k.sum(0) @ m.sum(0))) / (n * (n - 3)))
+
+
+def test_minibatch_cka_with_one_batch_is_the_debiased_cka(runs_dir):
+    module = figure("cka_by_layer")
+    x, y = _models(runs_dir)
+    options = {"kernels": ("linear",), "condition": "clean", "comparison": "models"}
+    debiased = module.cka_table(x, y, debiased=True, **options)
+    n = int((x[1]["condition"].values == "clean").sum())
+    for size in (n, 10 * n):  # every stimulus in one batch
+        one_batch = module.cka_table(x, y, minibatch=size, **options)
+        np.testing.assert_allclose(one_batch["cka"], debiased["cka"], rtol=0, atol=1e-12)
+
+
+def test_minibatch_cka_averages_unbiased_hsic_over_batches(runs_dir):
+    """What minibatch_cka promises: the ratio of batch-averaged unbiased HSICs (each an
+    unbiased estimate of the full data's), so close to the debiased CKA of all stimuli."""
+    module = figure("cka_by_layer")
+    x, y = _models(runs_dir)
+    options = {"kernels": ("linear",), "condition": "clean", "comparison": "models"}
+    table = module.cka_table(x, y, minibatch=30, seed=3, **options)
+    debiased = module.cka_table(x, y, debiased=True, **options)
+    assert np.abs(table["cka"] - debiased["cka"]).max() < 0.1  # 2 batches of 30: 0.03 here
+    cells = [activations.select(data, layer, time=1, condition="clean")
+             for data, layer in ((x[1], "fused.2"), (y[1], "visual.1"))]
+    sums = np.zeros(3)
+    for a, b in minibatches(cells, 30, seed=3):  # the batches the figure draws
+        sums += [unbiased_hsic(a, b), unbiased_hsic(a, a), unbiased_hsic(b, b)]
+    row = table[(table["x_layer"] == "fused.2") & (table["y_layer"] == "visual.1")
+                & (table["time_step"] == 2)]
+    assert row["cka"].item() == pytest.approx(sums[0] / np.sqrt(sums[1] * sums[2]), abs=1e-12)
+
+
+def test_cka_by_layer_minibatch_from_the_command_line(runs_dir, tmp_path, capsys):
+    module = figure("cka_by_layer")
+    early, late = (runs_dir / name / "activations.h5" for name in
+                   ("synthetic-f1-s0", "synthetic-f3-s0"))
+    out = tmp_path / "figures"
+    assert module.main([str(early), str(late), "--minibatch", "1000", "--out-dir",
+                        str(out)]) == 0
+    table = check_outputs(out, "cka_by_layer", module.COLUMNS, [early, late])
+    expected = module.cka_table(*_models(runs_dir), kernels=("linear",), condition="clean",
+                                comparison="models", debiased=True)
+    np.testing.assert_allclose(table["cka"], expected["cka"], rtol=2e-6)  # CSV: 6 digits
+    status = module.main([str(early), str(late), "--minibatch", "3", "--out-dir", str(out)])
+    assert_user_error(capsys, status, "--minibatch must be at least 4")
+    status = module.main([str(early), str(late), "--minibatch", "30", "--kernel", "both"])
+    assert_user_error(capsys, status, "--minibatch computes linear CKA only")
+
+
 # ----------------------------------------------------------------------------- RSA
 
 
@@ -382,8 +457,7 @@ def test_rsa_by_layer_needs_incongruent_stimuli(tmp_path, capsys):
     keep = data["condition"].values != "incongruent"
     states = {layer: {"h": data[f"{layer}.h"].values[keep]}
               for layer in activations.layer_names(data)}
-    stimuli = {name: coord.values[keep] for name, coord in data.coords.items()
-               if coord.dims == ("stimulus",) and name != "prediction"}
+    stimuli = stimulus_columns(data, keep)
     congruent_only = write_activations(tmp_path / "congruent.h5", states, stimuli, {})
     status = module.main([str(congruent_only), "--out-dir", str(tmp_path / "out")])
     assert_user_error(capsys, status, "incongruent")
@@ -505,8 +579,7 @@ def test_ablation_sensitivity_bad_inputs_exit_2(tmp_path, capsys):
     keep = data["condition"].values != "audio_removed"
     states = {layer: {"h": data[f"{layer}.h"].values[keep]}
               for layer in activations.layer_names(data)}
-    stimuli = {name: coord.values[keep] for name, coord in data.coords.items()
-               if coord.dims == ("stimulus",) and name != "prediction"}
+    stimuli = stimulus_columns(data, keep)
     partial = write_activations(tmp_path / "no-audio-removed.h5", states, stimuli, {})
     out = tmp_path / "figures"
     status = module.main([str(partial), "--out-dir", str(out)])
@@ -552,12 +625,13 @@ def test_a_figure_by_name(runs_dir, tmp_path):
     assert set(table["comparison"]) == {"models", "seed reference"}
 
 
-def run_from_checkout(*args: str) -> subprocess.CompletedProcess:
-    """``python ARGS`` in the checkout, repsim importable from it (not installed)."""
+def run_from_checkout(*args: str, **options) -> subprocess.CompletedProcess:
+    """``python ARGS`` in the checkout, repsim importable from it (not installed);
+    ``options`` go to :func:`subprocess.run`."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, **options)
 
 
 def test_the_command_lines_run_from_a_checkout(runs_dir, tmp_path):
@@ -597,3 +671,91 @@ def test_an_unwritable_out_dir_fails_before_any_work(name, runs_dir, tmp_path, c
     status = module.main(["--runs-dir", str(runs_dir), "--out-dir", str(out)])
     assert_user_error(capsys, status, f"cannot write to output directory {out}",
                       "not a directory")
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_a_read_only_out_dir_fails_before_any_work(name, runs_dir, unwritable_dir, capsys,
+                                                   monkeypatch):
+    module = figure(name)
+    monkeypatch.setattr(activations, "open", lambda *args, **kwargs: pytest.fail("read"))
+    out = unwritable_dir / "figures"
+    status = module.main(["--runs-dir", str(runs_dir), "--out-dir", str(out)])
+    assert_user_error(capsys, status, f"cannot write to output directory {out}")
+    assert not out.exists()
+
+
+def _old_outputs(out: Path, name: str) -> dict[Path, bytes]:
+    """Files of an earlier run of figure ``name`` in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    old = {out / f"{name}.{suffix}": f"old {suffix}".encode() for suffix in ("png", "pdf", "csv")}
+    for path, content in old.items():
+        path.write_bytes(content)
+    return old
+
+
+def test_a_folder_turned_read_only_while_drawing_is_one_line_and_exit_2(
+        runs_dir, unwritable_dir, capsys, monkeypatch):
+    module = figure("noise_robustness")
+    monkeypatch.setattr(module, "check_out_dir", lambda out_dir: None)  # it was writable then
+    for out in (unwritable_dir, unwritable_dir / "figures"):
+        status = module.main(["--runs-dir", str(runs_dir), "--out-dir", str(out)])
+        assert_user_error(capsys, status, f"cannot write {out}", "nothing was written there")
+    assert not (unwritable_dir / "figures").exists()
+    assert not list(unwritable_dir.glob("noise_robustness*"))
+
+
+def test_a_full_disk_keeps_the_earlier_figure_and_numbers_together(runs_dir, tmp_path, capsys,
+                                                                   monkeypatch):
+    """The CSV is written last; when it fails, the new PNG and PDF are not put in place
+    either: the three files stay those of the earlier run, and no temporary is left."""
+    module = figure("noise_robustness")
+    out = tmp_path / "figures"
+    old = _old_outputs(out, "noise_robustness")
+
+    def disk_full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    status = module.main(["--runs-dir", str(runs_dir), "--out-dir", str(out)])
+    assert_user_error(capsys, status, f"cannot write {out / 'noise_robustness.csv'}: No space "
+                                      "left on device; nothing was written there")
+    assert {path: path.read_bytes() for path in out.iterdir()} == old
+
+
+def test_a_file_size_limit_is_one_line_and_exit_2_and_leaves_the_old_files(runs_dir, tmp_path):
+    """RLIMIT_FSIZE on the script's process stands in for a full disk: the PNG (the largest
+    output, > 100 kB) cannot be written; Python ignores SIGXFSZ, so write() fails with EFBIG."""
+    out = tmp_path / "figures"
+    old = _old_outputs(out, "cka_by_layer")
+    early, late = (runs_dir / name / "activations.h5" for name in
+                   ("synthetic-f1-s0", "synthetic-f3-s0"))
+    limit = 20_000
+    done = run_from_checkout(
+        "analyses/cka_by_layer.py", str(early), str(late), "--minibatch", "30", "--out-dir",
+        str(out), preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error: cannot write {out / 'cka_by_layer.png'}: File too large; nothing was written "
+        "there (a file already at that path is unchanged)")
+    assert {path: path.read_bytes() for path in out.iterdir()} == old
+
+
+def _parser(module, monkeypatch) -> argparse.ArgumentParser:
+    """The parser ``module.main`` builds."""
+    parsers = []
+    monkeypatch.setattr(module, "run_cli", lambda parser, run, argv: parsers.append(parser))
+    module.main([])
+    return parsers[0]
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_every_option_has_help_with_a_readable_default(name, monkeypatch):
+    parser = _parser(figure(name), monkeypatch)
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction | argparse._VersionAction):
+            continue
+        assert action.help, action.dest
+        if action.nargs != 0:  # takes a value (flags are off unless given)
+            assert "default" in action.help, action.dest
+    text = parser.format_help()
+    assert "None" not in text and "PosixPath" not in text
