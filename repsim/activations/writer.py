@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import datetime
+import io
 import json
 import math
 import os
@@ -225,12 +226,19 @@ class ActivationWriter:
     # -- internals
 
     def _lay_out(self, states, arrays, logits, prediction) -> None:
-        """Write the netCDF-4 layout (h5netcdf), then reopen the file with h5py for data."""
+        """Build the netCDF-4 layout (h5netcdf) in memory and write it out with plain file
+        I/O, then reopen the file with h5py for data.
+
+        In memory because HDF5 cannot recover from a write that fails while it lays out a
+        file: its handles stay open and the interpreter crashes at exit. A full disk at this
+        point is an ordinary OSError instead.
+        """
         shapes = _state_shapes(states, arrays)
         timesteps = next(iter(shapes.values()))[0]
         self._chunk_rows = self._rows_per_chunk(shapes)
         self._has_logits, self._has_prediction = logits is not None, prediction is not None
-        with h5netcdf.File(self._temporary, "w") as file:
+        image = io.BytesIO()
+        with h5netcdf.File(image, "w") as file:
             self._write_coordinates(file, timesteps)
             coordinates = " ".join([*self.stimuli, *(["prediction"] if prediction is not None
                                                       else [])])
@@ -241,6 +249,7 @@ class ActivationWriter:
                 name.rsplit(".", 1)[0] for name in arrays)))
             file.attrs["states"] = json.dumps([s for s in STATES if any(
                 name.endswith(f".{s}") for name in arrays)])
+        self._temporary.write_bytes(image.getbuffer())
         self._h5 = self._stack.enter_context(h5py.File(self._temporary, "r+"))
 
     def _rows_per_chunk(self, shapes: Mapping[str, tuple[int, ...]]) -> int:
