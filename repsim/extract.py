@@ -49,7 +49,7 @@ from repsim.data.base import AVDataset
 from repsim.device import resolve_device
 from repsim.models.fusion import final_logits
 from repsim.probeset import ProbeSet
-from repsim.provenance import library_versions, sha256_file
+from repsim.provenance import claim, library_versions, sha256_file
 from repsim.rundir import ACTIVATIONS_FILE, CHECKPOINT_FILE
 
 log = logging.getLogger("repsim.extract")
@@ -191,6 +191,13 @@ def run(config: ExtractConfig, *, dataset: AVDataset | None = None, progress: bo
     started = time.perf_counter()
     output = config.output_path
     activations.check_output_path(output, config.overwrite)
+    with claim(output):  # taken first: a second extraction to this path fails at once
+        return _extract(config, output, dataset, progress, should_stop, started)
+
+
+def _extract(config: ExtractConfig, output: Path, dataset: AVDataset | None, progress: bool,
+             should_stop: Callable[[], bool] | None, started: float) -> ExtractResult:
+    """:func:`run` once the output is claimed."""
     ckpt = load_checkpoint(config.checkpoint)
     model = model_from_checkpoint(ckpt)
     if not ckpt["complete"]:
@@ -226,7 +233,7 @@ def run(config: ExtractConfig, *, dataset: AVDataset | None = None, progress: bo
     with activations.ActivationWriter(output, probe.coordinates(), attrs=attrs,
                                       dtype=config.dtype, compression=config.compression,
                                       compression_level=config.compression_level,
-                                      overwrite=config.overwrite) as writer, \
+                                      overwrite=config.overwrite, claimed=True) as writer, \
             tqdm(total=len(probe), unit="stimulus", desc="extracting", disable=not progress,
                  file=sys.stderr) as bar, torch.no_grad():
         for _, batch in probe.batches(config.batch_size):

@@ -30,7 +30,7 @@ from repsim.checkpoint import (
 from repsim.data.config import DataConfig
 from repsim.models.fusion import FusionConvLSTM, ModelConfig
 from repsim.probeset import ProbeSet
-from repsim.provenance import library_versions, sha256_file
+from repsim.provenance import Busy, claim, library_versions, sha256_file
 from repsim.train import TrainConfig
 from repsim.train.loop import _rng_state
 
@@ -426,3 +426,19 @@ sys.exit(extract.main([{str(checkpoints['late'])!r}, "-o", {str(output)!r}, "--s
     assert done.returncode == 2, done.stderr
     assert error.startswith(f"error: cannot write {output}: File too large; nothing was written")
     assert os.listdir(tmp_path) == []
+
+
+def test_an_output_being_written_is_refused_before_the_dataset_is_rebuilt(checkpoints,
+                                                                          tmp_path,
+                                                                          monkeypatch):
+    """A second extraction to the same path fails at once, not after the slow rebuild."""
+    def rebuild(*args, **kwargs):
+        raise AssertionError("the dataset was rebuilt for an output that is being written")
+
+    monkeypatch.setattr(extract, "dataset_from_checkpoint", rebuild)
+    output = tmp_path / "a.h5"
+    with claim(output):  # another writer (another open file description: flock refuses)
+        with pytest.raises(Busy, match=f"{output} is being written by"):
+            extract.run(extract.ExtractConfig(checkpoint=str(checkpoints["late"]),
+                                              output=str(output), device="cpu"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

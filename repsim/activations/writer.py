@@ -102,6 +102,9 @@ class ActivationWriter:
     variables: all the netCDF-4 metadata); data then goes in through h5py, whole chunks at a
     time (uncompressed chunks are written directly, bypassing HDF5's chunk cache).
 
+    While open, the writer holds the claim on ``path`` (:func:`repsim.provenance.claim`; a
+    second writer fails at once) unless ``claimed`` says the caller already holds it.
+
     On a clean exit every row must have been written; then ``complete`` is set to 1 and the
     temporary file is renamed to ``path``. On any exception (Ctrl-C included) the temporary
     is deleted and ``path`` is untouched. ``compression`` is "none", "gzip" (with shuffle,
@@ -112,8 +115,8 @@ class ActivationWriter:
     def __init__(self, path: str | os.PathLike, stimuli: Mapping[str, np.ndarray], *,
                  attrs: Mapping | None = None, dtype: str = "float32",
                  compression: str = "none", compression_level: int = 4,
-                 overwrite: bool = False, chunk_bytes: int = CHUNK_BYTES,
-                 buffer_bytes: int = BUFFER_BYTES) -> None:
+                 overwrite: bool = False, claimed: bool = False,
+                 chunk_bytes: int = CHUNK_BYTES, buffer_bytes: int = BUFFER_BYTES) -> None:
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
         if compression not in COMPRESSIONS:
@@ -139,6 +142,7 @@ class ActivationWriter:
         self.dtype = np.dtype(dtype)
         self.compression, self.compression_level = compression, compression_level
         self.overwrite = overwrite
+        self.claimed = claimed
         self.chunk_bytes, self.buffer_bytes = chunk_bytes, buffer_bytes
         self.rows_written = 0  # rows handed to write()
         self._stack: contextlib.ExitStack | None = None
@@ -156,7 +160,8 @@ class ActivationWriter:
     def __enter__(self) -> ActivationWriter:
         check_output_path(self.path, self.overwrite)
         stack = contextlib.ExitStack()
-        stack.enter_context(claim(self.path))  # a second writer of this path fails here
+        if not self.claimed:  # a second writer of this path fails here
+            stack.enter_context(claim(self.path))
         remove_stale_temporaries(self.path)
         self._temporary = stack.enter_context(atomic_path(self.path))
         self._stack = stack
