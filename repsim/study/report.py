@@ -181,6 +181,8 @@ def headline_table(table: pd.DataFrame) -> str:
     k=1 minus k in percentage points with its 95 % t interval and the verdict after Holm's
     correction (``better``/``worse``: k=1 significantly so; ``n.d.``: not distinguishable;
     ``not tested``: fewer than 3 paired seeds)."""
+    if table.empty:
+        return "No comparison: the study has no fusion layer besides k=1 to compare with.\n"
     layers = sorted(int(k) for k in table["fusion_layer"].unique())
     lines = ["| dataset | training | measure | seeds | k=1 | "
              + " | ".join(f"k=1 − k={k} (points)" for k in layers) + " |",
@@ -189,7 +191,7 @@ def headline_table(table: pd.DataFrame) -> str:
             ["dataset", "protocol", "measure"], sort=False):
         by_layer = {int(row["fusion_layer"]): row for _, row in rows.iterrows()}
         seeds = min(int(row["n_seeds"]) for row in by_layer.values())
-        reference = rows["reference_mean"].dropna()
+        reference = rows.get("reference_mean", pd.Series(dtype=float)).dropna()
         mean = f"{100 * reference.iloc[0]:.1f} %" if len(reference) else "-"
         cells = [_headline_cell(by_layer[k]) if k in by_layer else "-" for k in layers]
         lines.append(f"| {dataset} | {protocol} | {MEASURE_NAMES[measure]} | {seeds} | "
@@ -244,7 +246,8 @@ def report_text(study: Study, measures: pd.DataFrame, table: pd.DataFrame,
                   f"still rose by more than {PLATEAU_GAIN:.2f} over the last "
                   f"{PLATEAU_EPOCHS} epochs; see 'Training'). Answers about those cells "
                   "compare networks after this many epochs, not converged networks.", ""]
-    for (dataset, protocol), cell in table.groupby(["dataset", "protocol"], sort=False):
+    cells = table.groupby(["dataset", "protocol"], sort=False) if not table.empty else ()
+    for (dataset, protocol), cell in cells:
         lines.append(f"- **{dataset}, {protocol}**: " + _sentence(measures, dataset, protocol,
                                                                    cell))
     lines += ["", "## Comparisons (k=1 minus k; Holm-corrected across each dataset x "

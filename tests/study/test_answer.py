@@ -39,6 +39,14 @@ def test_headline_rows_give_seeds_mean_difference_interval_and_verdict():
     assert lines[3] == "| synthetic | clean | AUC, audio noise | 2 | 50.0 % | not tested | - |"
 
 
+def test_headline_without_k1_runs_or_without_other_layers():
+    only_other = pd.DataFrame([comparison("clean_accuracy", 2, n_seeds=0,
+                                          verdict="not tested (0 paired seeds)")])
+    assert headline_table(only_other).splitlines()[2] == (
+        "| synthetic | clean | clean accuracy | 0 | - | not tested |")
+    assert headline_table(pd.DataFrame()).startswith("No comparison")
+
+
 def test_representation_rows_give_mean_and_spread_over_seeds():
     rows = [{"dataset": "d", "protocol": "p", "fusion_layer": k, "seed": seed,
              "measure": measure, "value": value + offset}
