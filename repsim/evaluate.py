@@ -18,7 +18,7 @@ from repsim.device import autocast
 from repsim.models.fusion import final_logits
 
 # Pairs per forward pass. On the CPU the demo's network evaluates 2x faster at 64 than at 256
-# (1 thread: 3.6 s vs 7.0 s for 800 test pairs); results do not depend on it.
+# (1 thread: 3.6 s vs 7.0 s for 800 test pairs); the noise drawn does not depend on it.
 EVAL_BATCH_SIZE = 64
 
 

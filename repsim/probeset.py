@@ -154,10 +154,14 @@ class ProbeSet:
         if inputs.noise is None:
             return make_batch(self.split, self.dataset.features, index_a[start:stop],
                               index_v[start:stop], **options)
-        generators = item_generators(range(start, stop), self.seed,
-                                     _name_key(condition.name))  # batch-independent noise
-        return make_batch(self.split, self.dataset.features, index_a[start:stop],
-                          index_v[start:stop], generator=generators, **options)
+        # One stimulus at a time: its noise (own generator) and its features (computed alone)
+        # are then the same bits whatever the batch size and thread count.
+        generators = item_generators(range(start, stop), self.seed, _name_key(condition.name))
+        parts = [make_batch(self.split, self.dataset.features, index_a[i:i + 1],
+                            index_v[i:i + 1], generator=[generator], **options)
+                 for i, generator in zip(range(start, stop), generators, strict=True)]
+        return Batch(**{name: torch.cat([getattr(part, name) for part in parts]) for name in (
+            "audio", "visual", "audio_digit", "visual_digit", "audio_index", "visual_index")})
 
     def fingerprint(self) -> str:
         """The dataset's fingerprint (computed once)."""
