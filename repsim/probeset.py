@@ -21,6 +21,7 @@ Rows are ordered condition by condition, pairs in the same order within each con
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from collections.abc import Iterator, Sequence
 
@@ -160,8 +161,8 @@ class ProbeSet:
         parts = [make_batch(self.split, self.dataset.features, index_a[i:i + 1],
                             index_v[i:i + 1], generator=[generator], **options)
                  for i, generator in zip(range(start, stop), generators, strict=True)]
-        return Batch(**{name: torch.cat([getattr(part, name) for part in parts]) for name in (
-            "audio", "visual", "audio_digit", "visual_digit", "audio_index", "visual_index")})
+        return Batch(**{field.name: torch.cat([getattr(part, field.name) for part in parts])
+                        for field in dataclasses.fields(Batch)})
 
     def fingerprint(self) -> str:
         """The dataset's fingerprint (computed once)."""
