@@ -129,6 +129,16 @@ def test_without_tensorboard_the_cli_says_how_to_install_it_before_training(
     assert not config.run_dir.exists()  # nothing was trained
 
 
+def test_an_unknown_logger_is_one_line_and_exit_2(tmp_path, capsys):
+    config = tiny_config(tmp_path, epochs=1)
+    with pytest.raises(SystemExit) as exited:
+        main(["--config", config_file(tmp_path, config), "--logger", "wandb"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exited.value.code == 2
+    assert "argument --logger: invalid choice: 'wandb'" in err[-1]
+    assert not config.run_dir.exists()
+
+
 def test_a_study_refuses_a_logger_among_its_training_options(tmp_path):
     study = tmp_path / "s.toml"
     study.write_text('[study]\nseeds = [0]\n[train]\nlogger = "tensorboard"\n'
