@@ -17,12 +17,13 @@ one-thread processes side by side, against one process using every core.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from repsim.device import available_cores, limit_threads
 
 STUDY = """
 [study]
@@ -81,7 +82,7 @@ def train_steps(threads: int) -> None:
 
     from repsim.models.fusion import FusionConvLSTM, ModelConfig, final_logits
 
-    torch.set_num_threads(threads)
+    limit_threads(threads)
     torch.manual_seed(0)
     model = FusionConvLSTM(ModelConfig(layers=2, hidden=16, fusion_layer=3, match_params=True))
     optimizer = torch.optim.Adam(model.parameters())
@@ -130,7 +131,7 @@ def main() -> None:
         return
     text = STUDY.format(seeds=list(range(args.seeds)), epochs=args.epochs)
     runs = 2 * args.seeds
-    cores = len(os.sched_getaffinity(0))
+    cores = available_cores()
     with tempfile.TemporaryDirectory() as tmp:
         seconds = {jobs: timed_study(Path(tmp), text, jobs) for jobs in (1, 2)}
     for jobs, value in seconds.items():

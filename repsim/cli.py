@@ -166,6 +166,14 @@ def add_device(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
                              "or cuda:N")
 
 
+def add_threads(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--threads``: how many CPU threads the command computes with."""
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="CPU threads for torch, OpenMP and BLAS (default: every core; give "
+                             "each of several processes on one machine its share, or their "
+                             "threads wait on each other)")
+
+
 def add_verbose(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """``-v/--verbose``: repsim's debug log lines too."""
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")

@@ -1,8 +1,9 @@
-"""Where and in which arithmetic a model runs: device choice and bf16 autocast."""
+"""Where and in which arithmetic a model runs: device choice, CPU threads, bf16 autocast."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 
@@ -24,6 +25,32 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available here")
     return device
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def available_cores() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def limit_threads(threads: int) -> None:
+    """Give this process ``threads`` compute threads: torch's pool, and the OpenMP and BLAS
+    pools of every library already loaded (numpy's OpenBLAS reads its environment variable
+    only when it loads, so setting the variable alone would leave it on every core) and of
+    those loaded later (the environment variables)."""
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    from threadpoolctl import threadpool_limits
+
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(threads)
+    threadpool_limits(limits=threads)
+    torch.set_num_threads(threads)
 
 
 def uses_bf16(precision: str, device: torch.device) -> bool:

@@ -24,11 +24,11 @@ from repsim.provenance import atomic_path
 from repsim.rundir import FAILED_FILE, RUN_LOG_FILE, STUDY_FILE, run_state
 from repsim.study.execute import (
     SlurmOptions,
-    available_cores,
     failure_line,
     require_submitit,
     run_local,
     submit,
+    worker_threads,
 )
 from repsim.study.spec import Study, differing_keys, load_study, read_study_file
 
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         from repsim.study.estimate import estimate_seconds
 
-        threads = max(1, available_cores() // args.jobs)
+        threads = worker_threads(args.jobs)
         estimates = estimate_seconds(study, pending, threads)
         print(status_table(study, estimates))
         total = sum(estimates.values())

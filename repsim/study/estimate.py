@@ -62,9 +62,9 @@ def _time_model(run: StudyRun, dataset) -> tuple[float, float]:
 
 def estimate_seconds(study: Study, runs: Sequence[StudyRun], threads: int) -> dict[str, float]:
     """Estimated seconds of each run (by key) on this machine with ``threads`` threads."""
-    import torch
+    from repsim.device import limit_threads
 
-    torch.set_num_threads(threads)
+    limit_threads(threads)
     rates, datasets, sizes = {}, {}, {}
     for run in runs:
         key = _key(run)

@@ -11,38 +11,22 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from repsim.device import available_cores, limit_threads
 from repsim.rundir import FAILED_FILE, RUN_LOG_FILE
 from repsim.study.spec import Study, StudyRun, load_study
 
 log = logging.getLogger("repsim.study")
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
-def available_cores() -> int:
-    """Cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def limit_threads(threads: int) -> None:
-    """Give this process ``threads`` compute threads (torch, OpenMP, BLAS).
-
-    The environment variables reach libraries loaded later; torch's own pool is set now.
-    """
-    for name in THREAD_VARIABLES:
-        os.environ[name] = str(threads)
-    import torch
-
-    torch.set_num_threads(threads)
+def worker_threads(jobs: int) -> int:
+    """Threads each of ``jobs`` local workers gets: an even share of the cores, at least one."""
+    return max(1, available_cores() // jobs)
 
 
 @dataclass
@@ -121,7 +105,7 @@ def run_local(study: Study, study_file: Path, runs: Sequence[StudyRun], jobs: in
     """
     if jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {jobs}")
-    threads = max(1, available_cores() // jobs)
+    threads = worker_threads(jobs)
     outcomes = []
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_worker,

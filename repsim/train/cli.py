@@ -17,6 +17,7 @@ from repsim.cli import (
     CommandParser,
     add_device,
     add_progress,
+    add_threads,
     add_verbose,
     add_version,
     keep_freed_memory,
@@ -27,7 +28,7 @@ from repsim.cli import (
 )
 from repsim.config import words
 from repsim.data.registry import dataset_names
-from repsim.device import PRECISIONS
+from repsim.device import PRECISIONS, limit_threads
 from repsim.rundir import RUN_FILES, TENSORBOARD_DIR
 from repsim.train.config import AUGMENT_CHOICES, TrainConfig
 from repsim.train.loop import TrainingStopped, TrainResult, run
@@ -118,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"gradient norm clip, 0 = off (default {defaults.grad_clip:g})")
     train.add_argument("--seed", type=int, help=f"training seed (default {defaults.seed})")
     add_device(train)
+    add_threads(train)
     train.add_argument("--compile", action="store_true", default=None,
                        help="torch.compile the model for training")
     train.add_argument("--precision", choices=PRECISIONS,
@@ -228,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     keep_freed_memory()
+    if args.threads is not None:
+        limit_threads(args.threads)
     config = config_from_args(args)
     logger = _epoch_logger(args.logger, config)
     # SIGTERM (a cluster's preemption) only sets a flag; the loop stops before its next step.

@@ -185,6 +185,7 @@ def cli_error(capsys, argv) -> str:
     (["--timesteps", "0"], "timesteps must be a positive integer"),
     (["--lr", "0"], "lr must be positive"),
     (["--data-option", "no_such=1"], r"dataset 'synthetic' has no option\(s\) no_such"),
+    (["--threads", "0"], "threads must be at least 1, got 0"),
 ])
 def test_bad_sizes_and_fusion_layer(tmp_path, capsys, argv, message):
     err = cli_error(capsys, [*argv, "--out-dir", str(tmp_path / "x"), "--no-progress"])
@@ -364,6 +365,16 @@ def test_sigterm_keeps_the_last_epoch_says_so_and_resume_auto_finishes(tmp_path)
     assert done.returncode == 0, done.stderr
     assert f"resuming {checkpoint} at epoch {epoch}" in done.stderr
     assert load_checkpoint(checkpoint)["complete"]
+
+
+def test_threads_option_trains_on_that_many_torch_threads(tmp_path):
+    path = config_file(tmp_path, tiny_config(tmp_path, epochs=1))
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    done = subprocess.run([sys.executable, "-m", "repsim.train", "--config", path, "--threads",
+                           "1", "--no-progress"], cwd=REPO_ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert load_checkpoint(tmp_path / "run" / "ckpt.pt")["torch_threads"] == 1
 
 
 def _file_size_limit(limit: int):
