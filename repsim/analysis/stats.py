@@ -14,7 +14,9 @@ on the same seeds, the paired differences ``d_s = A_s - B_s`` give:
   bootstrap interval that resamples the seeds of A and of B;
 - the smallest difference a two-sided paired t-test at level ``alpha`` detects with
   probability ``power`` at the observed spread of the differences (for reading "no
-  significant difference" as "no difference larger than this").
+  significant difference" as "no difference larger than this"). A test judged within a
+  corrected family is computed at the family's per-test level (``detection_alpha``), or the
+  figure would promise differences the correction does not let through.
 
 :func:`holm` corrects a family of p-values (Holm 1979). Resampling is vectorised: every
 bootstrap draw and sign pattern is a row of one array, never a Python loop.
@@ -193,9 +195,10 @@ def holm(p_values) -> np.ndarray:
 
 
 def compare_paired(a, b, *, alpha: float = 0.05, power: float = 0.8, n_boot: int = 10_000,
-                   seed: int = 0) -> PairedComparison:
+                   seed: int = 0, detection_alpha: float | None = None) -> PairedComparison:
     """Compare per-seed values ``a`` and ``b`` (same seeds, same order); see the module
-    docstring for each figure."""
+    docstring for each figure. Intervals are at ``1 - alpha``; the detectable difference at
+    ``detection_alpha`` (default ``alpha``)."""
     a, b, d = _differences(a, b)
     mean, t_interval, t_p = paired_t(d, 1 - alpha)
     flip_p, exact = sign_flip_p_value(d, seed=seed)
@@ -206,5 +209,6 @@ def compare_paired(a, b, *, alpha: float = 0.05, power: float = 0.8, n_boot: int
         smallest_sign_flip_p_value=smallest_sign_flip_p_value(d.size),
         probability_of_improvement=probability_of_improvement(a, b),
         improvement_interval=improvement_interval(a, b, n_boot, seed, 1 - alpha),
-        detectable_difference=detectable_difference(float(d.std(ddof=1)), d.size, alpha,
-                                                    power))
+        detectable_difference=detectable_difference(
+            float(d.std(ddof=1)), d.size,
+            alpha if detection_alpha is None else detection_alpha, power))

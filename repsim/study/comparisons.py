@@ -8,8 +8,11 @@ seen digit on incongruent stimuli.
 
 The primary family, per dataset and protocol, is :data:`PRIMARY` compared between fusion
 layer 1 and every other fusion layer, paired by seed (:func:`repsim.analysis.stats.
-compare_paired`), Holm-corrected across the family. Cells with fewer than
-:data:`MIN_SEEDS` paired seeds get no test.
+compare_paired`), Holm-corrected across the family. The smallest detectable difference of
+each comparison is computed at the Bonferroni level ALPHA / m of its family of m tests (the
+level Holm's first step applies), so that "not distinguishable, no difference above X
+detectable" never names an X that the corrected test would not have let through. Cells
+with fewer than :data:`MIN_SEEDS` paired seeds get no test.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ def comparisons(measures: pd.DataFrame, reference: int = 1,
     rows = []
     for (dataset, protocol), cell in measures.groupby(["dataset", "protocol"], sort=False):
         layers = sorted(set(cell["fusion_layer"]) - {reference})
+        detection_alpha = ALPHA / max(1, len(family) * len(layers))
         for measure in family:
             values = cell[cell["measure"] == measure].pivot(index="seed", columns="fusion_layer",
                                                             values="value")
@@ -77,7 +81,8 @@ def comparisons(measures: pd.DataFrame, reference: int = 1,
                        "other_mean": float(paired[k].mean())}
                 if len(paired) >= MIN_SEEDS:
                     result = compare_paired(paired[reference].to_numpy(),
-                                            paired[k].to_numpy(), n_boot=n_boot)
+                                            paired[k].to_numpy(), n_boot=n_boot,
+                                            detection_alpha=detection_alpha)
                     row.update({
                         "difference": result.mean_difference,
                         "t_low": result.t_interval[0], "t_high": result.t_interval[1],

@@ -108,6 +108,10 @@ def test_compare_paired_puts_it_together_and_refuses_bad_input():
     assert result.probability_of_improvement == probability_of_improvement(A, B)
     assert result.detectable_difference == pytest.approx(
         detectable_difference(np.std(A - B, ddof=1), 5))
+    strict = compare_paired(A, B, n_boot=2000, detection_alpha=0.01)
+    assert strict.detectable_difference == pytest.approx(
+        detectable_difference(np.std(A - B, ddof=1), 5, alpha=0.01))
+    assert strict.t_interval == result.t_interval
     with pytest.raises(ValueError, match="same length"):
         compare_paired(A, B[:4])
     with pytest.raises(ValueError, match="at least 2 seeds"):

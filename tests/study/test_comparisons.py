@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from repsim.analysis.stats import holm
+from repsim.analysis.stats import detectable_difference, holm
 from repsim.study.comparisons import PRIMARY, comparisons, per_seed_measures
 
 
@@ -36,6 +36,19 @@ def test_comparisons_match_scipy_and_holm_over_the_family():
         p_values.append(reference.pvalue)
     np.testing.assert_allclose(table["holm_p"], holm(p_values))
     assert set(table["verdict"]) == {"k=1 better"}
+
+
+def test_detectable_difference_is_at_the_familys_corrected_level():
+    # a family of 8 tests (4 measures x 2 layers): a difference the study could not pass
+    # through Holm's correction must not be reported as detectable
+    measures = measures_table(5, 0.0)
+    table = comparisons(measures, n_boot=500)
+    row = table.iloc[0]
+    values = measures[measures["measure"] == row["measure"]].pivot(
+        index="seed", columns="fusion_layer", values="value")
+    sd = float(np.std(values[1] - values[row["fusion_layer"]], ddof=1))
+    assert row["detectable"] == pytest.approx(detectable_difference(sd, 5, alpha=0.05 / 8))
+    assert row["detectable"] > detectable_difference(sd, 5, alpha=0.05)
 
 
 def test_cells_with_fewer_than_three_seeds_are_not_tested():
