@@ -9,6 +9,8 @@ import torch
 
 # Arithmetic of training and evaluation: bf16 autocast, float32, or auto (bf16 on CUDA).
 PRECISIONS = ("auto", "float32", "bf16")
+# What OpenMP and BLAS libraries loaded after limit_threads read for their pool sizes.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def check_device_name(name: str) -> None:
@@ -25,9 +27,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available here")
     return device
-
-
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def available_cores() -> int:

@@ -13,7 +13,7 @@ from paths import REPO_ROOT
 from repsim.device import available_cores, limit_threads
 
 POOLS = """
-import json, numpy, torch
+import json, os, numpy, torch
 from threadpoolctl import threadpool_info
 from repsim.device import limit_threads
 
@@ -23,7 +23,7 @@ def pools():
 before = pools()
 limit_threads(1)
 print(json.dumps({"before": before, "after": pools(), "torch": torch.get_num_threads(),
-                  "env": __import__("os").environ["OPENBLAS_NUM_THREADS"]}))
+                  "env": os.environ["OPENBLAS_NUM_THREADS"]}))
 """
 
 
