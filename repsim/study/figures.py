@@ -80,8 +80,9 @@ def _by_layer(measures: pd.DataFrame, panels: tuple[tuple[str, ...], ...],
             ax.set_xlabel("fusion layer k")
             ax.set_ylabel(f"{dataset}, {protocol}\n{ylabel}" if col == 0 else "")
             ax.set_title(title, fontsize="medium")
-            if len(names) > 1:
-                ax.legend(fontsize="small")
+            if len(names) > 1 and row == len(cells) - 1:  # below the panels, off the bands
+                ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.22),
+                          ncol=1)
     return fig
 
 
