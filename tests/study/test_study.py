@@ -90,10 +90,21 @@ def test_a_tiny_study_completes_with_two_jobs_and_a_rerun_trains_nothing(tmp_pat
     status = run_cli(str(path), "--status")
     assert status.stdout.count(" done ") == 4
     edited = study.runs[0].run_dir / METRICS_FILE  # a run changed after the fact
-    edited.write_text(edited.read_text().replace('"lr": 0.01', '"lr": 0.02'))
+    original = edited.read_text()
+    edited.write_text(original.replace('"lr": 0.01', '"lr": 0.02'))
     refused = run_cli(str(path), "--report")
     assert refused.returncode == 2 and "synthetic/clean/f1-s0" in refused.stderr
     assert "lr: 0.02 (checkpoint) vs 0.01 (now)" in refused.stderr
+    edited.write_text(original)
+    (study.runs[1].run_dir / SUMMARY_FILE).unlink()  # a run that has not finished
+    partial = run_cli(str(path), "--report")
+    assert partial.returncode == 0, partial.stderr
+    report = (study.folder / "report.md").read_text()
+    assert report.splitlines()[2] == (
+        "**Incomplete: 1 of 4 runs have not finished** (synthetic/clean/f1-s1). Every number "
+        "below comes from the finished runs only, and every cell says how many seeds it "
+        "rests on.")
+    assert "not tested (1 paired seeds)" in report and "3 finished runs" in report
 
 
 def test_a_run_killed_midway_is_finished_with_the_uninterrupted_weights(tmp_path):
