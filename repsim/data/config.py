@@ -9,6 +9,10 @@ from repsim.data.base import AVDataset
 from repsim.data.registry import build_dataset, dataset_builder
 
 
+# the fields build() passes to every builder itself; options may not repeat them
+_OWN_FIELDS = ("data_dir", "seed", "timesteps", "height", "width")
+
+
 @dataclass
 class DataConfig(Config):
     """Which dataset to build and how; :meth:`build` passes these to its registry builder.
@@ -30,6 +34,10 @@ class DataConfig(Config):
 
     def __post_init__(self) -> None:
         dataset_builder(self.dataset, self.options)  # unknown name or option: ValueError
+        own = [name for name in self.options if name in _OWN_FIELDS]
+        if own:
+            raise ValueError(f"data option {own[0]!r} is a field of the data config itself: "
+                             f"set {own[0]} directly, not inside options")
         for name in ("timesteps", "height", "width"):
             check_positive_int(f"data {name}", getattr(self, name), allow_none=True)
         check_int("data seed", self.seed)

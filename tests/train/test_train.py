@@ -329,6 +329,8 @@ def test_divergence_from_the_cli_exits_2(tmp_path, capsys):
 def test_bad_config_values():
     with pytest.raises(ValueError, match="unknown dataset"):
         DataConfig(dataset="imagenet")
+    with pytest.raises(ValueError, match="'seed' is a field of the data config itself"):
+        DataConfig(options={"seed": 3})
     with pytest.raises(ValueError, match="augment must be"):
         TrainConfig(augment="video")
     with pytest.raises(ValueError, match="augment_snr"):
