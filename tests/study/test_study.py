@@ -150,6 +150,8 @@ BAD_STUDIES = [
      "has no option(s) color"),
     (TINY.format(epochs=1).replace("repetitions = 1\n", "repetitions = 1\nheight = 6\n"),
      "data option 'height' is a field of the data config itself"),
+    (TINY.format(epochs=1).replace("repetitions = 1\n", "repetitions = 1\ndistractor_snr = 90\n"),
+     "distractor_snr must be None or a number of dB in [-20, 60], got 90"),
     (TINY.format(epochs=1).replace("batch_size = 16", "batch_size = 16\nbatchsize = 8"),
      "unknown key train.batchsize"),
     (TINY.format(epochs=1).replace("fusion_layers = [1, 2]", "fusion_layers = [1, 3]"),
