@@ -115,6 +115,18 @@ def _clip_split(index: np.ndarray, val_clip_indices: int) -> np.ndarray:
     return names
 
 
+def check_options(*, val_clip_indices: int = 5, val_fraction: float = 0.1,
+                  pairs_per_image: float = 1.0, **_) -> None:
+    """ValueError for a split or pairing option :func:`build` would refuse, before any file
+    is read (the option names themselves are checked by the registry)."""
+    if val_clip_indices < 1:
+        raise ValueError(f"val_clip_indices must be at least 1, got {val_clip_indices}")
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    if pairs_per_image <= 0:
+        raise ValueError(f"pairs_per_image must be positive, got {pairs_per_image}")
+
+
 def build(
     *,
     data_dir: str | Path | None = None,
@@ -139,12 +151,8 @@ def build(
     timesteps = DEFAULT_TIMESTEPS if timesteps is None else int(timesteps)
     height = DEFAULT_SIZE if height is None else int(height)
     width = DEFAULT_SIZE if width is None else int(width)
-    if val_clip_indices < 1:
-        raise ValueError(f"val_clip_indices must be at least 1, got {val_clip_indices}")
-    if not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
-    if pairs_per_image <= 0:
-        raise ValueError(f"pairs_per_image must be positive, got {pairs_per_image}")
+    check_options(val_clip_indices=val_clip_indices, val_fraction=val_fraction,
+                  pairs_per_image=pairs_per_image)
     n_samples = round(clip_seconds * sample_rate)
     features = LogMelFrames(sample_rate=sample_rate, n_samples=n_samples, timesteps=timesteps,
                             height=height, width=width, n_fft=n_fft)

@@ -6,8 +6,7 @@ from dataclasses import dataclass, field
 
 from repsim.config import Config, check_int, check_positive_int
 from repsim.data.base import AVDataset
-from repsim.data.registry import build_dataset, dataset_builder
-
+from repsim.data.registry import build_dataset, check_dataset_options
 
 # the fields build() passes to every builder itself; options may not repeat them
 _OWN_FIELDS = ("data_dir", "seed", "timesteps", "height", "width")
@@ -33,7 +32,6 @@ class DataConfig(Config):
     KIND = "data"
 
     def __post_init__(self) -> None:
-        dataset_builder(self.dataset, self.options)  # unknown name or option: ValueError
         own = [name for name in self.options if name in _OWN_FIELDS]
         if own:
             raise ValueError(f"data option {own[0]!r} is a field of the data config itself: "
@@ -41,9 +39,12 @@ class DataConfig(Config):
         for name in ("timesteps", "height", "width"):
             check_positive_int(f"data {name}", getattr(self, name), allow_none=True)
         check_int("data seed", self.seed)
+        check_dataset_options(self.dataset, self.builder_options())
+
+    def builder_options(self) -> dict:
+        """The keyword arguments of the registry builder: the own fields, then ``options``."""
+        return {**{name: getattr(self, name) for name in _OWN_FIELDS}, **self.options}
 
     def build(self) -> AVDataset:
         """Build the dataset through the registry."""
-        return build_dataset(self.dataset, data_dir=self.data_dir, seed=self.seed,
-                             timesteps=self.timesteps, height=self.height, width=self.width,
-                             **self.options)
+        return build_dataset(self.dataset, **self.builder_options())

@@ -2,7 +2,8 @@
 
 Train, extract and the study runner call :func:`build_dataset` and never import a dataset
 module, so a new dataset is one entry here. Builders are imported lazily: naming ``synthetic`` never
-imports the MNIST/FSDD code.
+imports the MNIST/FSDD code. A builder's module may define ``check_options(**options)``, a
+cheap check of option values that :class:`repsim.data.DataConfig` runs when it is made.
 """
 
 from __future__ import annotations
@@ -36,6 +37,15 @@ def dataset_builder(name: str, options=()):
         raise ValueError(f"dataset {name!r} has no option(s) {', '.join(unknown)}; its options "
                          f"are: {', '.join(accepted)}")
     return builder
+
+
+def check_dataset_options(name: str, options: dict) -> None:
+    """ValueError for an unknown ``name``, option name, or an option value the dataset's
+    ``check_options`` refuses; nothing is built or read, so a config fails when it is made."""
+    builder = dataset_builder(name, options)
+    check = getattr(inspect.getmodule(builder), "check_options", None)
+    if check is not None:
+        check(**options)
 
 
 def build_dataset(name: str, **options) -> AVDataset:

@@ -250,6 +250,11 @@ def _features(waveforms: torch.Tensor, features: LogMelFrames) -> torch.Tensor:
                       for start in range(0, len(waveforms), FEATURE_BATCH)])
 
 
+def check_options(**options) -> None:
+    """ValueError for an option :func:`build` would refuse (name or value), building nothing."""
+    SyntheticConfig.from_dict(options)
+
+
 def build(**options) -> AVDataset:
     """Build the synthetic audio-visual digit dataset.
 

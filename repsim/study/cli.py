@@ -127,6 +127,18 @@ def status_table(study: Study, estimates: dict[str, float] | None = None) -> str
     return "\n".join(lines)
 
 
+def _check_devices_here(study: Study) -> None:
+    """ValueError before anything starts if a run asks for a device this machine lacks."""
+    from repsim.device import resolve_device
+
+    for device in sorted({run.config.device for run in study.runs}):
+        try:
+            resolve_device(device)
+        except ValueError as error:
+            raise ValueError(f"{error}: run this study where it is, e.g. with --slurm --gpus 1, "
+                             f"or set device = \"auto\"") from None
+
+
 @user_errors_exit_2
 def main(argv: list[str] | None = None) -> int:
     """``python -m repsim.study``: run, report on or submit the study's runs."""
@@ -140,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
                            options=dict(args.slurm_option))
     if args.slurm:
         require_submitit()
+    elif not (args.status or args.report):
+        _check_devices_here(study)
     copy = prepare_folder(study, create=not (args.dry_run or args.status))
     pending = [run for run in study.runs if run_state(run.run_dir) != "done"]
     if args.status:

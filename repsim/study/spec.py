@@ -154,6 +154,8 @@ def load_study(path: str | Path, folder: str | Path | None = None) -> Study:
     model = ModelConfig(**_check_keys(values.get("model", {}), MODEL_OPTIONS, "model"))
     layers = model.layers
     seeds = _int_list(study.get("seeds"), "study.seeds")
+    if min(seeds) < 0:
+        raise ValueError(f"study.seeds must be non-negative, got {min(seeds)}")
     fusion_layers = _int_list(study.get("fusion_layers", list(range(1, layers + 2))),
                               "study.fusion_layers")
     bad = [k for k in fusion_layers if not 1 <= k <= layers + 1]

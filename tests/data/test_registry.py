@@ -1,4 +1,5 @@
-"""The dataset registry: names, dispatch with options, unknown names, lazy imports."""
+"""The dataset registry: names, dispatch with options, option checks, unknown names, lazy
+imports."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import importlib
 import pytest
 
 from repsim.data import build_dataset, dataset_names, registry
+from repsim.data.config import DataConfig
 from repsim.data.download import ENV_DATA_DIR, ENV_OFFLINE
+from repsim.data.registry import check_dataset_options
 
 
 def test_both_datasets_are_registered():
@@ -45,3 +48,24 @@ def test_building_imports_only_the_named_builder(monkeypatch, tmp_path):
     with pytest.raises(FileNotFoundError):
         build_dataset("avmnist", data_dir=tmp_path, download=False)
     assert imported == ["repsim.data.avmnist"]
+
+
+@pytest.mark.parametrize(("name", "options", "message"), [
+    ("synthetic", {"distractor_snr": 100}, "distractor_snr must be None or a number of dB"),
+    ("synthetic", {"train_pairs": 0}, "train_pairs must be a positive"),
+    ("avmnist", {"val_fraction": 1.5}, "val_fraction must be between 0 and 1"),
+    ("avmnist", {"pairs_per_image": 0}, "pairs_per_image must be positive"),
+])
+def test_bad_option_values_fail_in_the_config_before_anything_is_read(tmp_path, name, options,
+                                                                      message):
+    with pytest.raises(ValueError, match=message):
+        DataConfig(dataset=name, data_dir=str(tmp_path / "missing"), options=options)
+
+
+def test_good_options_pass_the_check_without_building(tmp_path):
+    config = DataConfig(dataset="avmnist", data_dir=str(tmp_path / "missing"),
+                        options={"val_fraction": 0.2, "download": False})
+    assert config.builder_options() == {"data_dir": str(tmp_path / "missing"), "seed": 0,
+                                        "timesteps": None, "height": None, "width": None,
+                                        "val_fraction": 0.2, "download": False}
+    check_dataset_options("synthetic", {"distractor_snr": 0, "height": 8})

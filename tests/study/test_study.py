@@ -150,6 +150,8 @@ BAD_STUDIES = [
      "has no option(s) color"),
     (TINY.format(epochs=1).replace("repetitions = 1\n", "repetitions = 1\nheight = 6\n"),
      "data option 'height' is a field of the data config itself"),
+    (TINY.format(epochs=1).replace("repetitions = 1\n", "repetitions = 1\ndistractor_snr = 90\n"),
+     "distractor_snr must be None or a number of dB in [-20, 60], got 90"),
     (TINY.format(epochs=1).replace("batch_size = 16", "batch_size = 16\nbatchsize = 8"),
      "unknown key train.batchsize"),
     (TINY.format(epochs=1).replace("fusion_layers = [1, 2]", "fusion_layers = [1, 3]"),
@@ -157,6 +159,8 @@ BAD_STUDIES = [
     (TINY.format(epochs=1).replace("seeds = [0, 1]", "seeds = []"),
      "study.seeds must be a non-empty list"),
     (TINY.format(epochs=1) + "\n[protocols.clean]\n", "given twice"),
+    (TINY.format(epochs=1).replace("seeds = [0, 1]", "seeds = [0, -1]"),
+     "study.seeds must be non-negative, got -1"),
     (TINY.format(epochs=1).replace("epochs = 1", "epochs = 0"), "epochs must be a positive"),
 ]
 
@@ -282,3 +286,16 @@ def test_submitit_local_array_requeue_continues_and_aggregation_runs_after(tmp_p
     assert report.result() == str(folder / "report.md")
     assert all((run.run_dir / SUMMARY_FILE).is_file() and (run.run_dir / METRICS_FILE).is_file()
                for run in study.runs)
+
+
+@pytest.mark.parametrize("flags", [[], ["--dry-run"]])
+def test_a_device_this_machine_lacks_is_refused_before_anything_starts(tmp_path, capsys,
+                                                                      monkeypatch, flags):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    text = TINY.format(epochs=1).replace("batch_size = 16", 'batch_size = 16\ndevice = "cuda"')
+    path = tiny_study(tmp_path, text=text)
+    assert main([str(path), *flags]) == 2
+    err = capsys.readouterr().err
+    assert "CUDA is not available here" in err and "--slurm" in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+    assert main([str(path), "--status"]) == 0
