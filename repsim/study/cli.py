@@ -20,6 +20,7 @@ from repsim.cli import (
     show_progress,
     user_errors_exit_2,
 )
+from repsim.device import available_cores, resolve_device
 from repsim.provenance import atomic_path
 from repsim.rundir import FAILED_FILE, RUN_LOG_FILE, STUDY_FILE, run_state
 from repsim.study.execute import (
@@ -129,8 +130,6 @@ def status_table(study: Study, estimates: dict[str, float] | None = None) -> str
 
 def _check_devices_here(study: Study) -> None:
     """ValueError before anything starts if a run asks for a device this machine lacks."""
-    from repsim.device import resolve_device
-
     for device in sorted({run.config.device for run in study.runs}):
         try:
             resolve_device(device)
@@ -154,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         require_submitit()
     elif not (args.status or args.report):
         _check_devices_here(study)
+        if args.jobs > available_cores():
+            log.warning("--jobs %d is more than the %d cores here: the workers will share "
+                        "cores, one thread each, and each run will be slower", args.jobs,
+                        available_cores())
     copy = prepare_folder(study, create=not (args.dry_run or args.status))
     pending = [run for run in study.runs if run_state(run.run_dir) != "done"]
     if args.status:

@@ -20,6 +20,7 @@ from repsim.rundir import (
     SUMMARY_FILE,
     run_state,
 )
+from repsim.study import cli as study_cli
 from repsim.study.cli import main
 from repsim.study.spec import load_study
 
@@ -202,6 +203,16 @@ def test_dry_run_lists_every_run_with_an_estimate_and_creates_nothing(tmp_path):
     assert sum("not started" in line and " min " in line for line in lines) == 4
     assert "4 runs, 4 to do" in lines[-1] and "with --jobs 2" in lines[-1]
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_more_jobs_than_cores_is_warned(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(study_cli, "available_cores", lambda: 2)
+    path = tiny_study(tmp_path)
+    assert main([str(path), "--dry-run", "--jobs", "3"]) == 0
+    assert "--jobs 3 is more than the 2 cores here" in caplog.text
+    caplog.clear()
+    assert main([str(path), "--dry-run", "--jobs", "2"]) == 0
+    assert "more than the" not in caplog.text
 
 
 def test_report_before_any_run_finished_is_one_line(tmp_path, capsys):
