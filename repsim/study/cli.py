@@ -134,7 +134,7 @@ def _check_devices_here(study: Study) -> None:
         try:
             resolve_device(device)
         except ValueError as error:
-            raise ValueError(f"{error}: run this study where it is, e.g. with --slurm --gpus 1, "
+            raise ValueError(f"{error}: run this study where CUDA is, e.g. with --slurm --gpus 1, "
                              f"or set device = \"auto\"") from None
 
 
@@ -153,10 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         require_submitit()
     elif not (args.status or args.report):
         _check_devices_here(study)
-        if args.jobs > available_cores():
+        cores = available_cores()
+        if args.jobs > cores:
             log.warning("--jobs %d is more than the %d cores here: the workers will share "
-                        "cores, one thread each, and each run will be slower", args.jobs,
-                        available_cores())
+                        "cores, one thread each, and each run will be slower", args.jobs, cores)
     copy = prepare_folder(study, create=not (args.dry_run or args.status))
     pending = [run for run in study.runs if run_state(run.run_dir) != "done"]
     if args.status:

@@ -259,8 +259,8 @@ def report_text(study: Study, measures: pd.DataFrame, table: pd.DataFrame,
               "that many seeds. 'Not distinguishable' gives the smallest difference the "
               "t-test detects with 80 % power at the observed spread and at the family's "
               "Bonferroni level (0.05 over the number of tests: Holm's strictest step). "
-              "P(k=1 better) is the "
-              "probability of improvement over all pairs of seeds, with a bootstrap interval.",
+              "P(k=1 better) is the probability of improvement over all pairs of seeds, with "
+              "a bootstrap interval.",
               "",
               "| dataset | protocol | measure | k | seeds | k=1 | k | difference [95 % t] "
               "| P(k=1 better) | t p | Holm p | sign-flip p (min) | verdict |",
