@@ -13,7 +13,7 @@ recorded on the same stimuli with one modality zeroed (matched by ``stimulus_id`
   layer, 0 when only removing vision does, 0.5 for equal reliance; NaN when neither removal
   changes it (0 / 0). Given for both measures.
 
-:func:`repsim.analysis.from_files.ablation_sensitivity` applies them to every layer x time
+:func:`repsim.labelled.ablation_sensitivity` applies them to every layer x time
 step of an activation file.
 """
 

@@ -19,7 +19,7 @@ Representations Revisited", and their reference code):
 
 A representation that is the same for every stimulus has a zero centered Gram matrix, for
 which CKA is 0/0: every function here raises a ValueError naming it (see
-:func:`repsim.analysis.ablation_sensitivity` for how ablation treats it).
+:func:`repsim.labelled.ablation_sensitivity` for how ablation treats it).
 """
 
 from __future__ import annotations

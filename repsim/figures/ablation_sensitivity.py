@@ -25,7 +25,6 @@ from matplotlib.figure import Figure
 
 from repsim import plotting
 from repsim.activations import stimulus_table
-from repsim.analysis import ablation_sensitivity
 from repsim.analysis.cka import KERNELS
 from repsim.conditions import CLEAN, MODALITIES, removed_condition
 from repsim.figures.base import (
@@ -36,6 +35,7 @@ from repsim.figures.base import (
     run_cli,
     table_per_model,
 )
+from repsim.labelled import ablation_sensitivity
 from repsim.rundir import RUNS_DIR
 from repsim.runs import ModelInput
 

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 
 from repsim import plotting
 from repsim.activations import layer_names, select
-from repsim.analysis import probe_all, probe_cells
+from repsim.analysis import probe_cells
 from repsim.analysis.probes import DEFAULT_CS as NESTED_CS
 from repsim.conditions import CLEAN, INCONGRUENT
 from repsim.figures.base import (
@@ -37,6 +37,7 @@ from repsim.figures.base import (
     run_cli,
     table_per_model,
 )
+from repsim.labelled import probe_all
 from repsim.rundir import RUNS_DIR
 from repsim.runs import ModelInput
 

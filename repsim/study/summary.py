@@ -2,7 +2,7 @@
 
 - ``reliance``: per layer and time step, the ablation sensitivities (1 - CKA between intact
   and modality-removed states) and the reliance index S_audio / (S_audio + S_visual)
-  (:func:`repsim.analysis.ablation_sensitivity`);
+  (:func:`repsim.labelled.ablation_sensitivity`);
 - ``readout``: the same for the states the readout sees (the last fused layer; for late
   fusion the two last branch layers side by side), and on incongruent stimuli at the last
   step, how well a linear probe decodes the heard (audio) and the seen (visual) digit.
@@ -18,8 +18,9 @@ import numpy as np
 import xarray as xr
 
 from repsim import activations
-from repsim.analysis import ablation_sensitivity, linear_probe, modality_sensitivity, reliance_index
+from repsim.analysis import linear_probe, modality_sensitivity, reliance_index
 from repsim.conditions import CLEAN, INCONGRUENT, MODALITIES, removed_condition
+from repsim.labelled import ablation_sensitivity
 
 PROBE_TARGETS = {"heard": "audio_digit", "seen": "visual_digit"}
 SUMMARY_VERSION = 1
