@@ -76,7 +76,8 @@ def to_rsatoolbox(rdm, metric: str | None = None):
     if stated is not None and measure != stated:
         raise ValueError(f"metric {metric!r} contradicts the RDM's attributes, which say "
                          f"{stated_metric or stated!r}")
-    patterns, per_rdm = {}, {}
+    patterns: dict[str, np.ndarray] = {}
+    per_rdm: dict[str, np.ndarray] = {}
     if labelled:
         patterns = coords_along(rdm, rdm.dims[-2])
         per_rdm = {name: np.array([value]) for name, value in scalar_labels(rdm).items()} \
@@ -145,6 +146,6 @@ def _check_symmetric(stack: np.ndarray) -> None:
 def _descriptor_arrays(descriptors: dict, count: int) -> dict[str, np.ndarray]:
     """Descriptors as arrays, without rsatoolbox's default ``index`` (0..count-1)."""
     arrays = {name: np.asarray(values) for name, values in descriptors.items()}
-    if np.array_equal(arrays.get("index"), np.arange(count)):
+    if "index" in arrays and np.array_equal(arrays["index"], np.arange(count)):
         del arrays["index"]
     return arrays

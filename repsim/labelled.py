@@ -77,7 +77,8 @@ class _LazyCells(Sequence):
     def __len__(self) -> int:
         return len(self.layers) * self.steps
 
-    def __getitem__(self, index: int):
+    # Cells are read one at a time, never sliced: no slice overload.
+    def __getitem__(self, index: int) -> xr.DataArray:  # type: ignore[override]
         layer, time = self.layers[index // self.steps], index % self.steps
         return activations.select(self.dataset, layer, self.state, time=time,
                                   condition=self.condition)

@@ -64,7 +64,7 @@ def open(path: str | os.PathLike, chunks=None) -> xr.Dataset:  # shadows the bui
     ds = xr.open_dataset(path, engine="h5netcdf")
     if chunks is not None:
         try:
-            _check_chunks(chunks, ds.sizes)
+            _check_chunks(chunks, {str(dim): size for dim, size in ds.sizes.items()})
         finally:
             ds.close()
         _require_dask()
@@ -99,7 +99,7 @@ def _is_chunk_size(size) -> bool:
     """A positive integer, -1 (the whole dim) or "auto"."""
     if isinstance(size, str):
         return size == "auto"
-    return isinstance(size, int | np.integer) and not isinstance(size, bool) and (
+    return isinstance(size, int | np.integer) and not isinstance(size, bool) and bool(
         size > 0 or size == -1)
 
 

@@ -85,8 +85,8 @@ def solve(x: np.ndarray, codes: np.ndarray, classes: int, sets: Sequence[np.ndar
     labels = torch.from_numpy(codes).to(device)
     kernel = p > KERNEL_RATIO * np.array([len(s) for s in sets])[set_of]
     predictions = np.empty((n, len(C)), dtype=np.int64)
-    weights = np.empty((len(C), p, classes)) if coefficients else None
-    intercepts = np.empty((len(C), classes)) if coefficients else None
+    weights = np.empty((len(C), p, classes) if coefficients else (0, p, classes))
+    intercepts = np.empty((len(C), classes) if coefficients else (0, classes))
     unconverged = 0
     for use_kernel in (False, True):
         fits = np.flatnonzero(kernel == use_kernel)
@@ -118,6 +118,8 @@ def solve(x: np.ndarray, codes: np.ndarray, classes: int, sets: Sequence[np.ndar
             predictions[:, part] = batch.predict(theta)
             if coefficients:
                 weights[part], intercepts[part] = batch.coefficients(theta, x64)
+    if not coefficients:
+        return Solution(predictions, unconverged)
     return Solution(predictions, unconverged, weights, intercepts)
 
 

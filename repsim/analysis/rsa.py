@@ -83,10 +83,10 @@ def rdm(X, metric: str = "correlation") -> np.ndarray | xr.DataArray:
     reps = as_list(X, "X")
     names = [f"X[{i}]" for i in range(len(reps))]
     positions = stimulus_positions(reps, names)
-    stack = None
+    stack = np.empty(0)
     for i, (x, rows, name) in enumerate(zip(reps, positions, names, strict=True)):
         matrix = _rdm(as_matrix(take_rows(x, rows), name), metric, name)
-        if stack is None:  # filled in place: no list of n x n matrices to copy
+        if i == 0:  # filled in place: no list of n x n matrices to copy
             stack = np.empty((len(reps), *matrix.shape))
         stack[i] = matrix
     return labelled_like([X], stack, [representation_axis(X), *[stimulus_axis(reps[0])] * 2],

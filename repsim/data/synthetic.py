@@ -233,6 +233,7 @@ def _images(config: SyntheticConfig) -> dict[str, dict]:
         copies = config.train_image_copies if split == "train" else 1
         source = np.repeat(index, copies)
         copy = np.tile(np.arange(copies), len(index))
+        assert config.height is not None and config.width is not None  # config is resolved()
         grid_images = resize_images(pixels[source], config.height, config.width)
         images = jitter_images(grid_images, _rng(config.seed, _JITTER, code),
                                rotation=config.rotation, scale=config.scale, shift=config.shift)
@@ -264,6 +265,7 @@ def build(**options) -> AVDataset:
     holds every option with the sizes filled in.
     """
     config = SyntheticConfig.from_dict(options).resolved()
+    assert config.timesteps and config.height and config.width  # resolved() filled the grid
     n_samples = round(config.duration * synth.SAMPLE_RATE)
     roster, numbers = speaker_roster(config), speaker_numbers(config)
     clips = {split: _clips(config, roster[split], numbers[split], n_samples, code)
@@ -288,7 +290,7 @@ def build(**options) -> AVDataset:
 
 # The options and their defaults are SyntheticConfig's fields; the signature says so, so that
 # introspection (help(), the dataset registry's option check) sees them all, from one source.
-build.__signature__ = inspect.Signature(
+build.__signature__ = inspect.Signature(  # type: ignore[attr-defined]  # read by inspect
     [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default,
                        annotation=f.type) for f in fields(SyntheticConfig)],
     return_annotation=AVDataset)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.colors import Colormap
 from matplotlib.figure import Figure
 
 from repsim import plotting
@@ -81,11 +82,12 @@ def plot(table: pd.DataFrame, kernel: str) -> Figure:
     steps = int(table["time_step"].max())
     panel_width = 2.2 + 0.45 * steps  # room for a two-decimal label in every cell
     fig = Figure(figsize=(3 * panel_width + 4.0, 0.6 + 3.4 * len(models)), layout="constrained")
-    left, right = fig.subfigures(1, 2, width_ratios=[3 * panel_width, 4.0])
+    left, right = fig.subfigures(1, 2, width_ratios=[3 * panel_width, 4.0], squeeze=False)[0]
     axes = left.subplots(len(models), 3, squeeze=False)
     sensitivity = table[table["measure"] == "cka_sensitivity"]
     vmax = max(float(sensitivity["value"].max()), 0.05)
-    panels = [("cka_sensitivity", "audio", "Oranges", "1 - CKA, audio removed"),
+    panels: list[tuple[str, str | None, str | Colormap, str]] = [
+              ("cka_sensitivity", "audio", "Oranges", "1 - CKA, audio removed"),
               ("cka_sensitivity", "visual", "Blues", "1 - CKA, vision removed"),
               ("reliance_cka", None, plotting.RELIANCE_CMAP, "reliance on audio")]
     for row, model in zip(axes, models, strict=True):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -59,7 +60,7 @@ def probe_table(model: ModelInput, data, *, folds: int = 5, seed: int = 0,
                 groups: str | None = None, Cs: Sequence[float] = DEFAULT_CS) -> pd.DataFrame:
     """Digit decoding on clean stimuli (every layer x time step) and audio- vs visual-digit
     decoding on incongruent stimuli (every layer, last time step)."""
-    options = {"folds": folds, "seed": seed, "groups": groups, "Cs": tuple(Cs)}
+    options: dict[str, Any] = {"folds": folds, "seed": seed, "groups": groups, "Cs": tuple(Cs)}
     clean = probe_all(data, "audio_digit", condition=CLEAN, **options)
     rows = [{"model": model.label, "condition": CLEAN, "target": "audio_digit",
              "layer": layer, "time_step": int(t) + 1,
