@@ -1,0 +1,70 @@
+"""MkDocs hook: the pages that come from the code rather than from docs/.
+
+- ``<!-- commands -->`` in a page becomes every command's ``--help``, run from its argument
+  parser at build time, so the reference cannot drift from the options;
+- the committed figures (``figures/``, ``studies/*/figures/``) are added to the site at their
+  repository paths, so pages show the very files the README and reports show;
+- ``CONTRIBUTING.md`` and ``CHANGELOG.md`` become pages of the site.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+from pathlib import Path
+from typing import Any
+
+from mkdocs.structure.files import File, Files
+
+ROOT = Path(__file__).resolve().parents[2]
+MARKER = "<!-- commands -->"
+# (how it is typed, the module whose main() parses it, extra words before --help)
+COMMANDS = [
+    ("repsim", "repsim.commands", []),
+    ("python -m repsim.train", "repsim.train.cli", []),
+    ("python -m repsim.extract", "repsim.extract", []),
+    ("python -m repsim.report", "repsim.report", []),
+    ("python -m repsim.data", "repsim.data.__main__", []),
+    ("python -m repsim.study", "repsim.study.cli", []),
+    ("python -m repsim.figures", "repsim.figures.__main__", []),
+    *[(f"python -m repsim.figures {name}", f"repsim.figures.{name}", [])
+      for name in ("cka_by_layer", "rsa_by_layer", "probes_by_layer", "ablation_sensitivity",
+                   "noise_robustness")],
+]
+ROOT_PAGES = {"CONTRIBUTING.md": "contributing.md", "CHANGELOG.md": "changelog.md"}
+
+
+def help_text(module: str, words: list[str]) -> str:
+    """What ``--help`` prints for a command, from its own parser."""
+    main = importlib.import_module(module).main
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+        main([*words, "--help"])
+    return out.getvalue().rstrip()
+
+
+def commands_reference() -> str:
+    sections = []
+    for typed, module, words in COMMANDS:
+        sections.append(f"## `{typed}`\n\n```text\n{help_text(module, words)}\n```\n")
+    return "\n".join(sections)
+
+
+def on_files(files: Files, config: Any) -> Files:
+    for source, page in ROOT_PAGES.items():
+        text = (ROOT / source).read_text()
+        for other, other_page in ROOT_PAGES.items():  # links between them, as pages
+            text = text.replace(f"({other})", f"({other_page})")
+        files.append(File.generated(config, page, content=text))
+    figures = [*ROOT.glob("figures/*.png"), *ROOT.glob("studies/*/figures/*.png")]
+    for path in sorted(figures):
+        files.append(File(str(path.relative_to(ROOT)), str(ROOT), config["site_dir"],
+                          config["use_directory_urls"]))
+    return files
+
+
+def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str:
+    if MARKER in markdown:
+        markdown = markdown.replace(MARKER, commands_reference())
+    return markdown
