@@ -56,3 +56,8 @@ def test_run_a_study(monkeypatch):
     audio = tutorial("run_a_study").main()
     assert set(audio["measure"]) == {"auc_audio"}
     assert len(audio) == 8  # 2 datasets x 2 protocols x k = 2, 3
+
+
+def test_the_readme_fits_on_two_screens():
+    lines = (REPO_ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= 200, f"README.md has {len(lines)} lines; move the detail to docs/"
