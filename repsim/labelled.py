@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import xarray as xr
+from numpy.typing import ArrayLike
 
 from repsim import activations
 from repsim.analysis._arrays import labels_of
@@ -23,8 +24,9 @@ from repsim.conditions import CLEAN, MODALITIES, removed_condition
 REMOVED_CONDITIONS = tuple(removed_condition(modality) for modality in MODALITIES)
 
 
-def probe_all(dataset: xr.Dataset, target="audio_digit", *, condition: str | None = CLEAN,
-              layers: Sequence[str] | None = None, state: str = "h", groups=None,
+def probe_all(dataset: xr.Dataset, target: ArrayLike | str = "audio_digit", *,
+              condition: str | None = CLEAN, layers: Sequence[str] | None = None,
+              state: str = "h", groups: ArrayLike | str | None = None,
               folds: int = 5, seed: int = 0, Cs: Sequence[float] = DEFAULT_CS,
               inner_folds: int = 3, tol: float = 1e-4, max_iter: int = 1000,
               device: str | torch.device | None = None) -> xr.Dataset:

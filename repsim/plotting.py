@@ -16,6 +16,7 @@ import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -65,7 +66,7 @@ def theme() -> Iterator[None]:
 
 
 def new_figure(nrows: int = 1, ncols: int = 1, *, panel_size: tuple[float, float] = (4.0, 3.2),
-               squeeze: bool = False, **subplot_kw) -> tuple[Figure, np.ndarray]:
+               squeeze: bool = False, **subplot_kw: Any) -> tuple[Figure, np.ndarray]:
     """A constrained-layout figure with an ``nrows x ncols`` grid of axes (always 2-D)."""
     fig = Figure(figsize=(panel_size[0] * ncols, panel_size[1] * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=squeeze, **subplot_kw)

@@ -111,3 +111,34 @@ def test_the_analyses_of_whole_files_keep_their_old_names():
     assert repsim.analysis.ablation_sensitivity is repsim.labelled.ablation_sensitivity
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         repsim.analysis.nothing  # noqa: B018
+
+
+def _public_functions(tree: ast.Module):
+    """Module-level functions and methods of public classes, without a leading underscore."""
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            yield node
+        elif isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+            yield from (item for item in node.body
+                        if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef))
+
+
+def test_public_functions_are_fully_annotated():
+    unannotated = []
+    for name, tree in _modules().items():
+        if any(part.startswith("_") and part not in ("__init__", "__main__")
+               for part in name.split(".")):
+            continue
+        for function in _public_functions(tree):
+            if function.name.startswith("_") and function.name != "__init__":
+                continue
+            arguments = function.args
+            parameters = [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs,
+                          *filter(None, (arguments.vararg, arguments.kwarg))]
+            missing = [p.arg for p in parameters
+                       if p.annotation is None and p.arg not in ("self", "cls")]
+            if function.returns is None and function.name != "__init__":
+                missing.append("return")
+            if missing:
+                unannotated.append(f"{name}.{function.name}: {', '.join(missing)}")
+    assert unannotated == []

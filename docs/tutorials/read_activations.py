@@ -1,6 +1,7 @@
 """Read one activation file three ways: repsim/xarray, plain h5py, and rsatoolbox."""
 
 import h5py
+import numpy as np
 import xarray as xr
 
 from repsim import activations
@@ -21,7 +22,7 @@ def main(path: str = "runs/tutorial-f1/activations.h5") -> dict[str, object]:
     # h5py: every variable is an HDF5 dataset, every attribute an HDF5 attribute.
     with h5py.File(path, "r") as file:
         shape = file["fused.2.h"].shape
-        complete = int(file.attrs["complete"])
+        complete = int(np.ravel(file.attrs["complete"])[0])  # attributes are 1-element arrays
     print("fused.2.h", shape, "complete:", complete)
 
     # rsatoolbox: a labelled RDM goes across and comes back with its stimulus labels.

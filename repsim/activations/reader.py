@@ -8,6 +8,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -23,7 +24,8 @@ from repsim.activations.format import (
 )
 
 
-def open(path: str | os.PathLike, chunks=None) -> xr.Dataset:  # shadows the builtin on purpose
+def open(path: str | os.PathLike, chunks: str | int | Mapping[str, Any] | None = None
+         ) -> xr.Dataset:  # shadows the builtin on purpose
     """Open a complete activation file as a lazy :class:`xarray.Dataset`.
 
     Only the per-stimulus coordinates are read now; a layer's values are read when asked

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import numpy as np
 import torch
@@ -251,12 +252,12 @@ def _features(waveforms: torch.Tensor, features: LogMelFrames) -> torch.Tensor:
                       for start in range(0, len(waveforms), FEATURE_BATCH)])
 
 
-def check_options(**options) -> None:
+def check_options(**options: Any) -> None:
     """ValueError for an option :func:`build` would refuse (name or value), building nothing."""
     SyntheticConfig.from_dict(options)
 
 
-def build(**options) -> AVDataset:
+def build(**options: Any) -> AVDataset:
     """Build the synthetic audio-visual digit dataset.
 
     The keyword options are the fields of :class:`SyntheticConfig` (``data_dir``, ``seed``,

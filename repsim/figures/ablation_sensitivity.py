@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 from matplotlib.colors import Colormap
 from matplotlib.figure import Figure
 
@@ -50,7 +51,8 @@ EXAMPLES = """examples:
 """
 
 
-def sensitivity_table(model: ModelInput, data, *, kernel: str = "linear") -> pd.DataFrame:
+def sensitivity_table(model: ModelInput, data: xr.Dataset, *, kernel: str = "linear"
+                      ) -> pd.DataFrame:
     """Sensitivity, relative change and reliance per layer x time step, and the accuracy of
     the model's own predictions with nothing, audio or vision removed."""
     result = ablation_sensitivity(data, kernel=kernel)

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 from matplotlib.figure import Figure
 
 from repsim import plotting
@@ -56,7 +57,7 @@ EXAMPLES = """examples:
 """
 
 
-def probe_table(model: ModelInput, data, *, folds: int = 5, seed: int = 0,
+def probe_table(model: ModelInput, data: xr.Dataset, *, folds: int = 5, seed: int = 0,
                 groups: str | None = None, Cs: Sequence[float] = DEFAULT_CS) -> pd.DataFrame:
     """Digit decoding on clean stimuli (every layer x time step) and audio- vs visual-digit
     decoding on incongruent stimuli (every layer, last time step)."""

@@ -16,14 +16,15 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from repsim.device import available_cores, limit_threads
 from repsim.rundir import FAILED_FILE, RUN_LOG_FILE
 from repsim.study.spec import Study, StudyRun, load_study
 
 if TYPE_CHECKING:  # submitit is optional; imported where a submission needs it
-    from submitit import Job
+    from submitit import AutoExecutor, Job
 
 log = logging.getLogger("repsim.study")
 
@@ -73,7 +74,7 @@ class StudyTask:
         study = self.study()
         return complete_run(study, study.run(key), self._cache.setdefault("datasets", {}))
 
-    def checkpoint(self, key: str):
+    def checkpoint(self, key: str) -> Any:  # a submitit DelayedSubmission
         from submitit.helpers import DelayedSubmission
 
         return DelayedSubmission(StudyTask(self.study_file, self.folder, self.threads), key)
@@ -144,7 +145,7 @@ class SlurmOptions:
     options: dict = field(default_factory=dict)
 
 
-def require_submitit():
+def require_submitit() -> ModuleType:
     """The submitit module; ValueError saying how to install it when it is missing."""
     try:
         import submitit
@@ -154,7 +155,8 @@ def require_submitit():
     return submitit
 
 
-def submitit_executor(folder: Path, options: SlurmOptions, cluster: str | None, name: str):
+def submitit_executor(folder: Path, options: SlurmOptions, cluster: str | None, name: str
+                      ) -> AutoExecutor:
     """A submitit executor for this study (``cluster``: None = SLURM when available; "local"
     or "debug" run here, for tests)."""
     submitit = require_submitit()

@@ -13,6 +13,7 @@ Numbers are plain JSON (NaN as null), so the report reads summaries, not activat
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import xarray as xr
@@ -49,7 +50,7 @@ def _plain(values) -> list:
         else [_plain(row) for row in array]
 
 
-def summarize(path, *, probe_folds: int = 5, probe_seed: int = 0) -> dict:
+def summarize(path: str | os.PathLike, *, probe_folds: int = 5, probe_seed: int = 0) -> dict:
     """The summary of the activation file at ``path`` (see the module docstring)."""
     data = activations.open(path)
     try:
