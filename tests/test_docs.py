@@ -12,11 +12,16 @@ TUTORIALS = REPO_ROOT / "docs" / "tutorials"
 STIMULI = 200  # per condition: enough of every digit for the probes' five folds
 
 
-def tutorial(name: str):
-    spec = importlib.util.spec_from_file_location(name, TUTORIALS / f"{name}.py")
+def script(path):
+    """A Python file of docs/ loaded as a module."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def tutorial(name: str):
+    return script(TUTORIALS / f"{name}.py")
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +66,14 @@ def test_run_a_study(monkeypatch):
 def test_the_readme_fits_on_two_screens():
     lines = (REPO_ROOT / "README.md").read_text().splitlines()
     assert len(lines) <= 200, f"README.md has {len(lines)} lines; move the detail to docs/"
+
+
+def test_the_commands_reference_covers_every_command():
+    hook = script(REPO_ROOT / "docs" / "hooks" / "generated.py")
+    documented = {module for _, module in hook.COMMANDS}
+    parsers = {".".join(path.relative_to(REPO_ROOT).with_suffix("").parts)
+               for path in (REPO_ROOT / "repsim").rglob("*.py")
+               if "\ndef main(" in path.read_text()}
+    assert parsers <= documented, f"commands missing from the reference: {parsers - documented}"
+    reference = hook.commands_reference()
+    assert reference.count("usage:") == len(hook.COMMANDS)

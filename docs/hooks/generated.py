@@ -12,42 +12,53 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import os
 from pathlib import Path
 from typing import Any
 
 from mkdocs.structure.files import File, Files
 
+from repsim.figures import FIGURES
+
 ROOT = Path(__file__).resolve().parents[2]
 MARKER = "<!-- commands -->"
-# (how it is typed, the module whose main() parses it, extra words before --help)
+HELP_WIDTH = 88  # columns of the generated help: the same on every machine
+# (how it is typed, the module whose main(argv) parses it)
 COMMANDS = [
-    ("repsim", "repsim.commands", []),
-    ("python -m repsim.train", "repsim.train.cli", []),
-    ("python -m repsim.extract", "repsim.extract", []),
-    ("python -m repsim.report", "repsim.report", []),
-    ("python -m repsim.data", "repsim.data.__main__", []),
-    ("python -m repsim.study", "repsim.study.cli", []),
-    ("python -m repsim.figures", "repsim.figures.__main__", []),
-    *[(f"python -m repsim.figures {name}", f"repsim.figures.{name}", [])
-      for name in ("cka_by_layer", "rsa_by_layer", "probes_by_layer", "ablation_sensitivity",
-                   "noise_robustness")],
+    ("repsim", "repsim.commands"),
+    ("python -m repsim.train", "repsim.train.cli"),
+    ("python -m repsim.extract", "repsim.extract"),
+    ("python -m repsim.report", "repsim.report"),
+    ("python -m repsim.data", "repsim.data.__main__"),
+    ("python -m repsim.study", "repsim.study.cli"),
+    ("python -m repsim.figures", "repsim.figures.__main__"),
+    *[(f"python -m repsim.figures {name}", f"repsim.figures.{name}") for name in FIGURES],
 ]
 ROOT_PAGES = {"CONTRIBUTING.md": "contributing.md", "CHANGELOG.md": "changelog.md"}
 
 
-def help_text(module: str, words: list[str]) -> str:
+def help_text(module: str) -> str:
     """What ``--help`` prints for a command, from its own parser."""
     main = importlib.import_module(module).main
     out = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
-        main([*words, "--help"])
+    width = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = str(HELP_WIDTH)  # argparse wraps to it, not to the terminal
+    try:
+        with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+            main(["--help"])
+    finally:
+        if width is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = width
     return out.getvalue().rstrip()
 
 
 def commands_reference() -> str:
+    """Every command's help, one section each, for the commands page."""
     sections = []
-    for typed, module, words in COMMANDS:
-        sections.append(f"## `{typed}`\n\n```text\n{help_text(module, words)}\n```\n")
+    for typed, module in COMMANDS:
+        sections.append(f"## `{typed}`\n\n```text\n{help_text(module)}\n```\n")
     return "\n".join(sections)
 
 
