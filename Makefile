@@ -39,7 +39,8 @@ test: lint typecheck
 	$(MAKE) --no-print-directory docs
 
 # The documentation site, built offline: theme fonts off, no plugin fetches anything; --strict
-# fails on a broken link or reference. Open site/index.html.
+# fails on a broken link or reference. Open site/index.html (search needs it served over http:
+# python -m http.server -d site).
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --quiet
 
