@@ -4,7 +4,9 @@
   parser at build time, so the reference cannot drift from the options;
 - the committed figures (``figures/``, ``studies/*/figures/``) are added to the site at their
   repository paths, so pages show the very files the README and reports show;
-- ``CONTRIBUTING.md`` and ``CHANGELOG.md`` become pages of the site.
+- ``CONTRIBUTING.md`` and ``CHANGELOG.md`` become pages of the site;
+- the Sphinx roles of the docstrings (``:func:`x```) are shown as their code alone, with
+  ``~a.b.c`` shortened to ``c`` as Sphinx does.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import contextlib
 import importlib
 import io
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,7 @@ COMMANDS = [
     ("python -m repsim.figures", "repsim.figures.__main__"),
     *[(f"python -m repsim.figures {name}", f"repsim.figures.{name}") for name in FIGURES],
 ]
+SPHINX_ROLE = re.compile(r":(?:func|class|mod|meth|attr|data|obj):<code>(~?)([^<]*)</code>")
 ROOT_PAGES = {"CONTRIBUTING.md": "contributing.md", "CHANGELOG.md": "changelog.md"}
 
 
@@ -79,3 +83,12 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str
     if MARKER in markdown:
         markdown = markdown.replace(MARKER, commands_reference())
     return markdown
+
+
+def _role_as_code(match: re.Match) -> str:
+    shorten, target = match.groups()
+    return f"<code>{target.rsplit('.', 1)[-1] if shorten else target}</code>"
+
+
+def on_page_content(html: str, page: Any, config: Any, files: Files) -> str:
+    return SPHINX_ROLE.sub(_role_as_code, html)
