@@ -1,11 +1,12 @@
 # Two commands do everything: `make demo` and `make test`. Both create .venv on first use.
+# `make docs` builds the documentation site into site/ (offline, --strict); `make test` does too.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.repsim-installed
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: setup demo test lint figures bench study clean clean-runs
+.PHONY: setup demo test lint typecheck docs figures bench study clean clean-runs
 
 # The demo: an early-fusion (layer 1) and a late-fusion (layer 3 of 2, branches narrowed to
 # the early model's parameter count) network on the default synthetic data, their activations, and every figure. Each step is a file target, so a second
@@ -23,14 +24,25 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv --system-site-packages $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==$(TORCH_VERSION)
-	$(BIN)/python -m pip install -q -e ".[test,dev]"
+	$(BIN)/python -m pip install -q -e ".[test,dev,docs]"
 	touch $@
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test: lint
+# mypy reads its settings (files, strictness) from pyproject.toml.
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: lint typecheck
 	$(BIN)/python -m pytest
+	$(MAKE) --no-print-directory docs
+
+# The documentation site, built offline: theme fonts off, no plugin fetches anything; --strict
+# fails on a broken link or reference. Open site/index.html (search needs it served over http:
+# python -m http.server -d site).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --quiet
 
 demo: $(STAMP) figures/stimuli.png $(EARLY)/activations.h5 $(LATE)/activations.h5
 	$(BIN)/python -m repsim.report $(EARLY) $(LATE)
@@ -73,4 +85,4 @@ clean-runs:
 	rm -rf runs
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache site

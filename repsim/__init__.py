@@ -1,3 +1,3 @@
 """repsim: where audio and vision merge inside fusion ConvLSTMs, and how to look."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

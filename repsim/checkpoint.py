@@ -167,7 +167,7 @@ def _rng_problem(state: dict) -> str | None:
     for key in RNG_KEYS:
         if key not in state:
             return f"rng_state lacks {key!r}"
-        kind = dict if key == "numpy" else torch.Tensor
+        kind: type = dict if key == "numpy" else torch.Tensor
         if not isinstance(state[key], kind):
             return (f"rng_state[{key!r}] must be of type {kind.__name__}, "
                     f"got {type(state[key]).__name__}")

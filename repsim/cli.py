@@ -14,7 +14,8 @@ import os
 import shlex
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 import repsim
 from repsim.provenance import OutputError
@@ -67,7 +68,9 @@ class CommandParser(argparse.ArgumentParser):
 
     _mode = None  # "parse": errors raise _ParseFailed; "try": so does everything else
 
-    def parse_known_args(self, args=None, namespace=None):
+    def parse_known_args(  # type: ignore[override]  # argparse's overloads by namespace type
+            self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
         argv = list(sys.argv[1:] if args is None else args)
         if self._mode is not None:
             return super().parse_known_args(argv, namespace)
@@ -87,12 +90,12 @@ class CommandParser(argparse.ArgumentParser):
                          f"{shlex.join(command)}\n")
         self.error(message)
 
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         if self._mode is not None:
             raise _ParseFailed(message)
         super().error(message)
 
-    def exit(self, status=0, message=None):
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
         if self._mode == "try":
             raise _ParseFailed(message or "")
         super().exit(status, message)

@@ -26,7 +26,8 @@ class Config:
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict (tuples become lists, nested configs dicts)."""
-        return _plain(dataclasses.asdict(self))
+        # Config is mixed into dataclasses only; mypy cannot see that through the mixin.
+        return _plain(dataclasses.asdict(self))  # type: ignore[call-overload]
 
     @classmethod
     def from_dict(cls: type[C], values: dict) -> C:

@@ -64,7 +64,7 @@ def uses_bf16(precision: str, device: torch.device) -> bool:
     return precision == "bf16" or (precision == "auto" and device.type == "cuda")
 
 
-def autocast(device: torch.device, enabled: bool | None):
+def autocast(device: torch.device, enabled: bool | None) -> contextlib.AbstractContextManager:
     """bf16 autocast when ``enabled`` (``None``: on exactly when on CUDA), else nothing."""
     if enabled is None:
         enabled = uses_bf16("auto", device)

@@ -8,6 +8,8 @@ on the batch size.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -66,7 +68,8 @@ def accuracy(model: nn.Module, split: AVSplit, features: AudioFeatures, *,
 
 def noise_grid(model: nn.Module, split: AVSplit, features: AudioFeatures, *,
                snrs: tuple[float, ...] | list[float] = TEST_SNRS, batch_size: int = EVAL_BATCH_SIZE,
-               seed: int = 0, amp: bool | None = None, progress=None) -> dict:
+               seed: int = 0, amp: bool | None = None,
+               progress: Callable[[str], object] | None = None) -> dict:
     """Accuracy on ``split`` for every grid condition, in the metrics.json layout.
 
     Returns ``{"clean_accuracy", "noise": [{"noise", "snr_db", "accuracy"}, ...],

@@ -27,8 +27,11 @@ back in ``attrs["dissimilarity_measure"]``, never as a repsim ``metric``. Compar
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import xarray as xr
+from numpy.typing import ArrayLike
 
 from repsim.analysis._arrays import (
     REPRESENTATION_DIM,
@@ -54,7 +57,7 @@ MEASURE_ATTR = "dissimilarity_measure"
 SYMMETRY_TOLERANCE = 1e-12  # relative to the largest entry: rounding, not a different RDM
 
 
-def to_rsatoolbox(rdm, metric: str | None = None):
+def to_rsatoolbox(rdm: ArrayLike, metric: str | None = None) -> Any:
     """repsim RDM(s) as an ``rsatoolbox.rdm.RDMs`` (see the module docstring).
 
     ``rdm``: an (n, n) RDM or a (k, n, n) stack, NumPy or labelled. ``metric``: the repsim
@@ -67,8 +70,8 @@ def to_rsatoolbox(rdm, metric: str | None = None):
     rsatoolbox = _rsatoolbox()
     stack, single = as_rdm_stack(rdm, "rdm")
     _check_symmetric(stack)
-    labelled = isinstance(rdm, xr.DataArray)
-    descriptors = dict(rdm.attrs) if labelled else {}
+    labelled = rdm if isinstance(rdm, xr.DataArray) else None
+    descriptors = dict(labelled.attrs) if labelled is not None else {}
     stated_metric, stated_measure = (descriptors.pop(key, None)
                                      for key in (METRIC_ATTR, MEASURE_ATTR))
     stated = _measure_of(stated_metric) or stated_measure
@@ -76,16 +79,17 @@ def to_rsatoolbox(rdm, metric: str | None = None):
     if stated is not None and measure != stated:
         raise ValueError(f"metric {metric!r} contradicts the RDM's attributes, which say "
                          f"{stated_metric or stated!r}")
-    patterns, per_rdm = {}, {}
-    if labelled:
-        patterns = coords_along(rdm, rdm.dims[-2])
-        per_rdm = {name: np.array([value]) for name, value in scalar_labels(rdm).items()} \
-            if single else coords_along(rdm, rdm.dims[0])
+    patterns: dict[str, np.ndarray] = {}
+    per_rdm: dict[str, np.ndarray] = {}
+    if labelled is not None:
+        patterns = coords_along(labelled, str(labelled.dims[-2]))
+        per_rdm = {name: np.array([value]) for name, value in scalar_labels(labelled).items()} \
+            if single else coords_along(labelled, str(labelled.dims[0]))
     return rsatoolbox.rdm.RDMs(stack, dissimilarity_measure=measure, descriptors=descriptors,
                                rdm_descriptors=per_rdm, pattern_descriptors=patterns)
 
 
-def from_rsatoolbox(rdms) -> xr.DataArray:
+def from_rsatoolbox(rdms: Any) -> xr.DataArray:
     """An ``rsatoolbox.rdm.RDMs`` as a labelled repsim RDM (see the module docstring).
 
     One RDM gives a DataArray ``(stimulus, stimulus_)`` with the rdm descriptors as scalar
@@ -145,6 +149,6 @@ def _check_symmetric(stack: np.ndarray) -> None:
 def _descriptor_arrays(descriptors: dict, count: int) -> dict[str, np.ndarray]:
     """Descriptors as arrays, without rsatoolbox's default ``index`` (0..count-1)."""
     arrays = {name: np.asarray(values) for name, values in descriptors.items()}
-    if np.array_equal(arrays.get("index"), np.arange(count)):
+    if "index" in arrays and np.array_equal(arrays["index"], np.arange(count)):
         del arrays["index"]
     return arrays

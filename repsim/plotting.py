@@ -16,14 +16,17 @@ import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from cycler import cycler
 from matplotlib.axes import Axes
 from matplotlib.colors import Colormap
 from matplotlib.figure import Figure
+from numpy.typing import ArrayLike
 from scipy import stats
 
 from repsim.provenance import (
@@ -33,6 +36,9 @@ from repsim.provenance import (
     output_error,
     sha256_file,
 )
+
+# What a table's header names as its inputs: paths, or paths with the label each had.
+TableInputs = Mapping[Path, str] | Mapping[str, str] | Sequence[str | os.PathLike]
 
 PALETTE = sns.color_palette("colorblind").as_hex()
 # Fixed colours for the two streams (and their mixture), the same in every figure.
@@ -47,7 +53,7 @@ RELIANCE_CMAP: Colormap = sns.blend_palette(
     [MODALITY_COLORS["visual"], "#f7f7f7", MODALITY_COLORS["audio"]], as_cmap=True)
 
 _THEME = {**sns.axes_style("whitegrid"), **sns.plotting_context("paper", font_scale=1.25),
-          "axes.prop_cycle": matplotlib.cycler(color=PALETTE), "axes.titleweight": "bold",
+          "axes.prop_cycle": cycler(color=PALETTE), "axes.titleweight": "bold",
           "figure.titleweight": "bold", "figure.dpi": 100, "savefig.dpi": 150,
           "pdf.fonttype": 42, "legend.frameon": False}
 
@@ -60,7 +66,7 @@ def theme() -> Iterator[None]:
 
 
 def new_figure(nrows: int = 1, ncols: int = 1, *, panel_size: tuple[float, float] = (4.0, 3.2),
-               squeeze: bool = False, **subplot_kw) -> tuple[Figure, np.ndarray]:
+               squeeze: bool = False, **subplot_kw: Any) -> tuple[Figure, np.ndarray]:
     """A constrained-layout figure with an ``nrows x ncols`` grid of axes (always 2-D)."""
     fig = Figure(figsize=(panel_size[0] * ncols, panel_size[1] * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=squeeze, **subplot_kw)
@@ -103,15 +109,15 @@ def _cell_text(value: float, fmt: str) -> str:
     return text.lstrip("-") if float(text) == 0 else text
 
 
-def line_with_band(ax: Axes, x: Sequence[float], y: Sequence[float], low: Sequence[float] | None,
-                   high: Sequence[float] | None, *, color: str, label: str,
+def line_with_band(ax: Axes, x: ArrayLike, y: ArrayLike, low: ArrayLike | None,
+                   high: ArrayLike | None, *, color: str, label: str,
                    marker: str = "o", linestyle: str = "-") -> None:
     """A line with markers and, when bounds are given (and finite), a shaded interval."""
     ax.plot(x, y, color=color, marker=marker, linestyle=linestyle, label=label)
     if low is not None and high is not None:
-        low, high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
-        if np.isfinite(low).any():
-            ax.fill_between(x, low, high, color=color, alpha=0.2, linewidth=0)
+        lows, highs = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
+        if np.isfinite(lows).any():
+            ax.fill_between(x, lows, highs, color=color, alpha=0.2, linewidth=0)
 
 
 def chance_line(ax: Axes, level: float, *, label: str = "chance") -> None:
@@ -119,19 +125,19 @@ def chance_line(ax: Axes, level: float, *, label: str = "chance") -> None:
     ax.axhline(level, color="0.45", linestyle="--", linewidth=1.0, label=label, zorder=0)
 
 
-def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
+def mean_interval(values: ArrayLike, confidence: float = 0.95) -> tuple[float, float, float]:
     """Mean and Student-t confidence interval of the mean (e.g. over seeds).
 
     With a single value the interval is undefined and returned as ``(nan, nan)``; the plot
     then shows the value without a band.
     """
-    values = np.asarray(values, dtype=float)
-    if values.size == 0:
+    array = np.asarray(values, dtype=float)
+    if array.size == 0:
         raise ValueError("mean_interval needs at least one value")
-    mean = float(values.mean())
-    if values.size < 2:
+    mean = float(array.mean())
+    if array.size < 2:
         return mean, math.nan, math.nan
-    half = stats.t.ppf(0.5 + confidence / 2, values.size - 1) * stats.sem(values)
+    half = stats.t.ppf(0.5 + confidence / 2, array.size - 1) * stats.sem(array)
     return mean, mean - float(half), mean + float(half)
 
 
@@ -148,7 +154,7 @@ def save_figure(fig: Figure, out_dir: str | os.PathLike, name: str) -> list[Path
 
 
 def save_outputs(draw: Callable[[], Figure], table: pd.DataFrame, out_dir: str | os.PathLike,
-                 name: str, inputs: Mapping[str | os.PathLike, str] | Sequence[str | os.PathLike]
+                 name: str, inputs: TableInputs
                  ) -> list[Path]:
     """What every analysis script ends with: ``draw()`` the figure in the house theme, save it
     as ``name.png``/``name.pdf``, and the numbers behind it as ``name.csv``; return the paths.
@@ -185,11 +191,11 @@ def _make_directory(directory: Path) -> None:
     except OSError as error:
         if error.errno not in WRITE_ERRNOS:
             raise
-        raise output_error(directory, error.strerror, error.errno) from error
+        raise output_error(directory, error.strerror or str(error), error.errno) from error
 
 
 def write_table(table: pd.DataFrame, path: str | os.PathLike,
-                inputs: Mapping[str | os.PathLike, str] | Sequence[str | os.PathLike]) -> Path:
+                inputs: TableInputs) -> Path:
     """Write ``table`` as a tidy CSV, atomically, after a ``#`` header naming its inputs.
 
     The header has one line of library versions and one ``# input: <path> sha256=<hex>``
@@ -205,7 +211,7 @@ def write_table(table: pd.DataFrame, path: str | os.PathLike,
 
 
 def _table_text(table: pd.DataFrame, path: Path,
-                inputs: Mapping[str | os.PathLike, str] | Sequence[str | os.PathLike]) -> str:
+                inputs: TableInputs) -> str:
     """The CSV :func:`write_table` writes to ``path``: header, then the table."""
     items = inputs.items() if isinstance(inputs, Mapping) else ((p, None) for p in inputs)
     header = [f"# repsim figure data: {path.stem}"]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import zlib
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -101,7 +102,11 @@ class ProbeSet:
 
     def pairs(self, condition: ProbeCondition) -> tuple[np.ndarray, np.ndarray]:
         """(clip index, image index) arrays of ``condition``'s stimuli."""
-        return self._pairs[condition.incongruent]
+        pairs = self._pairs[condition.incongruent]
+        if pairs is None:
+            raise ValueError(f"condition {condition.name!r} needs incongruent pairs, and this "
+                             f"probe set was built without an incongruent condition")
+        return pairs
 
     def coordinates(self) -> dict[str, np.ndarray]:
         """Per-stimulus coordinates in row order (names as in the activation file format)."""
@@ -149,7 +154,7 @@ class ProbeSet:
     def _batch(self, condition: ProbeCondition, audio: np.ndarray, visual: np.ndarray,
                start: int, stop: int) -> Batch:
         inputs = condition.inputs
-        options = {"audio_snr": inputs.audio_snr, "visual_snr": inputs.visual_snr,
+        options: dict[str, Any] = {"audio_snr": inputs.audio_snr, "visual_snr": inputs.visual_snr,
                    "remove": inputs.remove}
         index_a, index_v = torch.from_numpy(audio), torch.from_numpy(visual)
         if inputs.noise is None:

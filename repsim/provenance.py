@@ -77,7 +77,7 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     except OSError as error:
         tmp.unlink(missing_ok=True)
         if error.errno in WRITE_ERRNOS and not isinstance(error, OutputError):
-            raise output_error(final, error.strerror, error.errno) from error
+            raise output_error(final, error.strerror or str(error), error.errno) from error
         raise
     except BaseException:
         tmp.unlink(missing_ok=True)

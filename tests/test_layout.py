@@ -4,6 +4,7 @@ import ast
 import subprocess
 import sys
 
+import pytest
 from paths import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "repsim"
@@ -86,3 +87,58 @@ def test_run_file_and_condition_names_are_spelled_in_one_module():
     for word in RUN_FILES + CONDITION_NAMES:
         homes = [name for name, strings in literals.items() if word in strings]
         assert len(homes) == 1, f"{word!r} is spelled in {homes}"
+
+
+def test_the_analyses_import_nothing_of_the_activation_files():
+    modules = _modules()
+    file_format = {name for name in modules if name.split(".")[:2] == ["repsim", "activations"]}
+    for name, tree in modules.items():
+        if name.split(".")[:2] == ["repsim", "analysis"]:
+            assert not _imports(name, tree, set(modules)) & file_format, name
+    code = ("import sys, repsim.analysis as analysis; [getattr(analysis, name) for name in "
+            "analysis.__all__]; print(sorted(m for m in sys.modules "
+            "if m.startswith(('repsim.activations', 'repsim.labelled'))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, cwd=REPO_ROOT)
+    assert done.stdout.strip() == "[]"
+
+
+def test_the_analyses_of_whole_files_keep_their_old_names():
+    import repsim.analysis
+    import repsim.labelled
+
+    assert repsim.analysis.probe_all is repsim.labelled.probe_all
+    assert repsim.analysis.ablation_sensitivity is repsim.labelled.ablation_sensitivity
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        repsim.analysis.nothing  # noqa: B018
+
+
+def _public_functions(tree: ast.Module):
+    """Module-level functions and methods of public classes, without a leading underscore."""
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            yield node
+        elif isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+            yield from (item for item in node.body
+                        if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef))
+
+
+def test_public_functions_are_fully_annotated():
+    unannotated = []
+    for name, tree in _modules().items():
+        if any(part.startswith("_") and part not in ("__init__", "__main__")
+               for part in name.split(".")):
+            continue
+        for function in _public_functions(tree):
+            if function.name.startswith("_") and function.name != "__init__":
+                continue
+            arguments = function.args
+            parameters = [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs,
+                          *filter(None, (arguments.vararg, arguments.kwarg))]
+            missing = [p.arg for p in parameters
+                       if p.annotation is None and p.arg not in ("self", "cls")]
+            if function.returns is None and function.name != "__init__":
+                missing.append("return")
+            if missing:
+                unannotated.append(f"{name}.{function.name}: {', '.join(missing)}")
+    assert unannotated == []

@@ -166,6 +166,9 @@ def test_bad_probe_set_arguments(dataset):
     with pytest.raises(ValueError, match="batch size"):
         next(ProbeSet.build(dataset, n_stimuli=2).batches(0))
     assert len(ProbeSet.build(dataset, ["clean"], n_stimuli=None)) == 40
+    congruent_only = ProbeSet.build(dataset, ["clean"], n_stimuli=5)
+    with pytest.raises(ValueError, match="'incongruent' needs incongruent pairs"):
+        congruent_only.pairs(parse_condition("incongruent"))
 
 
 def test_definition_names_dataset_seed_and_conditions(dataset):

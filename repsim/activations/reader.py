@@ -8,6 +8,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -23,7 +24,8 @@ from repsim.activations.format import (
 )
 
 
-def open(path: str | os.PathLike, chunks=None) -> xr.Dataset:  # shadows the builtin on purpose
+def open(path: str | os.PathLike, chunks: str | int | Mapping[str, Any] | None = None
+         ) -> xr.Dataset:  # shadows the builtin on purpose
     """Open a complete activation file as a lazy :class:`xarray.Dataset`.
 
     Only the per-stimulus coordinates are read now; a layer's values are read when asked
@@ -64,7 +66,7 @@ def open(path: str | os.PathLike, chunks=None) -> xr.Dataset:  # shadows the bui
     ds = xr.open_dataset(path, engine="h5netcdf")
     if chunks is not None:
         try:
-            _check_chunks(chunks, ds.sizes)
+            _check_chunks(chunks, {str(dim): size for dim, size in ds.sizes.items()})
         finally:
             ds.close()
         _require_dask()
@@ -99,7 +101,7 @@ def _is_chunk_size(size) -> bool:
     """A positive integer, -1 (the whole dim) or "auto"."""
     if isinstance(size, str):
         return size == "auto"
-    return isinstance(size, int | np.integer) and not isinstance(size, bool) and (
+    return isinstance(size, int | np.integer) and not isinstance(size, bool) and bool(
         size > 0 or size == -1)
 
 

@@ -254,8 +254,10 @@ class ActivationWriter:
                 name.rsplit(".", 1)[0] for name in arrays)))
             file.attrs["states"] = json.dumps([s for s in STATES if any(
                 name.endswith(f".{s}") for name in arrays)])
-        self._temporary.write_bytes(image.getbuffer())
-        self._h5 = self._stack.enter_context(h5py.File(self._temporary, "r+"))
+        stack, temporary = self._stack, self._temporary
+        assert stack is not None and temporary is not None  # write() runs inside `with` only
+        temporary.write_bytes(image.getbuffer())
+        self._h5 = stack.enter_context(h5py.File(temporary, "r+"))
 
     def _rows_per_chunk(self, shapes: Mapping[str, tuple[int, ...]]) -> int:
         """Stimuli per chunk: one chunk (one time step) near ``chunk_bytes``, and the buffer of
@@ -345,22 +347,26 @@ class ActivationWriter:
         if (prediction is not None) != self._has_prediction:
             raise ValueError("pass prediction on every write() or on none")
         start, stop = self.rows_written, self.rows_written + count
+        h5 = self._h5
+        assert h5 is not None  # the first write() laid the file out
         if logits is not None:
             logits = np.asarray(logits, dtype="f4")
             if logits.shape[0] != count:
                 raise ValueError(f"logits have {logits.shape[0]} rows, states {count}")
-            self._h5["logits"][start:stop] = logits
+            h5["logits"][start:stop] = logits
         if prediction is not None:
             prediction = np.asarray(prediction)
             if prediction.shape != (count,):
                 raise ValueError(f"prediction must have shape ({count},), got {prediction.shape}")
-            self._h5["prediction"][start:stop] = prediction
+            h5["prediction"][start:stop] = prediction
 
     def _flush(self) -> None:
         """Write the buffered rows: one chunk per variable and time step."""
         start, stop = self._flushed, self._flushed + self._buffered
+        h5 = self._h5
+        assert h5 is not None  # the first write() laid the file out
         for name, buffer in self._buffers.items():
-            dataset = self._h5[name]
+            dataset = h5[name]
             if self._buffered < self._chunk_rows:  # the last, partial chunk: no stale rows
                 buffer[:, self._buffered:] = 0
             for step in range(buffer.shape[0]):
@@ -387,11 +393,11 @@ def _attribute(value):
     return json.dumps(value)
 
 
-def _spatial_dim_names(shapes: Mapping[str, tuple[int, int, int]]
-                       ) -> dict[str, tuple[str, str, str]]:
+def _spatial_dim_names(shapes: Mapping[str, tuple[int, ...]]
+                       ) -> dict[str, tuple[str, ...]]:
     """Dim names per variable: plain ``channel``/``y``/``x`` where all variables agree on the
     extent, else suffixed with it (``channel_16``), since a netCDF dim has one size."""
-    names = {name: [] for name in shapes}
+    names: dict[str, list[str]] = {name: [] for name in shapes}
     for axis, dim in enumerate(SPATIAL_DIMS):
         shared = len({shape[axis] for shape in shapes.values()}) == 1
         for name, shape in shapes.items():

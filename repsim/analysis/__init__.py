@@ -1,7 +1,8 @@
 """repsim.analysis: CKA, RSA, linear probes and modality-ablation sensitivity.
 
-Pure functions on arrays, except :mod:`~repsim.analysis.from_files` (``probe_all``,
-``ablation_sensitivity``), which walks activation files cell by cell. Inputs may be NumPy
+Pure functions on arrays; nothing here imports the activation file format (the analyses of a
+whole activation file, ``probe_all`` and ``ablation_sensitivity``, live in
+:mod:`repsim.labelled`, and are found here too, imported on first use). Inputs may be NumPy
 arrays, torch tensors or xarray DataArrays with stimuli on axis 0 (the ``stimulus`` dim for a
 DataArray); every other axis is flattened into features, and labelled inputs are matched by
 their ``stimulus_id`` coordinate. xarray in, xarray out: given DataArrays, ``cka_matrix``,
@@ -11,9 +12,10 @@ coordinates (see :mod:`repsim.analysis._arrays`). Every definition is documented
 :mod:`~repsim.analysis.ablation`, :mod:`~repsim.analysis.resampling`.
 """
 
+from typing import Any
+
 from repsim.analysis.ablation import modality_sensitivity, reliance_index
 from repsim.analysis.cka import bootstrap_cka, cka, cka_matrix, minibatch_cka, minibatches
-from repsim.analysis.from_files import ablation_sensitivity, probe_all
 from repsim.analysis.probes import ProbeResult, linear_probe, probe_cells
 from repsim.analysis.resampling import (
     BootstrapResult,
@@ -35,7 +37,6 @@ __all__ = [
     "BootstrapResult",
     "PermutationResult",
     "ProbeResult",
-    "ablation_sensitivity",
     "average_by_condition",
     "bootstrap",
     "bootstrap_cka",
@@ -51,8 +52,20 @@ __all__ = [
     "modality_sensitivity",
     "permutation_test",
     "permutation_test_rdms",
-    "probe_all",
     "probe_cells",
     "rdm",
     "reliance_index",
 ]
+
+# Analyses of whole activation files, moved to repsim.labelled; their old names keep working.
+_LABELLED = ("ablation_sensitivity", "probe_all")
+
+
+def __getattr__(name: str) -> Any:
+    """``repsim.analysis.probe_all`` and ``.ablation_sensitivity``: :mod:`repsim.labelled`'s,
+    imported only when asked for, so that importing the analyses never loads the file format."""
+    if name in _LABELLED:
+        from repsim import labelled
+
+        return getattr(labelled, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -94,8 +94,9 @@ def stimulus_positions(inputs: Sequence, names: Sequence[str]) -> list[np.ndarra
     the inputs when counts differ, ids are duplicated, or the id sets differ.
     """
     counts = [n_stimuli(x) for x in inputs]
-    ids = [stimulus_ids(x) for x in inputs]
-    if any(i is None for i in ids):
+    found = [stimulus_ids(x) for x in inputs]
+    ids = [i for i in found if i is not None]
+    if len(ids) < len(found):
         for count, name in zip(counts[1:], names[1:], strict=True):
             if count != counts[0]:
                 raise ValueError(f"different numbers of stimuli: {names[0]} has {counts[0]}, "
@@ -230,7 +231,7 @@ def as_rdm_stack(rdms, name: str) -> tuple[np.ndarray, bool]:
 
 def coords_along(x: xr.DataArray, dim: str) -> dict[str, np.ndarray]:
     """The coordinates of ``x`` that run along ``dim`` alone, by name."""
-    return {name: coord.values for name, coord in x.coords.items() if coord.dims == (dim,)}
+    return {str(name): coord.values for name, coord in x.coords.items() if coord.dims == (dim,)}
 
 
 def scalar_labels(x) -> dict:
@@ -248,7 +249,7 @@ def stimulus_axis(x) -> Axis:
     """An output axis over the stimuli of ``x``, with its stimulus coordinates."""
     if not isinstance(x, xr.DataArray):
         return STIMULUS_DIM, {}
-    return STIMULUS_DIM, coords_along(x, STIMULUS_DIM if STIMULUS_DIM in x.dims else x.dims[0])
+    return STIMULUS_DIM, coords_along(x, STIMULUS_DIM if STIMULUS_DIM in x.dims else str(x.dims[0]))
 
 
 def representation_axis(reps) -> Axis:

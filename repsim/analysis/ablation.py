@@ -13,20 +13,21 @@ recorded on the same stimuli with one modality zeroed (matched by ``stimulus_id`
   layer, 0 when only removing vision does, 0.5 for equal reliance; NaN when neither removal
   changes it (0 / 0). Given for both measures.
 
-:func:`repsim.analysis.from_files.ablation_sensitivity` applies them to every layer x time
+:func:`repsim.labelled.ablation_sensitivity` applies them to every layer x time
 step of an activation file.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from repsim.analysis._arrays import aligned_matrices, is_constant
 from repsim.analysis.cka import cka
 
 
-def modality_sensitivity(h, h_removed, kernel: str = "linear", debiased: bool = False,
-                         threshold: float = 1.0) -> tuple[float, float]:
+def modality_sensitivity(h: ArrayLike, h_removed: ArrayLike, kernel: str = "linear",
+                         debiased: bool = False, threshold: float = 1.0) -> tuple[float, float]:
     """``(1 - CKA(h, h_removed), ||h - h_removed|| / ||h||)`` for one representation.
 
     ``h``/``h_removed``: NumPy, torch or xarray (stimuli first; matched by ``stimulus_id``
@@ -43,7 +44,7 @@ def modality_sensitivity(h, h_removed, kernel: str = "linear", debiased: bool = 
                      threshold=threshold), change
 
 
-def reliance_index(s_audio, s_visual):
+def reliance_index(s_audio: ArrayLike, s_visual: ArrayLike) -> np.ndarray:
     """``S_audio / (S_audio + S_visual)``, NaN where both are zero (elementwise)."""
     s_audio, s_visual = np.asarray(s_audio, dtype=float), np.asarray(s_visual, dtype=float)
     total = s_audio + s_visual

@@ -19,16 +19,17 @@ Representations Revisited", and their reference code):
 
 A representation that is the same for every stimulus has a zero centered Gram matrix, for
 which CKA is 0/0: every function here raises a ValueError naming it (see
-:func:`repsim.analysis.ablation_sensitivity` for how ablation treats it).
+:func:`repsim.labelled.ablation_sensitivity` for how ablation treats it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 import xarray as xr
+from numpy.typing import ArrayLike
 
 from repsim.analysis._arrays import (
     aligned_matrices,
@@ -51,7 +52,8 @@ CPU = torch.device("cpu")
 MIN_DEBIASED_STIMULI = 4
 
 
-def cka(X, Y, kernel: str = "linear", debiased: bool = False, threshold: float = 1.0) -> float:
+def cka(X: ArrayLike, Y: ArrayLike, kernel: str = "linear", debiased: bool = False,
+        threshold: float = 1.0) -> float:
     """CKA between two representations of the same stimuli (see the module docstring).
 
     ``X`` (n, ...) and ``Y`` (n, ...): NumPy, torch or xarray (matched by ``stimulus_id`` when
@@ -67,9 +69,10 @@ def cka(X, Y, kernel: str = "linear", debiased: bool = False, threshold: float =
         return float(grams[0] @ grams[1])
 
 
-def cka_matrix(reps_x, reps_y=None, kernel: str = "linear", debiased: bool = False,
-               threshold: float = 1.0, device: str | torch.device | None = None
-               ) -> np.ndarray | xr.DataArray:
+def cka_matrix(reps_x: Sequence[ArrayLike] | Mapping[str, ArrayLike],
+               reps_y: Sequence[ArrayLike] | Mapping[str, ArrayLike] | None = None,
+               kernel: str = "linear", debiased: bool = False, threshold: float = 1.0,
+               device: str | torch.device | None = None) -> np.ndarray | xr.DataArray:
     """CKA between every representation in ``reps_x`` and every one in ``reps_y``.
 
     ``reps_x``/``reps_y``: sequences (or dicts, in order) of representations of the same
@@ -155,7 +158,8 @@ def _hsic_sums(batches: Iterable[Sequence], device: torch.device) -> torch.Tenso
     return sums
 
 
-def minibatches(reps, batch_size: int, seed: int | None = None) -> Iterator[list[np.ndarray]]:
+def minibatches(reps: Sequence[ArrayLike] | Mapping[str, ArrayLike], batch_size: int,
+                seed: int | None = None) -> Iterator[list[np.ndarray]]:
     """Yield the representations ``reps`` block by block of stimuli, for :func:`minibatch_cka`.
 
     Lazy xarray inputs (e.g. ``repsim.activations.select`` on an open file) are read one
@@ -179,9 +183,9 @@ def minibatches(reps, batch_size: int, seed: int | None = None) -> Iterator[list
                for rep, rows, name in zip(reps, positions, names, strict=True)]
 
 
-def bootstrap_cka(X, Y, kernel: str = "linear", debiased: bool = False, threshold: float = 1.0,
-                  n_boot: int = 1000, seed: int = 0, confidence: float = 0.95
-                  ) -> BootstrapResult:
+def bootstrap_cka(X: ArrayLike, Y: ArrayLike, kernel: str = "linear", debiased: bool = False,
+                  threshold: float = 1.0, n_boot: int = 1000, seed: int = 0,
+                  confidence: float = 0.95) -> BootstrapResult:
     """Percentile bootstrap confidence interval of :func:`cka`, resampling stimuli.
 
     Each resample draws n stimuli with replacement and recomputes CKA on those rows (the

@@ -11,7 +11,8 @@ there). Each fit is solved in one of two exact forms, chosen by its shape:
 - primal, when the fit has at most ``KERNEL_RATIO`` times as many features as training rows:
   L-BFGS over ``(W, b)``, with per-fit standardization folded into the products
   (``(x - mean) / scale @ W = x @ (W / scale) - mean @ (W / scale)``) so that one float32
-  feature matrix serves every fit, and a low-rank preconditioner (:class:`_PrimalBatch`).
+  feature matrix serves every fit, and a low-rank preconditioner
+  (:class:`~repsim.analysis.probe_forms.PrimalBatch`).
 - kernel, when it has more: the optimal ``W`` lies in the span of
   the standardized training rows ``Z`` (representer theorem), so only ``K = Z Z^T``
   matters. With ``K = U diag(lam) U^T`` and ``V = Z^T U diag(lam^-1/2)`` (orthonormal
@@ -19,8 +20,9 @@ there). Each fit is solved in one of two exact forms, chosen by its shape:
   features ``F = Z V`` (``U diag(lam^1/2)`` on the training rows; ``k(x) U diag(lam^-1/2)``
   for any row ``x`` with cross-kernel ``k(x)``): the same logits, ``||Omega|| = ||W||`` and
   the same gradient norm. It runs in float64, and its preconditioner is exact for the
-  feature covariance, ``diag(lam) / |T_q|`` (:class:`_KernelBatch`). Directions with
-  ``lam`` below the eigensolver's rounding (``lam_max * |T_q| * eps``) are dropped.
+  feature covariance, ``diag(lam) / |T_q|``
+  (:class:`~repsim.analysis.probe_forms.KernelBatch`). Directions with ``lam`` below the
+  eigensolver's rounding (``lam_max * |T_q| * eps``) are dropped.
 
 Both forms go through one batched L-BFGS (:func:`_lbfgs`): every fit keeps its own
 curvature pairs, step sizes and stopping test, while the data passes are matrix products
@@ -33,24 +35,20 @@ no decrease along the preconditioned gradient before that, is counted as unconve
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from repsim.analysis._arrays import matmul
+from repsim.analysis.probe_forms import Batch, KernelBatch, PrimalBatch, kernel_form
 
 LBFGS_MEMORY = 10
 ARMIJO = 1e-4
 MAX_BACKTRACKS = 20
-PRECONDITIONER_RANK = 64
-SUBSPACE_ITERATIONS = 3
 # Memory for one batch of problems (parameters, gradients and L-BFGS pairs); larger batches
 # are solved in chunks.
 BATCH_BYTES = 1 << 30
-# Memory for the block of training rows copied while a kernel is accumulated.
-KERNEL_BLOCK_BYTES = 1 << 26
 # A fit with more than this many features per training row is solved in kernel form. Where
 # features outnumber rows only a little, the primal form is cheaper (the kernel form's eigh
 # and float64 passes cost 4-5x more at 2000 stimuli x 2048-3300 features, measured) and meets
@@ -58,9 +56,6 @@ KERNEL_BLOCK_BYTES = 1 << 26
 # (objective 12x too high at 24 rows x 200,000 features, C=10) while the kernel form is exact
 # and cheaper.
 KERNEL_RATIO = 2
-# Features whose standard deviation over a fit's training rows is at most this (in units of
-# the global standard deviation) are constant there and get scale 1, as in StandardScaler.
-CONSTANT_SCALE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -80,7 +75,7 @@ def solve(x: np.ndarray, codes: np.ndarray, classes: int, sets: Sequence[np.ndar
           set_of: np.ndarray, C: np.ndarray, spectrum_of: np.ndarray, *, tol: float,
           max_iter: int, device: torch.device, coefficients: bool = False) -> Solution:
     """Solve every fit (module docstring) on ``x`` (rows x features, float64; the probes pass
-    it globally standardized, the units of ``CONSTANT_SCALE``).
+    it globally standardized, the units of ``probe_forms.CONSTANT_SCALE``).
 
     ``set_of[q]``: the index in ``sets`` of fit q's training rows; ``spectrum_of[q]``: the
     index of a set whose covariance spectrum preconditions a primal fit q (for the probes: the
@@ -90,15 +85,15 @@ def solve(x: np.ndarray, codes: np.ndarray, classes: int, sets: Sequence[np.ndar
     labels = torch.from_numpy(codes).to(device)
     kernel = p > KERNEL_RATIO * np.array([len(s) for s in sets])[set_of]
     predictions = np.empty((n, len(C)), dtype=np.int64)
-    weights = np.empty((len(C), p, classes)) if coefficients else None
-    intercepts = np.empty((len(C), classes)) if coefficients else None
+    weights = np.empty((len(C), p, classes) if coefficients else (0, p, classes))
+    intercepts = np.empty((len(C), classes) if coefficients else (0, classes))
     unconverged = 0
     for use_kernel in (False, True):
         fits = np.flatnonzero(kernel == use_kernel)
         if fits.size == 0:
             continue
         if use_kernel:
-            forms = {s: _kernel_form(x64, torch.as_tensor(sets[s], device=device))
+            forms = {s: kernel_form(x64, torch.as_tensor(sets[s], device=device))
                      for s in np.unique(set_of[fits])}
             width = max(form.basis.shape[1] for form in forms.values())
             size = (width + 1) * classes
@@ -112,306 +107,26 @@ def solve(x: np.ndarray, codes: np.ndarray, classes: int, sets: Sequence[np.ndar
             part = fits[start:start + chunk]
             used, local_set = np.unique(set_of[part], return_inverse=True)
             if use_kernel:
-                batch: _Batch = _KernelBatch([forms[s] for s in used], width, labels, classes,
-                                             [sets[s] for s in used], local_set, C[part])
+                batch: Batch = KernelBatch([forms[s] for s in used], width, labels, classes,
+                                            [sets[s] for s in used], local_set, C[part])
             else:
                 spectra, local_spectrum = np.unique(spectrum_of[part], return_inverse=True)
-                batch = _PrimalBatch(x32, labels, classes, [sets[s] for s in used], local_set,
-                                     [sets[s] for s in spectra], local_spectrum, C[part])
+                batch = PrimalBatch(x32, labels, classes, [sets[s] for s in used], local_set,
+                                    [sets[s] for s in spectra], local_spectrum, C[part])
             theta, unfinished = _lbfgs(batch, len(part), size, tol, max_iter)
             unconverged += unfinished
             predictions[:, part] = batch.predict(theta)
             if coefficients:
                 weights[part], intercepts[part] = batch.coefficients(theta, x64)
+    if not coefficients:
+        return Solution(predictions, unconverged)
     return Solution(predictions, unconverged, weights, intercepts)
-
-
-# --------------------------------------------------------------------------- problems
-
-
-class _Batch:
-    """What the two forms share: problem q has training rows ``sets[set_of[q]]`` and
-    parameters ``theta_q = (weights (dims x classes), intercepts (classes))``, flattened,
-    and minimizes ``mean_{i in set} CE_i + ||weights||^2 / (2 C_q |set|)``. A subclass gives
-    the logits of every row and the back-projection of residuals onto the weights."""
-
-    dtype: torch.dtype
-
-    def __init__(self, codes: torch.Tensor, classes: int, rows: int,
-                 sets: Sequence[np.ndarray], set_of: np.ndarray, C: np.ndarray) -> None:
-        device = codes.device
-        self.codes, self.classes = codes, classes
-        self.rows = torch.arange(rows, device=device)
-        weights = torch.zeros((len(set_of), rows), dtype=self.dtype, device=device)
-        for q, s in enumerate(set_of):
-            weights[q, torch.as_tensor(sets[s], device=device)] = 1.0 / len(sets[s])
-        self.row_weights = weights.T.contiguous()  # (rows, problems)
-        sizes = np.array([len(sets[s]) for s in set_of])
-        self.penalty = torch.as_tensor(1.0 / (C * sizes), dtype=self.dtype, device=device)
-
-    def _logits(self, ids: torch.Tensor, theta: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits (rows, problems, classes) and the weights (problems, dims, classes)."""
-        raise NotImplementedError
-
-    def _back(self, ids: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        """The loss gradient on the weights, (problems, dims, classes), from the weighted
-        residuals (rows, problems, classes)."""
-        raise NotImplementedError
-
-    def evaluate(self, ids: torch.Tensor, theta: torch.Tensor):
-        """Objective (float64), gradient and mean softmax curvature ``(1 - sum_k p_k^2) /
-        (K - 1)`` of problems ``ids`` at ``theta`` (one row per problem)."""
-        logits, weights = self._logits(ids, theta)
-        top = logits.amax(2, keepdim=True)
-        probabilities = torch.exp(logits - top)  # one exp pass for softmax and log-sum-exp
-        totals = probabilities.sum(2, keepdim=True)
-        probabilities /= totals
-        log_norm = (top + torch.log(totals)).squeeze(2)
-        row_weights = self.row_weights[:, ids]
-        penalty = self.penalty[ids]
-        true = logits[self.rows, :, self.codes]
-        loss = ((log_norm - true).double() * row_weights).sum(0) \
-            + 0.5 * penalty.double() * weights.double().square().sum((1, 2))
-        curvature = ((1 - probabilities.square().sum(2)) * row_weights).sum(0) \
-            / (self.classes - 1)
-        residual = probabilities
-        residual[self.rows, :, self.codes] -= 1.0
-        residual *= row_weights[:, :, None]
-        grad_weights = self._back(ids, residual) + penalty[:, None, None] * weights
-        return loss, torch.cat([grad_weights.reshape(len(ids), -1), residual.sum(0)], 1), \
-            curvature
-
-    def predict(self, theta: torch.Tensor) -> np.ndarray:
-        """Predicted class codes of every row under every problem: (rows, problems)."""
-        ids = torch.arange(theta.shape[0], device=theta.device)
-        return self._logits(ids, theta)[0].argmax(2).cpu().numpy()
-
-
-class _PrimalBatch(_Batch):
-    """Fits in primal form on one float32 feature matrix ``x`` (rows x features); the
-    weights are ``W_q`` on the features standardized with that set's mean and scale.
-
-    Preconditioner (the initial inverse Hessian of L-BFGS): the Hessian of problem q is
-    approximately ``c_q S ⊗ I + (1 / (C_q |set|)) I``, with ``S`` the standardized feature
-    covariance of its spectrum set (``spectrum_sets[spectrum_of[q]]``) and ``c_q`` the mean
-    softmax curvature at the current point; ``S`` is replaced by its top
-    ``PRECONDITIONER_RANK`` eigenpairs (randomized subspace iteration) plus the next
-    eigenvalue for the rest. It cut L-BFGS iterations 3-4x on activation-like data; it
-    changes the path, never the optimum. The spectra are stacked so that applying it is two
-    matrix products for all problems.
-    """
-
-    dtype = torch.float32
-
-    def __init__(self, x: torch.Tensor, codes: torch.Tensor, classes: int,
-                 sets: Sequence[np.ndarray], set_of: np.ndarray,
-                 spectrum_sets: Sequence[np.ndarray], spectrum_of: np.ndarray,
-                 C: np.ndarray) -> None:
-        super().__init__(codes, classes, x.shape[0], sets, set_of, C)
-        self.x = x
-        device = x.device
-        statistics = [_standardization(x, torch.as_tensor(rows, device=device))
-                      for rows in sets]
-        index = torch.as_tensor(set_of, device=device)
-        self.mean = torch.stack([mean for mean, _ in statistics])[index]  # (problems, p)
-        self.inv_scale = torch.stack([inv for _, inv in statistics])[index]
-        generator = torch.Generator(device=device).manual_seed(0)
-        spectra = [_top_spectrum(x, torch.as_tensor(rows, device=device), generator)
-                   for rows in spectrum_sets]
-        self.rank = spectra[0][0].shape[1]
-        self.basis = torch.cat([basis for basis, _, _ in spectra], 1)  # (p, spectra * rank)
-        self.eigenvalues = torch.stack([values for _, values, _ in spectra])  # (spectra, rank)
-        self.tail = torch.stack([tail for _, _, tail in spectra])  # (spectra,)
-        self.spectrum_of = torch.as_tensor(spectrum_of, device=device)
-
-    def _logits(self, ids, theta):
-        n, p = self.x.shape
-        weights = theta[:, :-self.classes].view(-1, p, self.classes)
-        scaled = weights * self.inv_scale[ids, :, None]
-        offset = theta[:, -self.classes:] - torch.einsum("ap,apk->ak", self.mean[ids], scaled)
-        products = matmul(self.x, scaled.permute(1, 0, 2).reshape(p, -1))
-        return products.view(n, len(ids), self.classes) + offset, weights
-
-    def _back(self, ids, residual):
-        n, p = self.x.shape
-        products = matmul(self.x.T, residual.view(n, -1)).view(p, len(ids), self.classes)
-        return (products.permute(1, 0, 2) - self.mean[ids, :, None]
-                * residual.sum(0)[:, None, :]) * self.inv_scale[ids, :, None]
-
-    def gradient_size(self, grad: torch.Tensor) -> torch.Tensor:
-        """max |gradient| per problem: scikit-learn's stopping test."""
-        return grad.abs().amax(1)
-
-    def precondition(self, ids: torch.Tensor, vector: torch.Tensor, curvature: torch.Tensor
-                     ) -> torch.Tensor:
-        """Apply the approximate inverse Hessian (class docstring) to one vector per problem."""
-        p, k = self.x.shape[1], self.classes
-        count, spectra = len(ids), self.eigenvalues.shape[0]
-        penalty = self.penalty[ids]
-        own = self.spectrum_of[ids]
-        weights = vector[:, :-k].view(count, p, k)
-        tail = 1.0 / (curvature * self.tail[own] + penalty)  # (count,)
-        every = matmul(self.basis.T, weights.permute(1, 0, 2).reshape(p, -1))
-        every = every.view(spectra, self.rank, count, k)
-        problem = torch.arange(count, device=ids.device)
-        gain = 1.0 / (curvature[:, None] * self.eigenvalues[own] + penalty[:, None]) \
-            - tail[:, None]  # (count, rank)
-        masked = torch.zeros_like(every)
-        masked[own, :, problem] = every[own, :, problem] * gain[:, :, None]
-        correction = matmul(self.basis, masked.view(spectra * self.rank, -1)).view(p, count, k)
-        out = weights * tail[:, None, None] + correction.permute(1, 0, 2)
-        bias = vector[:, -k:] / (curvature + penalty)[:, None]
-        return torch.cat([out.reshape(count, -1), bias], 1)
-
-    def coefficients(self, theta: torch.Tensor, x: torch.Tensor
-                     ) -> tuple[np.ndarray, np.ndarray]:
-        """Weights (problems, features, classes) and intercepts (problems, classes)."""
-        k = self.classes
-        return (theta[:, :-k].view(len(theta), -1, k).double().cpu().numpy(),
-                theta[:, -k:].double().cpu().numpy())
-
-
-@dataclass(frozen=True)
-class _KernelForm:
-    """One training set in kernel form: ``features`` (rows x r) = ``Z V`` for every row,
-    ``variances`` (r,) = ``lam / |set|`` (their covariance over the set is diagonal),
-    ``basis`` (set x r) = ``U diag(lam^-1/2)``, so that ``W = Z^T basis Omega``."""
-
-    features: torch.Tensor
-    variances: torch.Tensor
-    basis: torch.Tensor
-
-
-def _kernel_form(x: torch.Tensor, rows: torch.Tensor) -> _KernelForm:
-    """The kernel form of training set ``rows`` of ``x`` (module docstring).
-
-    The cross-kernel ``Z_all Z^T`` of every row with the standardized training rows is
-    ``x Y^T - 1 (Y mean)^T`` with ``Y = (x[rows] - mean) / scale^2``, accumulated over blocks
-    of features: only a block of the training rows is ever copied, never all of ``x``.
-    """
-    n, p = x.shape
-    m = len(rows)
-    block = max(1, KERNEL_BLOCK_BYTES // (x.element_size() * m))
-    average = x.new_full((1, m), 1.0 / m)
-    cross = x.new_zeros((n, m))
-    for start in range(0, p, block):
-        part = x[:, start:start + block]
-        scaled = part[rows]
-        mean = matmul(average, scaled)
-        scaled -= mean
-        variance = torch.linalg.vector_norm(scaled, dim=0).square_() / m
-        scaled /= torch.where(variance > CONSTANT_SCALE ** 2, variance, 1.0)
-        cross += matmul(part, scaled.T) - matmul(scaled, mean.T).T
-    values, vectors = torch.linalg.eigh(cross[rows])
-    keep = values > values[-1] * m * torch.finfo(x.dtype).eps
-    basis = vectors[:, keep] * values[keep].rsqrt()
-    return _KernelForm(matmul(cross, basis), values[keep] / m, basis)
-
-
-class _KernelBatch(_Batch):
-    """Fits in kernel form: problem q works on the features of its set's :class:`_KernelForm`
-    (zero-padded to ``width``); its weights are ``Omega_q``. The preconditioner is exact for
-    the feature covariance: ``1 / (c_q lam_j / |set| + 1 / (C_q |set|))`` per weight."""
-
-    dtype = torch.float64
-
-    def __init__(self, forms: Sequence[_KernelForm], width: int, codes: torch.Tensor,
-                 classes: int, sets: Sequence[np.ndarray], set_of: np.ndarray,
-                 C: np.ndarray) -> None:
-        super().__init__(codes, classes, forms[0].features.shape[0], sets, set_of, C)
-        self.forms, self.width, self.sets = forms, width, sets
-        self.set_of = torch.as_tensor(set_of, device=codes.device)
-        variances = codes.new_zeros((len(forms), width), dtype=self.dtype)
-        for s, form in enumerate(forms):
-            variances[s, :form.variances.numel()] = form.variances
-        self.variances = variances
-
-    def _groups(self, ids: torch.Tensor) -> Iterator[tuple[_KernelForm, torch.Tensor]]:
-        """Each set among problems ``ids``, with the positions in ``ids`` of its problems."""
-        owner = self.set_of[ids]
-        for s in torch.unique(owner).tolist():
-            yield self.forms[s], torch.nonzero(owner == s).flatten()
-
-    def _logits(self, ids, theta):
-        k, n = self.classes, self.rows.numel()
-        weights = theta[:, :-k].view(len(ids), self.width, k)
-        logits = theta.new_empty((n, len(ids), k))
-        for form, members in self._groups(ids):
-            r = form.features.shape[1]
-            block = weights[members, :r].permute(1, 0, 2).reshape(r, -1)
-            logits[:, members] = matmul(form.features, block).view(n, len(members), k)
-        return logits + theta[:, -k:], weights
-
-    def _back(self, ids, residual):
-        k, n = self.classes, self.rows.numel()
-        out = residual.new_zeros((len(ids), self.width, k))
-        for form, members in self._groups(ids):
-            r = form.features.shape[1]
-            products = matmul(form.features.T, residual[:, members].reshape(n, -1))
-            out[members, :r] = products.view(r, len(members), k).permute(1, 0, 2)
-        return out
-
-    def gradient_size(self, grad: torch.Tensor) -> torch.Tensor:
-        """||gradient||_2 per problem: the norm of the gradient over ``(W, b)`` as well."""
-        return torch.linalg.vector_norm(grad, dim=1)
-
-    def precondition(self, ids: torch.Tensor, vector: torch.Tensor, curvature: torch.Tensor
-                     ) -> torch.Tensor:
-        """Apply the inverse of the diagonal Hessian approximation (class docstring)."""
-        k, count = self.classes, len(ids)
-        penalty = self.penalty[ids]
-        diagonal = curvature[:, None] * self.variances[self.set_of[ids]] + penalty[:, None]
-        weights = vector[:, :-k].view(count, self.width, k) / diagonal[:, :, None]
-        bias = vector[:, -k:] / (curvature + penalty)[:, None]
-        return torch.cat([weights.reshape(count, -1), bias], 1)
-
-    def coefficients(self, theta: torch.Tensor, x: torch.Tensor
-                     ) -> tuple[np.ndarray, np.ndarray]:
-        """Weights ``W = Z^T basis Omega`` (problems, features, classes) and intercepts."""
-        k = self.classes
-        omega = theta[:, :-k].view(len(theta), self.width, k)
-        weights = []
-        for q, s in enumerate(self.set_of.tolist()):
-            rows = torch.as_tensor(self.sets[s], device=x.device)
-            mean, inv_scale = _standardization(x, rows)
-            standardized = (x[rows] - mean) * inv_scale
-            basis = self.forms[s].basis
-            weights.append(standardized.T @ (basis @ omega[q, :basis.shape[1]]))
-        return torch.stack(weights).cpu().numpy(), theta[:, -k:].cpu().numpy()
-
-
-def _standardization(x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and inverse scale of ``x[rows]`` in ``x``'s dtype (float64 sums; scale 1 where
-    constant, as scikit-learn's StandardScaler does)."""
-    block = x[rows].double()
-    scale = block.std(0, correction=0)
-    scale[scale <= CONSTANT_SCALE] = 1.0
-    return block.mean(0).to(x.dtype), scale.reciprocal().to(x.dtype)
-
-
-def _top_spectrum(x: torch.Tensor, rows: torch.Tensor, generator: torch.Generator):
-    """Top eigenpairs of the standardized covariance of ``x[rows]`` by randomized subspace
-    iteration (Halko, Martinsson & Tropp 2011), and the next eigenvalue (0 if none left)."""
-    mean, inv_scale = _standardization(x, rows)
-    standardized = (x[rows] - mean) * inv_scale
-    count, features = standardized.shape
-    width = min(PRECONDITIONER_RANK + 8, features)
-    basis = torch.randn((features, width), generator=generator, device=x.device)
-    for _ in range(SUBSPACE_ITERATIONS):
-        basis = torch.linalg.qr(matmul(standardized.T, matmul(standardized, basis)))[0]
-    projected = matmul(standardized, basis)
-    values, vectors = torch.linalg.eigh(projected.T @ projected / count)
-    values, vectors = values.flip(0).clamp_min(0), vectors.flip(1)
-    rank = min(PRECONDITIONER_RANK, width)
-    tail = values[rank] if rank < width else values.new_zeros(())
-    return (basis @ vectors[:, :rank]).contiguous(), values[:rank].contiguous(), tail
 
 
 # --------------------------------------------------------------------------- L-BFGS
 
 
-def _lbfgs(problems, count: int, size: int, tol: float, max_iter: int
+def _lbfgs(problems: Batch, count: int, size: int, tol: float, max_iter: int
            ) -> tuple[torch.Tensor, int]:
     """Minimize ``count`` independent objectives from zero with batched, preconditioned
     L-BFGS; returns the solutions and how many did not converge.

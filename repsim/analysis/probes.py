@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from repsim.analysis import probe_solver
@@ -70,7 +71,8 @@ class ProbeResult:
     unconverged: int
 
 
-def linear_probe(X, y, folds: int = 5, seed: int = 0, groups=None, *,
+def linear_probe(X: ArrayLike, y: ArrayLike | str, folds: int = 5, seed: int = 0,
+                 groups: ArrayLike | str | None = None, *,
                  Cs: Sequence[float] = DEFAULT_CS, inner_folds: int = 3, tol: float = 1e-4,
                  max_iter: int = 1000, device: str | torch.device | None = None
                  ) -> ProbeResult:
@@ -82,7 +84,8 @@ def linear_probe(X, y, folds: int = 5, seed: int = 0, groups=None, *,
                        inner_folds=inner_folds, tol=tol, max_iter=max_iter, device=device)[0]
 
 
-def probe_cells(cells: Sequence, y, folds: int = 5, seed: int = 0, groups=None, *,
+def probe_cells(cells: Sequence[ArrayLike], y: ArrayLike | str, folds: int = 5, seed: int = 0,
+                groups: ArrayLike | str | None = None, *,
                 Cs: Sequence[float] = DEFAULT_CS, inner_folds: int = 3, tol: float = 1e-4,
                 max_iter: int = 1000, device: str | torch.device | None = None
                 ) -> list[ProbeResult]:

@@ -36,6 +36,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import xarray as xr
+from numpy.typing import ArrayLike
 
 from repsim.analysis._arrays import (
     ID_COORD,
@@ -66,7 +67,7 @@ METRICS = ("correlation", "euclidean", "sqeuclidean", "cosine", "sqeuclidean_mea
 METHODS = ("spearman", "pearson", "kendall_tau_a", "cosine")
 
 
-def rdm(X, metric: str = "correlation") -> np.ndarray | xr.DataArray:
+def rdm(X: ArrayLike, metric: str = "correlation") -> np.ndarray | xr.DataArray:
     """The (n, n) float64 RDM of ``X`` (stimuli on axis 0), metric as in scipy's ``pdist``
     (or "sqeuclidean_mean", rsatoolbox's "euclidean"; see the module docstring).
 
@@ -83,17 +84,18 @@ def rdm(X, metric: str = "correlation") -> np.ndarray | xr.DataArray:
     reps = as_list(X, "X")
     names = [f"X[{i}]" for i in range(len(reps))]
     positions = stimulus_positions(reps, names)
-    stack = None
+    stack = np.empty(0)
     for i, (x, rows, name) in enumerate(zip(reps, positions, names, strict=True)):
         matrix = _rdm(as_matrix(take_rows(x, rows), name), metric, name)
-        if stack is None:  # filled in place: no list of n x n matrices to copy
+        if i == 0:  # filled in place: no list of n x n matrices to copy
             stack = np.empty((len(reps), *matrix.shape))
         stack[i] = matrix
     return labelled_like([X], stack, [representation_axis(X), *[stimulus_axis(reps[0])] * 2],
                          attrs=attrs)
 
 
-def compare_rdms(A, B, method: str = "spearman") -> float | np.ndarray | xr.DataArray:
+def compare_rdms(A: ArrayLike, B: ArrayLike, method: str = "spearman"
+                 ) -> float | np.ndarray | xr.DataArray:
     """Similarity of RDMs on their strict upper triangles (see the module docstring).
 
     ``A`` and ``B``: (n, n) RDMs, or stacks ``(k, n, n)`` / lists of them. Two single RDMs
@@ -123,7 +125,7 @@ def compare_rdms(A, B, method: str = "spearman") -> float | np.ndarray | xr.Data
     return labelled_like([A, B], result, [_stack_axis(A), _stack_axis(B)])
 
 
-def kendall_tau_a(x, y) -> float:
+def kendall_tau_a(x: ArrayLike, y: ArrayLike) -> float:
     """Kendall's tau-a of two equal-length vectors in O(m log m): ``(concordant -
     discordant) / (m(m-1)/2)``, every tied pair counting in the denominator."""
     x, y = (np.asarray(v, dtype=np.float64).ravel() for v in (x, y))
@@ -135,7 +137,7 @@ def kendall_tau_a(x, y) -> float:
     return _tau_a_of_ranks(_dense_ranks(x), _dense_ranks(y))
 
 
-def average_by_condition(X, *labels) -> tuple[np.ndarray, np.ndarray]:
+def average_by_condition(X: ArrayLike, *labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Condition-averaged patterns: the mean of ``X``'s rows for each distinct label value.
 
     ``labels``: one or more arrays with a label per stimulus, or names of stimulus
@@ -164,15 +166,16 @@ def average_by_condition(X, *labels) -> tuple[np.ndarray, np.ndarray]:
     return patterns, conditions[0] if len(conditions) == 1 else np.stack(conditions, axis=1)
 
 
-def categorical_rdm(labels) -> np.ndarray:
+def categorical_rdm(labels: ArrayLike) -> np.ndarray:
     """Model RDM of a categorical hypothesis: 0 between stimuli with the same label, 1
     otherwise (e.g. ``categorical_rdm(audio_digit)``: "same audio digit, same response")."""
     labels = labels_of(labels, name="labels")
     return (labels[:, None] != labels[None, :]).astype(np.float64)
 
 
-def bootstrap_compare_rdms(A, B, method: str = "spearman", n_boot: int = 1000, seed: int = 0,
-                           confidence: float = 0.95) -> BootstrapResult:
+def bootstrap_compare_rdms(A: ArrayLike, B: ArrayLike, method: str = "spearman",
+                           n_boot: int = 1000, seed: int = 0, confidence: float = 0.95
+                           ) -> BootstrapResult:
     """Bootstrap CI of ``compare_rdms(A, B, method)``, resampling stimuli with replacement.
 
     Both RDMs are indexed by the same resampled stimuli; pairs made of a stimulus and its own
@@ -197,8 +200,9 @@ def bootstrap_compare_rdms(A, B, method: str = "spearman", n_boot: int = 1000, s
     return bootstrap(statistic, n, n_boot=n_boot, seed=seed, confidence=confidence)
 
 
-def permutation_test_rdms(A, B, method: str = "spearman", n_perm: int = 1000, seed: int = 0,
-                          alternative: str = "greater") -> PermutationResult:
+def permutation_test_rdms(A: ArrayLike, B: ArrayLike, method: str = "spearman",
+                          n_perm: int = 1000, seed: int = 0, alternative: str = "greater"
+                          ) -> PermutationResult:
     """Permutation test of ``compare_rdms(A, B, method)``: the null permutes the condition
     labels of ``A`` (its rows and columns together), ``n_perm`` times.
 

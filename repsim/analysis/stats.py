@@ -28,6 +28,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import integrate, optimize, stats
 
 EXACT_SIGN_FLIPS = 16
@@ -63,8 +64,8 @@ def _differences(a, b) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return a, b, a - b
 
 
-def paired_t(differences, confidence: float = CONFIDENCE) -> tuple[float, tuple[float, float],
-                                                                   float]:
+def paired_t(differences: ArrayLike, confidence: float = CONFIDENCE
+             ) -> tuple[float, tuple[float, float], float]:
     """Mean of ``differences``, its t interval and the two-sided one-sample t-test p-value
     (p = 1 when every difference is equal to the mean, which is then 0)."""
     d = np.asarray(differences, dtype=np.float64)
@@ -78,7 +79,7 @@ def paired_t(differences, confidence: float = CONFIDENCE) -> tuple[float, tuple[
     return mean, (mean - half, mean + half), float(p)
 
 
-def sign_flip_p_value(differences, n_resamples: int = 100_000, seed: int = 0
+def sign_flip_p_value(differences: ArrayLike, n_resamples: int = 100_000, seed: int = 0
                       ) -> tuple[float, bool]:
     """Two-sided sign-flip permutation p-value of ``mean(differences) = 0``, and whether it is
     exact: every one of the 2^n sign patterns for n <= :data:`EXACT_SIGN_FLIPS` (p = share of
@@ -103,13 +104,13 @@ def smallest_sign_flip_p_value(n: int) -> float:
     return 2.0 / 2 ** n
 
 
-def probability_of_improvement(a, b) -> float:
+def probability_of_improvement(a: ArrayLike, b: ArrayLike) -> float:
     """``P(A > B) + P(A = B) / 2`` over all pairs of one value of ``a`` and one of ``b``."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     return float(((a[:, None] > b[None, :]) + 0.5 * (a[:, None] == b[None, :])).mean())
 
 
-def improvement_interval(a, b, n_boot: int = 10_000, seed: int = 0,
+def improvement_interval(a: ArrayLike, b: ArrayLike, n_boot: int = 10_000, seed: int = 0,
                          confidence: float = CONFIDENCE) -> tuple[float, float]:
     """Percentile bootstrap interval of :func:`probability_of_improvement`, resampling the
     seeds of ``a`` and of ``b`` independently (all draws at once)."""
@@ -124,7 +125,7 @@ def improvement_interval(a, b, n_boot: int = 10_000, seed: int = 0,
     return float(low), float(high)
 
 
-def bootstrap_mean_interval(values, n_boot: int = 10_000, seed: int = 0,
+def bootstrap_mean_interval(values: ArrayLike, n_boot: int = 10_000, seed: int = 0,
                             confidence: float = CONFIDENCE) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of ``values`` (all draws at once)."""
     values = np.asarray(values, dtype=np.float64)
@@ -164,7 +165,7 @@ def detectable_difference(sd: float, n: int, alpha: float = 0.05, power: float =
     return float(optimize.brentq(shortfall, 0.0, high))
 
 
-def normalized_auc(snrs, accuracies) -> float:
+def normalized_auc(snrs: ArrayLike, accuracies: ArrayLike) -> float:
     """Area under the accuracy-SNR curve (trapezoids) divided by the SNR range: the mean
     accuracy over the range, 1 for a network perfect at every SNR (a grid of one SNR gives
     the accuracy at it)."""
@@ -181,7 +182,7 @@ def normalized_auc(snrs, accuracies) -> float:
     return float(np.sum(widths * (accuracies[1:] + accuracies[:-1]) / 2) / (snrs[-1] - snrs[0]))
 
 
-def holm(p_values) -> np.ndarray:
+def holm(p_values: ArrayLike) -> np.ndarray:
     """Holm's step-down adjusted p-values (same order as given; capped at 1)."""
     p = np.asarray(p_values, dtype=np.float64)
     if p.ndim != 1 or ((p < 0) | (p > 1)).any() or np.isnan(p).any():
@@ -194,8 +195,9 @@ def holm(p_values) -> np.ndarray:
     return out
 
 
-def compare_paired(a, b, *, alpha: float = 0.05, power: float = 0.8, n_boot: int = 10_000,
-                   seed: int = 0, detection_alpha: float | None = None) -> PairedComparison:
+def compare_paired(a: ArrayLike, b: ArrayLike, *, alpha: float = 0.05, power: float = 0.8,
+                   n_boot: int = 10_000, seed: int = 0, detection_alpha: float | None = None
+                   ) -> PairedComparison:
     """Compare per-seed values ``a`` and ``b`` (same seeds, same order); see the module
     docstring for each figure. Intervals are at ``1 - alpha``; the detectable difference at
     ``detection_alpha`` (default ``alpha``)."""

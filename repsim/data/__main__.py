@@ -106,6 +106,8 @@ def stimuli_figure(dataset: AVDataset, *, split: str = "test", examples: int = 3
     steps left to right. Audio colours are the standardised log-mel values on one scale for
     clean and noisy; within a window, low mel bands are at the bottom.
     """
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+
     from repsim.plotting import new_figure, theme  # seaborn and pandas: only when drawing
 
     if split not in dataset.splits:
@@ -156,7 +158,9 @@ def stimuli_figure(dataset: AVDataset, *, split: str = "test", examples: int = 3
                 if v == 0:
                     label = f"digit {int(clean.audio_digit[e])} ({speaker})\n{label}"
                 ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
-        fig.get_layout_engine().set(h_pad=0.01, hspace=0.0)
+        engine = fig.get_layout_engine()
+        assert isinstance(engine, ConstrainedLayoutEngine)  # the figure is made constrained
+        engine.set(h_pad=0.01, hspace=0.0)
         fig.suptitle(f"{dataset.name} {split} stimuli, clean and with white noise at {noise}\n"
                      f"audio: log-mel, {height} bands x {width} frames per step "
                      f"(low bands at the bottom)\nvisual: the image at every step",

@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -116,7 +117,7 @@ def _clip_split(index: np.ndarray, val_clip_indices: int) -> np.ndarray:
 
 
 def check_options(*, val_clip_indices: int = 5, val_fraction: float = 0.1,
-                  pairs_per_image: float = 1.0, **_) -> None:
+                  pairs_per_image: float = 1.0, **_: Any) -> None:
     """ValueError for a split or pairing option :func:`build` would refuse, before any file
     is read (the option names themselves are checked by the registry)."""
     if val_clip_indices < 1:

@@ -22,9 +22,14 @@ from repsim.data.noise import Generators, add_white_noise
 class AudioFeatures(Protocol):
     """Turns waveforms ``(B, n_samples)`` into audio frames ``(B, T, 1, H, W)`` (float32)."""
 
-    timesteps: int
-    height: int
-    width: int
+    @property
+    def timesteps(self) -> int: ...
+
+    @property
+    def height(self) -> int: ...
+
+    @property
+    def width(self) -> int: ...
 
     def __call__(self, waveforms: torch.Tensor) -> torch.Tensor: ...
 

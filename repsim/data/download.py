@@ -199,6 +199,8 @@ def _extract_recordings(archive: Path, target: Path) -> int:
                 if (member.isfile() and len(parts) == 3 and parts[1] == "recordings"
                         and parts[2].endswith(".wav")):
                     source = tar.extractfile(member)
+                    if source is None:  # a regular file always has data; never for isfile()
+                        raise tarfile.ExtractError(f"{member.name} has no data")
                     (target / parts[2]).write_bytes(source.read())
                     count += 1
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as error:

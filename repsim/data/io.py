@@ -18,7 +18,7 @@ from scipy.io import wavfile
 from scipy.signal import resample_poly
 
 # IDX type codes (third byte of the magic number) and the big-endian dtypes they stand for.
-_IDX_DTYPES = {
+_IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"),
     0x09: np.dtype(">i1"),
     0x0B: np.dtype(">i2"),

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from repsim.data.base import AVDataset
 
@@ -24,7 +26,7 @@ def dataset_names() -> list[str]:
     return sorted(_BUILDERS)
 
 
-def dataset_builder(name: str, options=()):
+def dataset_builder(name: str, options: Iterable[str] = ()) -> Callable[..., AVDataset]:
     """The builder function of dataset ``name``; ValueError if ``name`` or any of the option
     names is unknown, listing the choices (a cheap check, done before any building)."""
     if name not in _BUILDERS:
@@ -48,6 +50,6 @@ def check_dataset_options(name: str, options: dict) -> None:
         check(**options)
 
 
-def build_dataset(name: str, **options) -> AVDataset:
+def build_dataset(name: str, **options: Any) -> AVDataset:
     """Build dataset ``name``; ``options`` go to its builder (``data_dir``, ``seed``, sizes...)."""
     return dataset_builder(name, options)(**options)

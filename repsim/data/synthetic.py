@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import numpy as np
 import torch
@@ -233,6 +234,7 @@ def _images(config: SyntheticConfig) -> dict[str, dict]:
         copies = config.train_image_copies if split == "train" else 1
         source = np.repeat(index, copies)
         copy = np.tile(np.arange(copies), len(index))
+        assert config.height is not None and config.width is not None  # config is resolved()
         grid_images = resize_images(pixels[source], config.height, config.width)
         images = jitter_images(grid_images, _rng(config.seed, _JITTER, code),
                                rotation=config.rotation, scale=config.scale, shift=config.shift)
@@ -250,12 +252,12 @@ def _features(waveforms: torch.Tensor, features: LogMelFrames) -> torch.Tensor:
                       for start in range(0, len(waveforms), FEATURE_BATCH)])
 
 
-def check_options(**options) -> None:
+def check_options(**options: Any) -> None:
     """ValueError for an option :func:`build` would refuse (name or value), building nothing."""
     SyntheticConfig.from_dict(options)
 
 
-def build(**options) -> AVDataset:
+def build(**options: Any) -> AVDataset:
     """Build the synthetic audio-visual digit dataset.
 
     The keyword options are the fields of :class:`SyntheticConfig` (``data_dir``, ``seed``,
@@ -264,6 +266,7 @@ def build(**options) -> AVDataset:
     holds every option with the sizes filled in.
     """
     config = SyntheticConfig.from_dict(options).resolved()
+    assert config.timesteps and config.height and config.width  # resolved() filled the grid
     n_samples = round(config.duration * synth.SAMPLE_RATE)
     roster, numbers = speaker_roster(config), speaker_numbers(config)
     clips = {split: _clips(config, roster[split], numbers[split], n_samples, code)
@@ -288,7 +291,7 @@ def build(**options) -> AVDataset:
 
 # The options and their defaults are SyntheticConfig's fields; the signature says so, so that
 # introspection (help(), the dataset registry's option check) sees them all, from one source.
-build.__signature__ = inspect.Signature(
+build.__signature__ = inspect.Signature(  # type: ignore[attr-defined]  # read by inspect
     [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default,
                        annotation=f.type) for f in fields(SyntheticConfig)],
     return_annotation=AVDataset)

@@ -17,7 +17,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("usage: python -m repsim.figures NAME [options]   (NAME --help for its options)")
         print("\nfigures:")
         for name in FIGURES:
-            print(f"  {name:<22} {figure(name).__doc__.splitlines()[0]}")
+            print(f"  {name:<22} {(figure(name).__doc__ or name).splitlines()[0]}")
         return 0
     if not argv:
         raise ValueError(f"name a figure: {', '.join(FIGURES)}")

@@ -21,11 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import xarray as xr
+from matplotlib.colors import Colormap
 from matplotlib.figure import Figure
 
 from repsim import plotting
 from repsim.activations import stimulus_table
-from repsim.analysis import ablation_sensitivity
 from repsim.analysis.cka import KERNELS
 from repsim.conditions import CLEAN, MODALITIES, removed_condition
 from repsim.figures.base import (
@@ -36,6 +37,7 @@ from repsim.figures.base import (
     run_cli,
     table_per_model,
 )
+from repsim.labelled import ablation_sensitivity
 from repsim.rundir import RUNS_DIR
 from repsim.runs import ModelInput
 
@@ -49,7 +51,8 @@ EXAMPLES = """examples:
 """
 
 
-def sensitivity_table(model: ModelInput, data, *, kernel: str = "linear") -> pd.DataFrame:
+def sensitivity_table(model: ModelInput, data: xr.Dataset, *, kernel: str = "linear"
+                      ) -> pd.DataFrame:
     """Sensitivity, relative change and reliance per layer x time step, and the accuracy of
     the model's own predictions with nothing, audio or vision removed."""
     result = ablation_sensitivity(data, kernel=kernel)
@@ -81,11 +84,12 @@ def plot(table: pd.DataFrame, kernel: str) -> Figure:
     steps = int(table["time_step"].max())
     panel_width = 2.2 + 0.45 * steps  # room for a two-decimal label in every cell
     fig = Figure(figsize=(3 * panel_width + 4.0, 0.6 + 3.4 * len(models)), layout="constrained")
-    left, right = fig.subfigures(1, 2, width_ratios=[3 * panel_width, 4.0])
+    left, right = fig.subfigures(1, 2, width_ratios=[3 * panel_width, 4.0], squeeze=False)[0]
     axes = left.subplots(len(models), 3, squeeze=False)
     sensitivity = table[table["measure"] == "cka_sensitivity"]
     vmax = max(float(sensitivity["value"].max()), 0.05)
-    panels = [("cka_sensitivity", "audio", "Oranges", "1 - CKA, audio removed"),
+    panels: list[tuple[str, str | None, str | Colormap, str]] = [
+              ("cka_sensitivity", "audio", "Oranges", "1 - CKA, audio removed"),
               ("cka_sensitivity", "visual", "Blues", "1 - CKA, vision removed"),
               ("reliance_cka", None, plotting.RELIANCE_CMAP, "reliance on audio")]
     for row, model in zip(axes, models, strict=True):

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 from matplotlib.figure import Figure
 
 from repsim import plotting
@@ -56,7 +58,7 @@ EXAMPLES = """examples:
 """
 
 
-def cka_table(x: tuple[ModelInput, object], y: tuple[ModelInput, object], *,
+def cka_table(x: tuple[ModelInput, xr.Dataset], y: tuple[ModelInput, xr.Dataset], *,
               kernels: Sequence[str], condition: str, comparison: str,
               debiased: bool = False, minibatch: int | None = None,
               seed: int = 0) -> pd.DataFrame:
@@ -125,7 +127,7 @@ def plot(table: pd.DataFrame, condition: str, estimator: str) -> Figure:
     top_height = 2.3 + 0.45 * len(x_layers)
     width = max(11.0, 5.4 * len(kernels) + 1.0, 3.6 * len(depths) + 1.0)
     fig = Figure(figsize=(width, top_height + 3.6), layout="constrained")
-    top, bottom = fig.subfigures(2, 1, height_ratios=[top_height, 3.6])
+    top, bottom = fig.subfigures(2, 1, height_ratios=[top_height, 3.6], squeeze=False)[:, 0]
     heat_axes = top.subplots(1, len(kernels), squeeze=False)[0]
     for ax, kernel in zip(heat_axes, kernels, strict=True):
         at_last = models[(models["kernel"] == kernel) & (models["time_step"] == last)]
@@ -146,18 +148,18 @@ def plot(table: pd.DataFrame, condition: str, estimator: str) -> Figure:
                                 dtype=bool)]
         for (kernel, x_layer, y_layer), rows in pairs.groupby(["kernel", "x_layer", "y_layer"],
                                                               sort=False):
-            stream = y_layer.split(".")[0]
+            stream = str(y_layer).split(".")[0]
             label = f"{x_layer} vs {y_layer}" + (
-                f" ({KERNEL_NAMES[kernel]})" if len(kernels) > 1 else "")
-            ax.plot(rows["time_step"], rows["cka"], marker="o", linestyle=styles[kernel],
+                f" ({KERNEL_NAMES[str(kernel)]})" if len(kernels) > 1 else "")
+            ax.plot(rows["time_step"], rows["cka"], marker="o", linestyle=styles[str(kernel)],
                     color=plotting.MODALITY_COLORS.get(stream, "0.2"), label=label)
         same = reference[np.array([a == b and layer_depth(a) == depth for a, b in
                                    zip(reference["x_layer"], reference["y_layer"], strict=True)],
                                   dtype=bool)]
         for (kernel, layer), rows in same.groupby(["kernel", "x_layer"], sort=False):
             label = f"{layer} vs {layer}, other seed" + (
-                f" ({KERNEL_NAMES[kernel]})" if len(kernels) > 1 else "")
-            ax.plot(rows["time_step"], rows["cka"], color="0.45", linestyle=styles[kernel],
+                f" ({KERNEL_NAMES[str(kernel)]})" if len(kernels) > 1 else "")
+            ax.plot(rows["time_step"], rows["cka"], color="0.45", linestyle=styles[str(kernel)],
                     marker="x", label=label)
         ax.set_xticks(sorted(pairs["time_step"].unique()))
         ax.set_ylim(0, 1.05)
@@ -190,8 +192,8 @@ def run(inputs: Sequence[str | Path] = (), *, reference: str | Path | None = Non
         found = default_models(runs_dir, dataset)
         x_model, y_model = model_input_of_run(found.early[0]), model_input_of_run(found.late[0])
         ref_model = (model_input_of_run(found.early[1]) if len(found.early) > 1 else None)
-    options = {"kernels": KERNELS[kernel], "condition": condition, "debiased": debiased,
-               "minibatch": minibatch, "seed": seed}
+    options: dict[str, Any] = {"kernels": KERNELS[kernel], "condition": condition,
+                               "debiased": debiased, "minibatch": minibatch, "seed": seed}
     x, y = open_model(x_model), open_model(y_model)
     tables = [cka_table(x, y, comparison="models", **options)]
     inputs_used = {x_model.path: x[0].label, y_model.path: y[0].label}

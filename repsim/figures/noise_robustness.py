@@ -50,9 +50,10 @@ def per_seed_accuracy(runs: Sequence[Run]) -> pd.DataFrame:
 def summarize(per_seed: pd.DataFrame, dataset: str, layers: int) -> pd.DataFrame:
     """Mean accuracy and its 95 % interval over seeds, per fusion layer, noise kind and SNR."""
     rows = []
-    for (fusion, noise, snr), group in per_seed.groupby(["fusion_layer", "noise", "snr_db"]):
+    for (_, noise, snr), group in per_seed.groupby(["fusion_layer", "noise", "snr_db"]):
         mean, low, high = plotting.mean_interval(group["accuracy"])
-        rows.append({"dataset": dataset, "layers": layers, "fusion_layer": int(fusion),
+        rows.append({"dataset": dataset, "layers": layers,
+                     "fusion_layer": int(group["fusion_layer"].iloc[0]),
                      "noise": noise, "snr_db": snr, "n_seeds": len(group),
                      "accuracy_mean": mean, "ci_low": low, "ci_high": high})
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -17,14 +17,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 from matplotlib.figure import Figure
 
 from repsim import plotting
 from repsim.activations import layer_names, select
-from repsim.analysis import probe_all, probe_cells
+from repsim.analysis import probe_cells
 from repsim.analysis.probes import DEFAULT_CS as NESTED_CS
 from repsim.conditions import CLEAN, INCONGRUENT
 from repsim.figures.base import (
@@ -37,6 +39,7 @@ from repsim.figures.base import (
     run_cli,
     table_per_model,
 )
+from repsim.labelled import probe_all
 from repsim.rundir import RUNS_DIR
 from repsim.runs import ModelInput
 
@@ -54,11 +57,11 @@ EXAMPLES = """examples:
 """
 
 
-def probe_table(model: ModelInput, data, *, folds: int = 5, seed: int = 0,
+def probe_table(model: ModelInput, data: xr.Dataset, *, folds: int = 5, seed: int = 0,
                 groups: str | None = None, Cs: Sequence[float] = DEFAULT_CS) -> pd.DataFrame:
     """Digit decoding on clean stimuli (every layer x time step) and audio- vs visual-digit
     decoding on incongruent stimuli (every layer, last time step)."""
-    options = {"folds": folds, "seed": seed, "groups": groups, "Cs": tuple(Cs)}
+    options: dict[str, Any] = {"folds": folds, "seed": seed, "groups": groups, "Cs": tuple(Cs)}
     clean = probe_all(data, "audio_digit", condition=CLEAN, **options)
     rows = [{"model": model.label, "condition": CLEAN, "target": "audio_digit",
              "layer": layer, "time_step": int(t) + 1,

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 from matplotlib.figure import Figure
 
 from repsim import plotting
@@ -56,7 +57,7 @@ EXAMPLES = """examples:
 """
 
 
-def digit_rdms(model: ModelInput, data, *, condition: str = CLEAN,
+def digit_rdms(model: ModelInput, data: xr.Dataset, *, condition: str = CLEAN,
                metric: str = "correlation") -> pd.DataFrame:
     """Rows of the per-digit RDM of every layer at the last time step."""
     digits = stimulus_table(data, condition)["audio_digit"].to_numpy()
@@ -72,7 +73,7 @@ def digit_rdms(model: ModelInput, data, *, condition: str = CLEAN,
     return pd.DataFrame(rows)
 
 
-def hypothesis_correlations(model: ModelInput, data, *, condition: str = INCONGRUENT,
+def hypothesis_correlations(model: ModelInput, data: xr.Dataset, *, condition: str = INCONGRUENT,
                             metric: str = "correlation", method: str = "spearman",
                             n_boot: int = 100, seed: int = 0) -> pd.DataFrame:
     """Correlation of each layer's cell-averaged RDM with the audio- and visual-digit model

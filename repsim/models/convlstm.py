@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn import grad as conv_grad
 
 
 class ConvLSTM(nn.Module):
@@ -44,8 +45,10 @@ class ConvLSTM(nn.Module):
         self.in_channels, self.hidden, self.kernel = in_channels, hidden, kernel
         self.input_conv = nn.Conv2d(in_channels, 4 * hidden, kernel, padding=kernel // 2)
         self.hidden_conv = nn.Conv2d(hidden, 4 * hidden, kernel, padding=kernel // 2, bias=False)
+        bias = self.input_conv.bias
+        assert bias is not None  # nn.Conv2d has a bias unless bias=False
         with torch.no_grad():  # forget-gate bias 1: remember by default (Jozefowicz et al. 2015)
-            self.input_conv.bias[hidden: 2 * hidden].fill_(1.0)
+            bias[hidden: 2 * hidden].fill_(1.0)
 
     def forward(self, x: torch.Tensor, return_cells: bool = True
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -177,12 +180,12 @@ class _CpuRecurrence(torch.autograd.Function):
             tanh_backward(dc * i, g, grad_input=dg)
             if t > 0:
                 dc_carry = dc.mul_(f)
-                dh_carry = torch.nn.grad.conv2d_input(h_seq[t - 1].shape, w, grad_gates[t],
+                dh_carry = conv_grad.conv2d_input(h_seq[t - 1].shape, w, grad_gates[t],
                                                       padding=ctx.padding)
         grad_weight = None
         if ctx.needs_input_grad[1] and steps > 1:
             # One weight-gradient call over all steps: h_{t-1} against the gate gradient of t.
-            grad_weight = torch.nn.grad.conv2d_weight(
+            grad_weight = conv_grad.conv2d_weight(
                 h_seq[:-1].flatten(0, 1), w.shape, grad_gates[1:].flatten(0, 1),
                 padding=ctx.padding).to(ctx.weight_dtype)
         elif ctx.needs_input_grad[1]:

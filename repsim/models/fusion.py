@@ -21,6 +21,8 @@ from repsim.config import Config, check_positive_int
 from repsim.models.convlstm import ConvLSTM
 
 READOUTS = ("last", "per_step")
+# What forward(record=True) gives per layer: its hidden and its cell states.
+LayerStates = tuple[torch.Tensor, torch.Tensor]
 
 
 def fusion_role(fusion_layer: int, layers: int) -> str:
@@ -169,7 +171,8 @@ class FusionConvLSTM(nn.Module):
         """Trainable parameters (equals :func:`parameter_count` of the config)."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
-    def forward(self, audio: torch.Tensor, visual: torch.Tensor, record: bool = False):
+    def forward(self, audio: torch.Tensor, visual: torch.Tensor, record: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, dict[str, LayerStates]]:
         """Logits, or ``(logits, states)`` when ``record``; see the class docstring."""
         if audio.shape != visual.shape:
             raise ValueError(f"audio {tuple(audio.shape)} and visual {tuple(visual.shape)} "

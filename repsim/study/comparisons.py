@@ -101,8 +101,7 @@ def comparisons(measures: pd.DataFrame, reference: int = 1,
         return table
     table["holm_p"] = np.nan
     for _, index in table.groupby(["dataset", "protocol"], sort=False).groups.items():
-        tested = [i for i in index if not math.isnan(table.at[i, "t_p"])] \
-            if "t_p" in table else []
+        tested = [i for i in index if table["t_p"].notna()[i]] if "t_p" in table else []
         if tested:
             table.loc[tested, "holm_p"] = holm(table.loc[tested, "t_p"].to_numpy())
     table["verdict"] = [_verdict(row) for _, row in table.iterrows()]

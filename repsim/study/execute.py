@@ -16,10 +16,15 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from repsim.device import available_cores, limit_threads
 from repsim.rundir import FAILED_FILE, RUN_LOG_FILE
 from repsim.study.spec import Study, StudyRun, load_study
+
+if TYPE_CHECKING:  # submitit is optional; imported where a submission needs it
+    from submitit import AutoExecutor, Job
 
 log = logging.getLogger("repsim.study")
 
@@ -69,7 +74,7 @@ class StudyTask:
         study = self.study()
         return complete_run(study, study.run(key), self._cache.setdefault("datasets", {}))
 
-    def checkpoint(self, key: str):
+    def checkpoint(self, key: str) -> Any:  # a submitit DelayedSubmission
         from submitit.helpers import DelayedSubmission
 
         return DelayedSubmission(StudyTask(self.study_file, self.folder, self.threads), key)
@@ -78,7 +83,8 @@ class StudyTask:
         return {"study_file": self.study_file, "folder": self.folder, "threads": self.threads}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(**state)
+        self.study_file, self.folder = state["study_file"], state["folder"]
+        self.threads, self._cache = state["threads"], {}
 
 
 _WORKER_TASK: StudyTask | None = None
@@ -91,6 +97,8 @@ def _start_worker(study_file: str, folder: str, threads: int) -> None:
 
 
 def _run_in_worker(key: str) -> tuple[str, float]:
+    if _WORKER_TASK is None:
+        raise RuntimeError("a study worker ran a task before its initializer set it up")
     started = time.perf_counter()
     state = _WORKER_TASK(key)
     return state, time.perf_counter() - started
@@ -137,7 +145,7 @@ class SlurmOptions:
     options: dict = field(default_factory=dict)
 
 
-def require_submitit():
+def require_submitit() -> ModuleType:
     """The submitit module; ValueError saying how to install it when it is missing."""
     try:
         import submitit
@@ -147,7 +155,8 @@ def require_submitit():
     return submitit
 
 
-def submitit_executor(folder: Path, options: SlurmOptions, cluster: str | None, name: str):
+def submitit_executor(folder: Path, options: SlurmOptions, cluster: str | None, name: str
+                      ) -> AutoExecutor:
     """A submitit executor for this study (``cluster``: None = SLURM when available; "local"
     or "debug" run here, for tests)."""
     submitit = require_submitit()
@@ -172,7 +181,7 @@ def aggregate(study_file: str, folder: str) -> str:
 
 
 def submit(study: Study, study_file: Path, runs: Sequence[StudyRun], options: SlurmOptions,
-           cluster: str | None = None) -> tuple[list, object]:
+           cluster: str | None = None) -> tuple[list[Job], Job]:
     """Submit ``runs`` as one job array and the aggregation after it; returns the jobs.
 
     On SLURM the aggregation job depends on the array (``afterany``); the local and debug

@@ -168,7 +168,7 @@ def representation_table(measures: pd.DataFrame) -> str:
              "|---|---|---|---|" + "---|" * len(names)]
     for (dataset, protocol, k), cell in stats.groupby(level=[0, 1, 2], sort=False):
         cell = cell.droplevel([0, 1, 2])
-        values = [f"{cell.at[name, 'mean']:.2f} ({_fmt(cell.at[name, 'std'], 2)})"
+        values = [f"{cell['mean'][name]:.2f} ({_fmt(cell.at[name, 'std'], 2)})"
                   for name in names]
         lines.append(f"| {dataset} | {protocol} | {k} | {int(cell['count'].min())} | "
                      + " | ".join(values) + " |")
@@ -194,7 +194,7 @@ def headline_table(table: pd.DataFrame) -> str:
         reference = rows.get("reference_mean", pd.Series(dtype=float)).dropna()
         mean = f"{100 * reference.iloc[0]:.1f} %" if len(reference) else "-"
         cells = [_headline_cell(by_layer[k]) if k in by_layer else "-" for k in layers]
-        lines.append(f"| {dataset} | {protocol} | {MEASURE_NAMES[measure]} | {seeds} | "
+        lines.append(f"| {dataset} | {protocol} | {MEASURE_NAMES[str(measure)]} | {seeds} | "
                      f"{mean} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -246,10 +246,10 @@ def report_text(study: Study, measures: pd.DataFrame, table: pd.DataFrame,
                   f"still rose by more than {PLATEAU_GAIN:.2f} over the last "
                   f"{PLATEAU_EPOCHS} epochs; see 'Training'). Answers about those cells "
                   "compare networks after this many epochs, not converged networks.", ""]
-    cells = table.groupby(["dataset", "protocol"], sort=False) if not table.empty else ()
-    for (dataset, protocol), cell in cells:
-        lines.append(f"- **{dataset}, {protocol}**: " + _sentence(measures, dataset, protocol,
-                                                                   cell))
+    groups = table.groupby(["dataset", "protocol"], sort=False) if not table.empty else ()
+    for (dataset, protocol), cell in groups:
+        lines.append(f"- **{dataset}, {protocol}**: " + _sentence(measures, str(dataset),
+                                                                   str(protocol), cell))
     lines += ["", "## Comparisons (k=1 minus k; Holm-corrected across each dataset x "
               "protocol family)", "",
               "Seeds are the unit of replication. The verdict is the paired t-test after "
@@ -310,11 +310,11 @@ def _sentence(measures: pd.DataFrame, dataset: str, protocol: str, cell: pd.Data
     parts = []
     for measure in PRIMARY:
         means = here[here["measure"] == measure].groupby("fusion_layer")["value"]
-        best = means.mean().idxmax()
-        seeds = means.count()
+        mean_of, seeds = means.mean(), means.count()
+        best = mean_of.idxmax()
         rows = cell[cell["measure"] == measure]
         verdicts = "; ".join(f"vs k={int(r['fusion_layer'])}: {r['verdict']}"
                              for _, r in rows.iterrows())
-        parts.append(f"{MEASURE_NAMES[measure]}: best k={best} ({means.mean()[best]:.3f}, "
-                     f"{seeds[best]} seeds); k=1 {verdicts}")
+        parts.append(f"{MEASURE_NAMES[measure]}: best k={best} ({mean_of.to_dict()[best]:.3f}, "
+                     f"{seeds.to_dict()[best]} seeds); k=1 {verdicts}")
     return ". ".join(parts) + "."

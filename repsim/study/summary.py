@@ -2,7 +2,7 @@
 
 - ``reliance``: per layer and time step, the ablation sensitivities (1 - CKA between intact
   and modality-removed states) and the reliance index S_audio / (S_audio + S_visual)
-  (:func:`repsim.analysis.ablation_sensitivity`);
+  (:func:`repsim.labelled.ablation_sensitivity`);
 - ``readout``: the same for the states the readout sees (the last fused layer; for late
   fusion the two last branch layers side by side), and on incongruent stimuli at the last
   step, how well a linear probe decodes the heard (audio) and the seen (visual) digit.
@@ -13,13 +13,15 @@ Numbers are plain JSON (NaN as null), so the report reads summaries, not activat
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import xarray as xr
 
 from repsim import activations
-from repsim.analysis import ablation_sensitivity, linear_probe, modality_sensitivity, reliance_index
+from repsim.analysis import linear_probe, modality_sensitivity, reliance_index
 from repsim.conditions import CLEAN, INCONGRUENT, MODALITIES, removed_condition
+from repsim.labelled import ablation_sensitivity
 
 PROBE_TARGETS = {"heard": "audio_digit", "seen": "visual_digit"}
 SUMMARY_VERSION = 1
@@ -48,7 +50,7 @@ def _plain(values) -> list:
         else [_plain(row) for row in array]
 
 
-def summarize(path, *, probe_folds: int = 5, probe_seed: int = 0) -> dict:
+def summarize(path: str | os.PathLike, *, probe_folds: int = 5, probe_seed: int = 0) -> dict:
     """The summary of the activation file at ``path`` (see the module docstring)."""
     data = activations.open(path)
     try:

@@ -205,11 +205,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def summary_line(result: TrainResult) -> str:
     """One line: what was trained, how well, and where it was written."""
     metrics = result.metrics
+    val = "none" if metrics.val_accuracy is None else f"{100 * metrics.val_accuracy:.1f}%"
     return (f"trained {metrics.dataset} fusion layer {metrics.fusion_layer} of "
             f"{metrics.layers} ({metrics.parameters:,} parameters) for "
             f"{metrics.epochs} epochs in {metrics.train_seconds:.0f} s: clean test "
-            f"accuracy {100 * metrics.clean_accuracy:.1f}% (val "
-            f"{100 * metrics.val_accuracy:.1f}%); wrote {result.run_dir}/ "
+            f"accuracy {100 * metrics.clean_accuracy:.1f}% (val {val}); wrote {result.run_dir}/ "
             f"({', '.join(RUN_FILES)})")
 
 

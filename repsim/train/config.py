@@ -62,7 +62,8 @@ class TrainConfig(Config):
             self.model = ModelConfig.from_dict(self.model)
         if isinstance(self.data, dict):
             self.data = DataConfig.from_dict(self.data)
-        self.augment_snr = tuple(float(x) for x in self.augment_snr)
+        # Of any length here: the check below refuses all but two values, in one line.
+        self.augment_snr = tuple(float(x) for x in self.augment_snr)  # type: ignore[assignment]
         self.noise_snrs = tuple(float(x) for x in self.noise_snrs)
         for name in ("epochs", "batch_size", "eval_batch_size"):
             check_positive_int(name, getattr(self, name))

@@ -97,6 +97,12 @@ def lr_at(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
     return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def _advance(bar: tqdm, name: str) -> None:
+    """Show the test condition about to be evaluated, and count the one before it."""
+    bar.set_postfix_str(name)
+    bar.update()
+
+
 def _rng_state(shuffle: torch.Generator, noise: torch.Generator) -> dict:
     """Every random state a run may draw from, as tensors and ints (weights_only-safe).
 
@@ -104,10 +110,10 @@ def _rng_state(shuffle: torch.Generator, noise: torch.Generator) -> dict:
     states are kept too, so code called from the loop (callbacks, dataset transforms) that
     uses them also resumes exactly.
     """
-    kind, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # noqa: NPY002
     return {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state(),
             "noise": noise.get_state(),
-            "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)),
+            "numpy": {"kind": kind, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
                       "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)}}
 
 
@@ -236,7 +242,8 @@ def _train(config: TrainConfig, run_dir: Path, device: torch.device, ckpt: dict 
     model = FusionConvLSTM(config.model).to(device)
     cuda = device.type == "cuda"
     if cuda:  # NHWC convolutions are cuDNN's fast path for bf16
-        model = model.to(memory_format=torch.channels_last)
+        # Module.to takes memory_format at run time; torch's typed overloads leave it out.
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
     shuffle_generator = torch.Generator().manual_seed(config.seed)
@@ -294,7 +301,7 @@ def _train(config: TrainConfig, run_dir: Path, device: torch.device, ckpt: dict 
               disable=not progress, file=sys.stderr) as bar:
         grid = noise_grid(model, dataset.splits["test"], features, snrs=config.noise_snrs,
                           batch_size=config.eval_batch_size, seed=config.seed, amp=bf16,
-                          progress=lambda name: (bar.set_postfix_str(name), bar.update()))
+                          progress=lambda name: _advance(bar, name))
     metrics = Metrics(
         run=run_dir.resolve().name, dataset=config.data.dataset,
         fusion_layer=config.model.fusion_layer, layers=config.model.layers, seed=config.seed,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import csv
+import dataclasses
 import json
 import logging
 import math
@@ -27,8 +28,9 @@ from repsim.cli import STOPPED_STATUS
 from repsim.data.config import DataConfig
 from repsim.evaluate import Condition, accuracy
 from repsim.models.fusion import ModelConfig
-from repsim.train import TrainConfig, TrainingDiverged, lr_at, run
-from repsim.train.cli import build_parser, config_from_args, main
+from repsim.rundir import Metrics
+from repsim.train import TrainConfig, TrainingDiverged, TrainResult, lr_at, run
+from repsim.train.cli import build_parser, config_from_args, main, summary_line
 from repsim.train.config import config_differences
 
 
@@ -422,3 +424,15 @@ def test_a_second_training_in_the_same_directory_fails_at_once_naming_the_first(
     finally:
         first.kill()
         first.wait()
+
+
+def test_summary_line_says_when_there_is_no_validation_accuracy(tmp_path):
+    metrics = Metrics(run="r", dataset="synthetic", fusion_layer=1, layers=2, seed=0,
+                      parameters=28_000, branch_hidden=None, clean_accuracy=0.5, noise=[],
+                      removed={}, val_accuracy=None, epochs=1, train_seconds=3.0, config={},
+                      versions={})
+    result = TrainResult(run_dir=tmp_path, checkpoint=tmp_path / "ckpt.pt", metrics=metrics,
+                         model=None, history=[])
+    assert "clean test accuracy 50.0% (val none); wrote" in summary_line(result)
+    result.metrics = dataclasses.replace(metrics, val_accuracy=0.25)
+    assert "clean test accuracy 50.0% (val 25.0%); wrote" in summary_line(result)

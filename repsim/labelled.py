@@ -1,7 +1,9 @@
-"""Helpers that walk activation files (``repsim.activations``) and feed the array analyses.
+"""Analyses of a whole activation file: every layer x time step, labelled by the file.
 
-The rest of :mod:`repsim.analysis` takes arrays; the functions here read the cells
-(layer x time step) of an activation Dataset one at a time and tabulate the results.
+:mod:`repsim.analysis` takes arrays and knows nothing of the file format; the functions here
+read the cells (layer x time step) of an activation Dataset (:func:`repsim.activations.open`)
+one at a time, hand them to the array analyses and tabulate the results as xarray Datasets.
+``repsim.analysis.probe_all`` and ``repsim.analysis.ablation_sensitivity`` still find them.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import xarray as xr
+from numpy.typing import ArrayLike
 
+from repsim import activations
 from repsim.analysis._arrays import labels_of
 from repsim.analysis.ablation import modality_sensitivity, reliance_index
 from repsim.analysis.probes import DEFAULT_CS, probe_cells
@@ -20,8 +24,9 @@ from repsim.conditions import CLEAN, MODALITIES, removed_condition
 REMOVED_CONDITIONS = tuple(removed_condition(modality) for modality in MODALITIES)
 
 
-def probe_all(dataset: xr.Dataset, target="audio_digit", *, condition: str | None = CLEAN,
-              layers: Sequence[str] | None = None, state: str = "h", groups=None,
+def probe_all(dataset: xr.Dataset, target: ArrayLike | str = "audio_digit", *,
+              condition: str | None = CLEAN, layers: Sequence[str] | None = None,
+              state: str = "h", groups: ArrayLike | str | None = None,
               folds: int = 5, seed: int = 0, Cs: Sequence[float] = DEFAULT_CS,
               inner_folds: int = 3, tol: float = 1e-4, max_iter: int = 1000,
               device: str | torch.device | None = None) -> xr.Dataset:
@@ -34,8 +39,6 @@ def probe_all(dataset: xr.Dataset, target="audio_digit", *, condition: str | Non
     ``chance``, ``unconverged`` (fits that stopped short of ``tol``), ``fold_accuracy`` and
     ``regularization`` (the C chosen per fold).
     """
-    from repsim import activations
-
     layers = list(activations.layer_names(dataset) if layers is None else layers)
     if not layers:
         raise ValueError("the activation dataset has no layers to probe")
@@ -76,9 +79,8 @@ class _LazyCells(Sequence):
     def __len__(self) -> int:
         return len(self.layers) * self.steps
 
-    def __getitem__(self, index: int):
-        from repsim import activations
-
+    # Cells are read one at a time, never sliced: no slice overload.
+    def __getitem__(self, index: int) -> xr.DataArray:  # type: ignore[override]
         layer, time = self.layers[index // self.steps], index % self.steps
         return activations.select(self.dataset, layer, self.state, time=time,
                                   condition=self.condition)
@@ -99,8 +101,6 @@ def ablation_sensitivity(intact: xr.Dataset, ablated: xr.Dataset | None = None, 
     ``cka_sensitivity`` and ``relative_change`` over ``(removed, layer, time)`` and
     ``reliance_cka`` and ``reliance_change`` over ``(layer, time)`` (module docstring).
     """
-    from repsim import activations
-
     ablated = intact if ablated is None else ablated
     if len(removed_conditions) != len(MODALITIES):
         raise ValueError(f"removed_conditions needs the audio-removed and the visual-removed "
