@@ -126,6 +126,8 @@ def record(model: nn.Module, stimuli: Any, layers: Sequence[str | Layer], out: s
     """
     started = time.perf_counter()
     out = Path(out)
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if pool not in POOLINGS:
         raise ValueError(f"pool must be one of {', '.join(POOLINGS)}, not {pool!r}")
     if dtype not in activations.DTYPES:

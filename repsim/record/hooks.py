@@ -26,7 +26,7 @@ walks nested outputs: ``output=1`` is the ``c`` of an ``nn.LSTMCell``'s ``(h, c)
 from __future__ import annotations
 
 import difflib
-import fnmatch
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -75,6 +75,32 @@ def _closest(name: str, names: Sequence[str]) -> str:
     return ", ".join(close) if close else "(the model has no submodules)"
 
 
+def pattern_regex(pattern: str) -> re.Pattern[str]:
+    """A glob over dotted module names: ``*`` matches within one name part (``"encoder.*"``
+    is the encoder's children, not their children), ``**`` across parts (any depth), ``?`` one
+    character; ``[...]`` as in fnmatch."""
+    parts, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**", i):
+            parts.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            parts.append(r"[^.]*")
+            i += 1
+        elif pattern[i] == "?":
+            parts.append(r"[^.]")
+            i += 1
+        elif pattern[i] == "[" and "]" in pattern[i + 1:]:
+            end = pattern.index("]", i + 1)
+            inside = pattern[i + 1:end]
+            parts.append("[" + ("^" + inside[1:] if inside.startswith("!") else inside) + "]")
+            i = end + 1
+        else:
+            parts.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(parts) + r"\Z")
+
+
 def _option(value: PerPattern, pattern: str) -> Any:
     """``value`` for ``pattern``: its own entry when ``value`` is a mapping, else ``value``."""
     if isinstance(value, Mapping):
@@ -84,7 +110,7 @@ def _option(value: PerPattern, pattern: str) -> Any:
 
 def select_layers(model: nn.Module, layers: Sequence[str | Layer], *,
                   time_dim: PerPattern = None, output: PerPattern = None) -> list[Layer]:
-    """The recorded variables of ``layers``: each glob pattern (``fnmatch`` rules, e.g.
+    """The recorded variables of ``layers``: each glob pattern (:func:`pattern_regex`, e.g.
     ``"encoder.layers.*"``) gives every module whose name it matches, in ``named_modules()``
     order, named after the module; :class:`Layer` objects are kept as they are. ``time_dim``
     and ``output`` apply to every pattern, or per pattern as ``{pattern: value}``.
@@ -108,7 +134,8 @@ def select_layers(model: nn.Module, layers: Sequence[str | Layer], *,
         if not isinstance(entry, str):
             raise ValueError(f"layers are glob patterns over module names or Layer objects, "
                              f"got {entry!r}")
-        matched = [name for name in names if fnmatch.fnmatchcase(name, entry)]
+        regex = pattern_regex(entry)
+        matched = [name for name in names if regex.match(name)]
         if not matched:
             raise ValueError(f"layer pattern {entry!r} matches no module of "
                              f"{type(model).__name__}; closest module names: "

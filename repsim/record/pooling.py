@@ -1,9 +1,12 @@
-"""Spatial pooling of recorded maps, to keep activation files small."""
+"""Spatial pooling of recorded maps, to keep activation files small. (torch is imported on
+first use, so that a command line can list the poolings quickly.)"""
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 POOLINGS = ("none", "avg", "global")
 
@@ -18,6 +21,8 @@ def pool_states(states: torch.Tensor, pool: str, factor: int = 2) -> torch.Tenso
         return states
     if pool == "global":
         return states.mean(dim=(-2, -1), keepdim=True)
+    import torch.nn.functional as F
+
     batch, steps = states.shape[:2]
     pooled = F.avg_pool2d(states.flatten(0, 1), factor, stride=factor, ceil_mode=True)
     return pooled.reshape(batch, steps, *pooled.shape[1:])
