@@ -258,7 +258,8 @@ def _assemble(layer: Layer, steps: list[torch.Tensor], batch_size: int) -> torch
         if len(shapes) != 1:
             raise ValueError(f"{where} gave outputs of shapes {sorted(shapes)} in one forward; "
                              f"calls that make time steps must agree in shape")
-        stacked = torch.stack(steps, dim=1)
+        # time-major storage, as the writer buffers it: its copy is then contiguous
+        stacked = torch.stack(steps, dim=0).movedim(0, 1)
         return _check_batch(stacked, batch_size, where, 0)
     value = steps[0]
     if layer.time_dim is None:

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from record_models import B, T, FrameCNN, seeded
+from record_models import B, FrameCNN, T, seeded
 
 import repsim
 from repsim import activations
