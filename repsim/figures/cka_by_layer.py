@@ -157,7 +157,7 @@ def plot(table: pd.DataFrame, condition: str, estimator: str) -> Figure:
                                 dtype=bool)]
         for (kernel, x_layer, y_layer), rows in pairs.groupby(["kernel", "x_layer", "y_layer"],
                                                               sort=False):
-            stream = layer_stream(y_layer)
+            stream = layer_stream(str(y_layer))
             label = f"{x_layer} vs {y_layer}" + (
                 f" ({KERNEL_NAMES[kernel]})" if len(kernels) > 1 else "")
             ax.plot(rows["time_step"], rows["cka"], marker="o", linestyle=styles[kernel],

@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence, Sized
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,7 +142,7 @@ def record(model: nn.Module, stimuli: Any, layers: Sequence[str | Layer], out: s
     columns = table_from_batches(stimuli) if table is None else read_table(table)
     applied = resolve_conditions(conditions, seed)
     n_table = len(columns["stimulus_id"])
-    if hasattr(stimuli, "__len__") and isinstance(stimuli, torch.utils.data.Dataset) \
+    if isinstance(stimuli, torch.utils.data.Dataset) and isinstance(stimuli, Sized) \
             and len(stimuli) != n_table:
         raise ValueError(f"the stimulus table has {n_table} rows but the dataset holds "
                          f"{len(stimuli)} stimuli")

@@ -96,7 +96,7 @@ def batch_source(stimuli: Any, batch_size: int) -> Callable[[], Iterator[RecordB
     if not isinstance(stimuli, Iterable):
         raise ValueError(f"stimuli must be an iterable of batches, a function returning one, or "
                          f"a map-style Dataset, got {type(stimuli).__name__}")
-    used = []
+    used: list[bool] = []
 
     def from_iterable() -> Iterator[RecordBatch]:
         if iter(stimuli) is stimuli and used:
