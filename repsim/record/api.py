@@ -147,6 +147,7 @@ def record(model: nn.Module, stimuli: Any, layers: Sequence[str | Layer], out: s
         raise ValueError(f"the stimulus table has {n_table} rows but the dataset holds "
                          f"{len(stimuli)} stimuli")
     coordinates = _stacked(columns, list(applied), conditions is not None)
+    condition_list = list(dict.fromkeys(coordinates["condition"].tolist()))
     target = resolve_device(device) if device is not None else _model_device(model)
     file_attrs = {
         "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
@@ -157,7 +158,7 @@ def record(model: nn.Module, stimuli: Any, layers: Sequence[str | Layer], out: s
         "recorded_modules": json.dumps({f"{layer.name}.{layer.state}": layer.describe()
                                         for layer in chosen}),
         "pooling": json.dumps({"pool": pool, "factor": pool_factor}),
-        "conditions": json.dumps(list(applied)),
+        "conditions": json.dumps(condition_list),
         "versions": json.dumps(library_versions()),
         **(attrs or {}),
     }
@@ -185,7 +186,7 @@ def record(model: nn.Module, stimuli: Any, layers: Sequence[str | Layer], out: s
                         layers=list(dict.fromkeys(layer.name for layer in chosen)),
                         states=list(dict.fromkeys(layer.state for layer in chosen)),
                         n_stimuli=len(coordinates["stimulus_id"]), timesteps=run.timesteps,
-                        conditions=list(applied), seconds=time.perf_counter() - started)
+                        conditions=condition_list, seconds=time.perf_counter() - started)
 
 
 def _stacked(columns: dict[str, np.ndarray], conditions: list[str], named: bool

@@ -3,6 +3,7 @@ the recorder existed, and the same as recording the checkpoint's model directly.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,7 @@ def test_extract_gives_the_arrays_and_coordinates_it_gave_before_the_recorder(ex
     assert activations.state_names(now) == ["h", "c"]
     assert now.attrs["checkpoint_sha256"] == before.attrs["checkpoint_sha256"]
     assert now.attrs["model_class"] == "repsim.models.fusion.FusionConvLSTM"
+    assert json.loads(now.attrs["conditions"]) == list(CONDITIONS)
 
 
 def test_recording_the_checkpoints_model_directly_equals_extract(extracted, tmp_path):
