@@ -30,7 +30,7 @@ from tqdm import tqdm
 from repsim import activations
 from repsim.device import resolve_device
 from repsim.models.fusion import final_logits
-from repsim.provenance import claim, library_versions
+from repsim.provenance import library_versions
 from repsim.record.hooks import Hooks, Layer, PerPattern, RecordError, select_layers
 from repsim.record.pooling import POOLINGS, pool_states
 from repsim.record.stimuli import (
@@ -149,28 +149,15 @@ def record(model: nn.Module, stimuli: Any, layers: Sequence[str | Layer], out: s
     coordinates = _stacked(columns, list(applied), conditions is not None)
     condition_list = list(dict.fromkeys(coordinates["condition"].tolist()))
     target = resolve_device(device) if device is not None else _model_device(model)
-    file_attrs = {
-        "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
-        "model_sha256": state_dict_sha256(model),
-        "layer_patterns": json.dumps([entry.module if isinstance(entry, Layer) else entry
-                                      for entry in ([layers] if isinstance(layers, str | Layer)
-                                                    else layers)]),
-        "recorded_modules": json.dumps({f"{layer.name}.{layer.state}": layer.describe()
-                                        for layer in chosen}),
-        "pooling": json.dumps({"pool": pool, "factor": pool_factor}),
-        "conditions": json.dumps(condition_list),
-        "versions": json.dumps(library_versions()),
-        **(attrs or {}),
-    }
+    file_attrs = {**_provenance(model, layers, chosen), "conditions": json.dumps(condition_list),
+                  "pooling": json.dumps({"pool": pool, "factor": pool_factor}), **(attrs or {})}
     run = _Run(model, chosen, batch_source(stimuli, batch_size), applied, n_table, target,
                pool, pool_factor, getattr(torch, dtype), logits, should_stop, out)
     training = model.training
     with ExitStack() as stack:
-        if not claimed:
-            stack.enter_context(claim(out))
         writer = stack.enter_context(activations.ActivationWriter(
             out, coordinates, attrs=file_attrs, dtype=dtype, compression=compression,
-            compression_level=compression_level, overwrite=overwrite, claimed=True))
+            compression_level=compression_level, overwrite=overwrite, claimed=claimed))
         bar = stack.enter_context(tqdm(total=len(coordinates["stimulus_id"]), unit="stimulus",
                                        desc="recording", disable=not progress,
                                        file=sys.stderr))
@@ -187,6 +174,22 @@ def record(model: nn.Module, stimuli: Any, layers: Sequence[str | Layer], out: s
                         states=list(dict.fromkeys(layer.state for layer in chosen)),
                         n_stimuli=len(coordinates["stimulus_id"]), timesteps=run.timesteps,
                         conditions=condition_list, seconds=time.perf_counter() - started)
+
+
+def _provenance(model: nn.Module, layers: Sequence[str | Layer], chosen: list[Layer]
+                ) -> dict[str, str]:
+    """What made the file: the model's class and weights, the patterns asked for, the module
+    and output behind each variable, the library versions."""
+    asked = [layers] if isinstance(layers, str | Layer) else layers
+    return {
+        "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
+        "model_sha256": state_dict_sha256(model),
+        "layer_patterns": json.dumps([entry.module if isinstance(entry, Layer) else entry
+                                      for entry in asked]),
+        "recorded_modules": json.dumps({f"{layer.name}.{layer.state}": layer.describe()
+                                        for layer in chosen}),
+        "versions": json.dumps(library_versions()),
+    }
 
 
 def _stacked(columns: dict[str, np.ndarray], conditions: list[str], named: bool

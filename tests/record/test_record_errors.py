@@ -11,6 +11,8 @@ from record_models import B, CellLoop, LSTMNet, T, seeded, table
 from torch import nn
 
 import repsim
+from repsim.provenance import Busy, claim
+from repsim.record import RecordingStopped
 
 
 def _batches(steps: tuple[int, ...] = (T, T)) -> list[tuple[torch.Tensor]]:
@@ -134,3 +136,24 @@ def test_a_one_shot_iterator_cannot_serve_two_conditions(tmp_path):
     stimuli = iter([{"x": x} for (x,) in _batches()])
     _fails(tmp_path, "one-shot iterator", model=Refuses(), stimuli=stimuli,
            conditions=["clean", "x_snr0"])
+
+
+def test_a_second_writer_of_the_same_path_fails_at_once(tmp_path):
+    out = tmp_path / "out.h5"
+    with claim(out), pytest.raises(Busy, match=f"{out} is being written by"):
+        repsim.record(seeded(LSTMNet), _batches(), ["lstm"], out, table=table(2 * B),
+                      time_dim=1)
+    assert not out.exists()
+
+
+def test_a_stop_request_between_batches_keeps_nothing(tmp_path):
+    asked = []
+
+    def stop() -> bool:
+        asked.append(True)
+        return len(asked) > 1  # after the first batch
+
+    with pytest.raises(RecordingStopped, match="nothing was written"):
+        repsim.record(seeded(LSTMNet), _batches(), ["lstm"], tmp_path / "out.h5",
+                      table=table(2 * B), time_dim=1, should_stop=stop)
+    assert list(tmp_path.iterdir()) == []
