@@ -11,6 +11,7 @@ from record_models import B, CellLoop, LSTMNet, T, seeded, table
 from torch import nn
 
 import repsim
+from repsim import activations
 from repsim.provenance import Busy, claim
 from repsim.record import RecordingStopped
 
@@ -157,3 +158,28 @@ def test_a_stop_request_between_batches_keeps_nothing(tmp_path):
         repsim.record(seeded(LSTMNet), _batches(), ["lstm"], tmp_path / "out.h5",
                       table=table(2 * B), time_dim=1, should_stop=stop)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("missing.csv", None, "stimulus table .*missing.csv does not exist"),
+    ("stimuli.txt", "stimulus_id\na\n", "must be a .csv or .parquet or .pq file"),
+    ("stimuli.csv", "label\n1\n", "no 'stimulus_id' column"),
+])
+def test_a_bad_table_file_is_named(tmp_path, name, content, message):
+    path = tmp_path / "tables" / name
+    path.parent.mkdir()
+    if content is not None:
+        path.write_text(content)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    _fails(out_dir, message, table=path)
+
+
+def test_a_table_from_a_csv_path(tmp_path):
+    path = tmp_path / "stimuli.csv"
+    path.write_text("stimulus_id,speaker\n" + "".join(f"{i},p{i % 2}\n" for i in range(2 * B)))
+    result = repsim.record(seeded(LSTMNet), _batches(), ["lstm"], tmp_path / "out.h5",
+                           table=path, time_dim=1)
+    ds = activations.open(result.path)
+    assert list(ds["stimulus_id"].values) == [str(i) for i in range(2 * B)]  # ids as text
+    assert list(ds["speaker"].values[:2]) == ["p0", "p1"]
