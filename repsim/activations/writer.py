@@ -151,6 +151,7 @@ class ActivationWriter:
         self._stack: contextlib.ExitStack | None = None
         self._temporary: Path | None = None
         self._h5: h5py.File | None = None  # open for data once the layout exists
+        self._datasets: dict[str, h5py.Dataset] = {}  # each state variable, looked up once
         self._variables: list[str] = []  # layer-state variables, forward order
         self._buffers: dict[str, np.ndarray] = {}  # (T, chunk rows, *features) per variable
         self._chunk_rows = 0
@@ -259,6 +260,7 @@ class ActivationWriter:
                 name.endswith(f".{s}") for name in arrays)])
         self._temporary.write_bytes(image.getbuffer())
         self._h5 = self._stack.enter_context(h5py.File(self._temporary, "r+"))
+        self._datasets = {name: self._h5[name] for name in self._buffers}
 
     def _rows_per_chunk(self, shapes: Mapping[str, tuple[int, ...]]) -> int:
         """Stimuli per chunk: one chunk (one time step) near ``chunk_bytes``, and the buffer of
@@ -362,7 +364,7 @@ class ActivationWriter:
         """Write the buffered rows: one chunk per variable and time step."""
         start, stop = self._flushed, self._flushed + self._buffered
         for name, buffer in self._buffers.items():
-            dataset = self._h5[name]
+            dataset = self._datasets[name]
             if self._buffered < self._chunk_rows:  # the last, partial chunk: no stale rows
                 buffer[:, self._buffered:] = 0
             for step in range(buffer.shape[0]):
