@@ -148,3 +148,14 @@ def test_help_shows_a_complete_example_quickly_without_torch():
                  "python -m repsim.record my_model.py:build --stimuli stimuli.csv"):
         assert part in done.stdout, part
     assert done.stdout.strip().endswith("False False")
+
+
+def test_import_repsim_stays_light_and_repsim_record_is_callable():
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    code = ("import sys, repsim\nrecord = repsim.record\n"
+            "print(callable(record), 'torch' in sys.modules)\n"
+            "from repsim.record import record as function, Layer\n"
+            "print(function.__module__, Layer.__module__)")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert done.stdout.split("\n")[:2] == ["True False", "repsim.record.api repsim.record.hooks"]
