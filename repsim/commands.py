@@ -19,6 +19,7 @@ from repsim.cli import user_errors_exit_2
 COMMANDS = {
     "train": ("repsim.train.cli", "train a fusion network and test it under noise"),
     "extract": ("repsim.extract", "record every layer's states of a checkpoint on the probe set"),
+    "record": ("repsim.record.cli", "record chosen layers of any PyTorch model per time step"),
     "figure": ("repsim.figures.__main__", "draw a figure by name (repsim figure --help)"),
     "study": ("repsim.study.cli", "run, follow or report a whole study from a study file"),
     "data": ("repsim.data.__main__", "build a dataset, describe it, draw a few stimuli"),
@@ -27,6 +28,8 @@ COMMANDS = {
 EXAMPLES = """examples:
   repsim train --fusion-layer 1
   repsim extract runs/synthetic-f1-s0/ckpt.pt
+  repsim record my_model.py:build --stimuli stimuli.csv --batches my_model.py:batches \
+      --layers 'encoder.*' --out my_model.h5
   repsim figure cka_by_layer
   repsim study studies/quick.toml --dry-run
 """

@@ -29,6 +29,18 @@ CONDITION_FORMS = (CLEAN, INCONGRUENT, "audio_removed", "visual_removed", "audio
                    "visual_snr{X}", "both_snr{X}")
 _NOISY = re.compile(rf"^({'|'.join(NOISE_KINDS)})_snr(-?\d+(?:\.\d+)?)$")
 _REMOVED = re.compile(rf"^({'|'.join(MODALITIES)})_removed$")
+# The same two forms on any named model input (repsim.record's built-in conditions).
+_ON_INPUT = re.compile(r"^(?P<input>\w+?)_(?:removed|snr(?P<snr>-?\d+(?:\.\d+)?))$")
+
+
+def input_condition(name: str) -> tuple[str, float | None] | None:
+    """A condition on a named input: ``(input, dB)`` for ``"<input>_snr<X>"`` (white noise at
+    X dB), ``(input, None)`` for ``"<input>_removed"`` (zeros); None for any other name."""
+    match = _ON_INPUT.match(name)
+    if match is None:
+        return None
+    snr = match.group("snr")
+    return match.group("input"), None if snr is None else float(snr)
 
 
 def removed_condition(modality: str) -> str:

@@ -5,7 +5,10 @@ The probe set (:mod:`repsim.probeset`) is rebuilt from the checkpoint's dataset 
 so every checkpoint of one dataset is probed with the same stimuli in the same order. Every
 ConvLSTM layer's hidden state (and, on request, cell state) at every time step is written,
 batch by batch, to an activation file (:mod:`repsim.activations` describes the format),
-optionally pooled over space and stored as float16.
+optionally pooled over space and stored as float16. The recording itself is
+:func:`repsim.record`'s: the model's :meth:`~repsim.models.fusion.FusionConvLSTM.recorded_layers`
+say which module and output make each layer state, the probe set gives the batches and the
+stimulus table.
 
 The file is written under a temporary name and renamed only when complete: Ctrl-C, SIGTERM
 or a crash leave nothing at the output path, and a rerun starts again from the beginning
@@ -21,13 +24,11 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from tqdm import tqdm
 
 from repsim import activations
 from repsim.checkpoint import dataset_from_checkpoint, load_checkpoint, model_from_checkpoint
@@ -47,17 +48,17 @@ from repsim.conditions import CONDITION_FORMS, PROBE_CONDITIONS, PROBE_SNRS, pro
 from repsim.config import Config, check_positive_int, words
 from repsim.data.base import AVDataset
 from repsim.device import resolve_device
-from repsim.models.fusion import final_logits
 from repsim.probeset import ProbeSet
 from repsim.provenance import claim, library_versions, sha256_file
+from repsim.record.api import RecordingStopped, record
+from repsim.record.pooling import POOLINGS
+from repsim.record.stimuli import RecordBatch
 from repsim.rundir import ACTIVATIONS_FILE, CHECKPOINT_FILE
 
 log = logging.getLogger("repsim.extract")
 
-POOLINGS = ("none", "avg", "global")
 
-
-class ExtractionStopped(Exception):
+class ExtractionStopped(RecordingStopped):
     """The caller's ``should_stop`` asked the extraction to stop; nothing was kept."""
 
 
@@ -152,20 +153,6 @@ class ExtractResult:
                 f"{self.timesteps} time steps, in {self.seconds:.1f} s")
 
 
-def pool_states(states: torch.Tensor, pool: str, factor: int = 2) -> torch.Tensor:
-    """Spatially pool ``(B, T, C, H, W)`` states: "none", "avg" (``factor`` blocks; edge
-    blocks average only the cells they cover) or "global" (mean; H = W = 1)."""
-    if pool == "none":
-        return states
-    if pool == "global":
-        return states.mean(dim=(-2, -1), keepdim=True)
-    if pool == "avg":
-        batch, steps = states.shape[:2]
-        pooled = F.avg_pool2d(states.flatten(0, 1), factor, stride=factor, ceil_mode=True)
-        return pooled.reshape(batch, steps, *pooled.shape[1:])
-    raise ValueError(f"pool must be one of {', '.join(POOLINGS)}, not {pool!r}")
-
-
 def _check_layers(requested: Sequence[str] | None, available: list[str]) -> list[str]:
     """Requested layers in forward order (all when None); ValueError naming unknown ones."""
     if requested is None:
@@ -216,7 +203,6 @@ def _extract(config: ExtractConfig, output: Path, dataset: AVDataset | None, pro
                          f"(fingerprint {dataset.fingerprint()[:12]} != "
                          f"{str(ckpt['data_fingerprint'])[:12]})")
     probe = ProbeSet.build(dataset, conditions, n_stimuli=config.n_stimuli, seed=config.seed)
-    model = model.to(device)
     attrs = {
         "checkpoint": str(Path(config.checkpoint).resolve()),
         "checkpoint_sha256": sha256_file(config.checkpoint),
@@ -224,36 +210,37 @@ def _extract(config: ExtractConfig, output: Path, dataset: AVDataset | None, pro
         "probe_set": json.dumps(probe.definition()),
         "extract_config": config.to_json(),
         "model_layers": json.dumps(model.layer_names),
-        "pooling": json.dumps({"pool": config.pool, "factor": config.pool_factor}),
         "versions": json.dumps(library_versions()),
     }
-    dtype = getattr(torch, config.dtype)
     log.info("recording %s of %d layers for %d stimuli (%d conditions) on %s",
              "/".join(config.states), len(layers), len(probe), len(conditions), device)
-    with activations.ActivationWriter(output, probe.coordinates(), attrs=attrs,
-                                      dtype=config.dtype, compression=config.compression,
-                                      compression_level=config.compression_level,
-                                      overwrite=config.overwrite, claimed=True) as writer, \
-            tqdm(total=len(probe), unit="stimulus", desc="extracting", disable=not progress,
-                 file=sys.stderr) as bar, torch.no_grad():
-        for _, batch in probe.batches(config.batch_size):
-            if should_stop is not None and should_stop():
-                raise ExtractionStopped(f"extraction stopped before {output} was complete; "
-                                        f"nothing was written")
-            logits, states = model(batch.audio.to(device), batch.visual.to(device), record=True)
-            recorded = {
-                layer: {state: pool_states(states[layer][activations.STATES.index(state)],
-                                           config.pool, config.pool_factor)
-                        .to(dtype).cpu().numpy()
-                        for state in config.states}
-                for layer in layers}
-            writer.write(recorded, logits=logits.float().cpu().numpy(),
-                         prediction=final_logits(logits).argmax(dim=-1).cpu().numpy())
-            bar.update(len(batch.audio))
+    try:
+        record(model, probe_batches(probe, config.batch_size),
+               model.recorded_layers(config.states, layers), output,
+               table=probe.coordinates(), pool=config.pool, pool_factor=config.pool_factor,
+               dtype=config.dtype, compression=config.compression,
+               compression_level=config.compression_level, device=str(device),
+               logits=recorded_logits, attrs=attrs, overwrite=config.overwrite, claimed=True,
+               progress=progress, should_stop=should_stop)
+    except RecordingStopped:
+        raise ExtractionStopped(f"extraction stopped before {output} was complete; nothing "
+                                f"was written") from None
     return ExtractResult(path=output, size_bytes=output.stat().st_size, layers=layers,
                          states=list(config.states), n_stimuli=len(probe),
                          timesteps=dataset.timesteps, conditions=conditions,
                          seconds=time.perf_counter() - started)
+
+
+def probe_batches(probe: ProbeSet, batch_size: int) -> Iterator[RecordBatch]:
+    """The probe set's batches as a FusionConvLSTM's inputs, with ``record=True`` so that its
+    ConvLSTM modules return their cell states too."""
+    for _, batch in probe.batches(batch_size):
+        yield RecordBatch({"audio": batch.audio, "visual": batch.visual, "record": True})
+
+
+def recorded_logits(output: tuple[torch.Tensor, object]) -> torch.Tensor:
+    """The logits of a ``record=True`` forward's ``(logits, states)``."""
+    return output[0]
 
 
 def _stimulus_count(text: str) -> int | None:

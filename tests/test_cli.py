@@ -65,8 +65,9 @@ def test_key_value_reads_json_values_and_keeps_text():
 
 
 COMMANDS = ["repsim.train.cli", "repsim.extract", "repsim.data.__main__", "repsim.study.cli",
-            "repsim.report"]
-WITH_PROGRESS = ["repsim.train.cli", "repsim.extract", "repsim.study.cli"]  # the long ones
+            "repsim.report", "repsim.record.cli"]
+WITH_PROGRESS = ["repsim.train.cli", "repsim.extract", "repsim.study.cli",
+                 "repsim.record.cli"]  # the long ones
 # A Python list or tuple printed as a default: [20, 10, 5], ['clean', ...], ('h',), []
 LIST_REPR = re.compile(r"[\[(]\s*(['\"]|-?\d[\d.e+-]*\s*,)|\[\]|\(\)")
 

@@ -31,6 +31,7 @@ COMMANDS = [
     ("repsim", "repsim.commands"),
     ("python -m repsim.train", "repsim.train.cli"),
     ("python -m repsim.extract", "repsim.extract"),
+    ("python -m repsim.record", "repsim.record.cli"),
     ("python -m repsim.report", "repsim.report"),
     ("python -m repsim.data", "repsim.data.__main__"),
     ("python -m repsim.study", "repsim.study.cli"),

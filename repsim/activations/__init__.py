@@ -1,4 +1,5 @@
-"""Activation files: recorded ConvLSTM states per stimulus, as netCDF-4/HDF5, read as xarray.
+"""Activation files: recorded layer states per stimulus and time step, as netCDF-4/HDF5, read
+as xarray.
 
 :mod:`~repsim.activations.format` defines the layout, :mod:`~repsim.activations.writer`
 streams a file to disk atomically, :mod:`~repsim.activations.reader` opens it lazily and

@@ -1,45 +1,55 @@
 """The activation file's format: its marker, version, states, dims and stimulus coordinates.
 
-File layout (``format = "repsim-activations"``, ``format_version = 2``)
+File layout (``format = "repsim-activations"``, ``format_version = 3``)
 -----------------------------------------------------------------------
 One HDF5 file that is valid netCDF-4, written with h5netcdf, so that both
 ``h5py.File(path)`` and ``xarray.open_dataset(path, engine="h5netcdf")`` read it.
 
 - One variable per recorded layer and state, named ``"<layer>.<state>"`` (e.g.
-  ``"audio.1.h"``, ``"fused.2.c"``), dims ``(stimulus, time, channel, y, x)``. When recorded
-  variables differ in an extent (e.g. pooled or narrower branches), that dim is named after its
-  extent instead (``channel_16``, ``y_8``): netCDF needs one size per dim name. :func:`select`
-  renames them back to ``channel``/``y``/``x``. Chunks are ``(k stimuli, 1 time step, C, H, W)``
-  so that one layer at one time step for all stimuli is a few large contiguous reads.
-- ``logits`` ``(stimulus, class)`` (or ``(stimulus, time, class)`` for per-step readouts).
+  ``"audio.1.h"``, ``"fused.2.c"``, ``"encoder.layers.0.h"``), dims
+  ``(stimulus, time, <feature dims>)``: ``(channel, y, x)`` for maps, ``(feature,)`` for
+  vectors. State ``h`` is a layer's recorded output (a recurrent layer's hidden state), ``c``
+  a recurrent layer's cell state. When recorded variables differ in an extent (e.g. pooled or
+  narrower branches), that dim is named after its extent instead (``channel_16``, ``y_8``,
+  ``feature_64``): netCDF needs one size per dim name. :func:`select` renames them back.
+  Chunks are ``(k stimuli, 1 time step, <features>)`` so that one layer at one time step for
+  all stimuli is a few large contiguous reads.
+- ``logits`` ``(stimulus, class)`` (or ``(stimulus, time, class)`` for per-step readouts),
+  when the recording had a readout.
 - ``stimulus``: the row number (0, 1, ...), the coordinate variable of the ``stimulus`` dim.
 - Coordinates on ``stimulus`` (one row per stimulus; conditions are stacked along it):
-  ``stimulus_id`` (``"<clip source>|<image source>"``, equal across models and conditions),
-  ``condition``, ``audio_digit``, ``visual_digit``, ``congruent``, ``speaker``,
+  ``stimulus_id`` (equal across models and conditions) and ``condition`` always; a repsim
+  probe set adds ``audio_digit``, ``visual_digit``, ``congruent``, ``speaker``,
   ``audio_source``, ``visual_source``, ``audio_index``, ``visual_index``, ``audio_snr``,
   ``visual_snr`` (dB, ``inf`` = clean), ``removed`` (``"none"|"audio"|"visual"``) and
-  ``prediction``. ``time`` and ``class`` have integer index coordinates.
+  ``prediction``; a user's stimulus table adds its own columns (strings, integers, floats or
+  booleans). ``time`` and ``class`` have integer index coordinates.
 - Every variable and coordinate has a ``long_name``; the SNRs have ``units = "dB"``.
-- Global attributes: ``Conventions`` (``"repsim-activations-2"``: this layout; the file does
+- Global attributes: ``Conventions`` (``"repsim-activations-3"``: this layout; the file does
   not claim CF compliance), ``format``, ``format_version``, ``repsim_version``, ``created``
   (ISO 8601), ``layers`` and ``states`` (JSON lists, forward order), ``complete`` (1 only once
-  every row is written) plus whatever the writer adds (``checkpoint_sha256``, ``config``,
-  ``probe_set``...; dicts and lists are stored as JSON strings).
+  every row is written) plus what the recorder adds: ``model_class``, ``model_sha256`` (of the
+  state dict), ``layer_patterns``, ``recorded_modules`` (which module and output made each
+  variable, and how its time axis was read), ``versions``; and what ``repsim.extract`` adds
+  (``checkpoint_sha256``, ``config``, ``probe_set``...). Dicts and lists are JSON strings.
 
-Version 1 (before this layout) had no ``stimulus`` row coordinate, no ``Conventions``,
+Version 2 had feature dims ``(channel, y, x)`` only and no recorder attributes; version 1
+(before version 2) had no ``stimulus`` row coordinate, no ``Conventions``,
 ``long_name`` nor ``units``; :func:`repsim.activations.open` reads it as if it had them.
 """
 
 from __future__ import annotations
 
 FORMAT = "repsim-activations"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 # The netCDF "Conventions" attribute names the conventions a file follows: this module's.
 # Not "CF-1.x": the files are not checked against CF (booleans, for one, are int8 with a
 # ``dtype`` attribute, as xarray writes them, not CF flag variables).
 CONVENTIONS = f"{FORMAT}-{FORMAT_VERSION}"
 STATES = ("h", "c")
+# Feature dims of a recorded variable: a map's, or a vector's.
 SPATIAL_DIMS = ("channel", "y", "x")
+VECTOR_DIMS = ("feature",)
 DTYPES = ("float32", "float16")
 COMPRESSIONS = ("none", "gzip", "lzf")
 # The dim along which stimuli (and conditions) are stacked, and its row-number coordinate.
@@ -70,12 +80,24 @@ COORDINATE_ATTRS = {
     "prediction": {"long_name": "predicted class (argmax of the last step's logits)"},
     "time": {"long_name": "time step (0 = first)"},
     "class": {"long_name": "output class (digit)"},
+    "feature": {"long_name": "feature of a recorded vector"},
 }
 
 
 def variable_name(layer: str, state: str) -> str:
     """The file variable holding ``state`` ("h" or "c") of ``layer``: ``"<layer>.<state>"``."""
     return f"{layer}.{state}"
+
+
+def feature_dims(rank: int) -> tuple[str, ...]:
+    """The feature dims of a recorded variable with ``rank`` feature axes: ``(channel, y, x)``
+    for a map (3), ``(feature,)`` for a vector (1); ValueError for any other rank."""
+    if rank == len(SPATIAL_DIMS):
+        return SPATIAL_DIMS
+    if rank == len(VECTOR_DIMS):
+        return VECTOR_DIMS
+    raise ValueError(f"a recorded variable has (channel, y, x) or (feature,) feature dims, "
+                     f"got {rank} feature axes")
 
 
 def coordinate_attrs(name: str) -> dict[str, str]:

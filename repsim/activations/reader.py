@@ -18,8 +18,8 @@ import xarray as xr
 from repsim.activations.format import (
     FORMAT,
     FORMAT_VERSION,
-    SPATIAL_DIMS,
     STIMULUS_DIM,
+    feature_dims,
     variable_name,
 )
 
@@ -147,7 +147,8 @@ def condition_names(ds: xr.Dataset) -> list[str]:
 
 def select(ds: xr.Dataset, layer: str, state: str = "h", time: int | None = None,
            condition: str | None = None, order: np.ndarray | None = None) -> xr.DataArray:
-    """One layer's ``state`` as a lazy DataArray with dims ``(stimulus, [time,] channel, y, x)``.
+    """One layer's ``state`` as a lazy DataArray with dims ``(stimulus, [time,] channel, y, x)``
+    (maps) or ``(stimulus, [time,] feature)`` (vectors).
 
     ``time`` picks one step (negative counts from the end, ``-1`` = last); ``condition`` keeps
     only the stimuli of that condition (file order is kept, or the order of the stimulus ids
@@ -178,8 +179,8 @@ def select(ds: xr.Dataset, layer: str, state: str = "h", time: int | None = None
             raise ValueError(f"time must be an integer step in [-{steps}, {steps}), got {time!r}")
         da = da.isel(time=int(time))
     spatial = [dim for dim in da.dims if dim not in (STIMULUS_DIM, "time")]
-    return da.rename({dim: canonical for dim, canonical in zip(spatial, SPATIAL_DIMS,
-                                                                strict=True) if dim != canonical})
+    return da.rename({dim: canonical for dim, canonical in zip(
+        spatial, feature_dims(len(spatial)), strict=True) if dim != canonical})
 
 
 def flatten(da: xr.DataArray) -> xr.DataArray:

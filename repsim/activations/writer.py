@@ -31,10 +31,10 @@ from repsim.activations.format import (
     DTYPES,
     FORMAT,
     FORMAT_VERSION,
-    SPATIAL_DIMS,
     STATES,
     STIMULUS_DIM,
     coordinate_attrs,
+    feature_dims,
     variable_name,
 )
 from repsim.provenance import (
@@ -46,6 +46,8 @@ from repsim.provenance import (
     remove_stale_temporaries,
 )
 
+# What the long_name of a state variable calls it.
+STATE_NAMES = {"h": "output (hidden state)", "c": "cell state"}
 # Target size of one chunk (k stimuli x one time step) and cap on the rows buffered in memory.
 CHUNK_BYTES = 1 << 20
 BUFFER_BYTES = 64 << 20
@@ -95,7 +97,8 @@ class ActivationWriter:
     ``stimuli`` holds the per-stimulus coordinates known up front (``stimulus_id`` is
     required; all must have the same length, which is the number of stimuli). Each
     :meth:`write` appends the next rows: ``states[layer][state]`` arrays of shape
-    ``(b, T, C, H, W)`` (the same layers and states every call, in forward order), optional
+    ``(b, T, C, H, W)`` (maps) or ``(b, T, F)`` (vectors), the same layers and states every
+    call, in forward order; optional
     ``logits`` ``(b, classes)`` or ``(b, T, classes)`` and ``prediction`` ``(b,)``.
 
     The first :meth:`write` lays the file out with h5netcdf (dims, coordinates, chunked
@@ -148,8 +151,9 @@ class ActivationWriter:
         self._stack: contextlib.ExitStack | None = None
         self._temporary: Path | None = None
         self._h5: h5py.File | None = None  # open for data once the layout exists
+        self._datasets: dict[str, h5py.Dataset] = {}  # each state variable, looked up once
         self._variables: list[str] = []  # layer-state variables, forward order
-        self._buffers: dict[str, np.ndarray] = {}  # (T, chunk rows, C, H, W) per variable
+        self._buffers: dict[str, np.ndarray] = {}  # (T, chunk rows, *features) per variable
         self._chunk_rows = 0
         self._buffered = 0  # rows waiting in the buffers
         self._flushed = 0  # rows on disk
@@ -220,7 +224,7 @@ class ActivationWriter:
             take = min(count - offset, self._chunk_rows - self._buffered)
             stop = self._buffered + take
             for name, value in arrays.items():
-                # buffer layout (T, rows, C, H, W): one time step of a chunk is contiguous
+                # buffer layout (T, rows, *features): one time step of a chunk is contiguous
                 self._buffers[name][:, self._buffered:stop] = np.swapaxes(
                     value[offset:offset + take], 0, 1)
             self._buffered, offset = stop, offset + take
@@ -258,6 +262,7 @@ class ActivationWriter:
         assert stack is not None and temporary is not None  # write() runs inside `with` only
         temporary.write_bytes(image.getbuffer())
         self._h5 = stack.enter_context(h5py.File(temporary, "r+"))
+        self._datasets = {name: self._h5[name] for name in self._buffers}
 
     def _rows_per_chunk(self, shapes: Mapping[str, tuple[int, ...]]) -> int:
         """Stimuli per chunk: one chunk (one time step) near ``chunk_bytes``, and the buffer of
@@ -272,7 +277,7 @@ class ActivationWriter:
     def _create_state_variables(self, file: h5netcdf.File,
                                 shapes: Mapping[str, tuple[int, ...]], coordinates: str) -> None:
         """One chunked variable per layer state, and its in-memory chunk buffer."""
-        dim_names = _spatial_dim_names({name: shape[1:] for name, shape in shapes.items()})
+        dim_names = _feature_dim_names({name: shape[1:] for name, shape in shapes.items()})
         for name, dims in dim_names.items():
             for dim, size in zip(dims, shapes[name][1:], strict=True):
                 file.dimensions.setdefault(dim, size)
@@ -289,8 +294,7 @@ class ActivationWriter:
                 chunks=(self._chunk_rows, 1, *shape[1:]), **options)
             var.attrs.update({"layer": layer, "state": state,
                               "stream": layer.split(".")[0], "coordinates": coordinates,
-                              "long_name": f"{'hidden' if state == 'h' else 'cell'} state "
-                                           f"of layer {layer}"})
+                              "long_name": f"{STATE_NAMES[state]} of layer {layer}"})
             self._buffers[name] = np.zeros((shape[0], self._chunk_rows, *shape[1:]),
                                            dtype=self.dtype)
 
@@ -363,15 +367,14 @@ class ActivationWriter:
     def _flush(self) -> None:
         """Write the buffered rows: one chunk per variable and time step."""
         start, stop = self._flushed, self._flushed + self._buffered
-        h5 = self._h5
-        assert h5 is not None  # the first write() laid the file out
         for name, buffer in self._buffers.items():
-            dataset = h5[name]
+            dataset = self._datasets[name]
             if self._buffered < self._chunk_rows:  # the last, partial chunk: no stale rows
                 buffer[:, self._buffered:] = 0
             for step in range(buffer.shape[0]):
                 if self.compression == "none":  # raw bytes of a whole (edge) chunk
-                    dataset.id.write_direct_chunk((start, step, 0, 0, 0), buffer[step])
+                    origin = (start, step) + (0,) * (buffer.ndim - 2)
+                    dataset.id.write_direct_chunk(origin, buffer[step])
                 else:
                     dataset[start:stop, step] = buffer[step, :self._buffered]
         self._flushed, self._buffered = stop, 0
@@ -393,20 +396,22 @@ def _attribute(value):
     return json.dumps(value)
 
 
-def _spatial_dim_names(shapes: Mapping[str, tuple[int, ...]]
-                       ) -> dict[str, tuple[str, ...]]:
-    """Dim names per variable: plain ``channel``/``y``/``x`` where all variables agree on the
-    extent, else suffixed with it (``channel_16``), since a netCDF dim has one size."""
-    names: dict[str, list[str]] = {name: [] for name in shapes}
-    for axis, dim in enumerate(SPATIAL_DIMS):
-        shared = len({shape[axis] for shape in shapes.values()}) == 1
-        for name, shape in shapes.items():
-            names[name].append(dim if shared else f"{dim}_{shape[axis]}")
-    return {name: tuple(dims) for name, dims in names.items()}
+def _feature_dim_names(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, tuple[str, ...]]:
+    """Dim names per variable: plain ``channel``/``y``/``x``/``feature`` where all variables
+    with that dim agree on its extent, else suffixed with it (``channel_16``), since a netCDF
+    dim has one size."""
+    canonical = {name: feature_dims(len(shape)) for name, shape in shapes.items()}
+    extents: dict[str, set[int]] = {}
+    for name, shape in shapes.items():
+        for dim, size in zip(canonical[name], shape, strict=True):
+            extents.setdefault(dim, set()).add(size)
+    return {name: tuple(dim if len(extents[dim]) == 1 else f"{dim}_{size}"
+                        for dim, size in zip(canonical[name], shape, strict=True))
+            for name, shape in shapes.items()}
 
 
 def _state_shapes(states, arrays) -> dict[str, tuple[int, ...]]:
-    """``(T, C, H, W)`` per variable of the first write, after checking names and dims."""
+    """``(T, *features)`` per variable of the first write, after checking names and dims."""
     if not arrays:
         raise ValueError("write() needs at least one layer state")
     for layer, by_state in states.items():
@@ -415,9 +420,9 @@ def _state_shapes(states, arrays) -> dict[str, tuple[int, ...]]:
                 raise ValueError(f"{layer}: unknown state {state!r}; states are {STATES}")
     shapes = {}
     for name, value in arrays.items():
-        if value.ndim != 5:
-            raise ValueError(f"{name} must be (stimuli, time, channel, y, x), "
-                             f"got shape {value.shape}")
+        if value.ndim not in (3, 5):
+            raise ValueError(f"{name} must be (stimuli, time, channel, y, x) or (stimuli, time, "
+                             f"feature), got shape {value.shape}")
         shapes[name] = value.shape[1:]
     steps = {shape[0] for shape in shapes.values()}
     if len(steps) != 1:

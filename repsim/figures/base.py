@@ -41,12 +41,23 @@ MODELS_HELP = ("activation files or run directories (default: the early and late
 log = logging.getLogger("repsim")
 
 
-def layer_depth(layer: str) -> int:
-    """The depth ``d`` of a layer named ``"<stream>.<d>"`` (e.g. 2 for ``"fused.2"``)."""
-    try:
-        return int(layer.rsplit(".", 1)[1])
-    except (IndexError, ValueError):
-        raise ValueError(f"layer name {layer!r} is not of the form <stream>.<depth>") from None
+def layer_depth(layer: str, layers: Sequence[str] = ()) -> int:
+    """The depth ``d`` of a layer named ``"<stream>.<d>"`` (e.g. 2 for ``"fused.2"``, 0 for a
+    recorded ``"encoder.layers.0"``); for any other name (a module of a user's model, e.g.
+    ``"fusion"``) its 1-based position in ``layers``, the file's layers in forward order."""
+    stream, _, last = layer.rpartition(".")
+    if stream and last.isdigit():
+        return int(last)
+    if layer in layers:
+        return list(layers).index(layer) + 1
+    raise ValueError(f"layer name {layer!r} is not of the form <stream>.<depth>")
+
+
+def layer_stream(layer: str) -> str:
+    """The stream of a layer: ``"audio"`` for ``"audio.1"``, ``"encoder.layers"`` for
+    ``"encoder.layers.0"``, the whole name when it does not end in a depth."""
+    stream, _, last = layer.rpartition(".")
+    return stream if stream and last.isdigit() else layer
 
 
 def model_input_from_config(model: ModelInput, config: dict) -> ModelInput:
@@ -126,11 +137,12 @@ def check_out_dir(out_dir: str | os.PathLike) -> None:
                          f"{error.strerror or error}") from None
 
 
-def figure_parser(name: str, doc: str, examples: str, inputs_help: str
+def figure_parser(name: str, doc: str, examples: str, inputs_help: str, files: bool = True
                   ) -> argparse.ArgumentParser:
     """A figure's parser: described by its module ``doc``'s first paragraph, with positional
     ``inputs`` and the options every figure shares (where runs are, which dataset, where to
-    write, verbosity); the figure adds its own."""
+    write, verbosity, and with ``files`` activation files named by ``--files``); the figure
+    adds its own."""
     parser = argparse.ArgumentParser(prog=f"python -m repsim.figures {name}",
                                      description=doc.split("\n\n")[0], epilog=examples,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -146,6 +158,10 @@ def figure_parser(name: str, doc: str, examples: str, inputs_help: str
     shared.add_argument("--out-dir", default=FIGURES_DIR, type=Path,
                         help="where the figure (.png, .pdf) and its numbers (.csv) go "
                              f"(default: {FIGURES_DIR})")
+    if files:
+        shared.add_argument("--files", nargs="+", type=Path, default=[], metavar="FILE",
+                            help="activation files to read, e.g. written by repsim.extract or "
+                                 "repsim.record, after any positional inputs (default: none)")
     shared.add_argument("-v", "--verbose", action="store_true", help="log more detail")
     return parser
 
@@ -157,6 +173,7 @@ def run_cli(parser: argparse.ArgumentParser, run: Callable[..., list[Path]],
     with one line naming what was written; a user error is one ``error:`` line, status 2."""
     options = vars(parser.parse_args(argv))
     setup_logging(options.pop("verbose"))
+    options["inputs"] = [*options["inputs"], *options.pop("files", [])]
     written = run(**options)
     log.info("wrote %s", ", ".join(map(str, written)))
     return 0

@@ -37,6 +37,7 @@ from repsim.figures.base import (
     default_models,
     figure_parser,
     layer_depth,
+    layer_stream,
     open_model,
     run_cli,
 )
@@ -55,6 +56,7 @@ EXAMPLES = """examples:
       --reference runs/synthetic-f1-s1
   python analyses/cka_by_layer.py early.h5 late.h5 --condition incongruent --out-dir out
   python analyses/cka_by_layer.py early.h5 late.h5 --minibatch 1000   # many stimuli
+  python analyses/cka_by_layer.py --files my_model.h5 runs/synthetic-f1-s0/activations.h5
 """
 
 
@@ -120,7 +122,11 @@ def plot(table: pd.DataFrame, condition: str, estimator: str) -> Figure:
     kernels = list(dict.fromkeys(models["kernel"]))
     x_layers = list(dict.fromkeys(models["x_layer"]))
     y_layers = list(dict.fromkeys(models["y_layer"]))
-    depths = sorted({layer_depth(layer) for layer in x_layers + y_layers})
+    x_depth = {layer: layer_depth(layer, x_layers) for layer in x_layers}
+    y_depth = {layer: layer_depth(layer, y_layers) for layer in y_layers}
+    # (b) compares layers of matched depth; a user's model may share none with the other
+    shared = set(x_depth.values()) & set(y_depth.values())
+    depths = sorted(set(x_depth.values()) | set(y_depth.values())) if shared else [None]
     x_label, y_label = models["x_model"].iloc[0], models["y_model"].iloc[0]
     last = int(models["time_step"].max())
 
@@ -143,17 +149,22 @@ def plot(table: pd.DataFrame, condition: str, estimator: str) -> Figure:
     line_axes = bottom.subplots(1, len(depths), squeeze=False, sharey=True)[0]
     styles = dict(zip(kernels, plotting.LINESTYLES, strict=False))
     for ax, depth in zip(line_axes, depths, strict=True):
-        pairs = models[np.array([layer_depth(a) == depth == layer_depth(b) for a, b in
+        if depth is None:
+            ax.text(0.5, 0.5, "no layers of matched depth", ha="center", va="center",
+                    transform=ax.transAxes)
+            ax.set_axis_off()
+            continue
+        pairs = models[np.array([x_depth[a] == depth == y_depth[b] for a, b in
                                  zip(models["x_layer"], models["y_layer"], strict=True)],
                                 dtype=bool)]
         for (kernel, x_layer, y_layer), rows in pairs.groupby(["kernel", "x_layer", "y_layer"],
                                                               sort=False):
-            stream = str(y_layer).split(".")[0]
+            stream = layer_stream(str(y_layer))
             label = f"{x_layer} vs {y_layer}" + (
                 f" ({KERNEL_NAMES[str(kernel)]})" if len(kernels) > 1 else "")
             ax.plot(rows["time_step"], rows["cka"], marker="o", linestyle=styles[str(kernel)],
                     color=plotting.MODALITY_COLORS.get(stream, "0.2"), label=label)
-        same = reference[np.array([a == b and layer_depth(a) == depth for a, b in
+        same = reference[np.array([a == b and x_depth.get(a) == depth for a, b in
                                    zip(reference["x_layer"], reference["y_layer"], strict=True)],
                                   dtype=bool)]
         for (kernel, layer), rows in same.groupby(["kernel", "x_layer"], sort=False):

@@ -130,5 +130,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m repsim.figures noise_robustness [RUN_DIR ...]``."""
     parser = figure_parser(NAME, __doc__, EXAMPLES,
                            f"run directories (or their {METRICS_FILE}); default: all under "
-                           "--runs-dir")
+                           "--runs-dir", files=False)
     return run_cli(parser, run, argv)

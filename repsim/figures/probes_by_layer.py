@@ -36,6 +36,7 @@ from repsim.figures.base import (
     check_out_dir,
     figure_parser,
     layer_depth,
+    layer_stream,
     run_cli,
     table_per_model,
 )
@@ -96,22 +97,24 @@ def plot(table: pd.DataFrame, folds: int, groups: str | None, Cs: Sequence[float
     for ax, model in zip(axes[1], models, strict=True):
         rows = table[(table["model"] == model) & (table["condition"] == INCONGRUENT)]
         layers = list(dict.fromkeys(rows["layer"]))
-        streams = list(dict.fromkeys(layer.split(".")[0] for layer in layers))
+        streams = list(dict.fromkeys(layer_stream(layer) for layer in layers))
         series = [(target, stream) for target in DIGITS for stream in streams]
         for n, (target, stream) in enumerate(series):  # one line per decoded digit and stream
             digit = target.split("_")[0]
-            hits = rows[(rows["target"] == target) & rows["layer"].str.startswith(f"{stream}.")]
-            x = np.array([layer_depth(layer) for layer in hits["layer"]])
+            hits = rows[(rows["target"] == target)
+                        & (rows["layer"].map(layer_stream) == stream)]
+            x = np.array([layer_depth(layer, layers) for layer in hits["layer"]])
             x = x + 0.06 * (n - (len(series) - 1) / 2)  # keep error bars apart
             errors = 100 * np.abs(hits[["ci_low", "ci_high"]].to_numpy().T
                                   - hits["accuracy"].to_numpy())
             ax.errorbar(x, 100 * hits["accuracy"], yerr=errors, capsize=3,
                         color=plotting.MODALITY_COLORS[digit],
-                        marker=plotting.MARKERS[streams.index(stream)],
-                        linestyle=plotting.LINESTYLES[streams.index(stream)],
+                        marker=plotting.MARKERS[streams.index(stream) % len(plotting.MARKERS)],
+                        linestyle=plotting.LINESTYLES[
+                            streams.index(stream) % len(plotting.LINESTYLES)],
                         label=f"{digit} digit from {stream} layers")
         plotting.chance_line(ax, 100 * float(rows["chance"].mean()))
-        depths = sorted({layer_depth(layer) for layer in layers})
+        depths = sorted({layer_depth(layer, layers) for layer in layers})
         ax.set_xticks(depths, [str(d) for d in depths])
         ax.set_xlim(min(depths) - 0.5, max(depths) + 0.5)
         ax.set_ylim(0, 102)

@@ -19,10 +19,15 @@ from torch import nn
 
 from repsim.config import Config, check_positive_int
 from repsim.models.convlstm import ConvLSTM
+from repsim.record.hooks import Layer
 
 READOUTS = ("last", "per_step")
 # What forward(record=True) gives per layer: its hidden and its cell states.
 LayerStates = tuple[torch.Tensor, torch.Tensor]
+# Which output of a ConvLSTM module makes each recorded state: its forward returns
+# (h_seq, c_seq), time on axis 1; c_seq is None unless the forward has record=True.
+CONVLSTM_STATES = {"h": 0, "c": 1}
+CONVLSTM_TIME_DIM = 1
 
 
 def fusion_role(fusion_layer: int, layers: int) -> str:
@@ -157,15 +162,33 @@ class FusionConvLSTM(nn.Module):
             channels = config.hidden
         self.readout = nn.Linear(channels, config.classes)
 
+    def recorded_modules(self) -> dict[str, str]:
+        """Recorded layer name -> module name, in forward order: layer ``audio.d`` is module
+        ``audio.{d-1}`` (depth is 1-based), ``fused.d`` is ``fused.{d-k}`` for fusion layer k.
+        The one place that says which module makes which recorded layer."""
+        modules = {}
+        for index in range(len(self.audio)):
+            modules[f"audio.{index + 1}"] = f"audio.{index}"
+            modules[f"visual.{index + 1}"] = f"visual.{index}"
+        first_fused = len(self.audio) + 1
+        modules.update({f"fused.{first_fused + i}": f"fused.{i}" for i in range(len(self.fused))})
+        return modules
+
+    def recorded_layers(self, states: tuple[str, ...] = ("h",),
+                        layers: list[str] | None = None) -> list[Layer]:
+        """What :func:`repsim.record` records for ``layers`` (None: all) and ``states`` ("h",
+        "c"): each layer's ConvLSTM output :data:`CONVLSTM_STATES` ``[state]``, time on axis
+        1. Recording "c" needs the forward called with ``record=True``."""
+        modules = self.recorded_modules()
+        return [Layer(name, module, output=CONVLSTM_STATES[state], state=state,
+                      time_dim=CONVLSTM_TIME_DIM)
+                for name, module in modules.items() if layers is None or name in layers
+                for state in states]
+
     @property
     def layer_names(self) -> list[str]:
         """Recorded layer names in forward order: ``audio.d``, ``visual.d``, ``fused.d``."""
-        names = []
-        for depth in range(1, len(self.audio) + 1):
-            names += [f"audio.{depth}", f"visual.{depth}"]
-        first_fused = len(self.audio) + 1
-        names += [f"fused.{first_fused + i}" for i in range(len(self.fused))]
-        return names
+        return list(self.recorded_modules())
 
     def parameter_count(self) -> int:
         """Trainable parameters (equals :func:`parameter_count` of the config)."""

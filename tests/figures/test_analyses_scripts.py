@@ -759,3 +759,12 @@ def test_every_option_has_help_with_a_readable_default(name, monkeypatch):
             assert "default" in action.help, action.dest
     text = parser.format_help()
     assert "None" not in text and "PosixPath" not in text
+
+
+@pytest.mark.parametrize("name", ["cka_by_layer", "rsa_by_layer", "probes_by_layer",
+                                  "ablation_sensitivity"])
+def test_the_figures_of_activation_files_take_them_with_files(name, runs_dir, tmp_path):
+    inputs = [runs_dir / run / "activations.h5" for run in ("synthetic-f1-s0", "synthetic-f3-s0")]
+    status = figure(name).main(["--files", *map(str, inputs), "--out-dir", str(tmp_path)])
+    assert status == 0
+    check_outputs(tmp_path, name, figure(name).COLUMNS, inputs)

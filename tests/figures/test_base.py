@@ -91,11 +91,24 @@ def test_figure_parser_has_the_shared_options():
     assert parser.description == "What it draws."
     args = parser.parse_args([])
     assert vars(args) == {"inputs": [], "runs_dir": Path("runs"), "dataset": None,
-                          "out_dir": Path("figures"), "verbose": False}
+                          "out_dir": Path("figures"), "files": [], "verbose": False}
     args = parser.parse_args(["x.h5", "--runs-dir", "r", "--dataset", "d", "--out-dir", "o",
-                              "-v"])
+                              "-v", "--files", "a.h5", "b.h5"])
     assert vars(args) == {"inputs": [Path("x.h5")], "runs_dir": Path("r"), "dataset": "d",
-                          "out_dir": Path("o"), "verbose": True}
+                          "out_dir": Path("o"), "files": [Path("a.h5"), Path("b.h5")],
+                          "verbose": True}
+    without = base.figure_parser("some_figure", "What it draws.", "", "inputs", files=False)
+    assert "files" not in vars(without.parse_args([]))
+
+
+def test_layer_depth_and_stream_of_repsims_and_a_users_layer_names():
+    assert base.layer_depth("fused.2") == 2 and base.layer_stream("fused.2") == "fused"
+    assert base.layer_depth("encoder.layers.0") == 0
+    assert base.layer_stream("encoder.layers.0") == "encoder.layers"
+    assert base.layer_depth("fusion", ["audio_embed", "fusion"]) == 2
+    assert base.layer_stream("fusion") == "fusion"
+    with pytest.raises(ValueError, match="not of the form <stream>.<depth>"):
+        base.layer_depth("fusion")
 
 
 def test_run_cli_passes_options_as_keywords_and_turns_user_errors_into_exit_2(capsys):

@@ -1,0 +1,64 @@
+"""repsim.extract is one caller of repsim.record: the same arrays and coordinates as before
+the recorder existed, and the same as recording the checkpoint's model directly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_probeset import tiny_dataset
+
+import repsim
+from repsim import activations, extract
+from repsim.checkpoint import load_checkpoint, model_from_checkpoint
+from repsim.probeset import ProbeSet
+
+REFERENCE = Path(__file__).parents[1] / "data" / "extract-v2"
+CONDITIONS = ("clean", "incongruent", "audio_snr0", "visual_removed")
+
+
+@pytest.fixture(scope="module")
+def extracted(tmp_path_factory):
+    """The reference checkpoint extracted now, as the reference file was (see its README)."""
+    dataset = tiny_dataset()
+    output = tmp_path_factory.mktemp("extract") / "activations.h5"
+    config = extract.ExtractConfig(checkpoint=str(REFERENCE / "ckpt.pt"), output=str(output),
+                                   n_stimuli=7, batch_size=5, device="cpu", states=("h", "c"),
+                                   conditions=CONDITIONS, snrs=())
+    extract.run(config, dataset=dataset)
+    return dataset, activations.open(output)
+
+
+def test_extract_gives_the_arrays_and_coordinates_it_gave_before_the_recorder(extracted):
+    _, now = extracted
+    before = activations.open(REFERENCE / "activations.h5")
+    assert before.attrs["format_version"] == 2 and now.attrs["format_version"] == 3
+    assert sorted(now.data_vars) == sorted(before.data_vars)
+    for name in before.data_vars:
+        assert now[name].dims == before[name].dims, name
+        assert np.array_equal(now[name].values, before[name].values), name
+    assert sorted(now.coords) == sorted(before.coords)
+    for name in before.coords:
+        assert np.array_equal(now[name].values, before[name].values), name
+    assert activations.layer_names(now) == activations.layer_names(before)
+    assert activations.state_names(now) == ["h", "c"]
+    assert now.attrs["checkpoint_sha256"] == before.attrs["checkpoint_sha256"]
+    assert now.attrs["model_class"] == "repsim.models.fusion.FusionConvLSTM"
+    assert json.loads(now.attrs["conditions"]) == list(CONDITIONS)
+
+
+def test_recording_the_checkpoints_model_directly_equals_extract(extracted, tmp_path):
+    dataset, now = extracted
+    model = model_from_checkpoint(load_checkpoint(REFERENCE / "ckpt.pt"))
+    probe = ProbeSet.build(dataset, CONDITIONS, n_stimuli=7, seed=0)
+    batches = [{"audio": batch.audio, "visual": batch.visual} for _, batch in probe.batches(5)]
+    recorded = activations.open(repsim.record(
+        model, batches, ["audio.0", "visual.0", "fused.*"], tmp_path / "direct.h5",
+        table=probe.coordinates(), time_dim=1).path)
+    for layer, module in model.recorded_modules().items():
+        assert np.array_equal(recorded[f"{module}.h"].values, now[f"{layer}.h"].values), layer
+    for name in ("stimulus_id", "condition", "audio_snr", "removed"):
+        assert np.array_equal(recorded[name].values, now[name].values), name
+    assert recorded.attrs["model_sha256"] == now.attrs["model_sha256"]
