@@ -41,8 +41,9 @@ LOG_FIELDS = ("epoch", "train_loss", "val_accuracy", "lr", "epoch_seconds", "ela
 
 
 def run_name(dataset: str, fusion_layer: int, seed: int) -> str:
-    """The default name of a run directory: ``<dataset>-f<k>-s<seed>``."""
-    return f"{dataset}-f{fusion_layer}-s{seed}"
+    """The default name of a run directory: ``<dataset>-f<k>-s<seed>`` (the colon of a
+    ``MODULE:FUNCTION`` dataset becomes ``_``, as no file name may hold one on Windows)."""
+    return f"{dataset.replace(':', '_')}-f{fusion_layer}-s{seed}"
 
 
 def default_run_dir(dataset: str, fusion_layer: int, seed: int) -> Path:
