@@ -108,6 +108,8 @@ def read_wav(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
             # Unknown chunks (e.g. LIST metadata) are skipped by scipy; they are not errors.
             warnings.simplefilter("ignore", wavfile.WavFileWarning)
             rate, samples = wavfile.read(name)
+    except UnboundLocalError as error:  # scipy's failure on a WAVE without a "fmt " chunk
+        raise ValueError(f"{name} is not a readable WAV file (no 'fmt ' chunk)") from error
     except (ValueError, EOFError, OSError, IndexError) as error:
         raise ValueError(f"{name} is not a readable WAV file ({error})") from error
     if samples.size == 0:
