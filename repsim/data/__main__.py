@@ -62,12 +62,15 @@ def _count_table(dataset: AVDataset) -> list[str]:
 
 
 def list_datasets() -> str:
-    """One line per dataset name: where it comes from, and the first line of its builder's
-    docstring, or the one-line error that loading it gives (what ``--list`` prints)."""
+    """One line per dataset name: where it comes from, and the first line of its module's
+    docstring (else its builder's), or the one-line error that loading it gives (what
+    ``--list`` prints)."""
     lines = []
     for entry in dataset_entries():
         try:
-            doc = (inspect.getdoc(dataset_builder(entry.name)) or "").split("\n")[0]
+            builder = dataset_builder(entry.name)
+            doc = (inspect.getdoc(inspect.getmodule(builder)) or inspect.getdoc(builder)
+                   or "").split("\n")[0]
         except ValueError as error:
             doc = f"error: {error}"
         lines.append(f"{entry.name:<12} {entry.source:<12} {entry.target:<32} {doc}")
