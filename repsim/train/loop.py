@@ -204,8 +204,6 @@ def run(config: TrainConfig, *, resume: str | os.PathLike | None = None,
             overwrite = True  # files of a run killed before its first checkpoint
     ckpt = load_checkpoint(resume) if resume is not None else None
     if ckpt is not None:
-        # the readout's size is the data's, not a choice: the data are checked below
-        config = with_classes(config, ckpt["config"]["model"]["classes"])
         differences = config_differences(ckpt["config"], config.to_dict())
         if differences:
             raise ValueError(f"cannot resume from {resume}: it was trained with another "
