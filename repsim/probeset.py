@@ -28,7 +28,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from repsim.activations.format import CLASS_COORDS, DIGIT_COORDS, STIMULUS_COORDS
+from repsim.activations.format import CLASS_COORDS, CLASS_NAMES, DIGIT_COORDS, STIMULUS_COORDS
 from repsim.conditions import INCONGRUENT, ProbeCondition, parse_condition, probe_condition_names
 from repsim.data.base import AVDataset, Batch, make_batch
 from repsim.data.noise import derived_seed, item_generators
@@ -190,4 +190,4 @@ class ProbeSet:
                          "afresh per visual time step",
                 # only for datasets with named classes: digit files stay as they were
                 **({} if self.dataset.class_names is None
-                   else {"class_names": list(self.dataset.class_names)})}
+                   else {CLASS_NAMES: list(self.dataset.class_names)})}

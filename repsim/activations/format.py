@@ -54,6 +54,8 @@ STIMULUS_COORDS = ("stimulus_id", "condition", "audio_digit", "visual_digit", "c
 # dataset's file holds class indices under the general names (the probe set names the classes).
 DIGIT_COORDS = ("audio_digit", "visual_digit")
 CLASS_COORDS = ("audio_class", "visual_class")
+# The key under which the probe set record (and a run's summary) names a dataset's classes.
+CLASS_NAMES = "class_names"
 # netCDF attributes of the coordinates the format defines.
 COORDINATE_ATTRS = {
     STIMULUS_DIM: {"long_name": "row of the activation file"},

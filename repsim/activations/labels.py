@@ -13,7 +13,7 @@ import json
 import numpy as np
 import xarray as xr
 
-from repsim.activations.format import CLASS_COORDS, DIGIT_COORDS
+from repsim.activations.format import CLASS_COORDS, CLASS_NAMES, DIGIT_COORDS
 
 DIGIT_NAMES = tuple(str(d) for d in range(10))
 
@@ -39,8 +39,8 @@ def class_names(data: xr.Dataset) -> list[str]:
     if is_digits(data):
         return list(DIGIT_NAMES)
     record = json.loads(data.attrs.get("probe_set", "{}"))
-    if "class_names" in record:
-        return [str(name) for name in record["class_names"]]
+    if CLASS_NAMES in record:
+        return [str(name) for name in record[CLASS_NAMES]]
     values = np.unique(np.concatenate([data[name].values for name in CLASS_COORDS]))
     return [str(value) for value in values]
 

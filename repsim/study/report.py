@@ -23,6 +23,8 @@ from pathlib import Path
 import pandas as pd
 
 from repsim import plotting
+from repsim.activations.format import CLASS_NAMES
+from repsim.activations.labels import DIGIT_NAMES
 from repsim.conditions import MODALITIES
 from repsim.provenance import atomic_path
 from repsim.rundir import SUMMARY_FILE, read_log, read_metrics
@@ -158,7 +160,7 @@ def dataset_classes(study: Study) -> dict[str, list[str] | None]:
     classes: dict[str, list[str] | None] = {}
     for run in study.runs:
         if run.dataset not in classes and (run.run_dir / SUMMARY_FILE).is_file():
-            classes[run.dataset] = read_summary(run.run_dir).get("class_names")
+            classes[run.dataset] = read_summary(run.run_dir).get(CLASS_NAMES)
     return classes
 
 
@@ -169,7 +171,7 @@ def label_word(classes: dict[str, list[str] | None]) -> str:
 
 def chance_text(classes: dict[str, list[str] | None]) -> str:
     """The chance level of the probes: 0.10 for digits, 1 / the class count otherwise."""
-    levels = {dataset: 1 / (10 if names is None else len(names))
+    levels = {dataset: 1 / len(DIGIT_NAMES if names is None else names)
               for dataset, names in classes.items()}
     if set(levels.values()) <= {0.1}:
         return "chance 0.10"

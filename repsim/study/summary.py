@@ -19,6 +19,7 @@ import numpy as np
 import xarray as xr
 
 from repsim import activations
+from repsim.activations.format import CLASS_NAMES
 from repsim.activations.labels import class_names, is_digits, label_coords
 from repsim.analysis import ablation_sensitivity, linear_probe, modality_sensitivity, reliance_index
 from repsim.conditions import CLEAN, INCONGRUENT, MODALITIES, removed_condition
@@ -79,7 +80,7 @@ def summarize(path, *, probe_folds: int = 5, probe_seed: int = 0) -> dict:
             probes[name] = {"accuracy": result.accuracy, "chance": result.chance,
                             "ci": list(result.ci), "folds": folds}
         # class names only for datasets that have them: digit summaries stay as they were
-        classes = {} if is_digits(data) else {"class_names": class_names(data)}
+        classes = {} if is_digits(data) else {CLASS_NAMES: class_names(data)}
         return {
             "version": SUMMARY_VERSION, "layers": names, "time_steps": steps, **classes,
             "reliance": {
