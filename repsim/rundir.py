@@ -199,9 +199,16 @@ def prepare_run_dir(run_dir: str | os.PathLike, *, resume: bool, overwrite: bool
     except OSError as error:
         raise ValueError(f"cannot write to output directory {run_dir}: "
                          f"{error.strerror or error}") from None
+    check_no_checkpoint(run_dir, resume=resume, overwrite=overwrite)
+    return run_dir
+
+
+def check_no_checkpoint(run_dir: str | os.PathLike, *, resume: bool, overwrite: bool) -> None:
+    """ValueError if ``run_dir`` holds a checkpoint that neither ``resume`` nor
+    ``overwrite`` allows to touch (checked again, cheaply, before the data are built)."""
+    run_dir = Path(run_dir)
     if (run_dir / CHECKPOINT_FILE).exists() and not (resume or overwrite):
         raise ValueError(f"{run_dir} already holds a checkpoint; continue it with --resume "
                          f"{run_dir / CHECKPOINT_FILE}, start again with --overwrite, or "
                          f"choose another --out-dir")
-    return run_dir
 

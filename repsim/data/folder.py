@@ -153,6 +153,14 @@ def _read_metadata(root: Path, files: list[_File]) -> _Metadata:
     path = root / METADATA_FILE
     if not path.exists():
         return _Metadata({}, {}, {}, has_split=False)
+    try:
+        return _parse_metadata(root, path, files)
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise ValueError(f"{path} is not a readable UTF-8 CSV file ({error})") from error
+
+
+def _parse_metadata(root: Path, path: Path, files: list[_File]) -> _Metadata:
+    """The body of :func:`_read_metadata`: every column and row checked."""
     known = {item.source: item for item in files}
     with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)

@@ -42,6 +42,7 @@ from repsim.rundir import (
     CONFIG_FILE,
     RUN_FILES,
     Metrics,
+    check_no_checkpoint,
     prepare_run_dir,
     write_json,
     write_log,
@@ -211,6 +212,7 @@ def run(config: TrainConfig, *, resume: str | os.PathLike | None = None,
         if auto and ckpt["complete"]:
             return _finished(config, ckpt)
     if dataset is None:  # built before the run directory, so bad data leave nothing behind
+        check_no_checkpoint(config.run_dir, resume=resume is not None, overwrite=overwrite)
         log.info("building the %s dataset", config.data.dataset)
         dataset = config.data.build()
     config = with_classes(config, dataset.n_classes)

@@ -21,6 +21,7 @@ from scipy.io import wavfile
 from scipy.signal import resample_poly
 
 from repsim.data import build_dataset
+from repsim.data.__main__ import describe
 from repsim.data.config import DataConfig
 from repsim.data.folder import natural_key
 
@@ -187,3 +188,14 @@ def test_the_config_needs_a_data_dir_and_checks_fractions_before_reading():
     with pytest.raises(ValueError, match="val_fraction \\+ test_fraction must be below 1"):
         DataConfig(dataset="folder", data_dir="/nowhere",
                    options={"val_fraction": 0.5, "test_fraction": 0.5})
+
+
+def test_the_summary_names_the_classes_and_counts_per_class(built):
+    text = describe(built)
+    assert "3 classes: cat, dog, owl" in text
+    rows = {tuple(line.split()[:2]): line.split()[2:] for line in text.splitlines()
+            if line.strip().startswith(("train", "val", "test"))}
+    for split in ("train", "val", "test"):
+        clips = built.splits[split].clip_source
+        expected = [sum(s.split("/")[1] == name for s in clips) for name in CLASSES]
+        assert rows[(split, "clips")] == [str(len(clips))] + [str(n) for n in expected]

@@ -78,6 +78,12 @@ def unknown_column(root: Path) -> str:
     return f"{root / 'metadata.csv'} has unknown column(s) label"
 
 
+def metadata_not_text(root: Path) -> str:
+    write_folder_dataset(root, classes=SMALL)
+    (root / "metadata.csv").write_bytes(b"file,split\n\xff\xfe\x00bad,train\n")
+    return f"{root / 'metadata.csv'} is not a readable UTF-8 CSV file ("
+
+
 def missing_file(root: Path) -> str:
     write_folder_dataset(root, classes=SMALL)
     _metadata(root, [{"file": "audio/a/a_99.wav", "split": "test"}])
@@ -107,8 +113,9 @@ def file_outside_a_class_folder(root: Path) -> str:
 
 
 CASES = [empty_folder, audio_without_images, images_without_audio, unreadable_wav,
-         zero_length_wav, unreadable_image, zero_length_image, unknown_column, missing_file,
-         group_in_two_splits, empty_split, file_outside_a_class_folder]
+         zero_length_wav, unreadable_image, zero_length_image, unknown_column,
+         metadata_not_text, missing_file, group_in_two_splits, empty_split,
+         file_outside_a_class_folder]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.__name__ for case in CASES])
