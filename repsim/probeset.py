@@ -7,8 +7,8 @@ the same ids: two models can be compared stimulus by stimulus.
 - ``n`` congruent pairs are drawn from the test split's pairs (a seeded permutation; a larger
   ``n`` extends a smaller one). Every condition except ``incongruent`` uses these pairs, so a
   ``stimulus_id`` names the same pair in ``clean``, ``audio_snr0``, ``visual_removed``...
-- ``incongruent`` draws ``n`` pairs whose audio and visual digits differ
-  (:func:`repsim.data.pairing.incongruent_pairs`, balanced over digit combinations).
+- ``incongruent`` draws ``n`` pairs whose audio and visual digits (classes) differ
+  (:func:`repsim.data.pairing.incongruent_pairs`, balanced over class combinations).
 - Conditions (names as in the activation files): ``clean``, ``incongruent``,
   ``audio_removed``, ``visual_removed`` (that modality's input is all zeros) and
   ``audio_snr{X}``, ``visual_snr{X}``, ``both_snr{X}`` (white noise at X dB, e.g.
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from repsim.activations.format import STIMULUS_COORDS
+from repsim.activations.format import CLASS_COORDS, CLASS_NAMES, DIGIT_COORDS, STIMULUS_COORDS
 from repsim.conditions import INCONGRUENT, ProbeCondition, parse_condition, probe_condition_names
 from repsim.data.base import AVDataset, Batch, make_batch
 from repsim.data.noise import derived_seed, item_generators
@@ -109,7 +109,16 @@ class ProbeSet:
         return pairs
 
     def coordinates(self) -> dict[str, np.ndarray]:
-        """Per-stimulus coordinates in row order (names as in the activation file format)."""
+        """Per-stimulus coordinates in row order (names as in the activation file format:
+        a dataset with class names labels stimuli ``audio_class``/``visual_class``)."""
+        columns = self._columns()
+        if self.dataset.class_names is not None:
+            columns = {CLASS_COORDS[DIGIT_COORDS.index(key)] if key in DIGIT_COORDS else key:
+                       values for key, values in columns.items()}
+        return columns
+
+    def _columns(self) -> dict[str, np.ndarray]:
+        """The coordinates under the format's digit names (:data:`STIMULUS_COORDS`)."""
         split = self.split
         clip_digit = split.clip_digit.cpu().numpy()
         image_digit = split.image_digit.cpu().numpy()
@@ -183,4 +192,7 @@ class ProbeSet:
                 "seed": self.seed, "n_stimuli_per_condition": self.n_stimuli,
                 "conditions": self.condition_names,
                 "noise": "white Gaussian, seeded per (seed, condition, pair position), drawn "
-                         "afresh per visual time step"}
+                         "afresh per visual time step",
+                # only for datasets with named classes: digit files stay as they were
+                **({} if self.dataset.class_names is None
+                   else {CLASS_NAMES: list(self.dataset.class_names)})}

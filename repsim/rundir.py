@@ -41,8 +41,9 @@ LOG_FIELDS = ("epoch", "train_loss", "val_accuracy", "lr", "epoch_seconds", "ela
 
 
 def run_name(dataset: str, fusion_layer: int, seed: int) -> str:
-    """The default name of a run directory: ``<dataset>-f<k>-s<seed>``."""
-    return f"{dataset}-f{fusion_layer}-s{seed}"
+    """The default name of a run directory: ``<dataset>-f<k>-s<seed>`` (the colon of a
+    ``MODULE:FUNCTION`` dataset becomes ``_``, as no file name may hold one on Windows)."""
+    return f"{dataset.replace(':', '_')}-f{fusion_layer}-s{seed}"
 
 
 def default_run_dir(dataset: str, fusion_layer: int, seed: int) -> Path:
@@ -198,9 +199,16 @@ def prepare_run_dir(run_dir: str | os.PathLike, *, resume: bool, overwrite: bool
     except OSError as error:
         raise ValueError(f"cannot write to output directory {run_dir}: "
                          f"{error.strerror or error}") from None
+    check_no_checkpoint(run_dir, resume=resume, overwrite=overwrite)
+    return run_dir
+
+
+def check_no_checkpoint(run_dir: str | os.PathLike, *, resume: bool, overwrite: bool) -> None:
+    """ValueError if ``run_dir`` holds a checkpoint that neither ``resume`` nor
+    ``overwrite`` allows to touch (checked again, cheaply, before the data are built)."""
+    run_dir = Path(run_dir)
     if (run_dir / CHECKPOINT_FILE).exists() and not (resume or overwrite):
         raise ValueError(f"{run_dir} already holds a checkpoint; continue it with --resume "
                          f"{run_dir / CHECKPOINT_FILE}, start again with --overwrite, or "
                          f"choose another --out-dir")
-    return run_dir
 

@@ -19,7 +19,9 @@ One HDF5 file that is valid netCDF-4, written with h5netcdf, so that both
 - ``stimulus``: the row number (0, 1, ...), the coordinate variable of the ``stimulus`` dim.
 - Coordinates on ``stimulus`` (one row per stimulus; conditions are stacked along it):
   ``stimulus_id`` (equal across models and conditions) and ``condition`` always; a repsim
-  probe set adds ``audio_digit``, ``visual_digit``, ``congruent``, ``speaker``,
+  probe set adds ``audio_digit``, ``visual_digit`` (datasets other than the digit ones:
+  ``audio_class``, ``visual_class``, class indices whose names are the ``class_names`` of the
+  ``probe_set`` attribute), ``congruent``, ``speaker``,
   ``audio_source``, ``visual_source``, ``audio_index``, ``visual_index``, ``audio_snr``,
   ``visual_snr`` (dB, ``inf`` = clean), ``removed`` (``"none"|"audio"|"visual"``) and
   ``prediction``; a user's stimulus table adds its own columns (strings, integers, floats or
@@ -58,6 +60,12 @@ STIMULUS_DIM = "stimulus"
 STIMULUS_COORDS = ("stimulus_id", "condition", "audio_digit", "visual_digit", "congruent",
                    "speaker", "audio_source", "visual_source", "audio_index", "visual_index",
                    "audio_snr", "visual_snr", "removed")
+# The heard and the seen label: digit datasets' files keep the digits' names; every other
+# dataset's file holds class indices under the general names (the probe set names the classes).
+DIGIT_COORDS = ("audio_digit", "visual_digit")
+CLASS_COORDS = ("audio_class", "visual_class")
+# The key under which the probe set record (and a run's summary) names a dataset's classes.
+CLASS_NAMES = "class_names"
 # netCDF attributes of the coordinates the format defines.
 COORDINATE_ATTRS = {
     STIMULUS_DIM: {"long_name": "row of the activation file"},
@@ -66,6 +74,8 @@ COORDINATE_ATTRS = {
     "condition": {"long_name": "test condition"},
     "audio_digit": {"long_name": "digit spoken in the audio clip"},
     "visual_digit": {"long_name": "digit shown in the image"},
+    "audio_class": {"long_name": "class of the audio clip (index into the class names)"},
+    "visual_class": {"long_name": "class of the image (index into the class names)"},
     "congruent": {"long_name": "audio digit equals visual digit"},
     "speaker": {"long_name": "speaker of the audio clip"},
     "audio_source": {"long_name": "source file of the audio clip"},

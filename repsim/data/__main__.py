@@ -1,6 +1,8 @@
 """``python -m repsim.data``: build a dataset, print what it holds, draw a few stimuli.
 
-The summary lists pairs, clips and images per split and digit, the speakers of each split,
+``--list`` lists every dataset name: repsim's own, installed plugins' (entry-point group
+``repsim.datasets``), each with where it comes from. The summary lists the classes, and
+pairs, clips and images per split and class, the speakers of each split,
 the frame grid, the sample rate and the dataset fingerprint. ``--figure`` saves a picture of
 a few test pairs: the audio as log-mel windows (one per time step) and the visual frames,
 clean and with white noise at ``--snr`` dB. From Python: :func:`describe` and
@@ -10,6 +12,7 @@ clean and with white noise at ``--snr`` dB. From Python: :func:`describe` and
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import sys
@@ -31,7 +34,7 @@ from repsim.cli import (
 from repsim.conditions import CLEAN
 from repsim.data.base import AVDataset, make_batch
 from repsim.data.config import DataConfig
-from repsim.data.registry import build_dataset, dataset_names
+from repsim.data.registry import build_dataset, dataset_builder, dataset_entries, dataset_names
 from repsim.provenance import atomic_path
 
 if TYPE_CHECKING:
@@ -42,16 +45,36 @@ GAP = 2  # blank columns between the time steps of a stimulus row in the figure
 
 
 def _count_table(dataset: AVDataset) -> list[str]:
-    """Rows ``split kind total n0 .. n9`` for pairs, clips and images."""
-    header = f"{'split':<6} {'kind':<7} {'total':>6} " + " ".join(f"{d:>5}" for d in range(10))
+    """Rows ``split kind total n_0 .. n_k`` for pairs, clips and images, one column per class
+    (headed by the digit or the class name)."""
+    labels = dataset.label_names
+    width = max(5, *(len(label) for label in labels))
+    header = f"{'split':<6} {'kind':<7} {'total':>6} " + " ".join(f"{c:>{width}}"
+                                                                for c in labels)
     rows = [header]
     for name, split in dataset.splits.items():
-        for kind, digits in (("pairs", split.clip_digit[split.pair_audio]),
-                             ("clips", split.clip_digit), ("images", split.image_digit)):
-            counts = torch.bincount(digits, minlength=10).tolist()
-            rows.append(f"{name:<6} {kind:<7} {len(digits):>6} "
-                        + " ".join(f"{c:>5}" for c in counts))
+        for kind, classes in (("pairs", split.clip_digit[split.pair_audio]),
+                              ("clips", split.clip_digit), ("images", split.image_digit)):
+            counts = torch.bincount(classes, minlength=len(labels)).tolist()
+            rows.append(f"{name:<6} {kind:<7} {len(classes):>6} "
+                        + " ".join(f"{c:>{width}}" for c in counts))
     return rows
+
+
+def list_datasets() -> str:
+    """One line per dataset name: where it comes from, and the first line of its module's
+    docstring (else its builder's), or the one-line error that loading it gives (what
+    ``--list`` prints)."""
+    lines = []
+    for entry in dataset_entries():
+        try:
+            builder = dataset_builder(entry.name)
+            doc = (inspect.getdoc(inspect.getmodule(builder)) or inspect.getdoc(builder)
+                   or "").split("\n")[0]
+        except ValueError as error:
+            doc = f"error: {error}"
+        lines.append(f"{entry.name:<12} {entry.source:<12} {entry.target:<32} {doc}")
+    return "\n".join(lines)
 
 
 def describe(dataset: AVDataset) -> str:
@@ -64,7 +87,8 @@ def describe(dataset: AVDataset) -> str:
         f"{dataset.sample_rate} Hz, clips of {first.waveforms.shape[1]} samples "
         f"({seconds:.2f} s)",
         f"frames: T={t} steps of {h}x{w}; audio and visual batches are (B, {t}, 1, {h}, {w})",
-        "counts per split and digit:",
+        f"{dataset.n_classes} classes: {', '.join(dataset.label_names)}",
+        "counts per split and class:",
         *("  " + row for row in _count_table(dataset)),
         "speakers per split:",
     ]
@@ -76,7 +100,7 @@ def describe(dataset: AVDataset) -> str:
 
 
 def _example_pairs(dataset: AVDataset, split: str, count: int) -> torch.Tensor:
-    """Indices of the first ``count`` pairs of ``split`` with different digits."""
+    """Indices of the first ``count`` pairs of ``split`` with different classes."""
     chosen, seen = [], set()
     for i, digit in enumerate(dataset.splits[split].clip_digit[dataset.splits[split]
                                                               .pair_audio].tolist()):
@@ -156,7 +180,10 @@ def stimuli_figure(dataset: AVDataset, *, split: str = "test", examples: int = 3
                     side.set_visible(False)
                 label = f"{modality}, {condition}"
                 if v == 0:
-                    label = f"digit {int(clean.audio_digit[e])} ({speaker})\n{label}"
+                    heard = int(clean.audio_digit[e])
+                    what = (f"digit {heard}" if dataset.class_names is None
+                            else dataset.class_names[heard])
+                    label = f"{what} ({speaker})\n{label}"
                 ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
         engine = fig.get_layout_engine()
         assert isinstance(engine, ConstrainedLayoutEngine)  # the figure is made constrained
@@ -195,10 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m repsim.data",
         description="Build a dataset, print what it holds, and optionally draw a few stimuli.")
     add_version(p)
-    p.add_argument("--dataset", default=defaults.dataset,
-                   help=f"dataset name ({', '.join(dataset_names())}; default "
-                        f"{defaults.dataset})")
-    p.add_argument("--data-dir", default=None, help="where the dataset's files are (avmnist)")
+    p.add_argument("--list", action="store_true",
+                   help="list every dataset (repsim's and installed plugins') and exit")
+    p.add_argument("--dataset", default=defaults.dataset, metavar="NAME",
+                   help=f"dataset name ({', '.join(dataset_names())}, a plugin's, or "
+                        f"MODULE:FUNCTION; default {defaults.dataset})")
+    p.add_argument("--data-dir", default=None,
+                   help="where the dataset's files are (avmnist, folder)")
     p.add_argument("--data-seed", type=int, default=defaults.seed,
                    help=f"dataset seed (default {defaults.seed})")
     p.add_argument("--seed", type=int, dest="data_seed", help=argparse.SUPPRESS)  # old name
@@ -227,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m repsim.data``."""
     args = build_parser().parse_args(argv)
     log = setup_logging(args.verbose)
+    if args.list:
+        print(list_datasets())
+        return 0
     if args.figure:  # refuse a bad figure request before the work of building
         _figure_format(args.figure)
         if args.examples < 1:

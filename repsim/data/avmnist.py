@@ -28,16 +28,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from repsim.data.base import AVDataset, AVSplit
+from repsim.data.base import SPLITS, AVDataset, AVSplit
 from repsim.data.download import locate_avmnist, mnist_file
-from repsim.data.features import LogMelFrames, fix_length, resize_images
+from repsim.data.features import LogMelFrames, clip_arrays, resize_images
 from repsim.data.io import read_idx, read_wav
 from repsim.data.pairing import congruent_pairs
 
 DEFAULT_TIMESTEPS = 10
 DEFAULT_SIZE = 28
 FSDD_TEST_INDICES = 5  # the official split: clips with index 0-4 are test
-SPLITS = ("train", "val", "test")
 _CLIP_NAME = re.compile(r"(?P<digit>\d)_(?P<speaker>[A-Za-z0-9]+)_(?P<index>\d+)\.wav")
 
 
@@ -163,9 +162,7 @@ def build(
     mnist_train = read_mnist(files.mnist_dir, "train")
     mnist_test = read_mnist(files.mnist_dir, "t10k")
 
-    waveforms = torch.from_numpy(np.stack([fix_length(w, n_samples) for w in clips.waveforms]))
-    power = torch.tensor([float(np.mean(np.square(w[:n_samples], dtype=np.float64)))
-                          for w in clips.waveforms], dtype=torch.float32)
+    waveforms, power = clip_arrays(clips.waveforms, n_samples)
     speakers = sorted(set(clips.speaker))
     speaker_id = np.array([speakers.index(s) for s in clips.speaker], dtype=np.int64)
     clip_split = _clip_split(clips.index, val_clip_indices)

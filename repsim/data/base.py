@@ -18,6 +18,8 @@ import torch
 from repsim.conditions import MODALITIES
 from repsim.data.noise import Generators, add_white_noise
 
+SPLITS = ("train", "val", "test")  # every dataset's splits, in this order
+
 
 class AudioFeatures(Protocol):
     """Turns waveforms ``(B, n_samples)`` into audio frames ``(B, T, 1, H, W)`` (float32)."""
@@ -46,12 +48,12 @@ class AVSplit:
     name: str
     waveforms: torch.Tensor  # (n_clips, n_samples) float32, clean, padded/cropped
     clip_power: torch.Tensor  # (n_clips,) float32, mean square of the clip before padding
-    clip_digit: torch.Tensor  # (n_clips,) int64
+    clip_digit: torch.Tensor  # (n_clips,) int64: the digit, or the class index
     clip_speaker: torch.Tensor  # (n_clips,) int64, index into `speakers`
     clip_source: list[str]
     audio_clean: torch.Tensor  # (n_clips, T, 1, H, W) float32, features of the clean clips
     images: torch.Tensor  # (n_images, H, W) float32 in [0, 1], on the frame grid
-    image_digit: torch.Tensor  # (n_images,) int64
+    image_digit: torch.Tensor  # (n_images,) int64: the digit, or the class index
     image_source: list[str]
     pair_audio: torch.Tensor  # (n_pairs,) int64 index into clips
     pair_visual: torch.Tensor  # (n_pairs,) int64 index into images
@@ -87,15 +89,49 @@ class AVSplit:
                 for a, v in zip(audio_index.tolist(), visual_index.tolist(), strict=True)]
 
 
+DIGIT_CLASSES = 10  # the digit datasets' classes: the digits 0-9, labelled by themselves
+
+
 @dataclass
 class AVDataset:
-    """A built dataset: its splits, the audio feature transform, and where it came from."""
+    """A built dataset: its splits, the audio feature transform, and where it came from.
+
+    ``class_names`` names the classes of a dataset whose labels are not the digits 0-9:
+    label ``i`` is ``class_names[i]``. ``None`` (the digit datasets) means the labels are the
+    digits themselves, stored as ``audio_digit``/``visual_digit``.
+    """
 
     name: str
     splits: dict[str, AVSplit]
     features: AudioFeatures
     sample_rate: int
     config: dict  # the builder's keyword arguments, JSON-serialisable
+    class_names: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.class_names is None:
+            return
+        if len(self.class_names) < 2 or len(set(self.class_names)) != len(self.class_names):
+            raise ValueError(f"dataset {self.name}: class_names must be two or more distinct "
+                             f"names, got {self.class_names}")
+        for split in self.splits.values():
+            for labels in (split.clip_digit, split.image_digit):
+                if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < \
+                        len(self.class_names):
+                    raise ValueError(f"dataset {self.name}: the {split.name} split has labels "
+                                     f"outside 0..{len(self.class_names) - 1}, the indices "
+                                     f"of its {len(self.class_names)} class names")
+
+    @property
+    def n_classes(self) -> int:
+        """How many classes the readout needs: the class names', or 10 digits."""
+        return DIGIT_CLASSES if self.class_names is None else len(self.class_names)
+
+    @property
+    def label_names(self) -> list[str]:
+        """The name of every label: the class names, or ``"0"`` .. ``"9"``."""
+        return ([str(d) for d in range(DIGIT_CLASSES)] if self.class_names is None
+                else list(self.class_names))
 
     @property
     def timesteps(self) -> int:
@@ -110,6 +146,8 @@ class AVDataset:
         and image's :func:`_rounded_summary`: equal data, equal fingerprint, also when the
         data were built on another CPU and differ in the last bits."""
         digest = hashlib.sha256(self.name.encode())
+        if self.class_names is not None:  # digit datasets: the digest they always had
+            digest.update("\n".join(self.class_names).encode())
         for split_name in sorted(self.splits):
             split = self.splits[split_name]
             digest.update(split_name.encode())

@@ -119,6 +119,15 @@ def fix_length(waveform: np.ndarray, n_samples: int) -> np.ndarray:
     return out
 
 
+def clip_arrays(waveforms: list[np.ndarray], n_samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clips of natural length -> ``(n, n_samples)`` waveforms (cropped or zero-padded) and
+    each clip's power (mean square of what is kept, before padding), both float32."""
+    padded = torch.from_numpy(np.stack([fix_length(w, n_samples) for w in waveforms]))
+    power = torch.tensor([float(np.mean(np.square(w[:n_samples], dtype=np.float64)))
+                          for w in waveforms], dtype=torch.float32)
+    return padded, power
+
+
 def resize_images(images: np.ndarray | torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Resize ``(N, h, w)`` images in [0, 1] to ``(N, height, width)`` (bilinear, antialiased)."""
     images = torch.as_tensor(images, dtype=torch.float32)

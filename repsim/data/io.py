@@ -1,6 +1,7 @@
-"""Readers for the raw file formats behind the real datasets: IDX (MNIST) and WAV (FSDD).
+"""Readers for the raw file formats behind the real datasets: IDX (MNIST), WAV (FSDD, a
+user's clips) and images (PNG, JPEG, ``.npy``: a user's pictures).
 
-Both readers take every size from the file itself and refuse a damaged file with a
+Every reader takes every size from the file itself and refuses a damaged file with a
 ValueError that names it, so a bad download is reported where it is, not as a shape error
 somewhere downstream.
 """
@@ -16,6 +17,10 @@ import zlib
 import numpy as np
 from scipy.io import wavfile
 from scipy.signal import resample_poly
+
+# Luma weights (ITU-R BT.601, as Pillow's "L" conversion uses) for RGB arrays read from .npy.
+_LUMA = np.array([0.299, 0.587, 0.114])
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".npy")
 
 # IDX type codes (third byte of the magic number) and the big-endian dtypes they stand for.
 _IDX_DTYPES: dict[int, np.dtype] = {
@@ -103,6 +108,8 @@ def read_wav(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
             # Unknown chunks (e.g. LIST metadata) are skipped by scipy; they are not errors.
             warnings.simplefilter("ignore", wavfile.WavFileWarning)
             rate, samples = wavfile.read(name)
+    except UnboundLocalError as error:  # scipy's failure on a WAVE without a "fmt " chunk
+        raise ValueError(f"{name} is not a readable WAV file (no 'fmt ' chunk)") from error
     except (ValueError, EOFError, OSError, IndexError) as error:
         raise ValueError(f"{name} is not a readable WAV file ({error})") from error
     if samples.size == 0:
@@ -116,3 +123,57 @@ def read_wav(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
         divisor = math.gcd(int(rate), int(sample_rate))
         waveform = resample_poly(waveform, sample_rate // divisor, int(rate) // divisor)
     return np.clip(waveform, -1.0, 1.0).astype(np.float32)
+
+
+def _grey_from_array(array: np.ndarray, name: str) -> np.ndarray:
+    """A ``.npy`` array (H, W) grey or (H, W, 3|4) RGB(A) as grey float in [0, 1]: unsigned
+    integers are scaled by their type's maximum, floats are taken as [0, 1] and clipped."""
+    if array.ndim == 3 and array.shape[2] in (3, 4):
+        scale = float(np.iinfo(array.dtype).max) if array.dtype.kind == "u" else 1.0
+        array = (array[..., :3].astype(np.float64) / scale) @ _LUMA
+    elif array.ndim != 2:
+        raise ValueError(f"{name} holds an array of shape {array.shape}, not an image "
+                         f"(height, width) or (height, width, 3 or 4)")
+    elif array.dtype.kind == "u":
+        array = array.astype(np.float64) / float(np.iinfo(array.dtype).max)
+    elif array.dtype.kind not in "fb":
+        raise ValueError(f"{name} holds {array.dtype} values; images are unsigned integers "
+                         f"or floats in [0, 1]")
+    return np.clip(np.asarray(array, dtype=np.float32), 0.0, 1.0)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read a PNG or JPEG (any size and mode, with Pillow) or a ``.npy`` array as a grey
+    float32 image ``(height, width)`` in [0, 1].
+
+    Colour is converted to grey with Pillow's "L" luma (alpha is ignored); 16-bit grey is
+    scaled by 65535, 32-bit float images are taken as [0, 1] and clipped. A file that cannot
+    be decoded raises ValueError naming it and the reader's reason; a missing file raises
+    FileNotFoundError.
+    """
+    name = os.fspath(path)
+    if not os.path.isfile(name):
+        raise FileNotFoundError(f"no such image file: {name}")
+    if name.lower().endswith(".npy"):
+        try:
+            array = np.load(name, allow_pickle=False)
+        except (ValueError, EOFError, OSError) as error:
+            raise ValueError(f"{name} is not a readable .npy array ({error})") from error
+        grey = _grey_from_array(array, name)
+    else:
+        from PIL import Image, UnidentifiedImageError  # Pillow: only when reading images
+
+        try:
+            with Image.open(name) as image:
+                image.load()
+                if image.mode.startswith("I"):  # 16-bit grey ("I;16", or "I" once decoded)
+                    grey = np.clip(np.asarray(image, dtype=np.float32) / 65535.0, 0.0, 1.0)
+                elif image.mode == "F":
+                    grey = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
+                else:
+                    grey = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+            raise ValueError(f"{name} is not a readable image ({error})") from error
+    if grey.size == 0:
+        raise ValueError(f"{name} holds an empty image")
+    return np.ascontiguousarray(grey, dtype=np.float32)

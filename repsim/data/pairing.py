@@ -44,8 +44,9 @@ def incongruent_pairs(clip_digit: np.ndarray, image_digit: np.ndarray, n_pairs: 
                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """``n_pairs`` (clip, image) index pairs whose digits differ.
 
-    Audio digit and visual digit are balanced: pair ``i`` takes audio digit ``a`` and visual
-    digit ``(a + s) % 10`` with shift ``s`` cycling through 1..9, so every off-diagonal cell
+    Audio digit and visual digit are balanced: with the k digits (classes) present in both
+    modalities, pair ``i`` takes the audio digit ``a`` and the visual digit ``s`` places
+    after it (cyclically), the shift ``s`` cycling through 1..k-1, so every off-diagonal cell
     of the audio-digit x visual-digit table is filled about equally.
     """
     clip_digit, image_digit = np.asarray(clip_digit), np.asarray(image_digit)

@@ -1,43 +1,119 @@
-"""The one place that maps dataset names to builders.
+"""The one place that maps dataset names to builders: repsim's own, plugins, ``MODULE:FUNCTION``.
 
 Train, extract and the study runner call :func:`build_dataset` and never import a dataset
-module, so a new dataset is one entry here. Builders are imported lazily: naming ``synthetic`` never
-imports the MNIST/FSDD code. A builder's module may define ``check_options(**options)``, a
-cheap check of option values that :class:`repsim.data.DataConfig` runs when it is made.
+module. A name is resolved, in this order, as
+
+- ``MODULE:FUNCTION`` (any name with a colon): that function of that importable module;
+- one of repsim's own datasets (``synthetic``, ``avmnist``, ``folder``);
+- a plugin: an entry point of the group ``repsim.datasets`` (name -> ``module:function``)
+  that an installed package declares. Two packages declaring one name is an error that names
+  both; use ``MODULE:FUNCTION`` to pick one.
+
+Builders are imported lazily: naming ``synthetic`` never imports the MNIST/FSDD code, and
+listing the names imports no plugin. A builder's module may define ``check_options(**options)``,
+a cheap check of option values that :class:`repsim.data.DataConfig` runs when it is made.
+The builder contract is documented in ``docs/datasets.md``.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import inspect
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from repsim.data.base import AVDataset
 
-_BUILDERS = {
+ENTRY_POINT_GROUP = "repsim.datasets"
+BUILTIN_SOURCE = "repsim"
+_BUILTINS = {
     "synthetic": "repsim.data.synthetic:build",
     "avmnist": "repsim.data.avmnist:build",
+    "folder": "repsim.data.folder:build",
 }
 
 
+@dataclass(frozen=True)
+class DatasetEntry:
+    """Where a dataset name leads: ``target`` (``"module:function"``) and who declares it
+    (``source``: ``"repsim"``, or the distribution that declares the entry point)."""
+
+    name: str
+    target: str
+    source: str
+
+
+def _plugin_entries() -> list[DatasetEntry]:
+    """Every entry point of :data:`ENTRY_POINT_GROUP` (nothing is imported)."""
+    entries = []
+    for point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        distribution = getattr(point, "dist", None)
+        source = distribution.name if distribution is not None else "an unknown package"
+        entries.append(DatasetEntry(point.name, point.value, source))
+    return entries
+
+
+def dataset_entries() -> list[DatasetEntry]:
+    """repsim's datasets, then every plugin entry point, sorted by name (a plugin that reuses
+    one of repsim's names is listed but never chosen: repsim's own dataset wins)."""
+    own = [DatasetEntry(name, target, BUILTIN_SOURCE) for name, target in _BUILTINS.items()]
+    plugins = {(entry.name, entry.target, entry.source): entry for entry in _plugin_entries()}
+    return sorted([*own, *plugins.values()], key=lambda entry: (entry.name, entry.source))
+
+
 def dataset_names() -> list[str]:
-    """Names accepted by :func:`build_dataset`."""
-    return sorted(_BUILDERS)
+    """Names accepted by :func:`build_dataset` (besides any ``MODULE:FUNCTION``)."""
+    return sorted({entry.name for entry in dataset_entries()})
+
+
+def _target(name: str) -> str:
+    """The ``module:function`` that ``name`` stands for, or ValueError (unknown or ambiguous)."""
+    if ":" in name:
+        return name
+    if name in _BUILTINS:
+        return _BUILTINS[name]
+    declared = {entry.target: entry for entry in _plugin_entries() if entry.name == name}
+    if len(declared) > 1:
+        who = "; ".join(f"{entry.source} ({entry.target})" for entry in declared.values())
+        raise ValueError(f"dataset {name!r} is registered by more than one package: {who}; "
+                         f"name the one you mean as MODULE:FUNCTION")
+    if not declared:
+        raise ValueError(f"unknown dataset {name!r}; choose one of: "
+                         f"{', '.join(dataset_names())} (or give MODULE:FUNCTION)")
+    return next(iter(declared))
+
+
+def _load(name: str, target: str) -> Callable[..., AVDataset]:
+    """Import the builder ``target`` names; ValueError with the import error if that fails."""
+    module_name, _, function_name = target.partition(":")
+    if not module_name or not function_name:
+        raise ValueError(f"dataset {name!r}: {target!r} is not of the form MODULE:FUNCTION")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:  # a plugin's import may fail any way: show how
+        raise ValueError(f"dataset {name!r}: cannot import {module_name} "
+                         f"({type(error).__name__}: {error})") from error
+    builder = getattr(module, function_name, None)
+    if not callable(builder):
+        raise ValueError(f"dataset {name!r}: module {module_name} has no function "
+                         f"{function_name}")
+    return builder
 
 
 def dataset_builder(name: str, options: Iterable[str] = ()) -> Callable[..., AVDataset]:
-    """The builder function of dataset ``name``; ValueError if ``name`` or any of the option
-    names is unknown, listing the choices (a cheap check, done before any building)."""
-    if name not in _BUILDERS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(dataset_names())}")
-    module_name, function_name = _BUILDERS[name].split(":")
-    builder = getattr(importlib.import_module(module_name), function_name)
-    accepted = inspect.signature(builder).parameters
-    unknown = sorted(set(options) - set(accepted))
+    """The builder function of dataset ``name``; ValueError if ``name`` is unknown, ambiguous
+    or fails to import, or if any of the option names is not one of the builder's keyword
+    arguments (a cheap check, done before any building)."""
+    builder = _load(name, _target(name))
+    parameters = inspect.signature(builder).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return builder
+    unknown = sorted(set(options) - set(parameters))
     if unknown:
         raise ValueError(f"dataset {name!r} has no option(s) {', '.join(unknown)}; its options "
-                         f"are: {', '.join(accepted)}")
+                         f"are: {', '.join(parameters)}")
     return builder
 
 
@@ -51,5 +127,12 @@ def check_dataset_options(name: str, options: dict) -> None:
 
 
 def build_dataset(name: str, **options: Any) -> AVDataset:
-    """Build dataset ``name``; ``options`` go to its builder (``data_dir``, ``seed``, sizes...)."""
-    return dataset_builder(name, options)(**options)
+    """Build dataset ``name``; ``options`` go to its builder (``data_dir``, ``seed``, sizes...).
+
+    A builder that returns anything but an :class:`AVDataset` is refused with a ValueError.
+    """
+    dataset = dataset_builder(name, options)(**options)
+    if not isinstance(dataset, AVDataset):
+        raise ValueError(f"dataset {name!r}: its builder returned {type(dataset).__name__}, "
+                         f"not an AVDataset")
+    return dataset

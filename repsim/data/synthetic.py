@@ -26,11 +26,10 @@ from sklearn.datasets import load_digits
 
 from repsim.config import Config, check_positive_int, is_int
 from repsim.data import synth
-from repsim.data.base import AVDataset, AVSplit
+from repsim.data.base import SPLITS, AVDataset, AVSplit
 from repsim.data.features import LogMelFrames, resize_images
 from repsim.data.pairing import congruent_pairs
 
-SPLITS = ("train", "val", "test")
 DEFAULT_TIMESTEPS = 8
 DEFAULT_SIZE = 16
 FEATURE_BATCH = 256  # clips per log-mel batch (bounds memory)

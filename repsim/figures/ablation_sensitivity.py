@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 
 from repsim import plotting
 from repsim.activations import stimulus_table
+from repsim.activations.labels import chance_level, label_coords
 from repsim.analysis.cka import KERNELS
 from repsim.conditions import CLEAN, MODALITIES, removed_condition
 from repsim.figures.base import (
@@ -66,9 +67,10 @@ def sensitivity_table(model: ModelInput, data: xr.Dataset, *, kernel: str = "lin
         raise ValueError(f"{model.path} holds no model predictions; re-extract it")
     for removed, condition in CONDITIONS.items():
         table = stimulus_table(data, condition)
-        correct = table["prediction"].to_numpy() == table["audio_digit"].to_numpy()
+        correct = table["prediction"].to_numpy() == table[label_coords(data)[0]].to_numpy()
         rows.append({"model": model.label, "measure": "accuracy", "removed": removed,
                      "value": float(correct.mean())})
+
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -78,8 +80,9 @@ def _grid_rows(model: ModelInput, measure: str, removed: str | None, grid) -> li
             for layer in grid["layer"].values for t in grid["time"].values]
 
 
-def plot(table: pd.DataFrame, kernel: str) -> Figure:
-    """Per model: S_audio, S_visual and reliance heatmaps; beside them accuracy bars."""
+def plot(table: pd.DataFrame, kernel: str, chance: float = 0.1) -> Figure:
+    """Per model: S_audio, S_visual and reliance heatmaps; beside them accuracy bars, with a
+    line at ``chance`` (1 / the number of classes)."""
     models = list(dict.fromkeys(table["model"]))
     steps = int(table["time_step"].max())
     panel_width = 2.2 + 0.45 * steps  # room for a two-decimal label in every cell
@@ -110,11 +113,11 @@ def plot(table: pd.DataFrame, kernel: str) -> Figure:
                          fontsize="medium")
     left.suptitle(f"Which modality does each layer need? Sensitivity = 1 - {kernel} CKA "
                   "(clean vs modality removed)")
-    _accuracy_bars(right.subplots(), table[table["measure"] == "accuracy"], models)
+    _accuracy_bars(right.subplots(), table[table["measure"] == "accuracy"], models, chance)
     return fig
 
 
-def _accuracy_bars(ax, accuracy: pd.DataFrame, models: list[str]) -> None:
+def _accuracy_bars(ax, accuracy: pd.DataFrame, models: list[str], chance: float) -> None:
     """Grouped bars: each model's accuracy intact, without audio and without vision."""
     bars = [("none", "intact", "0.55"), ("audio", "audio removed", plotting.MODALITY_COLORS[
         "audio"]), ("visual", "vision removed", plotting.MODALITY_COLORS["visual"])]
@@ -124,7 +127,7 @@ def _accuracy_bars(ax, accuracy: pd.DataFrame, models: list[str]) -> None:
         values = [accuracy.loc[(accuracy["model"] == m) & (accuracy["removed"] == removed),
                                "value"].item() for m in models]
         ax.bar(x + (i - 1) * width, 100 * np.asarray(values), width, color=color, label=label)
-    plotting.chance_line(ax, 10.0)
+    plotting.chance_line(ax, 100 * chance)
     ax.set_xticks(x, [m.replace(" (", "\n(") for m in models])
     ax.set_ylim(0, 105)
     ax.set_ylabel("accuracy on the probe set (%)")
@@ -137,10 +140,18 @@ def run(inputs: Sequence[str | Path] = (), *, runs_dir: str | Path = RUNS_DIR,
         kernel: str = "linear") -> list[Path]:
     """Make the figure from activation files / run dirs (or the early and late runs)."""
     check_out_dir(out_dir)
-    table, used = table_per_model(
-        lambda model, data: sensitivity_table(model, data, kernel=kernel),
-        inputs, runs_dir, dataset)
-    return plotting.save_outputs(lambda: plot(table, kernel), table, out_dir, NAME, used)
+    chances = []
+
+    def table(model: ModelInput, data) -> pd.DataFrame:
+        chances.append(chance_level(data))
+        return sensitivity_table(model, data, kernel=kernel)
+
+    rows, used = table_per_model(table, inputs, runs_dir, dataset)
+    if len(set(chances)) > 1:
+        raise ValueError("the models were tested on datasets with different numbers of "
+                         "classes; draw them in separate figures")
+    return plotting.save_outputs(lambda: plot(rows, kernel, chances[0]), rows, out_dir, NAME,
+                                 used)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

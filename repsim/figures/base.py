@@ -34,8 +34,6 @@ from repsim.runs import (
 )
 
 FIGURES_DIR = "figures"
-# The heard and the seen digit: the stimulus coordinates figures decode and compare with.
-DIGITS = ("audio_digit", "visual_digit")
 MODELS_HELP = ("activation files or run directories (default: the early and late runs under "
                "--runs-dir, first seed)")
 log = logging.getLogger("repsim")

@@ -26,11 +26,11 @@ from matplotlib.figure import Figure
 
 from repsim import plotting
 from repsim.activations import layer_names, select
+from repsim.activations.labels import label_coords
 from repsim.analysis import probe_cells
 from repsim.analysis.probes import DEFAULT_CS as NESTED_CS
 from repsim.conditions import CLEAN, INCONGRUENT
 from repsim.figures.base import (
-    DIGITS,
     FIGURES_DIR,
     MODELS_HELP,
     check_out_dir,
@@ -63,15 +63,16 @@ def probe_table(model: ModelInput, data: xr.Dataset, *, folds: int = 5, seed: in
     """Digit decoding on clean stimuli (every layer x time step) and audio- vs visual-digit
     decoding on incongruent stimuli (every layer, last time step)."""
     options: dict[str, Any] = {"folds": folds, "seed": seed, "groups": groups, "Cs": tuple(Cs)}
-    clean = probe_all(data, "audio_digit", condition=CLEAN, **options)
-    rows = [{"model": model.label, "condition": CLEAN, "target": "audio_digit",
+    targets = label_coords(data)  # audio_digit/visual_digit, or audio_class/visual_class
+    clean = probe_all(data, targets[0], condition=CLEAN, **options)
+    rows = [{"model": model.label, "condition": CLEAN, "target": targets[0],
              "layer": layer, "time_step": int(t) + 1,
              **{key: float(clean[key].sel(layer=layer, time=t)) for key in
                 ("accuracy", "ci_low", "ci_high", "chance")}}
             for layer in clean["layer"].values for t in clean["time"].values]
     layers = layer_names(data)
     last = [select(data, layer, time=-1, condition=INCONGRUENT) for layer in layers]
-    for target in DIGITS:
+    for target in targets:
         results = probe_cells(last, target, **options)
         rows += [{"model": model.label, "condition": INCONGRUENT, "target": target,
                   "layer": layer, "time_step": data.sizes["time"], "accuracy": result.accuracy,
@@ -83,6 +84,8 @@ def probe_table(model: ModelInput, data: xr.Dataset, *, folds: int = 5, seed: in
 def plot(table: pd.DataFrame, folds: int, groups: str | None, Cs: Sequence[float]) -> Figure:
     """Top: clean digit decoding heatmaps; bottom: heard vs seen digit per layer."""
     models = list(dict.fromkeys(table["model"]))
+    targets = list(dict.fromkeys(table.loc[table["condition"] == INCONGRUENT, "target"]))
+    word = targets[0].split("_", 1)[1] if targets else "digit"  # "digit" or "class"
     fig, axes = plotting.new_figure(2, len(models), panel_size=(5.6, 3.9))
     for ax, model in zip(axes[0], models, strict=True):
         clean = table[(table["model"] == model) & (table["condition"] == CLEAN)]
@@ -93,14 +96,14 @@ def plot(table: pd.DataFrame, folds: int, groups: str | None, Cs: Sequence[float
                          cbar_label="probe accuracy (%)", fmt=".0f")
         ax.set_xlabel("time step")
         ax.set_ylabel("layer")
-        ax.set_title(f"{model}\ndigit decoding, clean stimuli")
+        ax.set_title(f"{model}\n{word} decoding, clean stimuli")
     for ax, model in zip(axes[1], models, strict=True):
         rows = table[(table["model"] == model) & (table["condition"] == INCONGRUENT)]
         layers = list(dict.fromkeys(rows["layer"]))
         streams = list(dict.fromkeys(layer_stream(layer) for layer in layers))
-        series = [(target, stream) for target in DIGITS for stream in streams]
-        for n, (target, stream) in enumerate(series):  # one line per decoded digit and stream
-            digit = target.split("_")[0]
+        series = [(target, stream) for target in targets for stream in streams]
+        for n, (target, stream) in enumerate(series):  # one line per decoded label and stream
+            modality = target.split("_")[0]
             hits = rows[(rows["target"] == target)
                         & (rows["layer"].map(layer_stream) == stream)]
             x = np.array([layer_depth(layer, layers) for layer in hits["layer"]])
@@ -108,11 +111,11 @@ def plot(table: pd.DataFrame, folds: int, groups: str | None, Cs: Sequence[float
             errors = 100 * np.abs(hits[["ci_low", "ci_high"]].to_numpy().T
                                   - hits["accuracy"].to_numpy())
             ax.errorbar(x, 100 * hits["accuracy"], yerr=errors, capsize=3,
-                        color=plotting.MODALITY_COLORS[digit],
+                        color=plotting.MODALITY_COLORS[modality],
                         marker=plotting.MARKERS[streams.index(stream) % len(plotting.MARKERS)],
                         linestyle=plotting.LINESTYLES[
                             streams.index(stream) % len(plotting.LINESTYLES)],
-                        label=f"{digit} digit from {stream} layers")
+                        label=f"{modality} {word} from {stream} layers")
         plotting.chance_line(ax, 100 * float(rows["chance"].mean()))
         depths = sorted({layer_depth(layer, layers) for layer in layers})
         ax.set_xticks(depths, [str(d) for d in depths])
@@ -121,7 +124,7 @@ def plot(table: pd.DataFrame, folds: int, groups: str | None, Cs: Sequence[float
         ax.set_xlabel("layer depth")
         ax.set_ylabel("probe accuracy (%)")
         step = int(rows["time_step"].max())
-        ax.set_title(f"{model}\nheard vs seen digit, incongruent stimuli (t={step})")
+        ax.set_title(f"{model}\nheard vs seen {word}, incongruent stimuli (t={step})")
         ax.legend(loc="best", fontsize="small")
     held_out = f", {groups} held out of training folds" if groups else ""
     regularization = (f"C = {Cs[0]:g}" if len(Cs) == 1 else

@@ -11,7 +11,8 @@ turns from one hypothesis to both, the streams have met.
 Writes ``rsa_by_layer.png``/``.pdf`` and ``rsa_by_layer.csv``, one row per number: model,
 layer, time_step (1 = first step), quantity (``rdm``: an entry between digit_a and digit_b;
 ``model_correlation``: the comparison with ``hypothesis`` audio_digit or visual_digit), digit_a,
-digit_b, hypothesis, value, ci_low, ci_high.
+digit_b, hypothesis, value, ci_low, ci_high. For a dataset with named classes the hypotheses
+are audio_class and visual_class, and digit_a/digit_b hold class indices.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from matplotlib.figure import Figure
 
 from repsim import plotting
 from repsim.activations import layer_names, layer_states, stimulus_table
+from repsim.activations.labels import label_coords
 from repsim.analysis import (
     average_by_condition,
     bootstrap_compare_rdms,
@@ -36,7 +38,6 @@ from repsim.analysis import (
 from repsim.analysis.rsa import METHODS, METRICS
 from repsim.conditions import CLEAN, INCONGRUENT
 from repsim.figures.base import (
-    DIGITS,
     FIGURES_DIR,
     MODELS_HELP,
     check_out_dir,
@@ -60,7 +61,7 @@ EXAMPLES = """examples:
 def digit_rdms(model: ModelInput, data: xr.Dataset, *, condition: str = CLEAN,
                metric: str = "correlation") -> pd.DataFrame:
     """Rows of the per-digit RDM of every layer at the last time step."""
-    digits = stimulus_table(data, condition)["audio_digit"].to_numpy()
+    digits = stimulus_table(data, condition)[label_coords(data)[0]].to_numpy()
     rows = []
     for layer in layer_names(data):
         states = layer_states(data, layer, condition, time=-1)
@@ -79,18 +80,19 @@ def hypothesis_correlations(model: ModelInput, data: xr.Dataset, *, condition: s
     """Correlation of each layer's cell-averaged RDM with the audio- and visual-digit model
     RDMs at every time step, with percentile bootstrap intervals over cells."""
     table = stimulus_table(data, condition)
-    digits = [table[d].to_numpy() for d in DIGITS]
+    targets = label_coords(data)  # audio_digit/visual_digit, or audio_class/visual_class
+    digits = [table[d].to_numpy() for d in targets]
     steps = data.sizes["time"]
     rows = []
     for layer in layer_names(data):  # one layer at one step in memory at a time
         averaged = [average_by_condition(layer_states(data, layer, condition, time=t), *digits)
                     for t in range(steps)]
         cells = averaged[0][1]
-        models = [categorical_rdm(cells[:, i]) for i in range(len(DIGITS))]
+        models = [categorical_rdm(cells[:, i]) for i in range(len(targets))]
         rdms = rdm([patterns for patterns, _ in averaged], metric=metric)
         values = np.atleast_2d(compare_rdms(rdms, models, method=method))
         for t in range(steps):
-            for h, hypothesis in enumerate(DIGITS):
+            for h, hypothesis in enumerate(targets):
                 low = high = np.nan
                 if n_boot:
                     result = bootstrap_compare_rdms(rdms[t], models[h], method=method,
@@ -111,6 +113,8 @@ def plot(table: pd.DataFrame, method: str, metric: str) -> Figure:
     rdm_rows = table[table["quantity"] == "rdm"]
     correlations = table[table["quantity"] == "model_correlation"]
     vmax = float(rdm_rows["value"].max())
+    hypotheses = list(dict.fromkeys(correlations["hypothesis"]))
+    word = hypotheses[0].split("_", 1)[1] if hypotheses else "digit"  # "digit" or "class"
     low = min(0.0, float(np.nanmin(correlations[["value", "ci_low"]].to_numpy())))
     high = max(float(np.nanmax(correlations[["value", "ci_high"]].to_numpy())), 0.1)
     for m, model in enumerate(models):
@@ -127,10 +131,10 @@ def plot(table: pd.DataFrame, method: str, metric: str) -> Figure:
                              row_labels=[str(int(d)) for d in matrix.index],
                              col_labels=[str(int(d)) for d in matrix.columns], vmax=vmax,
                              cbar_label=f"{metric} distance", cmap="rocket_r")
-            heat_ax.set_xlabel("digit")
-            heat_ax.set_ylabel("digit")
-            heat_ax.set_title(f"{model}: {layer}\ndigit RDM, last step", fontsize="medium")
-            for h, hypothesis in enumerate(DIGITS):
+            heat_ax.set_xlabel(word)
+            heat_ax.set_ylabel(word)
+            heat_ax.set_title(f"{model}: {layer}\n{word} RDM, last step", fontsize="medium")
+            for h, hypothesis in enumerate(hypotheses):
                 stream = hypothesis.split("_")[0]
                 fits = correlations[(correlations["model"] == model)
                                     & (correlations["layer"] == layer)
@@ -139,7 +143,7 @@ def plot(table: pd.DataFrame, method: str, metric: str) -> Figure:
                                         fits["ci_low"], fits["ci_high"],
                                         color=plotting.MODALITY_COLORS[stream],
                                         marker=plotting.MARKERS[h],
-                                        label=f"same {stream} digit")
+                                        label=f"same {stream} {word}")
             line_ax.axhline(0.0, color="0.45", linewidth=0.8, zorder=0)
             line_ax.set_ylim(low - 0.05, high + 0.05)
             line_ax.set_xticks(sorted(fits["time_step"].unique()))
@@ -149,9 +153,9 @@ def plot(table: pd.DataFrame, method: str, metric: str) -> Figure:
             if c == 0:
                 line_ax.legend(loc="best", fontsize="small", title="model RDM",
                                title_fontsize="small")
-    fig.suptitle("Which digit does each layer represent? Digit RDMs (clean stimuli) and\n"
-                 "each layer's fit to the heard vs the seen digit (incongruent stimuli, "
-                 "95 % bootstrap CI)")
+    fig.suptitle(f"Which {word} does each layer represent? {word.capitalize()} RDMs (clean "
+                 f"stimuli) and\neach layer's fit to the heard vs the seen {word} (incongruent "
+                 f"stimuli, 95 % bootstrap CI)")
     return fig
 
 

@@ -61,7 +61,7 @@ def accuracy_vs_snr(results: pd.DataFrame) -> Figure:
 
 
 def _by_layer(measures: pd.DataFrame, panels: tuple[tuple[str, ...], ...],
-              titles: tuple[str, ...], ylabel: str) -> Figure:
+              titles: tuple[str, ...], ylabel: str, labels: dict[str, str] = LABELS) -> Figure:
     cells = _cells(measures)
     fig, axes = plotting.new_figure(len(cells), len(panels), panel_size=(3.6, 3.0))
     for row, (dataset, protocol) in enumerate(cells):
@@ -73,7 +73,7 @@ def _by_layer(measures: pd.DataFrame, panels: tuple[tuple[str, ...], ...],
                 values = cell[cell["measure"] == name]
                 points = [_summary(values.loc[values["fusion_layer"] == k, "value"])
                           for k in layers]
-                _band(ax, layers, points, LABELS.get(name, name), i)
+                _band(ax, layers, points, labels.get(name, name), i)
             low, high = ax.get_ylim()  # every measure is a fraction: bands stop at 0 and 1
             ax.set_ylim(max(low, 0.0), min(high, 1.02))
             ax.set_xticks(layers)
@@ -95,7 +95,10 @@ def by_fusion_layer(measures: pd.DataFrame) -> Figure:
                      "accuracy")
 
 
-def representation(measures: pd.DataFrame) -> Figure:
-    """Figure c (module docstring)."""
+def representation(measures: pd.DataFrame, word: str = "digit") -> Figure:
+    """Figure c (module docstring); ``word`` names the labels (``"class"`` for a dataset with
+    named classes)."""
+    labels = {**LABELS, "probe_heard": f"heard {word}", "probe_seen": f"seen {word}"}
     return _by_layer(measures, (("reliance_index",), ("probe_heard", "probe_seen")),
-                     ("readout reliance on audio", "probe accuracy, incongruent"), "value")
+                     ("readout reliance on audio", "probe accuracy, incongruent"), "value",
+                     labels)

@@ -23,6 +23,8 @@ from pathlib import Path
 import pandas as pd
 
 from repsim import plotting
+from repsim.activations.format import CLASS_NAMES
+from repsim.activations.labels import DIGIT_NAMES
 from repsim.conditions import MODALITIES
 from repsim.provenance import atomic_path
 from repsim.rundir import SUMMARY_FILE, read_log, read_metrics
@@ -140,27 +142,54 @@ def write_report(study: Study) -> Path:
                           "accuracy_vs_snr", inputs)
     plotting.save_outputs(lambda: figures.by_fusion_layer(measures), measures, out,
                           "by_fusion_layer", inputs)
-    plotting.save_outputs(lambda: figures.representation(measures), measures, out,
+    classes = dataset_classes(study)
+    word = label_word(classes)
+    plotting.save_outputs(lambda: figures.representation(measures, word), measures, out,
                           "representation", inputs)
     with atomic_path(study.folder / ANSWER_FILE) as tmp:
-        tmp.write_text(answer_text(table, measures))
+        tmp.write_text(answer_text(table, measures, word))
     path = study.folder / REPORT_FILE
     with atomic_path(path) as tmp:
         tmp.write_text(report_text(study, measures, table, convergence(results)))
     return path
 
 
-def answer_text(table: pd.DataFrame, measures: pd.DataFrame) -> str:
+def dataset_classes(study: Study) -> dict[str, list[str] | None]:
+    """Per dataset of the study with a finished run: its class names, or None for a digit
+    dataset (whose summaries name no classes)."""
+    classes: dict[str, list[str] | None] = {}
+    for run in study.runs:
+        if run.dataset not in classes and (run.run_dir / SUMMARY_FILE).is_file():
+            classes[run.dataset] = read_summary(run.run_dir).get(CLASS_NAMES)
+    return classes
+
+
+def label_word(classes: dict[str, list[str] | None]) -> str:
+    """``"digit"`` when every dataset is a digit dataset, ``"class"`` otherwise."""
+    return "digit" if all(names is None for names in classes.values()) else "class"
+
+
+def chance_text(classes: dict[str, list[str] | None]) -> str:
+    """The chance level of the probes: 0.10 for digits, 1 / the class count otherwise."""
+    levels = {dataset: 1 / len(DIGIT_NAMES if names is None else names)
+              for dataset, names in classes.items()}
+    if set(levels.values()) <= {0.1}:
+        return "chance 0.10"
+    return "chance " + ", ".join(f"{level:.2f} for {dataset}" for dataset, level in
+                                 levels.items())
+
+
+def answer_text(table: pd.DataFrame, measures: pd.DataFrame, word: str = "digit") -> str:
     """``answer.md``: :func:`headline_table` and :func:`representation_table`."""
-    return headline_table(table) + "\n" + representation_table(measures)
+    return headline_table(table) + "\n" + representation_table(measures, word)
 
 
-def representation_table(measures: pd.DataFrame) -> str:
+def representation_table(measures: pd.DataFrame, word: str = "digit") -> str:
     """Why, at a glance: per dataset, protocol and fusion layer, the seeds and the mean (and
     standard deviation over seeds) of the last layer's reliance index at the last step and of
-    the decodability of the heard and of the seen digit on incongruent stimuli."""
-    names = {"reliance_index": "reliance on audio", "probe_heard": "heard digit decoded",
-             "probe_seen": "seen digit decoded"}
+    the decodability of the heard and of the seen digit (``word``) on incongruent stimuli."""
+    names = {"reliance_index": "reliance on audio", "probe_heard": f"heard {word} decoded",
+             "probe_seen": f"seen {word} decoded"}
     here = measures[measures["measure"].isin(list(names))]
     stats = here.groupby(["dataset", "protocol", "fusion_layer", "measure"],
                          sort=False)["value"].agg(["mean", "std", "count"])
@@ -217,6 +246,8 @@ def report_text(study: Study, measures: pd.DataFrame, table: pd.DataFrame,
     """``report.md``: generated from the measures, comparisons and training convergence,
     never typed."""
     missing = _missing(study)
+    classes = dataset_classes(study)
+    word = label_word(classes)
     seconds = sum(read_metrics(run.run_dir).train_seconds for run in study.runs
                   if (run.run_dir / SUMMARY_FILE).is_file())
     lines = [f"# Study `{study.name}`", ""]
@@ -233,12 +264,12 @@ def report_text(study: Study, measures: pd.DataFrame, table: pd.DataFrame,
               "seeds with its 95 % t interval; better/worse: k=1 significantly so after "
               "Holm's correction; n.d.: not distinguishable (see the comparisons for the "
               "smallest difference each test could detect).", "",
-              representation_table(measures), "The last layer at the last step (mean and, "
-              "in brackets, standard deviation over seeds): the reliance index S_audio / "
+              representation_table(measures, word), "The last layer at the last step (mean "
+              "and, in brackets, standard deviation over seeds): the reliance index S_audio / "
               "(S_audio + S_visual) of ablation sensitivity, and the accuracy of linear "
-              "probes decoding the heard and the seen digit on incongruent stimuli (chance "
-              "0.10; a network that follows one modality decodes the other's digit below "
-              "chance, since the two never agree).", ""]
+              f"probes decoding the heard and the seen {word} on incongruent stimuli "
+              f"({chance_text(classes)}; a network that follows one modality decodes the "
+              f"other's {word} below chance, since the two never agree).", ""]
     rising = training[training["state"] == "still rising"]
     if not rising.empty:
         cells = sorted({f"{r.dataset}/{r.protocol}" for r in rising.itertuples()})

@@ -5,7 +5,8 @@
   (:func:`repsim.labelled.ablation_sensitivity`);
 - ``readout``: the same for the states the readout sees (the last fused layer; for late
   fusion the two last branch layers side by side), and on incongruent stimuli at the last
-  step, how well a linear probe decodes the heard (audio) and the seen (visual) digit.
+  step, how well a linear probe decodes the heard (audio) and the seen (visual) digit (or
+  class: a dataset with named classes also gets ``class_names``).
 
 Numbers are plain JSON (NaN as null), so the report reads summaries, not activation files.
 """
@@ -19,11 +20,13 @@ import numpy as np
 import xarray as xr
 
 from repsim import activations
+from repsim.activations.format import CLASS_NAMES
+from repsim.activations.labels import class_names, is_digits, label_coords
 from repsim.analysis import linear_probe, modality_sensitivity, reliance_index
 from repsim.conditions import CLEAN, INCONGRUENT, MODALITIES, removed_condition
 from repsim.labelled import ablation_sensitivity
 
-PROBE_TARGETS = {"heard": "audio_digit", "seen": "visual_digit"}
+PROBE_TARGETS = ("heard", "seen")  # the audio and the visual label (activations.labels)
 SUMMARY_VERSION = 1
 
 
@@ -68,18 +71,20 @@ def summarize(path: str | os.PathLike, *, probe_folds: int = 5, probe_seed: int 
         incongruent = _readout_states(data, readout, INCONGRUENT, steps - 1)
         table = activations.stimulus_table(data, INCONGRUENT)
         probes = {}
-        for name, target in PROBE_TARGETS.items():
+        for name, target in zip(PROBE_TARGETS, label_coords(data), strict=True):
             labels = table[target].to_numpy()
             folds = min(probe_folds, int(np.unique(labels, return_counts=True)[1].min()))
             if folds < 2:
-                raise ValueError(f"too few incongruent stimuli per digit to probe {target} "
+                raise ValueError(f"too few incongruent stimuli per class to probe {target} "
                                  f"(raise evaluation.probe_stimuli)")
             result = linear_probe(incongruent, labels, folds=folds, seed=probe_seed,
                                   Cs=(1.0,))
             probes[name] = {"accuracy": result.accuracy, "chance": result.chance,
                             "ci": list(result.ci), "folds": folds}
+        # class names only for datasets that have them: digit summaries stay as they were
+        classes = {} if is_digits(data) else {CLASS_NAMES: class_names(data)}
         return {
-            "version": SUMMARY_VERSION, "layers": names, "time_steps": steps,
+            "version": SUMMARY_VERSION, "layers": names, "time_steps": steps, **classes,
             "reliance": {
                 "cka_sensitivity": {removed: _plain(grid["cka_sensitivity"].sel(
                     removed=removed).values) for removed in grid["removed"].values.tolist()},

@@ -82,9 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     arg("--config", metavar="JSON", help="start from this TrainConfig JSON (e.g. a run's "
         "config.json); the options below override it")
     data = parser.add_argument_group("data")
-    data.add_argument("--dataset", choices=dataset_names(),
-                      help=f"dataset (default {data_defaults.dataset})")
-    data.add_argument("--data-dir", help="where the dataset's files are (avmnist)")
+    data.add_argument("--dataset", metavar="NAME",
+                      help=f"dataset: {', '.join(dataset_names())}, a plugin's name, or "
+                           f"MODULE:FUNCTION (default {data_defaults.dataset}; list them with "
+                           f"python -m repsim.data --list)")
+    data.add_argument("--data-dir", help="where the dataset's files are (avmnist, folder)")
     data.add_argument("--data-seed", type=int,
                       help=f"dataset seed (default {data_defaults.seed})")
     data.add_argument("--timesteps", type=int, help="time steps T (default: the dataset's)")

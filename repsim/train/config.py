@@ -19,6 +19,9 @@ AUGMENT_CHOICES = ("none", *NOISE_KINDS)
 # Fields that may differ between a checkpoint and the run that resumes it: they change where
 # and how fast the run goes, or what is evaluated at the end, never the trained weights.
 RESUMABLE_DIFFERENCES = ("device", "compile", "out_dir", "eval_batch_size", "noise_snrs")
+# Fields training sets from the data rather than from the user (the readout's size is the
+# dataset's class count); the data themselves are compared by their fingerprint.
+DATA_DERIVED_FIELDS = ("model.classes",)
 
 
 @dataclass
@@ -116,7 +119,7 @@ def config_differences(saved: dict, current: dict) -> list[str]:
     saved_flat, current_flat = flatten(saved), flatten(current)
     differences = []
     for key in sorted(set(saved_flat) | set(current_flat)):
-        if key in RESUMABLE_DIFFERENCES:
+        if key in RESUMABLE_DIFFERENCES or key in DATA_DERIVED_FIELDS:
             continue
         before, after = saved_flat.get(key, "<absent>"), current_flat.get(key, "<absent>")
         if before != after:

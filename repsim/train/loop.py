@@ -42,6 +42,7 @@ from repsim.rundir import (
     CONFIG_FILE,
     RUN_FILES,
     Metrics,
+    check_no_checkpoint,
     prepare_run_dir,
     write_json,
     write_log,
@@ -154,6 +155,14 @@ def _drop_modality(config: TrainConfig, batch: Batch, generator: torch.Generator
                                visual=batch.visual * keep_visual)
 
 
+def with_classes(config: TrainConfig, classes: int) -> TrainConfig:
+    """``config`` with a readout of ``classes`` outputs: the model's class count always
+    follows the dataset's (10 for the digit datasets, whose configs are thus unchanged)."""
+    if config.model.classes == classes:
+        return config
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, classes=classes))
+
+
 def _loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Cross-entropy; a per-step readout is trained at every step (mean over steps)."""
     if logits.dim() == 3:
@@ -175,7 +184,9 @@ def run(config: TrainConfig, *, resume: str | os.PathLike | None = None,
     trained), a partial one is continued from its last checkpoint, none is started afresh,
     and a run of another configuration there is refused (ValueError naming the differing
     fields; its metrics are not recomputed, even for another ``noise_snrs``). ``dataset``
-    skips building the data (it must be the dataset ``config.data`` describes).
+    skips building the data (it must be the dataset ``config.data`` describes); otherwise the
+    data are built before anything is written, so a bad dataset leaves no run directory.
+    The model's ``classes`` is set to the dataset's class count (:func:`with_classes`).
     ``on_epoch(record, model)`` is the per-epoch hook for loggers and monitors: ``record``
     is the epoch's :class:`EpochRecord` (``epoch`` counted from 1, ``train_loss``,
     ``val_accuracy``, ``lr`` of its last step, seconds; ``record.as_row()`` is its
@@ -206,6 +217,11 @@ def run(config: TrainConfig, *, resume: str | os.PathLike | None = None,
                              f"configuration; differing fields: {'; '.join(differences)}")
         if auto and ckpt["complete"]:
             return _finished(config, ckpt)
+    if dataset is None:  # built before the run directory, so bad data leave nothing behind
+        check_no_checkpoint(config.run_dir, resume=resume is not None, overwrite=overwrite)
+        log.info("building the %s dataset", config.data.dataset)
+        dataset = config.data.build()
+    config = with_classes(config, dataset.n_classes)
     run_dir = prepare_run_dir(config.run_dir, resume=resume is not None, overwrite=overwrite)
     with claim(run_dir):  # a second run in this directory fails here, naming this one
         for name in RUN_FILES:
@@ -215,7 +231,7 @@ def run(config: TrainConfig, *, resume: str | os.PathLike | None = None,
 
 
 def _train(config: TrainConfig, run_dir: Path, device: torch.device, ckpt: dict | None,
-           resume, dataset: AVDataset | None, on_epoch, progress: bool,
+           resume, dataset: AVDataset, on_epoch, progress: bool,
            should_stop) -> TrainResult:
     """The body of :func:`run` once the run directory is prepared and claimed."""
     checkpoint_path = run_dir / CHECKPOINT_FILE
@@ -226,9 +242,6 @@ def _train(config: TrainConfig, run_dir: Path, device: torch.device, ckpt: dict 
                     if checkpoint_path.exists() else "no epoch had finished, nothing is kept")
             raise TrainingStopped(f"training of {run_dir} stopped {where}: {kept}")
 
-    if dataset is None:
-        log.info("building the %s dataset", config.data.dataset)
-        dataset = config.data.build()
     fingerprint = dataset.fingerprint()
     if ckpt is not None and ckpt["data_fingerprint"] != fingerprint:
         raise ValueError(f"cannot resume from {resume}: it was trained on different data "

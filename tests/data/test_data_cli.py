@@ -26,7 +26,8 @@ def test_an_unknown_dataset_exits_2_with_one_line():
     assert result.returncode == 2
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
-    assert lines == ["error: unknown dataset 'mnist'; choose one of: avmnist, synthetic"]
+    assert lines == ["error: unknown dataset 'mnist'; choose one of: avmnist, folder, "
+                     "synthetic (or give MODULE:FUNCTION)"]
 
 
 def test_summary_and_figure(tmp_path, capsys, caplog):

@@ -13,13 +13,13 @@ from repsim.data.download import ENV_DATA_DIR, ENV_OFFLINE
 from repsim.data.registry import check_dataset_options
 
 
-def test_both_datasets_are_registered():
-    assert dataset_names() == ["avmnist", "synthetic"]
+def test_repsims_datasets_are_registered():
+    assert {"avmnist", "folder", "synthetic"} <= set(dataset_names())
 
 
 def test_unknown_dataset_name_lists_the_known_ones():
     with pytest.raises(ValueError, match=r"unknown dataset 'mnist'; choose one of: avmnist, "
-                                         r"synthetic"):
+                                         r"folder, synthetic \(or give MODULE:FUNCTION\)"):
         build_dataset("mnist")
 
 

@@ -443,5 +443,5 @@ def test_bad_options_are_refused_with_the_option_named(options, message):
 
 def test_an_unknown_dataset_name_lists_the_choices():
     with pytest.raises(ValueError, match="unknown dataset 'synth'; choose one of: avmnist, "
-                                         "synthetic"):
+                                         "folder, synthetic"):
         build_dataset("synth")
