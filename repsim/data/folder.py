@@ -33,6 +33,7 @@ import csv
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -80,7 +81,7 @@ def natural_key(text: str) -> list:
 
 def check_options(*, data_dir: str | Path | None = None, val_fraction: float = 0.1,
                   test_fraction: float = 0.2, pairs_per_image: float = 1.0,
-                  clip_seconds: float = 1.0, sample_rate: int = 8000, **_) -> None:
+                  clip_seconds: float = 1.0, sample_rate: int = 8000, **_: Any) -> None:
     """ValueError for options :func:`build` would refuse, before any file is read."""
     if data_dir is None:
         raise ValueError("the folder dataset needs a data_dir (--data-dir DIR): the folder "
