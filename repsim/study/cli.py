@@ -31,6 +31,7 @@ from repsim.study.execute import (
     submit,
     worker_threads,
 )
+from repsim.study.records import study_run_state
 from repsim.study.spec import Study, differing_keys, load_study, read_study_file
 
 log = logging.getLogger("repsim.study")
@@ -113,14 +114,17 @@ def prepare_folder(study: Study, create: bool) -> Path:
 
 
 def status_table(study: Study, estimates: dict[str, float] | None = None) -> str:
-    """One line per run: dataset, protocol, fusion layer, seed, state, directory."""
+    """One line per run: dataset, protocol, fusion layer, seed, state, directory (and why a
+    finished run is unusable, see :mod:`repsim.study.records`)."""
     lines = [f"{'dataset':<22} {'protocol':<10} {'k':>2} {'seed':>4}  {'state':<11}"
              + ("  estimate" if estimates else "") + "  directory"]
     for run in study.runs:
-        state = run_state(run.run_dir)
+        state, reason = study_run_state(run.run_dir)
         note = ""
         if state == "failed":
             note = f"  (log: {run.run_dir / RUN_LOG_FILE}; {run.run_dir / FAILED_FILE})"
+        elif reason:
+            note = f"  ({reason}; the report leaves it out)"
         estimate = (f"  {estimates[run.key] / 60:6.1f} min" if estimates and run.key in
                     estimates else ("  " + " " * 10 if estimates else ""))
         lines.append(f"{run.dataset:<22} {run.protocol:<10} {run.fusion_layer:>2} "

@@ -9,7 +9,6 @@ finish left nothing and starts again, the summary is written last and atomically
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 import traceback
@@ -108,8 +107,3 @@ def _dataset(run: StudyRun, datasets: dict | None):
         log.info("building the %s dataset", run.config.data.dataset)
         datasets[key] = run.config.data.build()
     return datasets[key]
-
-
-def read_summary(run_dir: Path) -> dict:
-    """A finished run's ``summary.json``."""
-    return json.loads((Path(run_dir) / SUMMARY_FILE).read_text())
