@@ -131,7 +131,7 @@ def claim(target: str | os.PathLike) -> Iterator[Path]:
         lock_path.unlink(missing_ok=True)
         _close_releasing(handle)
         if error.errno in WRITE_ERRNOS:
-            raise output_error(target, error.strerror, error.errno) from None
+            raise output_error(target, error.strerror or str(error), error.errno) from None
         raise
     try:
         yield lock_path
