@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--dry-run", action="store_true",
                       help="list every run with its state and estimate the time; run nothing")
     what.add_argument("--status", action="store_true",
-                      help="list every run with its state (done, partial, failed, not started)")
+                      help="list every run with its state (done, partial, failed, not started, "
+                           "unusable)")
     what.add_argument("--report", action="store_true",
                       help="only write the report (results.csv, comparisons.csv, figures, "
                            "report.md) of the finished runs")
