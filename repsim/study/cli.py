@@ -241,9 +241,11 @@ def _run_here(study: Study, copy: Path, pending: list, args: argparse.Namespace,
     completed = count["done"] + count["already done"]
     if received:
         name = signal.Signals(received[0]).name
+        others = "".join(f", {count[state]} {state}" for state in ("failed", "busy")
+                         if count[state])
         print(f"study {study.name} stopped by {name}: {completed} of {len(pending)} runs "
-              f"finished, {count['stopped']} stopped (each keeps its last complete epoch), "
-              f"{len(pending) - len(outcomes)} not started; to continue, run the same "
+              f"finished, {count['stopped']} stopped (each keeps its last complete epoch)"
+              f"{others}, {len(pending) - len(outcomes)} not started; to continue, run the same "
               f"command again: {command}", file=sys.stderr)
         return STOPPED_STATUS if received[0] == signal.SIGTERM else INTERRUPTED_STATUS
     if any(run_state(run.run_dir) == "done" for run in study.runs):

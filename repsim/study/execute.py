@@ -151,17 +151,19 @@ def _start_worker(study_file: str, folder: str, threads: int, parent: int,
 def _run_in_worker(key: str) -> tuple[str, float, str | None]:
     """``(state, seconds, detail)`` of one run in this worker: ``stopped`` (asked to stop;
     the run keeps its last complete epoch), ``skipped`` (asked to stop before it began),
-    ``busy`` (another live process holds the run;
-    ``detail`` names it) or what :func:`complete_run` returned."""
+    ``busy`` (another live process holds the run; ``detail`` names it) or what
+    :func:`complete_run` returned."""
     from repsim.extract import ExtractionStopped
     from repsim.train import TrainingStopped
 
     started = time.perf_counter()
-    if _Worker.stopping() or _Worker.task is None:
+    task = _Worker.task
+    assert task is not None, "_start_worker sets the task"
+    if _Worker.stopping():
         return SKIPPED, 0.0, None
     _Worker.busy.set()
     try:
-        state, detail = _Worker.task(key, should_stop=_Worker.stopping), None
+        state, detail = task(key, should_stop=_Worker.stopping), None
     except (TrainingStopped, ExtractionStopped) as stopped:
         state, detail = "stopped", str(stopped)
     except Busy as busy:
