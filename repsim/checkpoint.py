@@ -180,7 +180,8 @@ def _rng_problem(state: dict) -> str | None:
 
 def _state_problem(state: dict, model: ModelConfig) -> str | None:
     """The first key of ``state`` that a model built from ``model`` lacks, has in another
-    shape, or has and ``state`` lacks; None when the weights fit the configuration."""
+    shape or with NaN or infinite values, or has and ``state`` lacks; None when the weights
+    fit the configuration."""
     with torch.device("meta"):  # shapes only: nothing is allocated or initialised
         expected = {key: tuple(value.shape)
                     for key, value in FusionConvLSTM(model).state_dict().items()}
@@ -193,6 +194,9 @@ def _state_problem(state: dict, model: ModelConfig) -> str | None:
         if tuple(value.shape) != expected[key]:
             return (f"model_state[{key!r}] has shape {tuple(value.shape)} but the model of "
                     f"config.model needs {expected[key]}")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            return (f"model_state[{key!r}] holds values that are not finite (NaN or inf): "
+                    f"the weights cannot be recorded or trained on")
     absent = [key for key in expected if key not in state]
     if absent:
         return f"model_state lacks {absent[0]!r}, which the model of config.model needs"

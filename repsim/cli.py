@@ -23,6 +23,7 @@ from repsim.provenance import OutputError
 # Exit status of a command stopped by SIGTERM (a cluster's preemption), as a shell reports a
 # process ended by that signal: a scheduler tells it from a crash (1) and a user error (2).
 STOPPED_STATUS = 128 + signal.SIGTERM
+INTERRUPTED_STATUS = 128 + signal.SIGINT  # Ctrl-C, as a shell reports it
 # Errors that mean "the user asked for something we cannot do", not "repsim has a bug".
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError,
                IsADirectoryError, NotADirectoryError, OutputError)
@@ -48,7 +49,7 @@ def user_errors_exit_2(main: Callable[..., int | None]) -> Callable[..., int]:
             return 2
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
-            return 130
+            return INTERRUPTED_STATUS
 
     return wrapped
 

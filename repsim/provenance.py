@@ -127,10 +127,24 @@ def claim(target: str | os.PathLike) -> Iterator[Path]:
         handle.write(f"{socket.gethostname()} PID {os.getpid()} since "
                      f"{datetime.datetime.now().isoformat(timespec='seconds')}\n")
         handle.flush()
+    except OSError as error:  # e.g. a full disk: nothing is claimed, nothing is left behind
+        lock_path.unlink(missing_ok=True)
+        _close_releasing(handle)
+        if error.errno in WRITE_ERRNOS:
+            raise output_error(target, error.strerror or str(error), error.errno) from None
+        raise
+    try:
         yield lock_path
     finally:
         lock_path.unlink(missing_ok=True)
-        handle.close()  # releases the lock
+        _close_releasing(handle)
+
+
+def _close_releasing(handle) -> None:
+    """Close a lock file, which releases its lock; a flush that fails again on the way (the
+    disk is still full) does not matter, since the descriptor is closed either way."""
+    with contextlib.suppress(OSError):
+        handle.close()
 
 
 def remove_stale_temporaries(final: str | os.PathLike) -> list[Path]:

@@ -114,6 +114,8 @@ class Metrics:
                    if f.name not in values and f.default is dataclasses.MISSING]
         if missing:
             raise ValueError(f"{source} is incomplete: missing {', '.join(missing)}")
+        if not isinstance(values["noise"], list):
+            raise ValueError(f"{source}: noise must be a list, got {values['noise']!r}")
         for entry in values["noise"]:
             if (not isinstance(entry, dict) or entry.get("noise") not in NOISE_KINDS
                     or not isinstance(entry.get("snr_db"), int | float)
@@ -124,9 +126,23 @@ class Metrics:
         if not isinstance(removed, dict) or sorted(removed) != sorted(MODALITIES):
             raise ValueError(f"{source}: removed must map {' and '.join(MODALITIES)} to "
                              f"accuracies, got {removed!r}")
-        for name in ("fusion_layer", "layers", "seed"):
+        for name in ("fusion_layer", "layers", "seed", "epochs"):
             if isinstance(values[name], bool) or not isinstance(values[name], int):
                 raise ValueError(f"{source}: {name} must be an integer, got {values[name]!r}")
+        numbers = {"clean_accuracy": values["clean_accuracy"],
+                   "val_accuracy": values["val_accuracy"],
+                   "train_seconds": values["train_seconds"],
+                   **{f"removed.{name}": value for name, value in removed.items()}}
+        for name, value in numbers.items():
+            if (isinstance(value, bool) or not isinstance(value, int | float)) and not (
+                    value is None and name == "val_accuracy"):
+                raise ValueError(f"{source}: {name} must be a number, got {value!r}")
+        items = values.get("test_items")
+        if items is not None and (isinstance(items, bool) or not isinstance(items, int)):
+            raise ValueError(f"{source}: test_items must be an integer, got {items!r}")
+        for name in ("config", "versions"):
+            if not isinstance(values[name], dict):
+                raise ValueError(f"{source}: {name} must be an object, got {values[name]!r}")
         return cls(**{name: values[name] for name in names})
 
     @property

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
+import shutil
+import signal
 import sys
+from collections import Counter
 from pathlib import Path
 
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from repsim.cli import (
+    INTERRUPTED_STATUS,
+    STOPPED_STATUS,
     CommandParser,
     add_progress,
     add_verbose,
@@ -31,6 +37,7 @@ from repsim.study.execute import (
     submit,
     worker_threads,
 )
+from repsim.study.records import study_run_state
 from repsim.study.spec import Study, differing_keys, load_study, read_study_file
 
 log = logging.getLogger("repsim.study")
@@ -68,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--dry-run", action="store_true",
                       help="list every run with its state and estimate the time; run nothing")
     what.add_argument("--status", action="store_true",
-                      help="list every run with its state (done, partial, failed, not started)")
+                      help="list every run with its state (done, partial, failed, not started, "
+                           "unusable)")
     what.add_argument("--report", action="store_true",
                       help="only write the report (results.csv, comparisons.csv, figures, "
                            "report.md) of the finished runs")
@@ -89,7 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="at most this many runs at once (default: no limit)")
     slurm.add_argument("--slurm-option", type=key_value, action="append", default=[],
                        metavar="KEY=VALUE", help="any other sbatch option (repeatable)")
-    slurm.add_argument("--cluster", choices=("slurm", "local", "debug"), help=argparse.SUPPRESS)
+    slurm.add_argument("--cluster", choices=("slurm", "local", "debug"),
+                       help="with --slurm: 'local' or 'debug' run the job array here through "
+                            "submitit's local executors, --jobs at a time (meant for tests; "
+                            "default: slurm)")
     add_progress(parser)
     add_verbose(parser)
     return parser
@@ -113,14 +124,17 @@ def prepare_folder(study: Study, create: bool) -> Path:
 
 
 def status_table(study: Study, estimates: dict[str, float] | None = None) -> str:
-    """One line per run: dataset, protocol, fusion layer, seed, state, directory."""
+    """One line per run: dataset, protocol, fusion layer, seed, state, directory (and why a
+    finished run is unusable, see :mod:`repsim.study.records`)."""
     lines = [f"{'dataset':<22} {'protocol':<10} {'k':>2} {'seed':>4}  {'state':<11}"
              + ("  estimate" if estimates else "") + "  directory"]
     for run in study.runs:
-        state = run_state(run.run_dir)
+        state, reason = study_run_state(run.run_dir)
         note = ""
         if state == "failed":
             note = f"  (log: {run.run_dir / RUN_LOG_FILE}; {run.run_dir / FAILED_FILE})"
+        elif reason:
+            note = f"  ({reason}; the report leaves it out)"
         estimate = (f"  {estimates[run.key] / 60:6.1f} min" if estimates and run.key in
                     estimates else ("  " + " " * 10 if estimates else ""))
         lines.append(f"{run.dataset:<22} {run.protocol:<10} {run.fusion_layer:>2} "
@@ -141,7 +155,8 @@ def _check_devices_here(study: Study) -> None:
 @user_errors_exit_2
 def main(argv: list[str] | None = None) -> int:
     """``python -m repsim.study``: run, report on or submit the study's runs."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     setup_logging(args.verbose)
     if args.jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
@@ -151,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
                            options=dict(args.slurm_option))
     if args.slurm:
         require_submitit()
+        if args.cluster in (None, "slurm") and shutil.which("sbatch") is None:
+            raise ValueError("--slurm needs SLURM's sbatch on the PATH and there is none here; "
+                             "run the study here with --jobs N instead")
     elif not (args.status or args.report):
         _check_devices_here(study)
         cores = available_cores()
@@ -176,11 +194,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         return _report(study)
     if args.slurm:
-        jobs, report = submit(study, copy, pending, options, cluster=args.cluster)
+        jobs, report = submit(study, copy, pending, options, cluster=args.cluster or "slurm",
+                              at_once=args.jobs)
         array = jobs[0].job_id.split("_")[0] if jobs else "none"
         print(f"submitted {len(jobs)} runs of study {study.name} as job array {array} and "
               f"the report as job {report.job_id}; logs in {study.folder / 'slurm'}")
         return 0
+    return _run_here(study, copy, pending, args,
+                     f"{parser.prog} {shlex.join(sys.argv[1:] if argv is None else argv)}")
+
+
+def _run_here(study: Study, copy: Path, pending: list, args: argparse.Namespace,
+              command: str) -> int:
+    """Run ``pending`` in local workers, then report. SIGTERM or SIGINT stops the workers
+    before their next training step, waits for them, and says how to continue."""
     log.info("study %s: %d runs, %d to do, %d at a time", study.name, len(study.runs),
              len(pending), args.jobs)
     bar = tqdm(total=len(pending), unit="run", desc=f"study {study.name}", file=sys.stderr,
@@ -193,19 +220,42 @@ def main(argv: list[str] | None = None) -> int:
         bar.update()
         if outcome.state == "failed":
             log.error("[%d/%d] %s", finished, len(pending), failure_line(outcome))
+        elif outcome.state == "busy":
+            log.warning("[%d/%d] %s busy: %s", finished, len(pending), outcome.run.key,
+                        outcome.error)
         else:
             log.info("[%d/%d] %s %s (%.0f s)", finished, len(pending), outcome.run.key,
                      outcome.state, outcome.seconds)
 
-    with bar, logging_redirect_tqdm():  # log lines print above the bar
-        outcomes = run_local(study, copy, pending, args.jobs, on_outcome=report_outcome)
-    failed = [outcome for outcome in outcomes if outcome.state == "failed"]
+    received: list[int] = []
+    handlers = {signum: signal.signal(signum, lambda signum, frame: received.append(signum))
+                for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with bar, logging_redirect_tqdm():  # log lines print above the bar
+            outcomes = run_local(study, copy, pending, args.jobs, on_outcome=report_outcome,
+                                 should_stop=lambda: bool(received))
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    count = Counter(outcome.state for outcome in outcomes)
+    completed = count["done"] + count["already done"]
+    if received:
+        name = signal.Signals(received[0]).name
+        others = "".join(f", {count[state]} {state}" for state in ("failed", "busy")
+                         if count[state])
+        print(f"study {study.name} stopped by {name}: {completed} of {len(pending)} runs "
+              f"finished, {count['stopped']} stopped (each keeps its last complete epoch)"
+              f"{others}, {len(pending) - len(outcomes)} not started; to continue, run the same "
+              f"command again: {command}", file=sys.stderr)
+        return STOPPED_STATUS if received[0] == signal.SIGTERM else INTERRUPTED_STATUS
     if any(run_state(run.run_dir) == "done" for run in study.runs):
         _report(study)
-    print(f"study {study.name}: {len(outcomes) - len(failed)} of {len(pending)} runs "
-          f"finished, {len(failed)} failed, {len(study.runs) - len(pending)} were already done; "
-          f"{study.folder}")
-    return 1 if failed else 0
+    busy = (f", {count['busy']} busy (held by another live process; run the same command "
+            f"again once it is done)" if count["busy"] else "")
+    print(f"study {study.name}: {completed} of {len(pending)} runs "
+          f"finished, {count['failed']} failed{busy}, {len(study.runs) - len(pending)} were "
+          f"already done; {study.folder}")
+    return 1 if count["failed"] else 0
 
 
 def _report(study: Study) -> int:

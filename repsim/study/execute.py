@@ -9,17 +9,24 @@ checkpoint) and an aggregation job that starts after the array.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
+import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from repsim.cli import STOPPED_STATUS
 from repsim.device import available_cores, limit_threads
+from repsim.provenance import Busy
 from repsim.rundir import FAILED_FILE, RUN_LOG_FILE
 from repsim.study.spec import Study, StudyRun, load_study
 
@@ -27,6 +34,11 @@ if TYPE_CHECKING:  # submitit is optional; imported where a submission needs it
     from submitit import AutoExecutor, Job
 
 log = logging.getLogger("repsim.study")
+
+PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h): a signal when the parent dies
+PARENT_CHECK_S = 0.5  # how often a worker checks that its parent is alive
+STOP_CHECK_S = 0.2  # how often the parent asks should_stop while waiting for its workers
+SKIPPED = "skipped"  # a run a stopping worker did not begin (never reported)
 
 
 def worker_threads(jobs: int) -> int:
@@ -36,7 +48,8 @@ def worker_threads(jobs: int) -> int:
 
 @dataclass
 class Outcome:
-    """How one run ended: ``done``, ``already done`` or ``failed`` (with the error)."""
+    """How one run ended: ``done``, ``already done``, ``failed`` (``error`` says why),
+    ``busy`` (another live process holds it; ``error`` names it) or ``stopped``."""
 
     run: StudyRun
     state: str
@@ -66,13 +79,14 @@ class StudyTask:
             self._cache["study"] = load_study(self.study_file, self.folder)
         return self._cache["study"]
 
-    def __call__(self, key: str) -> str:
+    def __call__(self, key: str, should_stop: Callable[[], bool] | None = None) -> str:
         from repsim.study.steps import complete_run
 
         if self.threads is not None:
             limit_threads(self.threads)
         study = self.study()
-        return complete_run(study, study.run(key), self._cache.setdefault("datasets", {}))
+        return complete_run(study, study.run(key), self._cache.setdefault("datasets", {}),
+                            should_stop)
 
     def checkpoint(self, key: str) -> Any:  # a submitit DelayedSubmission
         from submitit.helpers import DelayedSubmission
@@ -87,49 +101,131 @@ class StudyTask:
         self.threads, self._cache = state["threads"], {}
 
 
-_WORKER_TASK: StudyTask | None = None
+class _Worker:
+    """The state of one local worker process: its task, the parent it serves, and the flag
+    that stops its training before the next step (set by SIGTERM/SIGINT, by the parent's
+    stop event, or when the parent is gone)."""
+
+    task: StudyTask | None = None
+    parent: int | None = None
+    parent_stop: Any = None  # the parent's multiprocessing Event
+    stop = threading.Event()
+    busy = threading.Event()
+
+    @classmethod
+    def stopping(cls) -> bool:
+        if cls.parent_stop is not None and cls.parent_stop.is_set():
+            cls.stop.set()
+        return cls.stop.is_set()
 
 
-def _start_worker(study_file: str, folder: str, threads: int) -> None:
-    global _WORKER_TASK
+def _end_with_parent() -> None:
+    """Ask Linux to send this process SIGTERM when its parent dies (``prctl``'s
+    PR_SET_PDEATHSIG); elsewhere :func:`_watch_parent` alone notices it."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        log.debug("no prctl here: the worker checks for its parent every %s s", PARENT_CHECK_S)
+
+
+def _watch_parent() -> None:
+    """Stop when the parent is gone, and end the process once no run is in progress: an
+    orphaned worker would otherwise wait forever for its next run (holding memory)."""
+    while True:
+        if os.getppid() != _Worker.parent:
+            _Worker.stop.set()
+            if not _Worker.busy.is_set():
+                os._exit(STOPPED_STATUS)
+        time.sleep(PARENT_CHECK_S)
+
+
+def _start_worker(study_file: str, folder: str, threads: int, parent: int,
+                  parent_stop: Any) -> None:
     limit_threads(threads)
-    _WORKER_TASK = StudyTask(study_file, folder)
+    _Worker.task = StudyTask(study_file, folder)
+    _Worker.parent, _Worker.parent_stop = parent, parent_stop
+    for signum in (signal.SIGTERM, signal.SIGINT):  # stop before the next step, then return
+        signal.signal(signum, lambda signum, frame: _Worker.stop.set())
+    _end_with_parent()
+    threading.Thread(target=_watch_parent, daemon=True, name="watch-parent").start()
 
 
-def _run_in_worker(key: str) -> tuple[str, float]:
-    if _WORKER_TASK is None:
-        raise RuntimeError("a study worker ran a task before its initializer set it up")
+def _run_in_worker(key: str) -> tuple[str, float, str | None]:
+    """``(state, seconds, detail)`` of one run in this worker: ``stopped`` (asked to stop;
+    the run keeps its last complete epoch), ``skipped`` (asked to stop before it began),
+    ``busy`` (another live process holds the run; ``detail`` names it) or what
+    :func:`complete_run` returned."""
+    from repsim.extract import ExtractionStopped
+    from repsim.train import TrainingStopped
+
     started = time.perf_counter()
-    state = _WORKER_TASK(key)
-    return state, time.perf_counter() - started
+    task = _Worker.task
+    assert task is not None, "_start_worker sets the task"
+    if _Worker.stopping():
+        return SKIPPED, 0.0, None
+    _Worker.busy.set()
+    try:
+        state, detail = task(key, should_stop=_Worker.stopping), None
+    except (TrainingStopped, ExtractionStopped) as stopped:
+        state, detail = "stopped", str(stopped)
+    except Busy as busy:
+        state, detail = "busy", str(busy)
+    finally:
+        _Worker.busy.clear()
+    return state, time.perf_counter() - started, detail
 
 
 def run_local(study: Study, study_file: Path, runs: Sequence[StudyRun], jobs: int,
-              on_outcome: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+              on_outcome: Callable[[Outcome], None] | None = None,
+              should_stop: Callable[[], bool] | None = None) -> list[Outcome]:
     """Complete ``runs`` in ``jobs`` worker processes sharing the cores evenly.
 
     A failed run is reported (``failed.txt`` and ``run.log`` in its directory) and the
-    others go on. ``study_file`` is the copy in the study folder the workers read.
+    others go on; a run another live process holds is ``busy`` and left alone. When
+    ``should_stop`` (asked a few times a second) answers True, every worker stops its run
+    before the next training step (``stopped``: its last complete epoch is kept), runs not
+    begun are left (and not reported), and this returns once the workers have ended. A
+    worker whose parent dies does the same and exits. ``study_file`` is the copy in the
+    study folder the workers read.
     """
     if jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {jobs}")
     threads = worker_threads(jobs)
     outcomes = []
     context = multiprocessing.get_context("spawn")
+    stop = context.Event()
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_worker,
-                             initargs=(str(study_file), str(study.folder), threads)) as pool:
+                             initargs=(str(study_file), str(study.folder), threads,
+                                       os.getpid(), stop)) as pool:
         futures = {pool.submit(_run_in_worker, run.key): run for run in runs}
-        for future in as_completed(futures):
-            run = futures[future]
-            try:
-                state, seconds = future.result()
-                outcome = Outcome(run, state, seconds)
-            except Exception as error:  # the run's own failure, or its worker died
-                outcome = Outcome(run, "failed", error=f"{type(error).__name__}: {error}")
-            outcomes.append(outcome)
-            if on_outcome is not None:
-                on_outcome(outcome)
+        waiting = set(futures)
+        while waiting:
+            done, waiting = wait(waiting, timeout=STOP_CHECK_S, return_when=FIRST_COMPLETED)
+            for future in done:
+                if future.cancelled():
+                    continue
+                outcome = _outcome(futures[future], future)
+                if outcome.state == SKIPPED:
+                    continue
+                outcomes.append(outcome)
+                if on_outcome is not None:
+                    on_outcome(outcome)
+            if should_stop is not None and not stop.is_set() and should_stop():
+                stop.set()
+                for future in waiting:
+                    future.cancel()  # those not yet handed to a worker
     return outcomes
+
+
+def _outcome(run: StudyRun, future: Future) -> Outcome:
+    try:
+        state, seconds, detail = future.result()
+    except Exception as error:  # the run's own failure, or its worker died
+        return Outcome(run, "failed", error=f"{type(error).__name__}: {error}")
+    return Outcome(run, state, seconds, error=detail)
 
 
 @dataclass(frozen=True)
@@ -181,27 +277,49 @@ def aggregate(study_file: str, folder: str) -> str:
 
 
 def submit(study: Study, study_file: Path, runs: Sequence[StudyRun], options: SlurmOptions,
-           cluster: str | None = None) -> tuple[list[Job], Job]:
+           cluster: str | None = None, at_once: int = 1) -> tuple[list[Job], Job]:
     """Submit ``runs`` as one job array and the aggregation after it; returns the jobs.
 
-    On SLURM the aggregation job depends on the array (``afterany``); the local and debug
-    executors have no dependencies, so there the array is waited for first.
+    On SLURM the aggregation job depends on the array (``afterany``). The local and debug
+    executors (tests) have no dependencies and no array limit: there the runs start
+    ``at_once`` at a time, and all are waited for before the aggregation.
     """
     folder = study.folder / "slurm"
     executor = submitit_executor(folder, options, cluster, f"repsim-{study.name}")
     task = StudyTask(str(study_file), str(study.folder), threads=options.cpus)
-    jobs = executor.map_array(task, [run.key for run in runs]) if runs else []
+    keys = [run.key for run in runs]
+    if executor.cluster == "slurm":
+        jobs = executor.map_array(task, keys) if keys else []
+    else:
+        jobs = submit_at_most(executor, task, keys, at_once)
     after = submitit_executor(folder, _report_job_options(options), cluster,
                               f"repsim-{study.name}-report")
     if after.cluster == "slurm" and jobs:
         array_id = jobs[0].job_id.split("_")[0]
         after.update_parameters(slurm_additional_parameters={
             **options.options, "dependency": f"afterany:{array_id}"})
-    elif jobs:
-        for job in jobs:
-            job.wait()
     report = after.submit(aggregate, str(study_file), str(study.folder))
     return jobs, report
+
+
+def submit_at_most(executor, task: Callable, keys: Sequence[str], at_once: int) -> list:
+    """Submit ``task(key)`` for every key, never more than ``at_once`` unfinished at a time,
+    and wait for all; returns the jobs in the order of ``keys``."""
+    if at_once < 1:
+        raise ValueError(f"at_once must be at least 1, got {at_once}")
+    jobs: list = []
+    running: list = []
+    for key in keys:
+        while len(running) >= at_once:
+            running = [job for job in running if not job.done()]
+            if len(running) >= at_once:
+                time.sleep(STOP_CHECK_S)
+        job = executor.submit(task, key)
+        jobs.append(job)
+        running.append(job)
+    for job in running:
+        job.wait()
+    return jobs
 
 
 def _report_job_options(options: SlurmOptions) -> SlurmOptions:

@@ -27,11 +27,11 @@ from repsim.activations.format import CLASS_NAMES
 from repsim.activations.labels import DIGIT_NAMES
 from repsim.conditions import MODALITIES
 from repsim.provenance import atomic_path
-from repsim.rundir import SUMMARY_FILE, read_log, read_metrics
+from repsim.rundir import SUMMARY_FILE
 from repsim.study import figures
 from repsim.study.comparisons import PRIMARY, comparisons, per_seed_measures
+from repsim.study.records import finished_runs, read_summary
 from repsim.study.spec import Study
-from repsim.study.steps import read_summary
 from repsim.train.config import config_differences
 
 RESULTS_FILE = "results.csv"
@@ -52,10 +52,8 @@ def results_table(study: Study) -> pd.DataFrame:
     trained with another configuration than the study file gives (edited after the fact) is
     refused, naming the run and the differing fields."""
     rows = []
-    for run in study.runs:
-        if not (run.run_dir / SUMMARY_FILE).is_file():
-            continue
-        metrics, summary = read_metrics(run.run_dir), read_summary(run.run_dir)
+    for run, records in finished_runs(study)[0]:
+        metrics, summary = records.metrics, records.summary
         differences = config_differences(metrics.config, run.config.to_dict())
         if differences:
             raise ValueError(f"run {run.key} ({run.run_dir}) was trained with another "
@@ -80,7 +78,7 @@ def results_table(study: Study) -> pd.DataFrame:
                   "removed": "none", "value": probe["accuracy"],
                   "n_items": readout["probe_stimuli"]}
                  for name, probe in readout["probe"].items()]
-        rows += _training_rows(key, read_log(run.run_dir))
+        rows += _training_rows(key, records.log)
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
@@ -186,11 +184,15 @@ def answer_text(table: pd.DataFrame, measures: pd.DataFrame, word: str = "digit"
 
 def representation_table(measures: pd.DataFrame, word: str = "digit") -> str:
     """Why, at a glance: per dataset, protocol and fusion layer, the seeds and the mean (and
-    standard deviation over seeds) of the last layer's reliance index at the last step and of
-    the decodability of the heard and of the seen digit (``word``) on incongruent stimuli."""
+    standard deviation over seeds, only of the seeds with all three) of the last layer's
+    reliance index at the last step and of the decodability of the heard and of the seen digit
+    (``word``) on incongruent stimuli."""
     names = {"reliance_index": "reliance on audio", "probe_heard": f"heard {word} decoded",
              "probe_seen": f"seen {word} decoded"}
-    here = measures[measures["measure"].isin(list(names))]
+    here = measures[measures["measure"].isin(list(names))].dropna(subset=["value"])
+    seed_keys = ["dataset", "protocol", "fusion_layer", "seed"]
+    complete = here.groupby(seed_keys, sort=False)["measure"].transform("nunique") == len(names)
+    here = here[complete]  # a seed counts only where it has every column
     stats = here.groupby(["dataset", "protocol", "fusion_layer", "measure"],
                          sort=False)["value"].agg(["mean", "std", "count"])
     lines = ["| dataset | training | k | seeds | " + " | ".join(names.values()) + " |",
@@ -248,9 +250,14 @@ def report_text(study: Study, measures: pd.DataFrame, table: pd.DataFrame,
     missing = _missing(study)
     classes = dataset_classes(study)
     word = label_word(classes)
-    seconds = sum(read_metrics(run.run_dir).train_seconds for run in study.runs
-                  if (run.run_dir / SUMMARY_FILE).is_file())
+    usable, unusable = finished_runs(study)
+    seconds = sum(records.metrics.train_seconds for _, records in usable)
     lines = [f"# Study `{study.name}`", ""]
+    if unusable:
+        lines += [f"**Unusable: {len(unusable)} finished run{'s' if len(unusable) > 1 else ''} "
+                  f"hold numbers that are not finite and are left out of everything below** ("
+                  + "; ".join(f"{key}: {reason}" for key, reason in unusable.items())
+                  + "). Rerun them (remove their run directories first) to count them.", ""]
     if missing:
         lines += [f"**Incomplete: {len(missing)} of {len(study.runs)} runs have not finished** "
                   f"({', '.join(missing[:8])}{', ...' if len(missing) > 8 else ''}). Every "
@@ -258,7 +265,7 @@ def report_text(study: Study, measures: pd.DataFrame, table: pd.DataFrame,
                   "many seeds it rests on.", ""]
     lines += [f"Generated {datetime.date.today().isoformat()} by repsim on "
               f"{platform.machine()} with {os.cpu_count()} CPUs; "
-              f"{len(study.runs) - len(missing)} finished runs, {seconds / 3600:.1f} h of "
+              f"{len(usable)} finished runs, {seconds / 3600:.1f} h of "
               "training in total.", "", "## Answer", "",
               headline_table(table), "k=1 minus k in percentage points, mean over paired "
               "seeds with its 95 % t interval; better/worse: k=1 significantly so after "

@@ -34,12 +34,21 @@ Training options are :class:`repsim.train.TrainConfig` fields (``epochs``, ``lr`
 ``augment``, ``modality_dropout``, ``device``...); a protocol's override the dataset's, which
 override ``[train]``. Every run is ``dataset x protocol x fusion layer x seed``; its
 directory is given by :func:`repsim.rundir.study_run_dir`.
+
+Names of the study, its datasets and its protocols become folder names, so they are
+identifiers: letters, digits, ``-``, ``_`` and ``.``, but not ``.`` or ``..`` alone. Every
+field's type is checked when the file is loaded, and sizes are bounded before anything is
+built (so a typo cannot allocate gigabytes): grids up to :data:`MAX_GRID_SIZE` pixels a side,
+:data:`MAX_TIMESTEPS` time steps, :data:`MAX_SEEDS` seeds (each in 0..:data:`MAX_SEED`),
+:data:`MAX_PROBE_STIMULI` probe stimuli and :data:`MAX_RUNS` runs in all, in a file of at
+most :data:`MAX_STUDY_FILE_BYTES` bytes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +70,16 @@ DATA_OPTIONS = ("dataset", "data_dir", "seed", "timesteps", "height", "width", "
 EVALUATION_OPTIONS = ("test_snrs", "probe_conditions", "probe_snrs", "probe_stimuli")
 STUDY_OPTIONS = ("name", "description", "seeds", "fusion_layers")
 TOP_LEVEL = ("study", "model", "train", "evaluation", "datasets", "protocols")
+
+# Size limits, checked before anything is built (see the module docstring).
+MAX_GRID_SIZE = 256
+MAX_TIMESTEPS = 100
+MAX_SEEDS = 1000
+MAX_SEED = 2**32 - 1
+MAX_PROBE_STIMULI = 100_000
+MAX_RUNS = 10_000
+MAX_STUDY_FILE_BYTES = 1_000_000
+NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
 
 
 @dataclass(frozen=True)
@@ -128,6 +147,10 @@ def read_study_file(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"study file not found: {path}")
+    size = path.stat().st_size
+    if size > MAX_STUDY_FILE_BYTES:
+        raise ValueError(f"{path} has {size} bytes; a study file may have at most "
+                         f"{MAX_STUDY_FILE_BYTES}")
     try:
         return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as error:
@@ -147,15 +170,21 @@ def load_study(path: str | Path, folder: str | Path | None = None) -> Study:
     _check_keys(values, TOP_LEVEL, "")
     study = _check_keys(values.get("study", {}), STUDY_OPTIONS, "study")
     # the copy in a study folder is named study.toml: the folder then names the study
-    name = study.get("name", path.parent.name if path.name == STUDY_FILE else path.stem)
-    if not isinstance(name, str) or not name or "/" in name:
-        raise ValueError(f"study.name must be a non-empty name without '/', got {name!r}")
+    name = check_name("study.name", study.get(
+        "name", path.parent.name if path.name == STUDY_FILE else path.stem))
+    if not isinstance(study.get("description", ""), str):
+        raise ValueError(f"study.description must be a string, got {study['description']!r}")
     folder = Path(folder) if folder is not None else path.parent / name
-    model = ModelConfig(**_check_keys(values.get("model", {}), MODEL_OPTIONS, "model"))
+    model = _build(ModelConfig, _check_keys(values.get("model", {}), MODEL_OPTIONS, "model"),
+                   "model")
     layers = model.layers
     seeds = _int_list(study.get("seeds"), "study.seeds")
+    if len(seeds) > MAX_SEEDS:
+        raise ValueError(f"study.seeds has {len(seeds)} seeds; at most {MAX_SEEDS} are allowed")
     if min(seeds) < 0:
         raise ValueError(f"study.seeds must be non-negative, got {min(seeds)}")
+    if max(seeds) > MAX_SEED:
+        raise ValueError(f"study.seeds must be at most {MAX_SEED}, got {max(seeds)}")
     fusion_layers = _int_list(study.get("fusion_layers", list(range(1, layers + 2))),
                               "study.fusion_layers")
     bad = [k for k in fusion_layers if not 1 <= k <= layers + 1]
@@ -166,10 +195,16 @@ def load_study(path: str | Path, folder: str | Path | None = None) -> Study:
     train = _check_keys(values.get("train", {}), TRAIN_OPTIONS, "train")
     datasets = _named_tables(values, "datasets")
     protocols = _named_tables(values, "protocols")
+    count = len(datasets) * len(protocols) * len(fusion_layers) * len(seeds)
+    if count > MAX_RUNS:
+        raise ValueError(f"the study has {count} runs (datasets x protocols x fusion layers x "
+                         f"seeds); at most {MAX_RUNS} are allowed")
+    for dataset_name, dataset in datasets.items():  # every size checked before any build
+        _check_data_fields(dataset, f"datasets.{dataset_name}")
     runs = []
     for dataset_name, dataset in datasets.items():
         where = f"datasets.{dataset_name}"
-        dataset = dict(_check_keys(dataset, DATA_OPTIONS, where))
+        dataset = dict(dataset)
         dataset_train = _check_keys(dataset.pop("train", {}), TRAIN_OPTIONS, f"{where}.train")
         dataset.setdefault("dataset", dataset_name)
         data = _build(DataConfig, dataset, where)
@@ -198,12 +233,48 @@ def _build(cls, values: dict, where: str):
         raise ValueError(f"{where}: {error}") from None
 
 
+def check_name(where: str, name: object) -> str:
+    """``name`` if it can name a folder of the study (see the module docstring); else a
+    ValueError naming ``where``."""
+    if (not isinstance(name, str) or not NAME_PATTERN.fullmatch(name)
+            or name in (".", "..")):
+        raise ValueError(f"{where} must be a name of letters, digits, '-', '_' and '.' (not "
+                         f"'.' or '..' alone), got {name!r}")
+    return name
+
+
 def _named_tables(values: dict, key: str) -> dict:
     tables = values.get(key)
     if not isinstance(tables, dict) or not tables:
         raise ValueError(f"the study needs at least one entry under [{key}] "
                          f"(e.g. [{key}.{'synthetic' if key == 'datasets' else 'noisy'}])")
+    for name, table in tables.items():
+        check_name(f"a [{key}] name", name)
+        _check_keys(table, DATA_OPTIONS if key == "datasets" else TRAIN_OPTIONS,
+                    f"{key}.{name}")
     return tables
+
+
+def _check_data_fields(dataset: dict, where: str) -> None:
+    """The types and sizes of a [datasets.NAME] table's own fields (ValueError naming the
+    field), before a dataset config is built from them."""
+    prefix = f"{where}."
+    for name in ("dataset", "data_dir"):
+        if name in dataset and not isinstance(dataset[name], str):
+            raise ValueError(f"{prefix}{name} must be a string, got {dataset[name]!r}")
+    for name in ("options", "train"):
+        if name in dataset and not isinstance(dataset[name], dict):
+            raise ValueError(f"{prefix}{name} must be a table, got {dataset[name]!r}")
+    limits = {"timesteps": MAX_TIMESTEPS, "height": MAX_GRID_SIZE, "width": MAX_GRID_SIZE,
+              "seed": MAX_SEED}
+    for name, limit in limits.items():
+        value = dataset.get(name)
+        if value is None:
+            continue
+        check_int(f"{prefix}{name}", value)
+        if not (0 if name == "seed" else 1) <= value <= limit:
+            raise ValueError(f"{prefix}{name} must be in {0 if name == 'seed' else 1}..{limit}, "
+                             f"got {value}")
 
 
 def _int_list(values, where: str) -> list[int]:
@@ -216,18 +287,37 @@ def _int_list(values, where: str) -> list[int]:
     return list(values)
 
 
+def _numbers(values, where: str) -> tuple[float, ...]:
+    """A list of finite numbers (bools refused) as floats; ValueError naming ``where``."""
+    if not isinstance(values, list | tuple) or not all(
+            isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+            for x in values):
+        raise ValueError(f"{where} must be a list of finite numbers (dB), got {values!r}")
+    return tuple(float(x) for x in values)
+
+
 def _evaluation(table) -> Evaluation:
     table = _check_keys(table, EVALUATION_OPTIONS, "evaluation")
     defaults = Evaluation()
-    test_snrs = tuple(float(x) for x in table.get("test_snrs", defaults.test_snrs))
-    if not test_snrs or not all(map(math.isfinite, test_snrs)):
+    test_snrs = _numbers(table.get("test_snrs", list(defaults.test_snrs)),
+                         "evaluation.test_snrs")
+    if not test_snrs:
         raise ValueError("evaluation.test_snrs must be a non-empty list of finite dB values "
                          "(clean is always tested)")
-    conditions = tuple(table.get("probe_conditions", defaults.probe_conditions))
-    probe_snrs = tuple(float(x) for x in table.get("probe_snrs", defaults.probe_snrs))
+    conditions = table.get("probe_conditions", list(defaults.probe_conditions))
+    if not isinstance(conditions, list | tuple) or not all(isinstance(c, str)
+                                                           for c in conditions):
+        raise ValueError(f"evaluation.probe_conditions must be a list of condition names, "
+                         f"got {conditions!r}")
+    conditions = tuple(conditions)
+    probe_snrs = _numbers(table.get("probe_snrs", list(defaults.probe_snrs)),
+                          "evaluation.probe_snrs")
     probe_condition_names(conditions, probe_snrs)  # unknown names: ValueError
     stimuli = table.get("probe_stimuli", defaults.probe_stimuli)
     check_positive_int("evaluation.probe_stimuli", stimuli)
+    if stimuli > MAX_PROBE_STIMULI:
+        raise ValueError(f"evaluation.probe_stimuli must be at most {MAX_PROBE_STIMULI}, "
+                         f"got {stimuli}")
     return Evaluation(test_snrs, conditions, probe_snrs, stimuli)
 
 

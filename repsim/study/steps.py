@@ -9,13 +9,14 @@ finish left nothing and starts again, the summary is written last and atomically
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from repsim import activations
+from repsim.provenance import Busy, claim
 from repsim.rundir import (
     ACTIVATIONS_FILE,
     CHECKPOINT_FILE,
@@ -56,20 +57,32 @@ def _run_log(run_dir: Path):
         handler.close()
 
 
-def complete_run(study: Study, run: StudyRun, datasets: dict | None = None) -> str:
+def complete_run(study: Study, run: StudyRun, datasets: dict | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> str:
     """Bring ``run`` to its end (see the module docstring); returns ``"done"`` or
     ``"already done"``. A failure writes ``failed.txt`` (the error and its traceback) and
     raises; the next attempt removes it. ``datasets`` (data config JSON -> dataset) keeps
-    the datasets built for earlier runs of the same worker, and gains this run's."""
-    from repsim.extract import ExtractConfig
+    the datasets built for earlier runs of the same worker, and gains this run's.
+
+    The run is claimed first (:func:`repsim.provenance.claim` on its summary): a run that
+    another live process is working on raises :class:`repsim.provenance.Busy` and is left
+    untouched. ``should_stop`` is asked before every training step and extraction batch;
+    a stop raises the trainer's or extractor's ``...Stopped`` and keeps what training
+    finished (the next attempt continues from it). Neither writes ``failed.txt``.
+    """
+    from repsim.extract import ExtractConfig, ExtractionStopped
     from repsim.extract import run as extract
     from repsim.study.summary import summarize
+    from repsim.train import TrainingStopped
     from repsim.train import run as train
 
     run_dir = run.run_dir
     if (run_dir / SUMMARY_FILE).is_file():
         return "already done"
-    with _run_log(run_dir):
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with claim(run_dir / SUMMARY_FILE), _run_log(run_dir):
+        if (run_dir / SUMMARY_FILE).is_file():  # finished by another process meanwhile
+            return "already done"
         (run_dir / FAILED_FILE).unlink(missing_ok=True)
         started = time.perf_counter()
         log.info("study %s, run %s", study.name, run.key)
@@ -78,19 +91,22 @@ def complete_run(study: Study, run: StudyRun, datasets: dict | None = None) -> s
             extracted = _activations_complete(output)
             dataset = None if extracted and (run_dir / METRICS_FILE).is_file() \
                 else _dataset(run, datasets)  # data only where a step still needs it
-            result = train(run.config, resume="auto", dataset=dataset)
+            result = train(run.config, resume="auto", dataset=dataset, should_stop=should_stop)
             if not extracted:
                 evaluation = study.evaluation
                 extract(ExtractConfig(
                     checkpoint=str(run_dir / CHECKPOINT_FILE), output=str(output),
                     n_stimuli=evaluation.probe_stimuli, conditions=evaluation.probe_conditions,
                     snrs=evaluation.probe_snrs, device=run.config.device, overwrite=True),
-                    dataset=dataset)
+                    dataset=dataset, should_stop=should_stop)
             summary = {"run": run.key, "dataset": run.dataset, "protocol": run.protocol,
                        "fusion_layer": run.fusion_layer, "seed": run.seed,
                        "clean_accuracy": result.metrics.clean_accuracy,
                        **summarize(output)}
             write_json(run_dir / SUMMARY_FILE, summary)
+        except (Busy, TrainingStopped, ExtractionStopped) as stopped:
+            log.info("run %s not finished: %s", run.key, stopped)
+            raise
         except Exception as error:
             (run_dir / FAILED_FILE).write_text(
                 f"{type(error).__name__}: {error}\n\n{traceback.format_exc()}")
@@ -108,8 +124,3 @@ def _dataset(run: StudyRun, datasets: dict | None):
         log.info("building the %s dataset", run.config.data.dataset)
         datasets[key] = run.config.data.build()
     return datasets[key]
-
-
-def read_summary(run_dir: Path) -> dict:
-    """A finished run's ``summary.json``."""
-    return json.loads((Path(run_dir) / SUMMARY_FILE).read_text())

@@ -164,6 +164,47 @@ BAD_STUDIES = [
      "study.seeds must be non-negative, got -1"),
     (TINY.format(epochs=1).replace("epochs = 1", "epochs = 0"), "epochs must be a positive"),
 ]
+# Hostile names, wrong types and sizes beyond the limits (issue 25, items 8-10).
+_TINY = TINY.format(epochs=1)
+HOSTILE_STUDIES = [
+    ("[study]\nname = \"..\"\n" + _TINY.replace("[study]\n", ""),
+     "study.name must be a name of letters, digits"),
+    (_TINY.replace("[datasets.synthetic]", '[datasets."../../../escape"]\ndataset = "synthetic"'),
+     "a [datasets] name must be a name of letters, digits, '-', '_' and '.' (not '.' or "
+     "'..' alone), got '../../../escape'"),
+    (_TINY.replace("[protocols.clean]", '[protocols."../../pwn"]'), "../../pwn"),
+    (_TINY.replace("[protocols.clean]", '[protocols."/abs/path"]'), "'/abs/path'"),
+    (_TINY.replace("[protocols.clean]", '[protocols."new\\nline"]'), "'new\\nline'"),
+    (_TINY.replace("[protocols.clean]", '[protocols."nul\\u0000"]'), "'nul\\x00'"),
+    (_TINY.replace("[protocols.clean]", '[protocols."."]'), "(not '.' or '..' alone), got '.'"),
+    (_TINY.replace("test_snrs = [0]", "test_snrs = 5"),
+     "evaluation.test_snrs must be a list of finite numbers (dB), got 5"),
+    (_TINY.replace("test_snrs = [0]", "test_snrs = [true]"),
+     "evaluation.test_snrs must be a list of finite numbers (dB), got [True]"),
+    (_TINY.replace("test_snrs = [0]", "test_snrs = [0]\nprobe_conditions = 5"),
+     "evaluation.probe_conditions must be a list of condition names, got 5"),
+    (_TINY.split("[datasets.synthetic.options]")[0] + "options = 5\n[protocols.clean]\n",
+     "datasets.synthetic.options must be a table, got 5"),
+    (_TINY.replace("timesteps = 3", "timesteps = 3\ndata_dir = 5"),
+     "datasets.synthetic.data_dir must be a string, got 5"),
+    (_TINY.replace("seeds = [0, 1]", "seeds = [0, 9223372036854775807]"),
+     "study.seeds must be at most 4294967295, got 9223372036854775807"),
+    (_TINY.replace("seeds = [0, 1]", 'seeds = [0, "1"]'), "study.seeds must be an integer"),
+    (_TINY.replace("[study]", '[study]\ndescription = 3'), "study.description must be a string"),
+    (_TINY.replace("hidden = 4", 'hidden = "4"'), "model:"),
+    (_TINY.replace("height = 8", "height = 100000"),
+     "datasets.synthetic.height must be in 1..256, got 100000"),
+    (_TINY.replace("timesteps = 3", "timesteps = 5000"),
+     "datasets.synthetic.timesteps must be in 1..100, got 5000"),
+    (_TINY.replace("seeds = [0, 1]", f"seeds = {list(range(1001))}"),
+     "study.seeds has 1001 seeds; at most 1000 are allowed"),
+    (_TINY.replace("seeds = [0, 1]", f"seeds = {list(range(1000))}").replace(
+        "[protocols.clean]", "\n".join(f"[protocols.p{i}]" for i in range(6))),
+     "the study has 12000 runs"),
+    (_TINY.replace("probe_stimuli = 20", "probe_stimuli = 10000000"),
+     "evaluation.probe_stimuli must be at most 100000"),
+    (_TINY + "#" * 1_000_001, "a study file may have at most 1000000"),
+]
 
 
 @pytest.mark.parametrize(("text", "message"), BAD_STUDIES)
@@ -174,6 +215,27 @@ def test_bad_study_files_are_one_line_and_exit_2_and_create_nothing(tmp_path, ca
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+@pytest.mark.parametrize(("text", "message"), HOSTILE_STUDIES,
+                         ids=[message[:40] for _, message in HOSTILE_STUDIES])
+def test_hostile_names_wrong_types_and_huge_sizes_are_refused_at_load(tmp_path, capsys, text,
+                                                                     message):
+    """--status only loads the file (it builds nothing, so an unchecked size cannot hang the
+    test before the fix); every other mode loads it the same way first."""
+    path = tiny_study(tmp_path, text=text)
+    started = time.monotonic()
+    assert main([str(path), "--status"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert time.monotonic() - started < 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_a_huge_grid_fails_a_dry_run_at_once(tmp_path, capsys):
+    path = tiny_study(tmp_path, text=_TINY.replace("height = 8", "height = 100000"))
+    assert main([str(path), "--dry-run"]) == 2
+    assert "height must be in 1..256" in capsys.readouterr().err
 
 
 def test_a_folder_of_another_study_jobs_0_and_missing_submitit_are_refused(tmp_path, capsys,

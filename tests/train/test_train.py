@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import csv
 import dataclasses
+import errno
 import json
 import logging
 import math
@@ -436,3 +437,46 @@ def test_summary_line_says_when_there_is_no_validation_accuracy(tmp_path):
     assert "clean test accuracy 50.0% (val none); wrote" in summary_line(result)
     result.metrics = dataclasses.replace(metrics, val_accuracy=0.25)
     assert "clean test accuracy 50.0% (val 25.0%); wrote" in summary_line(result)
+class _FullDiskFile:
+    """A text file on a full file system, as Python's buffered files behave there: ``write``
+    fills the buffer, and ``flush`` (or ``close``, which flushes) fails with ENOSPC while the
+    buffer holds anything; ``close`` closes the descriptor either way."""
+
+    def __init__(self, handle):
+        self._handle, self._pending = handle, ""
+
+    def __getattr__(self, name):
+        return getattr(self._handle, name)
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        return len(text)
+
+    def flush(self) -> None:
+        if self._pending:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self._handle.close()
+
+
+def test_a_full_disk_at_the_run_lock_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    """The lock file's holder line is the first thing training writes (provenance.claim)."""
+    from repsim import provenance
+
+    def full_disk_open(path, mode="r", *args, **kwargs):
+        handle = builtins.open(path, mode, *args, **kwargs)
+        return _FullDiskFile(handle) if "a" in mode else handle
+
+    monkeypatch.setattr(provenance, "open", full_disk_open, raising=False)
+    config = config_file(tmp_path, tiny_config(tmp_path, epochs=1))
+    assert main(["--config", config, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: cannot write {tmp_path / 'run'}: No space left on device; nothing "
+                   f"was written there (a file already at that path is unchanged)\n")
+    assert not (tmp_path / "run" / ".lock").exists()
+    monkeypatch.undo()  # the disk has room again: the lock is free and training runs
+    assert main(["--config", config, "--no-progress"]) == 0
