@@ -241,11 +241,12 @@ def _extract(config: ExtractConfig, output: Path, dataset: AVDataset | None, pro
                 raise ExtractionStopped(f"extraction stopped before {output} was complete; "
                                         f"nothing was written")
             logits, states = model(batch.audio.to(device), batch.visual.to(device), record=True)
-            recorded = {
-                layer: {state: pool_states(states[layer][activations.STATES.index(state)],
-                                           config.pool, config.pool_factor)
+            recorded = {  # a gate has no cell state: only its output is recorded
+                layer: {state: pool_states(values, config.pool, config.pool_factor)
                         .to(dtype).cpu().numpy()
-                        for state in config.states}
+                        for state in config.states
+                        if (values := states[layer][activations.STATES.index(state)])
+                        is not None}
                 for layer in layers}
             writer.write(recorded, logits=logits.float().cpu().numpy(),
                          prediction=final_logits(logits).argmax(dim=-1).cpu().numpy())
