@@ -1,4 +1,4 @@
-"""repsim.analysis: CKA, RSA, linear probes and modality-ablation sensitivity.
+"""repsim.analysis: CKA, RSA, linear probes, modality-ablation sensitivity and noise entry.
 
 Pure functions on arrays, except :mod:`~repsim.analysis.from_files` (``probe_all``,
 ``ablation_sensitivity``), which walks activation files cell by cell. Inputs may be NumPy
@@ -8,13 +8,15 @@ their ``stimulus_id`` coordinate. xarray in, xarray out: given DataArrays, ``cka
 ``rdm`` and ``compare_rdms`` return DataArrays labelled with the inputs' names and stimulus
 coordinates (see :mod:`repsim.analysis._arrays`). Every definition is documented in its module:
 :mod:`~repsim.analysis.cka`, :mod:`~repsim.analysis.rsa`, :mod:`~repsim.analysis.probes`,
-:mod:`~repsim.analysis.ablation`, :mod:`~repsim.analysis.resampling`.
+:mod:`~repsim.analysis.ablation`, :mod:`~repsim.analysis.noise_entry`,
+:mod:`~repsim.analysis.resampling`.
 """
 
 from repsim.analysis.ablation import modality_sensitivity, reliance_index
 from repsim.analysis.cka import bootstrap_cka, cka, cka_matrix, minibatch_cka, minibatches
 from repsim.analysis.from_files import ablation_sensitivity, probe_all
-from repsim.analysis.probes import ProbeResult, linear_probe, probe_cells
+from repsim.analysis.noise_entry import noise_entry
+from repsim.analysis.probes import ProbeResult, linear_probe, probe_cells, transfer_probe
 from repsim.analysis.resampling import (
     BootstrapResult,
     PermutationResult,
@@ -49,10 +51,12 @@ __all__ = [
     "minibatch_cka",
     "minibatches",
     "modality_sensitivity",
+    "noise_entry",
     "permutation_test",
     "permutation_test_rdms",
     "probe_all",
     "probe_cells",
     "rdm",
     "reliance_index",
+    "transfer_probe",
 ]
