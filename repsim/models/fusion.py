@@ -32,9 +32,12 @@ from repsim.models.operators import (
 READOUTS = ("last", "per_step")
 
 
+GATE = "gate"  # the stream name of a recorded gate
+
+
 def gate_name(fusion_layer: int) -> str:
     """The recorded name of the gate at fusion layer ``k``: ``gate.<k>``."""
-    return f"gate.{fusion_layer}"
+    return f"{GATE}.{fusion_layer}"
 
 
 def fusion_role(fusion_layer: int, layers: int) -> str:

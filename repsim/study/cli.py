@@ -21,6 +21,7 @@ from repsim.cli import (
     user_errors_exit_2,
 )
 from repsim.device import available_cores, resolve_device
+from repsim.models.operators import DEFAULT_FUSION_OP
 from repsim.provenance import atomic_path
 from repsim.rundir import FAILED_FILE, RUN_LOG_FILE, STUDY_FILE, run_state
 from repsim.study.execute import (
@@ -113,9 +114,12 @@ def prepare_folder(study: Study, create: bool) -> Path:
 
 
 def status_table(study: Study, estimates: dict[str, float] | None = None) -> str:
-    """One line per run: dataset, protocol, fusion layer, seed, state, directory."""
-    lines = [f"{'dataset':<22} {'protocol':<10} {'k':>2} {'seed':>4}  {'state':<11}"
-             + ("  estimate" if estimates else "") + "  directory"]
+    """One line per run: dataset, protocol, (fusion operator,) fusion layer, seed, state,
+    directory."""
+    operators = study.fusion_ops != (DEFAULT_FUSION_OP,)
+    lines = [f"{'dataset':<22} {'protocol':<10} " + (f"{'operator':<8} " if operators else "")
+             + f"{'k':>2} {'seed':>4}  {'state':<11}" + ("  estimate" if estimates else "")
+             + "  directory"]
     for run in study.runs:
         state = run_state(run.run_dir)
         note = ""
@@ -123,7 +127,8 @@ def status_table(study: Study, estimates: dict[str, float] | None = None) -> str
             note = f"  (log: {run.run_dir / RUN_LOG_FILE}; {run.run_dir / FAILED_FILE})"
         estimate = (f"  {estimates[run.key] / 60:6.1f} min" if estimates and run.key in
                     estimates else ("  " + " " * 10 if estimates else ""))
-        lines.append(f"{run.dataset:<22} {run.protocol:<10} {run.fusion_layer:>2} "
+        operator = f"{run.fusion_op:<8} " if operators else ""
+        lines.append(f"{run.dataset:<22} {run.protocol:<10} {operator}{run.fusion_layer:>2} "
                      f"{run.seed:>4}  {state:<11}{estimate}  {run.run_dir}{note}")
     return "\n".join(lines)
 
