@@ -98,19 +98,48 @@ def build_parser() -> argparse.ArgumentParser:
 
 def prepare_folder(study: Study, create: bool) -> Path:
     """The study file's copy in the study folder: refuse a folder that holds another study;
-    with ``create``, make the folder and the copy. Returns the copy's path."""
+    with ``create``, make the folder and the copy. A study file that only extends the copy's
+    axes (more seeds, fusion layers or operators; :func:`only_extends`) is the same study
+    grown: with ``create`` the copy is replaced, and the runs it already finished are kept.
+    Returns the copy's path."""
     copy = study.folder / STUDY_FILE
     if copy.is_file():
-        differences = differing_keys(read_study_file(copy), study.values)
-        if differences:
+        before = read_study_file(copy)
+        differences = differing_keys(before, study.values)
+        if differences and not only_extends(before, study.values, differences):
             raise ValueError(f"{study.folder} holds a different study ({copy}); differing "
                              f"keys: {', '.join(differences)}. Use another --out-dir or "
                              f"restore the study file")
+        if differences and create:
+            with atomic_path(copy) as tmp:
+                tmp.write_text(study.path.read_text())
     elif create:
         study.folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(copy) as tmp:
             tmp.write_text(study.path.read_text())
     return copy
+
+
+# The study axes a study may grow along, and what an absent one means (None: no list to
+# compare with, so a change of it is refused).
+GROWING_AXES = {"seeds": None, "fusion_layers": None, "fusion_ops": [DEFAULT_FUSION_OP]}
+
+
+def only_extends(before: dict, after: dict, differences: list[str]) -> bool:
+    """True when every differing key is a study axis (:data:`GROWING_AXES`) whose new list
+    keeps every value of the old one: the runs the old file made keep their configuration."""
+    def axis(values: dict, name: str):
+        return values.get("study", {}).get(name, GROWING_AXES[name])
+
+    for key in differences:
+        name = key.removeprefix("study.")
+        if not key.startswith("study.") or name not in GROWING_AXES:
+            return False
+        old, new = axis(before, name), axis(after, name)
+        if not (isinstance(old, list) and isinstance(new, list)
+                and all(value in new for value in old)):
+            return False
+    return True
 
 
 def status_table(study: Study, estimates: dict[str, float] | None = None) -> str:
