@@ -96,9 +96,9 @@ def parse_condition(name: str) -> ProbeCondition:
         return ProbeCondition(INCONGRUENT, True, Condition())
     prefix = f"{INCONGRUENT}_"
     if name.startswith(prefix) and name != prefix + CLEAN:
-        inputs = parse_condition(name.removeprefix(prefix))
-        if not inputs.incongruent:
-            return ProbeCondition(prefix + inputs.name, True, inputs.inputs)
+        congruent = parse_condition(name.removeprefix(prefix))
+        if not congruent.incongruent:
+            return ProbeCondition(prefix + congruent.name, True, congruent.inputs)
     if name == CLEAN:
         inputs = Condition()
     elif match := _REMOVED.match(name):

@@ -212,7 +212,7 @@ class FusionConvLSTM(nn.Module):
         if audio.shape != visual.shape:
             raise ValueError(f"audio {tuple(audio.shape)} and visual {tuple(visual.shape)} "
                              f"inputs must have the same shape")
-        states: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        states: OrderedDict[str, tuple[torch.Tensor, torch.Tensor | None]] = OrderedDict()
         a, v = audio, visual
         for depth, (audio_layer, visual_layer) in enumerate(zip(self.audio, self.visual,
                                                                 strict=True), start=1):
@@ -222,7 +222,7 @@ class FusionConvLSTM(nn.Module):
                 states[f"audio.{depth}"] = (a, a_cell)
                 states[f"visual.{depth}"] = (v, v_cell)
         # without fused layers (late) the readout sees the joined final states
-        if record and self.has_gate:
+        if record and isinstance(self.join, Gated):
             h, gate = self.join.join(a, v)
             states[gate_name(len(self.audio) + 1)] = (gate, None)
         else:

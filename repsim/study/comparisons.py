@@ -76,8 +76,9 @@ def per_seed_measures(results: pd.DataFrame) -> pd.DataFrame:
             value = run.loc[run["measure"] == name, "value"]
             rows.append({**base, "measure": name, "value": float(value.iloc[0])})
         mechanism = run[run["measure"].str.startswith(MECHANISM)]
-        rows += [{**base, "measure": mechanism_name(r.measure, r.noise, r.snr_db),
-                  "value": float(r.value)} for r in mechanism.itertuples()]
+        rows += [{**base, "measure": mechanism_name(str(r["measure"]), str(r["noise"]),
+                                                    float(r["snr_db"])),
+                  "value": float(r["value"])} for r in mechanism.to_dict("records")]
     return pd.DataFrame(rows, columns=[*keys, "measure", "value"])
 
 

@@ -22,6 +22,7 @@ import datetime
 import math
 import os
 import platform
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -247,8 +248,8 @@ def operator_table(table: pd.DataFrame) -> str:
         reference = rows.get("reference_mean", pd.Series(dtype=float)).dropna()
         mean = f"{100 * reference.iloc[0]:.1f} %" if len(reference) else "-"
         cells = [_headline_cell(by_op[op], "concat ") if op in by_op else "-" for op in ops]
-        lines.append(f"| {dataset} | {protocol} | {k} | {MEASURE_NAMES[measure]} | {seeds} | "
-                     f"{mean} | " + " | ".join(cells) + " |")
+        lines.append(f"| {dataset} | {protocol} | {k} | {MEASURE_NAMES[str(measure)]} | "
+                     f"{seeds} | {mean} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -276,8 +277,9 @@ def mechanism_table(measures: pd.DataFrame) -> str:
              "|" + "---|" * (len(head) + len(MECHANISM_COLUMNS))]
     for cell_key, cell in stats.groupby(level=list(range(len(keys))), sort=False):
         cell = cell.droplevel(list(range(len(keys))))
-        values = [f"{cell.at[name, 'mean']:.2f} ({_fmt(cell.at[name, 'std'], 2)})"
-                  if name in cell.index else "-" for name in MECHANISM_COLUMNS]
+        means, spreads = cell["mean"].to_dict(), cell["std"].to_dict()
+        values = [f"{means[name]:.2f} ({_fmt(spreads[name], 2)})" if name in means else "-"
+                  for name in MECHANISM_COLUMNS]
         lines.append("| " + " | ".join(str(v) for v in cell_key) + f" | "
                      f"{int(cell['count'].min())} | " + " | ".join(values) + " |")
     return "\n".join(lines) + "\n"
@@ -324,8 +326,9 @@ def headline_table(table: pd.DataFrame) -> str:
         reference = rows.get("reference_mean", pd.Series(dtype=float)).dropna()
         mean = f"{100 * reference.iloc[0]:.1f} %" if len(reference) else "-"
         cells = [_headline_cell(by_layer[k]) if k in by_layer else "-" for k in layers]
-        lines.append("| " + " | ".join(group[:-1]) + f" | {MEASURE_NAMES[group[-1]]} | "
-                     f"{seeds} | {mean} | " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(str(value) for value in group[:-1])
+                     + f" | {MEASURE_NAMES[str(group[-1])]} | {seeds} | {mean} | "
+                     + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -377,12 +380,11 @@ def report_text(study: Study, measures: pd.DataFrame, table: pd.DataFrame,
                   f"{PLATEAU_EPOCHS} epochs; see 'Training'). Answers about those cells "
                   "compare networks after this many epochs, not converged networks.", ""]
     within = ["dataset", "protocol"] + ([OPERATOR] if OPERATOR in table else [])
-    cells = table.groupby(within, sort=False) if not table.empty else ()
-    for group, cell in cells:
+    for group, cell in (table.groupby(within, sort=False) if not table.empty else []):
         here = measures
         for key, value in zip(within, group, strict=True):
             here = here[here[key] == value]
-        lines.append(f"- **{', '.join(group)}**: " + _sentence(here, cell))
+        lines.append(f"- **{', '.join(str(v) for v in group)}**: " + _sentence(here, cell))
     lines += ["", "## Comparisons (k=1 minus k; Holm-corrected across each dataset x "
               "protocol family)", "",
               "Seeds are the unit of replication. The verdict is the paired t-test after "
@@ -406,9 +408,9 @@ def report_text(study: Study, measures: pd.DataFrame, table: pd.DataFrame,
               f"plateau when the mean gain is at most {PLATEAU_GAIN:.2f}.", "",
               "| dataset | protocol | k | seeds | validation accuracy | mean gain | largest "
               "gain | state |", "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r.dataset} | {_protocol(r._asdict())} | {r.fusion_layer} | {r.seeds} | "
-              f"{_fmt(r.val_accuracy)} | {_fmt(r.mean_gain)} | {_fmt(r.max_gain)} | {r.state} |"
-              for r in training.itertuples()]
+    lines += [f"| {r['dataset']} | {_protocol(r)} | {r['fusion_layer']} | {r['seeds']} | "
+              f"{_fmt(r['val_accuracy'])} | {_fmt(r['mean_gain'])} | {_fmt(r['max_gain'])} | "
+              f"{r['state']} |" for r in training.to_dict("records")]
     if operators is not None:
         lines += _operator_section(operators)
     if has_mechanism(measures):
@@ -447,7 +449,7 @@ def _operator_section(operators: pd.DataFrame) -> list[str]:
     return lines
 
 
-def _protocol(row) -> str:
+def _protocol(row: Mapping) -> str:
     """The protocol cell of a table row: ``<protocol>`` or ``<protocol>, <operator>``."""
     operator = row.get(OPERATOR)
     return row["protocol"] if operator is None or pd.isna(operator) \
