@@ -95,10 +95,10 @@ def parse_condition(name: str) -> ProbeCondition:
     if name == INCONGRUENT:
         return ProbeCondition(INCONGRUENT, True, Condition())
     prefix = f"{INCONGRUENT}_"
-    if name.startswith(prefix) and name != prefix + CLEAN:
-        congruent = parse_condition(name.removeprefix(prefix))
-        if not congruent.incongruent:
-            return ProbeCondition(prefix + congruent.name, True, congruent.inputs)
+    inner = name.removeprefix(prefix)
+    if name.startswith(prefix) and (_REMOVED.match(inner) or _NOISY.match(inner)):
+        inputs = parse_condition(inner).inputs
+        return ProbeCondition(f"{prefix}{inputs.name}", True, inputs)
     if name == CLEAN:
         inputs = Condition()
     elif match := _REMOVED.match(name):
