@@ -5,7 +5,6 @@ a finished study grown by a seed without retraining its runs."""
 from __future__ import annotations
 
 import json
-import math
 
 import h5py
 import numpy as np
@@ -167,27 +166,35 @@ def test_operator_in_the_model_table_is_refused(tmp_path, capsys):
     assert "unknown key model.fusion_op" in capsys.readouterr().err
 
 
-def test_adding_seeds_and_an_operator_keeps_finished_runs(tmp_path):
+def test_adding_seeds_and_an_operator_keeps_finished_runs(tmp_path, capsys):
     one = TINY.replace("seeds = [0, 1]", "seeds = [0]").replace("fusion_layers = [1, 2]",
                                                                   "fusion_layers = [2]")
     path = tiny_study(tmp_path, text=one.format(epochs=1))
     assert run_cli(str(path)).returncode == 0
     first = load_study(path).runs[0]
     stamp = (first.run_dir / CHECKPOINT_FILE).stat().st_mtime_ns
-    grown = one.replace("seeds = [0]", 'seeds = [0, 1]\nfusion_ops = ["concat", "film"]')
+    grown = one.replace("seeds = [0]", "seeds = [0, 1]")
     path.write_text(grown.format(epochs=1))
     done = run_cli(str(path))
     assert done.returncode == 0, done.stderr
-    assert "3 of 3 runs finished, 0 failed, 1 were already done" in done.stdout
+    assert "1 of 1 runs finished, 0 failed, 1 were already done" in done.stdout
     study = load_study(path)
-    assert [run_state(run.run_dir) for run in study.runs] == ["done"] * 4
+    assert [run_state(run.run_dir) for run in study.runs] == ["done"] * 2
     assert (first.run_dir / CHECKPOINT_FILE).stat().st_mtime_ns == stamp
     assert (study.folder / "study.toml").read_text() == path.read_text()
-    # dropping a seed, or changing anything else, is still another study
+    assert len(pd.read_csv(study.folder / "results.csv").groupby("seed")) == 2
+    # an operator added: the same study, its finished runs done, the new ones to do
+    path.write_text(grown.replace("seeds = [0, 1]", 'seeds = [0, 1]\nfusion_ops = '
+                                  '["concat", "film"]').format(epochs=1))
+    assert main([str(path), "--status"]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert [line.split()[2:6] for line in lines] == [
+        ["concat", "2", "0", "done"], ["concat", "2", "1", "done"],
+        ["film", "2", "0", "not"], ["film", "2", "1", "not"]]
+    # dropping a seed, or changing anything else, is another study
     path.write_text(grown.replace("seeds = [0, 1]", "seeds = [1]").format(epochs=1))
-    refused = run_cli(str(path))
-    assert refused.returncode == 2 and "differing keys: study.seeds" in refused.stderr
+    assert main([str(path)]) == 2
+    assert "differing keys: study.seeds" in capsys.readouterr().err
     path.write_text(grown.format(epochs=2))
-    refused = run_cli(str(path))
-    assert refused.returncode == 2 and "train.epochs" in refused.stderr
-    assert not math.isnan(pd.read_csv(study.folder / "results.csv")["value"].iloc[0])
+    assert main([str(path)]) == 2
+    assert "train.epochs" in capsys.readouterr().err
