@@ -57,11 +57,11 @@ class ModelConfig(Config):
     ``fusion_layer`` is 1..layers+1; the string ``"late"`` is accepted for ``layers + 1`` and
     stored as that number. ``fusion_op`` is how the streams are joined there (one of
     :data:`repsim.models.operators.FUSION_OPS`; a config saved before operators existed has
-    none and means ``concat``). ``branch_hidden`` is the width of the branch (pre-fusion) layers,
-    ``None`` for ``hidden``; ``match_params=True`` instead picks the branch width that brings
-    the parameter count closest to the early-fusion (k = 1) concatenation model of the same
-    layers and hidden, so that models differing in k or operator differ in where and how they
-    fuse, not in size.
+    none and means ``concat``). ``branch_hidden`` is the width of the branch (pre-fusion)
+    layers, ``None`` for ``hidden``; ``match_params=True`` instead picks the branch width
+    that brings the parameter count closest to the early-fusion (k = 1) concatenation model
+    of the same layers and hidden, so that models differing in k or operator differ in where
+    and how they fuse, not in size.
     """
 
     layers: int = 2
@@ -223,7 +223,7 @@ class FusionConvLSTM(nn.Module):
                 states[f"visual.{depth}"] = (v, v_cell)
         # without fused layers (late) the readout sees the joined final states
         if record and isinstance(self.join, Gated):
-            h, gate = self.join.join(a, v)
+            h, gate = self.join.with_gate(a, v)
             states[gate_name(len(self.audio) + 1)] = (gate, None)
         else:
             h = self.join(a, v)

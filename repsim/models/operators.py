@@ -93,9 +93,9 @@ class Gated(nn.Module):
         self.gate = Gate(channels)
 
     def forward(self, a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return self.join(a, v)[0]
+        return self.with_gate(a, v)[0]
 
-    def join(self, a: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def with_gate(self, a: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(out, z)``: the fused sequence and the gate."""
         h_a = torch.tanh(_per_frame(self.audio_transform, a))
         h_v = torch.tanh(_per_frame(self.visual_transform, v))
