@@ -41,7 +41,10 @@ MIN_SEEDS = 3
 ALPHA = 0.05
 KEYS = ["dataset", "protocol", "fusion_layer", "seed"]
 OPERATOR = "fusion_op"  # the results column of a study with several fusion operators
-MECHANISM = ("noise_entry", "survival_heard", "survival_seen", "gate_audio")
+# Mechanism measures: the noise entry (``noise_entry.<layer>`` per layer), the heard and the
+# seen digit surviving noise (``survival_<heard|seen>``) and the gate's audio share.
+NOISE_ENTRY, SURVIVAL, GATE_AUDIO = "noise_entry", "survival", "gate_audio"
+MECHANISM = (NOISE_ENTRY, SURVIVAL, GATE_AUDIO)
 
 
 def run_keys(table: pd.DataFrame) -> list[str]:

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 
 from repsim import plotting
 from repsim.conditions import MODALITIES, NOISE_KINDS, PROBE_SNRS
-from repsim.study.comparisons import OPERATOR
+from repsim.study.comparisons import NOISE_ENTRY, OPERATOR, SURVIVAL, mechanism_name
 
 LABELS = {**{f"auc_{kind}": f"{kind} noise" for kind in NOISE_KINDS},
           **{f"removed_{m}": f"{m} removed" for m in MODALITIES},
@@ -130,13 +130,14 @@ def _visual_path_depth(layer: str) -> int | None:
 def mechanism(measures: pd.DataFrame) -> Figure:
     """Figure d (module docstring)."""
     worst = min(PROBE_SNRS)
-    prefix, suffix = "noise_entry.", f"_snr{worst:g}"
+    prefix, suffix = f"{NOISE_ENTRY}.", mechanism_name("", "audio", worst)
     entry = measures[measures["measure"].str.startswith(prefix)
                      & measures["measure"].str.endswith(suffix)].copy()
     entry["depth"] = [_visual_path_depth(name[len(prefix):-len(suffix)])
                       for name in entry["measure"]]
     entry = entry.dropna(subset=["depth"])
-    seen = {"probe_seen": np.inf, **{f"survival_seen_snr{snr:g}": snr for snr in PROBE_SNRS}}
+    seen = {"probe_seen": np.inf,
+            **{mechanism_name(f"{SURVIVAL}_seen", "audio", snr): snr for snr in PROBE_SNRS}}
     cells = _cells(measures)
     fig, axes = plotting.new_figure(len(cells), 2, panel_size=(3.8, 3.0))
     lines = [key for key in (OPERATOR, "fusion_layer") if key in measures]

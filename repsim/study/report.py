@@ -28,15 +28,19 @@ from pathlib import Path
 import pandas as pd
 
 from repsim import plotting
-from repsim.conditions import MODALITIES, parse_condition
+from repsim.conditions import MODALITIES, PROBE_SNRS, parse_condition
 from repsim.models.operators import DEFAULT_FUSION_OP
 from repsim.provenance import atomic_path
 from repsim.rundir import SUMMARY_FILE, read_log, read_metrics
 from repsim.study import figures
 from repsim.study.comparisons import (
+    GATE_AUDIO,
+    NOISE_ENTRY,
     OPERATOR,
     PRIMARY,
+    SURVIVAL,
     comparisons,
+    mechanism_name,
     operator_comparisons,
     per_seed_measures,
     run_keys,
@@ -125,14 +129,14 @@ def mechanism_rows(key: dict, summary: dict) -> list[dict]:
                      "value": math.nan if value is None else value, "n_items": n_items})
 
     for condition, entry in mechanism.get("noise_entry", {}).items():
-        add("noise_entry", condition, entry["readout"]["cka"][-1])
+        add(NOISE_ENTRY, condition, entry["readout"]["cka"][-1])
         for layer, values in entry["cka"].items():
-            add(f"noise_entry.{layer}", condition, values[-1])
+            add(f"{NOISE_ENTRY}.{layer}", condition, values[-1])
     for condition, decoded in mechanism.get("survival", {}).items():
         for name, accuracy in decoded.items():
-            add(f"survival_{name}", condition, accuracy)
+            add(f"{SURVIVAL}_{name}", condition, accuracy)
     for condition, share in mechanism.get("gate", {}).get("audio_share", {}).items():
-        add("gate_audio", condition, share)
+        add(GATE_AUDIO, condition, share)
     return rows
 
 
@@ -214,7 +218,7 @@ def write_report(study: Study) -> Path:
 
 def has_mechanism(measures: pd.DataFrame) -> bool:
     """True when some run has mechanism measures."""
-    return bool(measures["measure"].str.startswith("noise_entry").any())
+    return bool(measures["measure"].str.startswith(NOISE_ENTRY).any())
 
 
 def answer_text(table: pd.DataFrame, measures: pd.DataFrame,
@@ -253,14 +257,14 @@ def operator_table(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-MECHANISM_COLUMNS = {"noise_entry_snr0": "noise entry, 0 dB",
-                     "noise_entry_snr-10": "noise entry, -10 dB",
-                     "survival_seen_snr0": "seen digit, 0 dB",
-                     "survival_seen_snr-10": "seen digit, -10 dB",
-                     "survival_heard_snr0": "heard digit, 0 dB",
-                     "survival_heard_snr-10": "heard digit, -10 dB",
-                     "gate_audio_clean": "gate on audio, clean",
-                     "gate_audio_snr-10": "gate on audio, -10 dB"}
+# The mechanism table's columns: per-seed measure -> heading, at each probe-set audio SNR.
+MECHANISM_COLUMNS = {
+    **{mechanism_name(measure, "audio", snr): f"{title}, {snr:g} dB"
+       for measure, title in ((NOISE_ENTRY, "noise entry"), (f"{SURVIVAL}_seen", "seen digit"),
+                              (f"{SURVIVAL}_heard", "heard digit")) for snr in PROBE_SNRS},
+    mechanism_name(GATE_AUDIO, "none", math.inf): "gate on audio, clean",
+    mechanism_name(GATE_AUDIO, "audio", min(PROBE_SNRS)): f"gate on audio, "
+                                                          f"{min(PROBE_SNRS):g} dB"}
 
 
 def mechanism_table(measures: pd.DataFrame) -> str:
