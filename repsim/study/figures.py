@@ -138,6 +138,9 @@ def mechanism(measures: pd.DataFrame) -> Figure:
     entry = entry.dropna(subset=["depth"])
     seen = {"probe_seen": np.inf,
             **{mechanism_name(f"{SURVIVAL}_seen", "audio", snr): snr for snr in PROBE_SNRS}}
+    clean_x = max(PROBE_SNRS) + 10  # where "clean" sits on the SNR axis
+    ticks = sorted(PROBE_SNRS) + [clean_x]
+    labels = [f"{snr:g}" for snr in sorted(PROBE_SNRS)] + ["clean"]
     cells = _cells(measures)
     fig, axes = plotting.new_figure(len(cells), 2, panel_size=(3.8, 3.0))
     lines = [key for key in (OPERATOR, "fusion_layer") if key in measures]
@@ -151,14 +154,16 @@ def mechanism(measures: pd.DataFrame) -> Figure:
             _band(axes[row, 0], depths, points, _line_label(key, lines), i)
         for i, (key, runs) in enumerate(cell_seen.groupby(lines, sort=False)):
             names = [name for name in seen if name in set(runs["measure"])]
-            snrs = [seen[name] for name in names]
-            x = [max(PROBE_SNRS) + 10 if np.isinf(snr) else snr for snr in snrs]
+            x = [clean_x if np.isinf(seen[name]) else seen[name] for name in names]
             points = [_summary(runs.loc[runs["measure"] == name, "value"]) for name in names]
             _band(axes[row, 1], x, points, _line_label(key, lines), i)
+        axes[row, 0].set_xticks(sorted(entry["depth"].unique()))
+        axes[row, 0].set_ylim(0, 1.02)
         axes[row, 0].set_xlabel("depth on the seen digit's path")
         axes[row, 0].set_ylabel(f"{dataset}, {protocol}\nnoise entry, {worst:g} dB")
         axes[row, 0].set_title("1 - CKA (clean, audio-noisy)", fontsize="medium")
-        axes[row, 1].set_xlabel("audio SNR (dB; rightmost: clean)")
+        axes[row, 1].set_xticks(ticks, labels)
+        axes[row, 1].set_xlabel("audio SNR (dB)")
         axes[row, 1].set_ylabel("seen digit decoded")
         axes[row, 1].set_title("seen digit surviving audio noise", fontsize="medium")
         axes[row, 1].set_ylim(0, 1.02)
