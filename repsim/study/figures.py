@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from repsim import plotting
-from repsim.conditions import MODALITIES, NOISE_KINDS, PROBE_SNRS
+from repsim.conditions import CLEAN, MODALITIES, NOISE_KINDS, PROBE_SNRS
 from repsim.study.comparisons import NOISE_ENTRY, OPERATOR, SURVIVAL, mechanism_name
 
 LABELS = {**{f"auc_{kind}": f"{kind} noise" for kind in NOISE_KINDS},
@@ -140,7 +140,7 @@ def mechanism(measures: pd.DataFrame) -> Figure:
             **{mechanism_name(f"{SURVIVAL}_seen", "audio", snr): snr for snr in PROBE_SNRS}}
     clean_x = max(PROBE_SNRS) + 10  # where "clean" sits on the SNR axis
     ticks = sorted(PROBE_SNRS) + [clean_x]
-    labels = [f"{snr:g}" for snr in sorted(PROBE_SNRS)] + ["clean"]
+    labels = [f"{snr:g}" for snr in sorted(PROBE_SNRS)] + [CLEAN]
     cells = _cells(measures)
     fig, axes = plotting.new_figure(len(cells), 2, panel_size=(3.8, 3.0))
     lines = [key for key in (OPERATOR, "fusion_layer") if key in measures]
