@@ -26,7 +26,7 @@ INCONGRUENT = "incongruent"
 TEST_SNRS = (20.0, 10.0, 5.0, 0.0, -5.0, -10.0)
 PROBE_SNRS = (0.0, -10.0)
 CONDITION_FORMS = (CLEAN, INCONGRUENT, "audio_removed", "visual_removed", "audio_snr{X}",
-                   "visual_snr{X}", "both_snr{X}")
+                   "visual_snr{X}", "both_snr{X}", "incongruent_{a noisy or removed form}")
 _NOISY = re.compile(rf"^({'|'.join(NOISE_KINDS)})_snr(-?\d+(?:\.\d+)?)$")
 _REMOVED = re.compile(rf"^({'|'.join(MODALITIES)})_removed$")
 # The same two forms on any named model input (repsim.record's built-in conditions).
@@ -100,10 +100,17 @@ class ProbeCondition:
 def parse_condition(name: str) -> ProbeCondition:
     """The condition a name stands for; ValueError for an unknown name (listing the forms).
 
-    SNRs are normalised: ``audio_snr-10.0`` becomes ``audio_snr-10``.
+    ``incongruent_<condition>`` is that condition on the incongruent pairs (e.g.
+    ``incongruent_audio_snr-10``). SNRs are normalised: ``audio_snr-10.0`` becomes
+    ``audio_snr-10``.
     """
     if name == INCONGRUENT:
         return ProbeCondition(INCONGRUENT, True, Condition())
+    prefix = f"{INCONGRUENT}_"
+    inner = name.removeprefix(prefix)
+    if name.startswith(prefix) and (_REMOVED.match(inner) or _NOISY.match(inner)):
+        inputs = parse_condition(inner).inputs
+        return ProbeCondition(f"{prefix}{inputs.name}", True, inputs)
     if name == CLEAN:
         inputs = Condition()
     elif match := _REMOVED.match(name):
@@ -117,6 +124,11 @@ def parse_condition(name: str) -> ProbeCondition:
 
 
 PROBE_CONDITIONS = (CLEAN, INCONGRUENT, *(removed_condition(m) for m in MODALITIES))
+# What the mechanism measures of a study run need beyond PROBE_CONDITIONS: the probe stimuli
+# with audio noise at each PROBE_SNRS, congruent (noise entry, the gate) and incongruent (what
+# survives of the seen and the heard digit).
+MECHANISM_CONDITIONS = tuple(f"{prefix}{Condition(noise='audio', snr_db=snr).name}"
+                             for prefix in ("", f"{INCONGRUENT}_") for snr in PROBE_SNRS)
 
 
 def _check_finite(snrs: Sequence[float]) -> None:

@@ -40,21 +40,32 @@ RUN_FILES = (CHECKPOINT_FILE, METRICS_FILE, LOG_FILE, CONFIG_FILE)
 LOG_FIELDS = ("epoch", "train_loss", "val_accuracy", "lr", "epoch_seconds", "elapsed_seconds")
 
 
-def run_name(dataset: str, fusion_layer: int, seed: int) -> str:
-    """The default name of a run directory: ``<dataset>-f<k>-s<seed>`` (the colon of a
-    ``MODULE:FUNCTION`` dataset becomes ``_``, as no file name may hold one on Windows)."""
-    return f"{dataset.replace(':', '_')}-f{fusion_layer}-s{seed}"
+def _cell_name(fusion_layer: int, seed: int, operator: str | None) -> str:
+    """``f<k>-s<seed>``, prefixed ``<operator>-`` when an operator is named."""
+    return f"{operator + '-' if operator else ''}f{fusion_layer}-s{seed}"
 
 
-def default_run_dir(dataset: str, fusion_layer: int, seed: int) -> Path:
-    """``runs/<dataset>-f<k>-s<seed>``, where a run goes when no directory is named."""
-    return Path(RUNS_DIR) / run_name(dataset, fusion_layer, seed)
+def run_name(dataset: str, fusion_layer: int, seed: int, operator: str | None = None) -> str:
+    """The default name of a run directory: ``<dataset>-f<k>-s<seed>``, or
+    ``<dataset>-<operator>-f<k>-s<seed>`` for a fusion operator other than the default
+    (``operator`` None: the default's runs keep the names they had before operators). The
+    colon of a ``MODULE:FUNCTION`` dataset becomes ``_``, as no file name may hold one on
+    Windows."""
+    return f"{dataset.replace(':', '_')}-{_cell_name(fusion_layer, seed, operator)}"
+
+
+def default_run_dir(dataset: str, fusion_layer: int, seed: int,
+                    operator: str | None = None) -> Path:
+    """``runs/<run_name>``, where a run goes when no directory is named."""
+    return Path(RUNS_DIR) / run_name(dataset, fusion_layer, seed, operator)
 
 
 def study_run_dir(study_dir: str | os.PathLike, dataset: str, protocol: str,
-                  fusion_layer: int, seed: int) -> Path:
-    """``<study>/runs/<dataset>/<protocol>/f<k>-s<seed>``: a study's run directory."""
-    return Path(study_dir) / RUNS_DIR / dataset / protocol / f"f{fusion_layer}-s{seed}"
+                  fusion_layer: int, seed: int, operator: str | None = None) -> Path:
+    """``<study>/runs/<dataset>/<protocol>/f<k>-s<seed>``: a study's run directory
+    (``<operator>-f<k>-s<seed>`` for a non-default fusion operator, as in :func:`run_name`)."""
+    return (Path(study_dir) / RUNS_DIR / dataset / protocol
+            / _cell_name(fusion_layer, seed, operator))
 
 
 def run_state(run_dir: str | os.PathLike) -> str:

@@ -442,3 +442,25 @@ def test_an_output_being_written_is_refused_before_the_dataset_is_rebuilt(checkp
             extract.run(extract.ExtractConfig(checkpoint=str(checkpoints["late"]),
                                               output=str(output), device="cpu"))
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_gated_checkpoint_records_its_gate_without_a_cell_state(dataset, tmp_path):
+    path = make_checkpoint(tmp_path / "gated" / "ckpt.pt", dataset, 2)
+    ckpt = torch.load(path, weights_only=True)
+    model_config = ModelConfig(layers=2, hidden=4, fusion_layer=2, fusion_op="gated")
+    ckpt["config"]["model"] = model_config.to_dict()
+    torch.manual_seed(0)
+    model = FusionConvLSTM(model_config)
+    ckpt["model_state"] = model.state_dict()
+    save_checkpoint(path, ckpt)
+    result = _extract(path, dataset, tmp_path / "g.h5", states=("h", "c"),
+                      conditions=("clean", "audio_snr0"), snrs=())
+    ds = activations.open(result.path)
+    assert activations.layer_names(ds) == ["audio.1", "visual.1", "gate.2", "fused.2"]
+    assert "gate.2.h" in ds and "gate.2.c" not in ds and "fused.2.c" in ds
+    probe = ProbeSet.build(dataset, ("clean", "audio_snr0"), n_stimuli=7, seed=0)
+    with torch.no_grad():
+        for start, batch in probe.batches(5):
+            _, states = model.eval()(batch.audio, batch.visual, record=True)
+            rows = slice(start, start + len(batch.audio))
+            assert np.array_equal(ds["gate.2.h"].values[rows], states["gate.2"][0].numpy())

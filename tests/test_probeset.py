@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from repsim.conditions import parse_condition
+from repsim.conditions import MECHANISM_CONDITIONS, parse_condition
 from repsim.conditions import probe_condition_names as condition_names
 from repsim.data.base import AVDataset, AVSplit
 from repsim.data.features import LogMelFrames
@@ -177,3 +177,27 @@ def test_definition_names_dataset_seed_and_conditions(dataset):
     assert definition["dataset_fingerprint"] == dataset.fingerprint()
     assert definition["seed"] == 7 and definition["n_stimuli_per_condition"] == 5
     assert definition["conditions"] == ["clean", "incongruent"]
+
+
+def test_incongruent_conditions_with_audio_noise(dataset):
+    """``incongruent_audio_snrX``: the incongruent pairs (same ids, digits, images) with
+    noise on the audio alone."""
+    assert parse_condition("incongruent_audio_snr-10.0").name == "incongruent_audio_snr-10"
+    assert MECHANISM_CONDITIONS == ("audio_snr0", "audio_snr-10", "incongruent_audio_snr0",
+                                    "incongruent_audio_snr-10")
+    probe = ProbeSet.build(dataset, ["incongruent", "incongruent_audio_snr0"], n_stimuli=7,
+                           seed=0)
+    coords = probe.coordinates()
+    for key in ("stimulus_id", "audio_digit", "visual_digit", "congruent"):
+        np.testing.assert_array_equal(coords[key][:7], coords[key][7:])
+    assert not coords["congruent"].any()
+    assert list(coords["audio_snr"]) == [np.inf] * 7 + [0.0] * 7
+    audio, visual = _inputs(probe, 3)
+    assert torch.equal(visual[:7], visual[7:]) and not torch.equal(audio[:7], audio[7:])
+
+
+@pytest.mark.parametrize("name", ["incongruent_clean", "incongruent_incongruent",
+                                  "incongruent_", "incongruent_speech_snr0"])
+def test_bad_incongruent_conditions_are_refused(name):
+    with pytest.raises(ValueError, match=f"unknown condition {name!r}"):
+        parse_condition(name)

@@ -1,4 +1,4 @@
-"""repsim.analysis: CKA, RSA, linear probes and modality-ablation sensitivity.
+"""repsim.analysis: CKA, RSA, linear probes, modality-ablation sensitivity and noise entry.
 
 Pure functions on arrays; nothing here imports the activation file format (the analyses of a
 whole activation file, ``probe_all`` and ``ablation_sensitivity``, live in
@@ -9,14 +9,16 @@ their ``stimulus_id`` coordinate. xarray in, xarray out: given DataArrays, ``cka
 ``rdm`` and ``compare_rdms`` return DataArrays labelled with the inputs' names and stimulus
 coordinates (see :mod:`repsim.analysis._arrays`). Every definition is documented in its module:
 :mod:`~repsim.analysis.cka`, :mod:`~repsim.analysis.rsa`, :mod:`~repsim.analysis.probes`,
-:mod:`~repsim.analysis.ablation`, :mod:`~repsim.analysis.resampling`.
+:mod:`~repsim.analysis.ablation`, :mod:`~repsim.analysis.noise_entry`,
+:mod:`~repsim.analysis.resampling`.
 """
 
 from typing import Any
 
 from repsim.analysis.ablation import modality_sensitivity, reliance_index
 from repsim.analysis.cka import bootstrap_cka, cka, cka_matrix, minibatch_cka, minibatches
-from repsim.analysis.probes import ProbeResult, linear_probe, probe_cells
+from repsim.analysis.noise_entry import noise_entry
+from repsim.analysis.probes import ProbeResult, linear_probe, probe_cells, transfer_probe
 from repsim.analysis.resampling import (
     BootstrapResult,
     PermutationResult,
@@ -50,11 +52,13 @@ __all__ = [
     "minibatch_cka",
     "minibatches",
     "modality_sensitivity",
+    "noise_entry",
     "permutation_test",
     "permutation_test_rdms",
     "probe_cells",
     "rdm",
     "reliance_index",
+    "transfer_probe",
 ]
 
 # Analyses of whole activation files, moved to repsim.labelled; their old names keep working.

@@ -120,6 +120,56 @@ def probe_cells(cells: Sequence[ArrayLike], y: ArrayLike | str, folds: int = 5, 
     return results
 
 
+def transfer_probe(X, X_shifted, y, folds: int = 5, seed: int = 0, *, C: float = 1.0,
+                   tol: float = 1e-4, max_iter: int = 1000,
+                   device: str | torch.device | None = None) -> ProbeResult:
+    """What survives a shift of the inputs: a probe trained on ``X`` and tested on
+    ``X_shifted``, the same stimuli under another condition (e.g. clean and audio-noisy).
+
+    Stratified K-fold over the stimuli as in :func:`linear_probe` (one ``C``, no nested
+    selection): each fold's model is fitted on the ``X`` rows outside the fold, standardized
+    with their statistics, and predicts the ``X_shifted`` rows of the fold, so that no
+    stimulus is both trained on and tested on. ``X_shifted`` rows are matched to ``X``'s by
+    ``stimulus_id`` when both carry it (else taken in the same order); ``y`` follows ``X``.
+    ``accuracy`` pools the predictions of every shifted stimulus.
+    """
+    positions = stimulus_positions([X, X_shifted], ["X", "X_shifted"])
+    clean = as_matrix(take_rows(X, positions[0]), "X")
+    shifted = as_matrix(take_rows(X_shifted, positions[1]), "X_shifted")
+    if clean.shape != shifted.shape:
+        raise ValueError(f"X {clean.shape} and X_shifted {shifted.shape} must be the same "
+                         f"stimuli with the same features")
+    codes, classes = _encode(labels_of(y, X, "y"), clean.shape[0])
+    Cs = _check_settings([C], folds, 2, tol, max_iter)
+    plan = _Plan.build(codes, None, folds, 2, Cs, seed)
+    n = codes.size
+    # Both conditions in one matrix, z-scored with the clean rows' statistics (an affine map
+    # each fit's own standardization undoes): every fit trains on clean rows and predicts
+    # every row, and fold f's model (fit f: one C, no inner folds) scores its shifted rows.
+    scale = clean.std(0)
+    keep = scale > 0
+    if not keep.any():
+        raise ValueError("every feature of X is constant across stimuli: nothing to decode")
+    features = (np.concatenate([clean, shifted])[:, keep] - clean[:, keep].mean(0)) / scale[keep]
+    device = torch.device("cpu" if device is None else device)
+    with single_threaded_torch(device):
+        solution = probe_solver.solve(features, np.concatenate([codes, codes]), len(classes),
+                                      plan.sets, plan.set_of, plan.C, plan.parent[plan.set_of],
+                                      tol=tol, max_iter=max_iter, device=device)
+    predictions = np.empty(n, dtype=np.int64)
+    fold_accuracies = []
+    for fold, (_, test) in enumerate(plan.outer):
+        predictions[test] = solution.predictions[n + test, fold]
+        fold_accuracies.append(np.mean(predictions[test] == codes[test]))
+    if solution.unconverged:
+        warnings.warn(f"{solution.unconverged} of {len(plan.C)} logistic fits stopped short "
+                      f"of the gradient tolerance {tol}", RuntimeWarning, stacklevel=2)
+    correct = int((predictions == codes).sum())
+    return ProbeResult(correct / n, _wilson(correct, n), float(np.bincount(codes).max() / n),
+                       np.array(fold_accuracies), np.array([C] * len(plan.outer)),
+                       classes[predictions], classes, solution.unconverged)
+
+
 # --------------------------------------------------------------------------- protocol
 
 

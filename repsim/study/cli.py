@@ -27,6 +27,7 @@ from repsim.cli import (
     user_errors_exit_2,
 )
 from repsim.device import available_cores, resolve_device
+from repsim.models.operators import DEFAULT_FUSION_OP
 from repsim.provenance import atomic_path
 from repsim.rundir import FAILED_FILE, RUN_LOG_FILE, STUDY_FILE, run_state
 from repsim.study.execute import (
@@ -108,14 +109,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def prepare_folder(study: Study, create: bool) -> Path:
     """The study file's copy in the study folder: refuse a folder that holds another study;
-    with ``create``, make the folder and the copy. Returns the copy's path."""
+    with ``create``, make the folder and the copy. A study file that only extends the copy's
+    axes (more seeds, fusion layers or operators; :func:`only_extends`) is the same study
+    grown: with ``create`` the copy is replaced, and the runs it already finished are kept.
+    Returns the copy's path."""
     copy = study.folder / STUDY_FILE
     if copy.is_file():
-        differences = differing_keys(read_study_file(copy), study.values)
-        if differences:
+        before = read_study_file(copy)
+        differences = differing_keys(before, study.values)
+        if differences and not only_extends(before, study.values, differences):
             raise ValueError(f"{study.folder} holds a different study ({copy}); differing "
                              f"keys: {', '.join(differences)}. Use another --out-dir or "
                              f"restore the study file")
+        if differences and create:
+            with atomic_path(copy) as tmp:
+                tmp.write_text(study.path.read_text())
     elif create:
         study.folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(copy) as tmp:
@@ -123,11 +131,35 @@ def prepare_folder(study: Study, create: bool) -> Path:
     return copy
 
 
+# The study axes a study may grow along, and what an absent one means (None: no list to
+# compare with, so a change of it is refused).
+GROWING_AXES = {"seeds": None, "fusion_layers": None, "fusion_ops": [DEFAULT_FUSION_OP]}
+
+
+def only_extends(before: dict, after: dict, differences: list[str]) -> bool:
+    """True when every differing key is a study axis (:data:`GROWING_AXES`) whose new list
+    keeps every value of the old one: the runs the old file made keep their configuration."""
+    def axis(values: dict, name: str):
+        return values.get("study", {}).get(name, GROWING_AXES[name])
+
+    for key in differences:
+        name = key.removeprefix("study.")
+        if not key.startswith("study.") or name not in GROWING_AXES:
+            return False
+        old, new = axis(before, name), axis(after, name)
+        if not (isinstance(old, list) and isinstance(new, list)
+                and all(value in new for value in old)):
+            return False
+    return True
+
+
 def status_table(study: Study, estimates: dict[str, float] | None = None) -> str:
-    """One line per run: dataset, protocol, fusion layer, seed, state, directory (and why a
-    finished run is unusable, see :mod:`repsim.study.records`)."""
-    lines = [f"{'dataset':<22} {'protocol':<10} {'k':>2} {'seed':>4}  {'state':<11}"
-             + ("  estimate" if estimates else "") + "  directory"]
+    """One line per run: dataset, protocol, (fusion operator,) fusion layer, seed, state,
+    directory (and why a finished run is unusable, see :mod:`repsim.study.records`)."""
+    operators = study.fusion_ops != (DEFAULT_FUSION_OP,)
+    lines = [f"{'dataset':<22} {'protocol':<10} " + (f"{'operator':<8} " if operators else "")
+             + f"{'k':>2} {'seed':>4}  {'state':<11}" + ("  estimate" if estimates else "")
+             + "  directory"]
     for run in study.runs:
         state, reason = study_run_state(run.run_dir)
         note = ""
@@ -137,7 +169,8 @@ def status_table(study: Study, estimates: dict[str, float] | None = None) -> str
             note = f"  ({reason}; the report leaves it out)"
         estimate = (f"  {estimates[run.key] / 60:6.1f} min" if estimates and run.key in
                     estimates else ("  " + " " * 10 if estimates else ""))
-        lines.append(f"{run.dataset:<22} {run.protocol:<10} {run.fusion_layer:>2} "
+        operator = f"{run.fusion_op:<8} " if operators else ""
+        lines.append(f"{run.dataset:<22} {run.protocol:<10} {operator}{run.fusion_layer:>2} "
                      f"{run.seed:>4}  {state:<11}{estimate}  {run.run_dir}{note}")
     return "\n".join(lines)
 

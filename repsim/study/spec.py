@@ -6,6 +6,7 @@ A study is a TOML file (read with the standard library's ``tomllib``)::
     name = "quick"                    # default: the file's stem
     seeds = [0, 1, 2, 3, 4]
     fusion_layers = [1, 2, 3]         # default: every one, 1..layers+1
+    fusion_ops = ["concat", "gated"]  # default: ["concat"]
 
     [model]                           # ModelConfig fields except fusion_layer
     layers = 2
@@ -32,8 +33,10 @@ A study is a TOML file (read with the standard library's ``tomllib``)::
 
 Training options are :class:`repsim.train.TrainConfig` fields (``epochs``, ``lr``,
 ``augment``, ``modality_dropout``, ``device``...); a protocol's override the dataset's, which
-override ``[train]``. Every run is ``dataset x protocol x fusion layer x seed``; its
-directory is given by :func:`repsim.rundir.study_run_dir`.
+override ``[train]``. Every run is ``dataset x protocol x fusion operator x fusion layer x
+seed``; its directory is given by :func:`repsim.rundir.study_run_dir` (the operator appears
+in run names and keys only when it is not the default, so studies from before operators keep
+their folders).
 
 Names of the study, its datasets and its protocols become folder names, so they are
 identifiers: letters, digits, ``-``, ``_`` and ``.``, but not ``.`` or ``..`` alone. Every
@@ -57,6 +60,7 @@ from repsim.conditions import PROBE_CONDITIONS, TEST_SNRS, probe_condition_names
 from repsim.config import check_int, check_positive_int
 from repsim.data.config import DataConfig
 from repsim.models.fusion import ModelConfig
+from repsim.models.operators import DEFAULT_FUSION_OP, FUSION_OPS, operator_tag
 from repsim.rundir import STUDY_FILE, study_run_dir
 from repsim.train.config import TrainConfig
 
@@ -64,11 +68,11 @@ from repsim.train.config import TrainConfig
 TRAIN_OPTIONS = tuple(f.name for f in dataclasses.fields(TrainConfig)
                       if f.name not in ("model", "data", "seed", "noise_snrs", "out_dir"))
 MODEL_OPTIONS = tuple(f.name for f in dataclasses.fields(ModelConfig)
-                      if f.name != "fusion_layer")
+                      if f.name not in ("fusion_layer", "fusion_op"))
 DATA_OPTIONS = ("dataset", "data_dir", "seed", "timesteps", "height", "width", "options",
                 "train")
 EVALUATION_OPTIONS = ("test_snrs", "probe_conditions", "probe_snrs", "probe_stimuli")
-STUDY_OPTIONS = ("name", "description", "seeds", "fusion_layers")
+STUDY_OPTIONS = ("name", "description", "seeds", "fusion_layers", "fusion_ops")
 TOP_LEVEL = ("study", "model", "train", "evaluation", "datasets", "protocols")
 
 # Size limits, checked before anything is built (see the module docstring).
@@ -94,18 +98,21 @@ class Evaluation:
 
 @dataclass(frozen=True)
 class StudyRun:
-    """One run of a study: which dataset, protocol, fusion layer and seed, and its config."""
+    """One run of a study: which dataset, protocol, fusion layer and seed, its config, and
+    its fusion operator."""
 
     dataset: str
     protocol: str
     fusion_layer: int
     seed: int
     config: TrainConfig
+    fusion_op: str = DEFAULT_FUSION_OP
 
     @property
     def key(self) -> str:
-        """``<dataset>/<protocol>/f<k>-s<seed>``: the run's name within its study."""
-        return f"{self.dataset}/{self.protocol}/f{self.fusion_layer}-s{self.seed}"
+        """``<dataset>/<protocol>/f<k>-s<seed>`` (``.../<operator>-f<k>-s<seed>`` for an
+        operator other than the default): the run's name within its study."""
+        return "/".join(self.run_dir.parts[-3:])
 
     @property
     def run_dir(self) -> Path:
@@ -123,6 +130,7 @@ class Study:
     runs: tuple[StudyRun, ...]
     evaluation: Evaluation
     model: ModelConfig
+    fusion_ops: tuple[str, ...] = (DEFAULT_FUSION_OP,)
 
     def run(self, key: str) -> StudyRun:
         """The run named ``key`` (see :attr:`StudyRun.key`)."""
@@ -191,6 +199,7 @@ def load_study(path: str | Path, folder: str | Path | None = None) -> Study:
     if bad:
         raise ValueError(f"study.fusion_layers: {bad[0]} is out of range for a {layers}-layer "
                          f"model (1..{layers + 1})")
+    fusion_ops = _fusion_ops(study.get("fusion_ops", [DEFAULT_FUSION_OP]))
     evaluation = _evaluation(values.get("evaluation", {}))
     train = _check_keys(values.get("train", {}), TRAIN_OPTIONS, "train")
     datasets = _named_tables(values, "datasets")
@@ -212,18 +221,21 @@ def load_study(path: str | Path, folder: str | Path | None = None) -> Study:
             where_protocol = f"protocols.{protocol_name}"
             options = {**train, **dataset_train,
                        **_check_keys(protocol, TRAIN_OPTIONS, where_protocol)}
-            for fusion_layer in fusion_layers:
-                for seed in seeds:
-                    run_dir = study_run_dir(folder, dataset_name, protocol_name, fusion_layer,
-                                            seed)
-                    config = _build(TrainConfig, {
-                        **options, "model": dataclasses.replace(model, fusion_layer=fusion_layer),
-                        "data": data, "seed": seed, "noise_snrs": evaluation.test_snrs,
-                        "out_dir": str(run_dir)}, f"{where} with {where_protocol}")
-                    runs.append(StudyRun(dataset_name, protocol_name, fusion_layer, seed,
-                                         config))
+            for fusion_op in fusion_ops:
+                for fusion_layer in fusion_layers:
+                    for seed in seeds:
+                        run_dir = study_run_dir(folder, dataset_name, protocol_name,
+                                                fusion_layer, seed, operator_tag(fusion_op))
+                        run_model = dataclasses.replace(model, fusion_layer=fusion_layer,
+                                                        fusion_op=fusion_op)
+                        config = _build(TrainConfig, {
+                            **options, "model": run_model, "data": data, "seed": seed,
+                            "noise_snrs": evaluation.test_snrs, "out_dir": str(run_dir)},
+                            f"{where} with {where_protocol}")
+                        runs.append(StudyRun(dataset_name, protocol_name, fusion_layer, seed,
+                                             config, fusion_op))
     return Study(name=name, path=path, folder=folder, values=values, runs=tuple(runs),
-                 evaluation=evaluation, model=model)
+                 evaluation=evaluation, model=model, fusion_ops=tuple(fusion_ops))
 
 
 def _build(cls, values: dict, where: str):
@@ -275,6 +287,17 @@ def _check_data_fields(dataset: dict, where: str) -> None:
         if not (0 if name == "seed" else 1) <= value <= limit:
             raise ValueError(f"{prefix}{name} must be in {0 if name == 'seed' else 1}..{limit}, "
                              f"got {value}")
+
+
+def _fusion_ops(values) -> list[str]:
+    """``study.fusion_ops``: a non-empty list of distinct operator names."""
+    if (not isinstance(values, list) or not values
+            or not all(isinstance(value, str) and value in FUSION_OPS for value in values)):
+        raise ValueError(f"study.fusion_ops must be a non-empty list of operator names from "
+                         f"{', '.join(FUSION_OPS)}, got {values!r}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"study.fusion_ops repeats a value: {values}")
+    return list(values)
 
 
 def _int_list(values, where: str) -> list[int]:

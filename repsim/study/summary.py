@@ -6,7 +6,15 @@
 - ``readout``: the same for the states the readout sees (the last fused layer; for late
   fusion the two last branch layers side by side), and on incongruent stimuli at the last
   step, how well a linear probe decodes the heard (audio) and the seen (visual) digit (or
-  class: a dataset with named classes also gets ``class_names``).
+  class: a dataset with named classes also gets ``class_names``);
+- ``mechanism`` (only when the probe set has :data:`repsim.conditions.MECHANISM_CONDITIONS`),
+  per audio-noise condition ``audio_snr<X>``: ``noise_entry``, per layer and time step, and
+  for the readout's states, 1 - linear CKA and the relative change between the clean and the
+  noisy states of the same stimuli (:func:`repsim.analysis.noise_entry`); ``survival``, the
+  heard and the seen label decoded from the readout's states at the last step on noisy
+  incongruent stimuli by probes trained on clean incongruent ones
+  (:func:`repsim.analysis.transfer_probe`); and for a gated run, ``gate``: the mean of the
+  gate (the audio stream's share; the visual stream's is 1 minus it) clean and noisy.
 
 Numbers are plain JSON (NaN as null), so the report reads summaries, not activation files.
 """
@@ -22,9 +30,23 @@ import xarray as xr
 from repsim import activations
 from repsim.activations.format import CLASS_NAMES
 from repsim.activations.labels import class_names, is_digits, label_coords
-from repsim.analysis import linear_probe, modality_sensitivity, reliance_index
-from repsim.conditions import CLEAN, INCONGRUENT, MODALITIES, removed_condition
+from repsim.analysis import (
+    linear_probe,
+    modality_sensitivity,
+    noise_entry,
+    reliance_index,
+    transfer_probe,
+)
+from repsim.conditions import (
+    CLEAN,
+    INCONGRUENT,
+    MECHANISM_CONDITIONS,
+    MODALITIES,
+    parse_condition,
+    removed_condition,
+)
 from repsim.labelled import ablation_sensitivity
+from repsim.models.fusion import GATE
 
 PROBE_TARGETS = ("heard", "seen")  # the audio and the visual label (activations.labels)
 SUMMARY_VERSION = 1
@@ -36,7 +58,8 @@ def readout_layers(layer_names: list[str]) -> list[str]:
     fused = [name for name in layer_names if name.startswith("fused.")]
     if fused:
         return fused[-1:]
-    depth = max(int(name.rsplit(".", 1)[1]) for name in layer_names)
+    depth = max(int(name.rsplit(".", 1)[1]) for name in layer_names
+                if name.split(".", 1)[0] in MODALITIES)
     return [f"{stream}.{depth}" for stream in MODALITIES]
 
 
@@ -73,16 +96,14 @@ def summarize(path: str | os.PathLike, *, probe_folds: int = 5, probe_seed: int 
         probes = {}
         for name, target in zip(PROBE_TARGETS, label_coords(data), strict=True):
             labels = table[target].to_numpy()
-            folds = min(probe_folds, int(np.unique(labels, return_counts=True)[1].min()))
-            if folds < 2:
-                raise ValueError(f"too few incongruent stimuli per class to probe {target} "
-                                 f"(raise evaluation.probe_stimuli)")
+            folds = _probe_folds(labels, probe_folds, target)
             result = linear_probe(incongruent, labels, folds=folds, seed=probe_seed,
                                   Cs=(1.0,))
             probes[name] = {"accuracy": result.accuracy, "chance": result.chance,
                             "ci": list(result.ci), "folds": folds}
         # class names only for datasets that have them: digit summaries stay as they were
         classes = {} if is_digits(data) else {CLASS_NAMES: class_names(data)}
+        mechanism = _mechanism(data, names, readout, probe_folds, probe_seed)
         return {
             "version": SUMMARY_VERSION, "layers": names, "time_steps": steps, **classes,
             "reliance": {
@@ -94,6 +115,66 @@ def summarize(path: str | os.PathLike, *, probe_folds: int = 5, probe_seed: int 
                 "layers": readout,
                 "cka_sensitivity": dict(zip(MODALITIES, map(_plain, sensitivity), strict=True)),
                 "reliance_cka": _plain(reliance_index(sensitivity[0], sensitivity[1])),
-                "probe_stimuli": int(len(table)), "probe": probes}}
+                "probe_stimuli": int(len(table)), "probe": probes},
+            **({"mechanism": mechanism} if mechanism else {})}
     finally:
         data.close()
+
+
+def _probe_folds(labels: np.ndarray, folds: int, target: str) -> int:
+    """``folds``, or fewer when a digit has fewer stimuli; ValueError below 2."""
+    folds = min(folds, int(np.unique(labels, return_counts=True)[1].min()))
+    if folds < 2:
+        raise ValueError(f"too few incongruent stimuli per digit to probe {target} "
+                         f"(raise evaluation.probe_stimuli)")
+    return folds
+
+
+def _mechanism(data: xr.Dataset, names: list[str], readout: list[str], probe_folds: int,
+               probe_seed: int) -> dict:
+    """The ``mechanism`` part of the summary (module docstring); empty when the file has
+    none of the conditions it needs."""
+    present = set(activations.condition_names(data))
+    steps = data.sizes["time"]
+    noisy = [name for name in MECHANISM_CONDITIONS
+             if name in present and not parse_condition(name).incongruent]
+    entry: dict = {}
+    order = activations.stimulus_ids(data, CLEAN)
+    for condition in noisy:
+        by_layer = {layer: [noise_entry(activations.layer_states(data, layer, CLEAN, time=t),
+                                        activations.layer_states(data, layer, condition,
+                                                                 time=t, order=order))
+                            for t in range(steps)] for layer in names}
+        at_readout = [noise_entry(_readout_states(data, readout, CLEAN, t),
+                                  _readout_states(data, readout, condition, t, order))
+                      for t in range(steps)]
+        entry[condition] = {
+            "cka": {layer: _plain([e for e, _ in values]) for layer, values in by_layer.items()},
+            "change": {layer: _plain([c for _, c in values])
+                       for layer, values in by_layer.items()},
+            "readout": {"cka": _plain([e for e, _ in at_readout]),
+                        "change": _plain([c for _, c in at_readout])}}
+    survival: dict = {}
+    shifted = [name for name in MECHANISM_CONDITIONS
+               if name in present and parse_condition(name).incongruent]
+    if shifted:
+        clean = _readout_states(data, readout, INCONGRUENT, steps - 1)
+        ids = activations.stimulus_ids(data, INCONGRUENT)
+        table = activations.stimulus_table(data, INCONGRUENT)
+        for condition in shifted:
+            states = _readout_states(data, readout, condition, steps - 1, ids)
+            survival[parse_condition(condition).inputs.name] = {
+                name: transfer_probe(clean, states, table[target].to_numpy(),
+                                     folds=_probe_folds(table[target].to_numpy(), probe_folds,
+                                                        target),
+                                     seed=probe_seed).accuracy
+                for name, target in zip(PROBE_TARGETS, label_coords(data), strict=True)}
+    gates = [name for name in names if name.split(".", 1)[0] == GATE]
+    gate = {}
+    if gates and (noisy or shifted):
+        gate = {"layer": gates[0], "audio_share": {
+            condition: float(activations.select(data, gates[0], condition=condition)
+                             .mean().item())
+            for condition in (CLEAN, *noisy)}}
+    parts = {"noise_entry": entry, "survival": survival, "gate": gate}
+    return {key: value for key, value in parts.items() if value}

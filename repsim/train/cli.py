@@ -29,6 +29,8 @@ from repsim.cli import (
 from repsim.config import words
 from repsim.data.registry import dataset_names
 from repsim.device import PRECISIONS, limit_threads
+from repsim.models.fusion import ModelConfig
+from repsim.models.operators import FUSION_OPS
 from repsim.rundir import RUN_FILES, TENSORBOARD_DIR
 from repsim.train.config import AUGMENT_CHOICES, TrainConfig
 from repsim.train.loop import TrainingStopped, TrainResult, run
@@ -108,8 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--readout", choices=("last", "per_step"),
                        help=f"classify at the last step or at every step (default "
                             f"{model_defaults.readout})")
+    model.add_argument("--fusion-op", metavar="OP",
+                       help=f"how the streams are joined at the fusion layer: "
+                            f"{', '.join(FUSION_OPS)} (default {model_defaults.fusion_op})")
     model.add_argument("--match-params", action="store_true", default=None,
-                       help="narrow the branch layers so the parameter count matches k=1")
+                       help="narrow the branch layers so the parameter count matches k=1 "
+                            "with concatenation")
     train = parser.add_argument_group("training")
     train.add_argument("--epochs", type=int, help=f"training epochs (default {defaults.epochs})")
     train.add_argument("--batch-size", type=int,
@@ -190,7 +196,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         data = dataclasses.replace(data, options={**data.options, **dict(args.data_option)})
     model = dataclasses.replace(base.model, **given(
         fusion_layer="fusion_layer", layers="layers", hidden="hidden", kernel="kernel",
-        readout="readout", match_params="match_params"))
+        readout="readout", match_params="match_params", fusion_op="fusion_op"))
     changes = given(epochs="epochs", batch_size="batch_size", lr="lr",
                     weight_decay="weight_decay", grad_clip="grad_clip", seed="seed",
                     device="device", compile="compile", precision="precision",
@@ -208,8 +214,9 @@ def summary_line(result: TrainResult) -> str:
     """One line: what was trained, how well, and where it was written."""
     metrics = result.metrics
     val = "none" if metrics.val_accuracy is None else f"{100 * metrics.val_accuracy:.1f}%"
+    operator = ModelConfig.from_dict(metrics.config["model"]).fusion_op
     return (f"trained {metrics.dataset} fusion layer {metrics.fusion_layer} of "
-            f"{metrics.layers} ({metrics.parameters:,} parameters) for "
+            f"{metrics.layers} by {operator} ({metrics.parameters:,} parameters) for "
             f"{metrics.epochs} epochs in {metrics.train_seconds:.0f} s: clean test "
             f"accuracy {100 * metrics.clean_accuracy:.1f}% (val {val}); wrote {result.run_dir}/ "
             f"({', '.join(RUN_FILES)})")

@@ -13,6 +13,7 @@ from repsim.data.config import DataConfig
 from repsim.device import PRECISIONS, check_device_name
 from repsim.evaluate import EVAL_BATCH_SIZE
 from repsim.models.fusion import ModelConfig
+from repsim.models.operators import DEFAULT_FUSION_OP, operator_tag
 from repsim.rundir import default_run_dir
 
 AUGMENT_CHOICES = ("none", *NOISE_KINDS)
@@ -22,6 +23,8 @@ RESUMABLE_DIFFERENCES = ("device", "compile", "out_dir", "eval_batch_size", "noi
 # Fields training sets from the data rather than from the user (the readout's size is the
 # dataset's class count); the data themselves are compared by their fingerprint.
 DATA_DERIVED_FIELDS = ("model.classes",)
+# Fields added after runs were saved without them, and the value their absence means.
+ADDED_FIELDS = {"model.fusion_op": DEFAULT_FUSION_OP}
 
 
 @dataclass
@@ -34,8 +37,9 @@ class TrainConfig(Config):
     or visual, equally likely) of that fraction of training samples, so that neither stream
     can be ignored. ``noise_snrs`` are the finite SNRs of the final
     test grid (clean is always evaluated). ``out_dir`` None means
-    ``runs/<dataset>-f<k>-s<seed>``. The learning rate warms up linearly over the first
-    ``warmup_epochs`` and then follows a cosine decay to zero at the last step.
+    ``runs/<dataset>-f<k>-s<seed>`` (:func:`repsim.rundir.run_name`). The learning rate
+    warms up linearly over the first ``warmup_epochs`` and then follows a cosine decay to
+    zero at the last step.
     """
 
     model: ModelConfig = field(default_factory=lambda: ModelConfig(layers=2, hidden=16))
@@ -96,10 +100,11 @@ class TrainConfig(Config):
 
     @property
     def run_dir(self) -> Path:
-        """Where the run writes its files (``runs/<dataset>-f<k>-s<seed>`` by default)."""
+        """Where the run writes its files (:func:`repsim.rundir.default_run_dir` by default)."""
         if self.out_dir is not None:
             return Path(self.out_dir)
-        return default_run_dir(self.data.dataset, self.model.fusion_layer, self.seed)
+        return default_run_dir(self.data.dataset, self.model.fusion_layer, self.seed,
+                               operator_tag(self.model.fusion_op))
 
 
 def flatten(values: dict, prefix: str = "", *, whole: tuple[str, ...] = ("options",)) -> dict:
@@ -121,7 +126,8 @@ def config_differences(saved: dict, current: dict) -> list[str]:
     for key in sorted(set(saved_flat) | set(current_flat)):
         if key in RESUMABLE_DIFFERENCES or key in DATA_DERIVED_FIELDS:
             continue
-        before, after = saved_flat.get(key, "<absent>"), current_flat.get(key, "<absent>")
+        absent = ADDED_FIELDS.get(key, "<absent>")
+        before, after = saved_flat.get(key, absent), current_flat.get(key, absent)
         if before != after:
             differences.append(f"{key}: {before!r} (checkpoint) vs {after!r} (now)")
     return differences

@@ -1,0 +1,28 @@
+"""Noise entry: how much a layer changes when noise is added to one input modality.
+
+For one layer x time step with states ``h`` on clean stimuli and ``h_noisy`` on the same
+stimuli with (e.g.) audio noise, matched by ``stimulus_id``:
+
+- CKA entry ``E = 1 - CKA(h, h_noisy)`` (linear by default; see :mod:`repsim.analysis.cka`):
+  0 when the noise leaves the representational geometry intact, towards 1 when it replaces it;
+- relative change ``||h_noisy - h||_F / ||h||_F`` over all stimuli and features.
+
+These are the ablation sensitivities of :mod:`repsim.analysis.ablation` with noise in place of
+removal, and computed by the same function. A layer the noise never reaches (a visual-branch
+layer under audio noise) has ``E = 0`` and relative change 0 exactly.
+"""
+
+from __future__ import annotations
+
+from repsim.analysis.ablation import modality_sensitivity
+
+
+def noise_entry(clean, noisy, kernel: str = "linear", debiased: bool = False,
+                threshold: float = 1.0) -> tuple[float, float]:
+    """``(1 - CKA(clean, noisy), ||noisy - clean|| / ||clean||)`` for one representation.
+
+    ``clean``/``noisy``: NumPy, torch or xarray, stimuli first (matched by ``stimulus_id``
+    when both carry it); ValueError when the clean states are constant across stimuli.
+    """
+    return modality_sensitivity(clean, noisy, kernel=kernel, debiased=debiased,
+                                threshold=threshold)

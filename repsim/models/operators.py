@@ -1,0 +1,145 @@
+"""Fusion operators: how the audio and the visual stream are joined at the fusion layer.
+
+Each operator takes the two streams ``a`` and ``v``, both ``(B, T, C, H, W)``, and returns the
+joined sequence ``(B, T, 2C, H, W)``: every operator gives the layer after it (or the readout,
+for late fusion) the same width as concatenation does, so that operators differ in how they
+join, not in what follows. Transforms are 1 x 1 convolutions applied at every position and
+time step (the feature vector at one position is what a dense layer sees in the papers).
+
+- ``concat``: ``[a; v]``. Concatenation followed by a convolution is a sum of one convolution
+  per modality, so nothing in it can turn a noisy modality down. No parameters.
+- ``gated``: a gated multimodal unit (Arevalo et al. 2017, "Gated Multimodal Units for
+  Information Fusion", ICLR workshop), see :class:`Gated`.
+- ``film``: feature-wise linear modulation in both directions (Perez et al. 2018, "FiLM:
+  Visual Reasoning with a General Conditioning Layer", AAAI), see :class:`FiLM`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+FUSION_OPS = ("concat", "gated", "film")
+DEFAULT_FUSION_OP = "concat"
+
+
+def check_fusion_op(name: object) -> str:
+    """``name`` if it names an operator, else ValueError naming the choices."""
+    if not isinstance(name, str) or name not in FUSION_OPS:
+        raise ValueError(f"unknown fusion operator {name!r}; choose one of "
+                         f"{', '.join(FUSION_OPS)}")
+    return name
+
+
+def operator_tag(name: str) -> str | None:
+    """How run names and report rows mark operator ``name``: None for the default (so that
+    runs from before operators keep their names), else the name."""
+    return None if check_fusion_op(name) == DEFAULT_FUSION_OP else name
+
+
+def _pointwise(in_channels: int, out_channels: int) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, kernel_size=1)
+
+
+def _per_frame(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Apply a 2-d module to every time step of ``(B, T, C, H, W)`` at once."""
+    batch, steps = x.shape[:2]
+    out = conv(x.flatten(0, 1))
+    return out.view(batch, steps, *out.shape[1:])
+
+
+class Concat(nn.Module):
+    """``[a; v]`` along channels: today's (and the default) operator, without parameters."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+
+    def forward(self, a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return torch.cat([a, v], dim=2)
+
+
+class Gate(nn.Module):
+    """The GMU's gate ``z = sigmoid(W_z [a; v] + b_z)``, ``(B, T, 2C, H, W)`` in (0, 1).
+
+    A module of its own so that its output, the gate, can be recorded like a layer.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = _pointwise(2 * channels, 2 * channels)
+
+    def forward(self, a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(_per_frame(self.conv, torch.cat([a, v], dim=2)))
+
+
+class Gated(nn.Module):
+    """Gated multimodal unit (GMU; Arevalo et al. 2017), per channel and per position::
+
+        h_a = tanh(W_a a + b_a)        h_v = tanh(W_v v + b_v)      (each stream on its own)
+        z   = sigmoid(W_z [a; v] + b_z)                             (from both streams)
+        out = z * h_a + (1 - z) * h_v
+
+    ``W_a``, ``W_v``: C -> 2C, ``W_z``: 2C -> 2C, all 1 x 1 convolutions. ``z`` is the share
+    of the audio stream in each fused channel at each position and time step, ``1 - z`` the
+    visual stream's: a gate that closes on noisy audio drives ``z`` towards 0. The gate is
+    the output of the submodule :attr:`gate`, so it can be recorded (see :class:`Gate`).
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.audio_transform = _pointwise(channels, 2 * channels)
+        self.visual_transform = _pointwise(channels, 2 * channels)
+        self.gate = Gate(channels)
+
+    def forward(self, a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return self.with_gate(a, v)[0]
+
+    def with_gate(self, a: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(out, z)``: the fused sequence and the gate."""
+        h_a = torch.tanh(_per_frame(self.audio_transform, a))
+        h_v = torch.tanh(_per_frame(self.visual_transform, v))
+        z = self.gate(a, v)
+        return h_v + z * (h_a - h_v), z
+
+
+class FiLM(nn.Module):
+    """Feature-wise linear modulation in both directions (after Perez et al. 2018)::
+
+        a' = (1 + G_v v) * a + B_v v     (the visual stream scales and shifts the audio)
+        v' = (1 + G_a a) * v + B_a a     (and the audio stream the visual)
+        out = [a'; v']
+
+    ``G``, ``B``: C -> C 1 x 1 convolutions (with biases), so the modulation is per channel,
+    computed from the other stream's features at the same position and time step; ``1 + G``
+    (Perez et al.'s residual form) starts the scale near 1. Either stream can silence a
+    channel of the other (scale 0) but not its own.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.from_visual = _pointwise(channels, 2 * channels)  # scale and shift for a
+        self.from_audio = _pointwise(channels, 2 * channels)  # scale and shift for v
+
+    def forward(self, a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        scale_a, shift_a = _per_frame(self.from_visual, v).chunk(2, dim=2)
+        scale_v, shift_v = _per_frame(self.from_audio, a).chunk(2, dim=2)
+        return torch.cat([a + scale_a * a + shift_a, v + scale_v * v + shift_v], dim=2)
+
+
+OPERATORS: dict[str, type[nn.Module]] = {"concat": Concat, "gated": Gated, "film": FiLM}
+
+
+def make_operator(name: str, channels: int) -> nn.Module:
+    """The operator ``name`` for two streams of ``channels`` channels each."""
+    return OPERATORS[check_fusion_op(name)](channels)
+
+
+def operator_parameters(name: str, channels: int) -> int:
+    """Trainable parameters of operator ``name`` on ``channels``-channel streams (from shapes:
+    ``concat`` 0, ``gated`` 2 (2C^2 + 2C) + (4C^2 + 2C), ``film`` 2 (2C^2 + 2C))."""
+    c = channels
+    counts = {"concat": 0, "gated": 2 * (2 * c * c + 2 * c) + 4 * c * c + 2 * c,
+              "film": 2 * (2 * c * c + 2 * c)}
+    return counts[check_fusion_op(name)]

@@ -1,0 +1,200 @@
+"""The fusion-operator axis of a study: a tiny study of two operators end to end (run names,
+results, operator comparisons, mechanism measures, report and figure), bad axis values, and
+a finished study grown by a seed without retraining its runs."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from test_study import TINY, run_cli, tiny_study
+
+from repsim.conditions import MECHANISM_CONDITIONS, PROBE_CONDITIONS
+from repsim.rundir import ACTIVATIONS_FILE, CHECKPOINT_FILE, SUMMARY_FILE, run_state
+from repsim.study.cli import main
+from repsim.study.comparisons import operator_comparisons
+from repsim.study.spec import load_study
+
+CONDITIONS = json.dumps([*PROBE_CONDITIONS, *MECHANISM_CONDITIONS])
+TWO_OPERATORS = TINY.replace(
+    "fusion_layers = [1, 2]", 'fusion_layers = [1, 2]\nfusion_ops = ["concat", "gated"]'
+).replace("probe_stimuli = 20", f"probe_stimuli = 20\nprobe_conditions = {CONDITIONS}")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """The tiny two-operator study, run with two one-thread workers."""
+    folder = tmp_path_factory.mktemp("ops")
+    path = tiny_study(folder, text=TWO_OPERATORS.format(epochs=1))
+    done = run_cli(str(path), "--jobs", "2", timeout=600)
+    assert done.returncode == 0, done.stderr
+    return load_study(path)
+
+
+def test_runs_are_named_by_operator_only_when_not_concat(finished):
+    keys = [run.key for run in finished.runs]
+    assert keys[:4] == ["synthetic/clean/f1-s0", "synthetic/clean/f1-s1",
+                        "synthetic/clean/f2-s0", "synthetic/clean/f2-s1"]
+    assert keys[4:] == ["synthetic/clean/gated-f1-s0", "synthetic/clean/gated-f1-s1",
+                        "synthetic/clean/gated-f2-s0", "synthetic/clean/gated-f2-s1"]
+    assert all(run_state(run.run_dir) == "done" for run in finished.runs)
+    assert [run.config.model.fusion_op for run in finished.runs] == ["concat"] * 4 + ["gated"] * 4
+
+
+def test_results_carry_the_operator_and_the_mechanism_rows(finished):
+    results = pd.read_csv(finished.folder / "results.csv")
+    assert list(results.columns[:4]) == ["dataset", "protocol", "fusion_op", "fusion_layer"]
+    assert set(results["fusion_op"]) == {"concat", "gated"}
+    gate = results[results["measure"] == "gate_audio"]
+    assert set(gate["fusion_op"]) == {"gated"} and len(gate) == 4 * 3  # clean, 0, -10 dB
+    assert ((gate["value"] > 0) & (gate["value"] < 1)).all()
+    survival = results[results["measure"] == "survival_seen"]
+    assert sorted(set(survival["snr_db"])) == [-10.0, 0.0] and len(survival) == 8 * 2
+
+
+def test_audio_noise_never_enters_the_visual_branch(finished):
+    """At k = 2 the visual branch sees no audio: its noise entry is exactly 0, the audio
+    branch's is not."""
+    for run in finished.runs:
+        entry = json.loads((run.run_dir / SUMMARY_FILE).read_text())["mechanism"][
+            "noise_entry"]
+        assert set(entry) == {"audio_snr0", "audio_snr-10"}
+        if run.fusion_layer == 2:
+            for condition in entry.values():
+                assert condition["cka"]["visual.1"] == pytest.approx([0.0] * 3, abs=1e-6)
+                assert condition["change"]["visual.1"] == [0.0] * 3
+                assert min(condition["cka"]["audio.1"]) > 0
+                assert min(condition["change"]["audio.1"]) > 0
+
+
+def test_summary_gate_share_is_the_recorded_gate_mean(finished):
+    run = next(run for run in finished.runs if run.fusion_op == "gated")
+    gate = json.loads((run.run_dir / SUMMARY_FILE).read_text())["mechanism"]["gate"]
+    assert gate["layer"] == f"gate.{run.fusion_layer}"
+    with h5py.File(run.run_dir / ACTIVATIONS_FILE) as file:
+        values = np.asarray(file[f"{gate['layer']}.h"], dtype=np.float64)
+        conditions = np.asarray(file["condition"]).astype(str)
+    for condition, share in gate["audio_share"].items():
+        assert share == pytest.approx(values[conditions == condition].mean(), rel=1e-5)
+
+
+def test_report_compares_operators_and_shows_the_mechanism(finished):
+    folder = finished.folder
+    operators = pd.read_csv(folder / "operator_comparisons.csv")
+    assert set(operators["fusion_op"]) == {"gated"}
+    assert sorted(set(operators["fusion_layer"])) == [1, 2]
+    assert (operators["verdict"] == "not tested (2 paired seeds)").all()
+    comparisons = pd.read_csv(folder / "comparisons.csv")
+    assert set(comparisons["fusion_op"]) == {"concat", "gated"}  # k=1 vs k within each
+    report = (folder / "report.md").read_text()
+    for heading in ("## Operators", "## Mechanism", "mechanism.png"):
+        assert heading in report
+    assert "| synthetic | clean | gated | 1 | 2 |" in report  # mechanism row of gated k=1
+    assert (folder / "figures" / "mechanism.png").stat().st_size > 0
+    answer = (folder / "answer.md").read_text()
+    assert "concat − gated (points)" in answer and "| operator |" in answer
+
+
+def test_operator_comparisons_are_paired_t_tests_with_holm_per_fusion_layer():
+    rng = np.random.default_rng(0)
+    rows = []
+    for op, shift in (("concat", 0.0), ("gated", 0.05), ("film", -0.01)):
+        for k in (1, 2):
+            for seed in range(5):
+                for measure in ("clean_accuracy", "auc_audio", "auc_visual", "auc_both"):
+                    rows.append({"dataset": "d", "protocol": "p", "fusion_op": op,
+                                 "fusion_layer": k, "seed": seed, "measure": measure,
+                                 "value": 0.7 + shift * k + 0.01 * rng.normal()
+                                 + 0.02 * seed})
+    measures = pd.DataFrame(rows)
+    table = operator_comparisons(measures, n_boot=200)
+    assert len(table) == 2 * 4 * 2  # fusion layers x measures x operators besides concat
+    for k in (1, 2):
+        family = table[table["fusion_layer"] == k]
+        expected = []
+        for _, row in family.iterrows():
+            pivot = measures[(measures["fusion_layer"] == k)
+                             & (measures["measure"] == row["measure"])].pivot(
+                index="seed", columns="fusion_op", values="value")
+            test = stats.ttest_rel(pivot["concat"], pivot[row["fusion_op"]])
+            assert row["t_p"] == pytest.approx(test.pvalue, rel=1e-9)
+            assert row["difference"] == pytest.approx(
+                (pivot["concat"] - pivot[row["fusion_op"]]).mean(), rel=1e-12)
+            expected.append(test.pvalue)
+        # Holm written out: the i-th smallest p times (m - i), running maximum, capped at 1
+        p = np.array(expected)
+        order = np.argsort(p)
+        adjusted = np.maximum.accumulate((len(p) - np.arange(len(p))) * p[order])
+        holm = np.empty_like(p)
+        holm[order] = np.minimum(adjusted, 1.0)
+        np.testing.assert_allclose(family["holm_p"].to_numpy(), holm, rtol=1e-9)
+    gated = table[(table["fusion_op"] == "gated") & (table["fusion_layer"] == 2)]
+    assert (gated["verdict"] == "concat worse").all()
+
+
+BAD_AXES = [
+    ('fusion_ops = "gated"', "study.fusion_ops must be a non-empty list of operator names from "
+                             "concat, gated, film, got 'gated'"),
+    ('fusion_ops = ["sum"]', "from concat, gated, film, got ['sum']"),
+    ("fusion_ops = [1]", "from concat, gated, film, got [1]"),
+    ("fusion_ops = []", "study.fusion_ops must be a non-empty list"),
+    ('fusion_ops = ["gated", "gated"]', "study.fusion_ops repeats a value"),
+    ('fusion_layers = ["1"]', "study.fusion_layers must be an integer, got '1'"),
+]
+
+
+@pytest.mark.parametrize(("line", "message"), BAD_AXES)
+def test_bad_operator_axis_is_one_line_exit_2_before_anything(tmp_path, capsys, line, message):
+    text = TINY.format(epochs=1).replace("seeds = [0, 1]", f"seeds = [0, 1]\n{line}")
+    if line.startswith("fusion_layers"):
+        text = text.replace("fusion_layers = [1, 2]\n", "")
+    path = tiny_study(tmp_path, text=text)
+    assert main([str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_operator_in_the_model_table_is_refused(tmp_path, capsys):
+    path = tiny_study(tmp_path, text=TINY.format(epochs=1).replace(
+        "hidden = 4", 'hidden = 4\nfusion_op = "gated"'))
+    assert main([str(path)]) == 2
+    assert "unknown key model.fusion_op" in capsys.readouterr().err
+
+
+def test_adding_seeds_and_an_operator_keeps_finished_runs(tmp_path, capsys):
+    one = TINY.replace("seeds = [0, 1]", "seeds = [0]").replace("fusion_layers = [1, 2]",
+                                                                  "fusion_layers = [2]")
+    path = tiny_study(tmp_path, text=one.format(epochs=1))
+    assert run_cli(str(path)).returncode == 0
+    first = load_study(path).runs[0]
+    stamp = (first.run_dir / CHECKPOINT_FILE).stat().st_mtime_ns
+    grown = one.replace("seeds = [0]", "seeds = [0, 1]")
+    path.write_text(grown.format(epochs=1))
+    done = run_cli(str(path))
+    assert done.returncode == 0, done.stderr
+    assert "1 of 1 runs finished, 0 failed, 1 were already done" in done.stdout
+    study = load_study(path)
+    assert [run_state(run.run_dir) for run in study.runs] == ["done"] * 2
+    assert (first.run_dir / CHECKPOINT_FILE).stat().st_mtime_ns == stamp
+    assert (study.folder / "study.toml").read_text() == path.read_text()
+    assert len(pd.read_csv(study.folder / "results.csv").groupby("seed")) == 2
+    # an operator added: the same study, its finished runs done, the new ones to do
+    path.write_text(grown.replace("seeds = [0, 1]", 'seeds = [0, 1]\nfusion_ops = '
+                                  '["concat", "film"]').format(epochs=1))
+    assert main([str(path), "--status"]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert [line.split()[2:6] for line in lines] == [
+        ["concat", "2", "0", "done"], ["concat", "2", "1", "done"],
+        ["film", "2", "0", "not"], ["film", "2", "1", "not"]]
+    # dropping a seed, or changing anything else, is another study
+    path.write_text(grown.replace("seeds = [0, 1]", "seeds = [1]").format(epochs=1))
+    assert main([str(path)]) == 2
+    assert "differing keys: study.seeds" in capsys.readouterr().err
+    path.write_text(grown.format(epochs=2))
+    assert main([str(path)]) == 2
+    assert "train.epochs" in capsys.readouterr().err
