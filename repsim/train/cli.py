@@ -29,8 +29,7 @@ from repsim.cli import (
 from repsim.config import words
 from repsim.data.registry import dataset_names
 from repsim.device import PRECISIONS, limit_threads
-from repsim.models.fusion import ModelConfig
-from repsim.models.operators import FUSION_OPS
+from repsim.models.operators import DEFAULT_FUSION_OP, FUSION_OPS
 from repsim.rundir import RUN_FILES, TENSORBOARD_DIR
 from repsim.train.config import AUGMENT_CHOICES, TrainConfig
 from repsim.train.loop import TrainingStopped, TrainResult, run
@@ -214,7 +213,7 @@ def summary_line(result: TrainResult) -> str:
     """One line: what was trained, how well, and where it was written."""
     metrics = result.metrics
     val = "none" if metrics.val_accuracy is None else f"{100 * metrics.val_accuracy:.1f}%"
-    operator = ModelConfig.from_dict(metrics.config["model"]).fusion_op
+    operator = metrics.config.get("model", {}).get("fusion_op", DEFAULT_FUSION_OP)  # old: concat
     return (f"trained {metrics.dataset} fusion layer {metrics.fusion_layer} of "
             f"{metrics.layers} by {operator} ({metrics.parameters:,} parameters) for "
             f"{metrics.epochs} epochs in {metrics.train_seconds:.0f} s: clean test "
