@@ -24,13 +24,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from repsim import activations
-from repsim.checkpoint import dataset_from_checkpoint, load_checkpoint, model_from_checkpoint
 from repsim.cli import (
     STOPPED_STATUS,
     CommandParser,
@@ -45,12 +43,14 @@ from repsim.cli import (
 )
 from repsim.conditions import CONDITION_FORMS, PROBE_CONDITIONS, PROBE_SNRS, probe_condition_names
 from repsim.config import Config, check_positive_int, words
-from repsim.data.base import AVDataset
 from repsim.device import resolve_device
-from repsim.models.fusion import final_logits
-from repsim.probeset import ProbeSet
 from repsim.provenance import claim, library_versions, sha256_file
 from repsim.rundir import ACTIVATIONS_FILE, CHECKPOINT_FILE
+
+if TYPE_CHECKING:  # torch is imported where it is used: parsing the command line needs none
+    import torch
+
+    from repsim.data.base import AVDataset
 
 log = logging.getLogger("repsim.extract")
 
@@ -155,6 +155,8 @@ class ExtractResult:
 def pool_states(states: torch.Tensor, pool: str, factor: int = 2) -> torch.Tensor:
     """Spatially pool ``(B, T, C, H, W)`` states: "none", "avg" (``factor`` blocks; edge
     blocks average only the cells they cover) or "global" (mean; H = W = 1)."""
+    import torch.nn.functional as F
+
     if pool == "none":
         return states
     if pool == "global":
@@ -188,7 +190,10 @@ def run(config: ExtractConfig, *, dataset: AVDataset | None = None, progress: bo
     foreign checkpoint, unknown layer or condition, unwritable or existing output) raises
     before any stimulus is processed.
     """
+    from repsim.checkpoint import check_checkpoint_path
+
     started = time.perf_counter()
+    check_checkpoint_path(config.checkpoint)  # before the output: its folder may be missing too
     output = config.output_path
     activations.check_output_path(output, config.overwrite)
     with claim(output):  # taken first: a second extraction to this path fails at once
@@ -198,6 +203,12 @@ def run(config: ExtractConfig, *, dataset: AVDataset | None = None, progress: bo
 def _extract(config: ExtractConfig, output: Path, dataset: AVDataset | None, progress: bool,
              should_stop: Callable[[], bool] | None, started: float) -> ExtractResult:
     """:func:`run` once the output is claimed."""
+    import torch
+
+    from repsim.checkpoint import dataset_from_checkpoint, load_checkpoint, model_from_checkpoint
+    from repsim.models.fusion import final_logits
+    from repsim.probeset import ProbeSet
+
     ckpt = load_checkpoint(config.checkpoint)
     model = model_from_checkpoint(ckpt)
     if not ckpt["complete"]:

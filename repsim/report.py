@@ -13,7 +13,7 @@ import sys
 
 from repsim.cli import CommandParser, add_version, user_errors_exit_2
 from repsim.conditions import CLEAN, NOISE_KINDS
-from repsim.models.fusion import fusion_role
+from repsim.models.config import fusion_role
 from repsim.rundir import Metrics, read_metrics
 
 

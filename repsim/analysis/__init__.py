@@ -8,28 +8,34 @@ their ``stimulus_id`` coordinate. xarray in, xarray out: given DataArrays, ``cka
 ``rdm`` and ``compare_rdms`` return DataArrays labelled with the inputs' names and stimulus
 coordinates (see :mod:`repsim.analysis._arrays`). Every definition is documented in its module:
 :mod:`~repsim.analysis.cka`, :mod:`~repsim.analysis.rsa`, :mod:`~repsim.analysis.probes`,
-:mod:`~repsim.analysis.ablation`, :mod:`~repsim.analysis.resampling`.
+:mod:`~repsim.analysis.ablation`, :mod:`~repsim.analysis.resampling`. The names below are
+imported on first use (:mod:`repsim.lazy`).
 """
 
-from repsim.analysis.ablation import modality_sensitivity, reliance_index
-from repsim.analysis.cka import bootstrap_cka, cka, cka_matrix, minibatch_cka, minibatches
-from repsim.analysis.from_files import ablation_sensitivity, probe_all
-from repsim.analysis.probes import ProbeResult, linear_probe, probe_cells
-from repsim.analysis.resampling import (
-    BootstrapResult,
-    PermutationResult,
-    bootstrap,
-    permutation_test,
-)
-from repsim.analysis.rsa import (
-    average_by_condition,
-    bootstrap_compare_rdms,
-    categorical_rdm,
-    compare_rdms,
-    kendall_tau_a,
-    permutation_test_rdms,
-    rdm,
-)
+from typing import TYPE_CHECKING
+
+from repsim.lazy import lazy_package
+
+if TYPE_CHECKING:
+    from repsim.analysis.ablation import modality_sensitivity, reliance_index
+    from repsim.analysis.cka import bootstrap_cka, cka, cka_matrix, minibatch_cka, minibatches
+    from repsim.analysis.from_files import ablation_sensitivity, probe_all
+    from repsim.analysis.probes import ProbeResult, linear_probe, probe_cells
+    from repsim.analysis.resampling import (
+        BootstrapResult,
+        PermutationResult,
+        bootstrap,
+        permutation_test,
+    )
+    from repsim.analysis.rsa import (
+        average_by_condition,
+        bootstrap_compare_rdms,
+        categorical_rdm,
+        compare_rdms,
+        kendall_tau_a,
+        permutation_test_rdms,
+        rdm,
+    )
 
 __all__ = [
     "BootstrapResult",
@@ -56,3 +62,5 @@ __all__ = [
     "rdm",
     "reliance_index",
 ]
+
+lazy_package(__name__)

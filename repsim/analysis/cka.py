@@ -44,11 +44,10 @@ from repsim.analysis._arrays import (
     stimulus_positions,
     take_rows,
 )
+from repsim.analysis.choices import KERNELS, MIN_DEBIASED_STIMULI
 from repsim.analysis.resampling import BootstrapResult, bootstrap
 
-KERNELS = ("linear", "rbf")
 CPU = torch.device("cpu")
-MIN_DEBIASED_STIMULI = 4
 
 
 def cka(X, Y, kernel: str = "linear", debiased: bool = False, threshold: float = 1.0) -> float:

@@ -15,10 +15,10 @@ import math
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from repsim.cli import (
     CommandParser,
@@ -29,13 +29,16 @@ from repsim.cli import (
     user_errors_exit_2,
 )
 from repsim.conditions import CLEAN
-from repsim.data.base import AVDataset, make_batch
+from repsim.config import config_defaults
 from repsim.data.config import DataConfig
 from repsim.data.registry import build_dataset, dataset_names
 from repsim.provenance import atomic_path
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch and matplotlib are imported where they are used: --help needs neither
+    import torch
     from matplotlib.figure import Figure
+
+    from repsim.data.base import AVDataset
 
 FIGURE_FORMATS = ("png", "pdf", "svg")
 GAP = 2  # blank columns between the time steps of a stimulus row in the figure
@@ -43,6 +46,8 @@ GAP = 2  # blank columns between the time steps of a stimulus row in the figure
 
 def _count_table(dataset: AVDataset) -> list[str]:
     """Rows ``split kind total n0 .. n9`` for pairs, clips and images."""
+    import torch
+
     header = f"{'split':<6} {'kind':<7} {'total':>6} " + " ".join(f"{d:>5}" for d in range(10))
     rows = [header]
     for name, split in dataset.splits.items():
@@ -77,6 +82,8 @@ def describe(dataset: AVDataset) -> str:
 
 def _example_pairs(dataset: AVDataset, split: str, count: int) -> torch.Tensor:
     """Indices of the first ``count`` pairs of ``split`` with different digits."""
+    import torch
+
     chosen, seen = [], set()
     for i, digit in enumerate(dataset.splits[split].clip_digit[dataset.splits[split]
                                                               .pair_audio].tolist()):
@@ -106,6 +113,9 @@ def stimuli_figure(dataset: AVDataset, *, split: str = "test", examples: int = 3
     steps left to right. Audio colours are the standardised log-mel values on one scale for
     clean and noisy; within a window, low mel bands are at the bottom.
     """
+    import torch
+
+    from repsim.data.base import make_batch
     from repsim.plotting import new_figure, theme  # seaborn and pandas: only when drawing
 
     if split not in dataset.splits:
@@ -186,7 +196,7 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m repsim.data`` argument parser."""
-    defaults = DataConfig()
+    defaults = SimpleNamespace(**config_defaults(DataConfig))  # no dataset module imported
     p = CommandParser(
         prog="python -m repsim.data",
         description="Build a dataset, print what it holds, and optionally draw a few stimuli.")

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from typing import TYPE_CHECKING
 
-from repsim.data.base import AVDataset
+if TYPE_CHECKING:
+    from repsim.data.base import AVDataset
+
 
 _BUILDERS = {
     "synthetic": "repsim.data.synthetic:build",

@@ -18,16 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
-from repsim import plotting
 from repsim.activations import layer_names, select, stimulus_ids
-from repsim.analysis import cka_matrix
-from repsim.analysis.cka import KERNELS as CKA_KERNELS
-from repsim.analysis.cka import MIN_DEBIASED_STIMULI, minibatch_cka, minibatches
+from repsim.analysis.choices import KERNELS as CKA_KERNELS
+from repsim.analysis.choices import MIN_DEBIASED_STIMULI
 from repsim.conditions import CLEAN
 from repsim.figures.base import (
     FIGURES_DIR,
@@ -40,6 +38,9 @@ from repsim.figures.base import (
 )
 from repsim.rundir import RUNS_DIR
 from repsim.runs import ModelInput, model_input_of_run, resolve_model_input
+
+if TYPE_CHECKING:  # heavy libraries load where they are used: --help needs none
+    from matplotlib.figure import Figure
 
 NAME = "cka_by_layer"
 COLUMNS = ["comparison", "x_model", "y_model", "kernel", "x_layer", "y_layer", "time_step",
@@ -103,6 +104,9 @@ def layer_similarity(xs: Sequence, ys: Sequence, *, kernel: str = "linear",
     over random batches of ``minibatch`` stimuli (all stimuli at once when there are no
     more), linear kernel, unbiased HSIC; with one batch this is exactly the debiased CKA.
     """
+    from repsim.analysis import cka_matrix
+    from repsim.analysis.cka import minibatch_cka, minibatches
+
     if minibatch is None:
         return np.asarray(cka_matrix(xs, ys, kernel=kernel, debiased=debiased))
     size = min(minibatch, xs[0].sizes["stimulus"])
@@ -113,6 +117,10 @@ def layer_similarity(xs: Sequence, ys: Sequence, *, kernel: str = "linear",
 def plot(table: pd.DataFrame, condition: str, estimator: str) -> Figure:
     """(a) last-step heatmaps per kernel; (b, c) CKA over time for matched depths.
     ``estimator`` ends the colour bar's label (e.g. " (debiased)")."""
+    from matplotlib.figure import Figure
+
+    from repsim import plotting
+
     models = table[table["comparison"] == "models"]
     reference = table[table["comparison"] == "seed reference"]
     kernels = list(dict.fromkeys(models["kernel"]))
@@ -173,6 +181,8 @@ def run(inputs: Sequence[str | Path] = (), *, reference: str | Path | None = Non
         out_dir: str | Path = FIGURES_DIR, kernel: str = "linear", condition: str = CLEAN,
         debiased: bool = False, minibatch: int | None = None, seed: int = 0) -> list[Path]:
     """Make the figure from two activation files / run dirs (or the early and late runs)."""
+    from repsim import plotting
+
     if kernel not in KERNELS:
         raise ValueError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
     if minibatch is not None and minibatch < MIN_DEBIASED_STIMULI:

@@ -17,15 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
-from repsim import plotting
 from repsim.activations import layer_names, select
-from repsim.analysis import probe_all, probe_cells
-from repsim.analysis.probes import DEFAULT_CS as NESTED_CS
+from repsim.analysis.choices import DEFAULT_CS as NESTED_CS
 from repsim.conditions import CLEAN, INCONGRUENT
 from repsim.figures.base import (
     DIGITS,
@@ -39,6 +37,9 @@ from repsim.figures.base import (
 )
 from repsim.rundir import RUNS_DIR
 from repsim.runs import ModelInput
+
+if TYPE_CHECKING:  # heavy libraries load where they are used: --help needs none
+    from matplotlib.figure import Figure
 
 NAME = "probes_by_layer"
 COLUMNS = ["model", "condition", "target", "layer", "time_step", "accuracy", "ci_low",
@@ -58,6 +59,8 @@ def probe_table(model: ModelInput, data, *, folds: int = 5, seed: int = 0,
                 groups: str | None = None, Cs: Sequence[float] = DEFAULT_CS) -> pd.DataFrame:
     """Digit decoding on clean stimuli (every layer x time step) and audio- vs visual-digit
     decoding on incongruent stimuli (every layer, last time step)."""
+    from repsim.analysis import probe_all, probe_cells
+
     options = {"folds": folds, "seed": seed, "groups": groups, "Cs": tuple(Cs)}
     clean = probe_all(data, "audio_digit", condition=CLEAN, **options)
     rows = [{"model": model.label, "condition": CLEAN, "target": "audio_digit",
@@ -78,6 +81,8 @@ def probe_table(model: ModelInput, data, *, folds: int = 5, seed: int = 0,
 
 def plot(table: pd.DataFrame, folds: int, groups: str | None, Cs: Sequence[float]) -> Figure:
     """Top: clean digit decoding heatmaps; bottom: heard vs seen digit per layer."""
+    from repsim import plotting
+
     models = list(dict.fromkeys(table["model"]))
     fig, axes = plotting.new_figure(2, len(models), panel_size=(5.6, 3.9))
     for ax, model in zip(axes[0], models, strict=True):
@@ -130,6 +135,8 @@ def run(inputs: Sequence[str | Path] = (), *, runs_dir: str | Path = RUNS_DIR,
         seed: int = 0, groups: str | None = None,
         Cs: Sequence[float] = DEFAULT_CS) -> list[Path]:
     """Make the figure from activation files / run dirs (or the early and late runs)."""
+    from repsim import plotting
+
     check_out_dir(out_dir)
     table, used = table_per_model(
         lambda model, data: probe_table(model, data, folds=folds, seed=seed, groups=groups,

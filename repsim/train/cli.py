@@ -11,6 +11,8 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 from repsim.cli import (
     STOPPED_STATUS,
@@ -26,13 +28,15 @@ from repsim.cli import (
     show_progress,
     user_errors_exit_2,
 )
-from repsim.config import words
+from repsim.config import config_defaults, words
 from repsim.data.registry import dataset_names
 from repsim.device import PRECISIONS, limit_threads
 from repsim.rundir import RUN_FILES, TENSORBOARD_DIR
 from repsim.train.config import AUGMENT_CHOICES, TrainConfig
-from repsim.train.loop import TrainingStopped, TrainResult, run
-from repsim.train.tensorboard import TensorBoardLogger
+
+if TYPE_CHECKING:
+    from repsim.train.loop import TrainResult
+    from repsim.train.tensorboard import TensorBoardLogger
 
 LOGGERS = ("none", "tensorboard")
 
@@ -76,8 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "each modality removed. Writes ckpt.pt, config.json, log.csv and "
                     "metrics.json into the run directory.")
     add_version(parser)
-    defaults = TrainConfig()
-    model_defaults, data_defaults = defaults.model, defaults.data
+    defaults = SimpleNamespace(**config_defaults(TrainConfig))  # no dataset module imported
+    model_defaults, data_defaults = SimpleNamespace(**defaults.model), SimpleNamespace(
+        **defaults.data)
     arg = parser.add_argument
     arg("--config", metavar="JSON", help="start from this TrainConfig JSON (e.g. a run's "
         "config.json); the options below override it")
@@ -202,6 +207,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return dataclasses.replace(base, model=model, data=data, **changes)
 
 
+def run(config: TrainConfig, **options: Any) -> TrainResult:
+    """:func:`repsim.train.run`, imported at the first call: parsing needs no torch."""
+    from repsim.train.loop import run as train
+
+    return train(config, **options)
+
+
 def summary_line(result: TrainResult) -> str:
     """One line: what was trained, how well, and where it was written."""
     metrics = result.metrics
@@ -218,6 +230,8 @@ def _epoch_logger(name: str, config: TrainConfig) -> TensorBoardLogger | None:
     a missing package is a user error."""
     if name == "none":
         return None
+    from repsim.train.tensorboard import TensorBoardLogger
+
     try:
         return TensorBoardLogger(config)
     except ImportError as error:
@@ -228,6 +242,8 @@ def _epoch_logger(name: str, config: TrainConfig) -> TensorBoardLogger | None:
 def main(argv: list[str] | None = None) -> int:
     """``python -m repsim.train``: parse, :func:`run`, print the summary line."""
     args = build_parser().parse_args(argv)
+    from repsim.train.loop import TrainingStopped
+
     setup_logging(args.verbose)
     keep_freed_memory()
     if args.threads is not None:
