@@ -34,8 +34,10 @@ from repsim.cli import (
     CommandParser,
     add_device,
     add_progress,
+    add_threads,
     add_verbose,
     add_version,
+    command_prog,
     keep_freed_memory,
     setup_logging,
     show_progress,
@@ -43,7 +45,7 @@ from repsim.cli import (
 )
 from repsim.conditions import CONDITION_FORMS, PROBE_CONDITIONS, PROBE_SNRS, probe_condition_names
 from repsim.config import Config, check_positive_int, words
-from repsim.device import resolve_device
+from repsim.device import limit_threads, resolve_device
 from repsim.provenance import claim, library_versions, sha256_file
 from repsim.rundir import ACTIVATIONS_FILE, CHECKPOINT_FILE
 
@@ -282,17 +284,17 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``python -m repsim.extract`` argument parser."""
     defaults = ExtractConfig(checkpoint=CHECKPOINT_FILE)
     parser = CommandParser(
-        prog="python -m repsim.extract",
+        prog=command_prog("python -m repsim.extract"),
         description="Record every ConvLSTM layer's state at every time step of a trained "
                     "model on a fixed probe set, into an HDF5/netCDF-4 activation file. "
                     "Options that take several values take every word up to the next "
                     "option: give the checkpoint first.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
-               "  python -m repsim.extract runs/synthetic-f1-s0/ckpt.pt\n"
-               "  python -m repsim.extract runs/synthetic-f3-s0/ckpt.pt --states h c "
+               "  %(prog)s runs/synthetic-f1-s0/ckpt.pt\n"
+               "  %(prog)s runs/synthetic-f3-s0/ckpt.pt --states h c "
                "--pool avg --dtype float16\n"
-               "  python -m repsim.extract ckpt.pt --layers fused.2 --conditions clean "
+               "  %(prog)s ckpt.pt --layers fused.2 --conditions clean "
                "incongruent --snrs -o fused2.h5 --overwrite")
     add_version(parser)
     parser.add_argument("checkpoint", help="a checkpoint written by python -m repsim.train")
@@ -333,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
                                            f"give none for no noise (default: "
                                            f"{words(defaults.snrs, 'dB')})")
     add_device(parser, default=defaults.device)
+    add_threads(parser)
     parser.add_argument("--data-dir", help="where the checkpoint's dataset files are")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing output file")
@@ -347,6 +350,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logger = setup_logging(args.verbose)
     keep_freed_memory()
+    if args.threads is not None:
+        limit_threads(args.threads)
     config = ExtractConfig(
         checkpoint=args.checkpoint, output=args.output, layers=args.layers,
         states=tuple(args.states), pool=args.pool, pool_factor=args.pool_factor,

@@ -24,6 +24,7 @@ from repsim.cli import (
     CommandParser,
     add_verbose,
     add_version,
+    command_prog,
     key_value,
     setup_logging,
     user_errors_exit_2,
@@ -42,6 +43,12 @@ if TYPE_CHECKING:  # torch and matplotlib are imported where they are used: --he
 
 FIGURE_FORMATS = ("png", "pdf", "svg")
 GAP = 2  # blank columns between the time steps of a stimulus row in the figure
+EXAMPLES = """examples:
+  %(prog)s                                        # the synthetic dataset's summary
+  %(prog)s --figure stimuli.png --snr -5          # and a few pairs, clean and noisy
+  %(prog)s --dataset avmnist --data-dir ../shared/data
+  %(prog)s --data-option distractor_snr=0 --figure talker.png
+"""
 
 
 def _count_table(dataset: AVDataset) -> list[str]:
@@ -198,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``python -m repsim.data`` argument parser."""
     defaults = SimpleNamespace(**config_defaults(DataConfig))  # no dataset module imported
     p = CommandParser(
-        prog="python -m repsim.data",
+        prog=command_prog("python -m repsim.data"), epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Build a dataset, print what it holds, and optionally draw a few stimuli.")
     add_version(p)
     p.add_argument("--dataset", default=defaults.dataset,

@@ -13,14 +13,16 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from repsim.cli import (
     CommandParser,
     add_progress,
+    add_threads,
     add_verbose,
     add_version,
+    command_prog,
     key_value,
     setup_logging,
     show_progress,
     user_errors_exit_2,
 )
-from repsim.device import available_cores, resolve_device
+from repsim.device import available_cores, limit_threads, resolve_device
 from repsim.provenance import atomic_path
 from repsim.rundir import FAILED_FILE, RUN_LOG_FILE, STUDY_FILE, run_state
 from repsim.study.execute import (
@@ -36,11 +38,11 @@ from repsim.study.spec import Study, differing_keys, load_study, read_study_file
 log = logging.getLogger("repsim.study")
 
 EXAMPLES = """examples:
-  python -m repsim.study studies/quick.toml --dry-run     # the runs and a time estimate
-  python -m repsim.study studies/quick.toml --jobs 2      # run (or finish) it here
-  python -m repsim.study studies/quick.toml --status      # what is done, partial, failed
-  python -m repsim.study studies/quick.toml --report      # results.csv from finished runs
-  python -m repsim.study studies/paper.toml --slurm --partition gpu --gpus 1 --cpus 8 \\
+  %(prog)s studies/quick.toml --dry-run     # the runs and a time estimate
+  %(prog)s studies/quick.toml --jobs 2      # run (or finish) it here
+  %(prog)s studies/quick.toml --status      # what is done, partial, failed
+  %(prog)s studies/quick.toml --report      # results.csv from finished runs
+  %(prog)s studies/paper.toml --slurm --partition gpu --gpus 1 --cpus 8 \\
       --time-min 240 --slurm-option account=mylab
 """
 
@@ -48,7 +50,7 @@ EXAMPLES = """examples:
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m repsim.study`` argument parser."""
     parser = CommandParser(
-        prog="python -m repsim.study", epilog=EXAMPLES,
+        prog=command_prog("python -m repsim.study"), epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train, evaluate, extract and summarise every run of a study file "
                     "(datasets x protocols x fusion layers x seeds). Rerunning the same "
@@ -64,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--jobs", type=int, default=1,
                         help="runs at once here, each with an even share of the cores "
                              "(default: %(default)s)")
+    add_threads(parser)
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--dry-run", action="store_true",
                       help="list every run with its state and estimate the time; run nothing")
@@ -145,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     if args.jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.threads is not None:  # this process (a report, an estimate) and each worker
+        limit_threads(args.threads)
     study = load_study(args.study, args.out_dir)
     options = SlurmOptions(partition=args.partition, gpus=args.gpus, cpus=args.cpus,
                            mem_gb=args.mem_gb, time_min=args.time_min, parallel=args.parallel,
@@ -165,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         from repsim.study.estimate import estimate_seconds
 
-        threads = worker_threads(args.jobs)
+        threads = worker_threads(args.jobs, args.threads)
         estimates = estimate_seconds(study, pending, threads)
         print(status_table(study, estimates))
         total = sum(estimates.values())
@@ -198,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
                      outcome.state, outcome.seconds)
 
     with bar, logging_redirect_tqdm():  # log lines print above the bar
-        outcomes = run_local(study, copy, pending, args.jobs, on_outcome=report_outcome)
+        outcomes = run_local(study, copy, pending, args.jobs, on_outcome=report_outcome,
+                             threads=args.threads)
     failed = [outcome for outcome in outcomes if outcome.state == "failed"]
     if any(run_state(run.run_dir) == "done" for run in study.runs):
         _report(study)

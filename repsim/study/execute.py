@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -24,8 +25,16 @@ from repsim.study.spec import Study, StudyRun, load_study
 log = logging.getLogger("repsim.study")
 
 
-def worker_threads(jobs: int) -> int:
-    """Threads each of ``jobs`` local workers gets: an even share of the cores, at least one."""
+def worker_threads(jobs: int, threads: int | None = None) -> int:
+    """Threads each of ``jobs`` local workers gets: ``threads`` when given, else the user's
+    ``OMP_NUM_THREADS`` when set, else an even share of the cores (at least one)."""
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        return threads
+    user = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if user.isdigit() and int(user) > 0:
+        return int(user)
     return max(1, available_cores() // jobs)
 
 
@@ -97,15 +106,17 @@ def _run_in_worker(key: str) -> tuple[str, float]:
 
 
 def run_local(study: Study, study_file: Path, runs: Sequence[StudyRun], jobs: int,
-              on_outcome: Callable[[Outcome], None] | None = None) -> list[Outcome]:
-    """Complete ``runs`` in ``jobs`` worker processes sharing the cores evenly.
+              on_outcome: Callable[[Outcome], None] | None = None,
+              threads: int | None = None) -> list[Outcome]:
+    """Complete ``runs`` in ``jobs`` worker processes, each with ``threads`` threads
+    (:func:`worker_threads`: by default an even share of the cores).
 
     A failed run is reported (``failed.txt`` and ``run.log`` in its directory) and the
     others go on. ``study_file`` is the copy in the study folder the workers read.
     """
     if jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {jobs}")
-    threads = worker_threads(jobs)
+    threads = worker_threads(jobs, threads)
     outcomes = []
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_worker,

@@ -22,6 +22,7 @@ from repsim.cli import (
     add_threads,
     add_verbose,
     add_version,
+    command_prog,
     keep_freed_memory,
     key_value,
     setup_logging,
@@ -41,26 +42,28 @@ if TYPE_CHECKING:
 LOGGERS = ("none", "tensorboard")
 
 EXAMPLES = """examples:
-  python -m repsim.train                                  # synthetic data, early fusion (k=1)
-  python -m repsim.train --fusion-layer late --out-dir runs/late
-  python -m repsim.train --dataset avmnist --data-dir ../shared/data --layers 4 --hidden 32
-  python -m repsim.train --augment both --augment-snr -10 20 --epochs 12
-  python -m repsim.train --data-option distractor_snr=0   # a competing talker in every clip
-  python -m repsim.train --config runs/late/config.json --resume runs/late/ckpt.pt
-  python -m repsim.train --logger tensorboard             # then: tensorboard --logdir runs
+  %(prog)s                                  # synthetic data, early fusion (k=1)
+  %(prog)s --fusion-layer late --out-dir runs/late
+  %(prog)s --dataset avmnist --data-dir ../shared/data --layers 4 --hidden 32
+  %(prog)s --augment both --augment-snr -10 20 --epochs 12
+  %(prog)s --data-option distractor_snr=0   # a competing talker in every clip
+  %(prog)s --config runs/late/config.json --resume runs/late/ckpt.pt
+  %(prog)s --logger tensorboard             # then: tensorboard --logdir runs
   python -m repsim.report runs/synthetic-f1-s0 runs/late   # accuracy tables side by side
 """
 
 
 def _fusion_layer(text: str) -> int | str:
-    """``--fusion-layer`` value: a layer number or ``late``."""
+    """``--fusion-layer`` value: a layer number, ``early`` (1) or ``late`` (layers + 1)."""
+    if text == "early":
+        return 1
     if text == "late":
         return text
     try:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected a layer number or 'late', got {text!r}") from None
+            f"expected a layer number, 'early' or 'late', got {text!r}") from None
 
 
 def _snr_list(text: str) -> float:
@@ -74,7 +77,7 @@ def _snr_list(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m repsim.train`` argument parser; unset options keep the config's value."""
     parser = CommandParser(
-        prog="python -m repsim.train", epilog=EXAMPLES,
+        prog=command_prog("python -m repsim.train"), epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train a fusion ConvLSTM, then test it clean, on a noise grid and with "
                     "each modality removed. Writes ckpt.pt, config.json, log.csv and "
@@ -100,8 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "(repeatable; see python -m repsim.data)")
     model = parser.add_argument_group("model")
     model.add_argument("--fusion-layer", type=_fusion_layer, metavar="K",
-                       help=f"1..layers+1, or 'late' (default {model_defaults.fusion_layer}: "
-                            f"early fusion)")
+                       help=f"1..layers+1, 'early' (1) or 'late' (layers+1) (default "
+                            f"{model_defaults.fusion_layer}: early fusion)")
     model.add_argument("--layers", type=int,
                        help=f"ConvLSTM layers (default {model_defaults.layers})")
     model.add_argument("--hidden", type=int,

@@ -91,11 +91,11 @@ def test_figure_parser_has_the_shared_options():
     assert parser.description == "What it draws."
     args = parser.parse_args([])
     assert vars(args) == {"inputs": [], "runs_dir": Path("runs"), "dataset": None,
-                          "out_dir": Path("figures"), "verbose": False}
+                          "out_dir": Path("figures"), "verbose": False, "threads": None}
     args = parser.parse_args(["x.h5", "--runs-dir", "r", "--dataset", "d", "--out-dir", "o",
-                              "-v"])
+                              "-v", "--threads", "2"])
     assert vars(args) == {"inputs": [Path("x.h5")], "runs_dir": Path("r"), "dataset": "d",
-                          "out_dir": Path("o"), "verbose": True}
+                          "out_dir": Path("o"), "verbose": True, "threads": 2}
 
 
 def test_run_cli_passes_options_as_keywords_and_turns_user_errors_into_exit_2(capsys):
