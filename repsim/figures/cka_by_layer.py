@@ -16,6 +16,7 @@ y_layer, time_step (1 = first step), cka.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -132,8 +133,10 @@ def plot(table: pd.DataFrame, condition: str, estimator: str) -> Figure:
 
     top_height = 2.3 + 0.45 * len(x_layers)
     width = max(11.0, 5.4 * len(kernels) + 1.0, 3.6 * len(depths) + 1.0)
-    fig = Figure(figsize=(width, top_height + 3.6), layout="constrained")
-    top, bottom = fig.subfigures(2, 1, height_ratios=[top_height, 3.6])
+    entries = len(reference["x_layer"].unique()) + 2 * len(kernels)  # per panel, at most
+    bottom_height = 3.6 + 0.25 * math.ceil(entries / 2)  # room for the legend rows below
+    fig = Figure(figsize=(width, top_height + bottom_height), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[top_height, bottom_height])
     heat_axes = top.subplots(1, len(kernels), squeeze=False)[0]
     for ax, kernel in zip(heat_axes, kernels, strict=True):
         at_last = models[(models["kernel"] == kernel) & (models["time_step"] == last)]
@@ -172,7 +175,8 @@ def plot(table: pd.DataFrame, condition: str, estimator: str) -> Figure:
         ax.set_xlabel("time step")
         ax.set_ylabel("CKA")
         ax.set_title(f"Depth {depth}, by time step")
-        ax.legend(fontsize="small", loc="lower right")
+        # below the panel, where it cannot hide a curve (inside, some corner always does)
+        ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2)
     return fig
 
 
