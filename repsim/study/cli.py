@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
               f"({threads} thread{'s' if threads > 1 else ''} each)")
         return 0
     if args.report:
-        return _report(study)
+        return _report(study, show_progress(args.progress))
     if args.slurm:
         jobs, report = submit(study, copy, pending, options, cluster=args.cluster)
         array = jobs[0].job_id.split("_")[0] if jobs else "none"
@@ -207,16 +207,29 @@ def main(argv: list[str] | None = None) -> int:
                              threads=args.threads)
     failed = [outcome for outcome in outcomes if outcome.state == "failed"]
     if any(run_state(run.run_dir) == "done" for run in study.runs):
-        _report(study)
+        _report(study, show_progress(args.progress))
     print(f"study {study.name}: {len(outcomes) - len(failed)} of {len(pending)} runs "
           f"finished, {len(failed)} failed, {len(study.runs) - len(pending)} were already done; "
           f"{study.folder}")
     return 1 if failed else 0
 
 
-def _report(study: Study) -> int:
-    from repsim.study.report import write_report
+def _report(study: Study, progress: bool) -> int:
+    """Write the study's report: a log line as each stage begins, a bar when ``progress``."""
+    from repsim.study.report import STAGES, write_report
 
-    print(f"wrote {write_report(study)}")
+    begun = []
+
+    def on_stage(what: str) -> None:
+        if begun:
+            bar.update()
+        begun.append(what)
+        log.info("report %s: %s (%d/%d)", study.name, what, len(begun), len(STAGES))
+
+    with tqdm(total=len(STAGES), unit="step", desc=f"report {study.name}", file=sys.stderr,
+              disable=not progress) as bar, logging_redirect_tqdm():
+        path = write_report(study, on_stage=on_stage)
+        bar.update()
+    print(f"wrote {path}")
     return 0
 

@@ -18,6 +18,7 @@ import datetime
 import math
 import os
 import platform
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -37,6 +38,10 @@ COMPARISONS_FILE = "comparisons.csv"
 REPORT_FILE = "report.md"
 ANSWER_FILE = "answer.md"  # the two answer tables alone, as the README quotes them
 FIGURES_DIR = "figures"
+FIGURE_NAMES = ("accuracy_vs_snr", "by_fusion_layer", "representation")
+# What write_report writes, in order; it announces each to its ``on_stage`` as it begins.
+STAGES = (RESULTS_FILE, COMPARISONS_FILE, *(f"{FIGURES_DIR}/{name}" for name in FIGURE_NAMES),
+          REPORT_FILE)
 MEASURE_NAMES = {"clean_accuracy": "clean accuracy", "auc_audio": "AUC, audio noise",
                  "auc_visual": "AUC, visual noise", "auc_both": "AUC, both noisy"}
 PLATEAU_EPOCHS = 2
@@ -125,23 +130,29 @@ def write_results(study: Study) -> Path:
     return path
 
 
-def write_report(study: Study) -> Path:
-    """Write the whole report into the study folder; returns the path of ``report.md``."""
+def write_report(study: Study, on_stage: Callable[[str], None] | None = None) -> Path:
+    """Write the whole report into the study folder; returns the path of ``report.md``.
+
+    ``on_stage(what)`` is called as each of :data:`STAGES` begins (a command's progress)."""
+    announce = on_stage or (lambda what: None)
+    announce(RESULTS_FILE)
     results_path = write_results(study)
     results = pd.read_csv(results_path)
     measures = per_seed_measures(results)
+    announce(COMPARISONS_FILE)
     table = comparisons(measures)
     with atomic_path(study.folder / COMPARISONS_FILE) as tmp:
         table.to_csv(tmp, index=False)
     out = study.folder / FIGURES_DIR
     out.mkdir(exist_ok=True)
-    inputs = [results_path]
-    plotting.save_outputs(lambda: figures.accuracy_vs_snr(results), results, out,
-                          "accuracy_vs_snr", inputs)
-    plotting.save_outputs(lambda: figures.by_fusion_layer(measures), measures, out,
-                          "by_fusion_layer", inputs)
-    plotting.save_outputs(lambda: figures.representation(measures), measures, out,
-                          "representation", inputs)
+    drawings = {"accuracy_vs_snr": (lambda: figures.accuracy_vs_snr(results), results),
+                "by_fusion_layer": (lambda: figures.by_fusion_layer(measures), measures),
+                "representation": (lambda: figures.representation(measures), measures)}
+    for name in FIGURE_NAMES:
+        announce(f"{FIGURES_DIR}/{name}")
+        draw, numbers = drawings[name]
+        plotting.save_outputs(draw, numbers, out, name, [results_path])
+    announce(REPORT_FILE)
     with atomic_path(study.folder / ANSWER_FILE) as tmp:
         tmp.write_text(answer_text(table, measures))
     path = study.folder / REPORT_FILE
