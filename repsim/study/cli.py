@@ -218,7 +218,7 @@ def _report(study: Study, progress: bool) -> int:
     """Write the study's report: a log line as each stage begins, a bar when ``progress``."""
     from repsim.study.report import STAGES, write_report
 
-    begun = []
+    begun: list[str] = []
 
     def on_stage(what: str) -> None:
         if begun:
