@@ -29,8 +29,10 @@ $(STAMP): pyproject.toml
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# One pytest worker per core (pytest-xdist): most tests wait on a child process or run on one
+# thread, so two workers on two cores take about two thirds of the serial time.
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 demo: $(STAMP) figures/stimuli.png $(EARLY)/activations.h5 $(LATE)/activations.h5
 	$(BIN)/python -m repsim.report $(EARLY) $(LATE)

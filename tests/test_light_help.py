@@ -19,9 +19,10 @@ from repsim.commands import COMMANDS as REPSIM_COMMANDS
 from repsim.figures import FIGURES
 
 HEAVY = ("torch", "sklearn", "matplotlib")
-# Seconds of imports a --help may take: about 0.3 s on a quiet machine; generous, since the
-# suite shares its cores (torch alone takes over a second).
-IMPORT_SECONDS = 4.0
+# Seconds of imports a --help may take: well under a second on a quiet machine, but the suite
+# shares its cores (with other tests, other users): a bound for gross regressions only, the
+# list of modules above being the precise check.
+IMPORT_SECONDS = 10.0
 
 # The command lines (after ``python``) whose --help must be light: one line per command.
 HELP_COMMANDS = [
