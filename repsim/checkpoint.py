@@ -96,6 +96,15 @@ def _reason(error: Exception) -> str:
     return (reasons or lines or [type(error).__name__])[0][:200]
 
 
+def check_checkpoint_path(path: str | os.PathLike) -> None:
+    """FileNotFoundError naming a missing checkpoint, IsADirectoryError for a directory."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise IsADirectoryError(f"checkpoint path is a directory, not a file: {path}")
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Read a repsim checkpoint onto the CPU without running any pickled code.
 
@@ -103,10 +112,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     checkpoint ...") for anything that is not one, including pickles that would run code.
     """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    if path.is_dir():
-        raise IsADirectoryError(f"checkpoint path is a directory, not a file: {path}")
+    check_checkpoint_path(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except OSError:

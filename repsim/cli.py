@@ -1,12 +1,16 @@
 """What every repsim command line shares: user errors become one line and exit status 2,
-a parser that names a positional argument swallowed by a many-valued option, the options
-spelled alike in every command (progress bars, device, verbose logging), plain log lines,
-and a malloc that keeps freed memory for reuse."""
+a parser that names a positional argument swallowed by a many-valued option and the option
+meant by a misspelt one, usage lines that name what the user typed, the options spelled alike
+in every command (progress bars, device, threads, verbose logging), plain log lines, and a
+malloc that keeps freed memory for reuse."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import contextvars
 import ctypes
+import difflib
 import functools
 import json
 import logging
@@ -14,7 +18,7 @@ import os
 import shlex
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import NoReturn
 
 import repsim
@@ -27,6 +31,29 @@ INTERRUPTED_STATUS = 128 + signal.SIGINT  # Ctrl-C, as a shell reports it
 # Errors that mean "the user asked for something we cannot do", not "repsim has a bug".
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError,
                IsADirectoryError, NotADirectoryError, OutputError)
+
+
+# What the user typed to start the running command ("repsim train"), set by a command that
+# hands over to another (repsim.commands, repsim.figures); unset when run as its own module.
+_INVOKED_AS: contextvars.ContextVar[str | None] = contextvars.ContextVar("repsim_invoked_as",
+                                                                         default=None)
+
+
+def command_prog(own: str) -> str:
+    """A parser's ``prog``: what the user typed when another command handed over to this one
+    (``repsim train``), else ``own``, how the command runs by itself (``python -m
+    repsim.train``)."""
+    return _INVOKED_AS.get() or own
+
+
+@contextlib.contextmanager
+def invoked_as(prog: str) -> Iterator[None]:
+    """Within this block, :func:`command_prog` answers ``prog`` (the command handed over to)."""
+    token = _INVOKED_AS.set(prog)
+    try:
+        yield
+    finally:
+        _INVOKED_AS.reset(token)
 
 
 def user_errors_exit_2(main: Callable[..., int | None]) -> Callable[..., int]:
@@ -60,7 +87,8 @@ class _ParseFailed(Exception):
 
 class CommandParser(argparse.ArgumentParser):
     """argparse's parser, except that a positional argument taken as a value by an option
-    that accepts several (``nargs`` "+" or "*") is one line naming the problem, exit status 2.
+    that accepts several (``nargs`` "+" or "*") is one line naming the problem, exit status 2,
+    and an unknown option is answered with the closest known one ("did you mean ...?").
 
     ``python -m repsim.extract --snrs runs/x/ckpt.pt`` gives ``--snrs`` the checkpoint (and
     fails on it); the diagnosis is made only when moving that word to the front of the command
@@ -94,7 +122,22 @@ class CommandParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         if self._mode is not None:
             raise _ParseFailed(message)
-        super().error(message)
+        super().error(self._with_suggestion(message))
+
+    def _with_suggestion(self, message: str) -> str:
+        """``message`` about unrecognized arguments, with the option closest to the first
+        unknown ``--word`` that resembles one (``--fusionlayer``: ``--fusion-layer``)."""
+        prefix = "unrecognized arguments: "
+        if not message.startswith(prefix):
+            return message
+        known = [name for action in self._actions if action.help != argparse.SUPPRESS
+                 for name in action.option_strings if name.startswith("--")]
+        for word in message[len(prefix):].split():
+            if word.startswith("--"):
+                close = difflib.get_close_matches(word.split("=", 1)[0], known, n=1)
+                if close:
+                    return f"{message} (did you mean {close[0]}?)"
+        return message
 
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
         if self._mode == "try":
@@ -173,9 +216,10 @@ def add_device(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
 def add_threads(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """``--threads``: how many CPU threads the command computes with."""
     parser.add_argument("--threads", type=int, metavar="N",
-                        help="CPU threads for torch, OpenMP and BLAS (default: every core; give "
-                             "each of several processes on one machine its share, or their "
-                             "threads wait on each other)")
+                        help="CPU threads for torch, OpenMP and BLAS in each process that "
+                             "computes (default: OMP_NUM_THREADS if set, else every core, shared "
+                             "evenly among a study's workers; give each of several processes on "
+                             "one machine its share, or their threads wait on each other)")
 
 
 def add_verbose(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:

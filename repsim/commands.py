@@ -11,9 +11,10 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import repsim
-from repsim.cli import user_errors_exit_2
+from repsim.cli import invoked_as, user_errors_exit_2
 
 # command: (module whose ``main(argv)`` runs it, one line for ``repsim --help``)
 COMMANDS = {
@@ -56,4 +57,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         what = f"unknown command {argv[0]!r}" if argv else "no command given"
         raise ValueError(f"{what}; choose one of {', '.join(COMMANDS)} (repsim --help)")
     module, _ = COMMANDS[argv[0]]
-    return importlib.import_module(module).main(argv[1:])
+    typed = "python -m repsim" if Path(sys.argv[0]).name == "__main__.py" else "repsim"
+    with invoked_as(f"{typed} {argv[0]}"):  # the command's usage line names what was typed
+        return importlib.import_module(module).main(argv[1:])

@@ -42,6 +42,22 @@ class Config:
         return cls.from_dict(json.loads(text))
 
 
+def config_defaults(cls: type[Config]) -> dict[str, Any]:
+    """A config class's default values, as :meth:`Config.to_dict` would give them, without
+    making an instance: its checks may import heavy modules (a dataset's builder), which a
+    command line's ``--help`` should not. A nested config's defaults are a dict too."""
+    values = {}
+    for item in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if item.default is not dataclasses.MISSING:
+            values[item.name] = item.default
+        elif isinstance(item.default_factory, type) and issubclass(item.default_factory, Config):
+            values[item.name] = config_defaults(item.default_factory)
+        elif item.default_factory is not dataclasses.MISSING:
+            made = item.default_factory()
+            values[item.name] = made.to_dict() if isinstance(made, Config) else made
+    return values
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: _plain(item) for key, item in value.items()}

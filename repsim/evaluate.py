@@ -16,12 +16,8 @@ from torch import nn
 from repsim.conditions import TEST_SNRS, Condition, grid_conditions
 from repsim.data.base import AudioFeatures, AVSplit, make_batch
 from repsim.data.noise import item_generators
-from repsim.device import autocast
+from repsim.device import EVAL_BATCH_SIZE, autocast
 from repsim.models.fusion import final_logits
-
-# Pairs per forward pass. On the CPU the demo's network evaluates 2x faster at 64 than at 256
-# (1 thread: 3.6 s vs 7.0 s for 800 test pairs); the noise drawn does not depend on it.
-EVAL_BATCH_SIZE = 64
 
 
 def predict(model: nn.Module, split: AVSplit, features: AudioFeatures, *,

@@ -27,18 +27,18 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from repsim import activations
-from repsim.checkpoint import dataset_from_checkpoint, load_checkpoint, model_from_checkpoint
 from repsim.cli import (
     STOPPED_STATUS,
     CommandParser,
     add_device,
     add_progress,
+    add_threads,
     add_verbose,
     add_version,
+    command_prog,
     keep_freed_memory,
     setup_logging,
     show_progress,
@@ -46,19 +46,22 @@ from repsim.cli import (
 )
 from repsim.conditions import CONDITION_FORMS, PROBE_CONDITIONS, PROBE_SNRS, probe_condition_names
 from repsim.config import Config, check_positive_int, words
-from repsim.data.base import AVDataset
-from repsim.device import resolve_device
-from repsim.probeset import ProbeSet
+from repsim.device import limit_threads, resolve_device
 from repsim.provenance import claim, library_versions, sha256_file
-from repsim.record.api import RecordingStopped, record
 from repsim.record.pooling import POOLINGS
-from repsim.record.stimuli import RecordBatch
 from repsim.rundir import ACTIVATIONS_FILE, CHECKPOINT_FILE
+
+if TYPE_CHECKING:  # torch is imported where it is used: parsing the command line needs none
+    import torch
+
+    from repsim.data.base import AVDataset
+    from repsim.probeset import ProbeSet
+    from repsim.record.stimuli import RecordBatch
 
 log = logging.getLogger("repsim.extract")
 
 
-class ExtractionStopped(RecordingStopped):
+class ExtractionStopped(Exception):
     """The caller's ``should_stop`` asked the extraction to stop; nothing was kept."""
 
 
@@ -175,7 +178,10 @@ def run(config: ExtractConfig, *, dataset: AVDataset | None = None, progress: bo
     foreign checkpoint, unknown layer or condition, unwritable or existing output) raises
     before any stimulus is processed.
     """
+    from repsim.checkpoint import check_checkpoint_path
+
     started = time.perf_counter()
+    check_checkpoint_path(config.checkpoint)  # before the output: its folder may be missing too
     output = config.output_path
     activations.check_output_path(output, config.overwrite)
     with claim(output):  # taken first: a second extraction to this path fails at once
@@ -185,6 +191,10 @@ def run(config: ExtractConfig, *, dataset: AVDataset | None = None, progress: bo
 def _extract(config: ExtractConfig, output: Path, dataset: AVDataset | None, progress: bool,
              should_stop: Callable[[], bool] | None, started: float) -> ExtractResult:
     """:func:`run` once the output is claimed."""
+    from repsim.checkpoint import dataset_from_checkpoint, load_checkpoint, model_from_checkpoint
+    from repsim.probeset import ProbeSet
+    from repsim.record.api import RecordingStopped, record
+
     ckpt = load_checkpoint(config.checkpoint)
     model = model_from_checkpoint(ckpt)
     if not ckpt["complete"]:
@@ -234,6 +244,8 @@ def _extract(config: ExtractConfig, output: Path, dataset: AVDataset | None, pro
 def probe_batches(probe: ProbeSet, batch_size: int) -> Iterator[RecordBatch]:
     """The probe set's batches as a FusionConvLSTM's inputs, with ``record=True`` so that its
     ConvLSTM modules return their cell states too."""
+    from repsim.record.stimuli import RecordBatch
+
     for _, batch in probe.batches(batch_size):
         yield RecordBatch({"audio": batch.audio, "visual": batch.visual, "record": True})
 
@@ -258,17 +270,17 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``python -m repsim.extract`` argument parser."""
     defaults = ExtractConfig(checkpoint=CHECKPOINT_FILE)
     parser = CommandParser(
-        prog="python -m repsim.extract",
+        prog=command_prog("python -m repsim.extract"),
         description="Record every ConvLSTM layer's state at every time step of a trained "
                     "model on a fixed probe set, into an HDF5/netCDF-4 activation file. "
                     "Options that take several values take every word up to the next "
                     "option: give the checkpoint first.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
-               "  python -m repsim.extract runs/synthetic-f1-s0/ckpt.pt\n"
-               "  python -m repsim.extract runs/synthetic-f3-s0/ckpt.pt --states h c "
+               "  %(prog)s runs/synthetic-f1-s0/ckpt.pt\n"
+               "  %(prog)s runs/synthetic-f3-s0/ckpt.pt --states h c "
                "--pool avg --dtype float16\n"
-               "  python -m repsim.extract ckpt.pt --layers fused.2 --conditions clean "
+               "  %(prog)s ckpt.pt --layers fused.2 --conditions clean "
                "incongruent --snrs -o fused2.h5 --overwrite")
     add_version(parser)
     parser.add_argument("checkpoint", help="a checkpoint written by python -m repsim.train")
@@ -309,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
                                            f"give none for no noise (default: "
                                            f"{words(defaults.snrs, 'dB')})")
     add_device(parser, default=defaults.device)
+    add_threads(parser)
     parser.add_argument("--data-dir", help="where the checkpoint's dataset files are")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing output file")
@@ -323,6 +336,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logger = setup_logging(args.verbose)
     keep_freed_memory()
+    if args.threads is not None:
+        limit_threads(args.threads)
     config = ExtractConfig(
         checkpoint=args.checkpoint, output=args.output, layers=args.layers,
         states=tuple(args.states), pool=args.pool, pool_factor=args.pool_factor,

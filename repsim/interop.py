@@ -1,4 +1,4 @@
-"""RDMs to and from rsatoolbox (``pip install 'repsim-av[rsatoolbox]'``; optional).
+"""RDMs to and from rsatoolbox (``pip install -e '.[rsatoolbox]'``; optional).
 
 repsim keeps an RDM as a square matrix, NumPy or a DataArray ``(stimulus, stimulus_)`` (a
 stack: ``(representation, stimulus, stimulus_)``) as :func:`repsim.analysis.rdm` returns it;
@@ -43,7 +43,7 @@ from repsim.analysis._arrays import (
     scalar_labels,
 )
 
-INSTALL = "pip install 'repsim-av[rsatoolbox]'"
+INSTALL = "pip install -e '.[rsatoolbox]'"
 MEASURES = {  # repsim rdm metric -> rsatoolbox dissimilarity_measure (one per metric)
     "correlation": "correlation",
     "sqeuclidean_mean": "squared euclidean",

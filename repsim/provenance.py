@@ -1,19 +1,27 @@
 """Provenance for artifacts: library versions, file digests, atomic writes, and the claim a
-writer holds on its output."""
+writer holds on its output.
+
+Where ``fcntl`` does not exist (Windows), outputs are written without the claim's lock, with a
+warning: everything else works, but nothing stops two processes writing one output at once."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime
 import errno
-import fcntl
 import hashlib
 import os
 import platform
 import socket
+import warnings
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks
+    fcntl = None  # type: ignore[assignment]
 
 _TRACKED = ("torch", "numpy", "scipy", "scikit-learn", "xarray", "h5py", "h5netcdf")
 
@@ -107,7 +115,7 @@ def claim(target: str | os.PathLike) -> Iterator[Path]:
     while True:
         handle = open(lock_path, "a+")
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _lock(handle, target)
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
@@ -145,6 +153,17 @@ def _close_releasing(handle) -> None:
     disk is still full) does not matter, since the descriptor is closed either way."""
     with contextlib.suppress(OSError):
         handle.close()
+
+
+def _lock(handle, target: Path) -> None:
+    """Take the exclusive lock on the open lock file ``handle`` without waiting
+    (BlockingIOError when another process holds it); without ``fcntl``, warn instead."""
+    if fcntl is None:
+        warnings.warn(f"{target} is not locked while it is written (no fcntl on this "
+                      f"platform): make sure no other process writes it at the same time",
+                      RuntimeWarning, stacklevel=4)
+        return
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def remove_stale_temporaries(final: str | os.PathLike) -> list[Path]:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from repsim.cli import CommandParser, add_version, user_errors_exit_2
+from repsim.cli import CommandParser, add_threads, add_version, command_prog, user_errors_exit_2
 from repsim.conditions import CLEAN, NOISE_KINDS
-from repsim.models.fusion import fusion_role
+from repsim.device import limit_threads
+from repsim.models.config import fusion_role
 from repsim.rundir import Metrics, read_metrics
 
 
@@ -54,13 +55,16 @@ def accuracy_table(runs: list[Metrics]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m repsim.report`` argument parser."""
     parser = CommandParser(
-        prog="python -m repsim.report",
+        prog=command_prog("python -m repsim.report"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Print test accuracies (percent) of trained runs side by side: clean, "
                     "with white noise on audio, visual or both at each SNR, and with a "
                     "modality removed.",
-        epilog="example: python -m repsim.report runs/synthetic-f1-s0 runs/synthetic-f3-s0")
+        epilog="examples:\n  %(prog)s runs/synthetic-f1-s0 runs/synthetic-f3-s0\n"
+               "  %(prog)s runs/*-s0/metrics.json")
     add_version(parser)
     parser.add_argument("runs", nargs="+", help="run directories (or their metrics.json)")
+    add_threads(parser)
     return parser
 
 
@@ -68,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """``python -m repsim.report``: print the runs' accuracy tables side by side."""
     args = build_parser().parse_args(argv)
+    if args.threads is not None:
+        limit_threads(args.threads)
     print(accuracy_table([read_metrics(path) for path in args.runs]))
     return 0
 

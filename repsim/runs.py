@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from repsim.models.fusion import fusion_role
+from repsim.models.config import fusion_role
 from repsim.rundir import (
     ACTIVATIONS_FILE,
     CHECKPOINT_FILE,

@@ -20,6 +20,7 @@ from paths import REPO_ROOT
 from test_probeset import H, T, W, tiny_dataset
 
 from repsim import activations, extract
+from repsim import checkpoint as checkpoint_module
 from repsim.checkpoint import (
     FORMAT,
     FORMAT_VERSION,
@@ -236,7 +237,7 @@ def cli(monkeypatch, dataset):
         built.append(ckpt)
         return dataset
 
-    monkeypatch.setattr(extract, "dataset_from_checkpoint", fake_rebuild)
+    monkeypatch.setattr(checkpoint_module, "dataset_from_checkpoint", fake_rebuild)
 
     def call(capsys, *argv):
         status = extract.main([*argv, "--stimuli", "4", "--device", "cpu"])
@@ -378,12 +379,13 @@ import sys, time
 sys.path.insert(0, {str(REPO / "tests")!r})
 from test_probeset import tiny_dataset
 from repsim import activations, extract
+from repsim import checkpoint as checkpoint_module
 write = activations.ActivationWriter.write
 def slow_write(self, *args, **kwargs):
     write(self, *args, **kwargs)
     time.sleep(0.5)
 activations.ActivationWriter.write = slow_write
-extract.dataset_from_checkpoint = lambda ckpt, data_dir=None: tiny_dataset()
+checkpoint_module.dataset_from_checkpoint = lambda ckpt, data_dir=None: tiny_dataset()
 sys.exit(extract.main([{str(checkpoints['early'])!r}, "-o", {str(tmp_path / "a.h5")!r},
                        "--batch-size", "1", "--stimuli", "10", "--device", "cpu"]))
 """
@@ -414,8 +416,9 @@ def test_a_full_disk_is_one_line_and_exit_2_and_leaves_nothing(checkpoints, tmp_
 import resource, sys
 sys.path.insert(0, {str(REPO / "tests")!r})
 from test_probeset import tiny_dataset
+from repsim import checkpoint as checkpoint_module
 from repsim import extract
-extract.dataset_from_checkpoint = lambda ckpt, data_dir=None: tiny_dataset()
+checkpoint_module.dataset_from_checkpoint = lambda ckpt, data_dir=None: tiny_dataset()
 resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
 sys.exit(extract.main([{str(checkpoints['late'])!r}, "-o", {str(output)!r}, "--states", "h",
                        "c", "--stimuli", "4", "--device", "cpu"]))
@@ -435,7 +438,7 @@ def test_an_output_being_written_is_refused_before_the_dataset_is_rebuilt(checkp
     def rebuild(*args, **kwargs):
         raise AssertionError("the dataset was rebuilt for an output that is being written")
 
-    monkeypatch.setattr(extract, "dataset_from_checkpoint", rebuild)
+    monkeypatch.setattr(checkpoint_module, "dataset_from_checkpoint", rebuild)
     output = tmp_path / "a.h5"
     with claim(output):  # another writer (another open file description: flock refuses)
         with pytest.raises(Busy, match=f"{output} is being written by"):

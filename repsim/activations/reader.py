@@ -33,7 +33,7 @@ def open(path: str | os.PathLike, chunks: str | int | Mapping[str, Any] | None =
     instead, for computations larger than memory; it means what it means to
     :func:`xarray.open_dataset`: ``{}`` the file's own chunks, ``"auto"``, ``-1`` one chunk
     per variable, a positive integer for every dim, or ``{dim: size}`` for dims of the file.
-    It needs dask (``pip install 'repsim-av[dask]'``).
+    It needs dask (``pip install -e '.[dask]'``).
 
     ``stimulus_id`` is indexed: ``ds.sel(stimulus_id=...)`` picks a stimulus in every
     condition (a list of ids needs one condition, see :func:`select`, since ids repeat across
@@ -110,7 +110,7 @@ def _require_dask() -> None:
         import dask.array  # noqa: F401
     except ImportError:
         raise ImportError("opening activations with chunks needs dask: "
-                          "pip install 'repsim-av[dask]'") from None
+                          "pip install -e '.[dask]'") from None
 
 
 def _index_stimuli(ds: xr.Dataset) -> xr.Dataset:

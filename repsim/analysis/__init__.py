@@ -10,30 +10,38 @@ their ``stimulus_id`` coordinate. xarray in, xarray out: given DataArrays, ``cka
 coordinates (see :mod:`repsim.analysis._arrays`). Every definition is documented in its module:
 :mod:`~repsim.analysis.cka`, :mod:`~repsim.analysis.rsa`, :mod:`~repsim.analysis.probes`,
 :mod:`~repsim.analysis.ablation`, :mod:`~repsim.analysis.noise_entry`,
-:mod:`~repsim.analysis.resampling`.
+:mod:`~repsim.analysis.resampling`. The names below are imported on first use
+(:mod:`repsim.lazy`).
 """
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-from repsim.analysis.ablation import modality_sensitivity, reliance_index
-from repsim.analysis.cka import bootstrap_cka, cka, cka_matrix, minibatch_cka, minibatches
-from repsim.analysis.noise_entry import noise_entry
-from repsim.analysis.probes import ProbeResult, linear_probe, probe_cells, transfer_probe
-from repsim.analysis.resampling import (
-    BootstrapResult,
-    PermutationResult,
-    bootstrap,
-    permutation_test,
-)
-from repsim.analysis.rsa import (
-    average_by_condition,
-    bootstrap_compare_rdms,
-    categorical_rdm,
-    compare_rdms,
-    kendall_tau_a,
-    permutation_test_rdms,
-    rdm,
-)
+from repsim.lazy import lazy_package
+
+if TYPE_CHECKING:
+    from repsim.analysis.ablation import modality_sensitivity, reliance_index
+    from repsim.analysis.cka import bootstrap_cka, cka, cka_matrix, minibatch_cka, minibatches
+    from repsim.analysis.noise_entry import noise_entry
+    from repsim.analysis.probes import ProbeResult, linear_probe, probe_cells, transfer_probe
+    from repsim.analysis.resampling import (
+        BootstrapResult,
+        PermutationResult,
+        bootstrap,
+        permutation_test,
+    )
+    from repsim.analysis.rsa import (
+        average_by_condition,
+        bootstrap_compare_rdms,
+        categorical_rdm,
+        compare_rdms,
+        kendall_tau_a,
+        permutation_test_rdms,
+        rdm,
+    )
+
+    # analyses of whole activation files, moved to repsim.labelled: their old names here
+    from repsim.labelled import ablation_sensitivity as ablation_sensitivity
+    from repsim.labelled import probe_all as probe_all
 
 __all__ = [
     "BootstrapResult",
@@ -61,15 +69,4 @@ __all__ = [
     "transfer_probe",
 ]
 
-# Analyses of whole activation files, moved to repsim.labelled; their old names keep working.
-_LABELLED = ("ablation_sensitivity", "probe_all")
-
-
-def __getattr__(name: str) -> Any:
-    """``repsim.analysis.probe_all`` and ``.ablation_sensitivity``: :mod:`repsim.labelled`'s,
-    imported only when asked for, so that importing the analyses never loads the file format."""
-    if name in _LABELLED:
-        from repsim import labelled
-
-        return getattr(labelled, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+lazy_package(__name__)

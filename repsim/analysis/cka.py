@@ -45,11 +45,10 @@ from repsim.analysis._arrays import (
     stimulus_positions,
     take_rows,
 )
+from repsim.analysis.choices import KERNELS, MIN_DEBIASED_STIMULI
 from repsim.analysis.resampling import BootstrapResult, bootstrap
 
-KERNELS = ("linear", "rbf")
 CPU = torch.device("cpu")
-MIN_DEBIASED_STIMULI = 4
 
 
 def cka(X: ArrayLike, Y: ArrayLike, kernel: str = "linear", debiased: bool = False,

@@ -43,8 +43,8 @@ from repsim.analysis._arrays import (
     stimulus_positions,
     take_rows,
 )
+from repsim.analysis.choices import DEFAULT_CS
 
-DEFAULT_CS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
 CONFIDENCE_Z = 1.959963984540054  # two-sided 95 % normal quantile, for the Wilson interval
 
 

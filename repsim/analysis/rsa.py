@@ -56,15 +56,13 @@ from repsim.analysis._arrays import (
     stimulus_positions,
     take_rows,
 )
+from repsim.analysis.choices import METHODS, METRICS
 from repsim.analysis.resampling import (
     BootstrapResult,
     PermutationResult,
     bootstrap,
     permutation_test,
 )
-
-METRICS = ("correlation", "euclidean", "sqeuclidean", "cosine", "sqeuclidean_mean")
-METHODS = ("spearman", "pearson", "kendall_tau_a", "cosine")
 
 
 def rdm(X: ArrayLike, metric: str = "correlation") -> np.ndarray | xr.DataArray:

@@ -18,35 +18,47 @@ import math
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from repsim.cli import (
     CommandParser,
     add_verbose,
     add_version,
+    command_prog,
     key_value,
     setup_logging,
     user_errors_exit_2,
 )
 from repsim.conditions import CLEAN
-from repsim.data.base import AVDataset, make_batch
+from repsim.config import config_defaults
 from repsim.data.config import DataConfig
 from repsim.data.registry import build_dataset, dataset_builder, dataset_entries, dataset_names
 from repsim.provenance import atomic_path
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch and matplotlib are imported where they are used: --help needs neither
+    import torch
     from matplotlib.figure import Figure
+
+    from repsim.data.base import AVDataset
 
 FIGURE_FORMATS = ("png", "pdf", "svg")
 GAP = 2  # blank columns between the time steps of a stimulus row in the figure
+EXAMPLES = """examples:
+  %(prog)s                                        # the synthetic dataset's summary
+  %(prog)s --figure stimuli.png --snr -5          # and a few pairs, clean and noisy
+  %(prog)s --dataset avmnist --data-dir ../shared/data
+  %(prog)s --data-option distractor_snr=0 --figure talker.png
+"""
 
 
 def _count_table(dataset: AVDataset) -> list[str]:
     """Rows ``split kind total n_0 .. n_k`` for pairs, clips and images, one column per class
     (headed by the digit or the class name)."""
+    import torch
+
     labels = dataset.label_names
     width = max(5, *(len(label) for label in labels))
     header = f"{'split':<6} {'kind':<7} {'total':>6} " + " ".join(f"{c:>{width}}"
@@ -101,6 +113,8 @@ def describe(dataset: AVDataset) -> str:
 
 def _example_pairs(dataset: AVDataset, split: str, count: int) -> torch.Tensor:
     """Indices of the first ``count`` pairs of ``split`` with different classes."""
+    import torch
+
     chosen, seen = [], set()
     for i, digit in enumerate(dataset.splits[split].clip_digit[dataset.splits[split]
                                                               .pair_audio].tolist()):
@@ -130,8 +144,10 @@ def stimuli_figure(dataset: AVDataset, *, split: str = "test", examples: int = 3
     steps left to right. Audio colours are the standardised log-mel values on one scale for
     clean and noisy; within a window, low mel bands are at the bottom.
     """
+    import torch
     from matplotlib.layout_engine import ConstrainedLayoutEngine
 
+    from repsim.data.base import make_batch
     from repsim.plotting import new_figure, theme  # seaborn and pandas: only when drawing
 
     if split not in dataset.splits:
@@ -217,9 +233,10 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m repsim.data`` argument parser."""
-    defaults = DataConfig()
+    defaults = SimpleNamespace(**config_defaults(DataConfig))  # no dataset module imported
     p = CommandParser(
-        prog="python -m repsim.data",
+        prog=command_prog("python -m repsim.data"), epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Build a dataset, print what it holds, and optionally draw a few stimuli.")
     add_version(p)
     p.add_argument("--list", action="store_true",

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from repsim.config import Config, check_int, check_positive_int
-from repsim.data.base import AVDataset
 from repsim.data.registry import build_dataset, check_dataset_options
+
+if TYPE_CHECKING:
+    from repsim.data.base import AVDataset
 
 # the fields build() passes to every builder itself; options may not repeat them
 _OWN_FIELDS = ("data_dir", "seed", "timesteps", "height", "width")

@@ -22,9 +22,11 @@ import importlib.metadata
 import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from repsim.data.base import AVDataset
+if TYPE_CHECKING:
+    from repsim.data.base import AVDataset
+
 
 ENTRY_POINT_GROUP = "repsim.datasets"
 BUILTIN_SOURCE = "repsim"
@@ -131,6 +133,8 @@ def build_dataset(name: str, **options: Any) -> AVDataset:
 
     A builder that returns anything but an :class:`AVDataset` is refused with a ValueError.
     """
+    from repsim.data.base import AVDataset  # torch: loaded when a dataset is built
+
     dataset = dataset_builder(name, options)(**options)
     if not isinstance(dataset, AVDataset):
         raise ValueError(f"dataset {name!r}: its builder returned {type(dataset).__name__}, "

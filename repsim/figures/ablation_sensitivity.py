@@ -18,17 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import xarray as xr
-from matplotlib.colors import Colormap
-from matplotlib.figure import Figure
 
-from repsim import plotting
 from repsim.activations import stimulus_table
 from repsim.activations.labels import chance_level, label_coords
-from repsim.analysis.cka import KERNELS
+from repsim.analysis.choices import KERNELS
 from repsim.conditions import CLEAN, MODALITIES, removed_condition
 from repsim.figures.base import (
     FIGURES_DIR,
@@ -38,9 +35,13 @@ from repsim.figures.base import (
     run_cli,
     table_per_model,
 )
-from repsim.labelled import ablation_sensitivity
 from repsim.rundir import RUNS_DIR
 from repsim.runs import ModelInput
+
+if TYPE_CHECKING:  # heavy libraries load where they are used: --help needs none
+    import xarray as xr
+    from matplotlib.colors import Colormap
+    from matplotlib.figure import Figure
 
 NAME = "ablation_sensitivity"
 COLUMNS = ["model", "measure", "removed", "layer", "time_step", "value"]
@@ -56,6 +57,8 @@ def sensitivity_table(model: ModelInput, data: xr.Dataset, *, kernel: str = "lin
                       ) -> pd.DataFrame:
     """Sensitivity, relative change and reliance per layer x time step, and the accuracy of
     the model's own predictions with nothing, audio or vision removed."""
+    from repsim.analysis import ablation_sensitivity
+
     result = ablation_sensitivity(data, kernel=kernel)
     rows = []
     for measure in ("cka_sensitivity", "relative_change"):
@@ -83,6 +86,10 @@ def _grid_rows(model: ModelInput, measure: str, removed: str | None, grid) -> li
 def plot(table: pd.DataFrame, kernel: str, chance: float = 0.1) -> Figure:
     """Per model: S_audio, S_visual and reliance heatmaps; beside them accuracy bars, with a
     line at ``chance`` (1 / the number of classes)."""
+    from matplotlib.figure import Figure
+
+    from repsim import plotting
+
     models = list(dict.fromkeys(table["model"]))
     steps = int(table["time_step"].max())
     panel_width = 2.2 + 0.45 * steps  # room for a two-decimal label in every cell
@@ -119,6 +126,8 @@ def plot(table: pd.DataFrame, kernel: str, chance: float = 0.1) -> Figure:
 
 def _accuracy_bars(ax, accuracy: pd.DataFrame, models: list[str], chance: float) -> None:
     """Grouped bars: each model's accuracy intact, without audio and without vision."""
+    from repsim import plotting
+
     bars = [("none", "intact", "0.55"), ("audio", "audio removed", plotting.MODALITY_COLORS[
         "audio"]), ("visual", "vision removed", plotting.MODALITY_COLORS["visual"])]
     width = 0.8 / len(bars)
@@ -139,6 +148,8 @@ def run(inputs: Sequence[str | Path] = (), *, runs_dir: str | Path = RUNS_DIR,
         dataset: str | None = None, out_dir: str | Path = FIGURES_DIR,
         kernel: str = "linear") -> list[Path]:
     """Make the figure from activation files / run dirs (or the early and late runs)."""
+    from repsim import plotting
+
     check_out_dir(out_dir)
     chances = []
 

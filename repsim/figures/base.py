@@ -22,7 +22,15 @@ import pandas as pd
 import xarray as xr
 
 from repsim import activations
-from repsim.cli import add_version, setup_logging, user_errors_exit_2
+from repsim.cli import (
+    CommandParser,
+    add_threads,
+    add_version,
+    command_prog,
+    setup_logging,
+    user_errors_exit_2,
+)
+from repsim.device import limit_threads
 from repsim.rundir import RUNS_DIR
 from repsim.runs import (
     EarlyLate,
@@ -141,9 +149,9 @@ def figure_parser(name: str, doc: str, examples: str, inputs_help: str, files: b
     ``inputs`` and the options every figure shares (where runs are, which dataset, where to
     write, verbosity, and with ``files`` activation files named by ``--files``); the figure
     adds its own."""
-    parser = argparse.ArgumentParser(prog=f"python -m repsim.figures {name}",
-                                     description=doc.split("\n\n")[0], epilog=examples,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(prog=command_prog(f"python -m repsim.figures {name}"),
+                           description=doc.split("\n\n")[0], epilog=examples,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     add_version(parser)
     parser.add_argument("inputs", nargs="*", type=Path, help=inputs_help)
     shared = parser.add_argument_group("inputs and outputs")
@@ -161,17 +169,22 @@ def figure_parser(name: str, doc: str, examples: str, inputs_help: str, files: b
                             help="activation files to read, e.g. written by repsim.extract or "
                                  "repsim.record, after any positional inputs (default: none)")
     shared.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    add_threads(shared)
     return parser
 
 
 @user_errors_exit_2
 def run_cli(parser: argparse.ArgumentParser, run: Callable[..., list[Path]],
             argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv``, call ``run`` with every option but ``verbose`` as a keyword, and end
-    with one line naming what was written; a user error is one ``error:`` line, status 2."""
+    """Parse ``argv``, call ``run`` with every option but ``verbose`` and ``threads`` (applied
+    here) as a keyword, and end with one line naming what was written; a user error is one
+    ``error:`` line, status 2."""
     options = vars(parser.parse_args(argv))
     setup_logging(options.pop("verbose"))
     options["inputs"] = [*options["inputs"], *options.pop("files", [])]
+    threads = options.pop("threads")
+    if threads is not None:
+        limit_threads(threads)
     written = run(**options)
     log.info("wrote %s", ", ".join(map(str, written)))
     return 0

@@ -16,20 +16,17 @@ y_layer, time_step (1 = first step), cka.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import xarray as xr
-from matplotlib.figure import Figure
 
-from repsim import plotting
 from repsim.activations import layer_names, select, stimulus_ids
-from repsim.analysis import cka_matrix
-from repsim.analysis.cka import KERNELS as CKA_KERNELS
-from repsim.analysis.cka import MIN_DEBIASED_STIMULI, minibatch_cka, minibatches
+from repsim.analysis.choices import KERNELS as CKA_KERNELS
+from repsim.analysis.choices import MIN_DEBIASED_STIMULI
 from repsim.conditions import CLEAN
 from repsim.figures.base import (
     FIGURES_DIR,
@@ -43,6 +40,10 @@ from repsim.figures.base import (
 )
 from repsim.rundir import RUNS_DIR
 from repsim.runs import ModelInput, model_input_of_run, resolve_model_input
+
+if TYPE_CHECKING:  # heavy libraries load where they are used: --help needs none
+    import xarray as xr
+    from matplotlib.figure import Figure
 
 NAME = "cka_by_layer"
 COLUMNS = ["comparison", "x_model", "y_model", "kernel", "x_layer", "y_layer", "time_step",
@@ -107,6 +108,9 @@ def layer_similarity(xs: Sequence, ys: Sequence, *, kernel: str = "linear",
     over random batches of ``minibatch`` stimuli (all stimuli at once when there are no
     more), linear kernel, unbiased HSIC; with one batch this is exactly the debiased CKA.
     """
+    from repsim.analysis import cka_matrix
+    from repsim.analysis.cka import minibatch_cka, minibatches
+
     if minibatch is None:
         return np.asarray(cka_matrix(xs, ys, kernel=kernel, debiased=debiased))
     size = min(minibatch, xs[0].sizes["stimulus"])
@@ -117,6 +121,10 @@ def layer_similarity(xs: Sequence, ys: Sequence, *, kernel: str = "linear",
 def plot(table: pd.DataFrame, condition: str, estimator: str) -> Figure:
     """(a) last-step heatmaps per kernel; (b, c) CKA over time for matched depths.
     ``estimator`` ends the colour bar's label (e.g. " (debiased)")."""
+    from matplotlib.figure import Figure
+
+    from repsim import plotting
+
     models = table[table["comparison"] == "models"]
     reference = table[table["comparison"] == "seed reference"]
     kernels = list(dict.fromkeys(models["kernel"]))
@@ -132,8 +140,11 @@ def plot(table: pd.DataFrame, condition: str, estimator: str) -> Figure:
 
     top_height = 2.3 + 0.45 * len(x_layers)
     width = max(11.0, 5.4 * len(kernels) + 1.0, 3.6 * len(depths) + 1.0)
-    fig = Figure(figsize=(width, top_height + 3.6), layout="constrained")
-    top, bottom = fig.subfigures(2, 1, height_ratios=[top_height, 3.6], squeeze=False)[:, 0]
+    entries = len(reference["x_layer"].unique()) + 2 * len(kernels)  # per panel, at most
+    bottom_height = 3.6 + 0.25 * math.ceil(entries / 2)  # room for the legend rows below
+    fig = Figure(figsize=(width, top_height + bottom_height), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[top_height, bottom_height],
+                                  squeeze=False)[:, 0]
     heat_axes = top.subplots(1, len(kernels), squeeze=False)[0]
     for ax, kernel in zip(heat_axes, kernels, strict=True):
         at_last = models[(models["kernel"] == kernel) & (models["time_step"] == last)]
@@ -177,7 +188,8 @@ def plot(table: pd.DataFrame, condition: str, estimator: str) -> Figure:
         ax.set_xlabel("time step")
         ax.set_ylabel("CKA")
         ax.set_title(f"Depth {depth}, by time step")
-        ax.legend(fontsize="small", loc="lower right")
+        # below the panel, where it cannot hide a curve (inside, some corner always does)
+        ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2)
     return fig
 
 
@@ -186,6 +198,8 @@ def run(inputs: Sequence[str | Path] = (), *, reference: str | Path | None = Non
         out_dir: str | Path = FIGURES_DIR, kernel: str = "linear", condition: str = CLEAN,
         debiased: bool = False, minibatch: int | None = None, seed: int = 0) -> list[Path]:
     """Make the figure from two activation files / run dirs (or the early and late runs)."""
+    from repsim import plotting
+
     if kernel not in KERNELS:
         raise ValueError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
     if minibatch is not None and minibatch < MIN_DEBIASED_STIMULI:

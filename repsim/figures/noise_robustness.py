@@ -13,16 +13,18 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
-from repsim import plotting
 from repsim.conditions import CLEAN, NOISE_KINDS
 from repsim.figures.base import FIGURES_DIR, check_out_dir, figure_parser, run_cli
 from repsim.rundir import METRICS_FILE, RUNS_DIR
 from repsim.runs import Run, find_runs, load_run, one_experiment
+
+if TYPE_CHECKING:  # matplotlib loads where a figure is drawn: --help needs none
+    from matplotlib.figure import Figure
 
 NAME = "noise_robustness"
 COLUMNS = ["dataset", "layers", "fusion_layer", "noise", "snr_db", "n_seeds", "accuracy_mean",
@@ -49,6 +51,8 @@ def per_seed_accuracy(runs: Sequence[Run]) -> pd.DataFrame:
 
 def summarize(per_seed: pd.DataFrame, dataset: str, layers: int) -> pd.DataFrame:
     """Mean accuracy and its 95 % interval over seeds, per fusion layer, noise kind and SNR."""
+    from repsim import plotting
+
     rows = []
     for (_, noise, snr), group in per_seed.groupby(["fusion_layer", "noise", "snr_db"]):
         mean, low, high = plotting.mean_interval(group["accuracy"])
@@ -61,6 +65,8 @@ def summarize(per_seed: pd.DataFrame, dataset: str, layers: int) -> pd.DataFrame
 
 def plot(summary: pd.DataFrame, dataset: str, layers: int, n_seeds: int) -> Figure:
     """Accuracy vs SNR per noise kind (one line per fusion layer) and clean accuracy vs k."""
+    from repsim import plotting
+
     fig, axes = plotting.new_figure(1, len(NOISE_KINDS) + 1, panel_size=(3.9, 3.6))
     fusion_layers = sorted(summary["fusion_layer"].unique())
     colors = {k: plotting.PALETTE[i % len(plotting.PALETTE)] for i, k in enumerate(fusion_layers)}
@@ -116,6 +122,8 @@ def _error_bars(rows: pd.DataFrame) -> np.ndarray:
 def run(inputs: Sequence[str | Path] = (), *, runs_dir: str | Path = RUNS_DIR,
         dataset: str | None = None, out_dir: str | Path = FIGURES_DIR) -> list[Path]:
     """Make the figure from named run directories (or every run under ``runs_dir``)."""
+    from repsim import plotting
+
     check_out_dir(out_dir)
     runs = [load_run(p) for p in inputs] if inputs else find_runs(runs_dir, dataset)
     runs = one_experiment(runs)

@@ -17,18 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import xarray as xr
-from matplotlib.figure import Figure
 
-from repsim import plotting
 from repsim.activations import layer_names, select
 from repsim.activations.labels import label_coords
-from repsim.analysis import probe_cells
-from repsim.analysis.probes import DEFAULT_CS as NESTED_CS
+from repsim.analysis.choices import DEFAULT_CS as NESTED_CS
 from repsim.conditions import CLEAN, INCONGRUENT
 from repsim.figures.base import (
     FIGURES_DIR,
@@ -40,9 +36,12 @@ from repsim.figures.base import (
     run_cli,
     table_per_model,
 )
-from repsim.labelled import probe_all
 from repsim.rundir import RUNS_DIR
 from repsim.runs import ModelInput
+
+if TYPE_CHECKING:  # heavy libraries load where they are used: --help needs none
+    import xarray as xr
+    from matplotlib.figure import Figure
 
 NAME = "probes_by_layer"
 COLUMNS = ["model", "condition", "target", "layer", "time_step", "accuracy", "ci_low",
@@ -62,6 +61,8 @@ def probe_table(model: ModelInput, data: xr.Dataset, *, folds: int = 5, seed: in
                 groups: str | None = None, Cs: Sequence[float] = DEFAULT_CS) -> pd.DataFrame:
     """Digit decoding on clean stimuli (every layer x time step) and audio- vs visual-digit
     decoding on incongruent stimuli (every layer, last time step)."""
+    from repsim.analysis import probe_all, probe_cells
+
     options: dict[str, Any] = {"folds": folds, "seed": seed, "groups": groups, "Cs": tuple(Cs)}
     targets = label_coords(data)  # audio_digit/visual_digit, or audio_class/visual_class
     clean = probe_all(data, targets[0], condition=CLEAN, **options)
@@ -83,6 +84,8 @@ def probe_table(model: ModelInput, data: xr.Dataset, *, folds: int = 5, seed: in
 
 def plot(table: pd.DataFrame, folds: int, groups: str | None, Cs: Sequence[float]) -> Figure:
     """Top: clean digit decoding heatmaps; bottom: heard vs seen digit per layer."""
+    from repsim import plotting
+
     models = list(dict.fromkeys(table["model"]))
     targets = list(dict.fromkeys(table.loc[table["condition"] == INCONGRUENT, "target"]))
     word = targets[0].split("_", 1)[1] if targets else "digit"  # "digit" or "class"
@@ -139,6 +142,8 @@ def run(inputs: Sequence[str | Path] = (), *, runs_dir: str | Path = RUNS_DIR,
         seed: int = 0, groups: str | None = None,
         Cs: Sequence[float] = DEFAULT_CS) -> list[Path]:
     """Make the figure from activation files / run dirs (or the early and late runs)."""
+    from repsim import plotting
+
     check_out_dir(out_dir)
     table, used = table_per_model(
         lambda model, data: probe_table(model, data, folds=folds, seed=seed, groups=groups,

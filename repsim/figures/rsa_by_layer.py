@@ -19,23 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import xarray as xr
-from matplotlib.figure import Figure
 
-from repsim import plotting
 from repsim.activations import layer_names, layer_states, stimulus_table
 from repsim.activations.labels import label_coords
-from repsim.analysis import (
-    average_by_condition,
-    bootstrap_compare_rdms,
-    categorical_rdm,
-    compare_rdms,
-    rdm,
-)
-from repsim.analysis.rsa import METHODS, METRICS
+from repsim.analysis.choices import METHODS, METRICS
 from repsim.conditions import CLEAN, INCONGRUENT
 from repsim.figures.base import (
     FIGURES_DIR,
@@ -47,6 +38,10 @@ from repsim.figures.base import (
 )
 from repsim.rundir import RUNS_DIR
 from repsim.runs import ModelInput
+
+if TYPE_CHECKING:  # heavy libraries load where they are used: --help needs none
+    import xarray as xr
+    from matplotlib.figure import Figure
 
 NAME = "rsa_by_layer"
 COLUMNS = ["model", "layer", "time_step", "quantity", "digit_a", "digit_b", "hypothesis",
@@ -61,7 +56,9 @@ EXAMPLES = """examples:
 def digit_rdms(model: ModelInput, data: xr.Dataset, *, condition: str = CLEAN,
                metric: str = "correlation") -> pd.DataFrame:
     """Rows of the per-digit RDM of every layer at the last time step."""
-    digits = stimulus_table(data, condition)[label_coords(data)[0]].to_numpy()
+    from repsim.analysis import average_by_condition, rdm
+
+    digits = stimulus_table(data, condition)["audio_digit"].to_numpy()
     rows = []
     for layer in layer_names(data):
         states = layer_states(data, layer, condition, time=-1)
@@ -79,6 +76,14 @@ def hypothesis_correlations(model: ModelInput, data: xr.Dataset, *, condition: s
                             n_boot: int = 100, seed: int = 0) -> pd.DataFrame:
     """Correlation of each layer's cell-averaged RDM with the audio- and visual-digit model
     RDMs at every time step, with percentile bootstrap intervals over cells."""
+    from repsim.analysis import (
+        average_by_condition,
+        bootstrap_compare_rdms,
+        categorical_rdm,
+        compare_rdms,
+        rdm,
+    )
+
     table = stimulus_table(data, condition)
     targets = label_coords(data)  # audio_digit/visual_digit, or audio_class/visual_class
     digits = [table[d].to_numpy() for d in targets]
@@ -106,6 +111,8 @@ def hypothesis_correlations(model: ModelInput, data: xr.Dataset, *, condition: s
 
 def plot(table: pd.DataFrame, method: str, metric: str) -> Figure:
     """Per model: a row of digit RDMs (one per layer) over a row of hypothesis time courses."""
+    from repsim import plotting
+
     models = list(dict.fromkeys(table["model"]))
     layers = {m: list(dict.fromkeys(table.loc[table["model"] == m, "layer"])) for m in models}
     ncols = max(map(len, layers.values()))
@@ -164,6 +171,8 @@ def run(inputs: Sequence[str | Path] = (), *, runs_dir: str | Path = RUNS_DIR,
         method: str = "spearman", metric: str = "correlation", n_boot: int = 100,
         seed: int = 0) -> list[Path]:
     """Make the figure from activation files / run dirs (or the early and late runs)."""
+    from repsim import plotting
+
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if n_boot < 0:

@@ -19,22 +19,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-FUSION_OPS = ("concat", "gated", "film")
-DEFAULT_FUSION_OP = "concat"
-
-
-def check_fusion_op(name: object) -> str:
-    """``name`` if it names an operator, else ValueError naming the choices."""
-    if not isinstance(name, str) or name not in FUSION_OPS:
-        raise ValueError(f"unknown fusion operator {name!r}; choose one of "
-                         f"{', '.join(FUSION_OPS)}")
-    return name
-
-
-def operator_tag(name: str) -> str | None:
-    """How run names and report rows mark operator ``name``: None for the default (so that
-    runs from before operators keep their names), else the name."""
-    return None if check_fusion_op(name) == DEFAULT_FUSION_OP else name
+# Re-exported (``X as X``): the operators' names and counts live, without torch, in
+# repsim.models.config.
+from repsim.models.config import DEFAULT_FUSION_OP as DEFAULT_FUSION_OP
+from repsim.models.config import FUSION_OPS as FUSION_OPS
+from repsim.models.config import check_fusion_op as check_fusion_op
+from repsim.models.config import operator_parameters as operator_parameters
+from repsim.models.config import operator_tag as operator_tag
 
 
 def _pointwise(in_channels: int, out_channels: int) -> nn.Conv2d:
@@ -134,12 +125,3 @@ OPERATORS: dict[str, type[nn.Module]] = {"concat": Concat, "gated": Gated, "film
 def make_operator(name: str, channels: int) -> nn.Module:
     """The operator ``name`` for two streams of ``channels`` channels each."""
     return OPERATORS[check_fusion_op(name)](channels)
-
-
-def operator_parameters(name: str, channels: int) -> int:
-    """Trainable parameters of operator ``name`` on ``channels``-channel streams (from shapes:
-    ``concat`` 0, ``gated`` 2 (2C^2 + 2C) + (4C^2 + 2C), ``film`` 2 (2C^2 + 2C))."""
-    c = channels
-    counts = {"concat": 0, "gated": 2 * (2 * c * c + 2 * c) + 4 * c * c + 2 * c,
-              "film": 2 * (2 * c * c + 2 * c)}
-    return counts[check_fusion_op(name)]

@@ -19,15 +19,17 @@ from repsim.cli import (
     STOPPED_STATUS,
     CommandParser,
     add_progress,
+    add_threads,
     add_verbose,
     add_version,
+    command_prog,
     key_value,
     setup_logging,
     show_progress,
     user_errors_exit_2,
 )
-from repsim.device import available_cores, resolve_device
-from repsim.models.operators import DEFAULT_FUSION_OP
+from repsim.device import available_cores, limit_threads, resolve_device
+from repsim.models.config import DEFAULT_FUSION_OP
 from repsim.provenance import atomic_path
 from repsim.rundir import FAILED_FILE, RUN_LOG_FILE, STUDY_FILE, run_state
 from repsim.study.execute import (
@@ -44,11 +46,11 @@ from repsim.study.spec import Study, differing_keys, load_study, read_study_file
 log = logging.getLogger("repsim.study")
 
 EXAMPLES = """examples:
-  python -m repsim.study studies/quick.toml --dry-run     # the runs and a time estimate
-  python -m repsim.study studies/quick.toml --jobs 2      # run (or finish) it here
-  python -m repsim.study studies/quick.toml --status      # what is done, partial, failed
-  python -m repsim.study studies/quick.toml --report      # results.csv from finished runs
-  python -m repsim.study studies/paper.toml --slurm --partition gpu --gpus 1 --cpus 8 \\
+  %(prog)s studies/quick.toml --dry-run     # the runs and a time estimate
+  %(prog)s studies/quick.toml --jobs 2      # run (or finish) it here
+  %(prog)s studies/quick.toml --status      # what is done, partial, failed
+  %(prog)s studies/quick.toml --report      # results.csv from finished runs
+  %(prog)s studies/paper.toml --slurm --partition gpu --gpus 1 --cpus 8 \\
       --time-min 240 --slurm-option account=mylab
 """
 
@@ -56,7 +58,7 @@ EXAMPLES = """examples:
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m repsim.study`` argument parser."""
     parser = CommandParser(
-        prog="python -m repsim.study", epilog=EXAMPLES,
+        prog=command_prog("python -m repsim.study"), epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train, evaluate, extract and summarise every run of a study file "
                     "(datasets x protocols x fusion layers x seeds). Rerunning the same "
@@ -72,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--jobs", type=int, default=1,
                         help="runs at once here, each with an even share of the cores "
                              "(default: %(default)s)")
+    add_threads(parser)
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--dry-run", action="store_true",
                       help="list every run with its state and estimate the time; run nothing")
@@ -193,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     if args.jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.threads is not None:  # this process (a report, an estimate) and each worker
+        limit_threads(args.threads)
     study = load_study(args.study, args.out_dir)
     options = SlurmOptions(partition=args.partition, gpus=args.gpus, cpus=args.cpus,
                            mem_gb=args.mem_gb, time_min=args.time_min, parallel=args.parallel,
@@ -216,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         from repsim.study.estimate import estimate_seconds
 
-        threads = worker_threads(args.jobs)
+        threads = worker_threads(args.jobs, args.threads)
         estimates = estimate_seconds(study, pending, threads)
         print(status_table(study, estimates))
         total = sum(estimates.values())
@@ -225,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
               f"({threads} thread{'s' if threads > 1 else ''} each)")
         return 0
     if args.report:
-        return _report(study)
+        return _report(study, show_progress(args.progress))
     if args.slurm:
         jobs, report = submit(study, copy, pending, options, cluster=args.cluster or "slurm",
                               at_once=args.jobs)
@@ -266,7 +271,8 @@ def _run_here(study: Study, copy: Path, pending: list, args: argparse.Namespace,
     try:
         with bar, logging_redirect_tqdm():  # log lines print above the bar
             outcomes = run_local(study, copy, pending, args.jobs, on_outcome=report_outcome,
-                                 should_stop=lambda: bool(received))
+                                 should_stop=lambda: bool(received),
+                                 threads=args.threads)
     finally:
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
@@ -282,7 +288,7 @@ def _run_here(study: Study, copy: Path, pending: list, args: argparse.Namespace,
               f"command again: {command}", file=sys.stderr)
         return STOPPED_STATUS if received[0] == signal.SIGTERM else INTERRUPTED_STATUS
     if any(run_state(run.run_dir) == "done" for run in study.runs):
-        _report(study)
+        _report(study, show_progress(args.progress))
     busy = (f", {count['busy']} busy (held by another live process; run the same command "
             f"again once it is done)" if count["busy"] else "")
     print(f"study {study.name}: {completed} of {len(pending)} runs "
@@ -291,9 +297,22 @@ def _run_here(study: Study, copy: Path, pending: list, args: argparse.Namespace,
     return 1 if count["failed"] else 0
 
 
-def _report(study: Study) -> int:
-    from repsim.study.report import write_report
+def _report(study: Study, progress: bool) -> int:
+    """Write the study's report: a log line as each stage begins, a bar when ``progress``."""
+    from repsim.study.report import STAGES, write_report
 
-    print(f"wrote {write_report(study)}")
+    begun: list[str] = []
+
+    def on_stage(what: str) -> None:
+        if begun:
+            bar.update()
+        begun.append(what)
+        log.info("report %s: %s (%d/%d)", study.name, what, len(begun), len(STAGES))
+
+    with tqdm(total=len(STAGES), unit="step", desc=f"report {study.name}", file=sys.stderr,
+              disable=not progress) as bar, logging_redirect_tqdm():
+        path = write_report(study, on_stage=on_stage)
+        bar.update()
+    print(f"wrote {path}")
     return 0
 

@@ -32,7 +32,7 @@ import pandas as pd
 
 from repsim.analysis.stats import compare_paired, holm, normalized_auc
 from repsim.conditions import MODALITIES, NOISE_KINDS
-from repsim.models.operators import DEFAULT_FUSION_OP, FUSION_OPS
+from repsim.models.config import DEFAULT_FUSION_OP, FUSION_OPS
 
 PRIMARY = ("clean_accuracy", *(f"auc_{kind}" for kind in NOISE_KINDS))
 SECONDARY = (*(f"removed_{m}" for m in MODALITIES), "reliance_index", "probe_heard",

@@ -41,8 +41,16 @@ STOP_CHECK_S = 0.2  # how often the parent asks should_stop while waiting for it
 SKIPPED = "skipped"  # a run a stopping worker did not begin (never reported)
 
 
-def worker_threads(jobs: int) -> int:
-    """Threads each of ``jobs`` local workers gets: an even share of the cores, at least one."""
+def worker_threads(jobs: int, threads: int | None = None) -> int:
+    """Threads each of ``jobs`` local workers gets: ``threads`` when given, else the user's
+    ``OMP_NUM_THREADS`` when set, else an even share of the cores (at least one)."""
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        return threads
+    user = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if user.isdigit() and int(user) > 0:
+        return int(user)
     return max(1, available_cores() // jobs)
 
 
@@ -180,8 +188,10 @@ def _run_in_worker(key: str) -> tuple[str, float, str | None]:
 
 def run_local(study: Study, study_file: Path, runs: Sequence[StudyRun], jobs: int,
               on_outcome: Callable[[Outcome], None] | None = None,
-              should_stop: Callable[[], bool] | None = None) -> list[Outcome]:
-    """Complete ``runs`` in ``jobs`` worker processes sharing the cores evenly.
+              should_stop: Callable[[], bool] | None = None,
+              threads: int | None = None) -> list[Outcome]:
+    """Complete ``runs`` in ``jobs`` worker processes, each with ``threads`` threads
+    (:func:`worker_threads`: by default an even share of the cores).
 
     A failed run is reported (``failed.txt`` and ``run.log`` in its directory) and the
     others go on; a run another live process holds is ``busy`` and left alone. When
@@ -193,7 +203,7 @@ def run_local(study: Study, study_file: Path, runs: Sequence[StudyRun], jobs: in
     """
     if jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {jobs}")
-    threads = worker_threads(jobs)
+    threads = worker_threads(jobs, threads)
     outcomes = []
     context = multiprocessing.get_context("spawn")
     stop = context.Event()
@@ -247,7 +257,7 @@ def require_submitit() -> ModuleType:
         import submitit
     except ImportError:
         raise ValueError("SLURM runs need submitit: pip install submitit (or pip install "
-                         "'repsim-av[slurm]')") from None
+                         "-e '.[slurm]' in a checkout)") from None
     return submitit
 
 

@@ -22,7 +22,7 @@ import datetime
 import math
 import os
 import platform
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -31,7 +31,7 @@ from repsim import plotting
 from repsim.activations.format import CLASS_NAMES
 from repsim.activations.labels import DIGIT_NAMES
 from repsim.conditions import MODALITIES, PROBE_SNRS, parse_condition
-from repsim.models.operators import DEFAULT_FUSION_OP
+from repsim.models.config import DEFAULT_FUSION_OP
 from repsim.provenance import atomic_path
 from repsim.rundir import SUMMARY_FILE
 from repsim.study import figures
@@ -57,6 +57,10 @@ OPERATOR_COMPARISONS_FILE = "operator_comparisons.csv"
 REPORT_FILE = "report.md"
 ANSWER_FILE = "answer.md"  # the two answer tables alone, as the README quotes them
 FIGURES_DIR = "figures"
+FIGURE_NAMES = ("accuracy_vs_snr", "by_fusion_layer", "representation")
+# What write_report writes, in order; it announces each to its ``on_stage`` as it begins.
+STAGES = (RESULTS_FILE, COMPARISONS_FILE, *(f"{FIGURES_DIR}/{name}" for name in FIGURE_NAMES),
+          REPORT_FILE)
 MEASURE_NAMES = {"clean_accuracy": "clean accuracy", "auc_audio": "AUC, audio noise",
                  "auc_visual": "AUC, visual noise", "auc_both": "AUC, both noisy"}
 PLATEAU_EPOCHS = 2
@@ -183,25 +187,31 @@ def write_results(study: Study) -> Path:
     return path
 
 
-def write_report(study: Study) -> Path:
-    """Write the whole report into the study folder; returns the path of ``report.md``."""
+def write_report(study: Study, on_stage: Callable[[str], None] | None = None) -> Path:
+    """Write the whole report into the study folder; returns the path of ``report.md``.
+
+    ``on_stage(what)`` is called as each of :data:`STAGES` begins (a command's progress)."""
+    announce = on_stage or (lambda what: None)
+    announce(RESULTS_FILE)
     results_path = write_results(study)
     results = pd.read_csv(results_path)
     measures = per_seed_measures(results)
+    announce(COMPARISONS_FILE)
     table = comparisons(measures)
     with atomic_path(study.folder / COMPARISONS_FILE) as tmp:
         table.to_csv(tmp, index=False)
     out = study.folder / FIGURES_DIR
     out.mkdir(exist_ok=True)
-    inputs = [results_path]
-    plotting.save_outputs(lambda: figures.accuracy_vs_snr(results), results, out,
-                          "accuracy_vs_snr", inputs)
-    plotting.save_outputs(lambda: figures.by_fusion_layer(measures), measures, out,
-                          "by_fusion_layer", inputs)
     classes = dataset_classes(study)
     word = label_word(classes)
-    plotting.save_outputs(lambda: figures.representation(measures, word), measures, out,
-                          "representation", inputs)
+    drawings = {"accuracy_vs_snr": (lambda: figures.accuracy_vs_snr(results), results),
+                "by_fusion_layer": (lambda: figures.by_fusion_layer(measures), measures),
+                "representation": (lambda: figures.representation(measures, word), measures)}
+    for name in FIGURE_NAMES:
+        announce(f"{FIGURES_DIR}/{name}")
+        draw, numbers = drawings[name]
+        plotting.save_outputs(draw, numbers, out, name, [results_path])
+    announce(REPORT_FILE)
     operators = None
     if OPERATOR in results:
         operators = operator_comparisons(measures)
@@ -209,7 +219,7 @@ def write_report(study: Study) -> Path:
             operators.to_csv(tmp, index=False)
     if has_mechanism(measures):
         plotting.save_outputs(lambda: figures.mechanism(measures), measures, out,
-                              "mechanism", inputs)
+                              "mechanism", [results_path])
     with atomic_path(study.folder / ANSWER_FILE) as tmp:
         tmp.write_text(answer_text(table, measures, operators, word))
     path = study.folder / REPORT_FILE

@@ -59,8 +59,7 @@ from pathlib import Path
 from repsim.conditions import PROBE_CONDITIONS, TEST_SNRS, probe_condition_names
 from repsim.config import check_int, check_positive_int
 from repsim.data.config import DataConfig
-from repsim.models.fusion import ModelConfig
-from repsim.models.operators import DEFAULT_FUSION_OP, FUSION_OPS, operator_tag
+from repsim.models.config import DEFAULT_FUSION_OP, FUSION_OPS, ModelConfig, operator_tag
 from repsim.rundir import STUDY_FILE, study_run_dir
 from repsim.train.config import TrainConfig
 

@@ -1,17 +1,27 @@
 """Training: :class:`TrainConfig` (:mod:`~repsim.train.config`), the loop :func:`run`
 (:mod:`~repsim.train.loop`), TensorBoard logging through its ``on_epoch`` hook
-(:mod:`~repsim.train.tensorboard`) and ``python -m repsim.train`` (:mod:`~repsim.train.cli`)."""
+(:mod:`~repsim.train.tensorboard`) and ``python -m repsim.train`` (:mod:`~repsim.train.cli`).
 
-from repsim.train.config import TrainConfig
-from repsim.train.loop import (
-    EpochRecord,
-    TrainingDiverged,
-    TrainingStopped,
-    TrainResult,
-    lr_at,
-    run,
-)
-from repsim.train.tensorboard import TensorBoardLogger
+The names below are imported on first use (:mod:`repsim.lazy`): the command line's parser
+needs none of torch."""
+
+from typing import TYPE_CHECKING
+
+from repsim.lazy import lazy_package
+
+if TYPE_CHECKING:
+    from repsim.train.config import TrainConfig
+    from repsim.train.loop import (
+        EpochRecord,
+        TrainingDiverged,
+        TrainingStopped,
+        TrainResult,
+        lr_at,
+        run,
+    )
+    from repsim.train.tensorboard import TensorBoardLogger
 
 __all__ = ["EpochRecord", "TensorBoardLogger", "TrainConfig", "TrainResult", "TrainingDiverged",
            "TrainingStopped", "lr_at", "run"]
+
+lazy_package(__name__)

@@ -11,6 +11,8 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 from repsim.cli import (
     STOPPED_STATUS,
@@ -20,44 +22,49 @@ from repsim.cli import (
     add_threads,
     add_verbose,
     add_version,
+    command_prog,
     keep_freed_memory,
     key_value,
     setup_logging,
     show_progress,
     user_errors_exit_2,
 )
-from repsim.config import words
+from repsim.config import config_defaults, words
 from repsim.data.registry import dataset_names
 from repsim.device import PRECISIONS, limit_threads
-from repsim.models.operators import DEFAULT_FUSION_OP, FUSION_OPS
+from repsim.models.config import DEFAULT_FUSION_OP, FUSION_OPS
 from repsim.rundir import RUN_FILES, TENSORBOARD_DIR
 from repsim.train.config import AUGMENT_CHOICES, TrainConfig
-from repsim.train.loop import TrainingStopped, TrainResult, run
-from repsim.train.tensorboard import TensorBoardLogger
+
+if TYPE_CHECKING:
+    from repsim.train.loop import TrainResult
+    from repsim.train.tensorboard import TensorBoardLogger
 
 LOGGERS = ("none", "tensorboard")
 
 EXAMPLES = """examples:
-  python -m repsim.train                                  # synthetic data, early fusion (k=1)
-  python -m repsim.train --fusion-layer late --out-dir runs/late
-  python -m repsim.train --dataset avmnist --data-dir ../shared/data --layers 4 --hidden 32
-  python -m repsim.train --augment both --augment-snr -10 20 --epochs 12
-  python -m repsim.train --data-option distractor_snr=0   # a competing talker in every clip
-  python -m repsim.train --config runs/late/config.json --resume runs/late/ckpt.pt
-  python -m repsim.train --logger tensorboard             # then: tensorboard --logdir runs
+  %(prog)s                                  # synthetic data, early fusion (k=1)
+  %(prog)s --fusion-layer late --out-dir runs/late
+  %(prog)s --dataset avmnist --data-dir ../shared/data --layers 4 --hidden 32
+  %(prog)s --augment both --augment-snr -10 20 --epochs 12
+  %(prog)s --data-option distractor_snr=0   # a competing talker in every clip
+  %(prog)s --config runs/late/config.json --resume runs/late/ckpt.pt
+  %(prog)s --logger tensorboard             # then: tensorboard --logdir runs
   python -m repsim.report runs/synthetic-f1-s0 runs/late   # accuracy tables side by side
 """
 
 
 def _fusion_layer(text: str) -> int | str:
-    """``--fusion-layer`` value: a layer number or ``late``."""
+    """``--fusion-layer`` value: a layer number, ``early`` (1) or ``late`` (layers + 1)."""
+    if text == "early":
+        return 1
     if text == "late":
         return text
     try:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected a layer number or 'late', got {text!r}") from None
+            f"expected a layer number, 'early' or 'late', got {text!r}") from None
 
 
 def _snr_list(text: str) -> float:
@@ -71,14 +78,15 @@ def _snr_list(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m repsim.train`` argument parser; unset options keep the config's value."""
     parser = CommandParser(
-        prog="python -m repsim.train", epilog=EXAMPLES,
+        prog=command_prog("python -m repsim.train"), epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train a fusion ConvLSTM, then test it clean, on a noise grid and with "
                     "each modality removed. Writes ckpt.pt, config.json, log.csv and "
                     "metrics.json into the run directory.")
     add_version(parser)
-    defaults = TrainConfig()
-    model_defaults, data_defaults = defaults.model, defaults.data
+    defaults = SimpleNamespace(**config_defaults(TrainConfig))  # no dataset module imported
+    model_defaults, data_defaults = SimpleNamespace(**defaults.model), SimpleNamespace(
+        **defaults.data)
     arg = parser.add_argument
     arg("--config", metavar="JSON", help="start from this TrainConfig JSON (e.g. a run's "
         "config.json); the options below override it")
@@ -98,8 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "(repeatable; see python -m repsim.data)")
     model = parser.add_argument_group("model")
     model.add_argument("--fusion-layer", type=_fusion_layer, metavar="K",
-                       help=f"1..layers+1, or 'late' (default {model_defaults.fusion_layer}: "
-                            f"early fusion)")
+                       help=f"1..layers+1, 'early' (1) or 'late' (layers+1) (default "
+                            f"{model_defaults.fusion_layer}: early fusion)")
     model.add_argument("--layers", type=int,
                        help=f"ConvLSTM layers (default {model_defaults.layers})")
     model.add_argument("--hidden", type=int,
@@ -164,8 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"experiment tracking: tensorboard writes each epoch's train "
                              f"loss, validation accuracy and learning rate, and at the end the "
                              f"hyper-parameters with the test accuracies, into "
-                             f"<run directory>/{TENSORBOARD_DIR}/ (needs pip install "
-                             f"'repsim-av[tensorboard]'; default none)")
+                             f"<run directory>/{TENSORBOARD_DIR}/ (needs pip install -e "
+                             f"'.[tensorboard]' in a checkout; default none)")
     add_progress(output)
     add_verbose(output)
     return parser
@@ -209,6 +217,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return dataclasses.replace(base, model=model, data=data, **changes)
 
 
+def run(config: TrainConfig, **options: Any) -> TrainResult:
+    """:func:`repsim.train.run`, imported at the first call: parsing needs no torch."""
+    from repsim.train.loop import run as train
+
+    return train(config, **options)
+
+
 def summary_line(result: TrainResult) -> str:
     """One line: what was trained, how well, and where it was written."""
     metrics = result.metrics
@@ -226,6 +241,8 @@ def _epoch_logger(name: str, config: TrainConfig) -> TensorBoardLogger | None:
     a missing package is a user error."""
     if name == "none":
         return None
+    from repsim.train.tensorboard import TensorBoardLogger
+
     try:
         return TensorBoardLogger(config)
     except ImportError as error:
@@ -236,6 +253,8 @@ def _epoch_logger(name: str, config: TrainConfig) -> TensorBoardLogger | None:
 def main(argv: list[str] | None = None) -> int:
     """``python -m repsim.train``: parse, :func:`run`, print the summary line."""
     args = build_parser().parse_args(argv)
+    from repsim.train.loop import TrainingStopped
+
     setup_logging(args.verbose)
     keep_freed_memory()
     if args.threads is not None:

@@ -10,10 +10,8 @@ from pathlib import Path
 from repsim.conditions import NOISE_KINDS, TEST_SNRS
 from repsim.config import Config, check_int, check_positive_int
 from repsim.data.config import DataConfig
-from repsim.device import PRECISIONS, check_device_name
-from repsim.evaluate import EVAL_BATCH_SIZE
-from repsim.models.fusion import ModelConfig
-from repsim.models.operators import DEFAULT_FUSION_OP, operator_tag
+from repsim.device import EVAL_BATCH_SIZE, PRECISIONS, check_device_name
+from repsim.models.config import DEFAULT_FUSION_OP, ModelConfig, operator_tag
 from repsim.rundir import default_run_dir
 
 AUGMENT_CHOICES = ("none", *NOISE_KINDS)

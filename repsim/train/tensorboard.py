@@ -16,7 +16,7 @@ No epoch appears twice: the first epoch a logger sees is TensorBoard's ``purge_s
 hides events of that epoch and later ones already in the folder (from an attempt that was
 interrupted, or a run started again with ``overwrite``), and ``finish`` replaces the
 hyper-parameter record. Epochs trained before the logger was first used are not back-filled.
-tensorboard is an optional extra: ``pip install 'repsim-av[tensorboard]'``.
+tensorboard is an optional extra: ``pip install -e '.[tensorboard]'``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from repsim.rundir import TENSORBOARD_DIR, Metrics
 from repsim.train.config import TrainConfig, flatten
 from repsim.train.loop import EpochRecord
 
-INSTALL = "pip install 'repsim-av[tensorboard]'"
+INSTALL = "pip install -e '.[tensorboard]'"
 # Logged every epoch: EpochRecord fields, named as the columns of log.csv.
 SCALARS = ("train_loss", "val_accuracy", "lr")
 HPARAMS_RUN = "hparams"  # the sub-folder of the hyper-parameter record
@@ -76,7 +76,7 @@ class TensorBoardLogger:
     """Writes a run's TensorBoard events into ``<config.run_dir>/tensorboard/`` (see the
     module docstring); call it as ``on_epoch``, then :meth:`finish` with the final metrics.
 
-    Raises ImportError naming ``pip install 'repsim-av[tensorboard]'`` at construction, so a
+    Raises ImportError naming ``pip install -e '.[tensorboard]'`` at construction, so a
     missing package is found before any training.
     """
 

@@ -91,12 +91,13 @@ def test_figure_parser_has_the_shared_options():
     assert parser.description == "What it draws."
     args = parser.parse_args([])
     assert vars(args) == {"inputs": [], "runs_dir": Path("runs"), "dataset": None,
-                          "out_dir": Path("figures"), "files": [], "verbose": False}
+                          "out_dir": Path("figures"), "files": [], "verbose": False,
+                          "threads": None}
     args = parser.parse_args(["x.h5", "--runs-dir", "r", "--dataset", "d", "--out-dir", "o",
-                              "-v", "--files", "a.h5", "b.h5"])
+                              "-v", "--threads", "2", "--files", "a.h5", "b.h5"])
     assert vars(args) == {"inputs": [Path("x.h5")], "runs_dir": Path("r"), "dataset": "d",
                           "out_dir": Path("o"), "files": [Path("a.h5"), Path("b.h5")],
-                          "verbose": True}
+                          "verbose": True, "threads": 2}
     without = base.figure_parser("some_figure", "What it draws.", "", "inputs", files=False)
     assert "files" not in vars(without.parse_args([]))
 

@@ -372,3 +372,36 @@ def test_a_device_this_machine_lacks_is_refused_before_anything_starts(tmp_path,
     assert "CUDA is not available here" in err and "--slurm" in err and err.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
     assert main([str(path), "--status"]) == 0
+
+
+def test_dry_run_keeps_the_users_omp_num_threads_unless_threads_says_otherwise(
+        tmp_path, monkeypatch, capsys):
+    """The estimate times each run with the threads a worker would get: ``--threads``, else
+    the user's OMP_NUM_THREADS, else an even share of the cores."""
+    from repsim.device import THREAD_VARIABLES
+    from repsim.study import estimate, execute
+
+    for variable in THREAD_VARIABLES:  # restored after the test, whatever --threads sets
+        monkeypatch.setenv(variable, "3")
+    monkeypatch.setattr(execute, "available_cores", lambda: 8)
+    monkeypatch.setattr(study_cli, "available_cores", lambda: 8)
+    asked = []
+
+    def fake_estimate(study, runs, threads):
+        asked.append(threads)
+        return {run.key: 60.0 for run in runs}
+
+    monkeypatch.setattr(estimate, "estimate_seconds", fake_estimate)
+    path = tiny_study(tmp_path)
+    torch_threads = torch.get_num_threads()
+    try:
+        assert main([str(path), "--dry-run"]) == 0
+        assert main([str(path), "--dry-run", "--threads", "2"]) == 0
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        assert main([str(path), "--dry-run", "--jobs", "2"]) == 0
+    finally:
+        torch.set_num_threads(torch_threads)
+    assert asked == [3, 2, 4]
+    summaries = [line for line in capsys.readouterr().out.splitlines() if "runs, " in line]
+    assert [line.rsplit("(", 1)[1] for line in summaries] == [
+        "3 threads each)", "2 threads each)", "4 threads each)"]

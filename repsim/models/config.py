@@ -1,0 +1,152 @@
+"""What defines a fusion network's architecture, without torch: :class:`ModelConfig`, the
+names of fusion depths, and parameter counts computed from shapes (so that command lines and
+configs load quickly; :mod:`repsim.models.fusion` builds the network)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from repsim.config import Config, check_positive_int
+
+READOUTS = ("last", "per_step")
+# Fusion operators (built by repsim.models.operators): their names and the default.
+FUSION_OPS = ("concat", "gated", "film")
+DEFAULT_FUSION_OP = "concat"
+
+
+def check_fusion_op(name: object) -> str:
+    """``name`` if it names an operator, else ValueError naming the choices."""
+    if not isinstance(name, str) or name not in FUSION_OPS:
+        raise ValueError(f"unknown fusion operator {name!r}; choose one of "
+                         f"{', '.join(FUSION_OPS)}")
+    return name
+
+
+def operator_tag(name: str) -> str | None:
+    """How run names and report rows mark operator ``name``: None for the default (so that
+    runs from before operators keep their names), else the name."""
+    return None if check_fusion_op(name) == DEFAULT_FUSION_OP else name
+
+
+def operator_parameters(name: str, channels: int) -> int:
+    """Trainable parameters of operator ``name`` on ``channels``-channel streams (from shapes:
+    ``concat`` 0, ``gated`` 2 (2C^2 + 2C) + (4C^2 + 2C), ``film`` 2 (2C^2 + 2C))."""
+    c = channels
+    counts = {"concat": 0, "gated": 2 * (2 * c * c + 2 * c) + 4 * c * c + 2 * c,
+              "film": 2 * (2 * c * c + 2 * c)}
+    return counts[check_fusion_op(name)]
+
+
+def fusion_role(fusion_layer: int, layers: int) -> str:
+    """The one rule that names fusion depths: ``"early"`` for k = 1, ``"late"`` for
+    k = layers + 1 (joined in the readout only), else ``"k=<k>"``."""
+    if fusion_layer == 1:
+        return "early"
+    if fusion_layer == layers + 1:
+        return "late"
+    return f"k={fusion_layer}"
+
+
+@dataclass
+class ModelConfig(Config):
+    """Architecture of a :class:`~repsim.models.fusion.FusionConvLSTM`; round-trips through
+    :meth:`to_dict`.
+
+    ``fusion_layer`` is 1..layers+1; the string ``"late"`` is accepted for ``layers + 1`` and
+    stored as that number. ``fusion_op`` is how the streams are joined there (one of
+    :data:`FUSION_OPS`; a config saved before operators existed has none and means
+    ``concat``). ``branch_hidden`` is the width of the branch (pre-fusion) layers, ``None``
+    for ``hidden``; ``match_params=True`` instead picks the branch width that brings the
+    parameter count closest to the early-fusion (k = 1) concatenation model of the same layers
+    and hidden, so that models differing in k or operator differ in where and how they fuse,
+    not in size.
+    """
+
+    layers: int = 2
+    hidden: int = 16
+    kernel: int = 3
+    fusion_layer: int = 1
+    readout: str = "last"
+    match_params: bool = False
+    branch_hidden: int | None = None
+    in_channels: int = 1
+    classes: int = 10
+    fusion_op: str = DEFAULT_FUSION_OP
+
+    KIND = "model"
+
+    def __post_init__(self) -> None:
+        check_fusion_op(self.fusion_op)
+        for name in ("layers", "hidden", "kernel", "in_channels", "classes"):
+            check_positive_int(f"model {name}", getattr(self, name))
+        if self.kernel % 2 == 0:
+            raise ValueError(f"model kernel must be odd (it keeps the frame size), "
+                             f"got {self.kernel}")
+        if self.fusion_layer == "late":
+            self.fusion_layer = self.layers + 1
+        if (isinstance(self.fusion_layer, bool) or not isinstance(self.fusion_layer, int)
+                or not 1 <= self.fusion_layer <= self.layers + 1):
+            raise ValueError(f"fusion layer must be 1..{self.layers + 1} (or 'late') for a "
+                             f"{self.layers}-layer model with the {self.fusion_op!r} operator "
+                             f"(every operator takes every one of these), got "
+                             f"{self.fusion_layer!r}")
+        if self.readout not in READOUTS:
+            raise ValueError(f"readout must be one of {READOUTS}, got {self.readout!r}")
+        if self.branch_hidden is not None:
+            if self.match_params:
+                raise ValueError("give either branch_hidden or match_params, not both")
+            check_positive_int("model branch_hidden", self.branch_hidden)
+
+    @property
+    def late(self) -> bool:
+        """True when the streams meet only in the readout."""
+        return self.role == "late"
+
+    @property
+    def role(self) -> str:
+        """``"early"``, ``"late"`` or ``"k=<k>"`` (see :func:`fusion_role`)."""
+        return fusion_role(self.fusion_layer, self.layers)
+
+    def branch_width(self) -> int:
+        """Channels of the branch layers (before the fusion layer)."""
+        if self.branch_hidden is not None:
+            return self.branch_hidden
+        if self.match_params and self.fusion_layer > 1:
+            return matched_branch_width(self)
+        return self.hidden
+
+
+def _convlstm_params(in_channels: int, hidden: int, kernel: int) -> int:
+    """Parameters of one ConvLSTM layer: input conv with bias + recurrent conv without."""
+    return 4 * hidden * (in_channels + hidden) * kernel * kernel + 4 * hidden
+
+
+def parameter_count(config: ModelConfig, branch_width: int | None = None) -> int:
+    """Number of trainable parameters of ``FusionConvLSTM(config)``, computed from shapes.
+
+    ``branch_width`` overrides the width of the branch layers (used to search for a match).
+    """
+    width = config.branch_width() if branch_width is None else branch_width
+    k, kernel = config.fusion_layer, config.kernel
+    total = 0
+    channels = config.in_channels
+    for _ in range(1, k):  # two branches of depth k-1
+        total += 2 * _convlstm_params(channels, width, kernel)
+        channels = width
+    total += operator_parameters(config.fusion_op, channels)
+    channels = 2 * channels  # the fusion layer reads both streams
+    for _ in range(k, config.layers + 1):
+        total += _convlstm_params(channels, config.hidden, kernel)
+        channels = config.hidden
+    return total + channels * config.classes + config.classes
+
+
+def matched_branch_width(config: ModelConfig) -> int:
+    """Branch width whose model has the parameter count closest to the k = 1 concatenation
+    model's."""
+    target = parameter_count(dataclasses.replace(config, fusion_layer=1, match_params=False,
+                                                 branch_hidden=None,
+                                                 fusion_op=DEFAULT_FUSION_OP))
+    candidates = range(1, 2 * config.hidden + 1)
+    return min(candidates, key=lambda w: (abs(parameter_count(config, w) - target), w))
