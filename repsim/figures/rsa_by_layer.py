@@ -58,7 +58,7 @@ def digit_rdms(model: ModelInput, data: xr.Dataset, *, condition: str = CLEAN,
     """Rows of the per-digit RDM of every layer at the last time step."""
     from repsim.analysis import average_by_condition, rdm
 
-    digits = stimulus_table(data, condition)["audio_digit"].to_numpy()
+    digits = stimulus_table(data, condition)[label_coords(data)[0]].to_numpy()
     rows = []
     for layer in layer_names(data):
         states = layer_states(data, layer, condition, time=-1)

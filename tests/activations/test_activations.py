@@ -470,6 +470,6 @@ def test_chunks_without_dask_say_how_to_install_it(written, monkeypatch):
     path, states = written
     monkeypatch.setitem(sys.modules, "dask", None)  # `import dask...` now fails
     monkeypatch.setitem(sys.modules, "dask.array", None)
-    with pytest.raises(ImportError, match=r"pip install 'repsim-av\[dask\]'"):
+    with pytest.raises(ImportError, match=r"pip install -e '.\[dask\]'"):
         act.open(path, chunks={})
     np.testing.assert_array_equal(act.open(path)["fused.2.h"].values, states["fused.2"]["h"])
