@@ -20,7 +20,8 @@ from repsim.figures import FIGURES
 # command of ``repsim COMMAND`` -> how its own module is run
 MODULE_PROGS = {"train": "python -m repsim.train", "extract": "python -m repsim.extract",
                 "study": "python -m repsim.study", "data": "python -m repsim.data",
-                "report": "python -m repsim.report", "figure": "python -m repsim.figures"}
+                "report": "python -m repsim.report", "figure": "python -m repsim.figures",
+                "record": "python -m repsim.record"}
 # Each command with arguments that fail (exit 2) only after its options took effect.
 THREADED = {
     "repsim.extract": ["missing/ckpt.pt"],

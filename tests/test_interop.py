@@ -175,7 +175,7 @@ def test_without_rsatoolbox_the_module_imports_and_calls_name_the_extra(monkeypa
     monkeypatch.delitem(sys.modules, "repsim.interop")
     monkeypatch.setattr(repsim, "interop", None, raising=False)
     interop = importlib.import_module("repsim.interop")
-    extra = re.escape("pip install 'repsim-av[rsatoolbox]'")
+    extra = re.escape("pip install -e '.[rsatoolbox]'")
     with pytest.raises(ImportError, match=extra):
         interop.to_rsatoolbox(np.zeros((3, 3)))
     with pytest.raises(ImportError, match=extra):

@@ -14,10 +14,12 @@ layer under audio noise) has ``E = 0`` and relative change 0 exactly.
 
 from __future__ import annotations
 
+from numpy.typing import ArrayLike
+
 from repsim.analysis.ablation import modality_sensitivity
 
 
-def noise_entry(clean, noisy, kernel: str = "linear", debiased: bool = False,
+def noise_entry(clean: ArrayLike, noisy: ArrayLike, kernel: str = "linear", debiased: bool = False,
                 threshold: float = 1.0) -> tuple[float, float]:
     """``(1 - CKA(clean, noisy), ||noisy - clean|| / ||clean||)`` for one representation.
 

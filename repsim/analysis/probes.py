@@ -120,8 +120,8 @@ def probe_cells(cells: Sequence[ArrayLike], y: ArrayLike | str, folds: int = 5, 
     return results
 
 
-def transfer_probe(X, X_shifted, y, folds: int = 5, seed: int = 0, *, C: float = 1.0,
-                   tol: float = 1e-4, max_iter: int = 1000,
+def transfer_probe(X: ArrayLike, X_shifted: ArrayLike, y: ArrayLike, folds: int = 5,
+                   seed: int = 0, *, C: float = 1.0, tol: float = 1e-4, max_iter: int = 1000,
                    device: str | torch.device | None = None) -> ProbeResult:
     """What survives a shift of the inputs: a probe trained on ``X`` and tested on
     ``X_shifted``, the same stimuli under another condition (e.g. clean and audio-noisy).

@@ -22,17 +22,20 @@ from repsim.cli import (
     CommandParser,
     add_device,
     add_progress,
+    add_threads,
     add_verbose,
     add_version,
+    command_prog,
     setup_logging,
     show_progress,
     user_errors_exit_2,
 )
+from repsim.device import limit_threads
 from repsim.record.pooling import POOLINGS
 
 log = logging.getLogger("repsim.record")
 PROG = "python -m repsim.record"
-EXAMPLE = f"""example (a model file of your own, my_model.py):
+EXAMPLE = """example: a model file of your own, my_model.py, and the command
 
   # my_model.py
   import torch
@@ -55,11 +58,11 @@ EXAMPLE = f"""example (a model file of your own, my_model.py):
   def batches():                     # the inputs, in the order of the table's rows
       audio = torch.load("audio.pt")  # (stimuli, time, 8)
       for start in range(0, len(audio), 32):
-          yield {{"audio": audio[start:start + 32]}}
+          yield {"audio": audio[start:start + 32]}
 
   # stimuli.csv: a stimulus_id column (unique), any other columns (labels...)
 
-  {PROG} my_model.py:build --stimuli stimuli.csv --batches my_model.py:batches \\
+  %(prog)s my_model.py:build --stimuli stimuli.csv --batches my_model.py:batches \\
       --layers rnn head --time-dim rnn=1 --conditions clean audio_snr0 audio_removed \\
       --out my_model.h5
 
@@ -71,7 +74,8 @@ of a module called once (PATTERN=AXIS, or one AXIS for all); otherwise one step.
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m repsim.record`` argument parser."""
     parser = CommandParser(
-        prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLE,
+        prog=command_prog(PROG), formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLE,
         description="Record chosen layers of any PyTorch model, per time step, into an "
                     "activation file that repsim's analyses and figures read. MODULE is a "
                     "Python module name or a .py file; FUNCTION builds the model (weights "
@@ -111,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="block size of --pool avg (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing output file")
+    add_threads(parser)
     add_progress(parser)
     add_verbose(parser)
     return parser
@@ -171,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, build the model and batches, record, and log a one-line summary."""
     args = build_parser().parse_args(argv)
     logger = setup_logging(args.verbose)
+    if args.threads is not None:
+        limit_threads(args.threads)
     time_dim = per_pattern(args.time_dim, "--time-dim")
     output = per_pattern(args.output, "--output")
     from repsim.activations import check_output_path

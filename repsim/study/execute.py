@@ -312,7 +312,8 @@ def submit(study: Study, study_file: Path, runs: Sequence[StudyRun], options: Sl
     return jobs, report
 
 
-def submit_at_most(executor, task: Callable, keys: Sequence[str], at_once: int) -> list:
+def submit_at_most(executor: AutoExecutor, task: Callable[[str], Any], keys: Sequence[str],
+                   at_once: int) -> list[Job]:
     """Submit ``task(key)`` for every key, never more than ``at_once`` unfinished at a time,
     and wait for all; returns the jobs in the order of ``keys``."""
     if at_once < 1:

@@ -4,6 +4,9 @@ the recorder existed, and the same as recording the checkpoint's model directly.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,24 +18,29 @@ from repsim import activations, extract
 from repsim.checkpoint import load_checkpoint, model_from_checkpoint
 from repsim.probeset import ProbeSet
 
-REFERENCE = Path(__file__).parents[1] / "data" / "extract-v2"
+TESTS = Path(__file__).parents[1]
+REFERENCE = TESTS / "data" / "extract-v2"
 CONDITIONS = ("clean", "incongruent", "audio_snr0", "visual_removed")
 
 
 @pytest.fixture(scope="module")
 def extracted(tmp_path_factory):
-    """The reference checkpoint extracted now, as the reference file was (see its README)."""
-    dataset = tiny_dataset()
+    """The reference checkpoint extracted now, as the reference file was (see its README): in
+    a process with one thread from its start (OMP_NUM_THREADS=1), since a convolution's float
+    sums depend on the thread count."""
     output = tmp_path_factory.mktemp("extract") / "activations.h5"
-    config = extract.ExtractConfig(checkpoint=str(REFERENCE / "ckpt.pt"), output=str(output),
-                                   n_stimuli=7, batch_size=5, device="cpu", states=("h", "c"),
-                                   conditions=CONDITIONS, snrs=())
-    extract.run(config, dataset=dataset)
-    return dataset, activations.open(output)
+    code = (f"from test_probeset import tiny_dataset; from repsim import extract; "
+            f"extract.run(extract.ExtractConfig(checkpoint={str(REFERENCE / 'ckpt.pt')!r}, "
+            f"output={str(output)!r}, n_stimuli=7, batch_size=5, device='cpu', "
+            f"states=('h', 'c'), conditions={CONDITIONS!r}, snrs=()), dataset=tiny_dataset())")
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)
+    return activations.open(output)
 
 
 def test_extract_gives_the_arrays_and_coordinates_it_gave_before_the_recorder(extracted):
-    _, now = extracted
+    now = extracted
     before = activations.open(REFERENCE / "activations.h5")
     assert before.attrs["format_version"] == 2 and now.attrs["format_version"] == 3
     assert sorted(now.data_vars) == sorted(before.data_vars)
@@ -49,8 +57,14 @@ def test_extract_gives_the_arrays_and_coordinates_it_gave_before_the_recorder(ex
     assert json.loads(now.attrs["conditions"]) == list(CONDITIONS)
 
 
-def test_recording_the_checkpoints_model_directly_equals_extract(extracted, tmp_path):
-    dataset, now = extracted
+def test_recording_the_checkpoints_model_directly_equals_extract(tmp_path):
+    """In one process (one thread count), extract and a direct recording agree exactly."""
+    dataset = tiny_dataset()
+    extract.run(extract.ExtractConfig(checkpoint=str(REFERENCE / "ckpt.pt"),
+                                      output=str(tmp_path / "extracted.h5"), n_stimuli=7,
+                                      batch_size=5, device="cpu", states=("h", "c"),
+                                      conditions=CONDITIONS, snrs=()), dataset=dataset)
+    now = activations.open(tmp_path / "extracted.h5")
     model = model_from_checkpoint(load_checkpoint(REFERENCE / "ckpt.pt"))
     probe = ProbeSet.build(dataset, CONDITIONS, n_stimuli=7, seed=0)
     batches = [{"audio": batch.audio, "visual": batch.visual} for _, batch in probe.batches(5)]

@@ -119,13 +119,13 @@ def test_without_tensorboard_the_cli_says_how_to_install_it_before_training(
         tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # import tensorboard fails
     config = tiny_config(tmp_path, epochs=1)
-    with pytest.raises(ImportError, match=r"pip install 'repsim-av\[tensorboard\]'"):
+    with pytest.raises(ImportError, match=r"pip install -e '\.\[tensorboard\]'"):
         TensorBoardLogger(config)
     code = main(["--config", config_file(tmp_path, config), "--logger", "tensorboard"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert err == ["error: TensorBoard logging needs the tensorboard package: "
-                   "pip install 'repsim-av[tensorboard]'"]
+                   "pip install -e '.[tensorboard]'"]
     assert not config.run_dir.exists()  # nothing was trained
 
 
