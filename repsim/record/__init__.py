@@ -19,7 +19,7 @@ from typing import Any
 # public name: the module that defines it
 _EXPORTS = {
     "record": "repsim.record.api",
-    "RecordResult": "repsim.record.api",
+    "RecordResult": "repsim.record.result",
     "RecordingStopped": "repsim.record.api",
     "state_dict_sha256": "repsim.record.api",
     "Layer": "repsim.record.hooks",

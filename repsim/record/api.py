@@ -18,7 +18,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence, Sized
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from repsim.models.fusion import final_logits
 from repsim.provenance import library_versions
 from repsim.record.hooks import Hooks, Layer, PerPattern, RecordError, select_layers
 from repsim.record.pooling import POOLINGS, pool_states
+from repsim.record.result import RecordResult
 from repsim.record.stimuli import (
     ConditionFunction,
     batch_rows,
@@ -48,27 +48,6 @@ log = logging.getLogger("repsim.record")
 
 class RecordingStopped(Exception):
     """The caller's ``should_stop`` asked the recording to stop; nothing was kept."""
-
-
-@dataclass
-class RecordResult:
-    """What a recording wrote."""
-
-    path: Path
-    size_bytes: int
-    layers: list[str]
-    states: list[str]
-    n_stimuli: int
-    timesteps: int
-    conditions: list[str]
-    seconds: float
-
-    def summary(self) -> str:
-        """The one line a CLI ends with."""
-        return (f"wrote {self.path} ({self.size_bytes / 2**20:.1f} MiB): {len(self.layers)} "
-                f"layers ({', '.join(self.layers)}), states {'/'.join(self.states)}, "
-                f"{self.n_stimuli} stimuli ({len(self.conditions)} conditions), "
-                f"{self.timesteps} time steps, in {self.seconds:.1f} s")
 
 
 def state_dict_sha256(model: nn.Module) -> str:
