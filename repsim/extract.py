@@ -207,12 +207,13 @@ def _extract(config: ExtractConfig, output: Path, dataset: AVDataset | None, pro
              "/".join(config.states), len(layers), len(probe), len(conditions), device)
     try:
         result = record(model, probe_batches(probe, config.batch_size),
-         model.recorded_layers(config.states, layers), output,
-         table=probe.coordinates(), pool=config.pool, pool_factor=config.pool_factor,
-         dtype=config.dtype, compression=config.compression,
-         compression_level=config.compression_level, device=str(device),
-         logits=recorded_logits, attrs=attrs, overwrite=config.overwrite, claimed=True,
-         progress=progress, should_stop=should_stop)
+                        model.recorded_layers(config.states, layers), output,
+                        table=probe.coordinates(), pool=config.pool,
+                        pool_factor=config.pool_factor, dtype=config.dtype,
+                        compression=config.compression,
+                        compression_level=config.compression_level, device=str(device),
+                        logits=recorded_logits, attrs=attrs, overwrite=config.overwrite,
+                        claimed=True, progress=progress, should_stop=should_stop)
     except RecordingStopped:
         raise ExtractionStopped(f"extraction stopped before {output} was complete; nothing "
                                 f"was written") from None
