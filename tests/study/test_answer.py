@@ -8,6 +8,7 @@ from repsim.study.comparisons import per_seed_measures
 from repsim.study.report import (
     ANSWER_FILE,
     COMPARISONS_FILE,
+    OPERATOR_COMPARISONS_FILE,
     RESULTS_FILE,
     answer_text,
     headline_table,
@@ -61,11 +62,17 @@ def test_representation_rows_give_mean_and_spread_over_seeds():
 
 
 @pytest.mark.parametrize("answer", ANSWERS, ids=[path.parent.name for path in ANSWERS])
-def test_committed_answers_come_from_their_comparisons_and_the_readme_quotes_them(answer):
+def test_committed_answers_come_from_their_comparisons_and_the_docs_quote_them(answer):
+    """Each committed answer is what its CSVs give, and its tables stand verbatim in the
+    README (the studies its opening answers with) or on the results page."""
     text = answer.read_text()
     measures = per_seed_measures(pd.read_csv(answer.parent / RESULTS_FILE))
-    assert text == answer_text(pd.read_csv(answer.parent / COMPARISONS_FILE), measures)
-    readme = (REPO_ROOT / "README.md").read_text()
+    operators = answer.parent / OPERATOR_COMPARISONS_FILE
+    assert text == answer_text(pd.read_csv(answer.parent / COMPARISONS_FILE), measures,
+                               pd.read_csv(operators) if operators.is_file() else None)
+    quoted = ((REPO_ROOT / "README.md").read_text()
+              + (REPO_ROOT / "docs" / "results.md").read_text())
     for table in text.split("\n\n"):
-        assert table.strip() + "\n" in readme, (
-            f"README.md does not quote a table of {answer.relative_to(REPO_ROOT)} verbatim")
+        assert table.strip() + "\n" in quoted, (
+            f"neither README.md nor docs/results.md quotes a table of "
+            f"{answer.relative_to(REPO_ROOT)} verbatim")
