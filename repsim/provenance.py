@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import errno
+import functools
 import hashlib
 import os
 import platform
@@ -28,6 +29,13 @@ _TRACKED = ("torch", "numpy", "scipy", "scikit-learn", "xarray", "h5py", "h5netc
 
 def library_versions() -> dict[str, str]:
     """Versions of repsim, Python and the libraries that shape its numbers."""
+    return dict(_library_versions())
+
+
+@functools.cache
+def _library_versions() -> dict[str, str]:
+    """Looked up once per process: reading package metadata costs tens of milliseconds, and
+    the versions of the running process do not change."""
     import repsim
 
     versions = {"repsim": repsim.__version__, "python": platform.python_version()}

@@ -192,14 +192,18 @@ def _describe(value: Any) -> str:
 class Hooks:
     """Forward hooks that keep the chosen outputs of one forward; a context manager.
 
-    Inside ``with Hooks(model, layers) as hooks:``, every forward appends each chosen output
-    (detached, copied, so that later in-place operations cannot change it) to its layer;
-    :meth:`take` then assembles them per the time rules and starts afresh.
+    Inside ``with Hooks(model, layers) as hooks:``, every forward copies each chosen output at
+    its hook (so that later in-place operations cannot change it) and :meth:`take` then
+    assembles them per the time rules and starts afresh. The copies go into memory kept from
+    the previous forward (a time-major ``(T, batch, *features)`` block per layer) whenever the
+    shapes agree: the model's own outputs are freed at once and their memory reused, and the
+    block needs no stacking. What :meth:`take` returns is overwritten by the next forward.
     """
 
     def __init__(self, model: nn.Module, layers: Sequence[Layer]) -> None:
         self.model, self.layers = model, list(layers)
         self._steps: dict[Layer, list[torch.Tensor]] = {layer: [] for layer in self.layers}
+        self._blocks: dict[Layer, torch.Tensor] = {}  # the last forward's (T, B, ...) copies
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
     def __enter__(self) -> Hooks:
@@ -220,10 +224,14 @@ class Hooks:
         def keep(module: nn.Module, args: Any, output: Any) -> None:
             for layer in layers:
                 try:
-                    value = pick_output(output, layer.output, name)
+                    value = pick_output(output, layer.output, name).detach()
                 except ValueError as error:
                     raise RecordError(str(error)) from None
-                self._steps[layer].append(value.detach().clone())
+                steps, block = self._steps[layer], self._blocks.get(layer)
+                if block is not None and len(steps) < len(block) and _fits(block[0], value):
+                    steps.append(block[len(steps)].copy_(value))
+                else:
+                    steps.append(value.clone())
         return keep
 
     def clear(self) -> None:
@@ -232,21 +240,42 @@ class Hooks:
             steps.clear()
 
     def take(self, batch_size: int) -> dict[Layer, torch.Tensor]:
-        """Each layer's ``(batch, time, *features)`` from the forward just run (then clears).
+        """Each layer's ``(batch, time, *features)`` from the forward just run (then clears);
+        valid until the next forward, which reuses its memory.
 
         ValueError when a module was not called, or its outputs do not fit the time rules.
         """
         try:
-            return {layer: _assemble(layer, steps, batch_size)
-                    for layer, steps in self._steps.items()}
+            return {layer: _assemble(layer, self._stacked(layer), batch_size)
+                    for layer in self.layers}
         finally:
             self.clear()
 
+    def _stacked(self, layer: Layer) -> list[torch.Tensor] | torch.Tensor:
+        """One layer's outputs of the forward: its block when they filled it, else the list
+        (stacked into the block the next forward fills, when their shapes agree)."""
+        steps, block = self._steps[layer], self._blocks.get(layer)
+        if block is not None and len(steps) == len(block) and all(
+                step.data_ptr() == row.data_ptr() for step, row in zip(steps, block,
+                                                                      strict=True)):
+            return block
+        if steps and len({(tuple(step.shape), step.dtype, step.device) for step in steps}) == 1:
+            self._blocks[layer] = torch.stack(steps)
+            return self._blocks[layer]
+        return steps
 
-def _assemble(layer: Layer, steps: list[torch.Tensor], batch_size: int) -> torch.Tensor:
-    """One layer's ``(batch, time, *features)`` from its outputs of one forward."""
+
+def _fits(row: torch.Tensor, value: torch.Tensor) -> bool:
+    """Whether ``value`` can be copied into ``row`` of a block unchanged."""
+    return row.shape == value.shape and row.dtype == value.dtype and row.device == value.device
+
+
+def _assemble(layer: Layer, steps: list[torch.Tensor] | torch.Tensor, batch_size: int
+              ) -> torch.Tensor:
+    """One layer's ``(batch, time, *features)`` from its outputs of one forward: a list, or a
+    time-major block of outputs that agree in shape."""
     where = f"layer {layer.name!r} (module {layer.module!r})"
-    if not steps:
+    if len(steps) == 0:
         raise ValueError(f"{where} was never called during the forward; record a module the "
                          f"forward uses")
     if len(steps) > 1:
@@ -254,13 +283,12 @@ def _assemble(layer: Layer, steps: list[torch.Tensor], batch_size: int) -> torch
             raise ValueError(f"{where} was called {len(steps)} times in one forward and has "
                              f"time_dim={layer.time_dim}: its time comes from calls or from an "
                              f"axis, not both (give time_dim per pattern)")
-        shapes = {tuple(step.shape) for step in steps}
-        if len(shapes) != 1:
-            raise ValueError(f"{where} gave outputs of shapes {sorted(shapes)} in one forward; "
-                             f"calls that make time steps must agree in shape")
+        if isinstance(steps, list):
+            shapes = {tuple(step.shape) for step in steps}
+            raise ValueError(f"{where} gave outputs of shapes {sorted(shapes)} in one "
+                             f"forward; calls that make time steps must agree in shape")
         # time-major storage, as the writer buffers it: its copy is then contiguous
-        stacked = torch.stack(steps, dim=0).movedim(0, 1)
-        return _check_batch(stacked, batch_size, where, 0)
+        return _check_batch(steps.movedim(0, 1), batch_size, where, 0)
     value = steps[0]
     if layer.time_dim is None:
         return _check_batch(value, batch_size, where, 0).unsqueeze(1)

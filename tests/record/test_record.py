@@ -61,6 +61,28 @@ def test_a_cnn_run_per_frame_gives_one_step_per_call(tmp_path):
     assert list(ds["label"].values) == [i % 3 for i in range(2 * B)]
 
 
+def test_outputs_copied_into_reused_memory_stay_exact_across_batches(tmp_path):
+    """The hooks copy into the previous forward's memory where shapes agree, and into new
+    memory where they do not (a smaller last batch, then a full one in the next condition):
+    every value is the plain forward's, in-place ReLU after body.0 and all."""
+    model = seeded(FrameCNN)
+    generator = torch.Generator().manual_seed(1)
+    batches = [torch.randn(size, T, 1, 6, 6, generator=generator) for size in (B, B, 2)]
+    ds = activations.open(repsim.record(model, [{"frames": x} for x in batches],
+                                        ["body.0", "body.2"], tmp_path / "cnn.h5",
+                                        table=table(2 * B + 2),
+                                        conditions=["clean", "frames_removed"]).path)
+    with torch.no_grad():
+        for condition, scale in (("clean", 1), ("frames_removed", 0)):
+            rows = ds["condition"].values == condition
+            for index, module in ((0, "body.0"), (2, "body.2")):
+                part = model.body[:index + 1]
+                expected = torch.cat([torch.stack([part(scale * x[:, t]) for t in range(T)], 1)
+                                      for x in batches])
+                assert np.array_equal(_values(ds, f"{module}.h")[rows], expected.numpy())
+    assert (_values(ds, "body.0.h") < 0).any()  # so a rectified copy would differ
+
+
 def test_an_lstm_gives_time_from_its_output_and_output_picks_a_tuple_element(tmp_path):
     model = seeded(LSTMNet)
     batches = _batches((T, 5))
