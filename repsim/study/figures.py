@@ -148,31 +148,56 @@ def mechanism(measures: pd.DataFrame) -> Figure:
     cells = _cells(measures)
     fig, axes = plotting.new_figure(len(cells), 2, panel_size=(3.8, 3.0))
     lines = [key for key in (OPERATOR, "fusion_layer") if key in measures]
+    style = _LineStyles(measures, lines)
     for row, (dataset, protocol) in enumerate(cells):
         here = (measures["dataset"] == dataset) & (measures["protocol"] == protocol)
         cell_entry = entry[(entry["dataset"] == dataset) & (entry["protocol"] == protocol)]
         cell_seen = measures[here & measures["measure"].isin(list(seen))]
-        for i, (key, runs) in enumerate(cell_entry.groupby(lines, sort=False)):
+        for key, runs in cell_entry.groupby(lines, sort=False):
             depths = sorted(runs["depth"].unique())
             points = [_summary(runs.loc[runs["depth"] == d, "value"]) for d in depths]
-            _band(axes[row, 0], depths, points, _line_label(key, lines), i)
-        for i, (key, runs) in enumerate(cell_seen.groupby(lines, sort=False)):
+            style.draw(axes[row, 0], depths, points, key)
+        for key, runs in cell_seen.groupby(lines, sort=False):
             names = [name for name in seen if name in set(runs["measure"])]
             x = [clean_x if np.isinf(seen[name]) else seen[name] for name in names]
             points = [_summary(runs.loc[runs["measure"] == name, "value"]) for name in names]
-            _band(axes[row, 1], x, points, _line_label(key, lines), i)
+            style.draw(axes[row, 1], x, points, key)
         axes[row, 0].set_xticks(sorted(entry["depth"].unique()))
         axes[row, 0].set_ylim(0, 1.02)
         axes[row, 0].set_xlabel("depth on the seen digit's path")
         axes[row, 0].set_ylabel(f"{dataset}, {protocol}\nnoise entry, {worst:g} dB")
-        axes[row, 0].set_title("1 - CKA (clean, audio-noisy)", fontsize="medium")
+        axes[row, 0].set_title("1 - CKA, clean vs audio-noisy", fontsize="medium")
         axes[row, 1].set_xticks(ticks, labels)
         axes[row, 1].set_xlabel("audio SNR (dB)")
         axes[row, 1].set_ylabel("seen digit decoded")
-        axes[row, 1].set_title("seen digit surviving audio noise", fontsize="medium")
+        axes[row, 1].set_title("seen digit, audio-noisy", fontsize="medium")
         axes[row, 1].set_ylim(0, 1.02)
-        axes[row, 1].legend(fontsize="small", loc="lower right")
+    handles, labels = axes[0, 1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", fontsize="small")
     return fig
+
+
+class _LineStyles:
+    """One look per line of the mechanism figure: the colour names the operator and the
+    marker and dash the fusion layer, so nine lines stay readable (and the same in every
+    panel)."""
+
+    DASHES = ("-", "--", ":", "-.")
+
+    def __init__(self, measures: pd.DataFrame, lines: list[str]) -> None:
+        self.lines = lines
+        self.operators = list(dict.fromkeys(measures[OPERATOR])) if OPERATOR in lines else []
+        self.layers = sorted(measures["fusion_layer"].unique())
+
+    def draw(self, ax, x, rows: list[tuple[float, float, float]], key) -> None:
+        parts = dict(zip(self.lines, key if isinstance(key, tuple) else (key,), strict=True))
+        colour = self.operators.index(parts[OPERATOR]) if self.operators else 0
+        depth = self.layers.index(parts["fusion_layer"])
+        mean, low, high = (np.array(column) for column in zip(*rows, strict=True))
+        plotting.line_with_band(ax, x, mean, low, high, label=_line_label(key, self.lines),
+                                color=plotting.PALETTE[colour % len(plotting.PALETTE)],
+                                marker=plotting.MARKERS[depth % len(plotting.MARKERS)],
+                                linestyle=self.DASHES[depth % len(self.DASHES)])
 
 
 def _line_label(key, names: list[str]) -> str:
