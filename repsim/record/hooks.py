@@ -284,9 +284,9 @@ def _assemble(layer: Layer, steps: list[torch.Tensor] | torch.Tensor, batch_size
                              f"time_dim={layer.time_dim}: its time comes from calls or from an "
                              f"axis, not both (give time_dim per pattern)")
         if isinstance(steps, list):
-            shapes = {tuple(step.shape) for step in steps}
-            raise ValueError(f"{where} gave outputs of shapes {sorted(shapes)} in one "
-                             f"forward; calls that make time steps must agree in shape")
+            kinds = sorted({f"{tuple(step.shape)} {step.dtype}" for step in steps})
+            raise ValueError(f"{where} gave outputs of {', '.join(kinds)} in one forward; "
+                             f"calls that make time steps must agree in shape and type")
         # time-major storage, as the writer buffers it: its copy is then contiguous
         return _check_batch(steps.movedim(0, 1), batch_size, where, 0)
     value = steps[0]

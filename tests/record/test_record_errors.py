@@ -91,6 +91,22 @@ class Refuses(nn.Module):
         return self.lstm(x)[0]
 
 
+def test_calls_that_disagree_in_shape_within_one_forward(tmp_path):
+    class Growing(nn.Module):
+        """A module called on ever longer slices: its steps cannot be stacked."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.cell = nn.Identity()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.cat([self.cell(x[:, :t + 1, 0]) for t in range(x.shape[1])], 1)
+
+    _fails(tmp_path, r"layer 'cell' \(module 'cell'\) gave outputs of \(5, 1\) torch.float32, "
+                     r"\(5, 2\) torch.float32, \(5, 3\) torch.float32 in one forward; calls",
+           model=Growing(), layers=["cell"], time_dim=None)
+
+
 def test_a_forward_that_raises_names_the_batch_and_condition(tmp_path):
     stimuli = [{"x": x} for (x,) in _batches()]
     text = _fails(tmp_path, "the model's forward raised RuntimeError: an empty input on batch 0 "
