@@ -222,14 +222,18 @@ class ActivationWriter:
         offset = 0
         while offset < count:
             take = min(count - offset, self._chunk_rows - self._buffered)
-            stop = self._buffered + take
-            for name, value in arrays.items():
-                # buffer layout (T, rows, *features): one time step of a chunk is contiguous
-                self._buffers[name][:, self._buffered:stop] = np.swapaxes(
-                    value[offset:offset + take], 0, 1)
-            self._buffered, offset = stop, offset + take
-            if self._buffered == self._chunk_rows:
-                self._flush()
+            if take == self._chunk_rows:
+                self._write_whole_chunks(arrays, offset)
+            else:
+                stop = self._buffered + take
+                for name, value in arrays.items():
+                    # buffer layout (T, rows, *features): one time step of a chunk is contiguous
+                    self._buffers[name][:, self._buffered:stop] = np.swapaxes(
+                        value[offset:offset + take], 0, 1)
+                self._buffered = stop
+                if self._buffered == self._chunk_rows:
+                    self._flush()
+            offset += take
         self.rows_written += count
 
     # -- internals
@@ -364,20 +368,37 @@ class ActivationWriter:
                 raise ValueError(f"prediction must have shape ({count},), got {prediction.shape}")
             h5["prediction"][start:stop] = prediction
 
+    def _write_whole_chunks(self, arrays: Mapping[str, np.ndarray], offset: int) -> None:
+        """Write rows ``offset:offset + chunk rows`` of every variable as whole chunks, with
+        nothing buffered: straight from the caller's memory where each time step's rows lie
+        contiguous in it (states kept time-major, as :mod:`repsim.record.hooks` keeps them)."""
+        rows = slice(offset, offset + self._chunk_rows)
+        for name, value in arrays.items():
+            steps = np.swapaxes(value[rows], 0, 1)
+            if steps.dtype != self.dtype or not steps[0].flags.c_contiguous:
+                steps = self._buffers[name]
+                steps[:] = np.swapaxes(value[rows], 0, 1)
+            self._write_steps(name, steps, self._chunk_rows)
+        self._flushed += self._chunk_rows
+
     def _flush(self) -> None:
         """Write the buffered rows: one chunk per variable and time step."""
-        start, stop = self._flushed, self._flushed + self._buffered
         for name, buffer in self._buffers.items():
-            dataset = self._datasets[name]
             if self._buffered < self._chunk_rows:  # the last, partial chunk: no stale rows
                 buffer[:, self._buffered:] = 0
-            for step in range(buffer.shape[0]):
-                if self.compression == "none":  # raw bytes of a whole (edge) chunk
-                    origin = (start, step) + (0,) * (buffer.ndim - 2)
-                    dataset.id.write_direct_chunk(origin, buffer[step])
-                else:
-                    dataset[start:stop, step] = buffer[step, :self._buffered]
-        self._flushed, self._buffered = stop, 0
+            self._write_steps(name, buffer, self._buffered)
+        self._flushed, self._buffered = self._flushed + self._buffered, 0
+
+    def _write_steps(self, name: str, steps: np.ndarray, rows: int) -> None:
+        """Write the chunk at row ``self._flushed`` of variable ``name`` from ``steps``, its
+        ``(T, chunk rows, *features)`` of which the first ``rows`` are stimuli."""
+        dataset, start = self._datasets[name], self._flushed
+        for step in range(steps.shape[0]):
+            if self.compression == "none":  # raw bytes of a whole (edge) chunk
+                origin = (start, step) + (0,) * (steps.ndim - 2)
+                dataset.id.write_direct_chunk(origin, steps[step])
+            else:
+                dataset[start:start + rows, step] = steps[step, :rows]
 
     def _finish(self) -> None:
         if self._h5 is None or self.rows_written != self.n_stimuli:

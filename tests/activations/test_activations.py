@@ -156,6 +156,42 @@ def test_flatten_matches_numpy_reshape(written):
         act.flatten(picked.transpose("channel", ...))
 
 
+@pytest.mark.parametrize(("dtype", "compression"), [("float32", "none"), ("float16", "none"),
+                                                    ("float32", "gzip")])
+def test_time_major_rows_written_straight_are_exact_and_free_to_reuse(tmp_path, dtype,
+                                                                       compression):
+    """States handed over as a (stimulus, time, ...) view of time-major memory, the way
+    repsim.record keeps them, fill whole chunks from that memory: the values equal the
+    input, also after the caller overwrites the memory for its next batch, and a batch that
+    ends mid-chunk or a cast to float16 goes through the buffer as before."""
+    rng = np.random.default_rng(3)
+    states = _states(rng)
+    block = {layer: {s: np.empty((T, 6, *v.shape[2:]), np.float32) for s, v in by.items()}
+             for layer, by in states.items()}  # reused by every batch, as the hooks do
+    writer = act.ActivationWriter(tmp_path / "a.h5", _stimuli(), dtype=dtype,
+                                  compression=compression,
+                                  chunk_bytes=2 * 6 * 20 * np.dtype(dtype).itemsize)
+    with writer:
+        for start in (0, 6, 12, 18):  # batches of 6 into chunks of 2; the last holds 5
+            rows = slice(start, start + 6)
+            for layer, by_state in states.items():
+                for state, values in by_state.items():
+                    part = block[layer][state][:, :len(values[rows])]
+                    part[:] = np.swapaxes(values[rows], 0, 1)
+            writer.write({layer: {s: np.swapaxes(block[layer][s][:, :len(v[rows])], 0, 1)
+                                  for s, v in by_state.items()}
+                          for layer, by_state in states.items()})
+            for by_state in block.values():
+                for memory in by_state.values():
+                    memory.fill(np.nan)  # the next forward overwrites it
+    assert writer._chunk_rows == 2
+    opened = act.open(tmp_path / "a.h5")
+    for layer, by_state in states.items():
+        for state, values in by_state.items():
+            np.testing.assert_array_equal(opened[f"{layer}.{state}"].values,
+                                          values.astype(dtype))
+
+
 def test_float16_gzip_and_per_step_logits(tmp_path):
     rng = np.random.default_rng(1)
     states = {"fused.1": {"h": rng.normal(size=(6, T, 2, 3, 3)).astype(np.float32)}}
@@ -206,21 +242,21 @@ def _leftovers(directory: Path) -> list[str]:
 
 
 def test_crash_mid_write_leaves_nothing(tmp_path, monkeypatch):
-    """The second flush raises (as a full disk would): no final file, no temporary."""
-    flush = act.ActivationWriter._flush
+    """The second chunk written raises (as a full disk would): no final file, no temporary."""
+    write_steps = act.ActivationWriter._write_steps
     calls = []
 
-    def failing_flush(self):
+    def failing_write(self, *args):
         if calls:
             raise OSError("disk full (simulated)")
         calls.append(1)
-        flush(self)
+        write_steps(self, *args)
 
-    monkeypatch.setattr(act.ActivationWriter, "_flush", failing_flush)
+    monkeypatch.setattr(act.ActivationWriter, "_write_steps", failing_write)
     with pytest.raises(OSError, match="simulated"):
         _write_in_batches(tmp_path / "a.h5", _states(np.random.default_rng(0)), _stimuli(),
                           batch=4, chunk_bytes=1)
-    assert calls, "the first flush must have happened"
+    assert calls, "the first chunk must have been written"
     assert _leftovers(tmp_path) == []
 
 
