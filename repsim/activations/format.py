@@ -2,8 +2,8 @@
 
 File layout (``format = "repsim-activations"``, ``format_version = 3``)
 -----------------------------------------------------------------------
-One HDF5 file that is valid netCDF-4, written with h5netcdf, so that both
-``h5py.File(path)`` and ``xarray.open_dataset(path, engine="h5netcdf")`` read it.
+One HDF5 file that is valid netCDF-4 (laid out by :mod:`repsim.activations.netcdf`), so that
+``h5py.File(path)``, ``xarray.open_dataset(path, engine="h5netcdf")`` and netCDF-C tools read it.
 
 - One variable per recorded layer and state, named ``"<layer>.<state>"`` (e.g.
   ``"audio.1.h"``, ``"fused.2.c"``, ``"encoder.layers.0.h"``), dims

@@ -11,7 +11,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import datetime
-import io
 import json
 import math
 import os
@@ -19,8 +18,8 @@ import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-import h5netcdf
 import h5py
 import numpy as np
 
@@ -37,6 +36,7 @@ from repsim.activations.format import (
     feature_dims,
     variable_name,
 )
+from repsim.activations.netcdf import NetCDFLayout
 from repsim.provenance import (
     WRITE_ERRNOS,
     OutputError,
@@ -101,7 +101,7 @@ class ActivationWriter:
     call, in forward order; optional
     ``logits`` ``(b, classes)`` or ``(b, T, classes)`` and ``prediction`` ``(b,)``.
 
-    The first :meth:`write` lays the file out with h5netcdf (dims, coordinates, chunked
+    The first :meth:`write` lays the file out (dims, coordinates, chunked
     variables: all the netCDF-4 metadata); data then goes in through h5py, whole chunks at a
     time (uncompressed chunks are written directly, bypassing HDF5's chunk cache).
 
@@ -239,8 +239,8 @@ class ActivationWriter:
     # -- internals
 
     def _lay_out(self, states, arrays, logits, prediction) -> None:
-        """Build the netCDF-4 layout (h5netcdf) in memory and write it out with plain file
-        I/O, then reopen the file with h5py for data.
+        """Lay out the netCDF-4 file (:class:`~repsim.activations.netcdf.NetCDFLayout`) in
+        memory and write it out with plain file I/O, then reopen the file with h5py for data.
 
         In memory because HDF5 cannot recover from a write that fails while it lays out a
         file: its handles stay open and the interpreter crashes at exit. A full disk at this
@@ -250,21 +250,26 @@ class ActivationWriter:
         timesteps = next(iter(shapes.values()))[0]
         self._chunk_rows = self._rows_per_chunk(shapes)
         self._has_logits, self._has_prediction = logits is not None, prediction is not None
-        image = io.BytesIO()
-        with h5netcdf.File(image, "w") as file:
-            self._write_coordinates(file, timesteps)
+        with h5py.File(f"{self.path.name}.layout", "w", driver="core", backing_store=False,
+                       track_order=True) as memory:
+            layout = NetCDFLayout(memory)
+            self._write_coordinates(layout, timesteps)
             coordinates = " ".join([*self.stimuli, *(["prediction"] if prediction is not None
                                                       else [])])
-            self._create_state_variables(file, shapes, coordinates)
-            self._create_output_variables(file, logits, prediction, coordinates)
+            self._create_state_variables(layout, shapes, coordinates)
+            self._create_output_variables(layout, logits, prediction, coordinates)
             self._variables = list(arrays)
-            file.attrs["layers"] = json.dumps(list(dict.fromkeys(
-                name.rsplit(".", 1)[0] for name in arrays)))
-            file.attrs["states"] = json.dumps([s for s in STATES if any(
-                name.endswith(f".{s}") for name in arrays)])
+            layout.set_attrs(memory, {
+                "layers": json.dumps(list(dict.fromkeys(name.rsplit(".", 1)[0]
+                                                        for name in arrays))),
+                "states": json.dumps([s for s in STATES if any(name.endswith(f".{s}")
+                                                               for name in arrays)])})
+            layout.finish()
+            memory.flush()
+            image = memory.id.get_file_image()
         stack, temporary = self._stack, self._temporary
         assert stack is not None and temporary is not None  # write() runs inside `with` only
-        temporary.write_bytes(image.getbuffer())
+        temporary.write_bytes(image)
         self._h5 = stack.enter_context(h5py.File(temporary, "r+"))
         self._datasets = {name: self._h5[name] for name in self._buffers}
 
@@ -278,14 +283,17 @@ class ActivationWriter:
         return min(self.n_stimuli, max(1, self.chunk_bytes // per_step_bytes),
                    max(1, self.buffer_bytes // sum(row_bytes.values())))
 
-    def _create_state_variables(self, file: h5netcdf.File,
+    def _create_state_variables(self, layout: NetCDFLayout,
                                 shapes: Mapping[str, tuple[int, ...]], coordinates: str) -> None:
         """One chunked variable per layer state, and its in-memory chunk buffer."""
         dim_names = _feature_dim_names({name: shape[1:] for name, shape in shapes.items()})
+        made: set[str] = set()
         for name, dims in dim_names.items():
             for dim, size in zip(dims, shapes[name][1:], strict=True):
-                file.dimensions.setdefault(dim, size)
-        options = {}
+                if dim not in made:
+                    layout.dimension(dim, size)
+                    made.add(dim)
+        options: dict[str, Any] = {}
         if self.compression == "gzip":
             options = {"compression": "gzip", "compression_opts": self.compression_level,
                        "shuffle": True}
@@ -293,60 +301,51 @@ class ActivationWriter:
             options = {"compression": "lzf", "shuffle": True}
         for name, shape in shapes.items():
             layer, state = name.rsplit(".", 1)
-            var = file.create_variable(
-                name, (STIMULUS_DIM, "time", *dim_names[name]), dtype=self.dtype,
-                chunks=(self._chunk_rows, 1, *shape[1:]), **options)
-            var.attrs.update({"layer": layer, "state": state,
-                              "stream": layer.split(".")[0], "coordinates": coordinates,
-                              "long_name": f"{STATE_NAMES[state]} of layer {layer}"})
+            layout.variable(
+                name, (STIMULUS_DIM, "time", *dim_names[name]), self.dtype,
+                chunks=(self._chunk_rows, 1, *shape[1:]), **options,
+                attrs={"layer": layer, "state": state, "stream": layer.split(".")[0],
+                       "coordinates": coordinates,
+                       "long_name": f"{STATE_NAMES[state]} of layer {layer}"})
             self._buffers[name] = np.zeros((shape[0], self._chunk_rows, *shape[1:]),
                                            dtype=self.dtype)
 
     @staticmethod
-    def _create_output_variables(file: h5netcdf.File, logits, prediction,
+    def _create_output_variables(layout: NetCDFLayout, logits, prediction,
                                  coordinates: str) -> None:
         """The ``logits`` and ``prediction`` variables (filled batch by batch)."""
         if logits is not None:
             logits = np.asarray(logits)
-            file.dimensions["class"] = logits.shape[-1]
-            var = file.create_variable("class", ("class",),
-                                       data=np.arange(logits.shape[-1], dtype="i8"))
-            var.attrs.update(coordinate_attrs("class"))
+            layout.coordinate("class", np.arange(logits.shape[-1], dtype="i8"),
+                              coordinate_attrs("class"))
             dims = (STIMULUS_DIM, "class") if logits.ndim == 2 else (STIMULUS_DIM, "time", "class")
-            var = file.create_variable("logits", dims, dtype="f4")
-            var.attrs.update({"coordinates": coordinates,
-                              "long_name": "model output before softmax"})
+            layout.variable("logits", dims, "f4", attrs={
+                "coordinates": coordinates, "long_name": "model output before softmax"})
         if prediction is not None:
-            var = file.create_variable("prediction", (STIMULUS_DIM,), dtype="i8")
-            var.attrs.update(coordinate_attrs("prediction"))
+            layout.variable("prediction", (STIMULUS_DIM,), "i8",
+                            attrs=coordinate_attrs("prediction"))
 
-    def _write_coordinates(self, file: h5netcdf.File, timesteps: int) -> None:
+    def _write_coordinates(self, layout: NetCDFLayout, timesteps: int) -> None:
         """Dims, per-stimulus coordinates, the time axis and the global attributes."""
-        file.dimensions = {STIMULUS_DIM: self.n_stimuli, "time": timesteps}
         for name, size in ((STIMULUS_DIM, self.n_stimuli), ("time", timesteps)):
-            var = file.create_variable(name, (name,), data=np.arange(size, dtype="i8"))
-            var.attrs.update(coordinate_attrs(name))
+            layout.coordinate(name, np.arange(size, dtype="i8"), coordinate_attrs(name))
         for name, values in self.stimuli.items():
             kind = _storage_kind(values)
+            attrs = coordinate_attrs(name)
             if kind == "str":
-                var = file.create_variable(name, (STIMULUS_DIM,), dtype=h5py.string_dtype())
-                var[:] = values.astype(str).astype(object)
-            elif kind == "bool":
-                var = file.create_variable(name, (STIMULUS_DIM,), dtype="i1")
-                var.attrs["dtype"] = "bool"  # xarray decodes int8 + dtype=bool to booleans
-                var[:] = values.astype("i1")
+                data, dtype = values.astype(str).astype(object), h5py.string_dtype()
+            elif kind == "bool":  # xarray decodes int8 + dtype=bool to booleans
+                data, dtype, attrs = values.astype("i1"), "i1", {"dtype": "bool", **attrs}
             else:
-                var = file.create_variable(name, (STIMULUS_DIM,),
-                                           dtype="i8" if kind == "int" else "f8")
-                var[:] = values
-            var.attrs.update(coordinate_attrs(name))
-        attrs = {"Conventions": CONVENTIONS, "format": FORMAT, "format_version": FORMAT_VERSION,
-                 "repsim_version": repsim.__version__,
-                 "created": datetime.datetime.now(datetime.UTC).isoformat(
-                     timespec="seconds"),
-                 **self.attrs, "complete": 0}
-        for key, value in attrs.items():
-            file.attrs[key] = _attribute(value)
+                data, dtype = values, "i8" if kind == "int" else "f8"
+            layout.variable(name, (STIMULUS_DIM,), dtype, data=data, attrs=attrs)
+        file_attrs = {"Conventions": CONVENTIONS, "format": FORMAT,
+                      "format_version": FORMAT_VERSION, "repsim_version": repsim.__version__,
+                      "created": datetime.datetime.now(datetime.UTC).isoformat(
+                          timespec="seconds"),
+                      **self.attrs, "complete": 0}
+        layout.set_attrs(layout.h5, {key: _attribute(value)
+                                     for key, value in file_attrs.items()})
 
     def _write_small(self, logits, prediction, count: int) -> None:
         """Logits and predictions are small: written straight through, batch by batch."""
