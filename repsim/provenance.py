@@ -138,8 +138,9 @@ def claim(target: str | os.PathLike) -> Iterator[Path]:
             break
         handle.close()
     try:
-        handle.seek(0)
-        handle.truncate()
+        if os.fstat(handle.fileno()).st_size:  # a dead holder's record; truncating an
+            handle.seek(0)  # empty file would make ext4 write it back at close (3 ms)
+            handle.truncate()
         handle.write(f"{socket.gethostname()} PID {os.getpid()} since "
                      f"{datetime.datetime.now().isoformat(timespec='seconds')}\n")
         handle.flush()

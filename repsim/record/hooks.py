@@ -204,6 +204,7 @@ class Hooks:
         self.model, self.layers = model, list(layers)
         self._steps: dict[Layer, list[torch.Tensor]] = {layer: [] for layer in self.layers}
         self._blocks: dict[Layer, torch.Tensor] = {}  # the last forward's (T, B, ...) copies
+        self._rows: dict[Layer, list[torch.Tensor]] = {}  # each block's steps, as views
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
     def __enter__(self) -> Hooks:
@@ -227,9 +228,9 @@ class Hooks:
                     value = pick_output(output, layer.output, name).detach()
                 except ValueError as error:
                     raise RecordError(str(error)) from None
-                steps, block = self._steps[layer], self._blocks.get(layer)
-                if block is not None and len(steps) < len(block) and _fits(block[0], value):
-                    steps.append(block[len(steps)].copy_(value))
+                steps, rows = self._steps[layer], self._rows.get(layer, [])
+                if len(steps) < len(rows) and _fits(rows[0], value):
+                    steps.append(rows[len(steps)].copy_(value))
                 else:
                     steps.append(value.clone())
         return keep
@@ -254,13 +255,13 @@ class Hooks:
     def _stacked(self, layer: Layer) -> list[torch.Tensor] | torch.Tensor:
         """One layer's outputs of the forward: its block when they filled it, else the list
         (stacked into the block the next forward fills, when their shapes agree)."""
-        steps, block = self._steps[layer], self._blocks.get(layer)
-        if block is not None and len(steps) == len(block) and all(
-                step.data_ptr() == row.data_ptr() for step, row in zip(steps, block,
-                                                                      strict=True)):
-            return block
+        steps, rows = self._steps[layer], self._rows.get(layer, [])
+        if rows and len(steps) == len(rows) and all(
+                step is row for step, row in zip(steps, rows, strict=True)):
+            return self._blocks[layer]
         if steps and len({(tuple(step.shape), step.dtype, step.device) for step in steps}) == 1:
             self._blocks[layer] = torch.stack(steps)
+            self._rows[layer] = list(self._blocks[layer].unbind(0))
             return self._blocks[layer]
         return steps
 

@@ -15,7 +15,7 @@ import xarray as xr
 from activation_files import write_activations
 
 from repsim import activations as act
-from repsim.provenance import Busy
+from repsim.provenance import Busy, claim
 
 N, T = 23, 3
 
@@ -320,6 +320,17 @@ def test_a_second_writer_fails_at_once_naming_the_holder_and_leaves_its_temporar
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_dead_holders_lock_file_names_the_new_holder_alone(tmp_path):
+    """A lock file left by a killed holder (the kernel dropped its lock) is taken over: its
+    record is replaced by the new holder's, not appended to."""
+    lock = tmp_path / ".a.h5.lock"
+    lock.write_text("deadhost PID 1 since 2026-01-01T00:00:00 and more text than a record\n")
+    with claim(tmp_path / "a.h5"):
+        record = lock.read_text()
+    assert record.count("PID") == 1 and f"PID {os.getpid()} since" in record
+    assert not lock.exists()
 
 
 def test_temporaries_of_a_killed_writer_are_removed_by_the_next_one(tmp_path):
