@@ -250,8 +250,10 @@ class ActivationWriter:
         timesteps = next(iter(shapes.values()))[0]
         self._chunk_rows = self._rows_per_chunk(shapes)
         self._has_logits, self._has_prediction = logits is not None, prediction is not None
-        with h5py.File(f"{self.path.name}.layout", "w", driver="core", backing_store=False,
-                       track_order=True) as memory:
+        # in memory under a name no other live writer has (HDF5 refuses a second open file of
+        # the same name, also in memory)
+        with h5py.File(f"{self.path}.layout-{id(self)}", "w", driver="core",
+                       backing_store=False, track_order=True) as memory:
             layout = NetCDFLayout(memory)
             self._write_coordinates(layout, timesteps)
             coordinates = " ".join([*self.stimuli, *(["prediction"] if prediction is not None

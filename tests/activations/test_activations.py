@@ -520,3 +520,20 @@ def test_chunks_without_dask_say_how_to_install_it(written, monkeypatch):
     with pytest.raises(ImportError, match=r"pip install -e '.\[dask\]'"):
         act.open(path, chunks={})
     np.testing.assert_array_equal(act.open(path)["fused.2.h"].values, states["fused.2"]["h"])
+
+
+def test_writers_in_threads_lay_out_files_of_the_same_name(tmp_path):
+    """Files of one name in different folders, laid out by writers in parallel threads (each
+    lays its file out in memory first): every one is complete and holds its own values."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def write(index: int) -> Path:
+        folder = tmp_path / f"run{index}"
+        folder.mkdir()
+        states = {"fused.1": {"h": np.full((N, T, 2, 3, 3), index, np.float32)}}
+        return write_activations(folder / "activations.h5", states, _stimuli())
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        paths = list(pool.map(write, range(12)))
+    for index, path in enumerate(paths):
+        assert (act.open(path)["fused.1.h"].values == index).all()
