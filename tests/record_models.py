@@ -94,3 +94,90 @@ def seeded(model_class: type[nn.Module], seed: int = 0) -> nn.Module:
     """``model_class()`` with weights from ``seed``, in eval mode."""
     torch.manual_seed(seed)
     return model_class().eval()
+
+
+class LSTMWithHead(nn.Module):
+    """nn.LSTM over ``(B, 4, 5)`` (time from axis 1), a module that halves time by averaging
+    neighbouring steps, and a head called once: three time axes (4, 2 and 1 steps)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(5, 7, batch_first=True)
+        self.down = HalveTime()
+        self.head = nn.Linear(7, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(x)
+        return self.head(self.down(out)[:, -1])
+
+
+class HalveTime(nn.Module):
+    """``(B, T, D)`` -> ``(B, T // 2, D)``: the mean of each pair of steps."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], x.shape[1] // 2, 2, x.shape[2]).mean(dim=2)
+
+
+class BasicBlock(nn.Module):
+    """A ResNet basic block whose one ``relu`` module is called at two places per forward."""
+
+    def __init__(self, channels: int = 3) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.conv1(x))
+        return self.relu(self.conv2(out) + x)
+
+
+class PerFrameResNet(nn.Module):
+    """A ResNet-style CNN run on each frame of ``(B, T, 3, 6, 6)`` in a Python loop."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = BasicBlock()
+        self.head = nn.Linear(3, 10)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        maps = [self.block(frames[:, t]) for t in range(frames.shape[1])]
+        return self.head(maps[-1].mean(dim=(-2, -1)))
+
+
+class FoldedCNN(nn.Module):
+    """A per-frame CNN that sees time folded into the batch, ``(B*T, 1, 6, 6)`` (``time_major``
+    False: batch-major, as ``flatten(0, 1)`` of ``(B, T, ...)``; True: time-major)."""
+
+    def __init__(self, time_major: bool = False) -> None:
+        super().__init__()
+        self.time_major = time_major
+        self.body = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU())
+        self.head = nn.Linear(3, 10)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        batch, steps = frames.shape[:2]
+        if self.time_major:
+            folded = frames.transpose(0, 1).flatten(0, 1)
+        else:
+            folded = frames.flatten(0, 1)
+        maps = self.body(folded)
+        shape = (steps, batch) if self.time_major else (batch, steps)
+        maps = maps.reshape(*shape, *maps.shape[1:])
+        last = maps[-1] if self.time_major else maps[:, -1]
+        return self.head(last.mean(dim=(-2, -1)))
+
+
+class LabelledClips(torch.utils.data.Dataset):
+    """A map-style Dataset whose items carry metadata beside the input ``x`` of
+    :class:`LSTMNet`: ``{"x": (T, 5), "stimulus_id": "clip007", "label": int}``."""
+
+    def __init__(self, n: int = 7, seed: int = 0) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        self.x = torch.randn(n, T, 5, generator=generator)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"x": self.x[index], "stimulus_id": f"clip{index:03d}", "label": index % 4}

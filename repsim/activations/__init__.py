@@ -15,7 +15,10 @@ from repsim.activations.format import (
     FORMAT_VERSION,
     STATES,
     STIMULUS_COORDS,
+    TIME_DIM,
+    check_column_names,
     coordinate_attrs,
+    time_dims,
     variable_name,
 )
 from repsim.activations.reader import (
@@ -28,6 +31,7 @@ from repsim.activations.reader import (
     state_names,
     stimulus_ids,
     stimulus_table,
+    time_steps,
 )
 from repsim.activations.writer import ActivationWriter, check_output_path
 
@@ -40,7 +44,9 @@ __all__ = [
     "FORMAT_VERSION",
     "STATES",
     "STIMULUS_COORDS",
+    "TIME_DIM",
     "ActivationWriter",
+    "check_column_names",
     "check_output_path",
     "condition_names",
     "coordinate_attrs",
@@ -52,5 +58,7 @@ __all__ = [
     "state_names",
     "stimulus_ids",
     "stimulus_table",
+    "time_dims",
+    "time_steps",
     "variable_name",
 ]

@@ -1,6 +1,6 @@
 """The activation file's format: its marker, version, states, dims and stimulus coordinates.
 
-File layout (``format = "repsim-activations"``, ``format_version = 3``)
+File layout (``format = "repsim-activations"``, ``format_version = 4``)
 -----------------------------------------------------------------------
 One HDF5 file that is valid netCDF-4 (laid out by :mod:`repsim.activations.netcdf`), so that
 ``h5py.File(path)``, ``xarray.open_dataset(path, engine="h5netcdf")`` and netCDF-C tools read it.
@@ -14,6 +14,11 @@ One HDF5 file that is valid netCDF-4 (laid out by :mod:`repsim.activations.netcd
   ``feature_64``): netCDF needs one size per dim name. :func:`select` renames them back.
   Chunks are ``(k stimuli, 1 time step, <features>)`` so that one layer at one time step for
   all stimuli is a few large contiguous reads.
+- Time: every variable's second dim. Layers may have time axes of different lengths (a
+  per-step layer, a layer that pools over time, a head called once): the length most
+  variables share is the dim ``time``, every other length ``L`` a dim ``time_L`` (e.g.
+  ``time_1`` for the head) with its own index coordinate. :func:`select` renames it back to
+  ``time``; :func:`time_steps` gives a layer's length.
 - ``logits`` ``(stimulus, class)`` (or ``(stimulus, time, class)`` for per-step readouts),
   when the recording had a readout.
 - ``stimulus``: the row number (0, 1, ...), the coordinate variable of the ``stimulus`` dim.
@@ -30,20 +35,33 @@ One HDF5 file that is valid netCDF-4 (laid out by :mod:`repsim.activations.netcd
 - Global attributes: ``Conventions`` (``"repsim-activations-3"``: this layout; the file does
   not claim CF compliance), ``format``, ``format_version``, ``repsim_version``, ``created``
   (ISO 8601), ``layers`` and ``states`` (JSON lists, forward order), ``complete`` (1 only once
-  every row is written) plus what the recorder adds: ``model_class``, ``model_sha256`` (of the
-  state dict), ``layer_patterns``, ``recorded_modules`` (which module and output made each
-  variable, and how its time axis was read), ``versions``; and what ``repsim.extract`` adds
-  (``checkpoint_sha256``, ``config``, ``probe_set``...). Dicts and lists are JSON strings.
+  every row is written) plus what the recorder adds: ``model_name`` (for titles, legends and
+  CSVs; default the file's stem), ``model_class``, ``model_sha256`` (of the state dict),
+  ``layer_patterns``, ``recorded_modules`` (which module and output made each variable, and
+  how its time axis was read), ``layer_depths`` and ``layer_streams`` (``{layer: depth}``,
+  1 = nearest the input, and ``{layer: stream}``: where figures draw each layer),
+  ``conditions`` (JSON list) and ``condition_changes`` (``{condition: {"of": the intact
+  condition, "input": the input changed, "change": "removed" or "noise", "snr_db": dB}}`` for
+  every condition that removes an input or adds noise to it), ``versions``; and what
+  ``repsim.extract`` adds (``checkpoint_sha256``, ``config``, ``probe_set``...). Dicts and
+  lists are JSON strings.
 
-Version 2 had feature dims ``(channel, y, x)`` only and no recorder attributes; version 1
+Version 3 had one time dim, no ``model_name``, ``layer_depths``, ``layer_streams`` nor
+``condition_changes`` (figures read depth and stream from ``<stream>.<depth>`` layer names,
+and conditions from their names). Version 2 had feature dims ``(channel, y, x)`` only and no
+recorder attributes; version 1
 (before version 2) had no ``stimulus`` row coordinate, no ``Conventions``,
 ``long_name`` nor ``units``; :func:`repsim.activations.open` reads it as if it had them.
 """
 
 from __future__ import annotations
 
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+
 FORMAT = "repsim-activations"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 # The netCDF "Conventions" attribute names the conventions a file follows: this module's.
 # Not "CF-1.x": the files are not checked against CF (booleans, for one, are int8 with a
 # ``dtype`` attribute, as xarray writes them, not CF flag variables).
@@ -56,6 +74,12 @@ DTYPES = ("float32", "float16")
 COMPRESSIONS = ("none", "gzip", "lzf")
 # The dim along which stimuli (and conditions) are stacked, and its row-number coordinate.
 STIMULUS_DIM = "stimulus"
+TIME_DIM = "time"
+# Names the file uses itself: no stimulus-table column may take them.
+RESERVED_NAMES = (STIMULUS_DIM, TIME_DIM, "class", "logits", "prediction", *SPATIAL_DIMS,
+                  *VECTOR_DIMS)
+# A dim named after its extent (time_4, channel_16): see _feature_dim_names and time_dims.
+_EXTENT_DIM = re.compile(rf"^({'|'.join((TIME_DIM, *SPATIAL_DIMS, *VECTOR_DIMS))})_\d+$")
 # Per-stimulus coordinates a probe set gives (the writer adds ``prediction``), in file order.
 STIMULUS_COORDS = ("stimulus_id", "condition", "audio_digit", "visual_digit", "congruent",
                    "speaker", "audio_source", "visual_source", "audio_index", "visual_index",
@@ -108,6 +132,33 @@ def feature_dims(rank: int) -> tuple[str, ...]:
         return VECTOR_DIMS
     raise ValueError(f"a recorded variable has (channel, y, x) or (feature,) feature dims, "
                      f"got {rank} feature axes")
+
+
+def time_dims(lengths: Mapping[str, int]) -> dict[str, str]:
+    """The time dim of each variable, given its number of steps: ``time`` for the length most
+    variables share (the longest among equally common ones), ``time_<L>`` for any other."""
+    counts = Counter(lengths.values())
+    main = max(counts, key=lambda length: (counts[length], length))
+    return {name: TIME_DIM if length == main else f"{TIME_DIM}_{length}"
+            for name, length in lengths.items()}
+
+
+def check_column_names(names: Iterable[str], variables: Iterable[str] = ()) -> None:
+    """ValueError naming a stimulus-table column that the file cannot hold: empty, with a
+    ``/`` (HDF5 would make a group of it), starting with ``_`` (netCDF reserves those), one of
+    the file's own names (:data:`RESERVED_NAMES`, ``time_4``-like dims) or a recorded
+    variable's name (``variables``)."""
+    taken = set(variables)
+    for name in names:
+        why = ("it is empty" if not name else
+               "HDF5 reads '/' as a group separator" if "/" in name else
+               "netCDF reserves names starting with '_'" if name.startswith("_") else
+               "the file uses that name itself" if name in RESERVED_NAMES
+               or _EXTENT_DIM.match(name) else
+               "a recorded layer has that name" if name in taken else None)
+        if why is not None:
+            raise ValueError(f"stimulus-table column {name!r} cannot be stored: {why}; "
+                             f"rename it")
 
 
 def coordinate_attrs(name: str) -> dict[str, str]:

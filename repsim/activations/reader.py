@@ -19,6 +19,7 @@ from repsim.activations.format import (
     FORMAT,
     FORMAT_VERSION,
     STIMULUS_DIM,
+    TIME_DIM,
     feature_dims,
     variable_name,
 )
@@ -162,6 +163,8 @@ def select(ds: xr.Dataset, layer: str, state: str = "h", time: int | None = None
             raise ValueError(f"unknown layer {layer!r}; this file has: {', '.join(layers)}")
         raise ValueError(f"state {state!r} was not recorded; this file has: {', '.join(states)}")
     da = ds[name]
+    if da.dims[1] != TIME_DIM:  # a time axis of another length: time_<L> in the file
+        da = da.rename({da.dims[1]: TIME_DIM})
     if order is not None and condition is None:
         raise ValueError("order needs a condition: stimulus ids repeat across conditions")
     if condition is not None:
@@ -181,6 +184,15 @@ def select(ds: xr.Dataset, layer: str, state: str = "h", time: int | None = None
     spatial = [dim for dim in da.dims if dim not in (STIMULUS_DIM, "time")]
     return da.rename({dim: canonical for dim, canonical in zip(
         spatial, feature_dims(len(spatial)), strict=True) if dim != canonical})
+
+
+def time_steps(ds: xr.Dataset, layer: str, state: str = "h") -> int:
+    """How many time steps ``layer`` was recorded at (layers may differ: a head called once
+    has 1; see the format's time dims)."""
+    name = variable_name(layer, state)
+    if name not in ds.data_vars:
+        select(ds, layer, state)  # names what is wrong
+    return int(ds[name].shape[1])
 
 
 def flatten(da: xr.DataArray) -> xr.DataArray:

@@ -32,8 +32,11 @@ from repsim.activations.format import (
     FORMAT_VERSION,
     STATES,
     STIMULUS_DIM,
+    TIME_DIM,
+    check_column_names,
     coordinate_attrs,
     feature_dims,
+    time_dims,
     variable_name,
 )
 from repsim.activations.netcdf import NetCDFLayout
@@ -98,7 +101,7 @@ class ActivationWriter:
     required; all must have the same length, which is the number of stimuli). Each
     :meth:`write` appends the next rows: ``states[layer][state]`` arrays of shape
     ``(b, T, C, H, W)`` (maps) or ``(b, T, F)`` (vectors), the same layers and states every
-    call, in forward order; optional
+    call, in forward order (their ``T`` may differ: see the format's time dims); optional
     ``logits`` ``(b, classes)`` or ``(b, T, classes)`` and ``prediction`` ``(b,)``.
 
     The first :meth:`write` lays the file out (dims, coordinates, chunked
@@ -132,6 +135,7 @@ class ActivationWriter:
         if STIMULUS_DIM in stimuli:
             raise ValueError(f"stimuli must not have a {STIMULUS_DIM!r} entry: that is the row "
                              "number, which the writer adds")
+        check_column_names(stimuli)
         self.stimuli = {name: np.asarray(values) for name, values in stimuli.items()}
         lengths = {name: values.shape for name, values in self.stimuli.items()}
         self.n_stimuli = len(self.stimuli["stimulus_id"])
@@ -158,6 +162,7 @@ class ActivationWriter:
         self._buffered = 0  # rows waiting in the buffers
         self._flushed = 0  # rows on disk
         self._has_logits = self._has_prediction = False
+        self._time_dims: dict[str, str] = {}  # each variable's time dim (and the logits')
 
     # -- context management
 
@@ -247,7 +252,11 @@ class ActivationWriter:
         point is an ordinary OSError instead.
         """
         shapes = _state_shapes(states, arrays)
-        timesteps = next(iter(shapes.values()))[0]
+        check_column_names(self.stimuli, arrays)
+        lengths = {name: shape[0] for name, shape in shapes.items()}
+        if logits is not None and np.ndim(logits) == 3:
+            lengths["logits"] = np.shape(logits)[1]
+        self._time_dims = time_dims(lengths)
         self._chunk_rows = self._rows_per_chunk(shapes)
         self._has_logits, self._has_prediction = logits is not None, prediction is not None
         # in memory under a name no other live writer has (HDF5 refuses a second open file of
@@ -255,7 +264,7 @@ class ActivationWriter:
         with h5py.File(f"{self.path}.layout-{id(self)}", "w", driver="core",
                        backing_store=False, track_order=True) as memory:
             layout = NetCDFLayout(memory)
-            self._write_coordinates(layout, timesteps)
+            self._write_coordinates(layout, lengths)
             coordinates = " ".join([*self.stimuli, *(["prediction"] if prediction is not None
                                                       else [])])
             self._create_state_variables(layout, shapes, coordinates)
@@ -278,10 +287,9 @@ class ActivationWriter:
     def _rows_per_chunk(self, shapes: Mapping[str, tuple[int, ...]]) -> int:
         """Stimuli per chunk: one chunk (one time step) near ``chunk_bytes``, and the buffer of
         every variable's chunk rows within ``buffer_bytes``."""
-        timesteps = next(iter(shapes.values()))[0]
         row_bytes = {name: math.prod(shape) * self.dtype.itemsize
                      for name, shape in shapes.items()}
-        per_step_bytes = max(row_bytes[name] // timesteps for name in shapes)
+        per_step_bytes = max(row_bytes[name] // shapes[name][0] for name in shapes)
         return min(self.n_stimuli, max(1, self.chunk_bytes // per_step_bytes),
                    max(1, self.buffer_bytes // sum(row_bytes.values())))
 
@@ -304,7 +312,7 @@ class ActivationWriter:
         for name, shape in shapes.items():
             layer, state = name.rsplit(".", 1)
             layout.variable(
-                name, (STIMULUS_DIM, "time", *dim_names[name]), self.dtype,
+                name, (STIMULUS_DIM, self._time_dims[name], *dim_names[name]), self.dtype,
                 chunks=(self._chunk_rows, 1, *shape[1:]), **options,
                 attrs={"layer": layer, "state": state, "stream": layer.split(".")[0],
                        "coordinates": coordinates,
@@ -312,25 +320,29 @@ class ActivationWriter:
             self._buffers[name] = np.zeros((shape[0], self._chunk_rows, *shape[1:]),
                                            dtype=self.dtype)
 
-    @staticmethod
-    def _create_output_variables(layout: NetCDFLayout, logits, prediction,
+    def _create_output_variables(self, layout: NetCDFLayout, logits, prediction,
                                  coordinates: str) -> None:
         """The ``logits`` and ``prediction`` variables (filled batch by batch)."""
         if logits is not None:
             logits = np.asarray(logits)
             layout.coordinate("class", np.arange(logits.shape[-1], dtype="i8"),
                               coordinate_attrs("class"))
-            dims = (STIMULUS_DIM, "class") if logits.ndim == 2 else (STIMULUS_DIM, "time", "class")
+            dims = ((STIMULUS_DIM, "class") if logits.ndim == 2
+                    else (STIMULUS_DIM, self._time_dims["logits"], "class"))
             layout.variable("logits", dims, "f4", attrs={
                 "coordinates": coordinates, "long_name": "model output before softmax"})
         if prediction is not None:
             layout.variable("prediction", (STIMULUS_DIM,), "i8",
                             attrs=coordinate_attrs("prediction"))
 
-    def _write_coordinates(self, layout: NetCDFLayout, timesteps: int) -> None:
-        """Dims, per-stimulus coordinates, the time axis and the global attributes."""
-        for name, size in ((STIMULUS_DIM, self.n_stimuli), ("time", timesteps)):
-            layout.coordinate(name, np.arange(size, dtype="i8"), coordinate_attrs(name))
+    def _write_coordinates(self, layout: NetCDFLayout, lengths: Mapping[str, int]) -> None:
+        """Dims, per-stimulus coordinates, the time axes and the global attributes."""
+        sizes = {STIMULUS_DIM: self.n_stimuli}
+        for name, dim in sorted(self._time_dims.items(), key=lambda item: item[1] != TIME_DIM):
+            sizes.setdefault(dim, lengths[name])
+        for name, size in sizes.items():
+            layout.coordinate(name, np.arange(size, dtype="i8"),
+                              coordinate_attrs(TIME_DIM if name.startswith(TIME_DIM) else name))
         for name, values in self.stimuli.items():
             kind = _storage_kind(values)
             attrs = coordinate_attrs(name)
@@ -446,9 +458,6 @@ def _state_shapes(states, arrays) -> dict[str, tuple[int, ...]]:
             raise ValueError(f"{name} must be (stimuli, time, channel, y, x) or (stimuli, time, "
                              f"feature), got shape {value.shape}")
         shapes[name] = value.shape[1:]
-    steps = {shape[0] for shape in shapes.values()}
-    if len(steps) != 1:
-        raise ValueError(f"all states must have the same number of time steps, got {steps}")
     return shapes
 
 

@@ -1,5 +1,5 @@
 """``repsim.record(model, stimuli, layers, out)``: any PyTorch model's chosen layers, per time
-step, into an activation file (:mod:`repsim.activations.format`, version 3).
+step, into an activation file (:mod:`repsim.activations.format`, version 4).
 
 One mechanism: forward hooks (:mod:`repsim.record.hooks`) keep the chosen outputs of each
 forward, the time rules make them ``(stimulus, time, <features>)``, and the streaming writer
@@ -27,8 +27,8 @@ from torch import nn
 from tqdm import tqdm
 
 from repsim import activations
+from repsim.conditions import CLEAN, input_condition
 from repsim.device import resolve_device
-from repsim.models.fusion import final_logits
 from repsim.provenance import library_versions
 from repsim.record.hooks import Hooks, Layer, PerPattern, RecordError, select_layers
 from repsim.record.pooling import POOLINGS, pool_states
@@ -37,13 +37,17 @@ from repsim.record.stimuli import (
     ConditionFunction,
     batch_rows,
     batch_source,
+    forward_inputs,
+    metadata_keys,
     read_table,
     resolve_conditions,
     table_from_batches,
+    table_from_dataset,
     to_device,
 )
 
 log = logging.getLogger("repsim.record")
+FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
 class RecordingStopped(Exception):
@@ -68,40 +72,50 @@ def _model_device(model: nn.Module) -> torch.device:
 
 def record(model: nn.Module, stimuli: Any, layers: Sequence[str | Layer], out: str | os.PathLike,
            *, table: Any = None, time_dim: PerPattern = None, output: PerPattern = None,
+           batch_dim: PerPattern = None, fold_time: PerPattern = False,
            conditions: Sequence[str] | Mapping[str, ConditionFunction | None] | None = None,
            batch_size: int = 32, pool: str = "none", pool_factor: int = 2,
            dtype: str = "float32", compression: str = "none", compression_level: int = 4,
            device: str | None = None,
            logits: Callable[[Any], torch.Tensor] | None = None, seed: int = 0,
-           attrs: Mapping[str, Any] | None = None, overwrite: bool = False,
-           claimed: bool = False, progress: bool = False,
+           model_name: str | None = None, attrs: Mapping[str, Any] | None = None,
+           overwrite: bool = False, claimed: bool = False, progress: bool = False,
            should_stop: Callable[[], bool] | None = None) -> RecordResult:
     """Record ``layers`` of ``model`` on ``stimuli`` into the activation file ``out``.
 
     ``layers``: glob patterns over ``model.named_modules()`` names (``"encoder.layers.*"``),
-    or :class:`~repsim.record.hooks.Layer` objects. ``time_dim`` and ``output`` (one value, or
-    ``{pattern: value}``) say where a layer's time axis is and which tensor of a tuple output
-    is recorded; the rules: (a) a module called T times in one forward gives T steps; (b) one
-    called once gives the steps along axis ``time_dim`` of its output; (c) else one step.
-    ``output`` None takes the first tensor (see :mod:`repsim.record.hooks`).
+    or :class:`~repsim.record.hooks.Layer` objects; the file keeps them in this order, which
+    figures use as depth. ``time_dim``, ``output``, ``batch_dim`` and ``fold_time`` (one value,
+    or ``{pattern: value}`` over the chosen layers' names, the most specific pattern winning)
+    say where a layer's time axis is, which tensor of a tuple output is recorded, where its
+    batch axis is and whether time is folded into the batch. The time rules: (a) a module
+    called T times at one place in one forward gives T steps; (b) one called once gives the
+    steps along axis ``time_dim`` of its output, or (c) with ``fold_time`` its ``(B*T, ...)``
+    rows unfolded; (d) else one step. Layers may differ in their number of steps. ``output``
+    None takes the first tensor (see :mod:`repsim.record.hooks`).
 
     ``stimuli``, ``table`` and ``conditions``: see :mod:`repsim.record.stimuli` (batches of
-    inputs; a table with a unique ``stimulus_id`` per row; ``clean`` when no conditions).
+    inputs, or a Dataset whose dict items may carry the table's columns; a table with a
+    unique ``stimulus_id`` per row, kept as text; ``clean`` when no conditions).
     ``batch_size`` batches a map-style Dataset. ``pool`` ("none", "avg" in ``pool_factor``
-    blocks, "global") shrinks maps; ``dtype`` is the stored type (float32 or float16).
-    ``compression`` ("none", "gzip" at ``compression_level``, "lzf") as in
-    :class:`~repsim.activations.ActivationWriter`. ``device`` None runs the model where it
-    is, else moves it there. ``logits``, a function of the model's return value giving
-    ``(B, classes)`` or ``(B, T, classes)``, adds ``logits`` and ``prediction`` to the file.
-    ``seed`` seeds the built-in noise conditions. ``attrs`` are added to the file's
-    attributes. ``claimed``: the caller already holds the claim on ``out``. ``progress``
-    shows a tqdm bar; ``should_stop`` is asked between batches (True:
-    :class:`RecordingStopped`, nothing kept).
+    blocks, "global") shrinks maps; ``dtype`` is the stored type (float32 or float16; values
+    beyond float16's range are refused). ``compression`` ("none", "gzip" at
+    ``compression_level``, "lzf") as in :class:`~repsim.activations.ActivationWriter`.
+    ``device`` None runs the model where it is, else moves it there. ``logits``, a function
+    of the model's return value giving ``(B, classes)`` or ``(B, T, classes)``, adds
+    ``logits`` and ``prediction`` to the file. ``seed`` seeds the built-in noise conditions.
+    ``model_name`` names the model in figures and tables (default: the file's stem).
+    ``attrs`` are added to the file's attributes. ``claimed``: the caller already holds the
+    claim on ``out``. ``progress`` shows a tqdm bar; ``should_stop`` is asked between batches
+    (True: :class:`RecordingStopped`, nothing kept). NaN or inf in a recorded output is
+    logged once per layer and condition.
 
     Every mistake is a ValueError of one line, and nothing is left at ``out``: a pattern that
-    matches no module, a module never called, an output whose shape changes between batches,
-    missing or repeated stimulus ids, a table whose rows are not the stimuli's, a forward that
-    raises (batch and condition named), a time axis out of range.
+    matches no module (or an option pattern no chosen layer), two layers of one name, a
+    module never called or called at several places, an output whose shape changes between
+    batches, missing or repeated stimulus ids, a table whose rows are not the stimuli's, a
+    column the file cannot hold, a forward that raises (batch and condition named), a time
+    axis out of range.
     """
     started = time.perf_counter()
     out = Path(out)
@@ -111,14 +125,24 @@ def record(model: nn.Module, stimuli: Any, layers: Sequence[str | Layer], out: s
         raise ValueError(f"pool must be one of {', '.join(POOLINGS)}, not {pool!r}")
     if dtype not in activations.DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(activations.DTYPES)}, not {dtype!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    for name, value in (("batch_size", batch_size), ("pool_factor", pool_factor)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
     activations.check_output_path(out, overwrite)
-    chosen = select_layers(model, layers, time_dim=time_dim, output=output)
+    chosen = select_layers(model, layers, time_dim=time_dim, output=output,
+                           batch_dim=batch_dim, fold_time=fold_time)
     log.info("recording %d layer(s): %s", len(chosen),
              ", ".join(f"{layer.name}.{layer.state}" if layer.state != "h" else layer.name
                        for layer in chosen))
-    columns = table_from_batches(stimuli) if table is None else read_table(table)
+    metadata = metadata_keys(stimuli, forward_inputs(model))
+    if table is not None:
+        columns = read_table(table)
+    elif metadata:
+        columns = table_from_dataset(stimuli, metadata)
+    else:
+        columns = table_from_batches(stimuli)
+    activations.check_column_names(columns, [activations.variable_name(layer.name, layer.state)
+                                             for layer in chosen])
     applied = resolve_conditions(conditions, seed)
     n_table = len(columns["stimulus_id"])
     if isinstance(stimuli, torch.utils.data.Dataset) and isinstance(stimuli, Sized) \
@@ -128,10 +152,13 @@ def record(model: nn.Module, stimuli: Any, layers: Sequence[str | Layer], out: s
     coordinates = _stacked(columns, list(applied), conditions is not None)
     condition_list = list(dict.fromkeys(coordinates["condition"].tolist()))
     target = resolve_device(device) if device is not None else _model_device(model)
-    file_attrs = {**_provenance(model, layers, chosen), "conditions": json.dumps(condition_list),
+    file_attrs = {**_provenance(model, layers, chosen),
+                  "model_name": out.stem if model_name is None else str(model_name),
+                  "conditions": json.dumps(condition_list),
+                  "condition_changes": json.dumps(_condition_changes(applied)),
                   "pooling": json.dumps({"pool": pool, "factor": pool_factor}), **(attrs or {})}
-    run = _Run(model, chosen, batch_source(stimuli, batch_size), applied, n_table, target,
-               pool, pool_factor, getattr(torch, dtype), logits, should_stop, out)
+    run = _Run(model, chosen, batch_source(stimuli, batch_size, metadata), applied, n_table,
+               target, pool, pool_factor, getattr(torch, dtype), logits, should_stop, out)
     training = model.training
     with ExitStack() as stack:
         writer = stack.enter_context(activations.ActivationWriter(
@@ -148,11 +175,29 @@ def record(model: nn.Module, stimuli: Any, layers: Sequence[str | Layer], out: s
             for size, arrays, extra in run.condition(name, hooks):
                 writer.write(arrays, **extra)
                 bar.update(size)
-    return RecordResult(path=out, size_bytes=out.stat().st_size,
-                        layers=list(dict.fromkeys(layer.name for layer in chosen)),
+    names = list(dict.fromkeys(layer.name for layer in chosen))
+    main = activations.time_dims(run.timesteps)
+    return RecordResult(path=out, size_bytes=out.stat().st_size, layers=names,
                         states=list(dict.fromkeys(layer.state for layer in chosen)),
-                        n_stimuli=len(coordinates["stimulus_id"]), timesteps=run.timesteps,
-                        conditions=condition_list, seconds=time.perf_counter() - started)
+                        n_stimuli=len(coordinates["stimulus_id"]),
+                        timesteps=next(run.timesteps[layer] for layer in names
+                                       if main[layer] == activations.TIME_DIM),
+                        conditions=condition_list, seconds=time.perf_counter() - started,
+                        time_axes=dict(run.timesteps))
+
+
+def _condition_changes(applied: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """What each built-in condition does to which input (the file's ``condition_changes``);
+    a user's function conditions are not described (figures take ``--removal`` for them)."""
+    changes: dict[str, dict[str, Any]] = {}
+    for name in applied:
+        parsed = input_condition(name)
+        if parsed is not None:
+            target, snr = parsed
+            changes[name] = {"of": CLEAN, "input": target,
+                             **({"change": "removed"} if snr is None
+                                else {"change": "noise", "snr_db": snr})}
+    return changes
 
 
 def _provenance(model: nn.Module, layers: Sequence[str | Layer], chosen: list[Layer]
@@ -160,6 +205,8 @@ def _provenance(model: nn.Module, layers: Sequence[str | Layer], chosen: list[La
     """What made the file: the model's class and weights, the patterns asked for, the module
     and output behind each variable, the library versions."""
     asked = [layers] if isinstance(layers, str | Layer) else layers
+    names = list(dict.fromkeys(layer.name for layer in chosen))
+    first = {layer.name: layer for layer in reversed(chosen)}
     return {
         "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
         "model_sha256": state_dict_sha256(model),
@@ -167,6 +214,9 @@ def _provenance(model: nn.Module, layers: Sequence[str | Layer], chosen: list[La
                                       for entry in asked]),
         "recorded_modules": json.dumps({f"{layer.name}.{layer.state}": layer.describe()
                                         for layer in chosen}),
+        "layer_depths": json.dumps({name: first[name].depth or position
+                                    for position, name in enumerate(names, start=1)}),
+        "layer_streams": json.dumps({name: first[name].stream or "" for name in names}),
         "versions": json.dumps(library_versions()),
     }
 
@@ -201,7 +251,8 @@ class _Run:
         self.conditions, self.n_table, self.device = conditions, n_table, device
         self.pool, self.pool_factor, self.dtype, self.logits = pool, pool_factor, dtype, logits
         self.shapes: dict[Layer, tuple[int, ...]] = {}
-        self.timesteps = 0
+        self.timesteps: dict[str, int] = {}  # steps per layer
+        self.warned: set[tuple[str, str]] = set()  # (layer, condition) with NaN/inf logged
 
     def condition(self, name: str, hooks: Hooks
                   ) -> Iterator[tuple[int, dict[str, dict[str, np.ndarray]], dict[str, Any]]]:
@@ -247,14 +298,34 @@ class _Run:
                 raise ValueError(f"layer {layer.name!r} gave (time, features) {shape} on batch "
                                  f"{index} of condition {name!r}, but {expected} before; a "
                                  f"layer's output shape must not change between batches")
-            self.timesteps = shape[0]
+            self.timesteps[layer.name] = shape[0]
+            self._check_values(layer, value, index, name)
             arrays.setdefault(layer.name, {})[layer.state] = (
                 value.to(self.dtype).cpu().numpy())
         return arrays
+
+    def _check_values(self, layer: Layer, value: torch.Tensor, index: int, name: str) -> None:
+        """Log NaN/inf once per layer and condition; refuse what float16 cannot hold."""
+        if not value.is_floating_point():
+            return
+        finite = torch.isfinite(value.sum())  # one pass; an overflowing sum is checked below
+        if not finite and not bool(torch.isfinite(value).all()) \
+                and (layer.name, name) not in self.warned:
+            self.warned.add((layer.name, name))
+            log.warning("layer %r gave NaN or inf values under condition %r (from batch %d): "
+                        "they are recorded as they are", layer.name, name, index)
+        if self.dtype == torch.float16:
+            values = value if finite else value[torch.isfinite(value)]
+            peak = float(values.abs().max()) if values.numel() else 0.0
+            if peak > FLOAT16_MAX:
+                raise ValueError(f"layer {layer.name!r} gave {peak:.4g} on batch {index} of "
+                                 f"condition {name!r}, beyond float16's range (+-"
+                                 f"{FLOAT16_MAX:g}); record it as float32")
 
     def _outputs(self, result: Any) -> dict[str, np.ndarray]:
         if self.logits is None:
             return {}
         logits = self.logits(result)
+        last = logits[:, -1] if logits.dim() == 3 else logits  # per-step logits: the last
         return {"logits": logits.float().cpu().numpy(),
-                "prediction": final_logits(logits).argmax(dim=-1).cpu().numpy()}
+                "prediction": last.argmax(dim=-1).cpu().numpy()}

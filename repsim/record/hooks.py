@@ -12,10 +12,23 @@ Time, per layer, after one forward of a batch:
 (b) a module called once with ``time_dim`` set gives the steps along that axis of its output
     (``1`` for ``nn.LSTM(batch_first=True)`` or a transformer's ``(B, T, D)``; ``0`` for a
     time-major ``(T, B, ...)`` output, whose batch axis is then 1);
-(c) otherwise one step.
+(c) a module called once with ``fold_time`` set sees time folded into its batch, ``(B*T, ...)``
+    (a per-frame CNN fed ``frames.flatten(0, 1)``): ``True`` or ``"BT"`` for batch-major rows
+    (stimulus 0's steps first), ``"TB"`` for time-major rows; its output is unfolded to
+    ``(B, T, ...)``;
+(d) otherwise one step.
 
-The batch axis is 0 (1 when ``time_dim`` is 0). A module called several times with a
-``time_dim`` is refused: its time would be ambiguous.
+The batch axis is 0 (1 when ``time_dim`` is 0), or ``batch_dim`` when given (``nn.LSTM``'s
+``h_n`` is ``(layers, B, H)``: ``batch_dim=1``). A module called several times with a
+``time_dim`` or ``fold_time`` is refused: its time would be ambiguous. So is a module called
+at more than one place in the forward (a ResNet block's one ``relu`` after each convolution):
+its calls are not time steps, and interleaving them would be silently wrong.
+
+Options per layer (``time_dim``, ``output``, ``batch_dim``, ``fold_time``) are one value for
+every chosen layer, or ``{pattern: value}``: each pattern is a glob over the chosen layers'
+names and must match at least one of them; where several match a layer, the most specific
+wins (the exact name, else the pattern with the most literal characters), and two equally
+specific patterns with different values are refused.
 
 Outputs: ``output=None`` takes the first tensor met walking the output depth first (through
 tuples, lists and dict values), e.g. ``out`` of ``nn.LSTM``'s ``(out, (h_n, c_n))`` and
@@ -26,7 +39,9 @@ walks nested outputs: ``output=1`` is the ``c`` of an ``nn.LSTMCell``'s ``(h, c)
 from __future__ import annotations
 
 import difflib
+import logging
 import re
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,10 +49,15 @@ from typing import Any
 import torch
 from torch import nn
 
+log = logging.getLogger("repsim.record")
 OutputKey = int | str
 Output = OutputKey | tuple[OutputKey, ...] | None
 # A per-layer option: one value for every pattern, or {pattern: value}.
 PerPattern = Any
+FOLDS = ("BT", "TB")  # fold_time: rows (stimulus, step) batch-major or time-major
+# The file in which torch calls a module (its forward hooks run from there): skipped when
+# looking for the line of the model's code that called a module.
+_MODULE_CALL_FILE = nn.Module.__call__.__code__.co_filename
 
 
 class RecordError(ValueError):
@@ -48,19 +68,67 @@ class RecordError(ValueError):
 @dataclass(frozen=True)
 class Layer:
     """One recorded variable: output ``output`` of module ``module`` as state ``state`` of
-    layer ``name``, with time along ``time_dim`` of that output (see the module docstring)."""
+    layer ``name``, with time along ``time_dim`` of that output, its batch along ``batch_dim``
+    and, with ``fold_time``, time folded into the batch (see the module docstring).
+
+    ``depth`` (1 = nearest the input) and ``stream`` (e.g. ``"audio"``) say where the layer
+    sits, for figures that draw layers by depth and stream; a model that knows them (repsim's
+    FusionConvLSTM) sets them, else the depth is the layer's position in the recording's order
+    and every layer is in one stream.
+    """
 
     name: str
     module: str
     output: Output = None
     state: str = "h"
     time_dim: int | None = None
+    batch_dim: int | None = None
+    fold_time: bool | str = False
+    depth: int | None = None
+    stream: str | None = None
+
+    def __post_init__(self) -> None:
+        for option in ("time_dim", "batch_dim"):
+            check_axis(option, getattr(self, option))
+        fold_mode(self.fold_time)
+        if self.fold_time and self.time_dim is not None:
+            raise ValueError(f"layer {self.name!r}: give time_dim or fold_time, not both")
+        if self.depth is not None and (isinstance(self.depth, bool)
+                                       or not isinstance(self.depth, int) or self.depth < 1):
+            raise ValueError(f"layer {self.name!r}: depth must be a positive integer, got "
+                             f"{self.depth!r}")
 
     def describe(self) -> dict[str, Any]:
         """What made this variable, JSON-able (stored in the activation file)."""
-        return {"module": self.module, "output": "first tensor" if self.output is None else
-                self.output, "time": "calls, or one step" if self.time_dim is None else
-                f"axis {self.time_dim}"}
+        if self.fold_time:
+            time = f"folded into the batch ({fold_mode(self.fold_time)})"
+        elif self.time_dim is not None:
+            time = f"axis {self.time_dim}"
+        else:
+            time = "calls, or one step"
+        described = {"module": self.module, "output": "first tensor" if self.output is None
+                     else self.output, "time": time}
+        if self.batch_dim is not None:
+            described["batch"] = f"axis {self.batch_dim}"
+        return described
+
+
+def check_axis(option: str, value: Any) -> None:
+    """ValueError unless ``value`` is an integer axis (negative counts from the end) or None."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ValueError(f"{option} must be an integer axis or None, got {value!r}")
+
+
+def fold_mode(value: Any) -> str | None:
+    """``fold_time`` as ``"BT"`` or ``"TB"`` (None when off); ValueError for anything else."""
+    if value is False or value is None:
+        return None
+    if value is True:
+        return "BT"
+    if isinstance(value, str) and value.upper() in FOLDS:
+        return value.upper()
+    raise ValueError(f"fold_time must be False, True (= 'BT', batch-major rows) or 'TB' "
+                     f"(time-major rows), got {value!r}")
 
 
 def module_names(model: nn.Module) -> list[str]:
@@ -101,50 +169,100 @@ def pattern_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(parts) + r"\Z")
 
 
-def _option(value: PerPattern, pattern: str) -> Any:
-    """``value`` for ``pattern``: its own entry when ``value`` is a mapping, else ``value``."""
-    if isinstance(value, Mapping):
-        return value.get(pattern)
-    return value
+_LAYER_OPTIONS = ("time_dim", "output", "batch_dim", "fold_time")
+
+
+def _specificity(pattern: str, name: str) -> tuple[int, int]:
+    """How specifically ``pattern`` names layer ``name``: the exact name first, then the
+    pattern with the most literal (non-wildcard) characters."""
+    literal = len(re.sub(r"\[[^\]]*\]|[*?]", "", pattern))
+    return (int(pattern == name), literal)
+
+
+def _options_for(name: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The value of each option for layer ``name``: the option's one value, or the value of
+    its most specific pattern matching ``name`` (absent when none matches)."""
+    chosen: dict[str, Any] = {}
+    for option, value in values.items():
+        if not isinstance(value, Mapping):
+            chosen[option] = value
+            continue
+        matching = [(pattern, _specificity(pattern, name)) for pattern in value
+                    if pattern_regex(pattern).match(name)]
+        if not matching:
+            continue
+        best = max(rank for _, rank in matching)
+        top = [pattern for pattern, rank in matching if rank == best]
+        if len({repr(value[pattern]) for pattern in top}) > 1:
+            raise ValueError(f"{option} patterns {top[0]!r} and {top[1]!r} both match layer "
+                             f"{name!r} with different values; give its exact name")
+        chosen[option] = value[top[0]]
+    return chosen
+
+
+def _check_patterns(values: Mapping[str, Any], names: Sequence[str]) -> None:
+    """ValueError naming an option pattern that matches none of the chosen layers (a typo
+    would otherwise be ignored)."""
+    for option, value in values.items():
+        if not isinstance(value, Mapping):
+            continue
+        for pattern in value:
+            if not isinstance(pattern, str) or not any(pattern_regex(pattern).match(name)
+                                                       for name in names):
+                raise ValueError(f"{option} pattern {pattern!r} matches none of the chosen "
+                                 f"layers ({', '.join(names)})")
 
 
 def select_layers(model: nn.Module, layers: Sequence[str | Layer], *,
-                  time_dim: PerPattern = None, output: PerPattern = None) -> list[Layer]:
-    """The recorded variables of ``layers``: each glob pattern (:func:`pattern_regex`, e.g.
-    ``"encoder.layers.*"``) gives every module whose name it matches, in ``named_modules()``
-    order, named after the module; :class:`Layer` objects are kept as they are. ``time_dim``
-    and ``output`` apply to every pattern, or per pattern as ``{pattern: value}``.
+                  time_dim: PerPattern = None, output: PerPattern = None,
+                  batch_dim: PerPattern = None, fold_time: PerPattern = False) -> list[Layer]:
+    """The recorded variables of ``layers``, in the order given: each glob pattern
+    (:func:`pattern_regex`, e.g. ``"encoder.layers.*"``) gives every module whose name it
+    matches, in ``named_modules()`` order, named after the module (a module matched by two
+    patterns is recorded once, where first matched); :class:`Layer` objects are kept as they
+    are. ``time_dim``, ``output``, ``batch_dim`` and ``fold_time`` apply to the layers the
+    patterns chose: one value for all, or ``{pattern: value}`` (module docstring).
 
     ValueError when a pattern matches no module or a Layer names a module the model lacks
-    (naming the closest module names), or when two entries make the same variable.
+    (naming the closest module names), when an option pattern matches no chosen layer or two
+    match one equally, or when two layers share a name.
     """
     if isinstance(layers, str | Layer):
         layers = [layers]
     if not layers:
         raise ValueError("layers must name at least one module pattern")
     names = module_names(model)
-    chosen: list[Layer] = []
+    matched: list[str | Layer] = []
     for entry in layers:
         if isinstance(entry, Layer):
             if entry.module not in names:
                 raise ValueError(f"layer {entry.name!r} names module {entry.module!r}, which "
                                  f"the model lacks; closest: {_closest(entry.module, names)}")
-            chosen.append(entry)
+            matched.append(entry)
             continue
         if not isinstance(entry, str):
             raise ValueError(f"layers are glob patterns over module names or Layer objects, "
                              f"got {entry!r}")
         regex = pattern_regex(entry)
-        matched = [name for name in names if regex.match(name)]
-        if not matched:
+        found = [name for name in names if regex.match(name)]
+        if not found:
             raise ValueError(f"layer pattern {entry!r} matches no module of "
                              f"{type(model).__name__}; closest module names: "
                              f"{_closest(entry, names)}")
-        chosen += [Layer(name, name, output=_option(output, entry),
-                         time_dim=_option(time_dim, entry)) for name in matched]
+        matched += [name for name in found if name not in matched]
+    options = {"time_dim": time_dim, "output": output, "batch_dim": batch_dim,
+               "fold_time": fold_time}
+    _check_patterns(options, [entry for entry in matched if isinstance(entry, str)])
+    chosen = [entry if isinstance(entry, Layer) else Layer(entry, entry, **{
+        option: value for option, value in _options_for(entry, options).items()
+        if value is not None or option != "fold_time"}) for entry in matched]
     seen: dict[tuple[str, str], Layer] = {}
-    for layer in chosen:  # a module matched by two patterns is recorded once
-        seen.setdefault((layer.name, layer.state), layer)
+    for layer in chosen:
+        other = seen.setdefault((layer.name, layer.state), layer)
+        if other != layer:
+            raise ValueError(f"two layers are named {layer.name!r} (state {layer.state!r}): "
+                             f"modules {other.module!r} and {layer.module!r}; give each its "
+                             f"own name")
     return list(seen.values())
 
 
@@ -189,6 +307,15 @@ def _describe(value: Any) -> str:
     return "None" if value is None else type(value).__name__
 
 
+def call_site() -> tuple[str, int]:
+    """``(file, line)`` of the model's code that called the module whose forward hook calls
+    this: the first frame above the hook outside torch's module-call machinery."""
+    frame = sys._getframe(2)  # 0: here, 1: the hook
+    while frame.f_back is not None and frame.f_code.co_filename == _MODULE_CALL_FILE:
+        frame = frame.f_back
+    return frame.f_code.co_filename, frame.f_lineno
+
+
 class Hooks:
     """Forward hooks that keep the chosen outputs of one forward; a context manager.
 
@@ -198,6 +325,10 @@ class Hooks:
     the previous forward (a time-major ``(T, batch, *features)`` block per layer) whenever the
     shapes agree: the model's own outputs are freed at once and their memory reused, and the
     block needs no stacking. What :meth:`take` returns is overwritten by the next forward.
+
+    The first forward is also checked for what cannot be read as time: a module called at
+    more than one place (:func:`call_site`) is refused, and a one-step output with three or
+    more axes is logged once, naming its shape and ``time_dim``.
     """
 
     def __init__(self, model: nn.Module, layers: Sequence[Layer]) -> None:
@@ -206,6 +337,9 @@ class Hooks:
         self._blocks: dict[Layer, torch.Tensor] = {}  # the last forward's (T, B, ...) copies
         self._rows: dict[Layer, list[torch.Tensor]] = {}  # each block's steps, as views
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        # where each module was called from, during the first forward only
+        self._sites: dict[str, dict[tuple[str, int], None]] | None = {
+            layer.module: {} for layer in self.layers}
 
     def __enter__(self) -> Hooks:
         modules = dict(self.model.named_modules())
@@ -223,6 +357,8 @@ class Hooks:
 
     def _hook(self, name: str, layers: list[Layer]):
         def keep(module: nn.Module, args: Any, output: Any) -> None:
+            if self._sites is not None:
+                self._sites[name][call_site()] = None
             for layer in layers:
                 try:
                     value = pick_output(output, layer.output, name).detach()
@@ -244,13 +380,40 @@ class Hooks:
         """Each layer's ``(batch, time, *features)`` from the forward just run (then clears);
         valid until the next forward, which reuses its memory.
 
-        ValueError when a module was not called, or its outputs do not fit the time rules.
+        ValueError when a module was not called, was called at several places, or its outputs
+        do not fit the time rules.
         """
         try:
+            if self._sites is not None:
+                self._check_first_forward()
             return {layer: _assemble(layer, self._stacked(layer), batch_size)
                     for layer in self.layers}
         finally:
             self.clear()
+
+    def _check_first_forward(self) -> None:
+        sites, self._sites = self._sites, None
+        assert sites is not None
+        for module, places in sites.items():
+            if len(places) > 1:
+                calls = len(next(self._steps[layer] for layer in self.layers
+                                 if layer.module == module))
+                where = ", ".join(f"{file.rsplit('/', 1)[-1]}:{line}" for file, line in places)
+                raise ValueError(f"module {module!r} is called at {len(places)} places in one "
+                                 f"forward ({calls} calls; {where}): its calls are not time "
+                                 f"steps. Record the modules around it, or give each call "
+                                 f"its own module")
+        for layer in self.layers:
+            steps = self._steps[layer]
+            if len(steps) == 1 and layer.time_dim is None and not layer.fold_time \
+                    and steps[0].dim() >= 3:
+                shape = tuple(steps[0].shape)
+                flattened = steps[0].dim() != 4
+                (log.warning if flattened else log.info)(
+                    "layer %r: its module is called once and gave shape %s, recorded as one "
+                    "time step%s; if one of its axes is time, give time_dim={%r: AXIS}",
+                    layer.name, shape, " with the other axes flattened into features"
+                    if flattened else "", layer.name)
 
     def _stacked(self, layer: Layer) -> list[torch.Tensor] | torch.Tensor:
         """One layer's outputs of the forward: its block when they filled it, else the list
@@ -271,42 +434,78 @@ def _fits(row: torch.Tensor, value: torch.Tensor) -> bool:
     return row.shape == value.shape and row.dtype == value.dtype and row.device == value.device
 
 
+def _axis(axis: int, rank: int, option: str, where: str, shape: tuple[int, ...]) -> int:
+    """``axis`` of a ``rank``-axis output as a non-negative index; ValueError if out of range."""
+    if not -rank <= axis < rank:
+        raise ValueError(f"{option} {axis} is out of range for {where}, whose output has shape "
+                         f"{shape} ({rank} axes)")
+    return axis % rank
+
+
 def _assemble(layer: Layer, steps: list[torch.Tensor] | torch.Tensor, batch_size: int
               ) -> torch.Tensor:
     """One layer's ``(batch, time, *features)`` from its outputs of one forward: a list, or a
     time-major block of outputs that agree in shape."""
     where = f"layer {layer.name!r} (module {layer.module!r})"
+    fold = fold_mode(layer.fold_time)
     if len(steps) == 0:
         raise ValueError(f"{where} was never called during the forward; record a module the "
                          f"forward uses")
     if len(steps) > 1:
-        if layer.time_dim is not None:
+        if layer.time_dim is not None or fold:
+            option = f"time_dim={layer.time_dim}" if layer.time_dim is not None else \
+                f"fold_time={layer.fold_time!r}"
             raise ValueError(f"{where} was called {len(steps)} times in one forward and has "
-                             f"time_dim={layer.time_dim}: its time comes from calls or from an "
-                             f"axis, not both (give time_dim per pattern)")
+                             f"{option}: its time comes from calls or from its output, not "
+                             f"both (give the option per pattern)")
         if isinstance(steps, list):
             kinds = sorted({f"{tuple(step.shape)} {step.dtype}" for step in steps})
             raise ValueError(f"{where} gave outputs of {', '.join(kinds)} in one forward; "
                              f"calls that make time steps must agree in shape and type")
+        shape = tuple(steps.shape[1:])
+        batch = _axis(layer.batch_dim or 0, len(shape), "batch_dim", where, shape)
         # time-major storage, as the writer buffers it: its copy is then contiguous
-        return _check_batch(steps.movedim(0, 1), batch_size, where, 0)
+        moved = steps.movedim(0, 1) if batch == 0 else steps.movedim((batch + 1, 0), (0, 1))
+        return _check_batch(moved, batch_size, where, 0, shape)
     value = steps[0]
+    shape = tuple(value.shape)
+    if fold:
+        return _unfold(value, fold, layer, batch_size, where)
     if layer.time_dim is None:
-        return _check_batch(value, batch_size, where, 0).unsqueeze(1)
-    if not -value.dim() <= layer.time_dim < value.dim():
-        raise ValueError(f"time_dim {layer.time_dim} is out of range for {where}, whose output "
-                         f"has shape {tuple(value.shape)} ({value.dim()} axes)")
-    time_dim = layer.time_dim % value.dim()
-    batch_dim = 1 if time_dim == 0 else 0
-    if time_dim == batch_dim or value.dim() < 2:
+        batch = _axis(layer.batch_dim or 0, value.dim(), "batch_dim", where, shape)
+        return _check_batch(value, batch_size, where, batch, shape).movedim(batch, 0)[:, None]
+    time_dim = _axis(layer.time_dim, value.dim(), "time_dim", where, shape)
+    default_batch = 1 if time_dim == 0 else 0
+    batch = _axis(default_batch if layer.batch_dim is None else layer.batch_dim, value.dim(),
+                  "batch_dim", where, shape)
+    if time_dim == batch or value.dim() < 2:
         raise ValueError(f"time_dim {layer.time_dim} of {where} is its batch axis (output "
-                         f"shape {tuple(value.shape)})")
-    _check_batch(value, batch_size, where, batch_dim)
-    return value.movedim((batch_dim, time_dim), (0, 1))
+                         f"shape {shape})")
+    _check_batch(value, batch_size, where, batch, shape)
+    return value.movedim((batch, time_dim), (0, 1))
 
 
-def _check_batch(value: torch.Tensor, batch_size: int, where: str, axis: int) -> torch.Tensor:
+def _unfold(value: torch.Tensor, fold: str, layer: Layer, batch_size: int, where: str
+            ) -> torch.Tensor:
+    """``(B * T, ...)`` rows (on the batch axis) as ``(B, T, ...)``: batch-major (``"BT"``)
+    or time-major (``"TB"``) rows."""
+    shape = tuple(value.shape)
+    batch = _axis(layer.batch_dim or 0, value.dim(), "batch_dim", where, shape)
+    rows = shape[batch]
+    if rows % batch_size:
+        raise ValueError(f"fold_time: {where} gave {rows} rows on axis {batch} (shape "
+                         f"{shape}), not a whole number of steps for the batch of "
+                         f"{batch_size} stimuli")
+    steps = rows // batch_size
+    value = value.movedim(batch, 0)
+    if fold == "BT":
+        return value.reshape(batch_size, steps, *value.shape[1:])
+    return value.reshape(steps, batch_size, *value.shape[1:]).transpose(0, 1)
+
+
+def _check_batch(value: torch.Tensor, batch_size: int, where: str, axis: int,
+                 shape: tuple[int, ...]) -> torch.Tensor:
     if value.dim() <= axis or value.shape[axis] != batch_size:
-        raise ValueError(f"{where} gave an output of shape {tuple(value.shape)}, whose axis "
-                         f"{axis} should be the batch of {batch_size} stimuli")
+        raise ValueError(f"{where} gave an output of shape {shape}, whose axis {axis} should "
+                         f"be the batch of {batch_size} stimuli")
     return value

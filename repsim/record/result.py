@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
 @dataclass
 class RecordResult:
-    """What a recording wrote."""
+    """What a recording wrote. ``timesteps`` is the length of the file's ``time`` dim, the one
+    most layers share; ``time_axes`` every recorded layer's number of steps."""
 
     path: Path
     size_bytes: int
@@ -19,10 +20,14 @@ class RecordResult:
     timesteps: int
     conditions: list[str]
     seconds: float
+    time_axes: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
         """The one line a CLI ends with."""
+        others = ", ".join(f"{layer}: {steps}" for layer, steps in self.time_axes.items()
+                           if steps != self.timesteps)
         return (f"wrote {self.path} ({self.size_bytes / 2**20:.1f} MiB): {len(self.layers)} "
                 f"layers ({', '.join(self.layers)}), states {'/'.join(self.states)}, "
                 f"{self.n_stimuli} stimuli ({len(self.conditions)} conditions), "
-                f"{self.timesteps} time steps, in {self.seconds:.1f} s")
+                f"{self.timesteps} time steps{f' ({others})' if others else ''}, in "
+                f"{self.seconds:.1f} s")

@@ -7,10 +7,18 @@ The contract:
   ``stimuli`` is an iterable of batches, a function returning one (called again for each
   condition), or a map-style ``torch.utils.data.Dataset`` of single stimuli (batched here, in
   order). Tensors are moved to the model's device; other values are passed as they are.
+- **Dataset items with metadata**: a Dataset whose items are dicts may carry per-stimulus
+  values beside the inputs (``{"audio": ..., "visual": ..., "stimulus_id": ..., "label":
+  ...}``). The keys the model's ``forward`` takes (by its signature) are its inputs; the others
+  are stimulus-table columns, read in one pass over the items before recording (so no table
+  is needed when ``stimulus_id`` is among them). A ``forward(**kwargs)`` takes every key but
+  ``stimulus_id``, and that is logged.
 - **The stimulus table** holds one row per stimulus, in the order the batches give them, with
   a unique ``stimulus_id`` (the key that aligns models): a pandas DataFrame, a CSV or Parquet
   path, a mapping of columns, or the columns of each :class:`RecordBatch` (then ``stimuli``
-  must be a list of batches, so that the table is known before the file is laid out).
+  must be a list of batches, so that the table is known before the file is laid out). Ids are
+  kept as written: a CSV's ``stimulus_id`` is read as text (``007`` stays ``007``), and ids
+  that are distinct values but the same text (``1`` and ``"1"``) are refused.
 - **Conditions** (:func:`resolve_conditions`): name -> function of a batch's inputs, applied
   before the forward; built-ins ``<input>_removed`` (that keyword input all zeros) and
   ``<input>_snr<X>`` (white Gaussian noise at X dB, signal power = the stimulus's mean square,
@@ -21,10 +29,12 @@ The contract:
 
 from __future__ import annotations
 
+import inspect
+import logging
 import math
 import os
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,11 +42,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from repsim.conditions import CLEAN, input_condition
 from repsim.data.noise import add_white_noise, item_generators
 
+log = logging.getLogger("repsim.record")
 Inputs = tuple[Any, ...] | dict[str, Any]
 ConditionFunction = Callable[[Inputs], Inputs]
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
@@ -83,12 +95,79 @@ def to_device(inputs: Inputs, device: torch.device) -> Inputs:
     return tuple(move(value) for value in inputs)
 
 
-def batch_source(stimuli: Any, batch_size: int) -> Callable[[], Iterator[RecordBatch]]:
+def forward_inputs(model: nn.Module) -> set[str] | None:
+    """The keyword inputs ``model.forward`` takes by its signature; None when it takes any
+    (``**kwargs``) or its signature cannot be read."""
+    try:
+        parameters = inspect.signature(model.forward).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return {p.name for p in parameters
+            if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)}
+
+
+def metadata_keys(stimuli: Any, inputs: set[str] | None) -> list[str]:
+    """The keys of a Dataset's dict items that are not model inputs (module docstring); empty
+    for anything else."""
+    if not (isinstance(stimuli, Dataset) and isinstance(stimuli, Sized) and len(stimuli)):
+        return []
+    first = stimuli[0]
+    if not isinstance(first, Mapping):
+        return []
+    if inputs is None:
+        if "stimulus_id" in first:
+            log.info("the model's forward takes any keyword: every key of the Dataset's items "
+                     "but stimulus_id is passed to it")
+        return ["stimulus_id"] if "stimulus_id" in first else []
+    keys = [str(key) for key in first if key not in inputs]
+    if keys:
+        log.info("the Dataset's items carry %s, which the model's forward does not take: "
+                 "stimulus-table columns", ", ".join(keys))
+    return keys
+
+
+def table_from_dataset(stimuli: Dataset, keys: Sequence[str]) -> dict[str, np.ndarray]:
+    """The stimulus table made of the metadata ``keys`` of every item of ``stimuli`` (one
+    pass over the items); ValueError when they lack ``stimulus_id``."""
+    if "stimulus_id" not in keys:
+        raise ValueError("give a stimulus table (table=..., with a stimulus_id column), or a "
+                         "Dataset whose dict items carry a stimulus_id")
+    assert isinstance(stimuli, Sized)
+    rows = []
+    for index in range(len(stimuli)):
+        item = stimuli[index]
+        missing = [key for key in keys if key not in item]
+        if missing:
+            raise ValueError(f"item {index} of the Dataset lacks {', '.join(missing)}, which "
+                             f"item 0 has")
+        rows.append({key: _plain(item[key]) for key in keys})
+    return _checked_columns(pd.DataFrame(rows, columns=list(keys)))
+
+
+def _plain(value: Any) -> Any:
+    """A 0-d tensor or array as a Python number; anything else as it is."""
+    if isinstance(value, torch.Tensor | np.ndarray) and value.ndim == 0:
+        return value.item()
+    return value
+
+
+def batch_source(stimuli: Any, batch_size: int, metadata: Sequence[str] = ()
+                 ) -> Callable[[], Iterator[RecordBatch]]:
     """A function that gives ``stimuli``'s batches afresh on each call (see the module
-    docstring); a one-shot iterator gives them only once (a second call raises)."""
+    docstring); a one-shot iterator gives them only once (a second call raises).
+    ``metadata``: keys of a Dataset's dict items that are left out of the model's inputs."""
     if isinstance(stimuli, Dataset) and hasattr(stimuli, "__len__"):
+        def inputs_only(items: list[Any]) -> Any:
+            if metadata and isinstance(items[0], Mapping):
+                items = [{key: value for key, value in item.items() if key not in metadata}
+                         for item in items]
+            return default_collate(items)
+
         def from_dataset() -> Iterator[RecordBatch]:
-            loader = DataLoader(stimuli, batch_size=batch_size, shuffle=False)
+            loader = DataLoader(stimuli, batch_size=batch_size, shuffle=False,
+                                collate_fn=inputs_only)
             return (as_batch(item) for item in loader)
         return from_dataset
     if callable(stimuli) and not isinstance(stimuli, Iterable):
@@ -118,9 +197,9 @@ def read_table(table: Any) -> dict[str, np.ndarray]:
         if path.suffix.lower() not in TABLE_SUFFIXES:
             raise ValueError(f"stimulus table {path} must be a {' or '.join(TABLE_SUFFIXES)} "
                              f"file")
-        try:
-            frame = (pd.read_csv(path) if path.suffix.lower() == ".csv"
-                     else pd.read_parquet(path))
+        try:  # ids as text: a CSV's 007 is not the number 7
+            frame = (pd.read_csv(path, dtype={"stimulus_id": str})
+                     if path.suffix.lower() == ".csv" else pd.read_parquet(path))
         except (ValueError, ImportError, OSError) as error:
             raise ValueError(f"cannot read stimulus table {path}: "
                              f"{str(error).splitlines()[0]}") from None
@@ -147,19 +226,26 @@ def _checked_columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
         raise ValueError(f"the stimulus table lacks a stimulus_id in {int(missing.sum())} "
                          f"row(s), the first at row {int(np.flatnonzero(missing)[0])}")
     keys = ["stimulus_id"] + (["condition"] if "condition" in frame.columns else [])
+    within = " within a condition" if len(keys) == 2 else ""
     repeated = frame.duplicated(keys, keep=False)
     if repeated.any():
         first = frame.loc[repeated, "stimulus_id"].iloc[0]
         raise ValueError(f"the stimulus table repeats stimulus_id {first!r} "
-                         f"({int(repeated.sum())} rows share an id"
-                         f"{' within a condition' if len(keys) == 2 else ''})")
+                         f"({int(repeated.sum())} rows share an id{within})")
+    as_text = frame[keys].assign(stimulus_id=ids.map(str))
+    collide = as_text.duplicated(keys, keep=False)
+    if collide.any():  # e.g. 1 and "1": one id once stored, and stored ids are text
+        first = as_text.loc[collide, "stimulus_id"].iloc[0]
+        raise ValueError(f"the stimulus table has stimulus_id {first!r} twice{within} once "
+                         f"its ids are read as text ({int(collide.sum())} rows, e.g. 1 and "
+                         f"'1'); stimulus ids are compared and stored as text")
     columns = {}
     for name in frame.columns:
         values = frame[name].to_numpy()
         if values.dtype.kind == "O":
             values = values.astype(str)
         columns[str(name)] = values
-    columns["stimulus_id"] = columns["stimulus_id"].astype(str)
+    columns["stimulus_id"] = np.array([str(value) for value in ids], dtype=str)
     return columns
 
 
@@ -239,6 +325,11 @@ def _built_in(name: str, seed: int) -> Callable[[Inputs, range], Inputs]:
             raise ValueError(f"condition {name!r} acts on the keyword input {target!r}, but the "
                              f"batches give inputs: {given}")
         value = inputs[target]
+        if snr is not None and not (isinstance(value, torch.Tensor)
+                                    and value.is_floating_point()):
+            kind = value.dtype if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ValueError(f"condition {name!r} adds noise to the integer input {target!r} "
+                             f"({kind}); noise needs a floating-point input")
         if snr is None:
             changed = torch.zeros_like(value)
         else:

@@ -373,8 +373,8 @@ def test_reads_in_plain_xarray(written):
 def test_file_metadata_names_every_variable_and_the_snr_units(written):
     path, _ = written
     with xr.open_dataset(path, engine="h5netcdf") as plain:
-        assert plain.attrs["Conventions"] == act.CONVENTIONS == "repsim-activations-3"
-        assert plain.attrs["format_version"] == act.FORMAT_VERSION == 3
+        assert plain.attrs["Conventions"] == act.CONVENTIONS == "repsim-activations-4"
+        assert plain.attrs["format_version"] == act.FORMAT_VERSION == 4
         for name in [*plain.data_vars, *plain.coords]:
             assert plain[name].attrs.get("long_name"), name
         for name in ("audio_snr",):  # the fixture has no visual_snr

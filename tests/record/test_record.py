@@ -230,7 +230,7 @@ def test_attributes_name_the_model_its_weights_and_the_patterns(tmp_path):
     assert ds.attrs["model_sha256"] == digest.hexdigest()
     assert ds.attrs["model_class"] == "record_models.LSTMNet"
     assert json.loads(ds.attrs["layer_patterns"]) == ["ls*"]
-    assert ds.attrs["format_version"] == 3
+    assert ds.attrs["format_version"] == activations.FORMAT_VERSION == 4
     assert "torch" in json.loads(ds.attrs["versions"])
 
 

@@ -45,7 +45,7 @@ def extracted(tmp_path_factory):
 def test_extract_gives_the_arrays_and_coordinates_it_gave_before_the_recorder(extracted):
     now = extracted
     before = activations.open(REFERENCE / "activations.h5")
-    assert before.attrs["format_version"] == 2 and now.attrs["format_version"] == 3
+    assert before.attrs["format_version"] == 2 and now.attrs["format_version"] == 4
     assert sorted(now.data_vars) == sorted(before.data_vars)
     for name in before.data_vars:
         assert now[name].dims == before[name].dims, name
