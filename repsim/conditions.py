@@ -43,6 +43,22 @@ def input_condition(name: str) -> tuple[str, float | None] | None:
     return match.group("input"), None if snr is None else float(snr)
 
 
+def condition_change(name: str) -> dict[str, object] | None:
+    """What condition ``name`` does, read from its name, as activation files describe it
+    (``condition_changes``): ``{"of": the intact condition, "input": ..., "change": "removed"}``
+    or ``{..., "change": "noise", "snr_db": X}``; None for any other name. ``incongruent_<c>``
+    is ``<c>`` of the incongruent stimuli; ``both_snr<X>`` is noise on the input ``both``."""
+    of, inner = CLEAN, name
+    if name.startswith(f"{INCONGRUENT}_"):
+        of, inner = INCONGRUENT, name.removeprefix(f"{INCONGRUENT}_")
+    parsed = input_condition(inner)
+    if parsed is None:
+        return None
+    target, snr = parsed
+    return {"of": of, "input": target,
+            **({"change": "removed"} if snr is None else {"change": "noise", "snr_db": snr})}
+
+
 def removed_condition(modality: str) -> str:
     """The name of the condition with ``modality`` removed, e.g. ``"audio_removed"``."""
     return Condition(remove=modality).name

@@ -8,7 +8,7 @@ one at a time, hand them to the array analyses and tabulate the results as xarra
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -35,53 +35,60 @@ def probe_all(dataset: xr.Dataset, target: ArrayLike | str = "audio_digit", *,
     ``target`` and ``groups`` name stimulus coordinates (e.g. ``"audio_digit"``,
     ``groups="speaker"``) or are arrays over the selected stimuli; ``condition`` selects the
     stimuli (None: all rows of the file). Cells are read one at a time. Returns a Dataset
-    with dims ``(layer, time)`` (and ``fold``): ``accuracy``, ``ci_low``, ``ci_high``,
-    ``chance``, ``unconverged`` (fits that stopped short of ``tol``), ``fold_accuracy`` and
-    ``regularization`` (the C chosen per fold).
+    with dims ``(layer, time)`` (and ``fold``; ``time`` as long as the longest layer's, NaN
+    past a shorter layer's steps, which the coordinate ``steps`` gives per layer):
+    ``accuracy``, ``ci_low``, ``ci_high``, ``chance``, ``unconverged`` (fits that stopped
+    short of ``tol``), ``fold_accuracy`` and ``regularization`` (the C chosen per fold).
     """
     layers = list(activations.layer_names(dataset) if layers is None else layers)
     if not layers:
         raise ValueError("the activation dataset has no layers to probe")
     first = activations.select(dataset, layers[0], state, condition=condition)
-    steps = first.sizes["time"]
-    cells = _LazyCells(dataset, layers, state, condition, steps)
+    steps = {layer: activations.time_steps(dataset, layer, state) for layer in layers}
+    cells = _LazyCells(dataset, [(layer, t) for layer in layers for t in range(steps[layer])],
+                       state, condition)
     results = probe_cells(cells, labels_of(target, first, "target"), folds=folds, seed=seed,
                           groups=None if groups is None else labels_of(groups, first, "groups"),
                           Cs=Cs, inner_folds=inner_folds, tol=tol, max_iter=max_iter,
                           device=device)
-    shape = (len(layers), steps)
+    longest = max(steps.values())
+    found = dict(zip(cells.cells, results, strict=True))
 
-    def grid(values) -> np.ndarray:
-        return np.asarray(values).reshape(shape + np.shape(values[0]))
+    def grid(value, shape: tuple[int, ...] = ()) -> np.ndarray:
+        """``value(result)`` on the (layer, time) grid; NaN where a layer has fewer steps."""
+        values = np.full((len(layers), longest, *shape), np.nan)
+        for (layer, t), result in found.items():
+            values[layers.index(layer), t] = value(result)
+        return values
 
     dims, fold_dims = ("layer", "time"), ("layer", "time", "fold")
     return xr.Dataset(
-        {"accuracy": (dims, grid([r.accuracy for r in results])),
-         "ci_low": (dims, grid([r.ci[0] for r in results])),
-         "ci_high": (dims, grid([r.ci[1] for r in results])),
-         "chance": (dims, grid([r.chance for r in results])),
-         "unconverged": (dims, grid([r.unconverged for r in results])),
-         "fold_accuracy": (fold_dims, grid([r.fold_accuracies for r in results])),
-         "regularization": (fold_dims, grid([r.regularization for r in results]))},
-        coords={"layer": layers, "time": np.arange(steps), "fold": np.arange(folds)},
+        {"accuracy": (dims, grid(lambda r: r.accuracy)),
+         "ci_low": (dims, grid(lambda r: r.ci[0])),
+         "ci_high": (dims, grid(lambda r: r.ci[1])),
+         "chance": (dims, grid(lambda r: r.chance)),
+         "unconverged": (dims, grid(lambda r: r.unconverged)),
+         "fold_accuracy": (fold_dims, grid(lambda r: r.fold_accuracies, (folds,))),
+         "regularization": (fold_dims, grid(lambda r: r.regularization, (folds,)))},
+        coords={"layer": layers, "time": np.arange(longest), "fold": np.arange(folds),
+                "steps": ("layer", [steps[layer] for layer in layers])},
         attrs={"target": target if isinstance(target, str) else "array",
                "condition": "all" if condition is None else condition, "state": state,
                "folds": folds, "inner_folds": inner_folds, "seed": seed, "Cs": list(Cs)})
 
 
 class _LazyCells(Sequence):
-    """Layer x time cells of an activation Dataset, each read (and flattened) on access."""
+    """``(layer, time)`` cells of an activation Dataset, each read (and flattened) on access."""
 
-    def __init__(self, dataset, layers, state, condition, steps):
-        self.dataset, self.layers, self.state = dataset, layers, state
-        self.condition, self.steps = condition, steps
+    def __init__(self, dataset, cells: list[tuple[str, int]], state, condition):
+        self.dataset, self.cells, self.state, self.condition = dataset, cells, state, condition
 
     def __len__(self) -> int:
-        return len(self.layers) * self.steps
+        return len(self.cells)
 
     # Cells are read one at a time, never sliced: no slice overload.
     def __getitem__(self, index: int) -> xr.DataArray:  # type: ignore[override]
-        layer, time = self.layers[index // self.steps], index % self.steps
+        layer, time = self.cells[index]
         return activations.select(self.dataset, layer, self.state, time=time,
                                   condition=self.condition)
 
@@ -89,47 +96,71 @@ class _LazyCells(Sequence):
 def ablation_sensitivity(intact: xr.Dataset, ablated: xr.Dataset | None = None, *,
                          layers: Sequence[str] | None = None, state: str = "h",
                          intact_condition: str = CLEAN,
-                         removed_conditions: Sequence[str] = REMOVED_CONDITIONS,
+                         removed_conditions: Sequence[str] | Mapping[str, str]
+                         = REMOVED_CONDITIONS,
                          kernel: str = "linear", debiased: bool = False,
                          threshold: float = 1.0) -> xr.Dataset:
-    """Sensitivity of every layer x time step to removing audio and to removing vision.
+    """Sensitivity of every layer x time step to removing each input.
 
     ``intact``: an activation Dataset (``repsim.activations.open``) whose
     ``intact_condition`` rows are the intact states; ``ablated``: the Dataset holding the
-    ``removed_conditions`` (audio removed, visual removed), by default the same one. Rows are
-    matched by ``stimulus_id`` (ValueError if the id sets differ). Returns a Dataset with
-    ``cka_sensitivity`` and ``relative_change`` over ``(removed, layer, time)`` and
-    ``reliance_cka`` and ``reliance_change`` over ``(layer, time)`` (module docstring).
+    removal conditions, by default the same one. ``removed_conditions``: ``{input: condition}``
+    for any number of inputs (e.g. ``{"audio": "mute_a"}``), or two condition names, read as
+    the audio-removed and the visual-removed condition (repsim's ``audio_removed`` and
+    ``visual_removed`` by default). Rows are matched by ``stimulus_id`` (ValueError if the id
+    sets differ). Layers may differ in their steps (``time`` is the longest; NaN past a
+    shorter layer's). Returns a Dataset with ``cka_sensitivity``, ``relative_change`` and
+    ``share_cka`` / ``share_change`` (each input's sensitivity over the sum of all inputs')
+    over ``(removed, layer, time)``, and with two inputs the reliance index of the first,
+    ``reliance_cka`` and ``reliance_change`` over ``(layer, time)``
+    (:mod:`repsim.analysis.ablation`).
     """
     ablated = intact if ablated is None else ablated
-    if len(removed_conditions) != len(MODALITIES):
-        raise ValueError(f"removed_conditions needs the audio-removed and the visual-removed "
-                         f"condition names, got {list(removed_conditions)}")
+    if isinstance(removed_conditions, Mapping):
+        removals = {str(name): str(condition) for name, condition in removed_conditions.items()}
+    elif len(removed_conditions) == len(MODALITIES):
+        removals = dict(zip(MODALITIES, removed_conditions, strict=True))
+    else:
+        raise ValueError(f"removed_conditions is {{input: condition}} or the audio-removed and "
+                         f"the visual-removed condition names, got {list(removed_conditions)}")
+    if not removals:
+        raise ValueError("removed_conditions names no removal")
     layers = list(activations.layer_names(intact) if layers is None else layers)
     missing = [layer for layer in layers if layer not in activations.layer_names(ablated)]
     if missing:
         raise ValueError(f"layers {missing} are not in the ablated activations")
-    steps = intact.sizes["time"]
-    if ablated.sizes["time"] != steps:
-        raise ValueError(f"the intact activations have {steps} time steps, the ablated "
-                         f"{ablated.sizes['time']}")
-    values = np.empty((2, len(MODALITIES), len(layers), steps))
+    steps = {layer: activations.time_steps(intact, layer, state) for layer in layers}
+    for layer in layers:
+        if activations.time_steps(ablated, layer, state) != steps[layer]:
+            raise ValueError(f"layer {layer!r} has {steps[layer]} time steps in the intact "
+                             f"activations, {activations.time_steps(ablated, layer, state)} "
+                             f"in the ablated")
+    values = np.full((2, len(removals), len(layers), max(steps.values())), np.nan)
     for j, layer in enumerate(layers):
-        for t in range(steps):
+        for t in range(steps[layer]):
             h = activations.flatten(activations.select(intact, layer, state, time=t,
                                                        condition=intact_condition))
-            for i, condition in enumerate(removed_conditions):
+            for i, condition in enumerate(removals.values()):
                 h_removed = activations.flatten(activations.select(
                     ablated, layer, state, time=t, condition=condition))
                 values[:, i, j, t] = modality_sensitivity(h, h_removed, kernel=kernel,
                                                           debiased=debiased,
                                                           threshold=threshold)
     dims = ("removed", "layer", "time")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shares = values / values.sum(axis=1, keepdims=True)
+    variables: dict[str, tuple[tuple[str, ...], np.ndarray]] = {
+        "cka_sensitivity": (dims, values[0]), "relative_change": (dims, values[1]),
+                 "share_cka": (dims, shares[0]), "share_change": (dims, shares[1])}
+    if len(removals) == 2:
+        variables |= {"reliance_cka": (dims[1:], reliance_index(values[0, 0], values[0, 1])),
+                      "reliance_change": (dims[1:], reliance_index(values[1, 0],
+                                                                   values[1, 1]))}
     return xr.Dataset(
-        {"cka_sensitivity": (dims, values[0]), "relative_change": (dims, values[1]),
-         "reliance_cka": (dims[1:], reliance_index(values[0, 0], values[0, 1])),
-         "reliance_change": (dims[1:], reliance_index(values[1, 0], values[1, 1]))},
-        coords={"removed": list(MODALITIES), "layer": layers, "time": np.arange(steps)},
+        variables,
+        coords={"removed": list(removals), "layer": layers,
+                "time": np.arange(values.shape[-1]),
+                "steps": ("layer", [steps[layer] for layer in layers])},
         attrs={"kernel": kernel, "debiased": int(debiased), "state": state,
                "intact_condition": intact_condition,
-               "removed_conditions": ",".join(removed_conditions)})
+               "removed_conditions": ",".join(removals.values())})

@@ -163,17 +163,27 @@ def _with_activations(runs: list[Run]) -> list[Run]:
 
 @dataclass(frozen=True)
 class ModelInput:
-    """An activation file and what is known of the model that made it."""
+    """An activation file and what is known of the model that made it: a repsim fusion
+    network's fusion layer, depth and seed, or the name its recording gave it."""
 
     path: Path
     fusion_layer: int | None = None
     layers: int | None = None
     seed: int | None = None
+    name: str | None = None
+
+    @property
+    def is_fusion_run(self) -> bool:
+        """Whether the model is one of repsim's fusion networks (its fusion layer is known)."""
+        return self.fusion_layer is not None
 
     @property
     def role(self) -> str:
-        """``"early"``, ``"late"``, ``"k=<n>"`` or the file name when nothing is known."""
+        """``"early"``, ``"late"``, ``"k=<n>"``; for any other model its recorded name, else
+        the file's name."""
         if self.fusion_layer is None:
+            if self.name:
+                return self.name
             return self.path.stem if self.path.name != ACTIVATIONS_FILE else self.path.parent.name
         if self.layers is None:
             return "early" if self.fusion_layer == 1 else f"k={self.fusion_layer}"

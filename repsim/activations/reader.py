@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,65 @@ def _index_stimuli(ds: xr.Dataset) -> xr.Dataset:
 def layer_names(ds: xr.Dataset) -> list[str]:
     """Recorded layers in forward order (e.g. ``["audio.1", "visual.1", "fused.2"]``)."""
     return json.loads(ds.attrs["layers"])
+
+
+# A layer named <stream>.<depth>, as repsim names its own (audio.1, fused.2).
+_STREAM_DEPTH = re.compile(r"^(?P<stream>.+)\.(?P<depth>\d+)$")
+
+
+def _old_file_places(ds: xr.Dataset) -> dict[str, tuple[int, str]] | None:
+    """``{layer: (depth, stream)}`` read from names, for a file written before layers carried
+    their places (format 3 or older) whose layers are all named ``<stream>.<depth>``."""
+    matches = {layer: _STREAM_DEPTH.match(layer) for layer in layer_names(ds)}
+    if "layer_depths" in ds.attrs or not all(matches.values()):
+        return None
+    return {layer: (int(match.group("depth")), match.group("stream"))
+            for layer, match in matches.items() if match is not None}
+
+
+def layer_depths(ds: xr.Dataset) -> dict[str, int]:
+    """Each layer's depth, 1 = nearest the input, in the file's order: the file's
+    ``layer_depths`` (what the model said, else the layer's position in the recording); in a
+    file written before format 4, the ``<depth>`` of layers all named ``<stream>.<depth>``,
+    else the position."""
+    if "layer_depths" in ds.attrs:
+        depths = json.loads(ds.attrs["layer_depths"])
+        return {layer: int(depths[layer]) for layer in layer_names(ds)}
+    old = _old_file_places(ds)
+    if old is not None:
+        return {layer: depth for layer, (depth, _) in old.items()}
+    return {layer: position for position, layer in enumerate(layer_names(ds), start=1)}
+
+
+def layer_streams(ds: xr.Dataset) -> dict[str, str]:
+    """Each layer's stream (e.g. ``audio``, ``fused``; ``""``: the model did not say, one
+    stream), as :func:`layer_depths` reads depths."""
+    if "layer_streams" in ds.attrs:
+        streams = json.loads(ds.attrs["layer_streams"])
+        return {layer: str(streams[layer]) for layer in layer_names(ds)}
+    old = _old_file_places(ds)
+    if old is not None:
+        return {layer: stream for layer, (_, stream) in old.items()}
+    return dict.fromkeys(layer_names(ds), "")
+
+
+def model_name(ds: xr.Dataset) -> str | None:
+    """The name the recording gave the model (``model_name``), None in older files."""
+    name = ds.attrs.get("model_name")
+    return None if name is None else str(name)
+
+
+def condition_changes(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
+    """What each condition of the file does to which input (the file's ``condition_changes``,
+    format 4), else read from the condition names
+    (:func:`repsim.conditions.condition_change`); conditions that change no named input are
+    left out."""
+    from repsim.conditions import condition_change
+
+    if "condition_changes" in ds.attrs:
+        return dict(json.loads(ds.attrs["condition_changes"]))
+    changes = {name: condition_change(name) for name in condition_names(ds)}
+    return {name: change for name, change in changes.items() if change is not None}
 
 
 def state_names(ds: xr.Dataset) -> list[str]:

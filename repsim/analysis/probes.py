@@ -165,7 +165,8 @@ def transfer_probe(X: ArrayLike, X_shifted: ArrayLike, y: ArrayLike, folds: int 
         warnings.warn(f"{solution.unconverged} of {len(plan.C)} logistic fits stopped short "
                       f"of the gradient tolerance {tol}", RuntimeWarning, stacklevel=2)
     correct = int((predictions == codes).sum())
-    return ProbeResult(correct / n, _wilson(correct, n), float(np.bincount(codes).max() / n),
+    return ProbeResult(correct / n, wilson_interval(correct, n),
+                       float(np.bincount(codes).max() / n),
                        np.array(fold_accuracies), np.array([C] * len(plan.outer)),
                        classes[predictions], classes, solution.unconverged)
 
@@ -287,13 +288,13 @@ class _Plan:
         correct = int((out_of_fold == codes).sum())
         accuracy = correct / codes.size
         chance = np.bincount(codes).max() / codes.size
-        return ProbeResult(accuracy, _wilson(correct, codes.size), float(chance),
+        return ProbeResult(accuracy, wilson_interval(correct, codes.size), float(chance),
                            np.array(fold_accuracies), np.array(chosen),
                            classes[out_of_fold], classes, solution.unconverged)
 
 
-def _wilson(successes: int, trials: int) -> tuple[float, float]:
-    """95 % Wilson score interval of a binomial proportion."""
+def wilson_interval(successes: int, trials: int) -> tuple[float, float]:
+    """95 % Wilson score interval of a binomial proportion (``successes`` of ``trials``)."""
     z2 = CONFIDENCE_Z ** 2
     p = successes / trials
     centre = (p + z2 / (2 * trials)) / (1 + z2 / trials)

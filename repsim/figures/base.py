@@ -11,6 +11,8 @@ adds its own options and hands over to :func:`run_cli`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
 import json
 import logging
 import os
@@ -47,25 +49,6 @@ MODELS_HELP = ("activation files or run directories (default: the early and late
 log = logging.getLogger("repsim")
 
 
-def layer_depth(layer: str, layers: Sequence[str] = ()) -> int:
-    """The depth ``d`` of a layer named ``"<stream>.<d>"`` (e.g. 2 for ``"fused.2"``, 0 for a
-    recorded ``"encoder.layers.0"``); for any other name (a module of a user's model, e.g.
-    ``"fusion"``) its 1-based position in ``layers``, the file's layers in forward order."""
-    stream, _, last = layer.rpartition(".")
-    if stream and last.isdigit():
-        return int(last)
-    if layer in layers:
-        return list(layers).index(layer) + 1
-    raise ValueError(f"layer name {layer!r} is not of the form <stream>.<depth>")
-
-
-def layer_stream(layer: str) -> str:
-    """The stream of a layer: ``"audio"`` for ``"audio.1"``, ``"encoder.layers"`` for
-    ``"encoder.layers.0"``, the whole name when it does not end in a depth."""
-    stream, _, last = layer.rpartition(".")
-    return stream if stream and last.isdigit() else layer
-
-
 def model_input_from_config(model: ModelInput, config: dict) -> ModelInput:
     """Fill what ``model`` lacks from a training config (the ``config`` attribute of its file).
 
@@ -83,7 +66,8 @@ def model_input_from_config(model: ModelInput, config: dict) -> ModelInput:
 
 
 def open_model(model: ModelInput) -> tuple[ModelInput, xr.Dataset]:
-    """Open ``model``'s activation file (lazily) and fill what is unknown from its config."""
+    """Open ``model``'s activation file (lazily) and fill what is unknown from its config,
+    and the model's recorded name."""
     data = activations.open(model.path)
     config = data.attrs.get("config")
     if isinstance(config, str):
@@ -91,7 +75,20 @@ def open_model(model: ModelInput) -> tuple[ModelInput, xr.Dataset]:
             config = json.loads(config)
         except json.JSONDecodeError:
             config = None
-    return model_input_from_config(model, config or {}), data
+    model = model_input_from_config(model, config or {})
+    name = activations.model_name(data)
+    if model.name is None and name is not None:
+        model = dataclasses.replace(model, name=name)
+    return model, data
+
+
+def models_title(models: Sequence[ModelInput]) -> str:
+    """How a title names the models: "early vs late fusion" for repsim's early and late
+    fusion runs, else their labels ("my_cnn vs my_transformer")."""
+    roles = {model.role for model in models}
+    if all(model.is_fusion_run for model in models) and roles == {"early", "late"}:
+        return "early vs late fusion"
+    return " vs ".join(dict.fromkeys(model.label for model in models))
 
 
 def default_models(runs_dir: str | os.PathLike = RUNS_DIR, dataset: str | None = None
@@ -118,11 +115,20 @@ def table_per_model(table: Callable[[ModelInput, xr.Dataset], pd.DataFrame],
     """``table(model, data)`` for each of :func:`models_to_compare`, stacked, and the
     ``{activation file: label}`` that the CSV header names."""
     tables, used = [], {}
-    for model in models_to_compare(inputs, runs_dir, dataset):
-        model, data = open_model(model)
+    for model, data in distinct_labels([open_model(chosen) for chosen in
+                                        models_to_compare(inputs, runs_dir, dataset)]):
         used[model.path] = model.label
         tables.append(table(model, data))
     return pd.concat(tables, ignore_index=True), used
+
+
+def distinct_labels(opened: Sequence[tuple[ModelInput, xr.Dataset]]
+                    ) -> list[tuple[ModelInput, xr.Dataset]]:
+    """``opened`` with each model's label unique: models that share a name (two recordings
+    both called ``activations``) are named by their files instead."""
+    labels = [model.label for model, _ in opened]
+    return [(dataclasses.replace(model, fusion_layer=None, name=str(model.path))
+             if labels.count(model.label) > 1 else model, data) for model, data in opened]
 
 
 def check_out_dir(out_dir: str | os.PathLike) -> None:
@@ -178,10 +184,12 @@ def run_cli(parser: argparse.ArgumentParser, run: Callable[..., list[Path]],
             argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, call ``run`` with every option but ``verbose`` and ``threads`` (applied
     here) as a keyword, and end with one line naming what was written; a user error is one
-    ``error:`` line, status 2."""
+    ``error:`` line, status 2. ``--files`` are inputs like the positional ones, unless ``run``
+    takes ``files`` of its own."""
     options = vars(parser.parse_args(argv))
     setup_logging(options.pop("verbose"))
-    options["inputs"] = [*options["inputs"], *options.pop("files", [])]
+    if "files" not in inspect.signature(run).parameters:
+        options["inputs"] = [*options["inputs"], *options.pop("files", [])]
     threads = options.pop("threads")
     if threads is not None:
         limit_threads(threads)

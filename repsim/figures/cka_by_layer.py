@@ -1,17 +1,22 @@
-"""CKA between every layer of the early-fusion and every layer of the late-fusion model.
+"""CKA between every layer of one model and every layer of another (or of the same) model.
 
-(a) A heatmap of CKA between each early-fusion layer (rows) and each late-fusion layer
-(columns) at the last time step; (b) CKA at every time step between layers of matched depth
-(``fused.d`` vs ``audio.d`` and ``visual.d``); (c) as a reference, the CKA between two seeds
-of the same (early) architecture, layer by layer, when a second seed exists; (d) linear and
-RBF kernels side by side with ``--kernel both``. Stimuli are aligned by stimulus id. Layers
-are read one time step at a time; ``--minibatch N`` computes linear CKA from random batches
-of N stimuli (:func:`repsim.analysis.cka.minibatch_cka`), so that memory grows with N rather
-than with the number of stimuli squared.
+(a) A heatmap of CKA between each layer of the first model (rows) and each layer of the other
+(columns) at their last time steps; (b) CKA at every time step between layers of matched depth
+(repsim's early fusion: ``fused.d`` vs the late model's ``audio.d`` and ``visual.d``; any
+other model: depth is the layer's place in its file's order); (c) as a reference, the CKA
+between two seeds of the same (early) architecture, layer by layer, when a second seed
+exists; (d) linear and RBF kernels side by side with ``--kernel both``. One file: CKA between
+its own layers; several: the first against each of the others. Stimuli are aligned by
+stimulus id; ``--condition`` picks which (default ``clean``). Layers with the same number of
+time steps are compared at every step, layers with different numbers (a head called once)
+at their last steps only. Layers are read one time step at a time; ``--minibatch N``
+computes linear CKA from random batches of N stimuli
+(:func:`repsim.analysis.cka.minibatch_cka`), so that memory grows with N rather than with the
+number of stimuli squared.
 
 Writes ``cka_by_layer.png``/``.pdf`` and ``cka_by_layer.csv`` with one row per pair of layers
 and time step: comparison (``models`` or ``seed reference``), x_model, y_model, kernel, x_layer,
-y_layer, time_step (1 = first step), cka.
+y_layer, time_step (1 = first step, of x_layer), y_time_step (of y_layer), cka.
 """
 
 from __future__ import annotations
@@ -24,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from repsim.activations import layer_names, select, stimulus_ids
 from repsim.analysis.choices import KERNELS as CKA_KERNELS
 from repsim.analysis.choices import MIN_DEBIASED_STIMULI
 from repsim.conditions import CLEAN
@@ -32,12 +36,12 @@ from repsim.figures.base import (
     FIGURES_DIR,
     check_out_dir,
     default_models,
+    distinct_labels,
     figure_parser,
-    layer_depth,
-    layer_stream,
     open_model,
     run_cli,
 )
+from repsim.figures.questions import pick_condition
 from repsim.rundir import RUNS_DIR
 from repsim.runs import ModelInput, model_input_of_run, resolve_model_input
 
@@ -47,7 +51,7 @@ if TYPE_CHECKING:  # heavy libraries load where they are used: --help needs none
 
 NAME = "cka_by_layer"
 COLUMNS = ["comparison", "x_model", "y_model", "kernel", "x_layer", "y_layer", "time_step",
-           "cka"]
+           "y_time_step", "cka"]
 KERNELS = {**{kernel: (kernel,) for kernel in CKA_KERNELS}, "both": CKA_KERNELS}
 KERNEL_NAMES = {"linear": "Linear", "rbf": "RBF"}
 EXAMPLES = """examples:
@@ -58,34 +62,42 @@ EXAMPLES = """examples:
   python analyses/cka_by_layer.py early.h5 late.h5 --condition incongruent --out-dir out
   python analyses/cka_by_layer.py early.h5 late.h5 --minibatch 1000   # many stimuli
   python analyses/cka_by_layer.py --files my_model.h5 runs/synthetic-f1-s0/activations.h5
+  python analyses/cka_by_layer.py --files my_model.h5            # its layers with each other
 """
+Opened = tuple[ModelInput, "xr.Dataset"]
 
 
-def cka_table(x: tuple[ModelInput, xr.Dataset], y: tuple[ModelInput, xr.Dataset], *,
-              kernels: Sequence[str], condition: str, comparison: str,
-              debiased: bool = False, minibatch: int | None = None,
+def cka_table(x: Opened, y: Opened, *, kernels: Sequence[str], condition: str,
+              comparison: str, debiased: bool = False, minibatch: int | None = None,
               seed: int = 0) -> pd.DataFrame:
-    """CKA between every layer of ``x`` and every layer of ``y`` at every (shared) time step.
+    """CKA between every layer of ``x`` and every layer of ``y``: at every step for layers
+    with the same number of steps, at the last steps for layers whose numbers differ.
 
     ``x`` and ``y`` are ``(ModelInput, Dataset)`` pairs as :func:`repsim.figures.base.open_model`
-    returns them; ``y``'s stimuli are put in ``x``'s order by stimulus id. Each layer is read
-    one time step at a time. ``minibatch`` (linear kernel): CKA from :func:`layer_similarity`'s
-    random batches of that many stimuli, shuffled with ``seed``.
+    returns them (``y`` may be ``x``); ``y``'s stimuli are put in ``x``'s order by stimulus
+    id. Each layer is read one time step at a time. ``minibatch`` (linear kernel): CKA from
+    :func:`layer_similarity`'s random batches of that many stimuli, shuffled with ``seed``.
     """
+    from repsim.activations import layer_names, select, stimulus_ids, time_steps
+
     (x_model, x_data), (y_model, y_data) = x, y
-    steps = {data.sizes["time"] for data in (x_data, y_data)}
-    if len(steps) != 1:
-        raise ValueError(f"{x_model.path} and {y_model.path} have different numbers of time "
-                         f"steps ({sorted(steps)}); CKA per time step needs the same")
-    timesteps = steps.pop()
     order = stimulus_ids(x_data, condition)
-    x_layers, y_layers = layer_names(x_data), layer_names(y_data)
+    x_steps = {layer: time_steps(x_data, layer) for layer in layer_names(x_data)}
+    y_steps = {layer: time_steps(y_data, layer) for layer in layer_names(y_data)}
+    # (x layers, y layers, x step, y step) to compare: equal lengths at every step, the
+    # others at their last steps
+    blocks = [([a for a, n in x_steps.items() if n == length],
+               [b for b, n in y_steps.items() if n == length], t, t)
+              for length in sorted(set(x_steps.values()) & set(y_steps.values()))
+              for t in range(length)]
+    uneven = [(a, b) for a in x_steps for b in y_steps if x_steps[a] != y_steps[b]]
+    blocks += [([a], [b], x_steps[a] - 1, y_steps[b] - 1) for a, b in uneven]
     rows = []
     for kernel in kernels:
-        for t in range(timesteps):
+        for x_layers, y_layers, t, u in blocks:
             values = layer_similarity(
                 [select(x_data, layer, time=t, condition=condition) for layer in x_layers],
-                [select(y_data, layer, time=t, condition=condition, order=order)
+                [select(y_data, layer, time=u, condition=condition, order=order)
                  for layer in y_layers],
                 kernel=kernel, debiased=debiased, minibatch=minibatch, seed=seed)
             for i, x_layer in enumerate(x_layers):
@@ -93,7 +105,7 @@ def cka_table(x: tuple[ModelInput, xr.Dataset], y: tuple[ModelInput, xr.Dataset]
                     rows.append({"comparison": comparison, "x_model": x_model.label,
                                  "y_model": y_model.label, "kernel": kernel,
                                  "x_layer": x_layer, "y_layer": y_layer, "time_step": t + 1,
-                                 "cka": float(values[i, j])})
+                                 "y_time_step": u + 1, "cka": float(values[i, j])})
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -118,9 +130,11 @@ def layer_similarity(xs: Sequence, ys: Sequence, *, kernel: str = "linear",
     return full[:len(xs), len(xs):]
 
 
-def plot(table: pd.DataFrame, condition: str, estimator: str) -> Figure:
-    """(a) last-step heatmaps per kernel; (b, c) CKA over time for matched depths.
-    ``estimator`` ends the colour bar's label (e.g. " (debiased)")."""
+def plot(table: pd.DataFrame, condition: str, estimator: str,
+         places: dict[str, tuple[dict[str, int], dict[str, str]]]) -> Figure:
+    """(a) last-step heatmaps per compared pair and kernel; (b, c) CKA over time for layers of
+    matched depth. ``estimator`` ends the colour bar's label (e.g. " (debiased)");
+    ``places``: each model's ``(layer depths, layer streams)`` from its file."""
     from matplotlib.figure import Figure
 
     from repsim import plotting
@@ -128,53 +142,92 @@ def plot(table: pd.DataFrame, condition: str, estimator: str) -> Figure:
     models = table[table["comparison"] == "models"]
     reference = table[table["comparison"] == "seed reference"]
     kernels = list(dict.fromkeys(models["kernel"]))
+    pairs = list(dict.fromkeys(zip(models["x_model"], models["y_model"], strict=True)))
+    x_label = pairs[0][0]
     x_layers = list(dict.fromkeys(models["x_layer"]))
-    y_layers = list(dict.fromkeys(models["y_layer"]))
-    x_depth = {layer: layer_depth(layer, x_layers) for layer in x_layers}
-    y_depth = {layer: layer_depth(layer, y_layers) for layer in y_layers}
-    # (b) compares layers of matched depth; a user's model may share none with the other
-    shared = set(x_depth.values()) & set(y_depth.values())
-    depths = sorted(set(x_depth.values()) | set(y_depth.values())) if shared else [None]
-    x_label, y_label = models["x_model"].iloc[0], models["y_model"].iloc[0]
-    last = int(models["time_step"].max())
+    within = len(pairs) == 1 and pairs[0][0] == pairs[0][1]
+    x_depth = places[x_label][0]
+    shared = set(x_depth.values()) & {d for _, y in pairs for d in places[y][0].values()}
+    depths: list[int | None] = [] if within else [*sorted(shared)] or [None]
 
-    top_height = 2.3 + 0.45 * len(x_layers)
+    top_height = (2.3 + 0.45 * len(x_layers)) * len(pairs)
     width = max(11.0, 5.4 * len(kernels) + 1.0, 3.6 * len(depths) + 1.0)
-    entries = len(reference["x_layer"].unique()) + 2 * len(kernels)  # per panel, at most
-    bottom_height = 3.6 + 0.25 * math.ceil(entries / 2)  # room for the legend rows below
+    entries = len(reference["x_layer"].unique()) + 2 * len(kernels) * len(pairs)
+    bottom_height = 3.6 + 0.25 * math.ceil(entries / 2) if depths else 0.0
     fig = Figure(figsize=(width, top_height + bottom_height), layout="constrained")
-    top, bottom = fig.subfigures(2, 1, height_ratios=[top_height, bottom_height],
-                                  squeeze=False)[:, 0]
-    heat_axes = top.subplots(1, len(kernels), squeeze=False)[0]
-    for ax, kernel in zip(heat_axes, kernels, strict=True):
-        at_last = models[(models["kernel"] == kernel) & (models["time_step"] == last)]
-        matrix = at_last.pivot(index="x_layer", columns="y_layer", values="cka")
-        plotting.heatmap(ax, matrix.loc[x_layers, y_layers].to_numpy(),
-                         row_labels=x_layers, col_labels=y_layers,
-                         cbar_label=f"{KERNEL_NAMES[kernel]} CKA{estimator}")
-        ax.set_xlabel(f"{y_label} layer")
-        ax.set_ylabel(f"{x_label}\nlayer")
-        ax.set_title(f"{KERNEL_NAMES[kernel]} CKA, last time step (t={last})")
-    fig.suptitle(f"Layer similarity: {x_label} vs {y_label}, {condition} stimuli")
+    if depths:
+        top, bottom = fig.subfigures(2, 1, height_ratios=[top_height, bottom_height],
+                                     squeeze=False)[:, 0]
+    else:
+        top = fig
+    heat_axes = top.subplots(len(pairs), len(kernels), squeeze=False)
+    for row, (x_model, y_model) in zip(heat_axes, pairs, strict=True):
+        pair = models[(models["x_model"] == x_model) & (models["y_model"] == y_model)]
+        y_layers = list(dict.fromkeys(pair["y_layer"]))
+        last = _last_steps(pair)
+        for ax, kernel in zip(row, kernels, strict=True):
+            at_last = last[last["kernel"] == kernel]
+            matrix = at_last.pivot(index="x_layer", columns="y_layer", values="cka")
+            plotting.heatmap(ax, matrix.loc[x_layers, y_layers].to_numpy(),
+                             row_labels=x_layers, col_labels=y_layers,
+                             cbar_label=f"{KERNEL_NAMES[kernel]} CKA{estimator}")
+            ax.set_xlabel(f"{y_model} layer")
+            ax.set_ylabel(f"{x_model}\nlayer")
+            ax.set_title(f"{KERNEL_NAMES[kernel]} CKA, last time step ({_steps_text(pair)})")
+    others = " vs ".join(dict.fromkeys(y for _, y in pairs))
+    fig.suptitle(f"Layer similarity within {x_label}, {condition} stimuli" if within else
+                 f"Layer similarity: {x_label} vs {others}, {condition} stimuli")
+    if depths:
+        _depth_panels(bottom, models, reference, depths, kernels, pairs, places)
+    return fig
+
+
+def _last_steps(pair: pd.DataFrame) -> pd.DataFrame:
+    """Each layer pair's row at the x layer's last step (for uneven pairs, their only one)."""
+    last = pair.groupby(["kernel", "x_layer", "y_layer"], sort=False)["time_step"].transform(
+        "max")
+    return pair[pair["time_step"] == last]
+
+
+def _steps_text(pair: pd.DataFrame) -> str:
+    steps = sorted(_last_steps(pair)["time_step"].unique())
+    return f"t={steps[0]}" if len(steps) == 1 else "each layer's own"
+
+
+def _depth_panels(bottom, models: pd.DataFrame, reference: pd.DataFrame,
+                  depths: list[int | None],
+                  kernels: list[str], pairs: list[tuple[str, str]],
+                  places: dict[str, tuple[dict[str, int], dict[str, str]]]) -> None:
+    """(b, c): one panel per depth that the compared models share, CKA over time steps."""
+    from repsim import plotting
 
     line_axes = bottom.subplots(1, len(depths), squeeze=False, sharey=True)[0]
     styles = dict(zip(kernels, plotting.LINESTYLES, strict=False))
+    x_depth = places[pairs[0][0]][0]
     for ax, depth in zip(line_axes, depths, strict=True):
         if depth is None:
             ax.text(0.5, 0.5, "no layers of matched depth", ha="center", va="center",
                     transform=ax.transAxes)
             ax.set_axis_off()
             continue
-        pairs = models[np.array([x_depth[a] == depth == y_depth[b] for a, b in
-                                 zip(models["x_layer"], models["y_layer"], strict=True)],
-                                dtype=bool)]
-        for (kernel, x_layer, y_layer), rows in pairs.groupby(["kernel", "x_layer", "y_layer"],
-                                                              sort=False):
-            stream = layer_stream(str(y_layer))
-            label = f"{x_layer} vs {y_layer}" + (
-                f" ({KERNEL_NAMES[str(kernel)]})" if len(kernels) > 1 else "")
-            ax.plot(rows["time_step"], rows["cka"], marker="o", linestyle=styles[str(kernel)],
-                    color=plotting.MODALITY_COLORS.get(stream, "0.2"), label=label)
+        steps: set[int] = set()
+        for x_model, y_model in pairs:
+            y_depth, y_stream = places[y_model]
+            pair = models[(models["x_model"] == x_model) & (models["y_model"] == y_model)
+                          & (models["time_step"] == models["y_time_step"])]
+            matched = pair[np.array([x_depth[a] == depth == y_depth[b] for a, b in
+                                     zip(pair["x_layer"], pair["y_layer"], strict=True)],
+                                    dtype=bool)]
+            steps |= set(matched["time_step"])
+            for (kernel, x_layer, y_layer), rows in matched.groupby(
+                    ["kernel", "x_layer", "y_layer"], sort=False):
+                label = f"{x_layer} vs {y_layer}" + (f" ({y_model})" if len(pairs) > 1 else "")
+                label += f" ({KERNEL_NAMES[str(kernel)]})" if len(kernels) > 1 else ""
+                color = plotting.MODALITY_COLORS.get(
+                    y_stream[str(y_layer)], plotting.PALETTE[list(y_depth).index(str(y_layer))
+                                                             % len(plotting.PALETTE)])
+                ax.plot(rows["time_step"], rows["cka"], marker="o", color=color,
+                        linestyle=styles[str(kernel)], label=label)
         same = reference[np.array([a == b and x_depth.get(a) == depth for a, b in
                                    zip(reference["x_layer"], reference["y_layer"], strict=True)],
                                   dtype=bool)]
@@ -183,22 +236,23 @@ def plot(table: pd.DataFrame, condition: str, estimator: str) -> Figure:
                 f" ({KERNEL_NAMES[str(kernel)]})" if len(kernels) > 1 else "")
             ax.plot(rows["time_step"], rows["cka"], color="0.45", linestyle=styles[str(kernel)],
                     marker="x", label=label)
-        ax.set_xticks(sorted(pairs["time_step"].unique()))
+        ax.set_xticks(sorted(steps))
         ax.set_ylim(0, 1.05)
         ax.set_xlabel("time step")
         ax.set_ylabel("CKA")
         ax.set_title(f"Depth {depth}, by time step")
         # below the panel, where it cannot hide a curve (inside, some corner always does)
         ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2)
-    return fig
 
 
 def run(inputs: Sequence[str | Path] = (), *, reference: str | Path | None = None,
         runs_dir: str | Path = RUNS_DIR, dataset: str | None = None,
-        out_dir: str | Path = FIGURES_DIR, kernel: str = "linear", condition: str = CLEAN,
+        out_dir: str | Path = FIGURES_DIR, kernel: str = "linear", condition: str | None = None,
         debiased: bool = False, minibatch: int | None = None, seed: int = 0) -> list[Path]:
-    """Make the figure from two activation files / run dirs (or the early and late runs)."""
+    """Make the figure from activation files / run dirs: one (its layers with each other),
+    two, or more (the first against each other); none: the early and late runs."""
     from repsim import plotting
+    from repsim.activations import layer_depths, layer_streams
 
     if kernel not in KERNELS:
         raise ValueError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
@@ -207,44 +261,46 @@ def run(inputs: Sequence[str | Path] = (), *, reference: str | Path | None = Non
                          f"unbiased HSIC needs them), got {minibatch}")
     if minibatch is not None and kernel != "linear":
         raise ValueError(f"--minibatch computes linear CKA only, not --kernel {kernel}")
-    if inputs and len(inputs) != 2:
-        raise ValueError(f"give two inputs (early and late), got {len(inputs)}")
     check_out_dir(out_dir)
     if inputs:
-        x_model, y_model = (resolve_model_input(p) for p in inputs)
+        chosen = [resolve_model_input(p) for p in inputs]
         ref_model = resolve_model_input(reference) if reference is not None else None
     else:
         found = default_models(runs_dir, dataset)
-        x_model, y_model = model_input_of_run(found.early[0]), model_input_of_run(found.late[0])
+        chosen = [model_input_of_run(found.early[0]), model_input_of_run(found.late[0])]
         ref_model = (model_input_of_run(found.early[1]) if len(found.early) > 1 else None)
-    options: dict[str, Any] = {"kernels": KERNELS[kernel], "condition": condition,
+    opened = distinct_labels([open_model(model) for model in
+                              [*chosen, *([ref_model] if ref_model is not None else [])]])
+    compared, ref = (opened[:-1], opened[-1]) if ref_model is not None else (opened, None)
+    x, others = compared[0], compared[1:] or compared[:1]
+    chosen_condition = pick_condition(x[1], condition, x[0].path)
+    options: dict[str, Any] = {"kernels": KERNELS[kernel], "condition": chosen_condition,
                                "debiased": debiased, "minibatch": minibatch, "seed": seed}
-    x, y = open_model(x_model), open_model(y_model)
-    tables = [cka_table(x, y, comparison="models", **options)]
-    inputs_used = {x_model.path: x[0].label, y_model.path: y[0].label}
-    if ref_model is not None:
-        ref = open_model(ref_model)
+    tables = [cka_table(x, y, comparison="models", **options) for y in others]
+    if ref is not None:
         tables.append(cka_table(x, ref, comparison="seed reference", **options))
-        inputs_used[ref_model.path] = ref[0].label
     table = pd.concat(tables, ignore_index=True)
+    places = {model.label: (layer_depths(data), layer_streams(data)) for model, data in opened}
+    used = {model.path: model.label for model, _ in opened}
     estimator = (f" (minibatches of {minibatch})" if minibatch is not None else
                  " (debiased)" if debiased else "")
-    return plotting.save_outputs(lambda: plot(table, condition, estimator), table, out_dir,
-                                 NAME, inputs_used)
+    return plotting.save_outputs(lambda: plot(table, chosen_condition, estimator, places),
+                                 table, out_dir, NAME, used)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python -m repsim.figures cka_by_layer [EARLY LATE] [--reference ...]``."""
+    """Command line: ``python -m repsim.figures cka_by_layer [FILE ...] [--reference ...]``."""
     parser = figure_parser(NAME, __doc__, EXAMPLES,
-                           "two activation files or run directories: early then late "
-                           "(default: fusion layer 1 and the largest under --runs-dir)")
+                           "activation files or run directories: one (its layers with each "
+                           "other), or the first against each other (default: fusion layer 1 "
+                           "and the largest under --runs-dir)")
     parser.add_argument("--reference", type=Path, default=None,
                         help="another seed of the first model, drawn as a reference "
                              "(default: the second early seed under --runs-dir, if any)")
     parser.add_argument("--kernel", choices=sorted(KERNELS), default="linear",
                         help="CKA kernel; 'both' draws linear and RBF side by side "
                              "(default: linear)")
-    parser.add_argument("--condition", default=CLEAN,
+    parser.add_argument("--condition", default=None,
                         help=f"which stimuli to compare on (default: {CLEAN})")
     parser.add_argument("--debiased", action="store_true",
                         help="use the unbiased HSIC estimator (Song et al. 2012)")

@@ -1,11 +1,19 @@
-"""Accuracy under white noise for every fusion layer: the paper's main figure.
+"""Accuracy under white noise for every fusion layer (the paper's main figure), or any model.
 
-Reads the ``metrics.json`` of every run and draws test accuracy against the signal-to-noise
-ratio for audio noise, visual noise and noise on both, one line per fusion layer (mean over
-seeds with a 95 % Student-t interval when there are several seeds), and clean accuracy
-against the fusion layer. Writes ``noise_robustness.png``/``.pdf`` and ``noise_robustness.csv``
-(columns: dataset, layers, fusion_layer, noise, snr_db, n_seeds, accuracy_mean, ci_low,
-ci_high; accuracy as a fraction; ``noise`` is ``none`` with ``snr_db`` = inf for clean input).
+Run directories: reads the ``metrics.json`` of every run and draws test accuracy against the
+signal-to-noise ratio for audio noise, visual noise and noise on both, one line per fusion
+layer (mean over seeds with a 95 % Student-t interval when there are several seeds), and clean
+accuracy against the fusion layer. Writes ``noise_robustness.png``/``.pdf`` and
+``noise_robustness.csv`` (columns: dataset, layers, fusion_layer, noise, snr_db, n_seeds,
+accuracy_mean, ci_low, ci_high; accuracy as a fraction; ``noise`` is ``none`` with ``snr_db``
+= inf for clean input).
+
+Activation files (``--files``, any recorded model with its ``logits``): the accuracy of the
+recorded predictions against the ``--target`` column under each condition that adds noise to
+one input (``<input>_snr<X>``, read from the file), one line per model and a panel per input,
+with 95 % Wilson intervals over the stimuli, and the accuracy on the intact ``--condition``
+(default ``clean``). Its CSV's columns: model, input (``none`` for the intact stimuli),
+snr_db, n_stimuli, accuracy, ci_low, ci_high.
 """
 
 from __future__ import annotations
@@ -19,20 +27,36 @@ import numpy as np
 import pandas as pd
 
 from repsim.conditions import CLEAN, NOISE_KINDS
-from repsim.figures.base import FIGURES_DIR, check_out_dir, figure_parser, run_cli
+from repsim.figures.base import (
+    FIGURES_DIR,
+    check_out_dir,
+    figure_parser,
+    run_cli,
+    table_per_model,
+)
+from repsim.figures.questions import (
+    check_targets,
+    noise_conditions,
+    pick_condition,
+    repsim_defaults,
+    require_targets,
+)
 from repsim.rundir import METRICS_FILE, RUNS_DIR
-from repsim.runs import Run, find_runs, load_run, one_experiment
+from repsim.runs import ModelInput, Run, find_runs, load_run, one_experiment
 
 if TYPE_CHECKING:  # matplotlib loads where a figure is drawn: --help needs none
+    import xarray as xr
     from matplotlib.figure import Figure
 
 NAME = "noise_robustness"
 COLUMNS = ["dataset", "layers", "fusion_layer", "noise", "snr_db", "n_seeds", "accuracy_mean",
            "ci_low", "ci_high"]
+FILE_COLUMNS = ["model", "input", "snr_db", "n_stimuli", "accuracy", "ci_low", "ci_high"]
 EXAMPLES = """examples:
   python analyses/noise_robustness.py                      # every run under runs/
   python analyses/noise_robustness.py --dataset avmnist --out-dir figures/avmnist
   python analyses/noise_robustness.py runs/synthetic-f1-s0 runs/synthetic-f3-s0
+  python analyses/noise_robustness.py --files mine.h5 theirs.h5 --target label
 """
 _NOISE_NAMES = {"audio": "audio", "visual": "visual", "both": "audio + visual"}
 
@@ -119,12 +143,108 @@ def _error_bars(rows: pd.DataFrame) -> np.ndarray:
     return np.nan_to_num(np.vstack([below, above]))
 
 
-def run(inputs: Sequence[str | Path] = (), *, runs_dir: str | Path = RUNS_DIR,
-        dataset: str | None = None, out_dir: str | Path = FIGURES_DIR) -> list[Path]:
-    """Make the figure from named run directories (or every run under ``runs_dir``)."""
+def file_accuracy(model: ModelInput, data: xr.Dataset, *, target: str | None = None,
+                  condition: str | None = None) -> pd.DataFrame:
+    """Accuracy of ``model``'s recorded predictions against ``target`` on the intact
+    ``condition`` and under each noise condition on one of its inputs (``FILE_COLUMNS``)."""
+    from repsim.activations import stimulus_table
+    from repsim.analysis.probes import wilson_interval
+
+    labels = repsim_defaults(data)
+    column = (check_targets(data, [target], model.path)[0] if target
+              else labels[0] if labels is not None
+              else require_targets(data, None, model.path)[0])
+    if "prediction" not in data.coords and "prediction" not in data:
+        raise ValueError(f"{model.path} holds no model predictions: record it with logits=... "
+                         f"(--logits) to score it under noise")
+    intact = pick_condition(data, condition, model.path)
+    grid = [("none", math.inf, intact)] + [
+        (name, snr, noisy) for name, levels in noise_conditions(data, intact, model.path).items()
+        for snr, noisy in levels]
+    rows = []
+    for name, snr, chosen in grid:
+        table = stimulus_table(data, chosen)
+        correct = int((table["prediction"].to_numpy() == table[column].to_numpy()).sum())
+        low, high = wilson_interval(correct, len(table))
+        rows.append({"model": model.label, "input": name, "snr_db": snr,
+                     "n_stimuli": len(table), "accuracy": correct / len(table),
+                     "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows, columns=FILE_COLUMNS)
+
+
+def plot_files(table: pd.DataFrame, condition: str) -> Figure:
+    """Accuracy vs SNR per noisy input (one line per model) and intact accuracy per model."""
     from repsim import plotting
 
+    inputs = [name for name in dict.fromkeys(table["input"]) if name != "none"]
+    models = list(dict.fromkeys(table["model"]))
+    fig, axes = plotting.new_figure(1, len(inputs) + 1, panel_size=(3.9, 3.6))
+    colors = {m: plotting.PALETTE[i % len(plotting.PALETTE)] for i, m in enumerate(models)}
+    intact = table[table["input"] == "none"].set_index("model")
+    for ax, name in zip(axes[0], inputs, strict=False):
+        snrs = np.sort(table.loc[table["input"] == name, "snr_db"].unique())
+        step = float(np.median(np.diff(snrs))) if len(snrs) > 1 else 10.0
+        intact_x = snrs.max() + step
+        for i, model in enumerate(models):
+            rows = table[(table["input"] == name) & (table["model"] == model)]
+            rows = pd.concat([rows.sort_values("snr_db"), intact.loc[[model]].reset_index()])
+            x = np.where(np.isinf(rows["snr_db"]), intact_x, rows["snr_db"])
+            plotting.line_with_band(ax, x, 100 * rows["accuracy"], 100 * rows["ci_low"],
+                                    100 * rows["ci_high"], color=colors[model],
+                                    marker=plotting.MARKERS[i % len(plotting.MARKERS)],
+                                    label=model)
+        ax.axvline((snrs.max() + intact_x) / 2, color="0.6", linestyle=":", linewidth=1.0)
+        ax.set_xticks([*snrs, intact_x], [f"{s:g}" for s in snrs] + [condition])
+        ax.set_xlabel(f"{name} SNR (dB)")
+        ax.set_ylabel("accuracy (%)")
+        ax.set_ylim(0, 102)
+        ax.set_title(f"Noise on {name}")
+    ax = axes[0, -1]
+    x = np.arange(len(models))
+    errors = 100 * np.abs(intact.loc[models, ["ci_low", "ci_high"]].to_numpy().T
+                          - intact.loc[models, "accuracy"].to_numpy())
+    ax.errorbar(x, 100 * intact.loc[models, "accuracy"], yerr=errors, fmt="none", ecolor="0.3",
+                capsize=4)
+    ax.scatter(x, 100 * intact.loc[models, "accuracy"], c=[colors[m] for m in models], s=60,
+               zorder=3, edgecolors="0.2")
+    ax.set_xlim(-0.5, len(x) - 0.5)
+    ax.set_xticks(x, [m.replace(" (", "\n(") for m in models])
+    ax.set_ylim(0, 102)
+    ax.set_ylabel(f"accuracy, {condition} (%)")
+    ax.set_title(f"Accuracy on {condition} stimuli")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4),
+               title="model")
+    n = int(table["n_stimuli"].min())
+    fig.suptitle(f"Accuracy under white noise: {' vs '.join(models)} ({n}+ stimuli per "
+                 f"condition, 95 % Wilson CI)")
+    return fig
+
+
+def run(inputs: Sequence[str | Path] = (), *, files: Sequence[str | Path] = (),
+        runs_dir: str | Path = RUNS_DIR, dataset: str | None = None,
+        out_dir: str | Path = FIGURES_DIR, target: str | None = None,
+        condition: str | None = None) -> list[Path]:
+    """Make the figure from named run directories (or every run under ``runs_dir``), or from
+    activation ``files`` (their predictions against ``target`` under each noise condition)."""
+    from repsim import plotting
+
+    if files and inputs:
+        raise ValueError("give run directories or --files (activation files), not both")
+    if not files and (target is not None or condition is not None):
+        raise ValueError("--target and --condition score activation files: give them with "
+                         "--files (run directories carry their own test accuracies)")
     check_out_dir(out_dir)
+    if files:
+        conditions: list[str] = []
+
+        def table(model: ModelInput, data) -> pd.DataFrame:
+            conditions.append(pick_condition(data, condition, model.path))
+            return file_accuracy(model, data, target=target, condition=condition)
+
+        rows, used = table_per_model(table, files)
+        shown = conditions[0] if len(set(conditions)) == 1 else "intact"
+        return plotting.save_outputs(lambda: plot_files(rows, shown), rows, out_dir, NAME, used)
     runs = [load_run(p) for p in inputs] if inputs else find_runs(runs_dir, dataset)
     runs = one_experiment(runs)
     dataset_name, layers = runs[0].dataset, runs[0].layers
@@ -139,4 +259,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = figure_parser(NAME, __doc__, EXAMPLES,
                            f"run directories (or their {METRICS_FILE}); default: all under "
                            "--runs-dir", files=False)
+    parser.add_argument("--files", nargs="+", type=Path, default=[], metavar="FILE",
+                        help="activation files with recorded predictions (repsim.record with "
+                             "logits, or repsim.extract) instead of run directories (default: "
+                             "none)")
+    parser.add_argument("--target", default=None, metavar="COLUMN",
+                        help="with --files: the stimulus column the predictions are scored "
+                             "against (default: repsim's files: the digit; other files: "
+                             "required)")
+    parser.add_argument("--condition", default=None,
+                        help=f"with --files: the intact stimuli (default: {CLEAN})")
     return run_cli(parser, run, argv)

@@ -1,16 +1,19 @@
-"""Linear decoding of the digit per layer and time step, and of the heard vs the seen digit.
+"""Linear decoding per layer and time step: any stimulus column, or heard vs seen digit.
 
-(a) Cross-validated linear-probe accuracy for the digit on clean (congruent) stimuli, per layer
-x time step, one heatmap per model; (b) on incongruent stimuli (audio digit != visual digit) at
-the last time step, the accuracy of decoding the audio digit and the visual digit per layer,
-by layer depth and stream, with 95 % Wilson intervals and the chance level.
-Probes: ``repsim.analysis`` multinomial logistic regression on standardized features,
-stratified K-fold, C = 1 by default (``--Cs`` with several values chooses C by nested
-cross-validation, at a much higher cost).
+(a) Cross-validated linear-probe accuracy per layer x time step, one heatmap per model and
+target; (b) the accuracy at each layer's last step, by layer depth (and stream), with 95 %
+Wilson intervals and the chance level. What is decoded is any column of the files' stimulus
+table (``--target``, several draw several panels) on the stimuli of one condition
+(``--condition``; default ``clean``). repsim's own files default to today's figure: (a) the
+digit on clean stimuli, (b) the audio and the visual digit of incongruent stimuli (audio digit
+!= visual digit), which tells which sense a layer follows. Layer order and depth come from
+the files. Probes: ``repsim.analysis`` multinomial logistic regression on standardized
+features, stratified K-fold, C = 1 by default (``--Cs`` with several values chooses C by
+nested cross-validation, at a much higher cost).
 
 Writes ``probes_by_layer.png``/``.pdf`` and ``probes_by_layer.csv``: model, condition, target
-(``audio_digit``/``visual_digit``; on clean stimuli the two are the same digit), layer,
-time_step (1 = first step), accuracy, ci_low, ci_high, chance (accuracies as fractions).
+(the decoded column), layer, time_step (1 = first step), accuracy, ci_low, ci_high, chance
+(accuracies as fractions).
 """
 
 from __future__ import annotations
@@ -22,8 +25,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from repsim.activations import layer_names, select
-from repsim.activations.labels import label_coords
 from repsim.analysis.choices import DEFAULT_CS as NESTED_CS
 from repsim.conditions import CLEAN, INCONGRUENT
 from repsim.figures.base import (
@@ -31,10 +32,15 @@ from repsim.figures.base import (
     MODELS_HELP,
     check_out_dir,
     figure_parser,
-    layer_depth,
-    layer_stream,
+    models_title,
     run_cli,
     table_per_model,
+)
+from repsim.figures.questions import (
+    check_targets,
+    pick_condition,
+    repsim_defaults,
+    require_targets,
 )
 from repsim.rundir import RUNS_DIR
 from repsim.runs import ModelInput
@@ -54,108 +60,199 @@ EXAMPLES = """examples:
   python analyses/probes_by_layer.py --groups speaker    # no speaker in train and test folds
   python analyses/probes_by_layer.py --Cs 1e-4 1e-3 1e-2 1e-1 1 10   # nested choice of C (slow)
   python analyses/probes_by_layer.py runs/synthetic-f1-s0 runs/synthetic-f3-s0 --folds 10
+  python analyses/probes_by_layer.py --files mine.h5 --target label speaker --condition clean
 """
 
 
-def probe_table(model: ModelInput, data: xr.Dataset, *, folds: int = 5, seed: int = 0,
+def probe_table(model: ModelInput, data: xr.Dataset, *, target: Sequence[str] | None = None,
+                condition: str | None = None, folds: int = 5, seed: int = 0,
                 groups: str | None = None, Cs: Sequence[float] = DEFAULT_CS) -> pd.DataFrame:
-    """Digit decoding on clean stimuli (every layer x time step) and audio- vs visual-digit
-    decoding on incongruent stimuli (every layer, last time step)."""
-    from repsim.analysis import probe_all, probe_cells
-
+    """Decoding of each ``target`` column on the stimuli of ``condition``, every layer x time
+    step. With neither given, a repsim probe-set file gets its defaults (module docstring);
+    any other file needs ``target``."""
     options: dict[str, Any] = {"folds": folds, "seed": seed, "groups": groups, "Cs": tuple(Cs)}
-    targets = label_coords(data)  # audio_digit/visual_digit, or audio_class/visual_class
-    clean = probe_all(data, targets[0], condition=CLEAN, **options)
-    rows = [{"model": model.label, "condition": CLEAN, "target": targets[0],
-             "layer": layer, "time_step": int(t) + 1,
-             **{key: float(clean[key].sel(layer=layer, time=t)) for key in
-                ("accuracy", "ci_low", "ci_high", "chance")}}
-            for layer in clean["layer"].values for t in clean["time"].values]
+    labels = repsim_defaults(data)
+    if labels is not None and not target and condition is None:
+        return pd.concat([_grid_rows(model, data, labels[0], CLEAN, options),
+                          _last_step_rows(model, data, labels, INCONGRUENT, options)],
+                         ignore_index=True)
+    targets = (check_targets(data, target, model.path) if target
+               else list(labels[:1]) if labels is not None
+               else require_targets(data, None, model.path))
+    chosen = pick_condition(data, condition, model.path)
+    return pd.concat([_grid_rows(model, data, name, chosen, options) for name in targets],
+                     ignore_index=True)
+
+
+def _grid_rows(model: ModelInput, data: xr.Dataset, target: str, condition: str,
+               options: dict[str, Any]) -> pd.DataFrame:
+    """Rows of ``target``'s decoding on ``condition`` at every layer x time step."""
+    from repsim.analysis import probe_all
+
+    grid = probe_all(data, target, condition=condition, **options)
+    rows = [{"model": model.label, "condition": condition, "target": target, "layer": layer,
+             "time_step": t + 1, **{key: float(grid[key].sel(layer=layer, time=t)) for key in
+                                    ("accuracy", "ci_low", "ci_high", "chance")}}
+            for layer, steps in zip(grid["layer"].values, grid["steps"].values, strict=True)
+            for t in range(int(steps))]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _last_step_rows(model: ModelInput, data: xr.Dataset, targets: Sequence[str],
+                    condition: str, options: dict[str, Any]) -> pd.DataFrame:
+    """Rows of each target's decoding on ``condition`` at each layer's last step only."""
+    from repsim.activations import layer_names, select, time_steps
+    from repsim.analysis import probe_cells
+
     layers = layer_names(data)
-    last = [select(data, layer, time=-1, condition=INCONGRUENT) for layer in layers]
+    last = [select(data, layer, time=-1, condition=condition) for layer in layers]
+    rows = []
     for target in targets:
         results = probe_cells(last, target, **options)
-        rows += [{"model": model.label, "condition": INCONGRUENT, "target": target,
-                  "layer": layer, "time_step": data.sizes["time"], "accuracy": result.accuracy,
-                  "ci_low": result.ci[0], "ci_high": result.ci[1], "chance": result.chance}
+        rows += [{"model": model.label, "condition": condition, "target": target,
+                  "layer": layer, "time_step": time_steps(data, layer),
+                  "accuracy": result.accuracy, "ci_low": result.ci[0], "ci_high": result.ci[1],
+                  "chance": result.chance}
                  for layer, result in zip(layers, results, strict=True)]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def plot(table: pd.DataFrame, folds: int, groups: str | None, Cs: Sequence[float]) -> Figure:
-    """Top: clean digit decoding heatmaps; bottom: heard vs seen digit per layer."""
+def plot(table: pd.DataFrame, places: dict[str, tuple[dict[str, int], dict[str, str]]],
+         title: str, folds: int, groups: str | None, Cs: Sequence[float]) -> Figure:
+    """Top: a decoding heatmap per model and grid target; bottom, per model: each target's
+    accuracy at each layer's last step, by depth and stream. ``places``: each model's
+    ``(layer depths, layer streams)`` as its file gives them."""
     from repsim import plotting
 
     models = list(dict.fromkeys(table["model"]))
-    targets = list(dict.fromkeys(table.loc[table["condition"] == INCONGRUENT, "target"]))
-    word = targets[0].split("_", 1)[1] if targets else "digit"  # "digit" or "class"
-    fig, axes = plotting.new_figure(2, len(models), panel_size=(5.6, 3.9))
-    for ax, model in zip(axes[0], models, strict=True):
-        clean = table[(table["model"] == model) & (table["condition"] == CLEAN)]
-        grid = clean.pivot(index="layer", columns="time_step", values="accuracy")
-        grid = grid.loc[list(dict.fromkeys(clean["layer"]))]
+    grids = _grid_panels(table)
+    fig, axes = plotting.new_figure(2, max(len(grids), len(models)), panel_size=(5.6, 3.9))
+    for ax in axes.flat:
+        ax.set_visible(False)
+    for ax, (model, target, condition) in zip(axes[0], grids, strict=False):
+        ax.set_visible(True)
+        rows = table[(table["model"] == model) & (table["target"] == target)
+                     & (table["condition"] == condition)]
+        grid = rows.pivot(index="layer", columns="time_step", values="accuracy")
+        grid = grid.loc[list(dict.fromkeys(rows["layer"]))]
         plotting.heatmap(ax, 100 * grid.to_numpy(), row_labels=list(grid.index),
                          col_labels=[str(t) for t in grid.columns], vmin=0, vmax=100,
                          cbar_label="probe accuracy (%)", fmt=".0f")
         ax.set_xlabel("time step")
         ax.set_ylabel("layer")
-        ax.set_title(f"{model}\n{word} decoding, clean stimuli")
-    for ax, model in zip(axes[1], models, strict=True):
-        rows = table[(table["model"] == model) & (table["condition"] == INCONGRUENT)]
-        layers = list(dict.fromkeys(rows["layer"]))
-        streams = list(dict.fromkeys(layer_stream(layer) for layer in layers))
-        series = [(target, stream) for target in targets for stream in streams]
-        for n, (target, stream) in enumerate(series):  # one line per decoded label and stream
-            modality = target.split("_")[0]
-            hits = rows[(rows["target"] == target)
-                        & (rows["layer"].map(layer_stream) == stream)]
-            x = np.array([layer_depth(layer, layers) for layer in hits["layer"]])
-            x = x + 0.06 * (n - (len(series) - 1) / 2)  # keep error bars apart
-            errors = 100 * np.abs(hits[["ci_low", "ci_high"]].to_numpy().T
-                                  - hits["accuracy"].to_numpy())
-            ax.errorbar(x, 100 * hits["accuracy"], yerr=errors, capsize=3,
-                        color=plotting.MODALITY_COLORS[modality],
-                        marker=plotting.MARKERS[streams.index(stream) % len(plotting.MARKERS)],
-                        linestyle=plotting.LINESTYLES[
-                            streams.index(stream) % len(plotting.LINESTYLES)],
-                        label=f"{modality} {word} from {stream} layers")
-        plotting.chance_line(ax, 100 * float(rows["chance"].mean()))
-        depths = sorted({layer_depth(layer, layers) for layer in layers})
-        ax.set_xticks(depths, [str(d) for d in depths])
-        ax.set_xlim(min(depths) - 0.5, max(depths) + 0.5)
-        ax.set_ylim(0, 102)
-        ax.set_xlabel("layer depth")
-        ax.set_ylabel("probe accuracy (%)")
-        step = int(rows["time_step"].max())
-        ax.set_title(f"{model}\nheard vs seen {word}, incongruent stimuli (t={step})")
-        ax.legend(loc="best", fontsize="small")
+        ax.set_title(f"{model}\n{target} decoding, {condition} stimuli")
+    for ax, model in zip(axes[1], models, strict=False):
+        ax.set_visible(True)
+        _last_step_panel(ax, table[table["model"] == model], *places[model])
+        ax.set_title(f"{model}\n{_last_step_title(table[table['model'] == model])}")
     held_out = f", {groups} held out of training folds" if groups else ""
     regularization = (f"C = {Cs[0]:g}" if len(Cs) == 1 else
                       f"C chosen by nested CV from {len(Cs)} values")
-    fig.suptitle(f"Linear decoding per layer: early vs late fusion ({folds}-fold "
-                 f"cross-validation, {regularization}, 95 % Wilson CI{held_out})")
+    fig.suptitle(f"Linear decoding per layer: {title} ({folds}-fold cross-validation, "
+                 f"{regularization}, 95 % Wilson CI{held_out})")
     return fig
 
 
-def run(inputs: Sequence[str | Path] = (), *, runs_dir: str | Path = RUNS_DIR,
-        dataset: str | None = None, out_dir: str | Path = FIGURES_DIR, folds: int = 5,
-        seed: int = 0, groups: str | None = None,
-        Cs: Sequence[float] = DEFAULT_CS) -> list[Path]:
-    """Make the figure from activation files / run dirs (or the early and late runs)."""
+def _grid_panels(table: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """``(model, target, condition)`` of each heatmap: the targets decoded at every step
+    (repsim's incongruent rows are at the last step only)."""
+    keys = table[["model", "target", "condition"]].drop_duplicates()
+    steps = table.groupby(["model", "target", "condition"], sort=False)["time_step"].nunique()
+    return [(model, target, condition) for model, target, condition
+            in keys.itertuples(index=False, name=None)
+            if steps[(model, target, condition)] > 1 or condition != INCONGRUENT]
+
+
+def _last_step_panel(ax, rows: pd.DataFrame, depths: dict[str, int], streams: dict[str, str]
+                     ) -> None:
+    """One line per target and stream: accuracy at each layer's last step, by depth."""
     from repsim import plotting
 
+    incongruent = rows[rows["condition"] == INCONGRUENT]
+    rows = incongruent if len(incongruent) else rows
+    last = rows[rows["time_step"] == rows.groupby("layer")["time_step"].transform("max")]
+    layers = list(dict.fromkeys(last["layer"]))
+    targets = list(dict.fromkeys(last["target"]))
+    stream_names = list(dict.fromkeys(streams[layer] for layer in layers))
+    series = [(target, stream) for target in targets for stream in stream_names]
+    for n, (target, stream) in enumerate(series):
+        hits = last[(last["target"] == target) & (last["layer"].map(streams) == stream)]
+        x = np.array([depths[layer] for layer in hits["layer"]], dtype=float)
+        x = x + 0.06 * (n - (len(series) - 1) / 2)  # keep error bars apart
+        errors = 100 * np.abs(hits[["ci_low", "ci_high"]].to_numpy().T
+                              - hits["accuracy"].to_numpy())
+        modality = target.split("_")[0]
+        color = plotting.MODALITY_COLORS.get(modality, plotting.PALETTE[
+            targets.index(target) % len(plotting.PALETTE)])
+        ax.errorbar(x, 100 * hits["accuracy"], yerr=errors, capsize=3, color=color,
+                    marker=plotting.MARKERS[stream_names.index(stream) % len(plotting.MARKERS)],
+                    linestyle=plotting.LINESTYLES[
+                        stream_names.index(stream) % len(plotting.LINESTYLES)],
+                    label=_series_label(target, stream))
+    plotting.chance_line(ax, 100 * float(last["chance"].mean()))
+    ticks = sorted({depths[layer] for layer in layers})
+    names = {depths[layer]: layer for layer in layers}
+    one_each = len(ticks) == len(layers)  # one layer per depth: name it on the axis
+    ax.set_xticks(ticks, [names[d] if one_each else str(d) for d in ticks])
+    if one_each and max(map(len, names.values())) > 6:
+        ax.tick_params(axis="x", labelrotation=30)
+    ax.set_xlim(min(ticks) - 0.5, max(ticks) + 0.5)
+    ax.set_ylim(0, 102)
+    ax.set_xlabel("layer" if one_each else "layer depth")
+    ax.set_ylabel("probe accuracy (%)")
+    ax.legend(loc="best", fontsize="small")
+
+
+def _series_label(target: str, stream: str) -> str:
+    """A legend entry: repsim's ``audio_digit`` as "audio digit", a user's column as it is."""
+    name = target.replace("_", " ", 1) if target.split("_")[0] in ("audio", "visual") \
+        else target
+    return f"{name} from {stream} layers" if stream else name
+
+
+def _last_step_title(rows: pd.DataFrame) -> str:
+    incongruent = rows[rows["condition"] == INCONGRUENT]
+    if len(incongruent):
+        word = str(incongruent["target"].iloc[0]).split("_", 1)[-1]  # "digit" or "class"
+        step = int(incongruent["time_step"].max())
+        return f"heard vs seen {word}, incongruent stimuli (t={step})"
+    return f"each layer's last step, {rows['condition'].iloc[0]} stimuli"
+
+
+def run(inputs: Sequence[str | Path] = (), *, runs_dir: str | Path = RUNS_DIR,
+        dataset: str | None = None, out_dir: str | Path = FIGURES_DIR,
+        target: Sequence[str] | None = None, condition: str | None = None, folds: int = 5,
+        seed: int = 0, groups: str | None = None,
+        Cs: Sequence[float] = DEFAULT_CS) -> list[Path]:
+    """Make the figure from activation files / run dirs (or the early and late runs):
+    decoding of each ``target`` column on the ``condition`` stimuli (repsim's files: the
+    heard and the seen digit by default)."""
+    from repsim import activations, plotting
+
     check_out_dir(out_dir)
-    table, used = table_per_model(
-        lambda model, data: probe_table(model, data, folds=folds, seed=seed, groups=groups,
-                                        Cs=Cs),
-        inputs, runs_dir, dataset)
-    return plotting.save_outputs(lambda: plot(table, folds, groups, Cs), table, out_dir, NAME,
-                                 used)
+    places, models = {}, []
+
+    def table(model: ModelInput, data: xr.Dataset) -> pd.DataFrame:
+        places[model.label] = (activations.layer_depths(data), activations.layer_streams(data))
+        models.append(model)
+        return probe_table(model, data, target=target, condition=condition, folds=folds,
+                           seed=seed, groups=groups, Cs=Cs)
+
+    rows, used = table_per_model(table, inputs, runs_dir, dataset)
+    return plotting.save_outputs(
+        lambda: plot(rows, places, models_title(models), folds, groups, Cs), rows, out_dir,
+        NAME, used)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m repsim.figures probes_by_layer [ACTIVATIONS_OR_RUN_DIR ...]``."""
     parser = figure_parser(NAME, __doc__, EXAMPLES, MODELS_HELP)
+    parser.add_argument("--target", nargs="+", default=None, metavar="COLUMN",
+                        help="stimulus-table columns to decode, e.g. label speaker (default: "
+                             "repsim's files: the digit, and heard vs seen on incongruent "
+                             "stimuli; other files: required)")
+    parser.add_argument("--condition", default=None,
+                        help=f"which stimuli to decode on (default: {CLEAN})")
     parser.add_argument("--folds", type=int, default=5,
                         help="outer cross-validation folds (default: 5)")
     parser.add_argument("--groups", default=None,

@@ -1,18 +1,22 @@
-"""RSA per layer: digit RDMs, and whether each layer follows the heard or the seen digit.
+"""RSA per layer: label RDMs, and how well each layer fits categorical model RDMs over time.
 
-(a) Condition-averaged RDMs per layer at the last time step: on clean (congruent) stimuli, one
-pattern per digit (the mean over its stimuli), correlation distance between the ten patterns,
-digits in order. (b) On the incongruent stimuli (audio digit != visual digit), one pattern per
-audio-digit x visual-digit cell; the RDM of these patterns at every time step is compared
-with two categorical model RDMs, "same audio digit" and "same visual digit" (Spearman
-correlation by default), with 95 % bootstrap bands that resample the cells. Where a layer
-turns from one hypothesis to both, the streams have met.
+(a) Condition-averaged RDMs per layer at its last time step: one pattern per value of the
+first target (the mean over its stimuli), distance between the patterns, values in order.
+(b) At every time step, the layer's RDM compared with one categorical model RDM per target
+("same <target>": 0 between patterns of one value, 1 otherwise; Spearman correlation by
+default), with 95 % bootstrap bands that resample the patterns. With several targets the
+patterns are the means over the stimuli of each combination of the targets' values (cells);
+with one target each stimulus is its own pattern (averaging by the only hypothesis would leave
+nothing to test). Targets are any columns of the files' stimulus table (``--target``) on the
+stimuli of one condition (``--condition``). repsim's own files default to (a) the digit on
+clean stimuli and (b) "same audio digit" vs "same visual digit" on the incongruent stimuli
+(audio digit != visual digit): where a layer turns from one hypothesis to both, the streams
+have met.
 
 Writes ``rsa_by_layer.png``/``.pdf`` and ``rsa_by_layer.csv``, one row per number: model,
-layer, time_step (1 = first step), quantity (``rdm``: an entry between digit_a and digit_b;
-``model_correlation``: the comparison with ``hypothesis`` audio_digit or visual_digit), digit_a,
-digit_b, hypothesis, value, ci_low, ci_high. For a dataset with named classes the hypotheses
-are audio_class and visual_class, and digit_a/digit_b hold class indices.
+layer, time_step (1 = first step), quantity (``rdm``: an entry between label_a and label_b,
+two values of the first target; ``model_correlation``: the comparison with the model RDM of
+``hypothesis``, a target column), label_a, label_b, hypothesis, value, ci_low, ci_high.
 """
 
 from __future__ import annotations
@@ -24,8 +28,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from repsim.activations import layer_names, layer_states, stimulus_table
-from repsim.activations.labels import label_coords
 from repsim.analysis.choices import METHODS, METRICS
 from repsim.conditions import CLEAN, INCONGRUENT
 from repsim.figures.base import (
@@ -36,6 +38,7 @@ from repsim.figures.base import (
     run_cli,
     table_per_model,
 )
+from repsim.figures.questions import check_targets, pick_condition, repsim_defaults, require_targets
 from repsim.rundir import RUNS_DIR
 from repsim.runs import ModelInput
 
@@ -44,38 +47,48 @@ if TYPE_CHECKING:  # heavy libraries load where they are used: --help needs none
     from matplotlib.figure import Figure
 
 NAME = "rsa_by_layer"
-COLUMNS = ["model", "layer", "time_step", "quantity", "digit_a", "digit_b", "hypothesis",
+COLUMNS = ["model", "layer", "time_step", "quantity", "label_a", "label_b", "hypothesis",
            "value", "ci_low", "ci_high"]
 EXAMPLES = """examples:
   python analyses/rsa_by_layer.py                       # early and late runs under runs/
   python analyses/rsa_by_layer.py --method kendall_tau_a --n-boot 1000
   python analyses/rsa_by_layer.py runs/synthetic-f1-s0 runs/synthetic-f2-s0 runs/synthetic-f3-s0
+  python analyses/rsa_by_layer.py --files mine.h5 --target label speaker --condition clean
 """
 
 
-def digit_rdms(model: ModelInput, data: xr.Dataset, *, condition: str = CLEAN,
+def label_rdms(model: ModelInput, data: xr.Dataset, *, target: str, condition: str = CLEAN,
                metric: str = "correlation") -> pd.DataFrame:
-    """Rows of the per-digit RDM of every layer at the last time step."""
+    """Rows of the RDM of ``target``'s value means, every layer at its last time step."""
+    from repsim.activations import layer_names, layer_states, stimulus_table, time_steps
     from repsim.analysis import average_by_condition, rdm
 
-    digits = stimulus_table(data, condition)[label_coords(data)[0]].to_numpy()
+    labels = stimulus_table(data, condition)[target].to_numpy()
     rows = []
     for layer in layer_names(data):
         states = layer_states(data, layer, condition, time=-1)
-        patterns, labels = average_by_condition(states, digits)
+        patterns, values = average_by_condition(states, labels)
         matrix = rdm(patterns, metric=metric)
-        step = data.sizes["time"]
+        step = time_steps(data, layer)
         rows += [{"model": model.label, "layer": layer, "time_step": step, "quantity": "rdm",
-                  "digit_a": int(a), "digit_b": int(b), "value": matrix[i, j]}
-                 for i, a in enumerate(labels) for j, b in enumerate(labels)]
+                  "label_a": _plain(a), "label_b": _plain(b), "value": matrix[i, j]}
+                 for i, a in enumerate(values) for j, b in enumerate(values)]
     return pd.DataFrame(rows)
 
 
-def hypothesis_correlations(model: ModelInput, data: xr.Dataset, *, condition: str = INCONGRUENT,
-                            metric: str = "correlation", method: str = "spearman",
-                            n_boot: int = 100, seed: int = 0) -> pd.DataFrame:
-    """Correlation of each layer's cell-averaged RDM with the audio- and visual-digit model
-    RDMs at every time step, with percentile bootstrap intervals over cells."""
+def _plain(value) -> object:
+    """A label value as a Python number or string (for the CSV)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def hypothesis_correlations(model: ModelInput, data: xr.Dataset, *, targets: Sequence[str],
+                            condition: str = INCONGRUENT, metric: str = "correlation",
+                            method: str = "spearman", n_boot: int = 100, seed: int = 0
+                            ) -> pd.DataFrame:
+    """Correlation of each layer's RDM with each target's categorical model RDM at every time
+    step, with percentile bootstrap intervals over patterns (module docstring: cells for
+    several targets, stimuli for one)."""
+    from repsim.activations import layer_names, layer_states, stimulus_table, time_steps
     from repsim.analysis import (
         average_by_condition,
         bootstrap_compare_rdms,
@@ -85,16 +98,18 @@ def hypothesis_correlations(model: ModelInput, data: xr.Dataset, *, condition: s
     )
 
     table = stimulus_table(data, condition)
-    targets = label_coords(data)  # audio_digit/visual_digit, or audio_class/visual_class
-    digits = [table[d].to_numpy() for d in targets]
-    steps = data.sizes["time"]
+    labels = [table[target].to_numpy() for target in targets]
     rows = []
     for layer in layer_names(data):  # one layer at one step in memory at a time
-        averaged = [average_by_condition(layer_states(data, layer, condition, time=t), *digits)
-                    for t in range(steps)]
-        cells = averaged[0][1]
-        models = [categorical_rdm(cells[:, i]) for i in range(len(targets))]
-        rdms = rdm([patterns for patterns, _ in averaged], metric=metric)
+        steps = time_steps(data, layer)
+        states = [layer_states(data, layer, condition, time=t) for t in range(steps)]
+        if len(targets) > 1:
+            averaged = [average_by_condition(x, *labels) for x in states]
+            patterns, cells = [p for p, _ in averaged], averaged[0][1]
+            models = [categorical_rdm(cells[:, i]) for i in range(len(targets))]
+        else:
+            patterns, models = states, [categorical_rdm(labels[0])]
+        rdms = rdm(patterns, metric=metric)
         values = np.atleast_2d(compare_rdms(rdms, models, method=method))
         for t in range(steps):
             for h, hypothesis in enumerate(targets):
@@ -109,8 +124,25 @@ def hypothesis_correlations(model: ModelInput, data: xr.Dataset, *, condition: s
     return pd.DataFrame(rows)
 
 
-def plot(table: pd.DataFrame, method: str, metric: str) -> Figure:
-    """Per model: a row of digit RDMs (one per layer) over a row of hypothesis time courses."""
+def questions(model: ModelInput, data: xr.Dataset, target: Sequence[str] | None,
+              condition: str | None) -> tuple[str, str, list[str], str]:
+    """What is asked of one file: ``(RDM target, RDM condition, fitted targets, fit
+    condition)``: the ``target`` columns on the ``condition`` stimuli, or repsim's defaults
+    when neither is given (module docstring)."""
+    labels = repsim_defaults(data)
+    if labels is not None and not target and condition is None:
+        return labels[0], CLEAN, list(labels), INCONGRUENT
+    targets = (check_targets(data, target, model.path) if target
+               else list(labels) if labels is not None
+               else require_targets(data, None, model.path))
+    chosen = pick_condition(data, condition, model.path)
+    return targets[0], chosen, targets, chosen
+
+
+def plot(table: pd.DataFrame, method: str, metric: str,
+         asked: dict[str, tuple[str, str, list[str], str]]) -> Figure:
+    """Per model: a row of label RDMs (one per layer) over a row of hypothesis time courses;
+    ``asked``: each model's :func:`questions`."""
     from repsim import plotting
 
     models = list(dict.fromkeys(table["model"]))
@@ -121,7 +153,8 @@ def plot(table: pd.DataFrame, method: str, metric: str) -> Figure:
     correlations = table[table["quantity"] == "model_correlation"]
     vmax = float(rdm_rows["value"].max())
     hypotheses = list(dict.fromkeys(correlations["hypothesis"]))
-    word = hypotheses[0].split("_", 1)[1] if hypotheses else "digit"  # "digit" or "class"
+    rdm_target, rdm_condition, _, fit_condition = asked[models[0]]
+    word = _label_word(rdm_target)
     low = min(0.0, float(np.nanmin(correlations[["value", "ci_low"]].to_numpy())))
     high = max(float(np.nanmax(correlations[["value", "ci_high"]].to_numpy())), 0.1)
     for m, model in enumerate(models):
@@ -133,44 +166,64 @@ def plot(table: pd.DataFrame, method: str, metric: str) -> Figure:
                 continue
             layer = layers[model][c]
             rows = rdm_rows[(rdm_rows["model"] == model) & (rdm_rows["layer"] == layer)]
-            matrix = rows.pivot(index="digit_a", columns="digit_b", values="value")
-            plotting.heatmap(heat_ax, matrix.to_numpy(),
-                             row_labels=[str(int(d)) for d in matrix.index],
-                             col_labels=[str(int(d)) for d in matrix.columns], vmax=vmax,
-                             cbar_label=f"{metric} distance", cmap="rocket_r")
+            order = list(dict.fromkeys(rows["label_a"]))
+            matrix = rows.pivot(index="label_a", columns="label_b", values="value")
+            matrix = matrix.loc[order, order]
+            names = [str(value) for value in order]
+            plotting.heatmap(heat_ax, matrix.to_numpy(), row_labels=names, col_labels=names,
+                             vmax=vmax, cbar_label=f"{metric} distance", cmap="rocket_r")
             heat_ax.set_xlabel(word)
             heat_ax.set_ylabel(word)
             heat_ax.set_title(f"{model}: {layer}\n{word} RDM, last step", fontsize="medium")
+            fit_condition = asked[model][3]
             for h, hypothesis in enumerate(hypotheses):
-                stream = hypothesis.split("_")[0]
                 fits = correlations[(correlations["model"] == model)
                                     & (correlations["layer"] == layer)
                                     & (correlations["hypothesis"] == hypothesis)]
+                stream = hypothesis.split("_")[0]
+                color = plotting.MODALITY_COLORS.get(stream, plotting.PALETTE[
+                    h % len(plotting.PALETTE)])
                 plotting.line_with_band(line_ax, fits["time_step"], fits["value"],
-                                        fits["ci_low"], fits["ci_high"],
-                                        color=plotting.MODALITY_COLORS[stream],
-                                        marker=plotting.MARKERS[h],
-                                        label=f"same {stream} {word}")
+                                        fits["ci_low"], fits["ci_high"], color=color,
+                                        marker=plotting.MARKERS[h % len(plotting.MARKERS)],
+                                        label=f"same {_label_word(hypothesis)}")
             line_ax.axhline(0.0, color="0.45", linewidth=0.8, zorder=0)
             line_ax.set_ylim(low - 0.05, high + 0.05)
-            line_ax.set_xticks(sorted(fits["time_step"].unique()))
+            line_ax.set_xticks(sorted(correlations.loc[
+                (correlations["model"] == model) & (correlations["layer"] == layer),
+                "time_step"].unique()))
             line_ax.set_xlabel("time step")
             line_ax.set_ylabel(f"RDM fit ({method.replace('_', ' ')})")
-            line_ax.set_title(f"{model}: {layer}\nincongruent stimuli", fontsize="medium")
+            line_ax.set_title(f"{model}: {layer}\n{fit_condition} stimuli", fontsize="medium")
             if c == 0:
                 line_ax.legend(loc="best", fontsize="small", title="model RDM",
                                title_fontsize="small")
-    fig.suptitle(f"Which {word} does each layer represent? {word.capitalize()} RDMs (clean "
-                 f"stimuli) and\neach layer's fit to the heard vs the seen {word} (incongruent "
-                 f"stimuli, 95 % bootstrap CI)")
+    if len(hypotheses) == 2 and all(h.split("_")[0] in ("audio", "visual") for h in hypotheses):
+        kind = hypotheses[0].split("_", 1)[1]  # "digit" or "class"
+        fig.suptitle(f"Which {kind} does each layer represent? {kind.capitalize()} RDMs "
+                     f"({rdm_condition} stimuli) and\neach layer's fit to the heard vs the seen "
+                     f"{kind} ({fit_condition} stimuli, 95 % bootstrap CI)")
+    else:
+        fig.suptitle(f"What does each layer represent? {word.capitalize()} RDMs and each "
+                     f"layer's fit to\n{' and '.join(map(_label_word, hypotheses))} "
+                     f"({fit_condition} stimuli, 95 % bootstrap CI)")
     return fig
+
+
+def _label_word(target: str) -> str:
+    """How a column reads in a title: repsim's ``audio_digit`` as "audio digit"."""
+    return target.replace("_", " ", 1) if target.split("_")[0] in ("audio", "visual") \
+        else target
 
 
 def run(inputs: Sequence[str | Path] = (), *, runs_dir: str | Path = RUNS_DIR,
         dataset: str | None = None, out_dir: str | Path = FIGURES_DIR,
+        target: Sequence[str] | None = None, condition: str | None = None,
         method: str = "spearman", metric: str = "correlation", n_boot: int = 100,
         seed: int = 0) -> list[Path]:
-    """Make the figure from activation files / run dirs (or the early and late runs)."""
+    """Make the figure from activation files / run dirs (or the early and late runs): RDMs of
+    the first ``target`` and the fits of each target's model RDM on the ``condition``
+    stimuli (repsim's files: the heard and the seen digit by default)."""
     from repsim import plotting
 
     if method not in METHODS:
@@ -179,20 +232,32 @@ def run(inputs: Sequence[str | Path] = (), *, runs_dir: str | Path = RUNS_DIR,
         raise ValueError(f"--n-boot must be >= 0, got {n_boot}")
     check_out_dir(out_dir)
 
+    asked: dict[str, tuple[str, str, list[str], str]] = {}
+
     def tables(model: ModelInput, data) -> pd.DataFrame:
-        return pd.concat([digit_rdms(model, data, metric=metric),
-                          hypothesis_correlations(model, data, metric=metric, method=method,
-                                                  n_boot=n_boot, seed=seed)])
+        rdm_target, rdm_condition, targets, fit_condition = asked.setdefault(
+            model.label, questions(model, data, target, condition))
+        return pd.concat([
+            label_rdms(model, data, target=rdm_target, condition=rdm_condition, metric=metric),
+            hypothesis_correlations(model, data, targets=targets, condition=fit_condition,
+                                    metric=metric, method=method, n_boot=n_boot, seed=seed)])
 
     table, used = table_per_model(tables, inputs, runs_dir, dataset)
     table = table.reindex(columns=COLUMNS)
-    return plotting.save_outputs(lambda: plot(table, method, metric), table, out_dir, NAME,
-                                 used)
+    return plotting.save_outputs(lambda: plot(table, method, metric, asked), table, out_dir,
+                                 NAME, used)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m repsim.figures rsa_by_layer [ACTIVATIONS_OR_RUN_DIR ...]``."""
     parser = figure_parser(NAME, __doc__, EXAMPLES, MODELS_HELP)
+    parser.add_argument("--target", nargs="+", default=None, metavar="COLUMN",
+                        help="stimulus-table columns whose categorical model RDMs are fitted "
+                             "(default: repsim's files: the audio and the visual digit; other "
+                             "files: required)")
+    parser.add_argument("--condition", default=None,
+                        help=f"which stimuli (default: {CLEAN}; repsim's files: {CLEAN} for "
+                             f"the RDMs, {INCONGRUENT} for the fits)")
     parser.add_argument("--method", choices=METHODS, default="spearman",
                         help="how RDMs are compared (default: spearman)")
     parser.add_argument("--metric", choices=METRICS, default="correlation",

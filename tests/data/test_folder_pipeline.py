@@ -92,7 +92,7 @@ def test_the_figures_decode_classes_with_chance_from_the_class_count(activations
     rsa_by_layer.run([activations_file], out_dir=tmp_path, n_boot=0)
     rsa = pd.read_csv(tmp_path / "rsa_by_layer.csv", comment="#")
     assert set(rsa["hypothesis"].dropna()) == {"audio_class", "visual_class"}
-    assert sorted(rsa["digit_a"].dropna().unique()) == [0, 1, 2]
+    assert sorted(rsa["label_a"].dropna().unique()) == [0, 1, 2]
     assert {p.suffix for p in tmp_path.iterdir()} >= {".png", ".pdf", ".csv"}
 
 

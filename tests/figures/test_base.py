@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 from activation_files import write_activations
@@ -38,12 +39,6 @@ def test_open_model_refuses_incomplete_files(tmp_path):
     truncated.write_bytes(path.read_bytes()[:500])
     with pytest.raises(ValueError, match="truncated"):
         base.open_model(ModelInput(truncated))
-
-
-def test_layer_depth():
-    assert base.layer_depth("fused.1") == 1 and base.layer_depth("visual.12") == 12
-    with pytest.raises(ValueError, match="<stream>.<depth>"):
-        base.layer_depth("readout")
 
 
 def test_models_to_compare_defaults_to_first_seed_early_and_late(tmp_path):
@@ -102,14 +97,21 @@ def test_figure_parser_has_the_shared_options():
     assert "files" not in vars(without.parse_args([]))
 
 
-def test_layer_depth_and_stream_of_repsims_and_a_users_layer_names():
-    assert base.layer_depth("fused.2") == 2 and base.layer_stream("fused.2") == "fused"
-    assert base.layer_depth("encoder.layers.0") == 0
-    assert base.layer_stream("encoder.layers.0") == "encoder.layers"
-    assert base.layer_depth("fusion", ["audio_embed", "fusion"]) == 2
-    assert base.layer_stream("fusion") == "fusion"
-    with pytest.raises(ValueError, match="not of the form <stream>.<depth>"):
-        base.layer_depth("fusion")
+def test_models_title_says_early_vs_late_only_for_repsims_fusion_runs(tmp_path):
+    early, late = ModelInput(tmp_path / "a.h5", 1, 2, 0), ModelInput(tmp_path / "b.h5", 3, 2, 0)
+    assert base.models_title([early, late]) == "early vs late fusion"
+    mine = ModelInput(tmp_path / "mine.h5", name="my_transformer")
+    assert base.models_title([mine, late]) == "my_transformer vs late (k=3, seed 0)"
+
+
+def test_open_model_names_a_recorded_model_by_its_files_model_name(tmp_path):
+    path = _activations(tmp_path / "x.h5")
+    with h5py.File(path, "r+") as handle:
+        handle.attrs["model_name"] = "my_cnn"
+    model, _ = base.open_model(resolve_model_input(path))
+    assert model.label == "my_cnn" and not model.is_fusion_run
+    twins = base.distinct_labels([(model, None), (model, None)])
+    assert [m.label for m, _ in twins] == [str(path), str(path)]
 
 
 def test_run_cli_passes_options_as_keywords_and_turns_user_errors_into_exit_2(capsys):

@@ -23,18 +23,24 @@ def cka_table(reference: bool) -> pd.DataFrame:
         for y_layer in late:
             for t in range(1, STEPS + 1):
                 value = 0.98 - 0.02 * t if y_layer.startswith("audio") else VISUAL[t - 1]
-                rows.append(("models", "early", "late", "linear", x_layer, y_layer, t, value))
+                rows.append(("models", "early", "late", "linear", x_layer, y_layer, t, t,
+                             value))
     if reference:
         for layer in early:
             for t in range(1, STEPS + 1):
                 rows.append(("seed reference", "early", "early seed 1", "linear", layer, layer,
-                             t, 0.5))
+                             t, t, 0.5))
     return pd.DataFrame(rows, columns=cka_by_layer.COLUMNS)
 
 
 @pytest.mark.parametrize("reference", [False, True])
 def test_cka_by_layer_legends_cover_no_point_of_any_curve(reference):
-    fig = cka_by_layer.plot(cka_table(reference), "clean", "")
+    places = {model: ({layer: int(layer[-1]) for layer in layers},
+                      {layer: layer.split(".")[0] for layer in layers})
+              for model, layers in (("early", ["fused.1", "fused.2"]),
+                                    ("late", ["audio.1", "visual.1", "audio.2", "visual.2"]),
+                                    ("early seed 1", ["fused.1", "fused.2"]))}
+    fig = cka_by_layer.plot(cka_table(reference), "clean", "", places)
     FigureCanvasAgg(fig).draw()
     renderer = fig.canvas.get_renderer()
     line_axes = [ax for ax in fig.get_axes() if ax.get_lines()]
