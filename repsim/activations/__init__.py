@@ -6,6 +6,8 @@ streams a file to disk atomically, :mod:`~repsim.activations.reader` opens it la
 selects and aligns what the analyses need.
 """
 
+from typing import TYPE_CHECKING
+
 from repsim.activations.format import (
     COMPRESSIONS,
     CONVENTIONS,
@@ -21,23 +23,26 @@ from repsim.activations.format import (
     time_dims,
     variable_name,
 )
-from repsim.activations.reader import (
-    condition_changes,
-    condition_names,
-    flatten,
-    layer_depths,
-    layer_names,
-    layer_states,
-    layer_streams,
-    model_name,
-    open,
-    select,
-    state_names,
-    stimulus_ids,
-    stimulus_table,
-    time_steps,
-)
-from repsim.activations.writer import ActivationWriter, check_output_path
+from repsim.lazy import lazy_package
+
+if TYPE_CHECKING:  # the reader needs xarray, the writer h5py: loaded on first use
+    from repsim.activations.reader import (
+        condition_changes,
+        condition_names,
+        flatten,
+        layer_depths,
+        layer_names,
+        layer_states,
+        layer_streams,
+        model_name,
+        open,
+        select,
+        state_names,
+        stimulus_ids,
+        stimulus_table,
+        time_steps,
+    )
+    from repsim.activations.writer import ActivationWriter, check_output_path
 
 __all__ = [
     "COMPRESSIONS",
@@ -70,3 +75,5 @@ __all__ = [
     "time_steps",
     "variable_name",
 ]
+
+lazy_package(__name__)

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from repsim.analysis.choices import KERNELS
 from repsim.conditions import CLEAN, MODALITIES, removed_condition
@@ -48,6 +47,7 @@ from repsim.rundir import RUNS_DIR
 from repsim.runs import ModelInput
 
 if TYPE_CHECKING:  # heavy libraries load where they are used: --help needs none
+    import pandas as pd
     import xarray as xr
     from matplotlib.axes import Axes
     from matplotlib.colors import Colormap
@@ -72,6 +72,8 @@ def sensitivity_table(model: ModelInput, data: xr.Dataset, *, kernel: str = "lin
     """Sensitivity, relative change (and, with two inputs, reliance) per layer x time step,
     for each input removed from the ``condition`` stimuli; and the accuracy of the model's
     own predictions against ``target`` intact and with each input removed."""
+    import pandas as pd
+
     from repsim.analysis import ablation_sensitivity
 
     intact = pick_condition(data, condition, model.path)

@@ -19,9 +19,7 @@ import os
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-
-import pandas as pd
-import xarray as xr
+from typing import TYPE_CHECKING
 
 from repsim import activations
 from repsim.cli import (
@@ -42,6 +40,10 @@ from repsim.runs import (
     model_input_of_run,
     resolve_model_input,
 )
+
+if TYPE_CHECKING:  # pandas and xarray load where they are used: --help needs neither
+    import pandas as pd
+    import xarray as xr
 
 FIGURES_DIR = "figures"
 MODELS_HELP = ("activation files or run directories (default: the early and late runs under "
@@ -119,6 +121,8 @@ def table_per_model(table: Callable[[ModelInput, xr.Dataset], pd.DataFrame],
                                         models_to_compare(inputs, runs_dir, dataset)]):
         used[model.path] = model.label
         tables.append(table(model, data))
+    import pandas as pd
+
     return pd.concat(tables, ignore_index=True), used
 
 

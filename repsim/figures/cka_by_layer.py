@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from repsim.analysis.choices import KERNELS as CKA_KERNELS
 from repsim.analysis.choices import MIN_DEBIASED_STIMULI
@@ -46,6 +45,7 @@ from repsim.rundir import RUNS_DIR
 from repsim.runs import ModelInput, model_input_of_run, resolve_model_input
 
 if TYPE_CHECKING:  # heavy libraries load where they are used: --help needs none
+    import pandas as pd
     import xarray as xr
     from matplotlib.figure import Figure
 
@@ -78,6 +78,8 @@ def cka_table(x: Opened, y: Opened, *, kernels: Sequence[str], condition: str,
     id. Each layer is read one time step at a time. ``minibatch`` (linear kernel): CKA from
     :func:`layer_similarity`'s random batches of that many stimuli, shuffled with ``seed``.
     """
+    import pandas as pd
+
     from repsim.activations import layer_names, select, stimulus_ids, time_steps
 
     (x_model, x_data), (y_model, y_data) = x, y
@@ -144,7 +146,7 @@ def plot(table: pd.DataFrame, condition: str, estimator: str,
     kernels = list(dict.fromkeys(models["kernel"]))
     pairs = list(dict.fromkeys(zip(models["x_model"], models["y_model"], strict=True)))
     x_label = pairs[0][0]
-    x_layers = list(dict.fromkeys(models["x_layer"]))
+    x_layers = [layer for layer in places[x_label][0] if layer in set(models["x_layer"])]
     within = len(pairs) == 1 and pairs[0][0] == pairs[0][1]
     x_depth = places[x_label][0]
     shared = set(x_depth.values()) & {d for _, y in pairs for d in places[y][0].values()}
@@ -163,7 +165,7 @@ def plot(table: pd.DataFrame, condition: str, estimator: str,
     heat_axes = top.subplots(len(pairs), len(kernels), squeeze=False)
     for row, (x_model, y_model) in zip(heat_axes, pairs, strict=True):
         pair = models[(models["x_model"] == x_model) & (models["y_model"] == y_model)]
-        y_layers = list(dict.fromkeys(pair["y_layer"]))
+        y_layers = [layer for layer in places[y_model][0] if layer in set(pair["y_layer"])]
         last = _last_steps(pair)
         for ax, kernel in zip(row, kernels, strict=True):
             at_last = last[last["kernel"] == kernel]
@@ -236,6 +238,12 @@ def _depth_panels(bottom, models: pd.DataFrame, reference: pd.DataFrame,
                 f" ({KERNEL_NAMES[str(kernel)]})" if len(kernels) > 1 else "")
             ax.plot(rows["time_step"], rows["cka"], color="0.45", linestyle=styles[str(kernel)],
                     marker="x", label=label)
+        if not ax.get_lines():
+            ax.text(0.5, 0.5, f"the depth-{depth} layers differ in time steps:\ncompared at "
+                    f"their last steps (above)", ha="center", va="center",
+                    transform=ax.transAxes, fontsize="small")
+            ax.set_axis_off()
+            continue
         ax.set_xticks(sorted(steps))
         ax.set_ylim(0, 1.05)
         ax.set_xlabel("time step")
@@ -251,6 +259,8 @@ def run(inputs: Sequence[str | Path] = (), *, reference: str | Path | None = Non
         debiased: bool = False, minibatch: int | None = None, seed: int = 0) -> list[Path]:
     """Make the figure from activation files / run dirs: one (its layers with each other),
     two, or more (the first against each other); none: the early and late runs."""
+    import pandas as pd
+
     from repsim import plotting
     from repsim.activations import layer_depths, layer_streams
 

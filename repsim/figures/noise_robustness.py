@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from repsim.conditions import CLEAN, NOISE_KINDS
 from repsim.figures.base import (
@@ -44,7 +43,8 @@ from repsim.figures.questions import (
 from repsim.rundir import METRICS_FILE, RUNS_DIR
 from repsim.runs import ModelInput, Run, find_runs, load_run, one_experiment
 
-if TYPE_CHECKING:  # matplotlib loads where a figure is drawn: --help needs none
+if TYPE_CHECKING:  # heavy libraries load where they are used: --help needs none
+    import pandas as pd
     import xarray as xr
     from matplotlib.figure import Figure
 
@@ -63,6 +63,8 @@ _NOISE_NAMES = {"audio": "audio", "visual": "visual", "both": "audio + visual"}
 
 def per_seed_accuracy(runs: Sequence[Run]) -> pd.DataFrame:
     """One row per run, noise kind and SNR: fusion_layer, seed, noise, snr_db, accuracy."""
+    import pandas as pd
+
     rows = []
     for run in runs:
         rows.append({"fusion_layer": run.fusion_layer, "seed": run.seed, "noise": "none",
@@ -75,6 +77,8 @@ def per_seed_accuracy(runs: Sequence[Run]) -> pd.DataFrame:
 
 def summarize(per_seed: pd.DataFrame, dataset: str, layers: int) -> pd.DataFrame:
     """Mean accuracy and its 95 % interval over seeds, per fusion layer, noise kind and SNR."""
+    import pandas as pd
+
     from repsim import plotting
 
     rows = []
@@ -89,6 +93,8 @@ def summarize(per_seed: pd.DataFrame, dataset: str, layers: int) -> pd.DataFrame
 
 def plot(summary: pd.DataFrame, dataset: str, layers: int, n_seeds: int) -> Figure:
     """Accuracy vs SNR per noise kind (one line per fusion layer) and clean accuracy vs k."""
+    import pandas as pd
+
     from repsim import plotting
 
     fig, axes = plotting.new_figure(1, len(NOISE_KINDS) + 1, panel_size=(3.9, 3.6))
@@ -147,6 +153,8 @@ def file_accuracy(model: ModelInput, data: xr.Dataset, *, target: str | None = N
                   condition: str | None = None) -> pd.DataFrame:
     """Accuracy of ``model``'s recorded predictions against ``target`` on the intact
     ``condition`` and under each noise condition on one of its inputs (``FILE_COLUMNS``)."""
+    import pandas as pd
+
     from repsim.activations import stimulus_table
     from repsim.analysis.probes import wilson_interval
 
@@ -174,6 +182,8 @@ def file_accuracy(model: ModelInput, data: xr.Dataset, *, target: str | None = N
 
 def plot_files(table: pd.DataFrame, condition: str) -> Figure:
     """Accuracy vs SNR per noisy input (one line per model) and intact accuracy per model."""
+    import pandas as pd
+
     from repsim import plotting
 
     inputs = [name for name in dict.fromkeys(table["input"]) if name != "none"]

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from repsim.analysis.choices import DEFAULT_CS as NESTED_CS
 from repsim.conditions import CLEAN, INCONGRUENT
@@ -46,6 +45,7 @@ from repsim.rundir import RUNS_DIR
 from repsim.runs import ModelInput
 
 if TYPE_CHECKING:  # heavy libraries load where they are used: --help needs none
+    import pandas as pd
     import xarray as xr
     from matplotlib.figure import Figure
 
@@ -70,6 +70,8 @@ def probe_table(model: ModelInput, data: xr.Dataset, *, target: Sequence[str] | 
     """Decoding of each ``target`` column on the stimuli of ``condition``, every layer x time
     step. With neither given, a repsim probe-set file gets its defaults (module docstring);
     any other file needs ``target``."""
+    import pandas as pd
+
     options: dict[str, Any] = {"folds": folds, "seed": seed, "groups": groups, "Cs": tuple(Cs)}
     labels = repsim_defaults(data)
     if labels is not None and not target and condition is None:
@@ -87,6 +89,8 @@ def probe_table(model: ModelInput, data: xr.Dataset, *, target: Sequence[str] | 
 def _grid_rows(model: ModelInput, data: xr.Dataset, target: str, condition: str,
                options: dict[str, Any]) -> pd.DataFrame:
     """Rows of ``target``'s decoding on ``condition`` at every layer x time step."""
+    import pandas as pd
+
     from repsim.analysis import probe_all
 
     grid = probe_all(data, target, condition=condition, **options)
@@ -101,6 +105,8 @@ def _grid_rows(model: ModelInput, data: xr.Dataset, target: str, condition: str,
 def _last_step_rows(model: ModelInput, data: xr.Dataset, targets: Sequence[str],
                     condition: str, options: dict[str, Any]) -> pd.DataFrame:
     """Rows of each target's decoding on ``condition`` at each layer's last step only."""
+    import pandas as pd
+
     from repsim.activations import layer_names, select, time_steps
     from repsim.analysis import probe_cells
 
@@ -119,17 +125,19 @@ def _last_step_rows(model: ModelInput, data: xr.Dataset, targets: Sequence[str],
 
 def plot(table: pd.DataFrame, places: dict[str, tuple[dict[str, int], dict[str, str]]],
          title: str, folds: int, groups: str | None, Cs: Sequence[float]) -> Figure:
-    """Top: a decoding heatmap per model and grid target; bottom, per model: each target's
-    accuracy at each layer's last step, by depth and stream. ``places``: each model's
-    ``(layer depths, layer streams)`` as its file gives them."""
+    """One column per model: a decoding heatmap per grid target, and at the bottom each
+    target's accuracy at each layer's last step, by depth and stream. ``places``: each
+    model's ``(layer depths, layer streams)`` as its file gives them."""
     from repsim import plotting
 
     models = list(dict.fromkeys(table["model"]))
     grids = _grid_panels(table)
-    fig, axes = plotting.new_figure(2, max(len(grids), len(models)), panel_size=(5.6, 3.9))
-    for ax in axes.flat:
+    targets = list(dict.fromkeys(target for _, target, _ in grids))
+    fig, axes = plotting.new_figure(len(targets) + 1, len(models), panel_size=(5.6, 3.9))
+    for ax in axes[:-1].flat:
         ax.set_visible(False)
-    for ax, (model, target, condition) in zip(axes[0], grids, strict=False):
+    for model, target, condition in grids:
+        ax = axes[targets.index(target), models.index(model)]
         ax.set_visible(True)
         rows = table[(table["model"] == model) & (table["target"] == target)
                      & (table["condition"] == condition)]
@@ -141,8 +149,7 @@ def plot(table: pd.DataFrame, places: dict[str, tuple[dict[str, int], dict[str, 
         ax.set_xlabel("time step")
         ax.set_ylabel("layer")
         ax.set_title(f"{model}\n{target} decoding, {condition} stimuli")
-    for ax, model in zip(axes[1], models, strict=False):
-        ax.set_visible(True)
+    for ax, model in zip(axes[-1], models, strict=True):
         _last_step_panel(ax, table[table["model"] == model], *places[model])
         ax.set_title(f"{model}\n{_last_step_title(table[table['model'] == model])}")
     held_out = f", {groups} held out of training folds" if groups else ""
@@ -181,15 +188,19 @@ def _last_step_panel(ax, rows: pd.DataFrame, depths: dict[str, int], streams: di
         x = x + 0.06 * (n - (len(series) - 1) / 2)  # keep error bars apart
         errors = 100 * np.abs(hits[["ci_low", "ci_high"]].to_numpy().T
                               - hits["accuracy"].to_numpy())
-        modality = target.split("_")[0]
-        color = plotting.MODALITY_COLORS.get(modality, plotting.PALETTE[
-            targets.index(target) % len(plotting.PALETTE)])
+        color = _target_color(target, targets)
         ax.errorbar(x, 100 * hits["accuracy"], yerr=errors, capsize=3, color=color,
                     marker=plotting.MARKERS[stream_names.index(stream) % len(plotting.MARKERS)],
                     linestyle=plotting.LINESTYLES[
                         stream_names.index(stream) % len(plotting.LINESTYLES)],
                     label=_series_label(target, stream))
-    plotting.chance_line(ax, 100 * float(last["chance"].mean()))
+    chances = last.groupby("target", sort=False)["chance"].mean()
+    if chances.nunique() == 1:
+        plotting.chance_line(ax, 100 * float(chances.iloc[0]))
+    else:  # each target's own chance, in its colour
+        for target, level in chances.items():
+            ax.axhline(100 * level, color=_target_color(str(target), targets), linestyle="--",
+                       linewidth=1.0, zorder=0, label=f"chance, {target}")
     ticks = sorted({depths[layer] for layer in layers})
     names = {depths[layer]: layer for layer in layers}
     one_each = len(ticks) == len(layers)  # one layer per depth: name it on the axis
@@ -201,6 +212,14 @@ def _last_step_panel(ax, rows: pd.DataFrame, depths: dict[str, int], streams: di
     ax.set_xlabel("layer" if one_each else "layer depth")
     ax.set_ylabel("probe accuracy (%)")
     ax.legend(loc="best", fontsize="small")
+
+
+def _target_color(target: str, targets: list[str]) -> str:
+    """repsim's heard and seen labels in their senses' colours, a user's columns in turn."""
+    from repsim import plotting
+
+    return plotting.MODALITY_COLORS.get(target.split("_")[0], plotting.PALETTE[
+        targets.index(target) % len(plotting.PALETTE)])
 
 
 def _series_label(target: str, stream: str) -> str:

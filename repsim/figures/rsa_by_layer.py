@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from repsim.analysis.choices import METHODS, METRICS
 from repsim.conditions import CLEAN, INCONGRUENT
@@ -43,6 +42,7 @@ from repsim.rundir import RUNS_DIR
 from repsim.runs import ModelInput
 
 if TYPE_CHECKING:  # heavy libraries load where they are used: --help needs none
+    import pandas as pd
     import xarray as xr
     from matplotlib.figure import Figure
 
@@ -60,6 +60,8 @@ EXAMPLES = """examples:
 def label_rdms(model: ModelInput, data: xr.Dataset, *, target: str, condition: str = CLEAN,
                metric: str = "correlation") -> pd.DataFrame:
     """Rows of the RDM of ``target``'s value means, every layer at its last time step."""
+    import pandas as pd
+
     from repsim.activations import layer_names, layer_states, stimulus_table, time_steps
     from repsim.analysis import average_by_condition, rdm
 
@@ -88,6 +90,8 @@ def hypothesis_correlations(model: ModelInput, data: xr.Dataset, *, targets: Seq
     """Correlation of each layer's RDM with each target's categorical model RDM at every time
     step, with percentile bootstrap intervals over patterns (module docstring: cells for
     several targets, stimuli for one)."""
+    import pandas as pd
+
     from repsim.activations import layer_names, layer_states, stimulus_table, time_steps
     from repsim.analysis import (
         average_by_condition,
@@ -169,7 +173,7 @@ def plot(table: pd.DataFrame, method: str, metric: str,
             order = list(dict.fromkeys(rows["label_a"]))
             matrix = rows.pivot(index="label_a", columns="label_b", values="value")
             matrix = matrix.loc[order, order]
-            names = [str(value) for value in order]
+            names = [_label_text(value) for value in order]
             plotting.heatmap(heat_ax, matrix.to_numpy(), row_labels=names, col_labels=names,
                              vmax=vmax, cbar_label=f"{metric} distance", cmap="rocket_r")
             heat_ax.set_xlabel(word)
@@ -210,6 +214,11 @@ def plot(table: pd.DataFrame, method: str, metric: str,
     return fig
 
 
+def _label_text(value: object) -> str:
+    """A label value on an axis: ``3`` for a class index the CSV table holds as ``3.0``."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
 def _label_word(target: str) -> str:
     """How a column reads in a title: repsim's ``audio_digit`` as "audio digit"."""
     return target.replace("_", " ", 1) if target.split("_")[0] in ("audio", "visual") \
@@ -224,6 +233,8 @@ def run(inputs: Sequence[str | Path] = (), *, runs_dir: str | Path = RUNS_DIR,
     """Make the figure from activation files / run dirs (or the early and late runs): RDMs of
     the first ``target`` and the fits of each target's model RDM on the ``condition``
     stimuli (repsim's files: the heard and the seen digit by default)."""
+    import pandas as pd
+
     from repsim import plotting
 
     if method not in METHODS:

@@ -237,6 +237,24 @@ def _stacked(columns: dict[str, np.ndarray], conditions: list[str], named: bool
             "condition": np.repeat(np.array(conditions, dtype=str), n), **stacked}
 
 
+def _given(batches: Callable[[], Any], condition: str) -> Iterator[Any]:
+    """The batches of ``batches()``, with what the user's code raises while giving them
+    (``sys.exit`` included) as one ValueError naming the batch and condition."""
+    index = 0
+    try:
+        for batch in batches():
+            yield batch
+            index += 1
+    except ValueError:
+        raise
+    except (Exception, SystemExit) as error:
+        what = (f"called sys.exit({error.code!r})" if isinstance(error, SystemExit) else
+                f"raised {type(error).__name__}" + (
+                    f": {str(error).strip().splitlines()[0]}" if str(error).strip() else ""))
+        raise ValueError(f"the stimuli {what} while giving batch {index} of condition "
+                         f"{condition!r}") from error
+
+
 class _Run:
     """The forward passes of one recording: per condition, batch by batch, the arrays to
     write, with every check on shapes and row counts."""
@@ -258,7 +276,7 @@ class _Run:
                   ) -> Iterator[tuple[int, dict[str, dict[str, np.ndarray]], dict[str, Any]]]:
         """``(stimuli, arrays, extra)`` per batch of condition ``name``, for the writer."""
         rows = 0
-        for index, batch in enumerate(self.batches()):
+        for index, batch in enumerate(_given(self.batches, name)):
             if self.should_stop is not None and self.should_stop():
                 raise RecordingStopped(f"recording stopped before {self.out} was complete; "
                                        f"nothing was written")

@@ -66,8 +66,15 @@ EXAMPLE = """example: a model file of your own, my_model.py, and the command
       --layers rnn head --time-dim rnn=1 --conditions clean audio_snr0 audio_removed \\
       --out my_model.h5
 
-time: a module called T times in one forward gives T steps; --time-dim names the time axis
-of a module called once (PATTERN=AXIS, or one AXIS for all); otherwise one step.
+time: a module called T times at one place in one forward gives T steps; --time-dim names the
+time axis of a module called once (PATTERN=AXIS, or one AXIS for all), --fold-time a module
+that sees time folded into its batch; otherwise one step. Layers may differ in their steps
+(here rnn has T, head 1).
+
+  %(prog)s my_model.py:build --batches my_model.py:batches --list-layers
+
+lists every module with its output shapes and calls per forward, to choose --layers from.
+MODULE as a .py file is run when it is loaded, as any plugin: name only files you trust.
 """
 
 
@@ -83,26 +90,43 @@ def build_parser() -> argparse.ArgumentParser:
     add_version(parser)
     parser.add_argument("model", metavar="MODULE:FUNCTION",
                         help="the function that returns the model, e.g. my_model.py:build")
-    parser.add_argument("--stimuli", required=True, metavar="TABLE",
+    parser.add_argument("--stimuli", metavar="TABLE",
                         help="CSV or Parquet table, one row per stimulus in batch order, with "
-                             "a unique stimulus_id column")
+                             "a unique stimulus_id column (read as text) (required to record)")
     parser.add_argument("--batches", required=True, metavar="MODULE:FUNCTION",
                         help="a function returning the batches (each a tuple of positional or "
                              "a dict of keyword inputs); called again for each condition")
-    parser.add_argument("--layers", required=True, nargs="+", metavar="PATTERN",
+    parser.add_argument("--layers", nargs="+", metavar="PATTERN",
                         help="glob patterns over the model's module names, e.g. "
-                             "'encoder.layers.*'")
-    parser.add_argument("--out", required=True, type=Path, metavar="FILE",
-                        help="the activation file to write (.h5)")
+                             "'encoder.layers.*' (required to record)")
+    parser.add_argument("--out", type=Path, metavar="FILE",
+                        help="the activation file to write (.h5) (required to record)")
+    parser.add_argument("--list-layers", action="store_true",
+                        help="list every module's name, type, output shapes and calls per "
+                             "forward of the first batch, and record nothing")
     parser.add_argument("--time-dim", nargs="+", default=[], metavar="[PATTERN=]AXIS",
                         help="the time axis of the output of a module called once, for every "
-                             "pattern or per pattern (default: none, one step)")
+                             "layer or per pattern (default: none, one step)")
+    parser.add_argument("--fold-time", nargs="+", default=[], metavar="[PATTERN=]BT|TB",
+                        help="time folded into the batch of a per-frame module's (B*T, ...) "
+                             "output: BT batch-major rows (x.flatten(0, 1)), TB time-major "
+                             "(default: none)")
+    parser.add_argument("--batch-dim", nargs="+", default=[], metavar="[PATTERN=]AXIS",
+                        help="the batch axis of an output whose batch is not axis 0, e.g. "
+                             "rnn=1 for an nn.LSTM's h_n (default: 0)")
     parser.add_argument("--output", nargs="+", default=[], metavar="[PATTERN=]INDEX",
                         help="which element of a tuple output to record (default: the first "
                              "tensor), e.g. cell=1 for the c of an LSTMCell's (h, c)")
     parser.add_argument("--conditions", nargs="+", metavar="NAME",
                         help="clean, <input>_removed, <input>_snr<X> on keyword inputs "
                              "(default: clean only)")
+    parser.add_argument("--logits", action="store_true",
+                        help="the model returns (B, classes) or (B, T, classes) logits (or a "
+                             "tuple whose first element is): store them and the predictions, "
+                             "so that noise_robustness can score the model (default: off)")
+    parser.add_argument("--model-name", default=None,
+                        help="the model's name in figures and tables (default: the output "
+                             "file's stem)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the noise conditions (default: %(default)s)")
     add_device(parser)
@@ -149,19 +173,33 @@ def load_function(spec: str) -> Callable[..., Any]:
     return function
 
 
-def per_pattern(values: Sequence[str], option: str) -> int | dict[str, int] | None:
-    """``--time-dim``/``--output`` words: one integer for all, or PATTERN=INTEGER pairs."""
+def per_pattern(values: Sequence[str], option: str, parse: Callable[[str, str], Any] | None = None
+                ) -> Any:
+    """``--time-dim``/``--output``/``--batch-dim``/``--fold-time`` words: one value for all,
+    or PATTERN=VALUE pairs; values are integers unless ``parse`` says otherwise."""
+    parse = parse or _integer
     if not values:
         return None
     if len(values) == 1 and "=" not in values[0]:
-        return _integer(values[0], option)
+        return parse(values[0], option)
     pairs = {}
     for word in values:
-        pattern, sep, number = word.rpartition("=")
+        pattern, sep, value = word.rpartition("=")
         if not sep or not pattern:
-            raise ValueError(f"{option} takes one AXIS or PATTERN=AXIS pairs, got {word!r}")
-        pairs[pattern] = _integer(number, option)
+            raise ValueError(f"{option} takes one VALUE or PATTERN=VALUE pairs, got {word!r}")
+        pairs[pattern] = parse(value, option)
     return pairs
+
+
+def _fold(text: str, option: str) -> str:
+    if text.upper() not in ("BT", "TB"):
+        raise ValueError(f"{option}: expected BT or TB, got {text!r}")
+    return text.upper()
+
+
+def returned_logits(output: Any) -> Any:
+    """``--logits``: the model's return value, or the first element of a tuple it returns."""
+    return output[0] if isinstance(output, tuple | list) else output
 
 
 def _integer(text: str, option: str) -> int:
@@ -171,36 +209,71 @@ def _integer(text: str, option: str) -> int:
         raise ValueError(f"{option}: expected an integer, got {text!r}") from None
 
 
+def _called(spec: str, function: Callable[[], Any]) -> Any:
+    """``function()``, with whatever it raises (``sys.exit`` included) as one ValueError
+    naming ``spec``."""
+    try:
+        return function()
+    except SystemExit as exit_:
+        raise ValueError(f"{spec} called sys.exit({exit_.code!r}) instead of returning") from None
+    except Exception as error:
+        raise ValueError(f"{spec} raised {type(error).__name__}: "
+                         f"{str(error).splitlines()[0] if str(error) else ''}") from error
+
+
 @user_errors_exit_2
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse arguments, build the model and batches, record, and log a one-line summary."""
+    """Parse arguments, build the model and batches, record (or list the model's layers),
+    and log a one-line summary."""
     args = build_parser().parse_args(argv)
     logger = setup_logging(args.verbose)
     if args.threads is not None:
         limit_threads(args.threads)
-    time_dim = per_pattern(args.time_dim, "--time-dim")
-    output = per_pattern(args.output, "--output")
+    if args.list_layers:
+        return _list_layers(args)
+    missing = [option for option, value in (("--stimuli", args.stimuli),
+                                            ("--layers", args.layers), ("--out", args.out))
+               if not value]
+    if missing:
+        raise ValueError(f"recording needs {', '.join(missing)} (or --list-layers to list the "
+                         f"model's modules)")
+    options = {"time_dim": per_pattern(args.time_dim, "--time-dim"),
+               "output": per_pattern(args.output, "--output"),
+               "batch_dim": per_pattern(args.batch_dim, "--batch-dim"),
+               "fold_time": per_pattern(args.fold_time, "--fold-time", _fold) or False}
     from repsim.activations import check_output_path
     check_output_path(args.out, args.overwrite)  # before the model is built
     build, batches = load_function(args.model), load_function(args.batches)
     from repsim.record.api import RecordingStopped, record
-    try:
-        model = build()
-    except Exception as error:
-        raise ValueError(f"{args.model} raised {type(error).__name__}: "
-                         f"{str(error).splitlines()[0] if str(error) else ''}") from error
+    model = _called(args.model, build)
     stop = threading.Event()  # SIGTERM is read between batches (see repsim.extract)
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     try:
-        result = record(model, batches, args.layers, args.out, table=args.stimuli,
-                        time_dim=time_dim, output=output, conditions=args.conditions,
-                        seed=args.seed, device=args.device, dtype=args.dtype, pool=args.pool,
+        result = record(model, lambda: _called(args.batches, batches), args.layers, args.out,
+                        table=args.stimuli, conditions=args.conditions, seed=args.seed,
+                        device=args.device, dtype=args.dtype, pool=args.pool,
                         pool_factor=args.pool_factor, overwrite=args.overwrite,
-                        progress=show_progress(args.progress), should_stop=stop.is_set)
+                        logits=returned_logits if args.logits else None,
+                        model_name=args.model_name, progress=show_progress(args.progress),
+                        should_stop=stop.is_set, **options)
     except RecordingStopped as stopped:
         print(f"stopped: {stopped}", file=sys.stderr)
         return STOPPED_STATUS
     finally:
         signal.signal(signal.SIGTERM, previous)
     logger.info(result.summary())
+    return 0
+
+
+def _list_layers(args: argparse.Namespace) -> int:
+    """``--list-layers``: the model's modules, from one forward of the first batch."""
+    build, batches = load_function(args.model), load_function(args.batches)
+    from repsim.record.listing import layers
+
+    model = _called(args.model, build)
+    first = _called(args.batches, lambda: next(iter(batches()), None))
+    if first is None:
+        raise ValueError(f"{args.batches} gave no batch")
+    table = layers(model, first)
+    print(table.to_string(index=False))
     return 0

@@ -271,5 +271,6 @@ def test_repsims_fusion_convlstm_through_patterns_equals_its_recorded_states(tmp
     assert model.recorded_modules() == {"audio.1": "audio.0", "visual.1": "visual.0",
                                         "fused.2": "fused.0"}
     both = model.recorded_layers(("h", "c"), ["fused.2"])
-    assert both == [Layer("fused.2", "fused.0", output=0, state="h", time_dim=1),
-                    Layer("fused.2", "fused.0", output=1, state="c", time_dim=1)]
+    assert both == [  # with where figures draw it
+        Layer("fused.2", "fused.0", output=0, state="h", time_dim=1, depth=2, stream="fused"),
+        Layer("fused.2", "fused.0", output=1, state="c", time_dim=1, depth=2, stream="fused")]

@@ -159,3 +159,93 @@ def test_import_repsim_stays_light_and_repsim_record_is_callable():
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                           timeout=120, check=True)
     assert done.stdout.split("\n")[:2] == ["True False", "repsim.record.api repsim.record.hooks"]
+
+
+def _example_files(text: str, directory) -> list[str]:
+    """Write the model file of a documented example (its ``def``/``class`` code block
+    between ``import torch`` and the ``batches`` function's last line) with the weights and
+    inputs it loads, and a stimulus table; return the example's command arguments."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "import torch")
+    end = next(i for i, line in enumerate(lines) if "yield {\"audio\"" in line)
+    code = textwrap.dedent("\n".join(lines[start:end + 1]))
+    code = "\n".join(line.split("  #")[0].rstrip() for line in code.splitlines())
+    (directory / "my_model.py").write_text(code + "\n")
+    namespace: dict = {}
+    exec(compile(code, "my_model.py", "exec"), namespace)
+    torch.manual_seed(0)
+    torch.save(namespace["Net"]().state_dict(), directory / "net.pt")
+    torch.save(torch.randn(40, 6, 8, generator=torch.Generator().manual_seed(1)),
+               directory / "audio.pt")
+    (directory / "stimuli.csv").write_text("stimulus_id\n" + "".join(
+        f"clip{i:03d}\n" for i in range(40)))
+    command = " ".join(line.strip().rstrip("\\") for line in lines
+                       if "my_model.py:build --stimuli" in line
+                       or line.strip().startswith("--layers rnn head")
+                       or line.strip() == "--out my_model.h5")
+    return command.split()[command.split().index("my_model.py:build"):]
+
+
+@pytest.mark.parametrize("source", ["help", "docs"])
+def test_the_documented_example_records_a_per_step_layer_and_a_head(tmp_path, monkeypatch,
+                                                                    source):
+    from repsim.record.cli import EXAMPLE
+
+    text = EXAMPLE if source == "help" else (REPO_ROOT / "docs" / "record.md").read_text()
+    argv = _example_files(text, tmp_path)
+    assert argv[argv.index("--time-dim") + 1] == "rnn=1" and "head" in argv
+    monkeypatch.chdir(tmp_path)
+    assert main([*argv, "--no-progress"]) == 0
+    ds = activations.open(tmp_path / "my_model.h5")
+    assert activations.time_steps(ds, "rnn") == 6 and activations.time_steps(ds, "head") == 1
+    assert activations.condition_names(ds) == ["clean", "audio_snr0", "audio_removed"]
+    assert ds.attrs["model_name"] == "my_model"
+
+
+def test_list_layers_prints_every_module_with_shapes_and_calls(user, capsys):
+    tmp_path, argv = user
+    model, batches = argv[0], argv[argv.index("--batches") + 1]
+    assert main([model, "--batches", batches, "--list-layers"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["name", "type", "calls", "places", "output"]
+    assert out[1].split() == ["embed", "Linear", "1", "1", "(4,", "2,", "4)"]
+    assert out[2].split()[:4] == ["rnn", "GRU", "1", "1"]
+    assert not (tmp_path / "out.h5").exists()
+
+
+EXITING_MODULE = '''
+import sys
+import torch
+
+
+def build():
+    sys.exit(0)
+
+
+def batches():
+    yield {"audio": torch.zeros(2, 2, 3)}
+    raise RuntimeError("the disk with the clips went away")
+'''
+
+
+@pytest.mark.parametrize("change, parts", [
+    (lambda argv, other: [*argv, "--layers", "rnn", "--device", "tpu"],
+     ["device must be auto, cpu, cuda or cuda:N, got 'tpu'"]),
+    (lambda argv, other: [f"{other}:build", *argv[1:], "--layers", "rnn"],
+     ["called sys.exit(0) instead of returning"]),
+    (lambda argv, other: [*argv[:3], "--batches", f"{other}:batches", *argv[5:],
+                          "--layers", "rnn"],
+     ["the stimuli raised RuntimeError: the disk with the clips went away while giving "
+      "batch 1 of condition 'clean'"]),
+    (lambda argv, other: [*argv, "--layers", "rnn", "--pool", "avg", "--pool-factor", "0"],
+     ["pool_factor must be a positive integer, got 0"]),
+    (lambda argv, other: [*argv, "--layers", "rnn", "--fold-time", "sideways"],
+     ["--fold-time: expected BT or TB, got 'sideways'"]),
+    (lambda argv, other: [*argv[:-2], "--layers", "rnn"], ["recording needs --out"]),
+])
+def test_mistakes_that_were_tracebacks_are_one_line(user, capsys, change, parts):
+    tmp_path, argv = user
+    other = tmp_path / "exiting.py"
+    other.write_text(textwrap.dedent(EXITING_MODULE))
+    _one_line(capsys, main(change(argv, other)), *parts)
+    assert not (tmp_path / "out.h5").exists()
