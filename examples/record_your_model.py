@@ -1,5 +1,6 @@
 """Look inside your own network: record a two-input model per time step with repsim.record,
-then ask with CKA how much white noise on the audio (0 dB) changes each layer.
+ask with CKA how much white noise on the audio (0 dB) changes each layer, and decode your own
+table's column (``label``) from every layer and step.
 
     python examples/record_your_model.py [OUTPUT_DIR]     (default: the current directory)
 """
@@ -15,6 +16,7 @@ from torch import nn
 import repsim
 from repsim import activations, plotting
 from repsim.analysis import cka
+from repsim.figures import probes_by_layer
 
 
 class AVNet(nn.Module):  # audio (B, T, 16) and video frames (B, T, 1, 8, 8) -> 4 classes
@@ -55,3 +57,9 @@ with plotting.theme():
     axes[0, 0].set(xlabel="time step", title="CKA between clean and 0 dB audio noise")
     plotting.save_figure(fig, out, "record_your_model")
 print(f"CKA of the fusion layer, clean vs 0 dB audio noise, last step: {similarity[-1, -1]:.3f}")
+
+# your own question of your own file: how well does each layer give away the label?
+probes_by_layer.run([out / "avnet.h5"], target=["label"], condition="clean", out_dir=out)
+decoded = pd.read_csv(out / "probes_by_layer.csv", comment="#")
+fusion = decoded[(decoded["layer"] == "fusion")]["accuracy"]
+print(f"label decoded from the fusion layer: {fusion.min():.2f} to {fusion.max():.2f}")
