@@ -11,17 +11,20 @@ import io
 import os
 import platform
 import re
+import zipfile
 from pathlib import Path
 
 import torch
 
 from repsim.data.base import AVDataset
 from repsim.data.config import DataConfig
+from repsim.data.fingerprint import data_difference
 from repsim.models.fusion import FusionConvLSTM, ModelConfig
 from repsim.provenance import atomic_path, library_versions
 
 FORMAT = "repsim-checkpoint"
 FORMAT_VERSION = 1
+ZIP_MAGIC = b"PK\x03\x04"  # how the zip archive that torch.save writes begins
 # Every key that extraction and ``--resume`` read.
 REQUIRED_KEYS = ("format", "format_version", "config", "model_state", "optimizer_state",
                  "epoch", "metrics", "versions", "data_fingerprint", "history", "rng_state",
@@ -105,26 +108,40 @@ def check_checkpoint_path(path: str | os.PathLike) -> None:
         raise IsADirectoryError(f"checkpoint path is a directory, not a file: {path}")
 
 
+def _truncated(path: Path) -> bool:
+    """Whether ``path`` begins as a zip archive (as ``torch.save`` writes) but lacks the end
+    record that a complete one has: a copy cut short."""
+    with open(path, "rb") as handle:
+        begins_as_zip = handle.read(4) == ZIP_MAGIC
+    return begins_as_zip and not zipfile.is_zipfile(path)
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Read a repsim checkpoint onto the CPU without running any pickled code.
 
     Raises FileNotFoundError for a missing file and ValueError ("... is not a repsim
-    checkpoint ...") for anything that is not one, including pickles that would run code.
+    checkpoint ...") for anything that is not one, including pickles that would run code and
+    a copy cut short.
     """
     path = Path(path)
     check_checkpoint_path(path)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except OSError:
-        raise
-    except Exception as error:  # any parse failure or refused global means "not ours"
-        refused = _refused_global(error)
-        if refused:
-            raise ValueError(f"{path} is not a repsim checkpoint: its pickle calls or imports "
-                             f"{refused}, which the safe loader refuses; loading it unsafely "
-                             f"(weights_only=False) would run code from the file") from None
-        raise ValueError(f"{path} is not a repsim checkpoint (it cannot be read safely: "
-                         f"{_reason(error)})") from None
+    with open(path, "rb") as handle:  # a file that cannot be opened is an OSError
+        try:
+            ckpt = torch.load(handle, map_location="cpu", weights_only=True)
+        except Exception as error:  # any parse failure or refused global means "not ours"
+            refused = _refused_global(error)
+            if refused:
+                raise ValueError(f"{path} is not a repsim checkpoint: its pickle calls or "
+                                 f"imports {refused}, which the safe loader refuses; loading "
+                                 f"it unsafely (weights_only=False) would run code from the "
+                                 f"file") from None
+            if _truncated(path):
+                raise ValueError(f"{path} is not a repsim checkpoint, or one cut short: its "
+                                 f"zip archive ends after {path.stat().st_size:,} bytes without "
+                                 f"the directory a complete one ends with (copied or written "
+                                 f"only in part?); use a complete copy") from None
+            raise ValueError(f"{path} is not a repsim checkpoint (it cannot be read safely: "
+                             f"{_reason(error)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ValueError(f"{path} is not a repsim checkpoint (no format={FORMAT!r} marker)")
     version = ckpt.get("format_version")
@@ -218,14 +235,14 @@ def model_from_checkpoint(ckpt: dict) -> FusionConvLSTM:
 
 def dataset_from_checkpoint(ckpt: dict, data_dir: str | os.PathLike | None = None) -> AVDataset:
     """Rebuild the dataset the checkpoint was trained on (``data_dir`` overrides where the
-    files are); ValueError if it no longer matches the recorded fingerprint."""
+    files are); ValueError if it no longer matches the recorded fingerprint
+    (:func:`repsim.data.fingerprint.data_difference`)."""
     data = DataConfig.from_dict(ckpt["config"]["data"])
     if data_dir is not None:
         data.data_dir = str(data_dir)
     dataset = data.build()
-    fingerprint = dataset.fingerprint()
-    if fingerprint != ckpt["data_fingerprint"]:
+    difference = data_difference(ckpt["data_fingerprint"], dataset)
+    if difference is not None:
         raise ValueError(f"the rebuilt {data.dataset!r} dataset differs from the one the "
-                         f"checkpoint was trained on (fingerprint {fingerprint[:12]} != "
-                         f"{str(ckpt['data_fingerprint'])[:12]})")
+                         f"checkpoint was trained on: {difference}")
     return dataset

@@ -28,6 +28,10 @@ from repsim.provenance import OutputError
 # process ended by that signal: a scheduler tells it from a crash (1) and a user error (2).
 STOPPED_STATUS = 128 + signal.SIGTERM
 INTERRUPTED_STATUS = 128 + signal.SIGINT  # Ctrl-C, as a shell reports it
+# Exit status of a command whose work another live process holds (sysexits.h's EX_TEMPFAIL,
+# "try again later"): a script tells "someone else is on it" from done (0), failed (1) and a
+# user error (2).
+BUSY_STATUS = 75
 # Errors that mean "the user asked for something we cannot do", not "repsim has a bug".
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError,
                IsADirectoryError, NotADirectoryError, OutputError)

@@ -13,6 +13,7 @@ import functools
 import hashlib
 import os
 import platform
+import re
 import socket
 import warnings
 from collections.abc import Iterator
@@ -71,9 +72,28 @@ class OutputError(OSError):
 
 def output_error(final: str | os.PathLike, reason: str, code: int = errno.EIO) -> OutputError:
     """The :class:`OutputError` for ``final``: nothing was written there, and any file of that
-    name was left as it was."""
-    return OutputError(code, f"cannot write {final}: {reason}; nothing was written there (a "
-                             f"file already at that path is unchanged)")
+    name was left as it was. ``reason`` is made one line."""
+    return OutputError(code, f"cannot write {final}: {' '.join(reason.split())}; nothing was "
+                             f"written there (a file already at that path is unchanged)")
+
+
+# How HDF5 (through h5py) names the system error under a failed write, in its own text.
+_HDF5_ERRNO = re.compile(r"errno = (\d+), error message = '([^']*)'")
+
+
+def write_failure(error: BaseException) -> tuple[int, str] | None:
+    """``(errno, reason)`` when ``error`` says the disk refused a write (full, size limit,
+    read-only: :data:`WRITE_ERRNOS`), from HDF5's "errno = N, error message = '...'" in its
+    text (several lines, which say where in HDF5 it failed) or from an OSError's errno; None
+    for any other error, and for an :class:`OutputError`, which already says so."""
+    if isinstance(error, OutputError):
+        return None
+    found = _HDF5_ERRNO.search(str(error))
+    if found and int(found.group(1)) in WRITE_ERRNOS:
+        return int(found.group(1)), found.group(2)
+    if isinstance(error, OSError) and error.errno in WRITE_ERRNOS:
+        return error.errno, error.strerror or str(error)
+    return None
 
 
 @contextlib.contextmanager
@@ -92,8 +112,9 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, final)
     except OSError as error:
         tmp.unlink(missing_ok=True)
-        if error.errno in WRITE_ERRNOS and not isinstance(error, OutputError):
-            raise output_error(final, error.strerror or str(error), error.errno) from error
+        failure = write_failure(error)
+        if failure is not None:
+            raise output_error(final, failure[1], failure[0]) from error
         raise
     except BaseException:
         tmp.unlink(missing_ok=True)

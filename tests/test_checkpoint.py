@@ -194,3 +194,22 @@ def test_failed_overwrite_keeps_the_previous_checkpoint(tmp_path, model):
         save_checkpoint(path, payload(model, epoch=2, metrics=CreatesFile(tmp_path / "m")))
     assert load_checkpoint(path)["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+
+
+@pytest.mark.parametrize("kept", [100, 5_000, 12_345, 25_000, 40_000])
+def test_a_truncated_checkpoint_is_one_line_saying_so(tmp_path, kept):
+    """A copy cut short anywhere (an interrupted scp, a full disk under another tool): no
+    OSError traceback from torch's zip reader."""
+    torch.manual_seed(0)
+    wider = FusionConvLSTM(ModelConfig(layers=2, hidden=8, fusion_layer=2))
+    whole = save_checkpoint(tmp_path / "whole.pt", payload(wider)).read_bytes()
+    assert len(whole) > 40_000 and whole.startswith(b"PK\x03\x04")
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(whole[:kept])
+    with pytest.raises(ValueError) as error:
+        load_checkpoint(cut)
+    message = str(error.value)
+    assert message.startswith(f"{cut} is not a repsim checkpoint, or one cut short")
+    assert f"ends after {kept:,} bytes" in message
+    assert "\n" not in message
+

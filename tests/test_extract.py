@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -212,6 +214,43 @@ def test_crash_mid_extraction_leaves_nothing(checkpoints, dataset, tmp_path, mon
 def test_dataset_of_another_fingerprint_is_refused(checkpoints, tmp_path):
     with pytest.raises(ValueError, match="not the one .* was trained on"):
         _extract(checkpoints["early"], tiny_dataset(seed=1), tmp_path / "a.h5")
+
+
+def test_the_same_dataset_mirrored_or_reversed_is_refused(checkpoints, dataset, tmp_path):
+    """Each item keeps its sums of |x| and x^2, which the old fingerprint summed."""
+    for field, change in (("images", lambda x: x.flip(-1)),
+                          ("waveforms", lambda x: -x.flip(-1))):
+        changed = dataclasses.replace(dataset, splits={
+            name: dataclasses.replace(split, **{field: change(getattr(split, field))})
+            for name, split in dataset.splits.items()})
+        with pytest.raises(ValueError, match="not the one .* was trained on: its clips, audio "
+                                             "frames or images differ"):
+            _extract(checkpoints["early"], changed, tmp_path / "a.h5")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("kept", [5_000, 20_000, 40_000])
+def test_a_truncated_checkpoint_is_one_line_and_exit_2(checkpoints, tmp_path, capsys, kept):
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(checkpoints["late"].read_bytes()[:kept])
+    status = extract.main([str(cut), "-o", str(tmp_path / "a.h5"), "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1, err
+    assert err[0].startswith(f"error: {cut} is not a repsim checkpoint, or one cut short")
+    assert sorted(os.listdir(tmp_path)) == ["cut.pt"]
+
+
+def test_overwrite_leaves_a_fifo_at_the_output_alone(checkpoints, tmp_path, capsys):
+    """--overwrite replaces regular files only (the writer is shared with repsim.record)."""
+    pipe = tmp_path / "pipe.h5"
+    os.mkfifo(pipe)
+    status = extract.main([str(checkpoints["late"]), "-o", str(pipe), "--overwrite",
+                           "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1, err
+    assert err[0].startswith(f"error: output path {pipe} is a FIFO (named pipe), not a "
+                             f"regular file")
+    assert stat.S_ISFIFO(os.lstat(pipe).st_mode) and os.listdir(tmp_path) == ["pipe.h5"]
 
 
 def test_config_round_trips_through_json(tmp_path):

@@ -30,3 +30,12 @@ def test_the_unrelated_pypi_package_is_named():
     for text in (README, INSTALL):
         plain = " ".join(text.split())
         assert "unrelated PyPI package" in plain and "cannot share an environment" in plain
+
+
+def test_make_setup_installs_the_extras_the_page_names():
+    """docs/install.md says which extras `make setup` installs; the Makefile decides."""
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    installed = re.search(r'pip install -q -e "\.\[([a-z,]+)\]"', makefile).group(1)
+    named = re.search(r"`make setup` .*?\(`pip install -e '\.\[([a-z,]+)\]'`\)", INSTALL,
+                      re.S).group(1)
+    assert named == installed

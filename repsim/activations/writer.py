@@ -14,7 +14,7 @@ import datetime
 import json
 import math
 import os
-import re
+import stat
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -41,12 +41,11 @@ from repsim.activations.format import (
 )
 from repsim.activations.netcdf import NetCDFLayout
 from repsim.provenance import (
-    WRITE_ERRNOS,
-    OutputError,
     atomic_path,
     claim,
     output_error,
     remove_stale_temporaries,
+    write_failure,
 )
 
 # What the long_name of a state variable calls it.
@@ -56,14 +55,35 @@ CHUNK_BYTES = 1 << 20
 BUFFER_BYTES = 64 << 20
 
 
+# What an output path may be besides a regular file, each refused even with --overwrite.
+_NOT_FILES = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+              (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"))
+
+
 def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Refuse an output path that exists (unless ``overwrite``) or whose directory is unwritable.
 
-    Called before any expensive work so that a user's mistake costs nothing. Returns the path.
+    ``overwrite`` replaces a regular file only (or a symbolic link to one in the same folder):
+    a device, FIFO, socket or directory at the path, or a link to anything outside the
+    path's folder, is refused whatever ``overwrite`` says (replacing ``/dev/null`` as root
+    would turn the device into a file). Called before any expensive work so that a user's
+    mistake costs nothing. Returns the path.
     """
     path = Path(path)
+    if path.is_symlink():
+        target = path.resolve()
+        if not target.is_relative_to(path.parent.resolve()):
+            raise ValueError(f"output path {path} is a symbolic link to {target}, outside "
+                             f"{path.parent}; --overwrite replaces regular files only: give "
+                             f"the path itself, or another file name")
     if path.is_dir():
         raise IsADirectoryError(f"output path {path} is a directory; give a file name")
+    if path.exists():
+        mode = path.stat().st_mode
+        for test, kind in _NOT_FILES:
+            if test(mode):
+                raise ValueError(f"output path {path} is {kind}, not a regular file; "
+                                 f"--overwrite replaces regular files only: give a file name")
     if path.exists() and not overwrite:
         raise FileExistsError(f"output file {path} exists; pass overwrite (--overwrite) to "
                               f"replace it")
@@ -180,10 +200,10 @@ class ActivationWriter:
         try:
             return self._exit(exc_type, exc, traceback)
         except (OSError, RuntimeError) as error:  # HDF5 reports a full disk as either
-            reason = _write_failure(error)
-            if reason is None:
+            failure = write_failure(error)
+            if failure is None:
                 raise
-            raise output_error(self.path, reason) from error
+            raise output_error(self.path, failure[1], failure[0]) from error
 
     def _exit(self, exc_type, exc, traceback) -> bool:
         assert self._stack is not None, "ActivationWriter exited without being entered"
@@ -459,17 +479,3 @@ def _state_shapes(states, arrays) -> dict[str, tuple[int, ...]]:
                              f"feature), got shape {value.shape}")
         shapes[name] = value.shape[1:]
     return shapes
-
-
-def _write_failure(error: Exception) -> str | None:
-    """Why writing failed, when ``error`` says the disk refused (full, size limit, read-only):
-    from an OSError's errno, or from the "errno = N, error message = '...'" of HDF5's text;
-    None for any other error."""
-    if isinstance(error, OutputError):
-        return None
-    found = re.search(r"errno = (\d+), error message = '([^']*)'", str(error))
-    if found and int(found.group(1)) in WRITE_ERRNOS:
-        return found.group(2)
-    if isinstance(error, OSError) and error.errno in WRITE_ERRNOS:
-        return error.strerror
-    return None

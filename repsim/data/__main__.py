@@ -91,6 +91,8 @@ def list_datasets() -> str:
 
 def describe(dataset: AVDataset) -> str:
     """A plain-text summary of a built dataset (what ``python -m repsim.data`` prints)."""
+    from repsim.data.fingerprint import content_digest
+
     t, (h, w) = dataset.timesteps, dataset.frame_shape
     first = next(iter(dataset.splits.values()))
     seconds = first.waveforms.shape[1] / dataset.sample_rate
@@ -107,7 +109,7 @@ def describe(dataset: AVDataset) -> str:
     for name, split in dataset.splits.items():
         lines.append(f"  {name:<6} {len(split.speakers):>3}: {', '.join(split.speakers)}")
     lines += [f"options: {json.dumps(dataset.config, sort_keys=True)}",
-              f"fingerprint: {dataset.fingerprint()}"]
+              f"fingerprint: {content_digest(dataset.fingerprint())}"]
     return "\n".join(lines)
 
 

@@ -29,13 +29,12 @@ import numpy as np
 import torch
 
 from repsim.data.base import SPLITS, AVDataset, AVSplit
+from repsim.data.config import DEFAULT_SIZE, DEFAULT_TIMESTEPS
 from repsim.data.download import locate_avmnist, mnist_file
 from repsim.data.features import LogMelFrames, clip_arrays, resize_images
 from repsim.data.io import read_idx, read_wav
-from repsim.data.pairing import congruent_pairs
+from repsim.data.pairing import check_pairs_per_image, congruent_pairs
 
-DEFAULT_TIMESTEPS = 10
-DEFAULT_SIZE = 28
 FSDD_TEST_INDICES = 5  # the official split: clips with index 0-4 are test
 _CLIP_NAME = re.compile(r"(?P<digit>\d)_(?P<speaker>[A-Za-z0-9]+)_(?P<index>\d+)\.wav")
 
@@ -123,8 +122,7 @@ def check_options(*, val_clip_indices: int = 5, val_fraction: float = 0.1,
         raise ValueError(f"val_clip_indices must be at least 1, got {val_clip_indices}")
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
-    if pairs_per_image <= 0:
-        raise ValueError(f"pairs_per_image must be positive, got {pairs_per_image}")
+    check_pairs_per_image(pairs_per_image)
 
 
 def build(

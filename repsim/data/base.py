@@ -7,12 +7,10 @@ by :func:`make_batch`, so features are computed once per clip and noise is drawn
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass, field, fields
 from typing import Protocol
 
-import numpy as np
 import torch
 
 from repsim.conditions import MODALITIES
@@ -142,37 +140,48 @@ class AVDataset:
         return self.features.height, self.features.width
 
     def fingerprint(self) -> str:
-        """SHA-256 over every split's labels, pairs and source ids, and each clean clip's
-        and image's :func:`_rounded_summary`: equal data, equal fingerprint, also when the
-        data were built on another CPU and differ in the last bits."""
-        digest = hashlib.sha256(self.name.encode())
-        if self.class_names is not None:  # digit datasets: the digest they always had
-            digest.update("\n".join(self.class_names).encode())
-        for split_name in sorted(self.splits):
-            split = self.splits[split_name]
-            digest.update(split_name.encode())
-            for tensor in (split.clip_digit, split.image_digit, split.pair_audio,
-                           split.pair_visual):
-                integers = tensor.detach().cpu().numpy().astype("<i8")
-                digest.update(np.ascontiguousarray(integers).tobytes())
-            digest.update(_rounded_summary(split.waveforms))
-            digest.update(_rounded_summary(split.images))
-            digest.update("\n".join(split.clip_source + split.image_source).encode())
-        return digest.hexdigest()
+        """A digest of every label, id and value, with a sketch that tells last-bit
+        differences (another CPU's maths) from changed data: see
+        :mod:`repsim.data.fingerprint`, whose ``data_difference`` compares two."""
+        from repsim.data.fingerprint import fingerprint
+
+        return fingerprint(self)
 
 
-def _rounded_summary(items: torch.Tensor) -> bytes:
-    """Each item's sum of |x| and of x^2, to 6 significant digits.
+def check_dataset(dataset: AVDataset) -> None:
+    """ValueError, in one line naming the split, for a built dataset that training or
+    extraction could not use: a missing split, pairs that index past a split's clips or
+    images, NaN or infinite values, images outside [0, 1], frames off the dataset's grid.
 
-    numpy's and torch's float maths differ in the last bits between a CPU's SIMD paths (the
-    synthetic dataset built with AVX-512 and with AVX2 differs by up to 2e-12 relative per
-    clip), so raw bytes would make a checkpoint trained on one machine refuse the data on
-    another. Sums of positive terms do not cancel, so such noise stays far below the
-    rounding, while any real change to an item shows.
-    """
-    rows = items.detach().cpu().double().reshape(len(items), -1)
-    summary = torch.stack([rows.abs().sum(dim=1), rows.square().sum(dim=1)], dim=1)
-    return ",".join(f"{value:.6g}" for value in summary.flatten().tolist()).encode()
+    One NaN sample would make every feature computed with it NaN, and training would then
+    blame its learning rate; an index past the end would fail deep inside a batch."""
+    missing = [name for name in SPLITS if name not in dataset.splits]
+    if missing:
+        raise ValueError(f"it has no {' or '.join(missing)} split; a dataset has a train, a "
+                         f"val and a test split")
+    grid = (dataset.timesteps, 1, *dataset.frame_shape)
+    for split in dataset.splits.values():
+        where = f"the {split.name} split"
+        for pairs, items, count in ((split.pair_audio, "clip", len(split.waveforms)),
+                                    (split.pair_visual, "image", len(split.images))):
+            outside = pairs[(pairs < 0) | (pairs >= count)]
+            if len(outside):
+                raise ValueError(f"{where} pairs {items} {int(outside[0])}, but it has "
+                                 f"{count} {items}s")
+        for name in ("waveforms", "clip_power", "audio_clean", "images"):
+            if not bool(torch.isfinite(getattr(split, name)).all()):
+                raise ValueError(f"{where}'s {name} hold NaN or infinite values")
+        if len(split.images) and not 0 <= float(split.images.min()) <= float(
+                split.images.max()) <= 1:
+            raise ValueError(f"{where}'s images lie outside [0, 1] (from "
+                             f"{float(split.images.min()):g} to {float(split.images.max()):g})")
+        if tuple(split.images.shape[1:]) != dataset.frame_shape:
+            raise ValueError(f"{where}'s images are {' x '.join(map(str, split.images.shape[1:]))}"
+                             f", but the frames are {dataset.frame_shape[0]} x "
+                             f"{dataset.frame_shape[1]}")
+        if tuple(split.audio_clean.shape[1:]) != grid:
+            raise ValueError(f"{where}'s audio frames have shape "
+                             f"{tuple(split.audio_clean.shape[1:])}, not (T, 1, H, W) = {grid}")
 
 
 @dataclass

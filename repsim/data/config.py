@@ -13,6 +13,10 @@ if TYPE_CHECKING:
 
 # the fields build() passes to every builder itself; options may not repeat them
 _OWN_FIELDS = ("data_dir", "seed", "timesteps", "height", "width")
+# The frame grid of the avmnist and folder datasets when a config leaves it unset; a study
+# estimates a batch's memory with it (the synthetic dataset's own default is smaller).
+DEFAULT_TIMESTEPS = 10
+DEFAULT_SIZE = 28
 
 
 @dataclass

@@ -39,9 +39,16 @@ import numpy as np
 import torch
 
 from repsim.data.base import SPLITS, AVDataset, AVSplit
+from repsim.data.config import DEFAULT_SIZE, DEFAULT_TIMESTEPS
 from repsim.data.features import LogMelFrames, clip_arrays, resize_images
-from repsim.data.io import IMAGE_SUFFIXES, read_image, read_wav
-from repsim.data.pairing import congruent_pairs
+from repsim.data.io import (
+    IMAGE_SUFFIXES,
+    MAX_WAV_RATE,
+    MAX_WAV_SECONDS,
+    read_image,
+    read_wav,
+)
+from repsim.data.pairing import check_pairs_per_image, congruent_pairs
 
 AUDIO_FOLDER = "audio"
 IMAGE_FOLDER = "images"
@@ -50,8 +57,6 @@ AUDIO_SUFFIXES = (".wav",)
 GROUP_COLUMNS = ("group", "speaker")  # two names for one column: use one of them
 METADATA_COLUMNS = ("file", "split", *GROUP_COLUMNS, "pair")
 NO_SPEAKER = "none"  # the speaker of a clip without a group
-DEFAULT_TIMESTEPS = 10
-DEFAULT_SIZE = 28
 
 
 @dataclass
@@ -92,10 +97,10 @@ def check_options(*, data_dir: str | Path | None = None, val_fraction: float = 0
     if val_fraction + test_fraction >= 1:
         raise ValueError(f"val_fraction + test_fraction must be below 1, got "
                          f"{val_fraction + test_fraction}")
-    if pairs_per_image <= 0:
-        raise ValueError(f"pairs_per_image must be positive, got {pairs_per_image}")
-    if clip_seconds <= 0 or sample_rate <= 0:
-        raise ValueError(f"clip_seconds and sample_rate must be positive, got {clip_seconds} "
+    check_pairs_per_image(pairs_per_image)
+    if not 0 < clip_seconds <= MAX_WAV_SECONDS or not 0 < sample_rate <= MAX_WAV_RATE:
+        raise ValueError(f"clip_seconds and sample_rate must be positive and at most "
+                         f"{MAX_WAV_SECONDS:g} s and {MAX_WAV_RATE} Hz, got {clip_seconds} "
                          f"and {sample_rate}")
 
 

@@ -3,7 +3,9 @@ user's clips) and images (PNG, JPEG, ``.npy``: a user's pictures).
 
 Every reader takes every size from the file itself and refuses a damaged file with a
 ValueError that names it, so a bad download is reported where it is, not as a shape error
-somewhere downstream.
+somewhere downstream. What a header promises is checked against the file's size and the
+limits below before anything of that size is allocated, and NaN or infinite values are
+refused: one such sample would turn every feature it touches into NaN.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import re
 import warnings
 import zlib
 
@@ -21,6 +24,12 @@ from scipy.signal import resample_poly
 # Luma weights (ITU-R BT.601, as Pillow's "L" conversion uses) for RGB arrays read from .npy.
 _LUMA = np.array([0.299, 0.587, 0.114])
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".npy")
+# Limits on what a file may hold (documented in docs/datasets.md): a clip's length and sample
+# rate (resampling allocates in proportion to both), and an image's pixels (Pillow's own
+# default limit, a quarter gigabyte of 24-bit colour).
+MAX_WAV_SECONDS = 600.0
+MAX_WAV_RATE = 768_000
+MAX_IMAGE_PIXELS = 89_478_485
 
 # IDX type codes (third byte of the magic number) and the big-endian dtypes they stand for.
 _IDX_DTYPES: dict[int, np.dtype] = {
@@ -95,12 +104,14 @@ def read_wav(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
     Integer PCM is scaled by its type's range (float PCM is taken as is); several channels
     are averaged; another sample rate is converted with polyphase resampling
     (``scipy.signal.resample_poly``); the result is clipped to [-1, 1]. A file that is not
-    readable audio, or holds no samples, raises ValueError naming it; a missing file raises
-    FileNotFoundError.
+    readable audio, holds no samples, NaN or infinite ones, lasts longer than
+    :data:`MAX_WAV_SECONDS` or is sampled faster than :data:`MAX_WAV_RATE` raises ValueError
+    naming it; a missing file raises FileNotFoundError.
     """
     name = os.fspath(path)
-    if sample_rate <= 0:
-        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+    if not 0 < sample_rate <= MAX_WAV_RATE:
+        raise ValueError(f"sample_rate must be positive and at most {MAX_WAV_RATE} Hz, "
+                         f"got {sample_rate}")
     if not os.path.isfile(name):
         raise FileNotFoundError(f"no such WAV file: {name}")
     try:
@@ -116,6 +127,15 @@ def read_wav(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
         raise ValueError(f"{name} holds no audio samples")
     if rate <= 0:
         raise ValueError(f"{name} has an invalid sample rate {rate}")
+    if rate > MAX_WAV_RATE:
+        raise ValueError(f"{name} says it is sampled at {rate:,} Hz; sample rates may be at "
+                         f"most {MAX_WAV_RATE} Hz")
+    seconds = len(samples) / rate
+    if seconds > MAX_WAV_SECONDS:
+        raise ValueError(f"{name} lasts {seconds:,.0f} s ({len(samples):,} samples at {rate} Hz, "
+                         f"as its header says); clips may last at most {MAX_WAV_SECONDS:g} s")
+    if samples.dtype.kind == "f" and not np.isfinite(samples).all():
+        raise ValueError(f"{name} holds NaN or infinite samples")
     waveform = _to_float(samples)
     if waveform.ndim == 2:
         waveform = waveform.mean(axis=1, dtype=np.float32)
@@ -127,19 +147,57 @@ def read_wav(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
 
 def _grey_from_array(array: np.ndarray, name: str) -> np.ndarray:
     """A ``.npy`` array (H, W) grey or (H, W, 3|4) RGB(A) as grey float in [0, 1]: unsigned
-    integers are scaled by their type's maximum, floats are taken as [0, 1] and clipped."""
-    if array.ndim == 3 and array.shape[2] in (3, 4):
-        scale = float(np.iinfo(array.dtype).max) if array.dtype.kind == "u" else 1.0
-        array = (array[..., :3].astype(np.float64) / scale) @ _LUMA
-    elif array.ndim != 2:
+    integers are scaled by their type's maximum, floats must lie in [0, 1]; signed integers
+    (which have no pixel range: numpy's default int64 of 0..255 would read as black or
+    white) and NaN or infinite values are refused."""
+    rgb = array.ndim == 3 and array.shape[2] in (3, 4)
+    if array.ndim != 2 and not rgb:
         raise ValueError(f"{name} holds an array of shape {array.shape}, not an image "
                          f"(height, width) or (height, width, 3 or 4)")
-    elif array.dtype.kind == "u":
-        array = array.astype(np.float64) / float(np.iinfo(array.dtype).max)
-    elif array.dtype.kind not in "fb":
+    if array.dtype.kind not in "ufb":
         raise ValueError(f"{name} holds {array.dtype} values; images are unsigned integers "
-                         f"or floats in [0, 1]")
-    return np.clip(np.asarray(array, dtype=np.float32), 0.0, 1.0)
+                         f"(scaled by their type's maximum, 255 for uint8) or floats in "
+                         f"[0, 1]: convert it, e.g. with array.astype(numpy.uint8)")
+    scale = float(np.iinfo(array.dtype).max) if array.dtype.kind == "u" else 1.0
+    values = array[..., :3] if rgb else array
+    if array.dtype.kind == "f":
+        if not np.isfinite(values).all():
+            raise ValueError(f"{name} holds NaN or infinite values")
+        low, high = float(values.min()), float(values.max())
+        if low < 0 or high > 1:
+            raise ValueError(f"{name} holds floats outside [0, 1] (from {low:g} to {high:g}); "
+                             f"scale them to [0, 1], or store unsigned integers")
+    grey = values.astype(np.float64) / scale
+    if rgb:
+        grey = grey @ _LUMA
+    return np.clip(np.asarray(grey, dtype=np.float32), 0.0, 1.0)
+
+
+def _read_npy(name: str) -> np.ndarray:
+    """A ``.npy`` file's array, read once its header's promise fits the file's size and
+    :data:`MAX_IMAGE_PIXELS` (a header may promise gigabytes in a file of a few bytes)."""
+    try:
+        with open(name, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            if version not in ((1, 0), (2, 0)):
+                raise ValueError(f"format version {version} is not supported")
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read_header(handle)
+            body = os.fstat(handle.fileno()).st_size - handle.tell()
+    except (ValueError, EOFError, OSError) as error:
+        raise ValueError(f"{name} is not a readable .npy array ({error})") from error
+    promised = math.prod(shape) * dtype.itemsize
+    if promised > body:
+        raise ValueError(f"{name} is truncated: its header promises shape {shape} of {dtype} "
+                         f"({promised:,} bytes), the file holds {body:,}")
+    if len(shape) >= 2 and shape[0] * shape[1] > MAX_IMAGE_PIXELS:
+        raise ValueError(f"{name}: its header promises {shape[0]} x {shape[1]} pixels; "
+                         f"images may have at most {MAX_IMAGE_PIXELS:,} pixels")
+    try:
+        return np.load(name, allow_pickle=False)
+    except (ValueError, EOFError, OSError) as error:
+        raise ValueError(f"{name} is not a readable .npy array ({error})") from error
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -147,24 +205,37 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     float32 image ``(height, width)`` in [0, 1].
 
     Colour is converted to grey with Pillow's "L" luma (alpha is ignored); 16-bit grey is
-    scaled by 65535, 32-bit float images are taken as [0, 1] and clipped. A file that cannot
-    be decoded raises ValueError naming it and the reader's reason; a missing file raises
-    FileNotFoundError.
+    scaled by 65535; a ``.npy`` array's unsigned integers are scaled by their type's maximum
+    and its floats must lie in [0, 1] (signed integers, NaN and infinity are refused). A file
+    that cannot be decoded, or holds more than :data:`MAX_IMAGE_PIXELS` pixels, raises
+    ValueError naming it and the reason; a missing file raises FileNotFoundError.
     """
     name = os.fspath(path)
     if not os.path.isfile(name):
         raise FileNotFoundError(f"no such image file: {name}")
     if name.lower().endswith(".npy"):
-        try:
-            array = np.load(name, allow_pickle=False)
-        except (ValueError, EOFError, OSError) as error:
-            raise ValueError(f"{name} is not a readable .npy array ({error})") from error
-        grey = _grey_from_array(array, name)
+        grey = _grey_from_array(_read_npy(name), name)
     else:
         from PIL import Image, UnidentifiedImageError  # Pillow: only when reading images
 
         try:
-            with Image.open(name) as image:
+            with warnings.catch_warnings():  # the size is checked below, in one line
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image = Image.open(name)
+        except Image.DecompressionBombError as error:
+            found = re.search(r"\((\d+) pixels\)", str(error))
+            pixels = f"{int(found.group(1)):,}" if found else "too many"
+            raise ValueError(f"{name} holds {pixels} pixels; images may have at most "
+                             f"{MAX_IMAGE_PIXELS:,} pixels") from None
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+            raise ValueError(f"{name} is not a readable image ({error})") from error
+        width, height = image.size
+        if width * height > MAX_IMAGE_PIXELS:
+            image.close()
+            raise ValueError(f"{name} holds {width * height:,} pixels ({width} x {height}); "
+                             f"images may have at most {MAX_IMAGE_PIXELS:,} pixels")
+        try:
+            with image:
                 image.load()
                 if image.mode.startswith("I"):  # 16-bit grey ("I;16", or "I" once decoded)
                     grey = np.clip(np.asarray(image, dtype=np.float32) / 65535.0, 0.0, 1.0)

@@ -4,6 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
+# Pairs drawn per image at most (a dataset's ``pairs_per_image`` option): beyond it a typo
+# would ask for billions of pairs.
+MAX_PAIRS_PER_IMAGE = 100
+
+
+def check_pairs_per_image(value: float) -> None:
+    """ValueError unless ``value`` (pairs drawn per image) is in (0, MAX_PAIRS_PER_IMAGE]."""
+    if not 0 < value <= MAX_PAIRS_PER_IMAGE:
+        raise ValueError(f"pairs_per_image must be positive and at most "
+                         f"{MAX_PAIRS_PER_IMAGE}, got {value}")
+
 
 def _by_digit(digits: np.ndarray) -> dict[int, np.ndarray]:
     return {int(d): np.flatnonzero(digits == d) for d in np.unique(digits)}

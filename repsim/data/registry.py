@@ -17,10 +17,12 @@ The builder contract is documented in ``docs/datasets.md``.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib
 import importlib.metadata
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +37,9 @@ _BUILTINS = {
     "avmnist": "repsim.data.avmnist:build",
     "folder": "repsim.data.folder:build",
 }
+# True inside plugins_unchecked(): configs naming a plugin do not import it
+_PLUGINS_UNCHECKED: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "repsim_plugins_unchecked", default=False)
 
 
 @dataclass(frozen=True)
@@ -119,9 +124,26 @@ def dataset_builder(name: str, options: Iterable[str] = ()) -> Callable[..., AVD
     return builder
 
 
+@contextlib.contextmanager
+def plugins_unchecked() -> Iterator[None]:
+    """Within this block, :func:`check_dataset_options` imports no plugin (an entry point or
+    ``MODULE:FUNCTION``): its name is resolved, its options are not checked. For commands
+    that only read records (``python -m repsim.study FILE --status``): importing a plugin
+    runs its code, which they do not need."""
+    token = _PLUGINS_UNCHECKED.set(True)
+    try:
+        yield
+    finally:
+        _PLUGINS_UNCHECKED.reset(token)
+
+
 def check_dataset_options(name: str, options: dict) -> None:
     """ValueError for an unknown ``name``, option name, or an option value the dataset's
-    ``check_options`` refuses; nothing is built or read, so a config fails when it is made."""
+    ``check_options`` refuses; nothing is built or read, so a config fails when it is made.
+    Inside :func:`plugins_unchecked`, a plugin's name is only resolved."""
+    if _PLUGINS_UNCHECKED.get() and name not in _BUILTINS:
+        _target(name)
+        return
     builder = dataset_builder(name, options)
     check = getattr(inspect.getmodule(builder), "check_options", None)
     if check is not None:
@@ -131,12 +153,28 @@ def check_dataset_options(name: str, options: dict) -> None:
 def build_dataset(name: str, **options: Any) -> AVDataset:
     """Build dataset ``name``; ``options`` go to its builder (``data_dir``, ``seed``, sizes...).
 
-    A builder that returns anything but an :class:`AVDataset` is refused with a ValueError.
+    The built dataset is checked (:func:`repsim.data.base.check_dataset`): a builder that
+    returns anything but a usable :class:`AVDataset` is refused with a ValueError naming the
+    dataset and the problem. A plugin's builder that raises becomes such a ValueError too
+    (its first line); repsim's own builders' errors pass as they are.
     """
-    from repsim.data.base import AVDataset  # torch: loaded when a dataset is built
+    from repsim.data.base import AVDataset, check_dataset  # torch: loaded when one is built
 
-    dataset = dataset_builder(name, options)(**options)
+    builder = dataset_builder(name, options)
+    try:
+        dataset = builder(**options)
+    except Exception as error:
+        if name in _BUILTINS:
+            raise
+        first = str(error).splitlines()[0] if str(error) else ""
+        what = first if isinstance(error, ValueError) else \
+            f"its builder raised {type(error).__name__}: {first}"
+        raise ValueError(f"dataset {name!r}: {what}") from error
     if not isinstance(dataset, AVDataset):
         raise ValueError(f"dataset {name!r}: its builder returned {type(dataset).__name__}, "
                          f"not an AVDataset")
+    try:
+        check_dataset(dataset)
+    except ValueError as error:
+        raise ValueError(f"dataset {name!r}: {error}") from None
     return dataset

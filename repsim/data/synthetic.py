@@ -26,12 +26,18 @@ from sklearn.datasets import load_digits
 
 from repsim.config import Config, check_positive_int, is_int
 from repsim.data import synth
-from repsim.data.base import SPLITS, AVDataset, AVSplit
+from repsim.data.base import DIGIT_CLASSES, SPLITS, AVDataset, AVSplit
 from repsim.data.features import LogMelFrames, resize_images
 from repsim.data.pairing import congruent_pairs
 
 DEFAULT_TIMESTEPS = 8
 DEFAULT_SIZE = 16
+# Upper bounds of the size options, so that a typo (train_pairs = 1e11) is one line, not
+# hours of synthesis; and of the clips of one split (speakers x 10 digits x repetitions).
+SIZE_LIMITS = {**dict.fromkeys(("train_speakers", "val_speakers", "test_speakers"), 1000),
+               "repetitions": 100, "train_image_copies": 100,
+               **dict.fromkeys(("train_pairs", "val_pairs", "test_pairs"), 1_000_000)}
+MAX_CLIPS = 100_000
 FEATURE_BATCH = 256  # clips per log-mel batch (bounds memory)
 # Random streams: every random choice has its own, so changing one option (e.g. how many
 # pairs) never changes what another part (e.g. the clips) looks like.
@@ -81,6 +87,13 @@ class SyntheticConfig(Config):
         for name in ("train_speakers", "val_speakers", "test_speakers", "repetitions",
                      "train_pairs", "val_pairs", "test_pairs", "train_image_copies"):
             check_positive_int(name, getattr(self, name))
+            if getattr(self, name) > SIZE_LIMITS[name]:
+                raise ValueError(f"{name} must be at most {SIZE_LIMITS[name]:,}, got "
+                                 f"{getattr(self, name):,}")
+        clips = max(self.speaker_counts().values()) * DIGIT_CLASSES * self.repetitions
+        if clips > MAX_CLIPS:
+            raise ValueError(f"a split would have {clips:,} clips (speakers x 10 digits x "
+                             f"repetitions); at most {MAX_CLIPS:,} are allowed")
         if not is_int(self.seed) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
         fractions = (self.image_val_fraction, self.image_test_fraction)

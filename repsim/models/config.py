@@ -10,6 +10,13 @@ from dataclasses import dataclass
 from repsim.config import Config, check_positive_int
 
 READOUTS = ("last", "per_step")
+# Bounds on the architecture, checked when a config is made, so that a typo (hidden =
+# 100000000) is one line instead of an attempt to allocate gigabytes; and on the memory of
+# one training batch (:func:`batch_bytes`), checked before a model is built.
+MAX_LAYERS = 64
+MAX_HIDDEN = 4096
+MAX_KERNEL = 31
+MAX_BATCH_BYTES = 64 << 30
 # Fusion operators (built by repsim.models.operators): their names and the default.
 FUSION_OPS = ("concat", "gated", "film")
 DEFAULT_FUSION_OP = "concat"
@@ -80,6 +87,11 @@ class ModelConfig(Config):
         check_fusion_op(self.fusion_op)
         for name in ("layers", "hidden", "kernel", "in_channels", "classes"):
             check_positive_int(f"model {name}", getattr(self, name))
+        for name, limit in (("layers", MAX_LAYERS), ("hidden", MAX_HIDDEN),
+                            ("kernel", MAX_KERNEL), ("branch_hidden", MAX_HIDDEN)):
+            value = getattr(self, name)
+            if isinstance(value, int) and value > limit:
+                raise ValueError(f"model {name} must be at most {limit}, got {value}")
         if self.kernel % 2 == 0:
             raise ValueError(f"model kernel must be odd (it keeps the frame size), "
                              f"got {self.kernel}")
@@ -140,6 +152,41 @@ def parameter_count(config: ModelConfig, branch_width: int | None = None) -> int
         total += _convlstm_params(channels, config.hidden, kernel)
         channels = config.hidden
     return total + channels * config.classes + config.classes
+
+
+def batch_bytes(config: ModelConfig, batch_size: int, timesteps: int, height: int,
+                width: int) -> int:
+    """About how many bytes one training step of ``batch_size`` pairs takes, from shapes
+    alone: float32 weights with their gradients and AdamW's two moments (4 x the
+    parameters), both inputs, and what autograd keeps of every ConvLSTM layer, stream and
+    time step (the convolution's input, the four gates before and after their
+    nonlinearities, the cell state, its tanh and the output: ``in + 12 x hidden`` maps).
+    Within a factor of two of what torch allocates; meant to refuse sizes off by orders of
+    magnitude before anything is built."""
+    width_branch, k = config.branch_width(), config.fusion_layer
+    maps, channels = 0, config.in_channels
+    for _ in range(1, k):  # two branches
+        maps += 2 * (channels + 12 * width_branch)
+        channels = width_branch
+    channels *= 2  # the fusion layer reads both streams
+    for _ in range(k, config.layers + 1):
+        maps += channels + 12 * config.hidden
+        channels = config.hidden
+    inputs = 2 * config.in_channels
+    per_pair = (maps + inputs) * timesteps * height * width
+    return 4 * (4 * parameter_count(config) + batch_size * per_pair)
+
+
+def check_batch_memory(config: ModelConfig, batch_size: int, timesteps: int, height: int,
+                       width: int) -> None:
+    """ValueError, in one line, when :func:`batch_bytes` exceeds :data:`MAX_BATCH_BYTES`."""
+    needed = batch_bytes(config, batch_size, timesteps, height, width)
+    if needed > MAX_BATCH_BYTES:
+        raise ValueError(f"a training batch needs about {needed / 2**30:,.0f} GiB (batch_size "
+                         f"{batch_size}, {timesteps} x {height} x {width} frames, "
+                         f"{config.layers} layer(s) of {config.hidden} channels); at most "
+                         f"{MAX_BATCH_BYTES / 2**30:g} GiB is allowed: use a smaller "
+                         f"batch_size, hidden or frame grid")
 
 
 def matched_branch_width(config: ModelConfig) -> int:

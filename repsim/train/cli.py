@@ -32,7 +32,7 @@ from repsim.cli import (
 from repsim.config import config_defaults, words
 from repsim.data.registry import dataset_names
 from repsim.device import PRECISIONS, limit_threads
-from repsim.models.config import DEFAULT_FUSION_OP, FUSION_OPS
+from repsim.models.config import DEFAULT_FUSION_OP, FUSION_OPS, fusion_role
 from repsim.rundir import RUN_FILES, TENSORBOARD_DIR
 from repsim.train.config import AUGMENT_CHOICES, TrainConfig
 
@@ -50,7 +50,7 @@ EXAMPLES = """examples:
   %(prog)s --data-option distractor_snr=0   # a competing talker in every clip
   %(prog)s --config runs/late/config.json --resume runs/late/ckpt.pt
   %(prog)s --logger tensorboard             # then: tensorboard --logdir runs
-  python -m repsim.report runs/synthetic-f1-s0 runs/late   # accuracy tables side by side
+  {report} runs/synthetic-f1-s0 runs/late   # accuracy tables side by side
 """
 
 
@@ -77,8 +77,12 @@ def _snr_list(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m repsim.train`` argument parser; unset options keep the config's value."""
+    prog = command_prog("python -m repsim.train")
+    # the report command, typed the way this one was ("repsim train": "repsim report")
+    report = ("python -m repsim.report" if prog == "python -m repsim.train"
+              else f"{prog.rsplit(' ', 1)[0]} report")
     parser = CommandParser(
-        prog=command_prog("python -m repsim.train"), epilog=EXAMPLES,
+        prog=prog, epilog=EXAMPLES.replace("{report}", report),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train a fusion ConvLSTM, then test it clean, on a noise grid and with "
                     "each modality removed. Writes ckpt.pt, config.json, log.csv and "
@@ -94,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--dataset", metavar="NAME",
                       help=f"dataset: {', '.join(dataset_names())}, a plugin's name, or "
                            f"MODULE:FUNCTION (default {data_defaults.dataset}; list them with "
-                           f"python -m repsim.data --list)")
+                           f"python -m repsim.data --list); a plugin is imported, which runs "
+                           f"its code: name only plugins you trust")
     data.add_argument("--data-dir", help="where the dataset's files are (avmnist, folder)")
     data.add_argument("--data-seed", type=int,
                       help=f"dataset seed (default {data_defaults.seed})")
@@ -161,13 +166,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--eval-batch-size", type=int,
                             help=f"test batch size (default {defaults.eval_batch_size})")
     output = parser.add_argument_group("output")
-    output.add_argument("--out-dir", help="run directory (default runs/<dataset>-f<k>-s<seed>)")
+    output.add_argument("--out-dir", help="run directory (default runs/<dataset>-f<k>-s<seed>): "
+                        "empty, new, or a run of this configuration")
     output.add_argument("--resume", metavar="CKPT|auto",
                         help="continue from this checkpoint (same configuration); 'auto': "
                              "finish the run in the output directory, whatever state it is "
                              "in (a finished run is reported, not retrained)")
     output.add_argument("--overwrite", action="store_true",
-                        help="start afresh even if the run directory holds a checkpoint")
+                        help="start afresh even if the run directory holds a checkpoint, "
+                             "another run or other files (which are replaced)")
     output.add_argument("--logger", choices=LOGGERS, default="none",
                         help=f"experiment tracking: tensorboard writes each epoch's train "
                              f"loss, validation accuracy and learning rate, and at the end the "
@@ -229,11 +236,14 @@ def summary_line(result: TrainResult) -> str:
     metrics = result.metrics
     val = "none" if metrics.val_accuracy is None else f"{100 * metrics.val_accuracy:.1f}%"
     operator = metrics.config.get("model", {}).get("fusion_op", DEFAULT_FUSION_OP)  # old: concat
-    return (f"trained {metrics.dataset} fusion layer {metrics.fusion_layer} of "
-            f"{metrics.layers} by {operator} ({metrics.parameters:,} parameters) for "
-            f"{metrics.epochs} epochs in {metrics.train_seconds:.0f} s: clean test "
-            f"accuracy {100 * metrics.clean_accuracy:.1f}% (val {val}); wrote {result.run_dir}/ "
-            f"({', '.join(RUN_FILES)})")
+    layers = f"{metrics.layers} layer{'s' if metrics.layers != 1 else ''}"
+    where = (f"late fusion (k={metrics.fusion_layer}, after {layers})"
+             if fusion_role(metrics.fusion_layer, metrics.layers) == "late"
+             else f"fusion layer {metrics.fusion_layer} of {metrics.layers}")
+    return (f"trained {metrics.dataset} {where} by {operator} ({metrics.parameters:,} "
+            f"parameters) for {metrics.epochs} epochs in {metrics.train_seconds:.0f} s: clean "
+            f"test accuracy {100 * metrics.clean_accuracy:.1f}% (val {val}); wrote "
+            f"{result.run_dir}/ ({', '.join(RUN_FILES)})")
 
 
 def _epoch_logger(name: str, config: TrainConfig) -> TensorBoardLogger | None:

@@ -117,8 +117,9 @@ def flatten(values: dict, prefix: str = "", *, whole: tuple[str, ...] = ("option
     return flat
 
 
-def config_differences(saved: dict, current: dict) -> list[str]:
-    """``"field: saved -> current"`` for every field that would change the trained weights."""
+def config_differences(saved: dict, current: dict, saved_as: str = "checkpoint") -> list[str]:
+    """``"field: <saved> (<saved_as>) vs <current> (now)"`` for every field that would change
+    the trained weights."""
     saved_flat, current_flat = flatten(saved), flatten(current)
     differences = []
     for key in sorted(set(saved_flat) | set(current_flat)):
@@ -127,5 +128,5 @@ def config_differences(saved: dict, current: dict) -> list[str]:
         absent = ADDED_FIELDS.get(key, "<absent>")
         before, after = saved_flat.get(key, absent), current_flat.get(key, absent)
         if before != after:
-            differences.append(f"{key}: {before!r} (checkpoint) vs {after!r} (now)")
+            differences.append(f"{key}: {before!r} ({saved_as}) vs {after!r} (now)")
     return differences

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -33,14 +34,18 @@ from repsim.checkpoint import (
     save_checkpoint,
 )
 from repsim.data.base import AVDataset, AVSplit, Batch, make_batch
+from repsim.data.fingerprint import data_difference
 from repsim.device import resolve_device, uses_bf16
 from repsim.evaluate import accuracy, noise_grid
+from repsim.models.config import check_batch_memory
 from repsim.models.fusion import FusionConvLSTM
 from repsim.provenance import claim, library_versions, remove_stale_temporaries
 from repsim.rundir import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
+    FAILED_FILE,
     RUN_FILES,
+    RUN_LOG_FILE,
     Metrics,
     check_no_checkpoint,
     prepare_run_dir,
@@ -203,12 +208,12 @@ def run(config: TrainConfig, *, resume: str | os.PathLike | None = None,
     checkpoint of the last good epoch is left in place.
     """
     device = resolve_device(config.device)
+    if not overwrite:
+        check_run_dir(config)
     auto = resume == "auto"
     if auto:
         resume = config.run_dir / CHECKPOINT_FILE if (
             config.run_dir / CHECKPOINT_FILE).exists() else None
-        if resume is None:
-            overwrite = True  # files of a run killed before its first checkpoint
     ckpt = load_checkpoint(resume) if resume is not None else None
     if ckpt is not None:
         differences = config_differences(ckpt["config"], config.to_dict())
@@ -222,12 +227,44 @@ def run(config: TrainConfig, *, resume: str | os.PathLike | None = None,
         log.info("building the %s dataset", config.data.dataset)
         dataset = config.data.build()
     config = with_classes(config, dataset.n_classes)
+    check_batch_memory(config.model, config.batch_size, dataset.timesteps, *dataset.frame_shape)
     run_dir = prepare_run_dir(config.run_dir, resume=resume is not None, overwrite=overwrite)
     with claim(run_dir):  # a second run in this directory fails here, naming this one
         for name in RUN_FILES:
             remove_stale_temporaries(run_dir / name)
         return _train(config, run_dir, device, ckpt, resume, dataset, on_epoch, progress,
                       should_stop)
+
+
+def check_run_dir(config: TrainConfig) -> None:
+    """ValueError unless ``config.run_dir`` may receive this run without ``overwrite``: it
+    does not exist, holds only hidden files (locks, temporaries) and a study's ``run.log``
+    and ``failed.txt``, or holds a run of this configuration (its ``config.json``: a run
+    continued, or one killed before its first checkpoint started again). A folder with a
+    checkpoint is a run, which ``resume`` checks against the checkpoint's configuration. A
+    user's own files are never replaced unasked."""
+    run_dir = config.run_dir
+    if not run_dir.is_dir() or (run_dir / CHECKPOINT_FILE).exists():
+        return
+    names = sorted(path.name for path in run_dir.iterdir() if not path.name.startswith(".")
+                   and path.name not in (RUN_LOG_FILE, FAILED_FILE))  # a study's, before it
+    if not names:
+        return
+    try:
+        saved = json.loads((run_dir / CONFIG_FILE).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        saved = None
+    if isinstance(saved, dict) and "model" in saved and "data" in saved:
+        differences = config_differences(saved, config.to_dict(), saved_as="there")
+        if not differences:
+            return
+        why = f"its {CONFIG_FILE} differs: {'; '.join(differences)}"
+    else:
+        why = f"no {CONFIG_FILE} of a repsim run"
+    shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+    raise ValueError(f"{run_dir} holds files that are not a run of this configuration "
+                     f"({shown}; {why}); choose another --out-dir, or pass --overwrite to "
+                     f"replace them")
 
 
 def _train(config: TrainConfig, run_dir: Path, device: torch.device, ckpt: dict | None,
@@ -243,10 +280,11 @@ def _train(config: TrainConfig, run_dir: Path, device: torch.device, ckpt: dict 
             raise TrainingStopped(f"training of {run_dir} stopped {where}: {kept}")
 
     fingerprint = dataset.fingerprint()
-    if ckpt is not None and ckpt["data_fingerprint"] != fingerprint:
-        raise ValueError(f"cannot resume from {resume}: it was trained on different data "
-                         f"(dataset fingerprint {str(ckpt['data_fingerprint'])[:12]} != "
-                         f"{fingerprint[:12]})")
+    difference = None if ckpt is None else data_difference(ckpt["data_fingerprint"], dataset,
+                                                            fingerprint)
+    if difference is not None:
+        raise ValueError(f"cannot resume from {resume}: it was trained on different data; "
+                         f"{difference}")
     if config.model.in_channels != 1:
         raise ValueError("datasets give one channel per modality: model in_channels must be 1")
 

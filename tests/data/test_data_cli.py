@@ -12,6 +12,7 @@ from paths import REPO_ROOT
 
 from repsim.data import build_dataset
 from repsim.data.__main__ import main
+from repsim.data.fingerprint import content_digest
 
 REPO = REPO_ROOT
 SMALL_OPTIONS = {"train_speakers": 2, "val_speakers": 1, "test_speakers": 2, "repetitions": 1,
@@ -44,7 +45,7 @@ def test_summary_and_figure(tmp_path, capsys, caplog):
     assert len(rows[("train", "images")]) == 11
     assert "test     2: spk03, spk04" in out
     expected = build_dataset("synthetic", seed=2, **SMALL_OPTIONS).fingerprint()
-    assert f"fingerprint: {expected}" in out.splitlines()
+    assert f"fingerprint: {content_digest(expected)}" in out.splitlines()
     assert f"stimuli figure written to {figure}" in caplog.text
     data = figure.read_bytes()
     assert data.startswith(PNG_MAGIC) and len(data) > 10_000

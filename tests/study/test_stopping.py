@@ -14,6 +14,7 @@ from paths import REPO_ROOT
 from test_study import TINY, tiny_study
 
 from repsim.checkpoint import load_checkpoint
+from repsim.cli import BUSY_STATUS
 from repsim.provenance import claim
 from repsim.rundir import CHECKPOINT_FILE, FAILED_FILE, SUMMARY_FILE, run_state
 from repsim.study.cli import main
@@ -121,7 +122,7 @@ def test_a_run_held_by_another_live_process_is_busy_and_gets_no_failed_txt(tmp_p
         run.run_dir.mkdir(parents=True)
     (studied.run_dir / FAILED_FILE).write_text("the holder's last attempt\n")
     with claim(training.run_dir), claim(studied.run_dir / SUMMARY_FILE):
-        assert main([str(path), "--no-progress"]) == 0
+        assert main([str(path), "--no-progress"]) == BUSY_STATUS
     out = capsys.readouterr().out
     assert out.splitlines()[-1] == (
         f"study tiny: 0 of 2 runs finished, 0 failed, 2 busy (held by another live process; "

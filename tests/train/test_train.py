@@ -148,7 +148,8 @@ def test_cli_trains_and_prints_summary(tmp_path, capsys, caplog):
                      "--out-dir", str(out), "--no-progress", "--snrs", "inf", "-10"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert f"wrote {out}/" in captured.out and "fusion layer 2 of 1" in captured.out
+    assert f"wrote {out}/" in captured.out
+    assert "late fusion (k=2, after 1 layer)" in captured.out
     metrics = json.loads((out / "metrics.json").read_text())
     assert [e["snr_db"] for e in metrics["noise"]] == [-10.0, -10.0, -10.0]
     assert "epoch 1/1  train loss" in caplog.text and "val accuracy" in caplog.text
