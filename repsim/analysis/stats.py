@@ -18,6 +18,15 @@ on the same seeds, the paired differences ``d_s = A_s - B_s`` give:
   corrected family is computed at the family's per-test level (``detection_alpha``), or the
   figure would promise differences the correction does not let through.
 
+:func:`equivalence_test` asks the opposite question: is the mean difference inside
+``(-margin, +margin)``, the smallest difference that matters? It is Schuirmann's (1987) two
+one-sided tests (TOST): the paired t-test of ``mean <= -margin`` against ``mean > -margin``
+and of ``mean >= +margin`` against ``mean < +margin``; its p-value is the larger of the two
+one-sided p-values, and it rejects at level ``alpha`` exactly when the ``1 - 2 alpha`` t
+interval (90 % at 5 %) lies inside the margin. The difference test and TOST are separate
+questions of the same differences: a comparison can pass both (a real difference smaller
+than the margin), either, or neither (too few seeds or too much spread to say).
+
 :func:`holm` corrects a family of p-values (Holm 1979). Resampling is vectorised: every
 bootstrap draw and sign pattern is a row of one array, never a Python loop.
 """
@@ -77,6 +86,43 @@ def paired_t(differences: ArrayLike, confidence: float = CONFIDENCE
     half = stats.t.ppf((1 + confidence) / 2, n - 1) * sem
     p = 2 * stats.t.sf(abs(mean) / sem, n - 1)
     return mean, (mean - half, mean + half), float(p)
+
+
+@dataclass(frozen=True)
+class Equivalence:
+    """What :func:`equivalence_test` reports: the one-sided p-values against a difference of
+    ``-margin`` or less (``p_lower``) and of ``+margin`` or more (``p_upper``), the TOST
+    p-value (their maximum) and the ``1 - 2 alpha`` t interval of the mean difference."""
+
+    margin: float
+    p_lower: float
+    p_upper: float
+    p_value: float
+    interval: tuple[float, float]
+
+
+def equivalence_test(differences: ArrayLike, margin: float, alpha: float = 0.05
+                     ) -> Equivalence:
+    """Two one-sided paired t-tests (TOST) that the mean of ``differences`` lies inside
+    ``(-margin, +margin)`` (see the module docstring). With no spread (every difference
+    equal), each one-sided p is 0 or 1 by whether the mean is inside its bound."""
+    if not (isinstance(margin, int | float) and math.isfinite(margin) and margin > 0):
+        raise ValueError(f"an equivalence margin must be a positive number, got {margin!r}")
+    d = np.asarray(differences, dtype=np.float64)
+    if d.ndim != 1 or d.size < 2 or not np.isfinite(d).all():
+        raise ValueError("an equivalence test needs a 1-D array of at least 2 finite "
+                         "differences")
+    n, mean = d.size, float(d.mean())
+    sd = float(d.std(ddof=1))
+    if sd == 0:
+        lower, upper = float(mean <= -margin), float(mean >= margin)
+        return Equivalence(float(margin), lower, upper, max(lower, upper), (mean, mean))
+    sem = sd / math.sqrt(n)
+    lower = float(stats.t.sf((mean + margin) / sem, n - 1))
+    upper = float(stats.t.cdf((mean - margin) / sem, n - 1))
+    half = float(stats.t.ppf(1 - alpha, n - 1)) * sem
+    return Equivalence(float(margin), lower, upper, max(lower, upper),
+                       (mean - half, mean + half))
 
 
 def sign_flip_p_value(differences: ArrayLike, n_resamples: int = 100_000, seed: int = 0

@@ -35,11 +35,18 @@ LayerStates = tuple[torch.Tensor, torch.Tensor | None]
 CONVLSTM_STATES = {"h": 0, "c": 1}
 CONVLSTM_TIME_DIM = 1
 GATE = "gate"  # the stream name of a recorded gate
+JOIN = "join"  # the stream name of the recorded operator output (recorded on request)
 
 
 def gate_name(fusion_layer: int) -> str:
     """The recorded name of the gate at fusion layer ``k``: ``gate.<k>``."""
     return f"{GATE}.{fusion_layer}"
+
+
+def join_name(fusion_layer: int) -> str:
+    """The recorded name of the fusion operator's output at fusion layer ``k``:
+    ``join.<k>``, what enters the first fused layer (the readout's input when k = L+1)."""
+    return f"{JOIN}.{fusion_layer}"
 
 
 class FusionConvLSTM(nn.Module):
@@ -51,7 +58,10 @@ class FusionConvLSTM(nn.Module):
     :attr:`layer_names`; without it the cell states are not returned (the CPU recurrence
     computes them anyway, as the next step needs them; the autograd loop keeps none). The
     operator that joins the streams is :attr:`join`; a gated one's gate (the output of
-    ``join.gate``) is recorded as ``gate.<k>``, its state pair ``(z, None)`` (no cell).
+    ``join.gate``) is recorded as ``gate.<k>``, its state pair ``(z, None)`` (no cell). The
+    operator's output ``join.<k>`` is recordable on request (:attr:`recordable_layer_names`)
+    but not among :attr:`layer_names`, so default recordings and ``record=True`` states stay
+    as they were.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -74,11 +84,12 @@ class FusionConvLSTM(nn.Module):
             channels = config.hidden
         self.readout = nn.Linear(channels, config.classes)
 
-    def recorded_modules(self) -> dict[str, str]:
+    def recorded_modules(self, operator_output: bool = False) -> dict[str, str]:
         """Recorded layer name -> module name, in forward order: layer ``audio.d`` is module
         ``audio.{d-1}`` (depth is 1-based), the gate ``gate.k`` (where the operator has one)
-        is ``join.gate``, ``fused.d`` is ``fused.{d-k}`` for fusion layer k. The one place
-        that says which module makes which recorded layer."""
+        is ``join.gate``, ``fused.d`` is ``fused.{d-k}`` for fusion layer k, and with
+        ``operator_output`` the operator's output ``join.k`` is module ``join``. The one
+        place that says which module makes which recorded layer."""
         modules = {}
         for index in range(len(self.audio)):
             modules[f"audio.{index + 1}"] = f"audio.{index}"
@@ -86,6 +97,8 @@ class FusionConvLSTM(nn.Module):
         first_fused = len(self.audio) + 1
         if self.has_gate:
             modules[gate_name(first_fused)] = "join.gate"
+        if operator_output:
+            modules[join_name(first_fused)] = JOIN
         modules.update({f"fused.{first_fused + i}": f"fused.{i}" for i in range(len(self.fused))})
         return modules
 
@@ -93,24 +106,34 @@ class FusionConvLSTM(nn.Module):
                         layers: list[str] | None = None) -> list[Layer]:
         """What :func:`repsim.record` records for ``layers`` (None: all) and ``states`` ("h",
         "c"): each ConvLSTM layer's output :data:`CONVLSTM_STATES` ``[state]``, time on axis
-        1; a gate's output ``z`` as its "h" (it has no cell state). Recording "c" needs the
-        forward called with ``record=True``."""
+        1; a gate's output ``z`` and the operator's output ``join.k`` (only when ``layers``
+        names it) as their "h" (they have no cell state). Recording "c" needs the forward
+        called with ``record=True``."""
         chosen = []
-        for name, module in self.recorded_modules().items():
-            if layers is not None and name not in layers:
+        for name, module in self.recorded_modules(operator_output=True).items():
+            wanted = name in layers if layers is not None else module != JOIN
+            if not wanted:
                 continue
-            if module == "join.gate":
-                chosen += [Layer(name, module, state="h", time_dim=CONVLSTM_TIME_DIM)
+            stream, depth = name.rsplit(".", 1)  # the names say it: <stream>.<depth>
+            if module in ("join.gate", JOIN):  # one tensor (a gated join: out of (out, z))
+                chosen += [Layer(name, module, state="h", time_dim=CONVLSTM_TIME_DIM,
+                                 depth=int(depth), stream=stream)
                            for state in states if state == "h"]
             else:
                 chosen += [Layer(name, module, output=CONVLSTM_STATES[state], state=state,
-                                 time_dim=CONVLSTM_TIME_DIM) for state in states]
+                                 time_dim=CONVLSTM_TIME_DIM, depth=int(depth), stream=stream)
+                           for state in states]
         return chosen
 
     @property
     def layer_names(self) -> list[str]:
         """Recorded layer names in forward order: ``audio.d``, ``visual.d``, ``fused.d``."""
         return list(self.recorded_modules())
+
+    @property
+    def recordable_layer_names(self) -> list[str]:
+        """:attr:`layer_names` and the operator's output ``join.k``, in forward order."""
+        return list(self.recorded_modules(operator_output=True))
 
     @property
     def has_gate(self) -> bool:
@@ -138,7 +161,7 @@ class FusionConvLSTM(nn.Module):
                 states[f"visual.{depth}"] = (v, v_cell)
         # without fused layers (late) the readout sees the joined final states
         if record and isinstance(self.join, Gated):
-            h, gate = self.join.with_gate(a, v)
+            h, gate = self.join(a, v, return_gate=True)
             states[gate_name(len(self.audio) + 1)] = (gate, None)
         else:
             h = self.join(a, v)

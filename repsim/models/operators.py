@@ -83,8 +83,12 @@ class Gated(nn.Module):
         self.visual_transform = _pointwise(channels, 2 * channels)
         self.gate = Gate(channels)
 
-    def forward(self, a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return self.with_gate(a, v)[0]
+    def forward(self, a: torch.Tensor, v: torch.Tensor, return_gate: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The fused sequence, or ``(out, z)`` with ``return_gate`` (a module call, so that a
+        hook on this module records ``out`` while the network also keeps ``z``)."""
+        out, gate = self.with_gate(a, v)
+        return (out, gate) if return_gate else out
 
     def with_gate(self, a: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(out, z)``: the fused sequence and the gate."""

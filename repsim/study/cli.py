@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import shlex
 import shutil
@@ -15,6 +16,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from repsim.cli import (
+    BUSY_STATUS,
     INTERRUPTED_STATUS,
     STOPPED_STATUS,
     CommandParser,
@@ -28,10 +30,11 @@ from repsim.cli import (
     show_progress,
     user_errors_exit_2,
 )
+from repsim.data.registry import plugins_unchecked
 from repsim.device import available_cores, limit_threads, resolve_device
 from repsim.models.config import DEFAULT_FUSION_OP
 from repsim.provenance import atomic_path
-from repsim.rundir import FAILED_FILE, RUN_LOG_FILE, STUDY_FILE, run_state
+from repsim.rundir import FAILED_FILE, RUN_LOG_FILE, RUNS_DIR, STUDY_FILE, run_state
 from repsim.study.execute import (
     SlurmOptions,
     failure_line,
@@ -45,13 +48,17 @@ from repsim.study.spec import Study, differing_keys, load_study, read_study_file
 
 log = logging.getLogger("repsim.study")
 
-EXAMPLES = """examples:
+EXAMPLES = f"""examples:
   %(prog)s studies/quick.toml --dry-run     # the runs and a time estimate
   %(prog)s studies/quick.toml --jobs 2      # run (or finish) it here
   %(prog)s studies/quick.toml --status      # what is done, partial, failed
   %(prog)s studies/quick.toml --report      # results.csv from finished runs
   %(prog)s studies/paper.toml --slurm --partition gpu --gpus 1 --cpus 8 \\
       --time-min 240 --slurm-option account=mylab
+
+exit status: 0 done; 1 a run failed; 2 a mistake in the input; {BUSY_STATUS} runs another
+process holds were left for later (busy: run the same command again); {INTERRUPTED_STATUS} or
+{STOPPED_STATUS} stopped by Ctrl-C or SIGTERM.
 """
 
 
@@ -71,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "<study file's folder>/<study name>)")
     parser.add_argument("--folder", type=Path, dest="out_dir",
                         help=argparse.SUPPRESS)  # old name of --out-dir
+    parser.add_argument("--overwrite", action="store_true",
+                        help="use the study folder even if it holds other files or another "
+                             "study (its report.md, results.csv, answer.md and figures are "
+                             "replaced; runs of another configuration are never retrained over)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="runs at once here, each with an even share of the cores "
                              "(default: %(default)s)")
@@ -110,20 +121,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def prepare_folder(study: Study, create: bool) -> Path:
+def prepare_folder(study: Study, create: bool, overwrite: bool = False) -> Path:
     """The study file's copy in the study folder: refuse a folder that holds another study;
     with ``create``, make the folder and the copy. A study file that only extends the copy's
-    axes (more seeds, fusion layers or operators; :func:`only_extends`) is the same study
-    grown: with ``create`` the copy is replaced, and the runs it already finished are kept.
-    Returns the copy's path."""
+    axes (more seeds, fusion layers or operators, a new dataset or protocol, another
+    ``[analysis]``; :func:`only_extends`) is the same study grown: with ``create`` the copy
+    is replaced, and the runs it already finished are kept. A folder that holds files but no
+    study is refused too, when anything would be written (``create``): its report.md,
+    results.csv or figures would be replaced (a ``runs`` folder does not count: each run
+    checks its own). ``overwrite`` takes either folder all the same. Returns the copy's
+    path."""
     copy = study.folder / STUDY_FILE
+    if create and not overwrite and not copy.is_file() and study.folder.is_dir():
+        names = sorted(path.name for path in study.folder.iterdir()  # runs: checked by run
+                       if not path.name.startswith(".") and path.name != RUNS_DIR)
+        if names:
+            shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+            raise ValueError(f"{study.folder} holds files that are not a study ({shown}; no "
+                             f"{STUDY_FILE}), which the study's report would replace; choose "
+                             f"another --out-dir, or pass --overwrite to use it anyway")
     if copy.is_file():
         before = read_study_file(copy)
         differences = differing_keys(before, study.values)
-        if differences and not only_extends(before, study.values, differences):
+        if differences and not overwrite and not only_extends(before, study.values,
+                                                              differences):
             raise ValueError(f"{study.folder} holds a different study ({copy}); differing "
-                             f"keys: {', '.join(differences)}. Use another --out-dir or "
-                             f"restore the study file")
+                             f"keys: {', '.join(differences)}. Use another --out-dir, restore "
+                             f"the study file, or pass --overwrite to replace it")
         if differences and create:
             with atomic_path(copy) as tmp:
                 tmp.write_text(study.path.read_text())
@@ -137,15 +161,23 @@ def prepare_folder(study: Study, create: bool) -> Path:
 # The study axes a study may grow along, and what an absent one means (None: no list to
 # compare with, so a change of it is refused).
 GROWING_AXES = {"seeds": None, "fusion_layers": None, "fusion_ops": [DEFAULT_FUSION_OP]}
+# Tables a study may gain new entries of (a new dataset or protocol: new runs only).
+GROWING_TABLES = ("datasets", "protocols")
 
 
 def only_extends(before: dict, after: dict, differences: list[str]) -> bool:
     """True when every differing key is a study axis (:data:`GROWING_AXES`) whose new list
-    keeps every value of the old one: the runs the old file made keep their configuration."""
+    keeps every value of the old one, a dataset or protocol table the old file did not have
+    (:data:`GROWING_TABLES`), or the ``[analysis]`` table (how the report judges, not what
+    runs train): the runs the old file made keep their configuration."""
     def axis(values: dict, name: str):
         return values.get("study", {}).get(name, GROWING_AXES[name])
 
     for key in differences:
+        top, _, rest = key.partition(".")
+        if top == "analysis" or (top in GROWING_TABLES and rest.split(".")[0]
+                                 not in before.get(top, {})):
+            continue
         name = key.removeprefix("study.")
         if not key.startswith("study.") or name not in GROWING_AXES:
             return False
@@ -164,7 +196,7 @@ def status_table(study: Study, estimates: dict[str, float] | None = None) -> str
              + f"{'k':>2} {'seed':>4}  {'state':<11}" + ("  estimate" if estimates else "")
              + "  directory"]
     for run in study.runs:
-        state, reason = study_run_state(run.run_dir)
+        state, reason = study_run_state(run)
         note = ""
         if state == "failed":
             note = f"  (log: {run.run_dir / RUN_LOG_FILE}; {run.run_dir / FAILED_FILE})"
@@ -198,7 +230,10 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
     if args.threads is not None:  # this process (a report, an estimate) and each worker
         limit_threads(args.threads)
-    study = load_study(args.study, args.out_dir)
+    # --status reads records only: the study's dataset plugins are not imported (their code
+    # would run on import)
+    with plugins_unchecked() if args.status else contextlib.nullcontext():
+        study = load_study(args.study, args.out_dir)
     options = SlurmOptions(partition=args.partition, gpus=args.gpus, cpus=args.cpus,
                            mem_gb=args.mem_gb, time_min=args.time_min, parallel=args.parallel,
                            options=dict(args.slurm_option))
@@ -213,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.jobs > cores:
             log.warning("--jobs %d is more than the %d cores here: the workers will share "
                         "cores, one thread each, and each run will be slower", args.jobs, cores)
-    copy = prepare_folder(study, create=not (args.dry_run or args.status))
+    copy = prepare_folder(study, create=not (args.dry_run or args.status),
+                          overwrite=args.overwrite)
     pending = [run for run in study.runs if run_state(run.run_dir) != "done"]
     if args.status:
         print(status_table(study))
@@ -294,7 +330,7 @@ def _run_here(study: Study, copy: Path, pending: list, args: argparse.Namespace,
     print(f"study {study.name}: {completed} of {len(pending)} runs "
           f"finished, {count['failed']} failed{busy}, {len(study.runs) - len(pending)} were "
           f"already done; {study.folder}")
-    return 1 if count["failed"] else 0
+    return 1 if count["failed"] else BUSY_STATUS if count["busy"] else 0
 
 
 def _report(study: Study, progress: bool) -> int:

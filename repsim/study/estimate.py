@@ -2,8 +2,10 @@
 
 For each distinct (model, data, batch size, precision) among the runs, the dataset is built
 once and a few training steps and one evaluation batch are timed on this machine, with the
-threads one worker would get. A run's estimate is its training steps, its per-epoch
-validation, the test grid and the probe-set extraction at those rates.
+threads one worker would get. Data sets that differ only in their seed (a study with
+``data_seeds``) have the same sizes and cost the same, so one of them stands for all. A
+run's estimate is its training steps, its per-epoch validation, the test grid and the
+probe-set extraction at those rates.
 """
 
 from __future__ import annotations
@@ -19,9 +21,16 @@ from repsim.study.spec import Study, StudyRun
 TIMED_STEPS = 3
 
 
+def _data_key(run: StudyRun) -> str:
+    """The run's data config without its seed (module docstring)."""
+    data = run.config.data.to_dict()
+    data.pop("seed")
+    return json.dumps(data, sort_keys=True)
+
+
 def _key(run: StudyRun) -> str:
     config = run.config
-    return json.dumps({"model": config.model.to_dict(), "data": config.data.to_dict(),
+    return json.dumps({"model": config.model.to_dict(), "data": _data_key(run),
                        "batch": config.batch_size, "precision": config.precision}, sort_keys=True)
 
 
@@ -70,7 +79,7 @@ def estimate_seconds(study: Study, runs: Sequence[StudyRun], threads: int) -> di
         key = _key(run)
         if key in rates:
             continue
-        data_key = run.config.data.to_json()
+        data_key = _data_key(run)
         if data_key not in datasets:
             datasets[data_key] = run.config.data.build()
             dataset = datasets[data_key]
@@ -83,7 +92,7 @@ def estimate_seconds(study: Study, runs: Sequence[StudyRun], threads: int) -> di
     for run in runs:
         config = run.config
         train_step, per_sample = rates[_key(run)]
-        size = sizes[config.data.to_json()]
+        size = sizes[_data_key(run)]
         steps = math.ceil(size["train"] / config.batch_size)
         grid = len(grid_conditions(config.noise_snrs))
         estimates[run.key] = (config.epochs * (steps * train_step + size["val"] * per_sample)

@@ -7,6 +7,7 @@ A study is a TOML file (read with the standard library's ``tomllib``)::
     seeds = [0, 1, 2, 3, 4]
     fusion_layers = [1, 2, 3]         # default: every one, 1..layers+1
     fusion_ops = ["concat", "gated"]  # default: ["concat"]
+    data_seeds = "per_seed"           # default "shared"; or one data seed per seed
 
     [model]                           # ModelConfig fields except fusion_layer
     layers = 2
@@ -31,6 +32,9 @@ A study is a TOML file (read with the standard library's ``tomllib``)::
     [protocols.noisy]
     augment = "both"
 
+    [analysis]                        # how the report judges (repsim.study.settings)
+    equivalence_margin = 2.0
+
 Training options are :class:`repsim.train.TrainConfig` fields (``epochs``, ``lr``,
 ``augment``, ``modality_dropout``, ``device``...); a protocol's override the dataset's, which
 override ``[train]``. Every run is ``dataset x protocol x fusion operator x fusion layer x
@@ -38,13 +42,24 @@ seed``; its directory is given by :func:`repsim.rundir.study_run_dir` (the opera
 in run names and keys only when it is not the default, so studies from before operators keep
 their folders).
 
+``data_seeds`` says which data set each seed's networks see: ``"shared"`` (every run the
+dataset's ``seed``, 0 by default: seeds vary the initialisation and the order of the
+examples only, and all share one test set), ``"per_seed"`` (each seed's runs get a data set
+of their own, data seed = training seed: their own stimuli, pairs and test set), or a list
+of data seeds, one per entry of ``seeds``. With either of the last two a dataset may not set
+its own ``seed``.
+
 Names of the study, its datasets and its protocols become folder names, so they are
 identifiers: letters, digits, ``-``, ``_`` and ``.``, but not ``.`` or ``..`` alone. Every
 field's type is checked when the file is loaded, and sizes are bounded before anything is
 built (so a typo cannot allocate gigabytes): grids up to :data:`MAX_GRID_SIZE` pixels a side,
 :data:`MAX_TIMESTEPS` time steps, :data:`MAX_SEEDS` seeds (each in 0..:data:`MAX_SEED`),
-:data:`MAX_PROBE_STIMULI` probe stimuli and :data:`MAX_RUNS` runs in all, in a file of at
-most :data:`MAX_STUDY_FILE_BYTES` bytes.
+:data:`MAX_PROBE_STIMULI` probe stimuli and :data:`MAX_RUNS` runs in all (fusion operators
+counted), in a file of at most :data:`MAX_STUDY_FILE_BYTES` bytes; the model's layers, width
+and kernel and a dataset's own sizes are bounded by their configs
+(:mod:`repsim.models.config`, the dataset's ``check_options``), and every run's training
+batch is estimated (:func:`repsim.models.config.batch_bytes`) and refused above
+:data:`~repsim.models.config.MAX_BATCH_BYTES`.
 """
 
 from __future__ import annotations
@@ -53,14 +68,21 @@ import dataclasses
 import math
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from repsim.conditions import PROBE_CONDITIONS, TEST_SNRS, probe_condition_names
 from repsim.config import check_int, check_positive_int
-from repsim.data.config import DataConfig
-from repsim.models.config import DEFAULT_FUSION_OP, FUSION_OPS, ModelConfig, operator_tag
+from repsim.data.config import DEFAULT_SIZE, DEFAULT_TIMESTEPS, DataConfig
+from repsim.models.config import (
+    DEFAULT_FUSION_OP,
+    FUSION_OPS,
+    ModelConfig,
+    check_batch_memory,
+    operator_tag,
+)
 from repsim.rundir import STUDY_FILE, study_run_dir
+from repsim.study.settings import Analysis, parse_analysis
 from repsim.train.config import TrainConfig
 
 # Training options a study may set; the others are set by the study itself.
@@ -71,8 +93,9 @@ MODEL_OPTIONS = tuple(f.name for f in dataclasses.fields(ModelConfig)
 DATA_OPTIONS = ("dataset", "data_dir", "seed", "timesteps", "height", "width", "options",
                 "train")
 EVALUATION_OPTIONS = ("test_snrs", "probe_conditions", "probe_snrs", "probe_stimuli")
-STUDY_OPTIONS = ("name", "description", "seeds", "fusion_layers", "fusion_ops")
-TOP_LEVEL = ("study", "model", "train", "evaluation", "datasets", "protocols")
+STUDY_OPTIONS = ("name", "description", "seeds", "fusion_layers", "fusion_ops", "data_seeds")
+TOP_LEVEL = ("study", "model", "train", "evaluation", "datasets", "protocols", "analysis")
+SHARED_DATA, PER_SEED_DATA = "shared", "per_seed"  # the named values of study.data_seeds
 
 # Size limits, checked before anything is built (see the module docstring).
 MAX_GRID_SIZE = 256
@@ -130,6 +153,8 @@ class Study:
     evaluation: Evaluation
     model: ModelConfig
     fusion_ops: tuple[str, ...] = (DEFAULT_FUSION_OP,)
+    analysis: Analysis = field(default_factory=Analysis)
+    data_seeds: str | tuple[int, ...] = SHARED_DATA
 
     def run(self, key: str) -> StudyRun:
         """The run named ``key`` (see :attr:`StudyRun.key`)."""
@@ -199,17 +224,23 @@ def load_study(path: str | Path, folder: str | Path | None = None) -> Study:
         raise ValueError(f"study.fusion_layers: {bad[0]} is out of range for a {layers}-layer "
                          f"model (1..{layers + 1})")
     fusion_ops = _fusion_ops(study.get("fusion_ops", [DEFAULT_FUSION_OP]))
+    data_seeds = _data_seeds(study.get("data_seeds", SHARED_DATA), seeds)
+    analysis = parse_analysis(values.get("analysis", {}))
     evaluation = _evaluation(values.get("evaluation", {}))
     train = _check_keys(values.get("train", {}), TRAIN_OPTIONS, "train")
     datasets = _named_tables(values, "datasets")
     protocols = _named_tables(values, "protocols")
-    count = len(datasets) * len(protocols) * len(fusion_layers) * len(seeds)
+    count = len(datasets) * len(protocols) * len(fusion_ops) * len(fusion_layers) * len(seeds)
     if count > MAX_RUNS:
-        raise ValueError(f"the study has {count} runs (datasets x protocols x fusion layers x "
-                         f"seeds); at most {MAX_RUNS} are allowed")
+        raise ValueError(f"the study has {count} runs (datasets x protocols x fusion operators "
+                         f"x fusion layers x seeds); at most {MAX_RUNS} are allowed")
     for dataset_name, dataset in datasets.items():  # every size checked before any build
         _check_data_fields(dataset, f"datasets.{dataset_name}")
+        if data_seeds != SHARED_DATA and "seed" in dataset:
+            raise ValueError(f"datasets.{dataset_name}.seed and study.data_seeds both set the "
+                             f"data seed; keep one")
     runs = []
+    checked: set[str] = set()  # memory estimates made (the seeds of a cell share one)
     for dataset_name, dataset in datasets.items():
         where = f"datasets.{dataset_name}"
         dataset = dict(dataset)
@@ -222,19 +253,40 @@ def load_study(path: str | Path, folder: str | Path | None = None) -> Study:
                        **_check_keys(protocol, TRAIN_OPTIONS, where_protocol)}
             for fusion_op in fusion_ops:
                 for fusion_layer in fusion_layers:
-                    for seed in seeds:
+                    for seed, data_seed in zip(seeds, _run_data_seeds(data_seeds, seeds),
+                                               strict=True):
                         run_dir = study_run_dir(folder, dataset_name, protocol_name,
                                                 fusion_layer, seed, operator_tag(fusion_op))
                         run_model = dataclasses.replace(model, fusion_layer=fusion_layer,
                                                         fusion_op=fusion_op)
+                        run_data = data if data_seed is None else \
+                            dataclasses.replace(data, seed=data_seed)
                         config = _build(TrainConfig, {
-                            **options, "model": run_model, "data": data, "seed": seed,
+                            **options, "model": run_model, "data": run_data, "seed": seed,
                             "noise_snrs": evaluation.test_snrs, "out_dir": str(run_dir)},
                             f"{where} with {where_protocol}")
+                        _check_memory(config, f"{where} with {where_protocol}", checked)
                         runs.append(StudyRun(dataset_name, protocol_name, fusion_layer, seed,
                                              config, fusion_op))
     return Study(name=name, path=path, folder=folder, values=values, runs=tuple(runs),
-                 evaluation=evaluation, model=model, fusion_ops=tuple(fusion_ops))
+                 evaluation=evaluation, model=model, fusion_ops=tuple(fusion_ops),
+                 analysis=analysis, data_seeds=data_seeds)
+
+
+def _check_memory(config: TrainConfig, where: str, checked: set[str]) -> None:
+    """ValueError naming ``where`` when a training batch of ``config`` would need more than
+    :data:`~repsim.models.config.MAX_BATCH_BYTES` (a grid left to the dataset counts as
+    avmnist's); each model, batch size and grid is estimated once."""
+    data = config.data
+    grid = (data.timesteps or DEFAULT_TIMESTEPS, data.height or DEFAULT_SIZE,
+            data.width or DEFAULT_SIZE)
+    key = f"{config.model.to_json()}{config.batch_size}{grid}"
+    if key not in checked:
+        checked.add(key)
+        try:
+            check_batch_memory(config.model, config.batch_size, *grid)
+        except ValueError as error:
+            raise ValueError(f"{where}: {error}") from None
 
 
 def _build(cls, values: dict, where: str):
@@ -297,6 +349,32 @@ def _fusion_ops(values) -> list[str]:
     if len(set(values)) != len(values):
         raise ValueError(f"study.fusion_ops repeats a value: {values}")
     return list(values)
+
+
+def _data_seeds(value, seeds: list[int]) -> str | tuple[int, ...]:
+    """``study.data_seeds`` (module docstring): a named value, or one data seed per seed."""
+    if value in (SHARED_DATA, PER_SEED_DATA):
+        return value
+    if not isinstance(value, list):
+        raise ValueError(f"study.data_seeds must be {SHARED_DATA!r}, {PER_SEED_DATA!r} or a "
+                         f"list of data seeds, one per seed, got {value!r}")
+    for seed in value:  # repeats allowed: seeds may share a data set
+        check_int("study.data_seeds", seed)
+    listed = list(value)
+    if len(listed) != len(seeds):
+        raise ValueError(f"study.data_seeds lists {len(listed)} data seeds for "
+                         f"{len(seeds)} seeds; give one per seed")
+    bad = [seed for seed in listed if not 0 <= seed <= MAX_SEED]
+    if bad:
+        raise ValueError(f"study.data_seeds must be in 0..{MAX_SEED}, got {bad[0]}")
+    return tuple(listed)
+
+
+def _run_data_seeds(data_seeds: str | tuple[int, ...], seeds: list[int]) -> list[int | None]:
+    """The data seed of each seed's runs (None: the dataset's own)."""
+    if isinstance(data_seeds, tuple):
+        return list(data_seeds)
+    return [None] * len(seeds) if data_seeds == SHARED_DATA else list(seeds)
 
 
 def _int_list(values, where: str) -> list[int]:

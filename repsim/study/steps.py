@@ -1,5 +1,9 @@
 """One study run, step by step: train, evaluate (part of training), extract, summarise.
 
+The extraction records every layer and the fusion operator's output (``join.<k>``, what the
+first fused layer or, at late fusion, the readout reads), which the summary's mechanism
+measures probe.
+
 Each step is skipped when its output is complete and resumed or redone when it is not:
 training continues from its last checkpoint (``resume="auto"``), an extraction that did not
 finish left nothing and starts again, the summary is written last and atomically. So calling
@@ -72,6 +76,7 @@ def complete_run(study: Study, run: StudyRun, datasets: dict | None = None,
     """
     from repsim.extract import ExtractConfig, ExtractionStopped
     from repsim.extract import run as extract
+    from repsim.models.fusion import FusionConvLSTM
     from repsim.study.summary import summarize
     from repsim.train import TrainingStopped
     from repsim.train import run as train
@@ -96,6 +101,7 @@ def complete_run(study: Study, run: StudyRun, datasets: dict | None = None,
                 evaluation = study.evaluation
                 extract(ExtractConfig(
                     checkpoint=str(run_dir / CHECKPOINT_FILE), output=str(output),
+                    layers=tuple(FusionConvLSTM(run.config.model).recordable_layer_names),
                     n_stimuli=evaluation.probe_stimuli, conditions=evaluation.probe_conditions,
                     snrs=evaluation.probe_snrs, device=run.config.device, overwrite=True),
                     dataset=dataset, should_stop=should_stop)

@@ -4,7 +4,9 @@
   and modality-removed states) and the reliance index S_audio / (S_audio + S_visual)
   (:func:`repsim.labelled.ablation_sensitivity`);
 - ``readout``: the same for the states the readout sees (the last fused layer; for late
-  fusion the two last branch layers side by side), and on incongruent stimuli at the last
+  fusion the operator's output ``join.<L+1>``, or in a file without it, as summaries before
+  version 2 had it, the two last branch layers side by side: the operator's input, which is
+  what the readout reads only for concatenation), and on incongruent stimuli at the last
   step, how well a linear probe decodes the heard (audio) and the seen (visual) digit (or
   class: a dataset with named classes also gets ``class_names``);
 - ``mechanism`` (only when the probe set has :data:`repsim.conditions.MECHANISM_CONDITIONS`),
@@ -13,8 +15,15 @@
   noisy states of the same stimuli (:func:`repsim.analysis.noise_entry`); ``survival``, the
   heard and the seen label decoded from the readout's states at the last step on noisy
   incongruent stimuli by probes trained on clean incongruent ones
-  (:func:`repsim.analysis.transfer_probe`); and for a gated run, ``gate``: the mean of the
-  gate (the audio stream's share; the visual stream's is 1 minus it) clean and noisy.
+  (:func:`repsim.analysis.transfer_probe`); for a gated run, ``gate``: the mean of the
+  gate (the audio stream's share; the visual stream's is 1 minus it) clean and noisy; and
+  (version 2, files that recorded the operator's output) ``fused``: the operator's output
+  layer, whether the readout reads it (late fusion), and at the last step on incongruent
+  stimuli, per condition (clean, each audio SNR), target (heard, seen) and view (``mean``:
+  the spatial mean per channel, what a readout sees; ``map``: every position) the accuracy
+  of a probe trained and tested, cross-validated, within the condition (``present``: is the
+  information there?) and, under noise, of one trained on clean stimuli (``transfer``: does
+  the clean reading still work?). Its noise entry is the per-layer one of that layer.
 
 Numbers are plain JSON (NaN as null), so the report reads summaries, not activation files.
 """
@@ -46,18 +55,29 @@ from repsim.conditions import (
     removed_condition,
 )
 from repsim.labelled import ablation_sensitivity
-from repsim.models.fusion import GATE
+from repsim.models.fusion import GATE, JOIN
 
 PROBE_TARGETS = ("heard", "seen")  # the audio and the visual label (activations.labels)
-SUMMARY_VERSION = 1
+VIEWS = ("mean", "map")  # the spatial mean per channel (what a readout sees), every position
+SUMMARY_VERSION = 2
+
+
+def operator_layer(layer_names: list[str]) -> str | None:
+    """The recorded output of the fusion operator (``join.<k>``), or None."""
+    joins = [name for name in layer_names if name.split(".", 1)[0] == JOIN]
+    return joins[0] if joins else None
 
 
 def readout_layers(layer_names: list[str]) -> list[str]:
     """The layers whose last states the readout reads: the last fused layer, or (late
-    fusion, no fused layer) the last audio and visual layers."""
+    fusion, no fused layer) the operator's output, or without it the last audio and visual
+    layers."""
     fused = [name for name in layer_names if name.startswith("fused.")]
     if fused:
         return fused[-1:]
+    joined = operator_layer(layer_names)
+    if joined is not None:
+        return [joined]
     depth = max(int(name.rsplit(".", 1)[1]) for name in layer_names
                 if name.split(".", 1)[0] in MODALITIES)
     return [f"{stream}.{depth}" for stream in MODALITIES]
@@ -176,5 +196,48 @@ def _mechanism(data: xr.Dataset, names: list[str], readout: list[str], probe_fol
             condition: float(activations.select(data, gates[0], condition=condition)
                              .mean().item())
             for condition in (CLEAN, *noisy)}}
-    parts = {"noise_entry": entry, "survival": survival, "gate": gate}
+    joined = operator_layer(names)
+    fused = {} if joined is None or not shifted else {
+        "layer": joined, "readout": readout == [joined],
+        "probes": _fused_probes(data, joined, shifted, probe_folds, probe_seed)}
+    parts = {"noise_entry": entry, "survival": survival, "gate": gate, "fused": fused}
     return {key: value for key, value in parts.items() if value}
+
+
+def _view_states(data: xr.Dataset, layer: str, condition: str, view: str,
+                 order: np.ndarray | None = None) -> np.ndarray:
+    """``layer``'s states at the last step as ``(stimuli, features)``: every position
+    (``map``) or the spatial mean of each channel (``mean``; a vector layer is its own)."""
+    states = np.asarray(activations.select(data, layer, time=-1, condition=condition,
+                                           order=order).values, dtype=np.float32)
+    if view == "mean" and states.ndim == 4:  # (stimulus, channel, y, x)
+        states = states.mean(axis=(2, 3))
+    return states.reshape(len(states), -1)
+
+
+def _fused_probes(data: xr.Dataset, layer: str, shifted: list[str], probe_folds: int,
+                  probe_seed: int) -> dict:
+    """``fused.probes`` (module docstring): per condition, ``present`` (and under noise
+    ``transfer``) -> view -> target -> accuracy."""
+    ids = activations.stimulus_ids(data, INCONGRUENT)
+    table = activations.stimulus_table(data, INCONGRUENT)
+    labels = {name: table[target].to_numpy()
+              for name, target in zip(PROBE_TARGETS, label_coords(data), strict=True)}
+    folds = {name: _probe_folds(values, probe_folds, name) for name, values in labels.items()}
+    clean = {view: _view_states(data, layer, INCONGRUENT, view) for view in VIEWS}
+
+    def present(states: dict) -> dict:
+        return {view: {name: linear_probe(states[view], labels[name], folds=folds[name],
+                                          seed=probe_seed, Cs=(1.0,)).accuracy
+                       for name in PROBE_TARGETS} for view in VIEWS}
+
+    probes = {CLEAN: {"present": present(clean)}}
+    for condition in shifted:
+        noisy = {view: _view_states(data, layer, condition, view, ids) for view in VIEWS}
+        probes[parse_condition(condition).inputs.name] = {
+            "present": present(noisy),
+            "transfer": {view: {name: transfer_probe(clean[view], noisy[view], labels[name],
+                                                     folds=folds[name], seed=probe_seed
+                                                     ).accuracy
+                                for name in PROBE_TARGETS} for view in VIEWS}}
+    return probes

@@ -10,6 +10,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from scipy import stats
 from test_study import TINY, run_cli, tiny_study
 
@@ -82,6 +83,56 @@ def test_summary_gate_share_is_the_recorded_gate_mean(finished):
         assert share == pytest.approx(values[conditions == condition].mean(), rel=1e-5)
 
 
+def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
+    """Linear CKA written out in float64 (Kornblith et al. 2019)."""
+    x, y = x - x.mean(0), y - y.mean(0)
+    return float(np.linalg.norm(x.T @ y) ** 2
+                 / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)))
+
+
+def test_the_operator_output_is_recorded_and_probed_as_the_readout_reads_it(finished):
+    """Summary version 2: ``join.<k>`` is recorded (the operator applied to the recorded
+    branch states), its noise entry is 1 - CKA of its clean and noisy states, the late
+    networks' readout reads it, and its probes read the spatial mean and the full map."""
+    from repsim.analysis import linear_probe
+    from repsim.checkpoint import load_checkpoint, model_from_checkpoint
+
+    for run in finished.runs:
+        summary = json.loads((run.run_dir / SUMMARY_FILE).read_text())
+        join = f"join.{run.fusion_layer}"
+        fused = summary["mechanism"]["fused"]
+        assert summary["version"] == 2 and fused["layer"] == join and join in summary["layers"]
+        assert fused["readout"] == (run.fusion_layer == 2)  # late fusion in a 1-layer model
+        assert summary["readout"]["layers"] == ([join] if run.fusion_layer == 2
+                                                else ["fused.1"])
+        probes = fused["probes"]
+        assert set(probes) == {"clean", "audio_snr0", "audio_snr-10"}
+        assert set(probes["audio_snr-10"]) == {"present", "transfer"}
+        assert set(probes["audio_snr-10"]["present"]) == {"mean", "map"}
+        with h5py.File(run.run_dir / ACTIVATIONS_FILE) as file:
+            states = np.asarray(file[f"{join}.h"][:, -1], dtype=np.float64)
+            conditions = np.asarray(file["condition"]).astype(str)
+            seen = np.asarray(file["visual_digit"])
+            if run.fusion_layer == 2:
+                audio = np.asarray(file["audio.1.h"], dtype=np.float32)
+                visual = np.asarray(file["visual.1.h"], dtype=np.float32)
+                model = model_from_checkpoint(load_checkpoint(run.run_dir / CHECKPOINT_FILE))
+                with torch.no_grad():
+                    expected = model.join(torch.from_numpy(audio), torch.from_numpy(visual))
+                np.testing.assert_allclose(file[f"{join}.h"], expected.numpy(), rtol=1e-4,
+                                           atol=1e-5)
+        clean, noisy = states[conditions == "clean"], states[conditions == "audio_snr-10"]
+        entry = summary["mechanism"]["noise_entry"]["audio_snr-10"]["cka"][join][-1]
+        assert entry == pytest.approx(1 - linear_cka(clean.reshape(len(clean), -1),
+                                                     noisy.reshape(len(noisy), -1)), abs=1e-5)
+        rows = conditions == "incongruent_audio_snr-10"
+        mean = states[rows].mean(axis=(2, 3))  # (stimulus, channel): what a readout sees
+        labels = seen[rows]
+        folds = min(5, int(np.unique(labels, return_counts=True)[1].min()))
+        assert probes["audio_snr-10"]["present"]["mean"]["seen"] == pytest.approx(
+            linear_probe(mean, labels, folds=folds, seed=0, Cs=(1.0,)).accuracy)
+
+
 def test_report_compares_operators_and_shows_the_mechanism(finished):
     folder = finished.folder
     operators = pd.read_csv(folder / "operator_comparisons.csv")
@@ -97,6 +148,13 @@ def test_report_compares_operators_and_shows_the_mechanism(finished):
     assert (folder / "figures" / "mechanism.png").stat().st_size > 0
     answer = (folder / "answer.md").read_text()
     assert "concat − gated (points)" in answer and "| operator |" in answer
+    assert "### What the operator's output carries under audio noise" in report
+    assert "| seen digit present, mean | seen digit present, map |" in answer
+    late_concat = [line for line in answer.splitlines()  # the two mechanism tables' rows
+                   if line.startswith("| synthetic | clean | concat | 2 | 2 | ")
+                   and line.count("|") > 10]
+    assert len(late_concat) == 2 and all("†" in line for line in late_concat)  # construction
+    assert not any("†" in line for line in answer.splitlines() if "| gated |" in line)
 
 
 def test_operator_comparisons_are_paired_t_tests_with_holm_per_fusion_layer():
@@ -198,3 +256,30 @@ def test_adding_seeds_and_an_operator_keeps_finished_runs(tmp_path, capsys):
     path.write_text(grown.format(epochs=2))
     assert main([str(path)]) == 2
     assert "train.epochs" in capsys.readouterr().err
+
+
+def test_runs_summarised_before_the_operator_output_keep_working(finished, tmp_path):
+    """A study whose runs mix summary versions 1 and 2 (the committed fusion_ops runs and
+    its noisy half): the version-1 runs have no row in the operator-output table, and the
+    report says which they are."""
+    import shutil
+
+    from repsim.study.report import write_report
+    from repsim.study.spec import load_study as load
+
+    shutil.copytree(finished.folder, tmp_path / "tiny")
+    path = tmp_path / "tiny.toml"
+    shutil.copy(finished.path, path)
+    study = load(path)
+    old = study.run("synthetic/clean/gated-f2-s1")
+    summary = json.loads((old.run_dir / SUMMARY_FILE).read_text())
+    summary["version"] = 1
+    del summary["mechanism"]["fused"]
+    (old.run_dir / SUMMARY_FILE).write_text(json.dumps(summary))
+    report = write_report(study).read_text()
+    assert ("1 run of this study was summarised before the operator's output was recorded "
+            "(summary version 1) and has no row in that table: 1 run of synthetic/clean.") \
+        in report
+    answer = (study.folder / "answer.md").read_text()
+    fused = answer.split("| seen digit present, mean |")[1]
+    assert "| synthetic | clean | gated | 2 | 1 |" in fused  # one seed of two left there

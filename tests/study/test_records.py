@@ -74,8 +74,8 @@ def test_runs_with_numbers_that_are_not_finite_are_named_left_out_and_unusable_i
     folder = quick_part.parent / "quick"
     report = (folder / "report.md").read_text().splitlines()
     assert report[2] == (
-        "**Unusable: 2 finished runs hold numbers that are not finite and are left out of "
-        "everything below** (synthetic/clean/f1-s0: metrics.json clean_accuracy is nan; "
+        "**Unusable: 2 finished runs cannot be used and are left out of everything below** "
+        "(synthetic/clean/f1-s0: metrics.json clean_accuracy is nan; "
         "synthetic/clean/f3-s1: summary.json readout.probe.seen.accuracy is inf). Rerun them "
         "(remove their run directories first) to count them.")
     results = pd.read_csv(folder / RESULTS_FILE)
@@ -95,7 +95,7 @@ def test_runs_with_numbers_that_are_not_finite_are_named_left_out_and_unusable_i
 
 
 def test_seed_counts_agree_with_the_seeds_every_column_averages():
-    from repsim.study.report import representation_table
+    from repsim.study.tables import representation_table
 
     rows = [{"dataset": "d", "protocol": "p", "fusion_layer": 1, "seed": seed,
              "measure": measure, "value": value}
@@ -152,3 +152,56 @@ def test_garbage_or_truncated_json_names_the_file(quick_part, capsys, name, dama
     assert main([str(quick_part), "--report"]) == 2
     error = one_error_line(capsys.readouterr().err)
     assert error.startswith(f"error: {path} is not valid JSON"), error
+
+
+# Range and identity (issue 32, item 3): a number outside its range, or a record that names
+# another run than its folder, makes the run unusable with one line naming file and field.
+OUT_OF_PLACE = [
+    (METRICS_FILE, lambda m: m.update(clean_accuracy=7.5),
+     "metrics.json clean_accuracy is 7.5, outside [0, 1]"),
+    (METRICS_FILE, lambda m: m["noise"][0].update(accuracy=-0.2),
+     "metrics.json noise (audio at 20 dB) is -0.2, outside [0, 1]"),
+    (METRICS_FILE, lambda m: m.update(test_items=0), "metrics.json test_items is 0, below 1"),
+    (SUMMARY_FILE, lambda s: s["readout"]["probe"]["heard"].update(accuracy=1.2),
+     "summary.json readout.probe.heard.accuracy is 1.2, outside [0, 1]"),
+    (METRICS_FILE, lambda m: m.update(seed=3), "metrics.json seed is 3, not the run folder's 0"),
+    (METRICS_FILE, lambda m: m.update(fusion_layer=2),
+     "metrics.json fusion_layer is 2, not the run folder's 1"),
+    (METRICS_FILE, lambda m: m["config"]["model"].update(fusion_op="gated"),
+     "metrics.json config.model.fusion_op is 'gated', not the run folder's 'concat'"),
+    (METRICS_FILE, lambda m: m["config"]["data"].update(seed=4),
+     "metrics.json config.data.seed is 4, not the run folder's 0"),
+    (SUMMARY_FILE, lambda s: s.update(dataset="distractor"),
+     "summary.json dataset is 'distractor', not the run folder's 'synthetic'"),
+    (SUMMARY_FILE, lambda s: s.update(protocol="noisy"),
+     "summary.json protocol is 'noisy', not the run folder's 'clean'"),
+]
+
+
+@pytest.mark.parametrize(("name", "edit", "reason"), OUT_OF_PLACE,
+                         ids=[reason.split(" is ")[0] for *_, reason in OUT_OF_PLACE])
+def test_a_record_out_of_range_or_of_another_run_makes_the_run_unusable(
+        quick_part, name, edit, reason):
+    from repsim.study.records import problem, read_records
+    from repsim.study.spec import load_study
+
+    run = load_study(quick_part).run("synthetic/clean/f1-s0")
+    assert problem(read_records(run.run_dir), run) is None
+    edit_json(run.run_dir / name, edit)
+    assert problem(read_records(run.run_dir), run) == reason
+
+
+def test_the_report_names_a_run_out_of_range_and_leaves_it_out(quick_part, capsys):
+    edit_json(run_dir(quick_part, "synthetic/clean/f3-s2") / METRICS_FILE,
+              lambda m: m.update(clean_accuracy=7.5))  # once "380.0 %" in the answer table
+    assert main([str(quick_part), "--report"]) == 0
+    folder = quick_part.parent / "quick"
+    report = (folder / "report.md").read_text()
+    assert report.splitlines()[2].startswith(
+        "**Unusable: 1 finished run cannot be used and is left out of everything below** "
+        "(synthetic/clean/f3-s2: metrics.json clean_accuracy is 7.5, outside [0, 1])")
+    assert "380" not in (folder / "answer.md").read_text()
+    results = pd.read_csv(folder / RESULTS_FILE)
+    assert (3, 2) not in set(zip(results["fusion_layer"], results["seed"], strict=True))
+    assert main([str(quick_part), "--status"]) == 0
+    assert "unusable" in capsys.readouterr().out

@@ -101,7 +101,9 @@ def test_a_tiny_study_completes_with_two_jobs_and_a_rerun_trains_nothing(tmp_pat
     partial = run_cli(str(path), "--report")
     assert partial.returncode == 0, partial.stderr
     report = (study.folder / "report.md").read_text()
-    assert report.splitlines()[2] == (
+    lines = report.splitlines()  # it opens with the failed runs (one-epoch runs may fail)
+    assert lines[2].startswith(("No run failed to train", "**Failed to train: "))
+    assert next(line for line in lines if line.startswith("**Incomplete")) == (
         "**Incomplete: 1 of 4 runs have not finished** (synthetic/clean/f1-s1). Every number "
         "below comes from the finished runs only, and every cell says how many seeds it "
         "rests on.")
