@@ -45,7 +45,13 @@ from repsim.cli import (
     show_progress,
     user_errors_exit_2,
 )
-from repsim.conditions import CONDITION_FORMS, PROBE_CONDITIONS, PROBE_SNRS, probe_condition_names
+from repsim.conditions import (
+    CONDITION_FORMS,
+    PROBE_CONDITIONS,
+    PROBE_SNRS,
+    condition_change,
+    probe_condition_names,
+)
 from repsim.config import Config, check_positive_int, words
 from repsim.device import limit_threads, resolve_device
 from repsim.provenance import claim, library_versions, sha256_file
@@ -61,6 +67,8 @@ if TYPE_CHECKING:  # torch is imported where it is used: parsing the command lin
     from repsim.record.stimuli import RecordBatch
 
 log = logging.getLogger("repsim.extract")
+# Pairs per condition by default; a test split with fewer is recorded whole (and logged).
+DEFAULT_STIMULI = 200
 
 
 class ExtractionStopped(Exception):
@@ -72,11 +80,14 @@ class ExtractConfig(Config):
     """What to record from which checkpoint, and how to store it; round-trips through JSON.
 
     ``output`` None means ``activations.h5`` beside the checkpoint. ``layers`` None records
-    every layer. ``states`` is any of "h" (hidden) and "c" (cell). ``pool``: "none" keeps the
-    full frame, "avg" averages ``pool_factor`` x ``pool_factor`` blocks (edge blocks average
-    the cells they cover), "global" takes the spatial mean (y = x = 1). ``n_stimuli`` pairs
-    per condition (None: every test pair); ``conditions`` plus audio/visual/both noise at each
-    of ``snrs`` dB make the probe set; ``seed`` fixes its pairs and noise.
+    every layer of the model's ``layer_names``; the fusion operator's output ``join.<k>`` is
+    recorded when ``layers`` names it. ``states`` is any of "h" (hidden) and "c" (cell).
+    ``pool``: "none" keeps the full frame, "avg" averages ``pool_factor`` x ``pool_factor``
+    blocks (edge blocks average the cells they cover), "global" takes the spatial mean
+    (y = x = 1). ``n_stimuli`` pairs per condition (None: every test pair; the default 200
+    records every pair of a test split that has fewer, and logs it); ``conditions``
+    plus audio/visual/both noise at each of ``snrs`` dB make the probe set; ``seed`` fixes
+    its pairs and noise.
     """
 
     checkpoint: str
@@ -89,7 +100,7 @@ class ExtractConfig(Config):
     compression: str = "none"
     compression_level: int = 4
     batch_size: int = 64
-    n_stimuli: int | None = 200
+    n_stimuli: int | None = DEFAULT_STIMULI
     seed: int = 0
     conditions: tuple[str, ...] = PROBE_CONDITIONS
     snrs: tuple[float, ...] = PROBE_SNRS
@@ -173,6 +184,7 @@ def _extract(config: ExtractConfig, output: Path, dataset: AVDataset | None, pro
              should_stop: Callable[[], bool] | None, started: float) -> ExtractResult:
     """:func:`run` once the output is claimed."""
     from repsim.checkpoint import dataset_from_checkpoint, load_checkpoint, model_from_checkpoint
+    from repsim.data.fingerprint import data_difference
     from repsim.probeset import ProbeSet
     from repsim.record.api import RecordingStopped, record
 
@@ -181,7 +193,8 @@ def _extract(config: ExtractConfig, output: Path, dataset: AVDataset | None, pro
     if not ckpt["complete"]:
         log.warning("%s is the checkpoint of an unfinished training run (epoch %s)",
                     config.checkpoint, ckpt.get("epoch"))
-    layers = _check_layers(config.layers, model.layer_names)
+    layers = _check_layers(config.layers, model.layer_names if config.layers is None
+                           else model.recordable_layer_names)
     conditions = config.condition_list()
     device = resolve_device(config.device)
 
@@ -189,16 +202,25 @@ def _extract(config: ExtractConfig, output: Path, dataset: AVDataset | None, pro
         log.info("rebuilding the %s dataset of %s", ckpt["config"]["data"]["dataset"],
                  config.checkpoint)
         dataset = dataset_from_checkpoint(ckpt, data_dir=config.data_dir)
-    elif dataset.fingerprint() != ckpt["data_fingerprint"]:
-        raise ValueError(f"the dataset given is not the one {config.checkpoint} was trained on "
-                         f"(fingerprint {dataset.fingerprint()[:12]} != "
-                         f"{str(ckpt['data_fingerprint'])[:12]})")
-    probe = ProbeSet.build(dataset, conditions, n_stimuli=config.n_stimuli, seed=config.seed)
+    else:
+        difference = data_difference(ckpt["data_fingerprint"], dataset)
+        if difference is not None:
+            raise ValueError(f"the dataset given is not the one {config.checkpoint} was "
+                             f"trained on: {difference}")
+    n_stimuli = config.n_stimuli
+    available = len(dataset.splits["test"]) if "test" in dataset.splits else None
+    if n_stimuli == DEFAULT_STIMULI and available is not None and available < n_stimuli:
+        log.info("the test split has %d pairs, fewer than the default %d: recording all of "
+                 "them", available, DEFAULT_STIMULI)
+        n_stimuli = None
+    probe = ProbeSet.build(dataset, conditions, n_stimuli=n_stimuli, seed=config.seed)
     attrs = {
         "checkpoint": str(Path(config.checkpoint).resolve()),
         "checkpoint_sha256": sha256_file(config.checkpoint),
         "config": json.dumps(ckpt["config"]),
         "probe_set": json.dumps(probe.definition()),
+        "condition_changes": json.dumps({name: change for name in conditions
+                                         if (change := condition_change(name)) is not None}),
         "extract_config": config.to_json(),
         "model_layers": json.dumps(model.layer_names),
         "versions": json.dumps(library_versions()),
@@ -268,7 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", help=f"activation file (default: {ACTIVATIONS_FILE} "
                                                f"beside the checkpoint)")
     parser.add_argument("--layers", nargs="+", metavar="LAYER",
-                        help="layers to record, e.g. audio.1 fused.2 (default: all)")
+                        help="layers to record, e.g. audio.1 fused.2, or join.K (the fusion "
+                             "operator's output, recorded only when named; default: all "
+                             "others)")
     parser.add_argument("--states", nargs="+", choices=activations.STATES,
                         default=list(defaults.states),
                         help=f"h (hidden) and/or c (cell) (default: {words(defaults.states)})")
@@ -305,7 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_threads(parser)
     parser.add_argument("--data-dir", help="where the checkpoint's dataset files are")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace an existing output file")
+                        help="replace an existing output file (a regular file only: never a "
+                             "device, FIFO, socket, folder or a link out of its folder)")
     add_progress(parser)
     add_verbose(parser)
     return parser

@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Record chosen layers of any PyTorch model, per time step, into an "
                     "activation file that repsim's analyses and figures read. MODULE is a "
                     "Python module name or a .py file; FUNCTION builds the model (weights "
-                    "loaded).")
+                    "loaded). A .py file is run when it is loaded, as any imported module "
+                    "is: name only files you trust.")
     add_version(parser)
     parser.add_argument("model", metavar="MODULE:FUNCTION",
                         help="the function that returns the model, e.g. my_model.py:build")
@@ -109,8 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "layer or per pattern (default: none, one step)")
     parser.add_argument("--fold-time", nargs="+", default=[], metavar="[PATTERN=]BT|TB",
                         help="time folded into the batch of a per-frame module's (B*T, ...) "
-                             "output: BT batch-major rows (x.flatten(0, 1)), TB time-major "
-                             "(default: none)")
+                             "output: BT for batch-major rows (frames.flatten of B and T), TB "
+                             "for time-major rows (default: none)")
     parser.add_argument("--batch-dim", nargs="+", default=[], metavar="[PATTERN=]AXIS",
                         help="the batch axis of an output whose batch is not axis 0, e.g. "
                              "rnn=1 for an nn.LSTM's h_n (default: 0)")
@@ -138,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pool-factor", type=int, default=2,
                         help="block size of --pool avg (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace an existing output file")
+                        help="replace an existing output file (a regular file only: never a "
+                             "device, FIFO, socket, folder or a link out of its folder)")
     add_threads(parser)
     add_progress(parser)
     add_verbose(parser)

@@ -138,3 +138,19 @@ options = {{ test_fraction = 0.4 }}
     assert "digit" not in report
     answer = (folder_out / "answer.md").read_text()
     assert "seen class decoded" in answer
+
+
+def test_extract_records_every_test_pair_of_a_small_dataset_and_says_so(run_dir, tmp_path,
+                                                                        caplog):
+    output = tmp_path / "all.h5"
+    with caplog.at_level("INFO", logger="repsim"):
+        assert extract_main([str(run_dir / "ckpt.pt"), "-o", str(output), "--conditions",
+                             "clean", "--snrs", "--device", "cpu"]) == 0
+    data = xr.open_dataset(output, engine="h5netcdf")
+    try:
+        pairs = data.sizes["stimulus"]
+    finally:
+        data.close()
+    assert 0 < pairs < 200
+    assert f"the test split has {pairs} pairs, fewer than the default 200: recording all " \
+           f"of them" in caplog.text
