@@ -13,7 +13,7 @@ TORCH_VERSION ?= 2.13.0
 # `make demo` only redoes what is missing; `make clean-runs` starts over.
 EARLY := runs/synthetic-f1-s0
 LATE := runs/synthetic-f3-s0
-FIGURES := cka_by_layer rsa_by_layer probes_by_layer ablation_sensitivity noise_robustness
+FIGURES := cka_by_layer rsa_by_layer probes_by_layer ablation_sensitivity noise_robustness temporal_generalization rsa_over_time
 
 setup: $(STAMP)
 

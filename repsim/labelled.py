@@ -3,12 +3,13 @@
 :mod:`repsim.analysis` takes arrays and knows nothing of the file format; the functions here
 read the cells (layer x time step) of an activation Dataset (:func:`repsim.activations.open`)
 one at a time, hand them to the array analyses and tabulate the results as xarray Datasets.
-``repsim.analysis.probe_all`` and ``repsim.analysis.ablation_sensitivity`` still find them.
+``repsim.analysis.probe_all`` and ``repsim.analysis.ablation_sensitivity`` still find them;
+:func:`temporal_generalization_all` is the time-resolved decoding of every layer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -164,3 +165,65 @@ def ablation_sensitivity(intact: xr.Dataset, ablated: xr.Dataset | None = None, 
         attrs={"kernel": kernel, "debiased": int(debiased), "state": state,
                "intact_condition": intact_condition,
                "removed_conditions": ",".join(removals.values())})
+
+
+def temporal_generalization_all(dataset: xr.Dataset, targets: str | Sequence[str], *,
+                                layers: Sequence[str] | None = None, condition: str = CLEAN,
+                                state: str = "h", groups: str | None = None, folds: int = 5,
+                                seed: int = 0, C: float = 1.0, n_permutations: int = 0,
+                                alpha: float = 0.05, tol: float = 1e-4, max_iter: int = 1000,
+                                device: str | torch.device | None = None,
+                                progress: Callable[[], None] | None = None) -> xr.Dataset:
+    """Temporal generalization of every layer of an activation Dataset for each of
+    ``targets`` (stimulus coordinates, e.g. ``"audio_digit"``), on the ``condition`` stimuli
+    (:func:`repsim.analysis.temporal_generalization`; one layer's steps read at a time).
+
+    Returns a Dataset with ``accuracy`` ``(layer, target, train_time, test_time)`` (NaN past
+    a layer's own steps, which ``steps`` gives), ``chance``, ``stability`` and, with
+    ``n_permutations``, ``onset`` (the first step of the first significant cluster, NaN if
+    none: :func:`repsim.analysis.decoding_onset` within the file) and ``onset_p`` (that
+    cluster's p, or the smallest cluster p when none is significant; NaN without clusters),
+    all ``(layer, target)``. ``progress`` is called after each layer and target.
+    """
+    from repsim.analysis.temporal import decoding_onset, temporal_generalization
+
+    targets = [targets] if isinstance(targets, str) else list(targets)
+    layers = list(activations.layer_names(dataset) if layers is None else layers)
+    if not layers or not targets:
+        raise ValueError("temporal generalization needs at least one layer and one target")
+    steps = {layer: activations.time_steps(dataset, layer, state) for layer in layers}
+    longest = max(steps.values())
+    shape = (len(layers), len(targets))
+    accuracy = np.full((*shape, longest, longest), np.nan)
+    chance, stability, onset, onset_p = (np.full(shape, np.nan) for _ in range(4))
+    for i, layer in enumerate(layers):
+        states = activations.select(dataset, layer, state, condition=condition)
+        states = states.copy(data=np.asarray(states.values))  # read once, used per target
+        for j, target in enumerate(targets):
+            result = temporal_generalization(
+                states, target, folds=folds, seed=seed, groups=groups, C=C,
+                n_permutations=n_permutations, tol=tol, max_iter=max_iter, device=device)
+            count = steps[layer]
+            accuracy[i, j, :count, :count] = result.scores
+            chance[i, j], stability[i, j] = result.chance, result.stability
+            if n_permutations:
+                found = decoding_onset(result=result, alpha=alpha)
+                onset[i, j] = np.nan if found.onset is None else found.onset
+                significant = found.p_values[found.p_values < alpha]
+                p = significant[0] if len(significant) else (
+                    found.p_values.min() if len(found.p_values) else np.nan)
+                onset_p[i, j] = p
+            if progress is not None:
+                progress()
+    cell, grid = ("layer", "target"), ("layer", "target", "train_time", "test_time")
+    variables = {"accuracy": (grid, accuracy), "chance": (cell, chance),
+                 "stability": (cell, stability)}
+    if n_permutations:
+        variables |= {"onset": (cell, onset), "onset_p": (cell, onset_p)}
+    return xr.Dataset(
+        variables,
+        coords={"layer": layers, "target": targets, "train_time": np.arange(longest),
+                "test_time": np.arange(longest),
+                "steps": ("layer", [steps[layer] for layer in layers])},
+        attrs={"condition": condition, "state": state, "folds": folds, "seed": seed, "C": C,
+               "n_permutations": n_permutations, "alpha": alpha})

@@ -10,7 +10,8 @@ their ``stimulus_id`` coordinate. xarray in, xarray out: given DataArrays, ``cka
 coordinates (see :mod:`repsim.analysis._arrays`). Every definition is documented in its module:
 :mod:`~repsim.analysis.cka`, :mod:`~repsim.analysis.rsa`, :mod:`~repsim.analysis.probes`,
 :mod:`~repsim.analysis.ablation`, :mod:`~repsim.analysis.noise_entry`,
-:mod:`~repsim.analysis.resampling`. The names below are imported on first use
+:mod:`~repsim.analysis.resampling`, :mod:`~repsim.analysis.temporal` (time-resolved: temporal
+generalization, decoding onset, RDM movies, cross-temporal similarity). The names below are imported on first use
 (:mod:`repsim.lazy`).
 """
 
@@ -38,6 +39,14 @@ if TYPE_CHECKING:
         permutation_test_rdms,
         rdm,
     )
+    from repsim.analysis.temporal import (
+        Onset,
+        TemporalGeneralization,
+        cross_temporal_similarity,
+        decoding_onset,
+        rdm_movie,
+        temporal_generalization,
+    )
 
     # analyses of whole activation files, moved to repsim.labelled: their old names here
     from repsim.labelled import ablation_sensitivity as ablation_sensitivity
@@ -45,8 +54,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BootstrapResult",
+    "Onset",
     "PermutationResult",
     "ProbeResult",
+    "TemporalGeneralization",
     "average_by_condition",
     "bootstrap",
     "bootstrap_cka",
@@ -55,6 +66,8 @@ __all__ = [
     "cka",
     "cka_matrix",
     "compare_rdms",
+    "cross_temporal_similarity",
+    "decoding_onset",
     "kendall_tau_a",
     "linear_probe",
     "minibatch_cka",
@@ -65,7 +78,9 @@ __all__ = [
     "permutation_test_rdms",
     "probe_cells",
     "rdm",
+    "rdm_movie",
     "reliance_index",
+    "temporal_generalization",
     "transfer_probe",
 ]
 

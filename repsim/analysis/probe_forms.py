@@ -29,7 +29,9 @@ class Batch:
     """What the two forms share: problem q has training rows ``sets[set_of[q]]`` and
     parameters ``theta_q = (weights (dims x classes), intercepts (classes))``, flattened,
     and minimizes ``mean_{i in set} CE_i + ||weights||^2 / (2 C_q |set|)``. A subclass gives
-    the logits of every row and the back-projection of residuals onto the weights."""
+    the logits of every row and the back-projection of residuals onto the weights. ``codes``
+    are the rows' labels, ``(rows,)`` for every problem or ``(rows, problems)`` per problem
+    (permuted labels)."""
 
     dtype: torch.dtype
 
@@ -81,13 +83,16 @@ class Batch:
         log_norm = (top + torch.log(totals)).squeeze(2)
         row_weights = self.row_weights[:, ids]
         penalty = self.penalty[ids]
-        true = logits[self.rows, :, self.codes]
+        codes = self.codes if self.codes.dim() == 1 else self.codes[:, ids]
+        picked = (self.rows, slice(None), codes) if codes.dim() == 1 else (
+            self.rows[:, None], torch.arange(len(ids), device=ids.device), codes)
+        true = logits[picked]
         loss = ((log_norm - true).double() * row_weights).sum(0) \
             + 0.5 * penalty.double() * weights.double().square().sum((1, 2))
         curvature = ((1 - probabilities.square().sum(2)) * row_weights).sum(0) \
             / (self.classes - 1)
         residual = probabilities
-        residual[self.rows, :, self.codes] -= 1.0
+        residual[picked] -= 1.0
         residual *= row_weights[:, :, None]
         grad_weights = self._back(ids, residual) + penalty[:, None, None] * weights
         return loss, torch.cat([grad_weights.reshape(len(ids), -1), residual.sum(0)], 1), \

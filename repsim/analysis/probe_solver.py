@@ -79,7 +79,9 @@ def solve(x: np.ndarray, codes: np.ndarray, classes: int, sets: Sequence[np.ndar
 
     ``set_of[q]``: the index in ``sets`` of fit q's training rows; ``spectrum_of[q]``: the
     index of a set whose covariance spectrum preconditions a primal fit q (for the probes: the
-    outer training set, shared by the fits of one outer fold)."""
+    outer training set, shared by the fits of one outer fold). ``codes``: the rows' labels,
+    ``(rows,)`` for every fit or ``(rows, fits)`` per fit (a permutation test's relabelled
+    fits)."""
     n, p = x.shape
     x64 = torch.from_numpy(x).to(device)
     labels = torch.from_numpy(codes).to(device)
@@ -106,13 +108,16 @@ def solve(x: np.ndarray, codes: np.ndarray, classes: int, sets: Sequence[np.ndar
         for start in range(0, fits.size, chunk):
             part = fits[start:start + chunk]
             used, local_set = np.unique(set_of[part], return_inverse=True)
+            part_labels = labels if labels.dim() == 1 else labels[:, part]
             if use_kernel:
-                batch: Batch = KernelBatch([forms[s] for s in used], width, labels, classes,
-                                            [sets[s] for s in used], local_set, C[part])
+                batch: Batch = KernelBatch([forms[s] for s in used], width, part_labels,
+                                           classes, [sets[s] for s in used], local_set,
+                                           C[part])
             else:
                 spectra, local_spectrum = np.unique(spectrum_of[part], return_inverse=True)
-                batch = PrimalBatch(x32, labels, classes, [sets[s] for s in used], local_set,
-                                    [sets[s] for s in spectra], local_spectrum, C[part])
+                batch = PrimalBatch(x32, part_labels, classes, [sets[s] for s in used],
+                                    local_set, [sets[s] for s in spectra], local_spectrum,
+                                    C[part])
             theta, unfinished = _lbfgs(batch, len(part), size, tol, max_iter)
             unconverged += unfinished
             predictions[:, part] = batch.predict(theta)

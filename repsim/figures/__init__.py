@@ -11,7 +11,7 @@ import importlib
 from types import ModuleType
 
 FIGURES = ("cka_by_layer", "rsa_by_layer", "probes_by_layer", "ablation_sensitivity",
-           "noise_robustness")
+           "noise_robustness", "temporal_generalization", "rsa_over_time")
 
 
 def figure(name: str) -> ModuleType:

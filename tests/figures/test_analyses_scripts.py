@@ -650,7 +650,9 @@ TABLE_FUNCTIONS = {"cka_by_layer": ("cka_table",),
                    "rsa_by_layer": ("label_rdms", "hypothesis_correlations"),
                    "probes_by_layer": ("probe_table",),
                    "ablation_sensitivity": ("sensitivity_table",),
-                   "noise_robustness": ("per_seed_accuracy", "file_accuracy")}
+                   "noise_robustness": ("per_seed_accuracy", "file_accuracy"),
+                   "temporal_generalization": ("generalization_table",),
+                   "rsa_over_time": ("similarity_table",)}
 
 
 @pytest.mark.parametrize("name", FIGURES)

@@ -1,0 +1,473 @@
+"""Time-resolved analyses: when information appears in a representation, whether its code
+holds over time, and how its geometry changes from step to step.
+
+Inputs are ``(stimulus, time, <features>)``: NumPy, torch, or a DataArray with ``stimulus``
+and ``time`` dims (a layer of an activation file, :func:`repsim.activations.select`).
+
+- :func:`temporal_generalization` (King & Dehaene 2014): a decoder trained on the states at
+  step ``t`` is tested on the held-out stimuli's states at every step ``t'``, giving a
+  ``(train_time, test_time)`` matrix of cross-validated accuracies, the mean over folds as
+  MNE-Python's ``GeneralizingEstimator`` with ``cross_val_multiscore`` gives it. Its
+  diagonal is the sliding decoder (MNE's ``SlidingEstimator``). The decoder is the probes'
+  regularised multinomial logistic regression on features standardized with the training
+  rows' mean and scale (:mod:`repsim.analysis.probes`), one ``C``, on stratified folds
+  (stratified group folds with ``groups``, so that a speaker or a pair never spans training
+  and test); every fold's fits at one training step are solved as one batch. A
+  scikit-learn ``estimator`` may be given instead (then each fit is that estimator's, as
+  MNE does it). A code that holds over time gives a square of high scores; one that changes
+  gives a diagonal band; one that reverses gives below-chance scores off the diagonal.
+  ``stability`` sums that up: ``(mean off-diagonal - chance) / (mean diagonal - chance)``,
+  1 for a code that is the same at every step, 0 for one that no other step's decoder reads
+  (chance-corrected, so that a time-specific code does not score ``chance / diagonal``); it
+  means something only where the diagonal is clearly above chance (an onset), since it
+  divides by the diagonal's excess.
+- :func:`decoding_onset`: the first step at which decoding exceeds chance, from a
+  cluster-based permutation test over time (Maris & Oostenveld 2007), which controls the
+  chance of any false cluster at ``alpha`` over all steps. Two forms:
+
+  * over seeds (``scores``: one accuracy time course per trained network, and ``chance``):
+    a one-sample t statistic of ``scores - chance`` at each step, clusters of consecutive
+    steps whose t exceeds the one-sided ``alpha`` critical value (or ``threshold``), each
+    cluster's mass the sum of its t values; the null distribution is the largest cluster
+    mass under sign flips of whole time courses (all ``2^n`` when ``n_permutations`` allows,
+    else random distinct ones; the observed mass always counted), as MNE-Python's
+    ``permutation_cluster_1samp_test(..., tail=1)`` computes it;
+  * within one file (``result``, a :func:`temporal_generalization` computed with
+    ``n_permutations``): the labels are permuted among the stimuli of each fold (so every
+    fold keeps its class counts and the stratified folds stay valid), the sliding decoders
+    are refitted on the permuted labels at every step (one permutation for all steps, so the
+    time course keeps its correlation), and the statistic is the accuracy minus the
+    permutations' mean; a step enters a cluster when it exceeds their ``1 - alpha`` quantile
+    there (the observed time course counted among them in both, so that no labelling is
+    favoured). Refitting is what makes the test exact: holding the out-of-fold
+    predictions fixed and permuting only the test labels ignores that one fold's labels
+    also trained the others' decoders, and let 10 % of pure-noise recordings through at
+    ``alpha = 0.05`` (measured on 300 of them).
+
+  A cluster's p is the fraction of the null (observed included) at least as large as its
+  mass; the onset is the first step of the first cluster with p < ``alpha``, None if none.
+- :func:`rdm_movie`: an RDM per time step (rsatoolbox's ``calc_rdm_movie``), optionally of
+  condition-averaged patterns.
+- :func:`cross_temporal_similarity`: CKA or RSA between every step of ``X`` and every step of
+  ``Y``, two layers or one layer of two networks, stimuli matched by ``stimulus_id``: a
+  ``(time of X, time of Y)`` matrix.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import xarray as xr
+from numpy.typing import ArrayLike
+from scipy import stats
+
+from repsim.analysis import probe_solver
+from repsim.analysis._arrays import (
+    STIMULUS_DIM,
+    check_choice,
+    check_finite,
+    labels_of,
+    single_threaded_torch,
+    stimulus_positions,
+    take_rows,
+)
+from repsim.analysis.choices import KERNELS, METHODS, METRICS
+from repsim.analysis.probe_forms import standardization
+from repsim.analysis.probes import _check_settings, _encode, _splits
+
+TIME_DIM = "time"
+MEASURES = ("cka", "rsa")
+TIE = 1e-12  # relative difference under which two cluster masses are equal
+
+
+@dataclass(frozen=True)
+class TemporalGeneralization:
+    """Cross-validated decoding from every training step to every test step.
+
+    ``scores`` ``(train_time, test_time)``: accuracy, the mean over folds; ``fold_scores``
+    ``(folds, train_time, test_time)``; ``chance``: the accuracy of always answering the
+    most frequent class; ``predictions`` ``(train_time, test_time, stimuli)``: each stimulus's
+    out-of-fold predicted label; ``labels`` its true label; ``fold`` the test fold it fell
+    in; ``null_diagonal`` ``(permutations, time)``: the sliding decoder's accuracy refitted
+    on labels permuted within folds (empty without ``n_permutations``; what
+    :func:`decoding_onset` tests against); ``unconverged``: fits that stopped short of the
+    tolerance (repsim's solver only).
+    """
+
+    scores: np.ndarray
+    fold_scores: np.ndarray
+    chance: float
+    predictions: np.ndarray
+    labels: np.ndarray
+    fold: np.ndarray
+    null_diagonal: np.ndarray
+    unconverged: int = 0
+
+    @property
+    def diagonal(self) -> np.ndarray:
+        """The sliding decoder: trained and tested at the same step, ``(time,)``."""
+        return np.diagonal(self.scores).copy()
+
+    @property
+    def stability(self) -> float:
+        """``(mean off-diagonal - chance) / (mean diagonal - chance)``: 1 for a code that
+        holds at every step, 0 for one no other step reads; NaN with one step or no
+        above-chance diagonal."""
+        steps = self.scores.shape[0]
+        diagonal = float(np.mean(np.diagonal(self.scores))) - self.chance
+        if steps < 2 or diagonal <= 0:
+            return float("nan")
+        off = self.scores[~np.eye(steps, dtype=bool)]
+        return (float(np.mean(off)) - self.chance) / diagonal
+
+
+@dataclass(frozen=True)
+class Onset:
+    """A cluster-based permutation test over time steps (module docstring).
+
+    ``onset``: the first step (1 = first) of the first cluster with p < ``alpha``, None if
+    none; ``clusters``: ``(first, last)`` steps of each cluster (1-based, inclusive);
+    ``masses`` and ``p_values`` per cluster; ``statistic`` per step; ``threshold`` (a number,
+    or one per step); ``null``: the largest cluster mass of the observed data and of every
+    permutation; ``method``: "sign flips over seeds" or "label permutation within a file".
+    """
+
+    onset: int | None
+    clusters: list[tuple[int, int]]
+    masses: np.ndarray
+    p_values: np.ndarray
+    statistic: np.ndarray
+    threshold: float | np.ndarray
+    null: np.ndarray
+    alpha: float
+    method: str
+
+
+def time_series(X: ArrayLike, name: str = "X") -> np.ndarray:
+    """``X`` as a finite float64 ``(stimuli, time, features)`` array: axis 0 (or the
+    ``stimulus`` dim) indexes stimuli, axis 1 (or ``time``) steps; the rest are flattened."""
+    if isinstance(X, torch.Tensor):
+        X = X.detach().cpu().double().numpy()
+    elif isinstance(X, xr.DataArray):
+        missing = [dim for dim in (STIMULUS_DIM, TIME_DIM) if dim not in X.dims]
+        if missing:
+            raise ValueError(f"{name} needs dims {STIMULUS_DIM!r} and {TIME_DIM!r}; it has "
+                             f"{X.dims}")
+        X = X.transpose(STIMULUS_DIM, TIME_DIM, ...).values
+    array = np.asarray(X)
+    if array.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must hold real numbers, got dtype {array.dtype}")
+    if array.ndim < 2:
+        raise ValueError(f"{name} must be (stimuli, time, <features>), got shape {array.shape}")
+    array = np.asarray(array.reshape(*array.shape[:2], -1), dtype=np.float64)
+    if 0 in array.shape:
+        raise ValueError(f"{name} is empty (shape {array.shape}: stimuli x time x features)")
+    check_finite(array, name)
+    return array
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def temporal_generalization(X: ArrayLike, y: ArrayLike | str, *, folds: int = 5,
+                            seed: int = 0, groups: ArrayLike | str | None = None,
+                            C: float = 1.0, n_permutations: int = 0, estimator=None,
+                            tol: float = 1e-4, max_iter: int = 1000,
+                            device: str | torch.device | None = None
+                            ) -> TemporalGeneralization:
+    """Decode ``y`` from ``X`` ``(stimulus, time, ...)`` trained at each step and tested at
+    every step (module docstring). ``y``/``groups``: one entry per stimulus, or names of
+    stimulus coordinates of a DataArray ``X``. Folds are scikit-learn's
+    ``StratifiedKFold(folds, shuffle=True, random_state=seed)`` (``StratifiedGroupKFold``
+    with ``groups``), as the probes use. ``n_permutations``: sliding decoders refitted on
+    labels permuted within folds (seeded by ``seed``), for :func:`decoding_onset`.
+    ``estimator``: a scikit-learn classifier to fit instead of repsim's solver (cloned for
+    each fold and step).
+    """
+    x = time_series(X)
+    n, steps, _ = x.shape
+    codes, classes = _encode(labels_of(y, X, "y"), n)
+    group_labels = None if groups is None else labels_of(groups, X, "groups")
+    _check_settings([C], folds, 2, tol, max_iter)
+    if isinstance(n_permutations, bool) or not isinstance(n_permutations, int) \
+            or n_permutations < 0:
+        raise ValueError(f"n_permutations must be a non-negative integer, got "
+                         f"{n_permutations!r}")
+    splits = _splits(codes, group_labels, folds, seed, "folds")
+    fold = np.empty(n, dtype=np.int64)
+    for index, (_, test) in enumerate(splits):
+        fold[test] = index
+    permuted = codes[_within_fold_orders(fold, n_permutations, seed)]
+    if estimator is None:
+        predicted, null, unconverged = _solved(
+            x, codes, permuted, len(classes), splits, C, tol, max_iter,
+            torch.device("cpu" if device is None else device))
+    else:
+        (predicted, null), unconverged = _fitted(x, codes, permuted, splits, estimator), 0
+    fold_scores = np.stack([np.mean(predicted[:, :, test] == codes[test], axis=2)
+                            for _, test in splits])
+    null_diagonal = np.mean([np.mean(null[:, :, test] == permuted[:, None, test], axis=2)
+                             for _, test in splits], axis=0)
+    if unconverged:
+        warnings.warn(f"{unconverged} of {steps * folds * (1 + n_permutations)} logistic "
+                      f"fits stopped short of the gradient tolerance {tol}", RuntimeWarning,
+                      stacklevel=2)
+    return TemporalGeneralization(
+        scores=fold_scores.mean(0), fold_scores=fold_scores,
+        chance=float(np.bincount(codes).max() / n), predictions=classes[predicted],
+        labels=classes[codes], fold=fold, null_diagonal=null_diagonal.reshape(-1, steps),
+        unconverged=unconverged)
+
+
+def _within_fold_orders(fold: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """``count`` permutations ``(count, stimuli)`` of the stimuli, each moving stimuli only
+    within their fold (so that each fold keeps its class counts)."""
+    rng = np.random.default_rng(seed)
+    orders = np.tile(np.arange(fold.size), (count, 1))
+    for f in np.unique(fold):
+        members = np.flatnonzero(fold == f)
+        orders[:, members] = members[rng.permuted(np.tile(np.arange(members.size),
+                                                          (count, 1)), axis=1)]
+    return orders
+
+
+def _solved(x: np.ndarray, codes: np.ndarray, permuted: np.ndarray, classes: int,
+            splits: Sequence[tuple[np.ndarray, np.ndarray]], C: float, tol: float,
+            max_iter: int, device: torch.device) -> tuple[np.ndarray, np.ndarray, int]:
+    """Predicted codes ``(train_time, test_time, stimuli)`` from repsim's solver (at each
+    training step every fold's fit in one batch; each fit's weights then read its held-out
+    stimuli at every step, standardized with its training rows' statistics), and the
+    sliding decoders' predictions ``(permutations, time, stimuli)`` under each row of
+    ``permuted`` labels (their fits in one more batch per step)."""
+    n, steps, _ = x.shape
+    sets = [train for train, _ in splits]
+    own = np.arange(len(sets))
+    predicted = np.empty((steps, steps, n), dtype=np.int64)
+    null = np.empty((len(permuted), steps, n), dtype=np.int64)
+    unconverged = 0
+    with single_threaded_torch(device):
+        for t in range(steps):
+            scale = x[:, t].std(0)
+            keep = scale > 0  # constant at this step: no information, and weight 0 in any fit
+            if not keep.any():
+                predicted[t] = np.bincount(codes[sets[0]]).argmax()
+                null[:, t] = predicted[t, t]
+                continue
+            shift = x[:, t, keep].mean(0)
+            z = (x[:, t, keep] - shift) / scale[keep]  # well scaled for the float32 form
+            solution = probe_solver.solve(
+                z, codes, classes, sets, own, np.full(len(sets), C), own, tol=tol,
+                max_iter=max_iter, device=device, coefficients=True)
+            unconverged += solution.unconverged
+            assert solution.weights is not None and solution.intercepts is not None
+            z_all = torch.from_numpy((x[:, :, keep] - shift) / scale[keep])
+            for f, (train, test) in enumerate(splits):
+                mean, inverse = standardization(torch.from_numpy(z), torch.from_numpy(train))
+                rows = (z_all[test] - mean) * inverse  # (test, time, features)
+                logits = rows.numpy() @ solution.weights[f] + solution.intercepts[f]
+                predicted[t][:, test] = logits.argmax(-1).T
+            if len(permuted):
+                every = np.tile(own, len(permuted))
+                relabelled = probe_solver.solve(
+                    z, np.repeat(permuted.T, len(sets), axis=1), classes, sets, every,
+                    np.full(every.size, C), every, tol=tol, max_iter=max_iter, device=device)
+                unconverged += relabelled.unconverged
+                for f, (_, test) in enumerate(splits):  # fit f of each permutation
+                    null[:, t, test] = relabelled.predictions[test][:, f::len(sets)].T
+    return predicted, null, unconverged
+
+
+def _fitted(x: np.ndarray, codes: np.ndarray, permuted: np.ndarray,
+            splits: Sequence[tuple[np.ndarray, np.ndarray]], estimator
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """As :func:`_solved`, from clones of a scikit-learn ``estimator`` fitted at each fold
+    and training step (and for each permutation)."""
+    from sklearn.base import clone
+
+    n, steps, _ = x.shape
+    predicted = np.empty((steps, steps, n), dtype=np.int64)
+    null = np.empty((len(permuted), steps, n), dtype=np.int64)
+    for train, test in splits:
+        for t in range(steps):
+            model = clone(estimator).fit(x[train, t], codes[train])
+            flat = model.predict(x[test].reshape(-1, x.shape[2]))
+            predicted[t][:, test] = np.asarray(flat).reshape(len(test), steps).T
+            for p, labels in enumerate(permuted):
+                model = clone(estimator).fit(x[train, t], labels[train])
+                null[p, t, test] = model.predict(x[test, t])
+    return predicted, null
+
+
+# --------------------------------------------------------------------------- onset
+
+
+def decoding_onset(*, scores: ArrayLike | None = None, chance: float | ArrayLike | None = None,
+                   result: TemporalGeneralization | None = None, alpha: float = 0.05,
+                   threshold: float | None = None, n_permutations: int = 1000,
+                   signs: ArrayLike | None = None, seed: int = 0) -> Onset:
+    """When decoding first exceeds chance, by a cluster-based permutation test over time
+    (module docstring): over seeds (``scores`` ``(seeds, time)`` and ``chance``, a number
+    or one per step; ``n_permutations`` sign flips drawn with ``seed``, or the rows of
+    ``signs`` ``(permutations, seeds)`` of +-1), or within one file (``result``, computed
+    with ``n_permutations``). ``threshold`` overrides the cluster-forming t value (over
+    seeds)."""
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+    if isinstance(n_permutations, bool) or not isinstance(n_permutations, int) \
+            or n_permutations < 1:
+        raise ValueError(f"n_permutations must be a positive integer, got {n_permutations!r}")
+    if (scores is None) == (result is None):
+        raise ValueError("give scores (time courses over seeds, with chance) or result (a "
+                         "temporal_generalization of one file), not both or neither")
+    if result is not None:
+        if chance is not None or signs is not None or threshold is not None:
+            raise ValueError("chance, signs and threshold are for scores over seeds; a "
+                             "result is tested against its permutations")
+        return _label_permutation_onset(result, alpha)
+    if chance is None:
+        raise ValueError("scores over seeds need chance (a number, or one per step)")
+    values = np.asarray(scores, dtype=np.float64)
+    if values.ndim != 2 or values.shape[0] < 2:
+        raise ValueError(f"scores must be (seeds, time) with at least 2 seeds, got shape "
+                         f"{values.shape}")
+    check_finite(values, "scores")
+    centred = values - np.broadcast_to(np.asarray(chance, dtype=np.float64), values.shape[1:])
+    n = centred.shape[0]
+    if threshold is None:
+        threshold = float(stats.t.ppf(1 - alpha, n - 1))
+    flips = _sign_flips(n, n_permutations, seed) if signs is None else _checked_signs(signs, n)
+    statistic = _t_statistic(centred)
+    null = [_largest_mass(_t_statistic(centred * row[:, None]), threshold) for row in flips]
+    return _result(statistic, float(threshold), np.asarray(null), alpha,
+                   "sign flips over seeds")
+
+
+def _t_statistic(values: np.ndarray) -> np.ndarray:
+    """One-sample t of each column; 0 where it is undefined (no variance, zero mean)."""
+    n = values.shape[0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = values.mean(0) / np.sqrt(values.var(0, ddof=1) / n)
+    return np.nan_to_num(t, nan=0.0, posinf=np.inf, neginf=-np.inf)
+
+
+def _sign_flips(n: int, count: int, seed: int) -> np.ndarray:
+    """Sign flips of ``n`` time courses, the identity left out (the observed data count
+    anyway): all ``2^n - 1`` when ``count`` allows, else ``count`` distinct random ones."""
+    total = 2 ** n - 1
+    if count >= total:
+        every = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
+        return every[1:]  # row 0 is the identity
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(total, size=count, replace=False) + 1  # 0 would be the identity
+    bits = (chosen[:, None] >> np.arange(n)[::-1]) & 1
+    return 1.0 - 2.0 * bits
+
+
+def _checked_signs(signs: ArrayLike, n: int) -> np.ndarray:
+    flips = np.asarray(signs, dtype=np.float64)
+    if flips.ndim != 2 or flips.shape[1] != n or not np.all(np.abs(flips) == 1):
+        raise ValueError(f"signs must be (permutations, {n}) of +1 and -1, got shape "
+                         f"{flips.shape}")
+    return flips
+
+
+def _runs(above: np.ndarray) -> list[tuple[int, int]]:
+    """``(start, stop)`` (stop exclusive) of each run of consecutive True steps."""
+    edges = np.diff(np.concatenate([[0], above.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
+
+
+def _largest_mass(statistic: np.ndarray, threshold: float | np.ndarray) -> float:
+    """The largest cluster mass of ``statistic`` (0 when no step exceeds the threshold)."""
+    runs = _runs(statistic > threshold)
+    return max((float(statistic[a:b].sum()) for a, b in runs), default=0.0)
+
+
+def _result(statistic: np.ndarray, threshold: float | np.ndarray, permuted: np.ndarray,
+            alpha: float, method: str) -> Onset:
+    """Clusters of the observed ``statistic``, their p against the null (the observed
+    largest mass, then each permutation's), and the onset."""
+    runs = _runs(statistic > threshold)
+    masses = np.array([float(statistic[a:b].sum()) for a, b in runs])
+    null = np.concatenate([[masses.max() if len(masses) else 0.0], permuted])
+    # a permutation whose mass equals the observed one counts, whatever the last bit of two
+    # sums of the same numbers in another order (the identity sign flip, for one)
+    p_values = np.array([float(np.mean(null >= mass - TIE * abs(mass))) for mass in masses])
+    significant = [a for (a, _), p in zip(runs, p_values, strict=True) if p < alpha]
+    return Onset(onset=int(significant[0]) + 1 if significant else None,
+                 clusters=[(int(a) + 1, int(b)) for a, b in runs], masses=masses,
+                 p_values=p_values, statistic=statistic, threshold=threshold, null=null,
+                 alpha=alpha, method=method)
+
+
+def _label_permutation_onset(result: TemporalGeneralization, alpha: float) -> Onset:
+    """Within one file: the sliding decoder's accuracy against its refits on permuted labels
+    (module docstring)."""
+    null = result.null_diagonal
+    if len(null) == 0:
+        raise ValueError("this result has no permutations: compute it with "
+                         "temporal_generalization(..., n_permutations=1000)")
+    # the observed time course is one labelling among the permuted ones: it enters the mean
+    # and the threshold as they do, so that no labelling is favoured (an exact test)
+    every = np.vstack([result.diagonal, null])
+    centred = every - every.mean(0)
+    threshold = np.quantile(centred, 1 - alpha, axis=0)
+    statistic, null_statistic = centred[0], centred[1:]
+    masses = np.array([_largest_mass(row, threshold) for row in null_statistic])
+    return _result(statistic, threshold, masses, alpha, "label permutation within a file")
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def rdm_movie(X: ArrayLike, metric: str = "correlation", labels: ArrayLike | str | None = None
+              ) -> np.ndarray:
+    """An RDM at every time step of ``X`` ``(stimulus, time, ...)``: ``(time, n, n)``, the
+    metric as :func:`repsim.analysis.rdm` means it. With ``labels`` (one per stimulus, or a
+    stimulus coordinate's name), the patterns are the means of each label's stimuli, in
+    sorted label order: ``(time, c, c)``, as rsatoolbox's ``calc_rdm_movie(...,
+    descriptor=...)`` averages them."""
+    from repsim.analysis.rsa import average_by_condition, rdm
+
+    check_choice(metric, METRICS, "metric")
+    x = time_series(X)
+    steps = range(x.shape[1])
+    if labels is not None:
+        groups = labels_of(labels, X, "labels")
+        patterns = [average_by_condition(x[:, t], groups)[0] for t in steps]
+    else:
+        patterns = [x[:, t] for t in steps]
+    return np.stack([np.asarray(rdm(pattern, metric=metric)) for pattern in patterns])
+
+
+def cross_temporal_similarity(X: ArrayLike, Y: ArrayLike, measure: str = "cka", *,
+                              kernel: str = "linear", debiased: bool = False,
+                              metric: str = "correlation", method: str = "spearman"
+                              ) -> np.ndarray:
+    """Similarity of every step of ``X`` with every step of ``Y`` (both ``(stimulus, time,
+    ...)``, the same stimuli: matched by ``stimulus_id`` when both are DataArrays that carry
+    it): ``(time of X, time of Y)``. ``measure="cka"``: :func:`repsim.analysis.cka_matrix`
+    with ``kernel`` and ``debiased``; ``"rsa"``: :func:`repsim.analysis.compare_rdms` of the
+    two steps' RDMs (``metric``, ``method``)."""
+    from repsim.analysis.cka import cka_matrix
+    from repsim.analysis.rsa import compare_rdms, rdm
+
+    check_choice(measure, MEASURES, "measure")
+    check_choice(kernel, KERNELS, "kernel")
+    check_choice(metric, METRICS, "metric")
+    check_choice(method, METHODS, "method")
+    rows = stimulus_positions([X, Y], ["X", "Y"])
+    x, y = time_series(take_rows(X, rows[0]), "X"), time_series(take_rows(Y, rows[1]), "Y")
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"X has {x.shape[0]} stimuli and Y {y.shape[0]}; they must be the "
+                         f"same stimuli")
+    xs, ys = [x[:, t] for t in range(x.shape[1])], [y[:, u] for u in range(y.shape[1])]
+    if measure == "cka":
+        return np.asarray(cka_matrix(xs, ys, kernel=kernel, debiased=debiased))
+    x_rdms, y_rdms = np.asarray(rdm(xs, metric=metric)), np.asarray(rdm(ys, metric=metric))
+    return np.asarray(compare_rdms(x_rdms, y_rdms, method=method)).reshape(len(xs), len(ys))
