@@ -4,9 +4,11 @@ A probe set depends on the dataset and a seed only, never on the model, so every
 trained on one dataset sees the same stimuli in the same order, with the same noise, under
 the same ids: two models can be compared stimulus by stimulus.
 
-- ``n`` congruent pairs are drawn from the test split's pairs (a seeded permutation; a larger
-  ``n`` extends a smaller one). Every condition except ``incongruent`` uses these pairs, so a
-  ``stimulus_id`` names the same pair in ``clean``, ``audio_snr0``, ``visual_removed``...
+- ``n`` congruent pairs are drawn from the test split's pairs (a seeded permutation, a pair
+  that repeats one drawn before skipped, since it would be the same stimulus under the same
+  id twice; a larger ``n`` extends a smaller one). Every condition except ``incongruent``
+  uses these pairs, so a ``stimulus_id`` names the same pair in ``clean``, ``audio_snr0``,
+  ``visual_removed``...
 - ``incongruent`` draws ``n`` pairs whose audio and visual digits (classes) differ
   (:func:`repsim.data.pairing.incongruent_pairs`, balanced over class combinations).
 - Conditions (names as in the activation files): ``clean``, ``incongruent``,
@@ -61,7 +63,8 @@ class ProbeSet:
     @classmethod
     def build(cls, dataset: AVDataset, conditions: Sequence[str] | None = None,
               n_stimuli: int | None = 200, seed: int = 0, split: str = "test") -> ProbeSet:
-        """``n_stimuli`` pairs per condition (None: every pair of the split) from ``split``.
+        """``n_stimuli`` pairs per condition (None: every distinct pair of the split) from
+        ``split``.
 
         ``conditions`` None means :func:`repsim.conditions.probe_condition_names`
         with its defaults.
@@ -76,16 +79,21 @@ class ProbeSet:
                              f"{', '.join(dataset.splits)}")
         pairs = dataset.splits[split]
         available = len(pairs)
-        n = available if n_stimuli is None else n_stimuli
+        both = np.stack([pairs.pair_audio.cpu().numpy(), pairs.pair_visual.cpu().numpy()],
+                        axis=1).astype(np.int64)
+        distinct = len(np.unique(both, axis=0))
+        n = distinct if n_stimuli is None else n_stimuli
         if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
             raise ValueError(f"number of stimuli must be a positive integer, got {n_stimuli!r}")
-        if n > available:
+        if n > distinct:
+            repeats = f" ({available - distinct} repeat another)" if distinct < available else ""
             raise ValueError(f"asked for {n} stimuli but the {split} split has only "
-                             f"{available} pairs")
+                             f"{distinct} distinct pairs{repeats}")
         order = np.random.default_rng(derived_seed(seed, _name_key("congruent"))).permutation(
-            available)[:n]
-        congruent = (pairs.pair_audio.cpu().numpy()[order].astype(np.int64),
-                     pairs.pair_visual.cpu().numpy()[order].astype(np.int64))
+            available)
+        _, first = np.unique(both[order], axis=0, return_index=True)
+        order = order[np.sort(first)][:n]  # each pair where it first comes in the permutation
+        congruent = (both[order, 0], both[order, 1])
         incongruent = None
         if any(c.incongruent for c in parsed):
             rng = np.random.default_rng(derived_seed(seed, _name_key(INCONGRUENT)))

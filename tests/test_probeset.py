@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -157,7 +158,7 @@ def test_batches_follow_the_conditions(dataset):
 
 
 def test_bad_probe_set_arguments(dataset):
-    with pytest.raises(ValueError, match="has only 40 pairs"):
+    with pytest.raises(ValueError, match="has only 37 distinct pairs \\(3 repeat another\\)"):
         ProbeSet.build(dataset, n_stimuli=41)
     with pytest.raises(ValueError, match="positive integer"):
         ProbeSet.build(dataset, n_stimuli=0)
@@ -165,7 +166,7 @@ def test_bad_probe_set_arguments(dataset):
         ProbeSet.build(dataset, ["clean", "loud"])
     with pytest.raises(ValueError, match="batch size"):
         next(ProbeSet.build(dataset, n_stimuli=2).batches(0))
-    assert len(ProbeSet.build(dataset, ["clean"], n_stimuli=None)) == 40
+    assert len(ProbeSet.build(dataset, ["clean"], n_stimuli=None)) == 37  # distinct pairs
     congruent_only = ProbeSet.build(dataset, ["clean"], n_stimuli=5)
     with pytest.raises(ValueError, match="'incongruent' needs incongruent pairs"):
         congruent_only.pairs(parse_condition("incongruent"))
@@ -201,3 +202,16 @@ def test_incongruent_conditions_with_audio_noise(dataset):
 def test_bad_incongruent_conditions_are_refused(name):
     with pytest.raises(ValueError, match=f"unknown condition {name!r}"):
         parse_condition(name)
+
+
+def test_a_pair_that_repeats_in_the_split_is_one_stimulus(dataset):
+    """The split holds 3 pairs twice; the probe set takes each pair once, so every stimulus id
+    is unique within a condition (the activation file refuses repeated ids)."""
+    split = dataset.splits["test"]
+    pairs = list(zip(split.pair_audio.tolist(), split.pair_visual.tolist(), strict=True))
+    assert len(pairs) - len(set(pairs)) == 3
+    probe = ProbeSet.build(dataset, ["clean", "incongruent"], n_stimuli=None, seed=0)
+    table = pd.DataFrame({name: probe.coordinates()[name]
+                          for name in ("stimulus_id", "condition")})
+    assert not table.duplicated().any()
+    assert (table["condition"] == "clean").sum() == len(set(pairs))

@@ -51,6 +51,9 @@ def congruent_pairs(clip_digit: np.ndarray, image_digit: np.ndarray, n_pairs: in
     return audio.astype(np.int64), visual
 
 
+MAX_REDRAWS = 1000  # draws of one incongruent pair before its digits are judged exhausted
+
+
 def incongruent_pairs(clip_digit: np.ndarray, image_digit: np.ndarray, n_pairs: int,
                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """``n_pairs`` (clip, image) index pairs whose digits differ.
@@ -58,7 +61,8 @@ def incongruent_pairs(clip_digit: np.ndarray, image_digit: np.ndarray, n_pairs: 
     Audio digit and visual digit are balanced: with the k digits (classes) present in both
     modalities, pair ``i`` takes the audio digit ``a`` and the visual digit ``s`` places
     after it (cyclically), the shift ``s`` cycling through 1..k-1, so every off-diagonal cell
-    of the audio-digit x visual-digit table is filled about equally.
+    of the audio-digit x visual-digit table is filled about equally. No pair is drawn twice
+    (a repeat is drawn again, which leaves the draws before it as they were).
     """
     clip_digit, image_digit = np.asarray(clip_digit), np.asarray(image_digit)
     _check_request(clip_digit, n_pairs)
@@ -68,9 +72,17 @@ def incongruent_pairs(clip_digit: np.ndarray, image_digit: np.ndarray, n_pairs: 
         raise ValueError("incongruent pairs need at least two digits present in both modalities")
     audio = np.empty(n_pairs, dtype=np.int64)
     visual = np.empty(n_pairs, dtype=np.int64)
+    drawn: set[tuple[int, int]] = set()
     for i in range(n_pairs):
         a = digits[i % len(digits)]
         v = digits[(digits.index(a) + 1 + (i // len(digits)) % (len(digits) - 1)) % len(digits)]
-        audio[i] = rng.choice(clips_of[a])
-        visual[i] = rng.choice(images_of[v])
+        for _ in range(MAX_REDRAWS):  # a pair drawn before would be the same stimulus twice
+            pair = (int(rng.choice(clips_of[a])), int(rng.choice(images_of[v])))
+            if pair not in drawn:
+                break
+        else:
+            raise ValueError(f"cannot draw {n_pairs} distinct incongruent pairs: too few clips "
+                             f"and images of digits {a} and {v}")
+        drawn.add(pair)
+        audio[i], visual[i] = pair
     return audio, visual

@@ -24,6 +24,13 @@
   of a probe trained and tested, cross-validated, within the condition (``present``: is the
   information there?) and, under noise, of one trained on clean stimuli (``transfer``: does
   the clean reading still work?). Its noise entry is the per-layer one of that layer.
+- ``time`` (version 3): per layer and target (heard, seen), on the incongruent stimuli, the
+  temporal generalization of a decoder trained at each step and tested at every step
+  (:func:`repsim.labelled.temporal_generalization_all`, C = 1, the probes' folds and seed):
+  the sliding decoder's accuracy per step (``diagonal``), ``stability`` ((mean off-diagonal
+  - chance) / (mean diagonal - chance)) and ``chance``. The onsets are the report's, over
+  seeds (:mod:`repsim.study.timecourse`): a within-run permutation test would refit every
+  decoder a hundred times (about 30 s per layer and label at the quick study's sizes).
 
 Numbers are plain JSON (NaN as null), so the report reads summaries, not activation files.
 """
@@ -54,12 +61,12 @@ from repsim.conditions import (
     parse_condition,
     removed_condition,
 )
-from repsim.labelled import ablation_sensitivity
+from repsim.labelled import ablation_sensitivity, temporal_generalization_all
 from repsim.models.fusion import GATE, JOIN
 
 PROBE_TARGETS = ("heard", "seen")  # the audio and the visual label (activations.labels)
 VIEWS = ("mean", "map")  # the spatial mean per channel (what a readout sees), every position
-SUMMARY_VERSION = 2
+SUMMARY_VERSION = 3
 
 
 def operator_layer(layer_names: list[str]) -> str | None:
@@ -114,9 +121,11 @@ def summarize(path: str | os.PathLike, *, probe_folds: int = 5, probe_seed: int 
         incongruent = _readout_states(data, readout, INCONGRUENT, steps - 1)
         table = activations.stimulus_table(data, INCONGRUENT)
         probes = {}
+        fewest = probe_folds  # the folds every target allows: the time decoders use them
         for name, target in zip(PROBE_TARGETS, label_coords(data), strict=True):
             labels = table[target].to_numpy()
             folds = _probe_folds(labels, probe_folds, target)
+            fewest = min(fewest, folds)
             result = linear_probe(incongruent, labels, folds=folds, seed=probe_seed,
                                   Cs=(1.0,))
             probes[name] = {"accuracy": result.accuracy, "chance": result.chance,
@@ -124,6 +133,7 @@ def summarize(path: str | os.PathLike, *, probe_folds: int = 5, probe_seed: int 
         # class names only for datasets that have them: digit summaries stay as they were
         classes = {} if is_digits(data) else {CLASS_NAMES: class_names(data)}
         mechanism = _mechanism(data, names, readout, probe_folds, probe_seed)
+        time = _time(data, fewest, probe_seed)
         return {
             "version": SUMMARY_VERSION, "layers": names, "time_steps": steps, **classes,
             "reliance": {
@@ -136,9 +146,25 @@ def summarize(path: str | os.PathLike, *, probe_folds: int = 5, probe_seed: int 
                 "cka_sensitivity": dict(zip(MODALITIES, map(_plain, sensitivity), strict=True)),
                 "reliance_cka": _plain(reliance_index(sensitivity[0], sensitivity[1])),
                 "probe_stimuli": int(len(table)), "probe": probes},
-            **({"mechanism": mechanism} if mechanism else {})}
+            **({"mechanism": mechanism} if mechanism else {}), "time": time}
     finally:
         data.close()
+
+
+def _time(data: xr.Dataset, folds: int, seed: int) -> dict:
+    """The ``time`` part of the summary (module docstring)."""
+    targets = dict(zip(PROBE_TARGETS, label_coords(data), strict=True))
+    grid = temporal_generalization_all(data, list(targets.values()), condition=INCONGRUENT,
+                                       folds=folds, seed=seed)
+    layers = {}
+    for layer, steps in zip(grid["layer"].values, grid["steps"].values, strict=True):
+        layers[str(layer)] = {
+            name: {"diagonal": _plain(np.diagonal(cell["accuracy"].values)[:int(steps)]),
+                   "stability": _plain([float(cell["stability"])])[0],
+                   "chance": float(cell["chance"])}
+            for name, target in targets.items()
+            for cell in [grid.sel(layer=layer, target=target)]}
+    return {"condition": INCONGRUENT, "folds": folds, "layers": layers}
 
 
 def _probe_folds(labels: np.ndarray, folds: int, target: str) -> int:
