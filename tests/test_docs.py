@@ -77,3 +77,16 @@ def test_the_commands_reference_covers_every_command():
     assert parsers <= documented, f"commands missing from the reference: {parsers - documented}"
     reference = hook.commands_reference()
     assert reference.count("usage:") == len(hook.COMMANDS)
+
+
+def test_time_resolved(trained):
+    _, path = trained
+    found = tutorial("time_resolved").main(path, permutations=20)
+    for layer, onset in found["onsets"].items():
+        scores = found[f"{layer} generalization"]
+        assert scores.shape == (4, 4) and ((0 <= scores) & (scores <= 1)).all()
+        assert onset is None or 1 <= onset <= 4
+    assert found["movie"].shape == (4, 10, 10)  # a 10 x 10 digit RDM per step
+    np.testing.assert_allclose(np.diagonal(found["movie"], axis1=1, axis2=2), 0.0, atol=1e-12)
+    assert found["across"].shape == (4, 4)
+    assert ((-1 <= found["across"]) & (found["across"] <= 1)).all()

@@ -265,11 +265,17 @@ def _solved(x: np.ndarray, codes: np.ndarray, permuted: np.ndarray, classes: int
                 max_iter=max_iter, device=device, coefficients=True)
             unconverged += solution.unconverged
             assert solution.weights is not None and solution.intercepts is not None
-            z_all = torch.from_numpy((x[:, :, keep] - shift) / scale[keep])
             for f, (train, test) in enumerate(splits):
-                mean, inverse = standardization(torch.from_numpy(z), torch.from_numpy(train))
-                rows = (z_all[test] - mean) * inverse  # (test, time, features)
-                logits = rows.numpy() @ solution.weights[f] + solution.intercepts[f]
+                # the fit standardizes z = (x - shift) / scale with its training rows' mean
+                # and scale: folded into weights on the raw features, which then read the
+                # held-out stimuli at every step in one product
+                mean, inverse = (value.numpy() for value in standardization(
+                    torch.from_numpy(z), torch.from_numpy(train)))
+                gain = inverse / scale[keep]
+                weights = solution.weights[f] * gain[:, None]
+                bias = solution.intercepts[f] - ((shift / scale[keep] + mean) * inverse
+                                                 ) @ solution.weights[f]
+                logits = x[test][:, :, keep] @ weights + bias  # (test, time, classes)
                 predicted[t][:, test] = logits.argmax(-1).T
             if len(permuted):
                 every = np.tile(own, len(permuted))
