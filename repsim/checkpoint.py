@@ -41,9 +41,32 @@ def build_payload(*, config: dict, model: torch.nn.Module, optimizer: torch.opti
                   rng_state: dict) -> dict:
     """The checkpoint dict of a run after ``epoch`` epochs (CPU tensors and plain values).
 
-    ``metrics`` is empty until the run has finished; ``complete`` says which. The torch thread
-    count and the CPU kind are recorded because CPU results depend on them (older checkpoints
-    lack both: unknown).
+    The torch thread count and the CPU kind are recorded because CPU results depend on them
+    (older checkpoints lack both: unknown).
+
+    Parameters
+    ----------
+    config
+        The run's full configuration, as a dict.
+    model
+        The model, whose state dict is saved.
+    optimizer
+        The optimizer, whose state is saved for resuming.
+    epoch
+        The epochs done.
+    metrics
+        The final metrics; empty until the run has finished (``complete`` says which).
+    data_fingerprint
+        The dataset's fingerprint, checked when the dataset is rebuilt.
+    history
+        The per-epoch records so far.
+    rng_state
+        The random generators' states, for an exact resume.
+
+    Returns
+    -------
+    dict
+        With every key of ``REQUIRED_KEYS``.
     """
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION, "config": config,
@@ -57,7 +80,26 @@ def build_payload(*, config: dict, model: torch.nn.Module, optimizer: torch.opti
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict) -> Path:
-    """Write ``payload`` (a checkpoint dict with :data:`REQUIRED_KEYS`) atomically to ``path``."""
+    """Write a checkpoint dict atomically: to a temporary name, renamed when complete.
+
+    Parameters
+    ----------
+    path
+        Where.
+    payload
+        A checkpoint dict (see [build_payload][repsim.checkpoint.build_payload]).
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+
+    Raises
+    ------
+    ValueError
+        For a payload that lacks a required key, has another format, or holds objects that
+        ``torch.load(weights_only=True)`` would refuse.
+    """
     missing = [key for key in REQUIRED_KEYS if key not in payload]
     if missing:
         raise ValueError(f"checkpoint payload lacks key(s): {', '.join(missing)}")
@@ -100,7 +142,20 @@ def _reason(error: Exception) -> str:
 
 
 def check_checkpoint_path(path: str | os.PathLike) -> None:
-    """FileNotFoundError naming a missing checkpoint, IsADirectoryError for a directory."""
+    """Refuse a checkpoint path that is not a file, before anything is loaded.
+
+    Parameters
+    ----------
+    path
+        The checkpoint's path.
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming a missing checkpoint.
+    IsADirectoryError
+        For a directory.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
@@ -119,9 +174,23 @@ def _truncated(path: Path) -> bool:
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Read a repsim checkpoint onto the CPU without running any pickled code.
 
-    Raises FileNotFoundError for a missing file and ValueError ("... is not a repsim
-    checkpoint ...") for anything that is not one, including pickles that would run code and
-    a copy cut short.
+    Parameters
+    ----------
+    path
+        The checkpoint (``ckpt.pt``).
+
+    Returns
+    -------
+    dict
+        The checkpoint: format version, config, model state, metrics, versions, fingerprint.
+
+    Raises
+    ------
+    FileNotFoundError
+        For a missing file.
+    ValueError
+        ("... is not a repsim checkpoint ...") for anything that is not one, including pickles
+        that would run code, a newer format version and a copy cut short.
     """
     path = Path(path)
     check_checkpoint_path(path)
@@ -227,16 +296,42 @@ def _state_problem(state: dict, model: ModelConfig) -> str | None:
 
 
 def model_from_checkpoint(ckpt: dict) -> FusionConvLSTM:
-    """The checkpoint's model on the CPU, weights loaded, in eval mode."""
+    """The checkpoint's model on the CPU, weights loaded, in eval mode.
+
+    Parameters
+    ----------
+    ckpt
+        A loaded checkpoint ([load_checkpoint][repsim.checkpoint.load_checkpoint]).
+
+    Returns
+    -------
+    FusionConvLSTM
+    """
     model = FusionConvLSTM(ModelConfig.from_dict(ckpt["config"]["model"]))
     model.load_state_dict(ckpt["model_state"])
     return model.eval()
 
 
 def dataset_from_checkpoint(ckpt: dict, data_dir: str | os.PathLike | None = None) -> AVDataset:
-    """Rebuild the dataset the checkpoint was trained on (``data_dir`` overrides where the
-    files are); ValueError if it no longer matches the recorded fingerprint
-    (:func:`repsim.data.fingerprint.data_difference`)."""
+    """Rebuild the dataset the checkpoint was trained on.
+
+    Parameters
+    ----------
+    ckpt
+        A loaded checkpoint.
+    data_dir
+        Where the dataset's files are now; ``None``: where the checkpoint's config says.
+
+    Returns
+    -------
+    AVDataset
+
+    Raises
+    ------
+    ValueError
+        If the rebuilt data no longer match the recorded fingerprint (what differs is named,
+        see ``repsim.data.fingerprint.data_difference``).
+    """
     data = DataConfig.from_dict(ckpt["config"]["data"])
     if data_dir is not None:
         data.data_dir = str(data_dir)

@@ -25,20 +25,64 @@ class Config:
     KIND = "config"
 
     def to_dict(self) -> dict:
-        """Plain JSON-able dict (tuples become lists, nested configs dicts)."""
+        """The config as a plain JSON-able dict (tuples become lists, nested configs dicts).
+
+        Returns
+        -------
+        dict
+        """
         # Config is mixed into dataclasses only; mypy cannot see that through the mixin.
         return _plain(dataclasses.asdict(self))  # type: ignore[call-overload]
 
     @classmethod
     def from_dict(cls: type[C], values: dict) -> C:
-        """Inverse of :meth:`to_dict`; ValueError naming any unknown field."""
+        """The config a dict describes: the inverse of [to_dict][repsim.config.Config.to_dict].
+
+        Parameters
+        ----------
+        values
+            The fields (nested configs as dicts).
+
+        Returns
+        -------
+        Config
+            An instance of the class it is called on.
+
+        Raises
+        ------
+        ValueError
+            Naming any unknown field, and as the class's own checks.
+        """
         return cls(**known_fields(cls, values, cls.KIND))
 
     def to_json(self) -> str:
+        """The config as JSON text (what is saved with every artifact).
+
+        Returns
+        -------
+        str
+        """
         return json.dumps(self.to_dict(), indent=2, allow_nan=False)
 
     @classmethod
     def from_json(cls: type[C], text: str) -> C:
+        """The config JSON text describes: the inverse of [to_json][repsim.config.Config.to_json].
+
+        Parameters
+        ----------
+        text
+            JSON of the config's fields.
+
+        Returns
+        -------
+        Config
+            An instance of the class it is called on.
+
+        Raises
+        ------
+        ValueError
+            As [from_dict][repsim.config.Config.from_dict].
+        """
         return cls.from_dict(json.loads(text))
 
 

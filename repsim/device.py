@@ -22,14 +22,39 @@ EVAL_BATCH_SIZE = 64
 
 
 def check_device_name(name: str) -> None:
-    """ValueError unless ``name`` is ``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+    """Check a device name without importing torch.
+
+    Parameters
+    ----------
+    name
+        ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+
+    Raises
+    ------
+    ValueError
+        For any other name.
+    """
     if name not in ("auto", "cpu", "cuda") and not str(name).startswith("cuda:"):
         raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; asking for CUDA without one, or for any
-    other device, is a ValueError."""
+    """The device a name means.
+
+    Parameters
+    ----------
+    name
+        ``auto`` (CUDA when available, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+
+    Returns
+    -------
+    torch.device
+
+    Raises
+    ------
+    ValueError
+        For CUDA without one, or any other name.
+    """
     import torch
 
     check_device_name(name)
@@ -45,7 +70,12 @@ def resolve_device(name: str) -> torch.device:
 
 
 def available_cores() -> int:
-    """Cores this process may run on."""
+    """The cores this process may run on.
+
+    Returns
+    -------
+    int
+    """
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
@@ -53,10 +83,22 @@ def available_cores() -> int:
 
 
 def limit_threads(threads: int) -> None:
-    """Give this process ``threads`` compute threads: torch's pool, and the OpenMP and BLAS
-    pools of every library already loaded (numpy's OpenBLAS reads its environment variable
-    only when it loads, so setting the variable alone would leave it on every core) and of
-    those loaded later (the environment variables)."""
+    """Give this process ``threads`` compute threads.
+
+    Sets torch's pool, and the OpenMP and BLAS pools of every library already loaded (numpy's
+    OpenBLAS reads its environment variable only when it loads, so setting the variable alone
+    would leave it on every core) and of those loaded later (the environment variables).
+
+    Parameters
+    ----------
+    threads
+        At least 1.
+
+    Raises
+    ------
+    ValueError
+        For fewer than 1.
+    """
     if threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
     import torch
@@ -69,11 +111,27 @@ def limit_threads(threads: int) -> None:
 
 
 def uses_bf16(precision: str, device: torch.device) -> bool:
-    """Whether ``precision`` (one of :data:`PRECISIONS`) means bf16 autocast on ``device``.
+    """Whether a precision means bf16 autocast on a device.
 
     ``auto`` is bf16 on CUDA (tensor cores) and float32 on the CPU, so that CPU results stay
     bit-reproducible unless bf16 is asked for; CPUs with native bf16 instructions (AVX512-BF16,
     AMX) run convolutions about twice as fast in it.
+
+    Parameters
+    ----------
+    precision
+        One of ``PRECISIONS``: ``auto``, ``bf16`` or ``float32``.
+    device
+        Where the model runs.
+
+    Returns
+    -------
+    bool
+
+    Raises
+    ------
+    ValueError
+        For an unknown precision.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -81,7 +139,19 @@ def uses_bf16(precision: str, device: torch.device) -> bool:
 
 
 def autocast(device: torch.device, enabled: bool | None) -> contextlib.AbstractContextManager:
-    """bf16 autocast when ``enabled`` (``None``: on exactly when on CUDA), else nothing."""
+    """bf16 autocast, or nothing.
+
+    Parameters
+    ----------
+    device
+        Where the model runs.
+    enabled
+        Whether to autocast; ``None``: exactly when on CUDA.
+
+    Returns
+    -------
+    contextlib.AbstractContextManager
+    """
     if enabled is None:
         enabled = uses_bf16("auto", device)
     if not enabled:

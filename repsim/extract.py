@@ -79,15 +79,51 @@ class ExtractionStopped(Exception):
 class ExtractConfig(Config):
     """What to record from which checkpoint, and how to store it; round-trips through JSON.
 
-    ``output`` None means ``activations.h5`` beside the checkpoint. ``layers`` None records
-    every layer of the model's ``layer_names``; the fusion operator's output ``join.<k>`` is
-    recorded when ``layers`` names it. ``states`` is any of "h" (hidden) and "c" (cell).
-    ``pool``: "none" keeps the full frame, "avg" averages ``pool_factor`` x ``pool_factor``
-    blocks (edge blocks average the cells they cover), "global" takes the spatial mean
-    (y = x = 1). ``n_stimuli`` pairs per condition (None: every test pair; the default 200
-    records every pair of a test split that has fewer, and logs it); ``conditions``
-    plus audio/visual/both noise at each of ``snrs`` dB make the probe set; ``seed`` fixes
-    its pairs and noise.
+    Parameters
+    ----------
+    checkpoint
+        The run's checkpoint (``ckpt.pt``).
+    output
+        The activation file; ``None``: ``activations.h5`` beside the checkpoint.
+    layers
+        The layers to record; ``None``: every layer of the model's ``layer_names``. The fusion
+        operator's output ``join.<k>`` is recorded when named here.
+    states
+        Any of ``"h"`` (hidden) and ``"c"`` (cell).
+    pool
+        ``"none"`` keeps the full frame, ``"avg"`` averages ``pool_factor`` x ``pool_factor``
+        blocks (edge blocks average the cells they cover), ``"global"`` takes the spatial mean
+        (y = x = 1).
+    pool_factor
+        The block size of ``"avg"`` pooling.
+    dtype
+        The stored type: ``"float32"`` or ``"float16"``.
+    compression
+        ``"none"``, ``"gzip"`` or ``"lzf"``.
+    compression_level
+        The gzip level.
+    batch_size
+        Stimuli per forward.
+    n_stimuli
+        Pairs per condition; ``None``: every test pair. The default records every pair of a
+        test split that has fewer, and logs it.
+    seed
+        Fixes the probe set's pairs and noise.
+    conditions
+        The probe set's conditions (see [repsim.conditions][]).
+    snrs
+        Audio, visual and both noise at each of these SNRs (dB) join the conditions.
+    device
+        ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+    data_dir
+        Where the dataset's files are now; ``None``: where the checkpoint's config says.
+    overwrite
+        Replace an existing output file.
+
+    Raises
+    ------
+    ValueError
+        For an unknown state, pooling, type, compression or condition, or no layers.
     """
 
     checkpoint: str
@@ -144,7 +180,12 @@ class ExtractConfig(Config):
         return Path(self.checkpoint).with_name(ACTIVATIONS_FILE)
 
     def condition_list(self) -> list[str]:
-        """The probe set's condition names, in file order."""
+        """The probe set's condition names, in file order.
+
+        Returns
+        -------
+        list of str
+        """
         return probe_condition_names(self.conditions, self.snrs)
 
 
@@ -161,14 +202,50 @@ def _check_layers(requested: Sequence[str] | None, available: list[str]) -> list
 
 def run(config: ExtractConfig, *, dataset: AVDataset | None = None, progress: bool = False,
         should_stop: Callable[[], bool] | None = None) -> ExtractResult:
-    """Extract activations as ``config`` says; returns what was written where.
+    """Extract activations as ``config`` says: build the probe set of the checkpoint's dataset and
+    record the chosen layers of its model on it (through [repsim.record.api.record][]).
 
-    ``dataset`` skips rebuilding the checkpoint's dataset (it must have the checkpoint's
-    fingerprint). ``progress`` shows a tqdm bar on stderr. ``should_stop`` is asked between
-    batches; when it answers True the extraction raises :class:`ExtractionStopped` and the
-    unfinished file is discarded. Every user mistake (missing or
-    foreign checkpoint, unknown layer or condition, unwritable or existing output) raises
-    before any stimulus is processed.
+    Every user mistake (missing or foreign checkpoint, unknown layer or condition, unwritable or
+    existing output) raises before any stimulus is processed.
+
+    Parameters
+    ----------
+    config
+        What to record and where.
+    dataset
+        The checkpoint's dataset, already built (it must have the checkpoint's fingerprint);
+        ``None`` rebuilds it.
+    progress
+        Show a tqdm bar on stderr.
+    should_stop
+        Asked between batches; when it answers True the extraction raises
+        [ExtractionStopped][repsim.extract.ExtractionStopped] and the unfinished file is
+        discarded.
+
+    Returns
+    -------
+    RecordResult
+        What was written where ([RecordResult][repsim.record.result.RecordResult]).
+
+    Raises
+    ------
+    FileNotFoundError
+        For a missing checkpoint.
+    ValueError
+        For a file that is not a repsim checkpoint, a dataset that differs from the
+        checkpoint's, an unknown layer or condition, or an existing output without
+        ``overwrite``.
+    ExtractionStopped
+        When ``should_stop`` answered True.
+
+    Examples
+    --------
+    ```python
+    from repsim.extract import ExtractConfig, run
+
+    result = run(ExtractConfig("runs/synthetic-f1-s0/ckpt.pt", snrs=(0.0, -10.0)))
+    result.path          # runs/synthetic-f1-s0/activations.h5
+    ```
     """
     from repsim.checkpoint import check_checkpoint_path
 

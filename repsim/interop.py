@@ -1,14 +1,14 @@
 """RDMs to and from rsatoolbox (``pip install -e '.[rsatoolbox]'``; optional).
 
 repsim keeps an RDM as a square matrix, NumPy or a DataArray ``(stimulus, stimulus_)`` (a
-stack: ``(representation, stimulus, stimulus_)``) as :func:`repsim.analysis.rdm` returns it;
+stack: ``(representation, stimulus, stimulus_)``) as [repsim.analysis.rdm][] returns it;
 rsatoolbox keeps the upper triangles in an ``rsatoolbox.rdm.RDMs`` with descriptors. Stimulus
 coordinates become pattern descriptors, a stack's coordinates (a single RDM's scalar ones)
 rdm descriptors, other attributes descriptors, and back.
 
 The two libraries name dissimilarities differently. An RDM's ``metric`` (repsim's
-:func:`~repsim.analysis.rdm` name) is recorded as rsatoolbox's ``dissimilarity_measure``
-under :data:`MEASURES`, and read back the same way:
+[rdm][repsim.analysis.rdm] name) is recorded as rsatoolbox's ``dissimilarity_measure``
+under ``MEASURES``, and read back the same way:
 
 - "correlation" is "correlation" in both (rsatoolbox's ``calc_rdm`` method "correlation");
 - "sqeuclidean_mean" (``||u - v||^2 / p`` over p features) is rsatoolbox's "squared
@@ -21,8 +21,8 @@ under :data:`MEASURES`, and read back the same way:
 
 A measure repsim does not compute (e.g. "crossnobis", or rsatoolbox's "euclidean") comes
 back in ``attrs["dissimilarity_measure"]``, never as a repsim ``metric``. Comparisons:
-:func:`~repsim.analysis.compare_rdms` methods "spearman", "pearson", "kendall_tau_a" and
-"cosine" are rsatoolbox's ``compare`` methods "spearman", "corr", "tau-a" and "cosine".
+[compare_rdms][repsim.analysis.compare_rdms] methods "spearman", "pearson", "kendall_tau_a"
+and "cosine" are rsatoolbox's ``compare`` methods "spearman", "corr", "tau-a" and "cosine".
 """
 
 from __future__ import annotations
@@ -58,14 +58,32 @@ SYMMETRY_TOLERANCE = 1e-12  # relative to the largest entry: rounding, not a dif
 
 
 def to_rsatoolbox(rdm: ArrayLike, metric: str | None = None) -> Any:
-    """repsim RDM(s) as an ``rsatoolbox.rdm.RDMs`` (see the module docstring).
+    """repsim RDM(s) as an ``rsatoolbox.rdm.RDMs``.
 
-    ``rdm``: an (n, n) RDM or a (k, n, n) stack, NumPy or labelled. ``metric``: the repsim
-    metric the RDM was computed with; by default what its attributes say (``metric``, or an
-    rsatoolbox ``dissimilarity_measure``), else unknown (None). A metric that contradicts
-    the attributes is refused, as is an unknown name. rsatoolbox stores only the upper
-    triangle, so an RDM that is not symmetric with a zero diagonal is refused rather than
-    silently cut.
+    rsatoolbox stores only the upper triangle, so an RDM that is not symmetric with a zero
+    diagonal is refused rather than silently cut.
+
+    Parameters
+    ----------
+    rdm
+        An ``(n, n)`` RDM or a ``(k, n, n)`` stack, NumPy or labelled.
+    metric
+        The repsim metric the RDM was computed with; ``None``: what its attributes say
+        (``metric``, or an rsatoolbox ``dissimilarity_measure``), else unknown.
+
+    Returns
+    -------
+    rsatoolbox.rdm.RDMs
+        With the stimulus coordinates as pattern descriptors and the measure named as the
+        module docstring says.
+
+    Raises
+    ------
+    ValueError
+        For a metric that contradicts the attributes, an unknown metric, or an RDM that is not
+        symmetric with a zero diagonal.
+    ImportError
+        When rsatoolbox is not installed.
     """
     rsatoolbox = _rsatoolbox()
     stack, single = as_rdm_stack(rdm, "rdm")
@@ -90,12 +108,29 @@ def to_rsatoolbox(rdm: ArrayLike, metric: str | None = None) -> Any:
 
 
 def from_rsatoolbox(rdms: Any) -> xr.DataArray:
-    """An ``rsatoolbox.rdm.RDMs`` as a labelled repsim RDM (see the module docstring).
+    """An ``rsatoolbox.rdm.RDMs`` as a labelled repsim RDM.
 
-    One RDM gives a DataArray ``(stimulus, stimulus_)`` with the rdm descriptors as scalar
-    coordinates; several give ``(representation, stimulus, stimulus_)``. Pattern descriptors
-    become stimulus coordinates on both axes; rsatoolbox's default ``index`` descriptors
-    (0, 1, ...) are left out. NaN entries (pairs rsatoolbox left unmeasured) stay NaN.
+    Pattern descriptors become stimulus coordinates on both axes; rsatoolbox's default
+    ``index`` descriptors (0, 1, ...) are left out. NaN entries (pairs rsatoolbox left
+    unmeasured) stay NaN.
+
+    Parameters
+    ----------
+    rdms
+        The rsatoolbox RDMs.
+
+    Returns
+    -------
+    xarray.DataArray
+        One RDM: ``(stimulus, stimulus_)`` with the rdm descriptors as scalar coordinates;
+        several: ``(representation, stimulus, stimulus_)``.
+
+    Raises
+    ------
+    TypeError
+        For anything but an ``rsatoolbox.rdm.RDMs``.
+    ImportError
+        When rsatoolbox is not installed.
     """
     rsatoolbox = _rsatoolbox()
     if not isinstance(rdms, rsatoolbox.rdm.RDMs):

@@ -45,10 +45,29 @@ def _name_key(name: str) -> int:
 
 
 class ProbeSet:
-    """The ordered stimuli of an extraction; see the module docstring for the definition.
+    """The ordered stimuli of an extraction (the module docstring defines them).
 
-    Build it with :meth:`build`; :meth:`coordinates` gives the per-stimulus coordinates of the
-    activation file, :meth:`batches` the model inputs, :meth:`definition` a JSON-able record.
+    Build it with [build][repsim.probeset.ProbeSet.build];
+    [coordinates][repsim.probeset.ProbeSet.coordinates] gives the per-stimulus coordinates of the
+    activation file, [batches][repsim.probeset.ProbeSet.batches] the model inputs,
+    [definition][repsim.probeset.ProbeSet.definition] a JSON-able record.
+
+    Parameters
+    ----------
+    dataset
+        The dataset whose split the stimuli come from.
+    conditions
+        The probe conditions, in row order.
+    n_stimuli
+        Pairs per condition.
+    seed
+        Seeds the draws and the noise.
+    congruent
+        The congruent pairs: (clip index, image index) arrays.
+    incongruent
+        The incongruent pairs, or ``None`` when no condition needs them.
+    split
+        The dataset split the pairs index.
     """
 
     def __init__(self, dataset: AVDataset, conditions: list[ProbeCondition], n_stimuli: int,
@@ -63,11 +82,32 @@ class ProbeSet:
     @classmethod
     def build(cls, dataset: AVDataset, conditions: Sequence[str] | None = None,
               n_stimuli: int | None = 200, seed: int = 0, split: str = "test") -> ProbeSet:
-        """``n_stimuli`` pairs per condition (None: every distinct pair of the split) from
-        ``split``.
+        """Draw a probe set from a dataset's split.
 
-        ``conditions`` None means :func:`repsim.conditions.probe_condition_names`
-        with its defaults.
+        Parameters
+        ----------
+        dataset
+            A built dataset.
+        conditions
+            Condition names; ``None``: the default of
+            [probe_condition_names][repsim.conditions.probe_condition_names].
+        n_stimuli
+            Pairs per condition; ``None``: every distinct pair of the split.
+        seed
+            Seeds the pairs and the noise.
+        split
+            The split to draw from.
+
+        Returns
+        -------
+        ProbeSet
+
+        Raises
+        ------
+        ValueError
+            For no conditions, an unknown split or condition, a number of stimuli that is not a
+            positive integer or exceeds the split's pairs, or an incongruent condition on a dataset
+            that cannot pair its classes incongruently.
         """
         names = probe_condition_names() if conditions is None else list(dict.fromkeys(
             parse_condition(name).name for name in conditions))
@@ -103,13 +143,25 @@ class ProbeSet:
 
     @property
     def condition_names(self) -> list[str]:
+        """The conditions' names, in row order."""
         return [c.name for c in self.conditions]
 
     def __len__(self) -> int:
         return self.n_stimuli * len(self.conditions)
 
     def pairs(self, condition: ProbeCondition) -> tuple[np.ndarray, np.ndarray]:
-        """(clip index, image index) arrays of ``condition``'s stimuli."""
+        """The pairs of a condition's stimuli.
+
+        Parameters
+        ----------
+        condition
+            One of the probe set's conditions.
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            (clip index, image index) arrays.
+        """
         pairs = self._pairs[condition.incongruent]
         if pairs is None:
             raise ValueError(f"condition {condition.name!r} needs incongruent pairs, and this "
@@ -117,8 +169,14 @@ class ProbeSet:
         return pairs
 
     def coordinates(self) -> dict[str, np.ndarray]:
-        """Per-stimulus coordinates in row order (names as in the activation file format:
-        a dataset with class names labels stimuli ``audio_class``/``visual_class``)."""
+        """The per-stimulus coordinates in row order.
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            Names as in the activation file format (a dataset with class names labels stimuli
+            ``audio_class``/``visual_class``).
+        """
         columns = self._columns()
         if self.dataset.class_names is not None:
             columns = {CLASS_COORDS[DIGIT_COORDS.index(key)] if key in DIGIT_COORDS else key:
@@ -157,7 +215,23 @@ class ProbeSet:
                 for key, values in columns.items()}
 
     def batches(self, batch_size: int) -> Iterator[tuple[int, Batch]]:
-        """``(first row, Batch)`` in row order, on the CPU; a batch never spans conditions."""
+        """The model inputs in row order, on the CPU; a batch never spans conditions.
+
+        Parameters
+        ----------
+        batch_size
+            Stimuli per batch (a positive integer).
+
+        Yields
+        ------
+        tuple of (int, Batch)
+            The batch's first row and the batch.
+
+        Raises
+        ------
+        ValueError
+            For a batch size that is not a positive integer.
+        """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
             raise ValueError(f"batch size must be a positive integer, got {batch_size!r}")
         row = 0
@@ -187,13 +261,23 @@ class ProbeSet:
                         for field in dataclasses.fields(Batch)})
 
     def fingerprint(self) -> str:
-        """The dataset's fingerprint (computed once)."""
+        """The dataset's fingerprint (computed once).
+
+        Returns
+        -------
+        str
+        """
         if self._fingerprint is None:
             self._fingerprint = self.dataset.fingerprint()
         return self._fingerprint
 
     def definition(self) -> dict:
-        """What defines this probe set, JSON-able (stored in the activation file)."""
+        """What defines this probe set, JSON-able (stored in the activation file).
+
+        Returns
+        -------
+        dict
+        """
         return {"version": PROBE_SET_VERSION, "dataset": self.dataset.name,
                 "dataset_config": self.dataset.config,
                 "dataset_fingerprint": self.fingerprint(), "split": self.split_name,

@@ -86,11 +86,49 @@ def run_state(run_dir: str | os.PathLike) -> str:
 class Metrics:
     """What a finished run measured: the one schema of ``metrics.json``.
 
-    Test accuracies: ``clean_accuracy``; ``noise``, a list of ``{"noise": "audio" | "visual"
-    | "both", "snr_db", "accuracy"}``; ``removed``, ``{"audio": acc, "visual": acc}``.
-    ``branch_hidden`` is the width of the branch layers (None for k = 1). ``config`` is the
-    full training config, ``versions`` the library versions. ``test_items``: test pairs
-    behind each accuracy (absent from files of repsim before 0.2).
+    Parameters
+    ----------
+    run
+        The run's name.
+    dataset
+        The dataset's name.
+    fusion_layer
+        The fusion layer k.
+    layers
+        The ConvLSTM layers.
+    seed
+        The training seed.
+    parameters
+        The model's parameter count.
+    branch_hidden
+        The width of the branch layers; ``None`` for k = 1.
+    clean_accuracy
+        Test accuracy on clean inputs.
+    noise
+        Test accuracies under noise: a list of ``{"noise": "audio" | "visual" | "both",
+        "snr_db", "accuracy"}``.
+    removed
+        Test accuracies with a modality removed: ``{"audio": acc, "visual": acc}``.
+    val_accuracy
+        The final validation accuracy.
+    epochs
+        The epochs trained.
+    train_seconds
+        The training time.
+    config
+        The full training config.
+    versions
+        The library versions.
+    test_items
+        The test pairs behind each accuracy (absent from files of repsim before 0.2).
+    stopped_epoch
+        A run trained with ``stop_at_plateau``: the epoch it stopped at (``None`` when it trained
+        every epoch); other runs have none.
+    best_epoch
+        A run trained with ``stop_at_plateau``: the epoch whose weights it kept.
+    stacked
+        How many seeds trained as one stacked network with this run
+        (:mod:`repsim.train.stacked`); ``None`` for a run trained alone.
     """
 
     run: str
@@ -109,14 +147,39 @@ class Metrics:
     config: dict
     versions: dict
     test_items: int | None = None
+    stopped_epoch: int | None = None
+    best_epoch: int | None = None
+    stacked: int | None = None
 
     def to_dict(self) -> dict:
+        """The ``metrics.json`` object.
+
+        Returns
+        -------
+        dict
+        """
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "metrics") -> Metrics:
-        """Check and convert a ``metrics.json`` object (keys beyond the schema are ignored);
-        ValueError naming ``source`` and what is wrong."""
+        """Check and convert a ``metrics.json`` object (keys beyond the schema are ignored).
+
+        Parameters
+        ----------
+        values
+            The object.
+        source
+            What it was read from, for messages.
+
+        Returns
+        -------
+        Metrics
+
+        Raises
+        ------
+        ValueError
+            Naming ``source`` and what is wrong.
+        """
         if not isinstance(values, dict):
             raise ValueError(f"{source} does not hold a metrics object")
         fields = dataclasses.fields(cls)
@@ -148,9 +211,10 @@ class Metrics:
             if (isinstance(value, bool) or not isinstance(value, int | float)) and not (
                     value is None and name == "val_accuracy"):
                 raise ValueError(f"{source}: {name} must be a number, got {value!r}")
-        items = values.get("test_items")
-        if items is not None and (isinstance(items, bool) or not isinstance(items, int)):
-            raise ValueError(f"{source}: test_items must be an integer, got {items!r}")
+        for name in ("test_items", "stopped_epoch", "best_epoch", "stacked"):
+            value = values.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ValueError(f"{source}: {name} must be an integer, got {value!r}")
         for name in ("config", "versions"):
             if not isinstance(values[name], dict):
                 raise ValueError(f"{source}: {name} must be an object, got {values[name]!r}")

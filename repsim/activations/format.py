@@ -61,36 +61,42 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 
 FORMAT = "repsim-activations"
+"""The file's ``format`` attribute: what marks an activation file."""
 FORMAT_VERSION = 4
-# The netCDF "Conventions" attribute names the conventions a file follows: this module's.
-# Not "CF-1.x": the files are not checked against CF (booleans, for one, are int8 with a
-# ``dtype`` attribute, as xarray writes them, not CF flag variables).
+"""The file's ``format_version``: the version this repsim writes and the newest it reads."""
 CONVENTIONS = f"{FORMAT}-{FORMAT_VERSION}"
+"""The netCDF ``Conventions`` attribute: the conventions a file follows, this module's. Not
+"CF-1.x": the files are not checked against CF (booleans, for one, are int8 with a ``dtype``
+attribute, as xarray writes them, not CF flag variables)."""
 STATES = ("h", "c")
+"""The states a layer may have recorded: its output ``h`` and a recurrent layer's cell ``c``."""
 # Feature dims of a recorded variable: a map's, or a vector's.
 SPATIAL_DIMS = ("channel", "y", "x")
 VECTOR_DIMS = ("feature",)
 DTYPES = ("float32", "float16")
+"""The value types a file may store."""
 COMPRESSIONS = ("none", "gzip", "lzf")
+"""The compressions a file may use."""
 # The dim along which stimuli (and conditions) are stacked, and its row-number coordinate.
 STIMULUS_DIM = "stimulus"
 TIME_DIM = "time"
+"""The time dim: every variable's second dim (``time_<L>`` for other lengths)."""
 # Names the file uses itself: no stimulus-table column may take them.
 RESERVED_NAMES = (STIMULUS_DIM, TIME_DIM, "class", "logits", "prediction", *SPATIAL_DIMS,
                   *VECTOR_DIMS)
 # A dim named after its extent (time_4, channel_16): see _feature_dim_names and time_dims.
 _EXTENT_DIM = re.compile(rf"^({'|'.join((TIME_DIM, *SPATIAL_DIMS, *VECTOR_DIMS))})_\d+$")
-# Per-stimulus coordinates a probe set gives (the writer adds ``prediction``), in file order.
 STIMULUS_COORDS = ("stimulus_id", "condition", "audio_digit", "visual_digit", "congruent",
                    "speaker", "audio_source", "visual_source", "audio_index", "visual_index",
                    "audio_snr", "visual_snr", "removed")
+"""The per-stimulus coordinates a probe set gives (the writer adds ``prediction``), in file
+order."""
 # The heard and the seen label: digit datasets' files keep the digits' names; every other
 # dataset's file holds class indices under the general names (the probe set names the classes).
 DIGIT_COORDS = ("audio_digit", "visual_digit")
 CLASS_COORDS = ("audio_class", "visual_class")
 # The key under which the probe set record (and a run's summary) names a dataset's classes.
 CLASS_NAMES = "class_names"
-# netCDF attributes of the coordinates the format defines.
 COORDINATE_ATTRS = {
     STIMULUS_DIM: {"long_name": "row of the activation file"},
     "stimulus_id": {"long_name": "stimulus identity (clip source|image source), the same "
@@ -116,16 +122,45 @@ COORDINATE_ATTRS = {
     "class": {"long_name": "output class (digit)"},
     "feature": {"long_name": "feature of a recorded vector"},
 }
+"""The netCDF attributes (``long_name``, ``units``) of the coordinates the format defines."""
 
 
 def variable_name(layer: str, state: str) -> str:
-    """The file variable holding ``state`` ("h" or "c") of ``layer``: ``"<layer>.<state>"``."""
+    """The file variable holding one state of a layer.
+
+    Parameters
+    ----------
+    layer
+        The layer's name.
+    state
+        ``"h"`` or ``"c"``.
+
+    Returns
+    -------
+    str
+        ``"<layer>.<state>"``.
+    """
     return f"{layer}.{state}"
 
 
 def feature_dims(rank: int) -> tuple[str, ...]:
-    """The feature dims of a recorded variable with ``rank`` feature axes: ``(channel, y, x)``
-    for a map (3), ``(feature,)`` for a vector (1); ValueError for any other rank."""
+    """The feature dims of a recorded variable.
+
+    Parameters
+    ----------
+    rank
+        Its number of feature axes.
+
+    Returns
+    -------
+    tuple of str
+        ``(channel, y, x)`` for a map (3), ``(feature,)`` for a vector (1).
+
+    Raises
+    ------
+    ValueError
+        For any other rank.
+    """
     if rank == len(SPATIAL_DIMS):
         return SPATIAL_DIMS
     if rank == len(VECTOR_DIMS):
@@ -135,8 +170,19 @@ def feature_dims(rank: int) -> tuple[str, ...]:
 
 
 def time_dims(lengths: Mapping[str, int]) -> dict[str, str]:
-    """The time dim of each variable, given its number of steps: ``time`` for the length most
-    variables share (the longest among equally common ones), ``time_<L>`` for any other."""
+    """The time dim of each variable, given its number of steps.
+
+    Parameters
+    ----------
+    lengths
+        Variable name to its number of time steps.
+
+    Returns
+    -------
+    dict of str to str
+        ``time`` for the length most variables share (the longest among equally common ones),
+        ``time_<L>`` for any other.
+    """
     counts = Counter(lengths.values())
     main = max(counts, key=lambda length: (counts[length], length))
     return {name: TIME_DIM if length == main else f"{TIME_DIM}_{length}"
@@ -144,10 +190,22 @@ def time_dims(lengths: Mapping[str, int]) -> dict[str, str]:
 
 
 def check_column_names(names: Iterable[str], variables: Iterable[str] = ()) -> None:
-    """ValueError naming a stimulus-table column that the file cannot hold: empty, with a
-    ``/`` (HDF5 would make a group of it), starting with ``_`` (netCDF reserves those), one of
-    the file's own names (:data:`RESERVED_NAMES`, ``time_4``-like dims) or a recorded
-    variable's name (``variables``)."""
+    """Refuse stimulus-table columns that the file cannot hold.
+
+    Parameters
+    ----------
+    names
+        The column names.
+    variables
+        The recorded variables' names, which no column may take.
+
+    Raises
+    ------
+    ValueError
+        Naming a column that is empty, has a ``/`` (HDF5 would make a group of it), starts with
+        ``_`` (netCDF reserves those), is one of the file's own names (``RESERVED_NAMES``,
+        ``time_4``-like dims) or a recorded variable's name.
+    """
     taken = set(variables)
     for name in names:
         why = ("it is empty" if not name else
@@ -162,6 +220,17 @@ def check_column_names(names: Iterable[str], variables: Iterable[str] = ()) -> N
 
 
 def coordinate_attrs(name: str) -> dict[str, str]:
-    """netCDF attributes of coordinate ``name``: the format's, or a ``long_name`` made from
-    the name for a coordinate the format does not define."""
+    """The netCDF attributes of a coordinate.
+
+    Parameters
+    ----------
+    name
+        The coordinate's name.
+
+    Returns
+    -------
+    dict of str to str
+        The format's (see [COORDINATE_ATTRS][repsim.activations.format.COORDINATE_ATTRS]), or a
+        ``long_name`` made from the name for a coordinate the format does not define.
+    """
     return dict(COORDINATE_ATTRS.get(name, {"long_name": name.replace("_", " ")}))

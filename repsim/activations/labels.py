@@ -19,8 +19,24 @@ DIGIT_NAMES = tuple(str(d) for d in range(10))
 
 
 def label_coords(data: xr.Dataset) -> tuple[str, str]:
-    """The (heard, seen) label coordinates of ``data``: ``audio_digit``/``visual_digit`` in a
-    digit dataset's file, ``audio_class``/``visual_class`` otherwise; ValueError if neither."""
+    """The heard and the seen label coordinates of a file.
+
+    Parameters
+    ----------
+    data
+        An open activation file.
+
+    Returns
+    -------
+    tuple of str
+        ``("audio_digit", "visual_digit")`` in a digit dataset's file,
+        ``("audio_class", "visual_class")`` otherwise.
+
+    Raises
+    ------
+    ValueError
+        When the file has neither pair.
+    """
     for pair in (DIGIT_COORDS, CLASS_COORDS):
         if all(name in data.coords for name in pair):
             return pair
@@ -29,13 +45,34 @@ def label_coords(data: xr.Dataset) -> tuple[str, str]:
 
 
 def is_digits(data: xr.Dataset) -> bool:
-    """Whether ``data`` is labelled with the digits 0-9 (a digit dataset's file)."""
+    """Whether a file is labelled with the digits 0-9 (a digit dataset's file).
+
+    Parameters
+    ----------
+    data
+        An open activation file.
+
+    Returns
+    -------
+    bool
+    """
     return label_coords(data) == DIGIT_COORDS
 
 
 def class_names(data: xr.Dataset) -> list[str]:
-    """The name of every label value, in label order: ``"0"``..``"9"`` for digits; the names
-    the probe set recorded otherwise (or, in a file without them, the label values seen)."""
+    """The name of every label value, in label order.
+
+    Parameters
+    ----------
+    data
+        An open activation file.
+
+    Returns
+    -------
+    list of str
+        ``"0"``..``"9"`` for digits; the names the probe set recorded otherwise (or, in a file
+        without them, the label values seen).
+    """
     if is_digits(data):
         return list(DIGIT_NAMES)
     record = json.loads(data.attrs.get("probe_set", "{}"))
@@ -46,5 +83,16 @@ def class_names(data: xr.Dataset) -> list[str]:
 
 
 def chance_level(data: xr.Dataset) -> float:
-    """1 / the number of classes: the accuracy of guessing among equally frequent classes."""
+    """The accuracy of guessing among equally frequent classes.
+
+    Parameters
+    ----------
+    data
+        An open activation file.
+
+    Returns
+    -------
+    float
+        1 / the number of classes.
+    """
     return 1.0 / len(class_names(data))

@@ -1,6 +1,7 @@
 """Reading activation files: open one lazily as xarray, pick a layer, state, step and
-condition, and align two models' files stimulus by stimulus (see
-:mod:`repsim.activations.format` for the layout)."""
+condition, and align two models' files stimulus by stimulus (the layout is
+[repsim.activations.format][]).
+"""
 
 from __future__ import annotations
 
@@ -28,24 +29,51 @@ from repsim.activations.format import (
 
 def open(path: str | os.PathLike, chunks: str | int | Mapping[str, Any] | None = None
          ) -> xr.Dataset:  # shadows the builtin on purpose
-    """Open a complete activation file as a lazy :class:`xarray.Dataset`.
+    """Open a complete activation file as a lazy ``xarray.Dataset``.
 
-    Only the per-stimulus coordinates are read now; a layer's values are read when asked
-    for, and only the part selected. ``chunks`` makes the layer states and logits dask arrays
-    instead, for computations larger than memory; it means what it means to
-    :func:`xarray.open_dataset`: ``{}`` the file's own chunks, ``"auto"``, ``-1`` one chunk
-    per variable, a positive integer for every dim, or ``{dim: size}`` for dims of the file.
-    It needs dask (``pip install -e '.[dask]'``).
+    Only the per-stimulus coordinates are read now; a layer's values are read when asked for,
+    and only the part selected. ``stimulus_id`` is indexed: ``ds.sel(stimulus_id=...)`` picks a
+    stimulus in every condition (a list of ids needs one condition, see
+    [select][repsim.activations.reader.select], since ids repeat across conditions), and xarray
+    aligns two selections by stimulus id. The ``stimulus`` coordinate is the row number (added
+    for format version 1 files, which lack it), not an index.
 
-    ``stimulus_id`` is indexed: ``ds.sel(stimulus_id=...)`` picks a stimulus in every
-    condition (a list of ids needs one condition, see :func:`select`, since ids repeat across
-    conditions), and xarray aligns two selections by stimulus id. The ``stimulus`` coordinate
-    is the row number (added for format version 1 files, which lack it), not an index.
+    Parameters
+    ----------
+    path
+        The activation file.
+    chunks
+        ``None`` reads values as NumPy when selected. Otherwise the layer states and logits are
+        dask arrays, for computations larger than memory, and it means what it means to
+        ``xarray.open_dataset``: ``{}`` the file's own chunks, ``"auto"``, ``-1`` one chunk per
+        variable, a positive integer for every dim, or ``{dim: size}`` for dims of the file. It
+        needs dask (``pip install -e '.[dask]'``).
 
-    Raises FileNotFoundError for a missing file; ValueError naming the file when it is
-    truncated, not an activation file, of a newer format version, or incomplete
-    (``complete`` != 1), or naming what is wrong with ``chunks``; ImportError when ``chunks``
-    is given and dask is not installed.
+    Returns
+    -------
+    xarray.Dataset
+        One variable per recorded layer and state, with the stimulus coordinates and the
+        file's attributes.
+
+    Raises
+    ------
+    FileNotFoundError
+        For a missing file.
+    ValueError
+        Naming the file when it is truncated, not an activation file, of a newer format
+        version, or incomplete (``complete`` != 1), or naming what is wrong with ``chunks``.
+    ImportError
+        When ``chunks`` is given and dask is not installed.
+
+    Examples
+    --------
+    ```python
+    from repsim import activations
+
+    ds = activations.open("runs/synthetic-f1-s0/activations.h5")
+    activations.layer_names(ds)          # ['audio.1', 'visual.1', 'fused.2'] for k = 2
+    h = activations.select(ds, "fused.2", time=-1, condition="clean")
+    ```
     """
     path = Path(path)
     if not path.exists():
@@ -129,7 +157,18 @@ def _index_stimuli(ds: xr.Dataset) -> xr.Dataset:
 
 
 def layer_names(ds: xr.Dataset) -> list[str]:
-    """Recorded layers in forward order (e.g. ``["audio.1", "visual.1", "fused.2"]``)."""
+    """The recorded layers in forward order.
+
+    Parameters
+    ----------
+    ds
+        An open activation file.
+
+    Returns
+    -------
+    list of str
+        E.g. ``["audio.1", "visual.1", "fused.2"]``.
+    """
     return json.loads(ds.attrs["layers"])
 
 
@@ -148,10 +187,22 @@ def _old_file_places(ds: xr.Dataset) -> dict[str, tuple[int, str]] | None:
 
 
 def layer_depths(ds: xr.Dataset) -> dict[str, int]:
-    """Each layer's depth, 1 = nearest the input, in the file's order: the file's
-    ``layer_depths`` (what the model said, else the layer's position in the recording); in a
-    file written before format 4, the ``<depth>`` of layers all named ``<stream>.<depth>``,
-    else the position."""
+    """Each layer's depth, 1 = nearest the input, in the file's order.
+
+    The file's ``layer_depths`` (what the model said, else the layer's position in the
+    recording); in a file written before format 4, the ``<depth>`` of layers all named
+    ``<stream>.<depth>``, else the position.
+
+    Parameters
+    ----------
+    ds
+        An open activation file.
+
+    Returns
+    -------
+    dict of str to int
+        Layer name to depth.
+    """
     if "layer_depths" in ds.attrs:
         depths = json.loads(ds.attrs["layer_depths"])
         return {layer: int(depths[layer]) for layer in layer_names(ds)}
@@ -162,8 +213,20 @@ def layer_depths(ds: xr.Dataset) -> dict[str, int]:
 
 
 def layer_streams(ds: xr.Dataset) -> dict[str, str]:
-    """Each layer's stream (e.g. ``audio``, ``fused``; ``""``: the model did not say, one
-    stream), as :func:`layer_depths` reads depths."""
+    """Each layer's stream, read as [layer_depths][repsim.activations.reader.layer_depths] reads
+    depths.
+
+    Parameters
+    ----------
+    ds
+        An open activation file.
+
+    Returns
+    -------
+    dict of str to str
+        Layer name to stream (e.g. ``audio``, ``fused``; ``""``: the model did not say, one
+        stream).
+    """
     if "layer_streams" in ds.attrs:
         streams = json.loads(ds.attrs["layer_streams"])
         return {layer: str(streams[layer]) for layer in layer_names(ds)}
@@ -174,16 +237,38 @@ def layer_streams(ds: xr.Dataset) -> dict[str, str]:
 
 
 def model_name(ds: xr.Dataset) -> str | None:
-    """The name the recording gave the model (``model_name``), None in older files."""
+    """The name the recording gave the model.
+
+    Parameters
+    ----------
+    ds
+        An open activation file.
+
+    Returns
+    -------
+    str or None
+        The file's ``model_name``; ``None`` in older files.
+    """
     name = ds.attrs.get("model_name")
     return None if name is None else str(name)
 
 
 def condition_changes(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
-    """What each condition of the file does to which input (the file's ``condition_changes``,
-    format 4), else read from the condition names
-    (:func:`repsim.conditions.condition_change`); conditions that change no named input are
-    left out."""
+    """What each condition of the file does to which input.
+
+    The file's ``condition_changes`` (format 4), else read from the condition names
+    ([repsim.conditions.condition_change][]); conditions that change no named input are left out.
+
+    Parameters
+    ----------
+    ds
+        An open activation file.
+
+    Returns
+    -------
+    dict
+        Condition name to ``{input: change}``.
+    """
     from repsim.conditions import condition_change
 
     if "condition_changes" in ds.attrs:
@@ -193,12 +278,39 @@ def condition_changes(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
 
 
 def state_names(ds: xr.Dataset) -> list[str]:
-    """Recorded states, a subset of ``["h", "c"]``."""
+    """The recorded states.
+
+    Parameters
+    ----------
+    ds
+        An open activation file.
+
+    Returns
+    -------
+    list of str
+        A subset of ``["h", "c"]``.
+    """
     return json.loads(ds.attrs["states"])
 
 
 def condition_names(ds: xr.Dataset) -> list[str]:
-    """Conditions present, in the order they first occur along ``stimulus``."""
+    """The conditions present, in the order they first occur along ``stimulus``.
+
+    Parameters
+    ----------
+    ds
+        An open activation file.
+
+    Returns
+    -------
+    list of str
+        Condition names.
+
+    Raises
+    ------
+    ValueError
+        When the dataset has no ``condition`` coordinate.
+    """
     if "condition" not in ds.coords:
         raise ValueError("this activation dataset has no 'condition' coordinate")
     values = ds["condition"].values
@@ -208,13 +320,35 @@ def condition_names(ds: xr.Dataset) -> list[str]:
 
 def select(ds: xr.Dataset, layer: str, state: str = "h", time: int | None = None,
            condition: str | None = None, order: np.ndarray | None = None) -> xr.DataArray:
-    """One layer's ``state`` as a lazy DataArray with dims ``(stimulus, [time,] channel, y, x)``
-    (maps) or ``(stimulus, [time,] feature)`` (vectors).
+    """One layer's state as a lazy DataArray.
 
-    ``time`` picks one step (negative counts from the end, ``-1`` = last); ``condition`` keeps
-    only the stimuli of that condition (file order is kept, or the order of the stimulus ids
-    in ``order``, which must be the condition's ids: to align two models stimulus by
-    stimulus). Per-stimulus coordinates follow.
+    Parameters
+    ----------
+    ds
+        An open activation file.
+    layer
+        A recorded layer (see [layer_names][repsim.activations.reader.layer_names]).
+    state
+        ``"h"`` (hidden state) or ``"c"`` (cell state), if recorded.
+    time
+        One step (negative counts from the end, ``-1`` = last); ``None`` keeps every step.
+    condition
+        Keep only the stimuli of this condition; ``None`` keeps all.
+    order
+        Stimulus ids of ``condition`` in the order wanted (to align two models stimulus by
+        stimulus); ``None`` keeps file order.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims ``(stimulus, [time,] channel, y, x)`` (maps) or ``(stimulus, [time,] feature)``
+        (vectors), with the per-stimulus coordinates.
+
+    Raises
+    ------
+    ValueError
+        For an unknown layer, state or condition, a time step out of range, or ``order``
+        without a condition.
     """
     name = variable_name(layer, state)
     if name not in ds.data_vars:
@@ -247,8 +381,24 @@ def select(ds: xr.Dataset, layer: str, state: str = "h", time: int | None = None
 
 
 def time_steps(ds: xr.Dataset, layer: str, state: str = "h") -> int:
-    """How many time steps ``layer`` was recorded at (layers may differ: a head called once
-    has 1; see the format's time dims)."""
+    """How many time steps ``layer`` was recorded at.
+
+    Layers may differ: a head called once has 1 (see the format's time dims).
+
+    Parameters
+    ----------
+    ds
+        An open activation file.
+    layer
+        A recorded layer.
+    state
+        ``"h"`` or ``"c"``.
+
+    Returns
+    -------
+    int
+        The number of steps.
+    """
     name = variable_name(layer, state)
     if name not in ds.data_vars:
         select(ds, layer, state)  # names what is wrong
@@ -256,12 +406,27 @@ def time_steps(ds: xr.Dataset, layer: str, state: str = "h") -> int:
 
 
 def flatten(da: xr.DataArray) -> xr.DataArray:
-    """``da`` with every non-stimulus dim flattened into ``feature``: ``(stimulus, feature)``.
+    """``da`` with every non-stimulus dim flattened into ``feature``.
 
-    A dask-backed ``da`` (from ``open(path, chunks=...)``) stays lazy. Any other is read,
-    since a reshape needs its values: flatten one layer at one step (``select(...,
-    time=t)``), not a whole layer. The stimulus dim must come first; stimulus coordinates
-    (with their index) and scalar coordinates are kept.
+    A dask-backed ``da`` (from ``open(path, chunks=...)``) stays lazy. Any other is read, since
+    a reshape needs its values: flatten one layer at one step (``select(..., time=t)``), not a
+    whole layer.
+
+    Parameters
+    ----------
+    da
+        A DataArray whose first dim is ``stimulus``.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``(stimulus, feature)``, with the stimulus coordinates (and their index) and the scalar
+        coordinates kept.
+
+    Raises
+    ------
+    ValueError
+        When ``stimulus`` is not the first dim.
     """
     if not da.dims or da.dims[0] != STIMULUS_DIM:
         raise ValueError(f"flatten needs 'stimulus' as the first dim, got dims {da.dims}")
@@ -287,10 +452,34 @@ def _attr_int(value) -> int | None:
 
 def layer_states(data: xr.Dataset, layer: str, condition: str, *, state: str = "h",
                  time: int | None = None, order: np.ndarray | None = None) -> np.ndarray:
-    """One layer's states on one condition as float32 ``(stimuli, [time,] features)``.
+    """One layer's states on one condition as a float32 array.
 
-    Rows follow the file, or the stimulus ids in ``order`` (to align two models stimulus by
-    stimulus); a stimulus missing from either side is an error.
+    Parameters
+    ----------
+    data
+        An open activation file.
+    layer
+        A recorded layer.
+    condition
+        The condition whose stimuli to take.
+    state
+        ``"h"`` or ``"c"``.
+    time
+        One step; ``None`` keeps every step.
+    order
+        Stimulus ids in the order wanted (to align two models stimulus by stimulus); ``None``
+        keeps file order.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(stimuli, [time,] features)``.
+
+    Raises
+    ------
+    ValueError
+        When a stimulus of ``order`` is missing from the file or the file holds stimuli
+        ``order`` lacks.
     """
     da = select(data, layer, state=state, time=time, condition=condition, order=order)
     values = np.asarray(da.values, dtype=np.float32)
@@ -299,7 +488,25 @@ def layer_states(data: xr.Dataset, layer: str, condition: str, *, state: str = "
 
 
 def stimulus_ids(data: xr.Dataset, condition: str) -> np.ndarray:
-    """The stimulus ids of ``condition``, in file order (refusing duplicates)."""
+    """The stimulus ids of ``condition``, in file order.
+
+    Parameters
+    ----------
+    data
+        An open activation file.
+    condition
+        A condition of the file.
+
+    Returns
+    -------
+    numpy.ndarray
+        The ids.
+
+    Raises
+    ------
+    ValueError
+        When the condition has no stimuli or repeats ids.
+    """
     ids = np.asarray(data["stimulus_id"].values[data["condition"].values == condition], dtype=str)
     if ids.size == 0:
         present = ", ".join(condition_names(data))
@@ -310,7 +517,20 @@ def stimulus_ids(data: xr.Dataset, condition: str) -> np.ndarray:
 
 
 def stimulus_table(data: xr.Dataset, condition: str) -> pd.DataFrame:
-    """The per-stimulus coordinates (digits, ids, ...) of ``condition``, in file order."""
+    """The per-stimulus coordinates of ``condition``, in file order.
+
+    Parameters
+    ----------
+    data
+        An open activation file.
+    condition
+        A condition of the file.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per stimulus: digits, ids and every other stimulus coordinate.
+    """
     stimulus_ids(data, condition)  # refuses an absent condition
     keep = data["condition"].values == condition
     columns = {name: np.asarray(coord.values)[keep] for name, coord in data.coords.items()

@@ -11,8 +11,8 @@ coordinates (see :mod:`repsim.analysis._arrays`). Every definition is documented
 :mod:`~repsim.analysis.cka`, :mod:`~repsim.analysis.rsa`, :mod:`~repsim.analysis.probes`,
 :mod:`~repsim.analysis.ablation`, :mod:`~repsim.analysis.noise_entry`,
 :mod:`~repsim.analysis.resampling`, :mod:`~repsim.analysis.temporal` (time-resolved: temporal
-generalization, decoding onset, RDM movies, cross-temporal similarity). The names below are imported on first use
-(:mod:`repsim.lazy`).
+generalization, decoding onset, RDM movies, cross-temporal similarity). The names below are
+imported on first use (:mod:`repsim.lazy`).
 """
 
 from typing import TYPE_CHECKING

@@ -4,7 +4,7 @@ Definitions, for one layer x time step with intact states ``h`` and states ``h_r
 recorded on the same stimuli with one modality zeroed (matched by ``stimulus_id``):
 
 - CKA sensitivity ``S = 1 - CKA(h, h_removed)`` (linear by default; see
-  :mod:`repsim.analysis.cka`). If removal makes the layer constant across stimuli (e.g. an
+  [repsim.analysis.cka.cka][]). If removal makes the layer constant across stimuli (e.g. an
   audio-branch layer without audio), no stimulus information is left: its HSIC with the
   intact states is exactly 0, so CKA is taken as 0 and ``S = 1``. An intact layer that is
   constant has no CKA at all: ValueError.
@@ -13,8 +13,8 @@ recorded on the same stimuli with one modality zeroed (matched by ``stimulus_id`
   layer, 0 when only removing vision does, 0.5 for equal reliance; NaN when neither removal
   changes it (0 / 0). Given for both measures.
 
-:func:`repsim.labelled.ablation_sensitivity` applies them to every layer x time
-step of an activation file.
+[repsim.labelled.ablation_sensitivity][] applies them to every layer x time step of an
+activation file.
 """
 
 from __future__ import annotations
@@ -28,10 +28,28 @@ from repsim.analysis.cka import cka
 
 def modality_sensitivity(h: ArrayLike, h_removed: ArrayLike, kernel: str = "linear",
                          debiased: bool = False, threshold: float = 1.0) -> tuple[float, float]:
-    """``(1 - CKA(h, h_removed), ||h - h_removed|| / ||h||)`` for one representation.
+    """How much one representation changes when a modality is removed.
 
-    ``h``/``h_removed``: NumPy, torch or xarray (stimuli first; matched by ``stimulus_id``
-    when both carry it). See the module docstring for the constant cases.
+    Parameters
+    ----------
+    h
+        The intact states ``(n, ...)``: NumPy, torch or xarray, stimuli first.
+    h_removed
+        The states of the same stimuli with one modality removed (matched by ``stimulus_id``
+        when both carry it).
+    kernel, debiased, threshold
+        The CKA options (as for [cka][repsim.analysis.cka.cka]).
+
+    Returns
+    -------
+    tuple of float
+        ``(1 - CKA(h, h_removed), ||h - h_removed||_F / ||h||_F)``; the CKA sensitivity is 1 when
+        removal leaves the layer constant across stimuli.
+
+    Raises
+    ------
+    ValueError
+        When the intact states are constant across stimuli (no CKA), or the stimuli do not match.
     """
     intact, removed = aligned_matrices([h, h_removed], ["h", "h_removed"])
     if is_constant(intact):
@@ -45,7 +63,21 @@ def modality_sensitivity(h: ArrayLike, h_removed: ArrayLike, kernel: str = "line
 
 
 def reliance_index(s_audio: ArrayLike, s_visual: ArrayLike) -> np.ndarray:
-    """``S_audio / (S_audio + S_visual)``, NaN where both are zero (elementwise)."""
+    """The reliance index ``S_audio / (S_audio + S_visual)``, elementwise.
+
+    Parameters
+    ----------
+    s_audio
+        Sensitivities to removing audio (any shape).
+    s_visual
+        Sensitivities to removing vision, of the same shape.
+
+    Returns
+    -------
+    numpy.ndarray
+        1 where only removing audio changes the layer, 0 where only removing vision does; NaN
+        where both sensitivities are zero.
+    """
     s_audio, s_visual = np.asarray(s_audio, dtype=float), np.asarray(s_visual, dtype=float)
     total = s_audio + s_visual
     with np.errstate(invalid="ignore", divide="ignore"):

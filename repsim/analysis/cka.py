@@ -1,7 +1,8 @@
 """Centered kernel alignment (CKA): one pair, every pair, and a minibatch (streaming) form.
 
 Definitions (Kornblith, Norouzi, Lee & Hinton 2019, "Similarity of Neural Network
-Representations Revisited", and their reference code):
+Representations Revisited", and their reference code; the formulas are also in the
+analyses guide of the documentation):
 
 - Gram matrices of the n stimuli: linear ``K = X X^T``; RBF ``K_ij = exp(-d_ij^2 / (2 s^2))``
   with the bandwidth ``s = threshold * sqrt(median of all n x n squared distances d_ij^2,
@@ -19,7 +20,7 @@ Representations Revisited", and their reference code):
 
 A representation that is the same for every stimulus has a zero centered Gram matrix, for
 which CKA is 0/0: every function here raises a ValueError naming it (see
-:func:`repsim.labelled.ablation_sensitivity` for how ablation treats it).
+[repsim.labelled.ablation_sensitivity][] for how ablation treats it).
 """
 
 from __future__ import annotations
@@ -53,11 +54,39 @@ CPU = torch.device("cpu")
 
 def cka(X: ArrayLike, Y: ArrayLike, kernel: str = "linear", debiased: bool = False,
         threshold: float = 1.0) -> float:
-    """CKA between two representations of the same stimuli (see the module docstring).
+    """CKA between two representations of the same stimuli (definitions in the module docstring).
 
-    ``X`` (n, ...) and ``Y`` (n, ...): NumPy, torch or xarray (matched by ``stimulus_id`` when
-    both carry it); all non-stimulus axes are flattened. ``kernel`` is "linear" or "rbf";
-    ``threshold`` scales the RBF bandwidth. Returns a Python float.
+    Parameters
+    ----------
+    X, Y
+        Representations ``(n, ...)`` of the same n stimuli: NumPy, torch or xarray, matched by
+        ``stimulus_id`` when both carry it; every non-stimulus axis is flattened into features.
+    kernel
+        ``"linear"`` or ``"rbf"``.
+    debiased
+        Use the unbiased HSIC estimator of Song et al. (2012); needs at least 4 stimuli.
+    threshold
+        Scales the RBF bandwidth (the median distance times ``threshold``); ignored by the
+        linear kernel.
+
+    Returns
+    -------
+    float
+        CKA, in [0, 1] for the biased estimator (debiased CKA can be slightly negative).
+
+    Raises
+    ------
+    ValueError
+        For a representation that is constant across stimuli (CKA is 0/0), non-finite values,
+        stimuli that do not match, an unknown kernel, or fewer than 4 stimuli when debiased.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from repsim.analysis import cka
+    >>> X = np.random.default_rng(0).normal(size=(100, 20))
+    >>> round(cka(X, 2 * X @ np.linalg.qr(np.random.default_rng(1).normal(size=(20, 20)))[0]), 6)
+    1.0
     """
     x, y = _checked_pair(X, Y, kernel, debiased, threshold)
     if kernel == "linear" and max(x.shape[1], y.shape[1]) < x.shape[0]:
@@ -74,15 +103,54 @@ def cka_matrix(reps_x: Sequence[ArrayLike] | Mapping[str, ArrayLike],
                device: str | torch.device | None = None) -> np.ndarray | xr.DataArray:
     """CKA between every representation in ``reps_x`` and every one in ``reps_y``.
 
-    ``reps_x``/``reps_y``: sequences (or dicts, in order) of representations of the same
-    stimuli, e.g. every layer x time step of two models; ``reps_y=None`` compares ``reps_x``
-    with itself. Stimuli are matched by ``stimulus_id`` when all inputs carry it. Each Gram
-    matrix is built, centered and normalized once (its upper triangle packed, off-diagonal
-    entries weighted by sqrt(2), so that dot products are Frobenius products); all pairs then
-    come from one matrix product. ``device`` (e.g. "cuda") runs it there; default CPU. Returns
-    a float64 array of shape ``(len(reps_x), len(reps_y))``; when any input is a DataArray, a
-    DataArray ``(representation, representation_)`` labelled by the dicts' keys or the
-    DataArrays' names (and shared scalar coordinates such as ``time``).
+    Each Gram matrix is built, centered and normalized once (its upper triangle packed,
+    off-diagonal entries weighted by sqrt(2), so that dot products are Frobenius products); all
+    pairs then come from one matrix product, so comparing every layer x time step of two models
+    costs one Gram matrix per representation.
+
+    Parameters
+    ----------
+    reps_x
+        Representations of the same stimuli (a sequence, or a dict in its order), e.g. every
+        layer x time step of a model; stimuli are matched by ``stimulus_id`` when all inputs
+        carry it.
+    reps_y
+        A second such collection; ``None`` compares ``reps_x`` with itself.
+    kernel
+        ``"linear"`` or ``"rbf"`` (as in [cka][repsim.analysis.cka.cka]).
+    debiased
+        Use the unbiased HSIC estimator (at least 4 stimuli).
+    threshold
+        Scales the RBF bandwidth.
+    device
+        Where to compute (e.g. ``"cuda"``); ``None`` is the CPU.
+
+    Returns
+    -------
+    numpy.ndarray or xarray.DataArray
+        float64 of shape ``(len(reps_x), len(reps_y))``; when any input is a DataArray, a
+        DataArray ``(representation, representation_)`` labelled by the dicts' keys or the
+        DataArrays' names (and shared scalar coordinates such as ``time``).
+
+    Raises
+    ------
+    ValueError
+        As [cka][repsim.analysis.cka.cka], naming the offending input (``reps_x[2]``).
+
+    Examples
+    --------
+    Every layer of one model against every layer of another, from their activation files:
+
+    ```python
+    from repsim import activations
+    from repsim.analysis import cka_matrix
+
+    a = activations.open("runs/synthetic-f1-s0/activations.h5")
+    b = activations.open("runs/synthetic-f3-s0/activations.h5")
+    reps_a = {name: activations.select(a, name, time=-1) for name in activations.layer_names(a)}
+    reps_b = {name: activations.select(b, name, time=-1) for name in activations.layer_names(b)}
+    similarity = cka_matrix(reps_a, reps_b)   # DataArray (representation, representation_)
+    ```
     """
     xs = as_list(reps_x, "reps_x")
     ys = xs if reps_y is None else as_list(reps_y, "reps_y")
@@ -117,10 +185,25 @@ def minibatch_cka(batches: Iterable[Sequence], device: str | torch.device | None
     the batch mean is an unbiased estimate of the full-data unbiased HSIC (exactly equal to it
     when averaged over all b-subsets).
 
-    ``batches``: an iterable whose items are sequences of k representations of the same batch
-    of stimuli (e.g. from :func:`minibatches`, which reads activation files block by block).
-    To compare two models, put the layers of both in each batch and read the off-diagonal
-    block of the returned ``(k, k)`` float64 matrix.
+    Parameters
+    ----------
+    batches
+        An iterable whose items are sequences of k representations of the same batch of stimuli
+        (e.g. from [minibatches][repsim.analysis.cka.minibatches], which reads activation files
+        block by block). To compare two models, put the layers of both in each batch.
+    device
+        Where to compute (e.g. ``"cuda"``); ``None`` is the CPU.
+
+    Returns
+    -------
+    numpy.ndarray
+        The ``(k, k)`` float64 CKA matrix; for two models, read its off-diagonal block.
+
+    Raises
+    ------
+    ValueError
+        For no batches, a batch of fewer than 4 stimuli, batches with different numbers of
+        representations, or a representation constant across stimuli in every batch.
     """
     device = torch.device("cpu" if device is None else device)
     with single_threaded_torch(device):
@@ -159,14 +242,33 @@ def _hsic_sums(batches: Iterable[Sequence], device: torch.device) -> torch.Tenso
 
 def minibatches(reps: Sequence[ArrayLike] | Mapping[str, ArrayLike], batch_size: int,
                 seed: int | None = None) -> Iterator[list[np.ndarray]]:
-    """Yield the representations ``reps`` block by block of stimuli, for :func:`minibatch_cka`.
+    """The representations ``reps`` block by block of stimuli, for
+    [minibatch_cka][repsim.analysis.cka.minibatch_cka].
 
-    Lazy xarray inputs (e.g. ``repsim.activations.select`` on an open file) are read one
-    block at a time, so memory holds one batch. Stimuli are matched across inputs by
-    ``stimulus_id``; ``seed=None`` keeps file order, an integer shuffles stimuli into random
-    batches first (Nguyen et al. use random minibatches). The n stimuli are split into
-    ``n // batch_size`` blocks of equal size (give or take one), each of at least
-    ``batch_size`` stimuli; none is dropped.
+    Lazy xarray inputs (e.g. [repsim.activations.select][] on an open file) are read one block
+    at a time, so memory holds one batch. The n stimuli are split into ``n // batch_size`` blocks
+    of equal size (give or take one), each of at least ``batch_size`` stimuli; none is dropped.
+
+    Parameters
+    ----------
+    reps
+        Representations of the same stimuli (a sequence, or a dict in its order), matched
+        across inputs by ``stimulus_id``.
+    batch_size
+        The smallest block, from 4 to the number of stimuli.
+    seed
+        ``None`` keeps file order; an integer shuffles stimuli into random batches first
+        (Nguyen et al. use random minibatches).
+
+    Yields
+    ------
+    list of numpy.ndarray
+        One ``(b, features)`` matrix per representation, for the same b stimuli.
+
+    Raises
+    ------
+    ValueError
+        For a ``batch_size`` outside 4 to n, or stimuli that do not match.
     """
     reps = as_list(reps, "reps")
     names = [f"reps[{i}]" for i in range(len(reps))]
@@ -185,7 +287,8 @@ def minibatches(reps: Sequence[ArrayLike] | Mapping[str, ArrayLike], batch_size:
 def bootstrap_cka(X: ArrayLike, Y: ArrayLike, kernel: str = "linear", debiased: bool = False,
                   threshold: float = 1.0, n_boot: int = 1000, seed: int = 0,
                   confidence: float = 0.95) -> BootstrapResult:
-    """Percentile bootstrap confidence interval of :func:`cka`, resampling stimuli.
+    """Percentile bootstrap confidence interval of [cka][repsim.analysis.cka.cka], resampling
+    stimuli.
 
     Each resample draws n stimuli with replacement and recomputes CKA on those rows (the
     pairwise products/distances are computed once and indexed; the RBF bandwidth is
@@ -193,6 +296,31 @@ def bootstrap_cka(X: ArrayLike, Y: ArrayLike, kernel: str = "linear", debiased: 
     the same) count in ``n_undefined`` and are left out of the interval. Duplicated stimuli
     enter the Gram matrices as they are (the plain nonparametric bootstrap): their identical
     pairs pull resampled CKA up a little, so the interval can sit above the estimate.
+
+    Parameters
+    ----------
+    X, Y
+        Representations ``(n, ...)`` of the same stimuli, as for
+        [cka][repsim.analysis.cka.cka].
+    kernel, debiased, threshold
+        As for [cka][repsim.analysis.cka.cka].
+    n_boot
+        The number of resamples.
+    seed
+        Seeds the resampling: the same seed draws the same resamples.
+    confidence
+        The interval's coverage, between 0 and 1.
+
+    Returns
+    -------
+    BootstrapResult
+        The estimate, the interval and every resample's value
+        ([BootstrapResult][repsim.analysis.resampling.BootstrapResult]).
+
+    Raises
+    ------
+    ValueError
+        As [cka][repsim.analysis.cka.cka], and for ``n_boot`` or ``confidence`` out of range.
     """
     x, y = _checked_pair(X, Y, kernel, debiased, threshold)
     bases = [_pairwise(torch.from_numpy(m), kernel) for m in (x, y)]

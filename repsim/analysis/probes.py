@@ -6,16 +6,16 @@ intercepts unpenalized): minimize ``C * sum_i CE_i + ||W||^2 / 2`` over the trai
 deviation of the training rows of each fit (features constant there get scale 1, as
 StandardScaler does), so no statistic of a held-out row reaches a model.
 
-Protocol of :func:`linear_probe`: stratified K-fold (``groups``: stratified group K-fold, so
-that no group is in training and test at once), shuffled with ``seed``. In each outer
-training set, ``inner_folds``-fold cross-validation (same splitter, same seed) picks C from
-``Cs`` by mean inner validation accuracy (ties go to the smaller C, i.e. the stronger
-regularization, as scikit-learn's grid search does with an ascending grid); a model refit on
-the whole outer training set with that C predicts the outer test fold. ``accuracy`` pools the
-out-of-fold predictions of all stimuli.
+Protocol of [linear_probe][repsim.analysis.probes.linear_probe]: stratified K-fold
+(``groups``: stratified group K-fold, so that no group is in training and test at once),
+shuffled with ``seed``. In each outer training set, ``inner_folds``-fold cross-validation
+(same splitter, same seed) picks C from ``Cs`` by mean inner validation accuracy (ties go to
+the smaller C, i.e. the stronger regularization, as scikit-learn's grid search does with an
+ascending grid); a model refit on the whole outer training set with that C predicts the outer
+test fold. ``accuracy`` pools the out-of-fold predictions of all stimuli.
 
 Every fit of one representation (outer folds x (inner folds + 1) x Cs, here 120 by default)
-is solved in one batch by :mod:`~repsim.analysis.probe_solver`, to the gradient tolerance
+is solved in one batch by ``repsim.analysis.probe_solver``, to the gradient tolerance
 ``tol`` on the objective above divided by ``C`` x the training rows (scikit-learn's scaling):
 in kernel form (exact in the stimulus space) when a fit has more than
 ``probe_solver.KERNEL_RATIO`` features per training row, in primal form otherwise. Fits
@@ -52,13 +52,25 @@ CONFIDENCE_Z = 1.959963984540054  # two-sided 95 % normal quantile, for the Wils
 class ProbeResult:
     """Cross-validated accuracy of a linear probe.
 
-    ``accuracy``: fraction of stimuli whose out-of-fold prediction is right; ``ci``: its 95 %
-    Wilson score interval (stimuli treated as independent trials); ``chance``: the accuracy of
-    always answering the most frequent class; ``fold_accuracies``: accuracy on each outer test
-    fold; ``regularization``: the C chosen by nested validation for each outer fold;
-    ``predictions``: the out-of-fold predicted label of every stimulus; ``classes``: the
-    label values; ``unconverged``: how many of its fits stopped short of the gradient
-    tolerance (0 when every fit reached the optimum).
+    Parameters
+    ----------
+    accuracy
+        The fraction of stimuli whose out-of-fold prediction is right.
+    ci
+        Its 95 % Wilson score interval (stimuli treated as independent trials).
+    chance
+        The accuracy of always answering the most frequent class.
+    fold_accuracies
+        The accuracy on each outer test fold.
+    regularization
+        The C chosen by nested validation for each outer fold.
+    predictions
+        The out-of-fold predicted label of every stimulus.
+    classes
+        The label values.
+    unconverged
+        How many of its fits stopped short of the gradient tolerance (0 when every fit reached
+        the optimum).
     """
 
     accuracy: float
@@ -76,10 +88,66 @@ def linear_probe(X: ArrayLike, y: ArrayLike | str, folds: int = 5, seed: int = 0
                  Cs: Sequence[float] = DEFAULT_CS, inner_folds: int = 3, tol: float = 1e-4,
                  max_iter: int = 1000, device: str | torch.device | None = None
                  ) -> ProbeResult:
-    """Decode the labels ``y`` from ``X`` (stimuli x features) with a cross-validated linear
-    probe (see the module docstring). ``y``/``groups``: arrays with one entry per stimulus,
-    or names of stimulus coordinates of a DataArray ``X``. One C in ``Cs`` skips the nested
-    selection."""
+    """Decode the labels ``y`` from ``X`` with a cross-validated linear probe (the protocol is in
+    the module docstring).
+
+    Parameters
+    ----------
+    X
+        Patterns ``(n, ...)``, stimuli on axis 0 (other axes flattened): NumPy, torch or xarray.
+    y
+        One label per stimulus, or the name of a stimulus coordinate of a DataArray ``X``
+        (e.g. ``"audio_digit"``).
+    folds
+        The outer cross-validation folds (at least 2).
+    seed
+        Shuffles the folds (outer and inner).
+    groups
+        One group per stimulus (or a coordinate's name), e.g. the speaker: stratified group
+        K-fold keeps each group on one side of every split. ``None``: stratified K-fold.
+    Cs
+        The inverse regularization strengths to choose from; a single C skips the nested
+        selection.
+    inner_folds
+        The folds of the nested selection of C.
+    tol
+        The gradient tolerance of every fit (scikit-learn's scaling).
+    max_iter
+        The most iterations of a fit.
+    device
+        Where to solve (e.g. ``"cuda"``); ``None`` is the CPU.
+
+    Returns
+    -------
+    ProbeResult
+        Accuracy, its interval, chance, per-fold accuracies, the chosen C per fold and the
+        out-of-fold predictions.
+
+    Raises
+    ------
+    ValueError
+        For labels of the wrong length, NaN labels, a single class, a class or group count too
+        small for the folds, every feature constant, or options out of range.
+
+    Warns
+    -----
+    RuntimeWarning
+        Once per call when any fit stopped short of ``tol``.
+
+    Examples
+    --------
+    Which digit did a layer hear? Decode it from the last time step, folds split by speaker:
+
+    ```python
+    from repsim import activations
+    from repsim.analysis import linear_probe
+
+    ds = activations.open("runs/synthetic-f1-s0/activations.h5")
+    states = activations.select(ds, "fused.2", time=-1, condition="incongruent")
+    result = linear_probe(states, "audio_digit", groups="speaker")
+    result.accuracy, result.ci, result.chance
+    ```
+    """
     return probe_cells([X], y, folds=folds, seed=seed, groups=groups, Cs=Cs,
                        inner_folds=inner_folds, tol=tol, max_iter=max_iter, device=device)[0]
 
@@ -89,10 +157,30 @@ def probe_cells(cells: Sequence[ArrayLike], y: ArrayLike | str, folds: int = 5, 
                 Cs: Sequence[float] = DEFAULT_CS, inner_folds: int = 3, tol: float = 1e-4,
                 max_iter: int = 1000, device: str | torch.device | None = None
                 ) -> list[ProbeResult]:
-    """:func:`linear_probe` for several representations of the same stimuli (e.g. every
-    layer x time step), with the same labels and folds; stimuli are matched to the first
-    representation by ``stimulus_id`` when all carry it, and ``y``/``groups`` follow the
-    first representation's order."""
+    """[linear_probe][repsim.analysis.probes.linear_probe] for several representations of the same
+    stimuli (e.g. every layer x time step), with the same labels and folds.
+
+    Stimuli are matched to the first representation by ``stimulus_id`` when all carry it, and
+    ``y``/``groups`` follow the first representation's order. The fits of all cells share one
+    batched solve.
+
+    Parameters
+    ----------
+    cells
+        The representations ``(n, ...)`` of the same stimuli.
+    y, folds, seed, groups, Cs, inner_folds, tol, max_iter, device
+        As for [linear_probe][repsim.analysis.probes.linear_probe].
+
+    Returns
+    -------
+    list of ProbeResult
+        One per cell, in order.
+
+    Raises
+    ------
+    ValueError
+        For no cells, and as [linear_probe][repsim.analysis.probes.linear_probe].
+    """
     cells = list(cells)
     if not cells:
         raise ValueError("probe_cells got no representations")
@@ -123,15 +211,42 @@ def probe_cells(cells: Sequence[ArrayLike], y: ArrayLike | str, folds: int = 5, 
 def transfer_probe(X: ArrayLike, X_shifted: ArrayLike, y: ArrayLike, folds: int = 5,
                    seed: int = 0, *, C: float = 1.0, tol: float = 1e-4, max_iter: int = 1000,
                    device: str | torch.device | None = None) -> ProbeResult:
-    """What survives a shift of the inputs: a probe trained on ``X`` and tested on
-    ``X_shifted``, the same stimuli under another condition (e.g. clean and audio-noisy).
+    """What survives a shift of the inputs: a probe trained on ``X`` and tested on ``X_shifted``,
+    the same stimuli under another condition (e.g. clean and audio-noisy).
 
-    Stratified K-fold over the stimuli as in :func:`linear_probe` (one ``C``, no nested
-    selection): each fold's model is fitted on the ``X`` rows outside the fold, standardized
-    with their statistics, and predicts the ``X_shifted`` rows of the fold, so that no
-    stimulus is both trained on and tested on. ``X_shifted`` rows are matched to ``X``'s by
-    ``stimulus_id`` when both carry it (else taken in the same order); ``y`` follows ``X``.
-    ``accuracy`` pools the predictions of every shifted stimulus.
+    Stratified K-fold over the stimuli as in [linear_probe][repsim.analysis.probes.linear_probe]
+    (one ``C``, no nested selection): each fold's model is fitted on the ``X`` rows outside the
+    fold, standardized with their statistics, and predicts the ``X_shifted`` rows of the fold, so
+    that no stimulus is both trained on and tested on.
+
+    Parameters
+    ----------
+    X
+        The training condition's patterns ``(n, ...)``.
+    X_shifted
+        The same stimuli under the other condition, of the same shape; matched to ``X``'s rows by
+        ``stimulus_id`` when both carry it, else taken in the same order.
+    y
+        One label per stimulus, in ``X``'s order.
+    folds
+        The cross-validation folds.
+    seed
+        Shuffles the folds.
+    C
+        The inverse regularization strength of every fit.
+    tol, max_iter, device
+        As for [linear_probe][repsim.analysis.probes.linear_probe].
+
+    Returns
+    -------
+    ProbeResult
+        ``accuracy`` pools the predictions of every shifted stimulus.
+
+    Raises
+    ------
+    ValueError
+        For inputs of different shapes, every feature constant, and as
+        [linear_probe][repsim.analysis.probes.linear_probe].
     """
     positions = stimulus_positions([X, X_shifted], ["X", "X_shifted"])
     clean = as_matrix(take_rows(X, positions[0]), "X")
@@ -294,7 +409,20 @@ class _Plan:
 
 
 def wilson_interval(successes: int, trials: int) -> tuple[float, float]:
-    """95 % Wilson score interval of a binomial proportion (``successes`` of ``trials``)."""
+    """The 95 % Wilson score interval of a binomial proportion.
+
+    Parameters
+    ----------
+    successes
+        The count of successes.
+    trials
+        The count of trials.
+
+    Returns
+    -------
+    tuple of float
+        ``(low, high)``.
+    """
     z2 = CONFIDENCE_Z ** 2
     p = successes / trials
     centre = (p + z2 / (2 * trials)) / (1 + z2 / trials)

@@ -2,7 +2,7 @@
 
 Both take a ``statistic`` that maps an index array over the n units (stimuli or conditions)
 to a number, so that each analysis decides what a resample means (e.g. RSA drops the pairs
-of a stimulus with its own copy; see :func:`repsim.analysis.bootstrap_compare_rdms`).
+of a stimulus with its own copy; see [repsim.analysis.bootstrap_compare_rdms][]).
 """
 
 from __future__ import annotations
@@ -24,9 +24,17 @@ _TIE_TOLERANCE = 1e-12
 class BootstrapResult:
     """A statistic, its percentile bootstrap interval and the resampled values.
 
-    ``estimate`` is the statistic on the original sample; ``ci_low``/``ci_high`` the
-    ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` quantiles of the finite resampled
-    values; ``samples`` holds every resample's value (NaN where undefined).
+    Parameters
+    ----------
+    estimate
+        The statistic on the original sample.
+    ci_low, ci_high
+        The ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` quantiles of the finite
+        resampled values.
+    confidence
+        The interval's coverage.
+    samples
+        Every resample's value (NaN where the statistic was undefined).
     """
 
     estimate: float
@@ -45,8 +53,17 @@ class BootstrapResult:
 class PermutationResult:
     """An observed statistic, its permutation p-value and the null distribution.
 
-    ``p_value = (1 + #null at least as extreme as observed) / (1 + n_perm)`` (Phipson & Smyth
-    2010: never zero, exact for random permutations).
+    Parameters
+    ----------
+    statistic
+        The statistic on the data as they are.
+    p_value
+        ``(1 + #null at least as extreme as observed) / (1 + n_perm)`` (Phipson & Smyth 2010:
+        never zero, exact for random permutations).
+    null
+        The statistic under each permutation.
+    alternative
+        ``"greater"``, ``"less"`` or ``"two-sided"``: what "at least as extreme" meant.
     """
 
     statistic: float
@@ -57,8 +74,35 @@ class PermutationResult:
 
 def bootstrap(statistic: Callable[[np.ndarray], float], n: int, n_boot: int = 1000,
               seed: int = 0, confidence: float = 0.95) -> BootstrapResult:
-    """Percentile bootstrap: ``statistic(rows)`` on ``n_boot`` draws of n of ``range(n)``
-    with replacement (NumPy ``default_rng(seed)``), plus once on ``arange(n)``."""
+    """Percentile bootstrap of ``statistic`` over n units resampled with replacement.
+
+    Parameters
+    ----------
+    statistic
+        Maps an index array over the n units (with repeats) to a number; NaN for a resample
+        on which it is undefined.
+    n
+        The number of units (stimuli or conditions).
+    n_boot
+        The number of resamples: draws of n of ``range(n)`` with replacement (NumPy
+        ``default_rng(seed)``); the statistic is also computed once on ``arange(n)``.
+    seed
+        Seeds the draws.
+    confidence
+        The interval's coverage, between 0 and 1.
+
+    Returns
+    -------
+    BootstrapResult
+        The estimate on ``arange(n)``, the percentile interval of the finite resampled values and
+        every resample's value.
+
+    Raises
+    ------
+    ValueError
+        For fewer than 2 units, ``n_boot < 1``, ``confidence`` outside (0, 1), or a statistic
+        undefined on every resample.
+    """
     _check_count(n_boot, "n_boot")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be between 0 and 1, got {confidence}")
@@ -78,11 +122,31 @@ def bootstrap(statistic: Callable[[np.ndarray], float], n: int, n_boot: int = 10
 
 def permutation_test(statistic: Callable[[np.ndarray], float], n: int, n_perm: int = 1000,
                      seed: int = 0, alternative: str = "greater") -> PermutationResult:
-    """Permutation test: ``statistic(order)`` for the identity and ``n_perm`` random
-    permutations of ``range(n)`` (NumPy ``default_rng(seed)``).
+    """Permutation test of ``statistic``: the identity order and ``n_perm`` random permutations.
 
-    ``alternative``: "greater" (null >= observed counts), "less" (null <= observed) or
-    "two-sided" (|null| >= |observed|, for statistics centered on zero under the null).
+    Parameters
+    ----------
+    statistic
+        Maps an order of the n units (a permutation of ``range(n)``) to a number.
+    n
+        The number of units.
+    n_perm
+        The number of random permutations (NumPy ``default_rng(seed)``).
+    seed
+        Seeds the permutations.
+    alternative
+        ``"greater"`` (null >= observed counts), ``"less"`` (null <= observed) or
+        ``"two-sided"`` (|null| >= |observed|, for statistics centered on zero under the null).
+
+    Returns
+    -------
+    PermutationResult
+        The observed statistic, the p-value and the null distribution.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``alternative``, fewer than 2 units or ``n_perm < 1``.
     """
     _check_count(n_perm, "n_perm")
     check_choice(alternative, ALTERNATIVES, "alternative")

@@ -3,31 +3,32 @@
 Definitions:
 
 - ``rdm(X, metric)``: the n x n representational dissimilarity matrix between the stimulus
-  patterns (rows of X), with the meanings of :func:`scipy.spatial.distance.pdist`:
+  patterns (rows of X), with the meanings of ``scipy.spatial.distance.pdist``:
   "euclidean" ``||u - v||``, "sqeuclidean" ``||u - v||^2``, "cosine" ``1 - u.v / (|u||v|)``
   and "correlation" ``1 - (u - mean u).(v - mean v) / (|u - mean u||v - mean v|)`` (means
   over features); and "sqeuclidean_mean" ``||u - v||^2 / p`` over p features, which is what
   rsatoolbox's ``calc_rdm(method="euclidean")`` computes (its "squared euclidean"
   measure). rsatoolbox's "correlation" equals ours; it has no unscaled euclidean distance
-  (:mod:`repsim.interop` converts RDMs and names). Computed from one Gram matrix per
+  ([repsim.interop][] converts RDMs and names). Computed from one Gram matrix per
   representation; symmetric, zero diagonal, cosine/correlation distances clipped to [0, 2]
   and squared distances to >= 0 against rounding.
 - Labelled RDMs: an RDM of a DataArray is a DataArray ``(stimulus, stimulus_)`` with the
   input's stimulus coordinates on both axes (``stimulus_id`` and ``stimulus_id_``...) and
   the metric in ``attrs["metric"]``; a stack is ``(representation, stimulus, stimulus_)``.
-  :func:`compare_rdms` (and its bootstrap and permutation test) puts B's stimuli in A's
-  order when both are labelled RDMs with ``stimulus_id``.
+  [compare_rdms][repsim.analysis.rsa.compare_rdms] (and its bootstrap and permutation test)
+  puts B's stimuli in A's order when both are labelled RDMs with ``stimulus_id``.
 - ``compare_rdms(A, B, method)`` reads only the strict upper triangle (the n(n-1)/2
   distinct pairs; RDMs are symmetric): "pearson" and "cosine" of the two vectors,
   "spearman" (Pearson of average ranks), and "kendall_tau_a":
   ``(concordant - discordant) / (m(m-1)/2)`` over the m entries, so pairs tied in either
   RDM count in the denominator (unlike scipy's default tau-b). Tau-a runs in O(m log m).
-- Bootstrap over stimuli (:func:`bootstrap_compare_rdms`): resampling stimuli with
-  replacement duplicates some; the pair of a stimulus with its own copy has distance zero by
-  construction, not by measurement, so such pairs are dropped from both RDMs before
-  comparing, as rsatoolbox does (it sets them to NaN and ignores them).
-- Permutation test (:func:`permutation_test_rdms`): the condition labels of the first RDM
-  are permuted (rows and columns together) to build the null distribution.
+- Bootstrap over stimuli ([bootstrap_compare_rdms][repsim.analysis.rsa.bootstrap_compare_rdms]):
+  resampling stimuli with replacement duplicates some; the pair of a stimulus with its own
+  copy has distance zero by construction, not by measurement, so such pairs are dropped from
+  both RDMs before comparing, as rsatoolbox does (it sets them to NaN and ignores them).
+- Permutation test ([permutation_test_rdms][repsim.analysis.rsa.permutation_test_rdms]): the
+  condition labels of the first RDM are permuted (rows and columns together) to build the
+  null distribution.
 """
 
 from __future__ import annotations
@@ -66,13 +67,46 @@ from repsim.analysis.resampling import (
 
 
 def rdm(X: ArrayLike, metric: str = "correlation") -> np.ndarray | xr.DataArray:
-    """The (n, n) float64 RDM of ``X`` (stimuli on axis 0), metric as in scipy's ``pdist``
-    (or "sqeuclidean_mean", rsatoolbox's "euclidean"; see the module docstring).
+    """The representational dissimilarity matrix of ``X``: every pair of stimulus patterns.
 
-    A list, tuple or dict of representations gives a stacked ``(k, n, n)`` array (stimuli
-    matched to the first by ``stimulus_id`` when all carry it). A DataArray input gives a
-    labelled RDM (see the module docstring). Stimuli whose pattern is all zeros (cosine) or
-    constant (correlation) make the distance undefined: ValueError naming them.
+    Computed from one Gram matrix per representation; symmetric with a zero diagonal;
+    cosine/correlation distances are clipped to [0, 2] and squared distances to >= 0 against
+    rounding.
+
+    Parameters
+    ----------
+    X
+        Patterns ``(n, ...)``, stimuli on axis 0 (other axes flattened): NumPy, torch or xarray.
+        A list, tuple or dict of representations gives a stack (stimuli matched to the first
+        by ``stimulus_id`` when all carry it).
+    metric
+        As in ``scipy.spatial.distance.pdist``: ``"correlation"``, ``"euclidean"``,
+        ``"sqeuclidean"`` or ``"cosine"``; or ``"sqeuclidean_mean"``, the squared distance over
+        the number of features (rsatoolbox's ``"euclidean"``).
+
+    Returns
+    -------
+    numpy.ndarray or xarray.DataArray
+        The ``(n, n)`` float64 RDM, or ``(k, n, n)`` for a stack; for a DataArray input, a
+        labelled RDM ``(stimulus, stimulus_)`` with the input's stimulus coordinates on both axes
+        and the metric in ``attrs["metric"]``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown metric, non-finite values, or stimuli whose pattern is all zeros (cosine)
+        or constant (correlation), which make the distance undefined; the message names them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from repsim.analysis import compare_rdms, rdm
+    >>> X = np.random.default_rng(0).normal(size=(30, 8))
+    >>> D = rdm(X, metric="euclidean")
+    >>> D.shape, bool(np.allclose(D, D.T)), float(D[0, 0])
+    ((30, 30), True, 0.0)
+    >>> round(compare_rdms(D, rdm(3 * X, metric="euclidean"), method="kendall_tau_a"), 6)
+    1.0
     """
     check_choice(metric, METRICS, "metric")
     attrs = {"metric": metric}
@@ -94,13 +128,44 @@ def rdm(X: ArrayLike, metric: str = "correlation") -> np.ndarray | xr.DataArray:
 
 def compare_rdms(A: ArrayLike, B: ArrayLike, method: str = "spearman"
                  ) -> float | np.ndarray | xr.DataArray:
-    """Similarity of RDMs on their strict upper triangles (see the module docstring).
+    """Similarity of RDMs on their strict upper triangles (the n(n-1)/2 distinct pairs).
 
-    ``A`` and ``B``: (n, n) RDMs, or stacks ``(k, n, n)`` / lists of them. Two single RDMs
-    give a float; otherwise a ``(k_A, k_B)`` array of every pair, a DataArray labelled by the
-    RDMs' stack coordinates (or names) when either input is labelled. Ranks and norms are
-    computed once per RDM and all pairs of a correlation-type method come from one matrix
-    product. An RDM whose entries are all equal has no correlation: ValueError naming it.
+    Ranks and norms are computed once per RDM, and all pairs of a correlation-type method come
+    from one matrix product.
+
+    Parameters
+    ----------
+    A, B
+        ``(n, n)`` RDMs, or stacks ``(k, n, n)`` or lists of them. When both are labelled RDMs
+        with ``stimulus_id``, B's stimuli are put in A's order.
+    method
+        ``"spearman"`` (Pearson of average ranks), ``"pearson"``, ``"cosine"`` or
+        ``"kendall_tau_a"`` (tied pairs count in the denominator, unlike scipy's tau-b).
+
+    Returns
+    -------
+    float or numpy.ndarray or xarray.DataArray
+        A float for two single RDMs; otherwise a ``(k_A, k_B)`` array of every pair, a
+        DataArray labelled by the RDMs' stack coordinates (or names) when either input is
+        labelled.
+
+    Raises
+    ------
+    ValueError
+        For an unknown method, RDMs of different sizes or stimuli, or an RDM whose entries are
+        all equal (it has no correlation), naming it.
+
+    Examples
+    --------
+    How well does a layer follow the heard digit? Compare its RDM with a categorical model:
+
+    ```python
+    from repsim.analysis import categorical_rdm, compare_rdms, rdm
+
+    layer = rdm(states, metric="correlation")              # states: (n, features)
+    heard = categorical_rdm(audio_digit)                   # 0 within a digit, 1 across
+    compare_rdms(layer, heard, method="kendall_tau_a")
+    ```
     """
     check_choice(method, METHODS, "method")
     same = B is A
@@ -124,8 +189,23 @@ def compare_rdms(A: ArrayLike, B: ArrayLike, method: str = "spearman"
 
 
 def kendall_tau_a(x: ArrayLike, y: ArrayLike) -> float:
-    """Kendall's tau-a of two equal-length vectors in O(m log m): ``(concordant -
-    discordant) / (m(m-1)/2)``, every tied pair counting in the denominator."""
+    """Kendall's tau-a of two equal-length vectors in O(m log m).
+
+    Parameters
+    ----------
+    x, y
+        Two vectors of m values.
+
+    Returns
+    -------
+    float
+        ``(concordant - discordant) / (m(m-1)/2)``, every tied pair counting in the denominator.
+
+    Raises
+    ------
+    ValueError
+        For vectors of different lengths or fewer than 2 values.
+    """
     x, y = (np.asarray(v, dtype=np.float64).ravel() for v in (x, y))
     if x.size != y.size or x.size < 2:
         raise ValueError(f"kendall_tau_a needs two vectors of equal length >= 2, got "
@@ -138,11 +218,26 @@ def kendall_tau_a(x: ArrayLike, y: ArrayLike) -> float:
 def average_by_condition(X: ArrayLike, *labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Condition-averaged patterns: the mean of ``X``'s rows for each distinct label value.
 
-    ``labels``: one or more arrays with a label per stimulus, or names of stimulus
-    coordinates of a DataArray ``X`` (e.g. ``"audio_digit", "visual_digit"`` gives one
-    pattern per audio-digit x visual-digit cell that occurs). Returns ``(patterns, conditions)``:
-    ``patterns`` ``(c, n_features)`` in sorted label order and ``conditions`` the label values
-    of each row, ``(c,)`` for one label or ``(c, n_labels)`` for several.
+    Parameters
+    ----------
+    X
+        Patterns ``(n, ...)``, stimuli on axis 0.
+    *labels
+        One or more arrays with a label per stimulus, or names of stimulus coordinates of a
+        DataArray ``X`` (e.g. ``"audio_digit", "visual_digit"`` gives one pattern per
+        audio-digit x visual-digit cell that occurs).
+
+    Returns
+    -------
+    patterns : numpy.ndarray
+        ``(c, n_features)``, in sorted label order.
+    conditions : numpy.ndarray
+        The label values of each row: ``(c,)`` for one label or ``(c, n_labels)`` for several.
+
+    Raises
+    ------
+    ValueError
+        For no labels, or labels whose length is not the number of stimuli.
     """
     x = as_matrix(X, "X")
     if not labels:
@@ -165,8 +260,18 @@ def average_by_condition(X: ArrayLike, *labels: ArrayLike) -> tuple[np.ndarray, 
 
 
 def categorical_rdm(labels: ArrayLike) -> np.ndarray:
-    """Model RDM of a categorical hypothesis: 0 between stimuli with the same label, 1
-    otherwise (e.g. ``categorical_rdm(audio_digit)``: "same audio digit, same response")."""
+    """Model RDM of a categorical hypothesis: 0 between stimuli with the same label, 1 otherwise.
+
+    Parameters
+    ----------
+    labels
+        One label per stimulus (e.g. ``audio_digit``: "same audio digit, same response").
+
+    Returns
+    -------
+    numpy.ndarray
+        The ``(n, n)`` float64 model RDM.
+    """
     labels = labels_of(labels, name="labels")
     return (labels[:, None] != labels[None, :]).astype(np.float64)
 
@@ -174,11 +279,31 @@ def categorical_rdm(labels: ArrayLike) -> np.ndarray:
 def bootstrap_compare_rdms(A: ArrayLike, B: ArrayLike, method: str = "spearman",
                            n_boot: int = 1000, seed: int = 0, confidence: float = 0.95
                            ) -> BootstrapResult:
-    """Bootstrap CI of ``compare_rdms(A, B, method)``, resampling stimuli with replacement.
+    """Bootstrap confidence interval of ``compare_rdms(A, B, method)``, resampling stimuli with
+    replacement.
 
     Both RDMs are indexed by the same resampled stimuli; pairs made of a stimulus and its own
-    copy are dropped (see the module docstring). Resamples where the comparison is
-    undefined (e.g. a model RDM whose remaining entries are all equal) are NaN.
+    copy are dropped (their zero distance is made by the resampling, not measured). Resamples
+    where the comparison is undefined (e.g. a model RDM whose remaining entries are all equal)
+    are NaN and left out of the interval.
+
+    Parameters
+    ----------
+    A, B
+        Two ``(n, n)`` RDMs of the same stimuli.
+    method
+        As for [compare_rdms][repsim.analysis.rsa.compare_rdms].
+    n_boot
+        The number of resamples.
+    seed
+        Seeds the resampling.
+    confidence
+        The interval's coverage, between 0 and 1.
+
+    Returns
+    -------
+    BootstrapResult
+        The comparison, its percentile interval and every resample's value.
     """
     check_choice(method, METHODS, "method")
     a, b = _square_pair(A, B)
@@ -201,11 +326,30 @@ def bootstrap_compare_rdms(A: ArrayLike, B: ArrayLike, method: str = "spearman",
 def permutation_test_rdms(A: ArrayLike, B: ArrayLike, method: str = "spearman",
                           n_perm: int = 1000, seed: int = 0, alternative: str = "greater"
                           ) -> PermutationResult:
-    """Permutation test of ``compare_rdms(A, B, method)``: the null permutes the condition
-    labels of ``A`` (its rows and columns together), ``n_perm`` times.
+    """Permutation test of ``compare_rdms(A, B, method)``: the null permutes the condition labels of
+    ``A`` (its rows and columns together).
 
-    For the correlation-type methods ``A``'s ranks/centering are computed once (they only
-    move under a permutation), so each permutation costs O(n^2).
+    For the correlation-type methods ``A``'s ranks/centering are computed once (they only move
+    under a permutation), so each permutation costs O(n^2).
+
+    Parameters
+    ----------
+    A, B
+        Two ``(n, n)`` RDMs of the same stimuli.
+    method
+        As for [compare_rdms][repsim.analysis.rsa.compare_rdms].
+    n_perm
+        The number of permutations.
+    seed
+        Seeds the permutations.
+    alternative
+        ``"greater"``, ``"less"`` or ``"two-sided"`` (as for
+        [permutation_test][repsim.analysis.resampling.permutation_test]).
+
+    Returns
+    -------
+    PermutationResult
+        The observed comparison, its p-value and the null distribution.
     """
     check_choice(method, METHODS, "method")
     a, b = _square_pair(A, B)

@@ -2,7 +2,8 @@
 
 A dataset is held as clean sources (padded waveforms, images on the frame grid, cached
 clean audio features) plus index pairs. Noise and modality removal are applied per batch
-by :func:`make_batch`, so features are computed once per clip and noise is drawn on the fly.
+by [make_batch][repsim.data.base.make_batch], so features are computed once per clip and
+noise is drawn on the fly.
 """
 
 from __future__ import annotations
@@ -20,16 +21,21 @@ SPLITS = ("train", "val", "test")  # every dataset's splits, in this order
 
 
 class AudioFeatures(Protocol):
-    """Turns waveforms ``(B, n_samples)`` into audio frames ``(B, T, 1, H, W)`` (float32)."""
+    """Turns waveforms ``(B, n_samples)`` into audio frames ``(B, T, 1, H, W)`` (float32): the
+    audio transform a dataset carries (e.g. [LogMelFrames][repsim.data.features.LogMelFrames]).
+    """
 
     @property
-    def timesteps(self) -> int: ...
+    def timesteps(self) -> int:
+        """T, the time steps of the frames it makes."""
 
     @property
-    def height(self) -> int: ...
+    def height(self) -> int:
+        """H, the frames' height (e.g. mel bands)."""
 
     @property
-    def width(self) -> int: ...
+    def width(self) -> int:
+        """W, the frames' width (e.g. spectrogram frames per step)."""
 
     def __call__(self, waveforms: torch.Tensor) -> torch.Tensor: ...
 
@@ -39,8 +45,43 @@ class AVSplit:
     """One split (train, val or test): clean sources and the congruent pairs drawn from them.
 
     Clips and images are indexed separately; a pair is ``(pair_audio[i], pair_visual[i])``.
-    ``clip_source``/``image_source`` are stable ids (e.g. ``"fsdd/3_theo_2"``) from which
-    stimulus ids are built, so that two models see the same stimulus under the same id.
+
+    Parameters
+    ----------
+    name
+        ``"train"``, ``"val"`` or ``"test"``.
+    waveforms
+        ``(n_clips, n_samples)`` float32, clean, padded or cropped.
+    clip_power
+        ``(n_clips,)`` float32: the mean square of each clip before padding (the signal power
+        that audio SNRs refer to).
+    clip_digit
+        ``(n_clips,)`` int64: the digit, or the class index.
+    clip_speaker
+        ``(n_clips,)`` int64: an index into ``speakers``.
+    clip_source
+        A stable id per clip (e.g. ``"fsdd/3_theo_2"``); with ``image_source`` it makes the
+        stimulus ids, so that two models see the same stimulus under the same id.
+    audio_clean
+        ``(n_clips, T, 1, H, W)`` float32: the features of the clean clips.
+    images
+        ``(n_images, H, W)`` float32 in [0, 1], on the frame grid.
+    image_digit
+        ``(n_images,)`` int64: the digit, or the class index.
+    image_source
+        A stable id per image.
+    pair_audio
+        ``(n_pairs,)`` int64: each pair's clip.
+    pair_visual
+        ``(n_pairs,)`` int64: each pair's image.
+    speakers
+        The speakers' names.
+
+    Raises
+    ------
+    ValueError
+        Naming the split, when the per-clip or per-image fields disagree in length, or the two
+        pair indices do.
     """
 
     name: str
@@ -74,7 +115,17 @@ class AVSplit:
         return len(self.pair_audio)
 
     def to(self, device: torch.device | str) -> AVSplit:
-        """A copy with every tensor on ``device`` (the splits are small enough to live there)."""
+        """A copy with every tensor on ``device`` (the splits are small enough to live there).
+
+        Parameters
+        ----------
+        device
+            The device.
+
+        Returns
+        -------
+        AVSplit
+        """
         moved = {f.name: getattr(self, f.name) for f in fields(self)}
         for key, value in moved.items():
             if isinstance(value, torch.Tensor):
@@ -82,7 +133,20 @@ class AVSplit:
         return AVSplit(**moved)
 
     def stimulus_ids(self, audio_index: torch.Tensor, visual_index: torch.Tensor) -> list[str]:
-        """Stable ids ``"<clip source>|<image source>"`` for the given pairs."""
+        """The stable ids of pairs.
+
+        Parameters
+        ----------
+        audio_index
+            The pairs' clips.
+        visual_index
+            The pairs' images.
+
+        Returns
+        -------
+        list of str
+            ``"<clip source>|<image source>"`` per pair.
+        """
         return [f"{self.clip_source[a]}|{self.image_source[v]}"
                 for a, v in zip(audio_index.tolist(), visual_index.tolist(), strict=True)]
 
@@ -94,9 +158,27 @@ DIGIT_CLASSES = 10  # the digit datasets' classes: the digits 0-9, labelled by t
 class AVDataset:
     """A built dataset: its splits, the audio feature transform, and where it came from.
 
-    ``class_names`` names the classes of a dataset whose labels are not the digits 0-9:
-    label ``i`` is ``class_names[i]``. ``None`` (the digit datasets) means the labels are the
-    digits themselves, stored as ``audio_digit``/``visual_digit``.
+    Parameters
+    ----------
+    name
+        The dataset's name.
+    splits
+        ``"train"``, ``"val"`` and ``"test"`` splits.
+    features
+        The audio transform from waveforms to frames.
+    sample_rate
+        The waveforms' sample rate in Hz.
+    config
+        The builder's keyword arguments (JSON-serialisable).
+    class_names
+        The names of the classes of a dataset whose labels are not the digits 0-9: label ``i``
+        is ``class_names[i]``. ``None`` (the digit datasets) means the labels are the digits
+        themselves, stored as ``audio_digit``/``visual_digit``.
+
+    Raises
+    ------
+    ValueError
+        For fewer than two or repeated class names, or labels outside their indices.
     """
 
     name: str
@@ -133,28 +215,46 @@ class AVDataset:
 
     @property
     def timesteps(self) -> int:
+        """T, the time steps of a sample (its features')."""
         return self.features.timesteps
 
     @property
     def frame_shape(self) -> tuple[int, int]:
+        """``(H, W)``, the frame grid."""
         return self.features.height, self.features.width
 
     def fingerprint(self) -> str:
         """A digest of every label, id and value, with a sketch that tells last-bit
-        differences (another CPU's maths) from changed data: see
-        :mod:`repsim.data.fingerprint`, whose ``data_difference`` compares two."""
+        differences (another CPU's maths) from changed data (see
+        [fingerprint][repsim.data.fingerprint.fingerprint];
+        ``repsim.data.fingerprint.data_difference`` compares two).
+
+        Returns
+        -------
+        str
+        """
         from repsim.data.fingerprint import fingerprint
 
         return fingerprint(self)
 
 
 def check_dataset(dataset: AVDataset) -> None:
-    """ValueError, in one line naming the split, for a built dataset that training or
-    extraction could not use: a missing split, pairs that index past a split's clips or
-    images, NaN or infinite values, images outside [0, 1], frames off the dataset's grid.
+    """Refuse a built dataset that training or extraction could not use.
 
-    One NaN sample would make every feature computed with it NaN, and training would then
-    blame its learning rate; an index past the end would fail deep inside a batch."""
+    One NaN sample would make every feature computed with it NaN, and training would then blame
+    its learning rate; an index past the end would fail deep inside a batch.
+
+    Parameters
+    ----------
+    dataset
+        The dataset a builder returned.
+
+    Raises
+    ------
+    ValueError
+        In one line naming the split: a missing split, pairs that index past a split's clips or
+        images, NaN or infinite values, images outside [0, 1], frames off the dataset's grid.
+    """
     missing = [name for name in SPLITS if name not in dataset.splits]
     if missing:
         raise ValueError(f"it has no {' or '.join(missing)} split; a dataset has a train, a "
@@ -186,7 +286,23 @@ def check_dataset(dataset: AVDataset) -> None:
 
 @dataclass
 class Batch:
-    """Model inputs and labels for a batch of pairs."""
+    """Model inputs and labels for a batch of pairs.
+
+    Parameters
+    ----------
+    audio
+        ``(B, T, 1, H, W)`` audio frames.
+    visual
+        ``(B, T, 1, H, W)`` visual frames.
+    audio_digit
+        ``(B,)`` the heard digit (or class).
+    visual_digit
+        ``(B,)`` the seen digit (or class).
+    audio_index
+        ``(B,)`` clip indices into the split.
+    visual_index
+        ``(B,)`` image indices into the split.
+    """
 
     audio: torch.Tensor  # (B, T, 1, H, W)
     visual: torch.Tensor  # (B, T, 1, H, W)
@@ -196,6 +312,19 @@ class Batch:
     visual_index: torch.Tensor  # (B,) image indices into the split
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        """A copy with every tensor on ``device``.
+
+        Parameters
+        ----------
+        device
+            The device.
+        non_blocking
+            Copy asynchronously from pinned memory.
+
+        Returns
+        -------
+        Batch
+        """
         return Batch(*(t.to(device, non_blocking=non_blocking) for t in
                        (self.audio, self.visual, self.audio_digit, self.visual_digit,
                         self.audio_index, self.visual_index)))
@@ -224,10 +353,32 @@ def make_batch(
     Audio noise is white Gaussian noise added to the waveform at ``audio_snr`` dB relative to
     the clip's own power (before padding), then features are recomputed; clean clips reuse the
     cached features. Visual noise is added to pixel values at ``visual_snr`` dB relative to the
-    clean image's power, drawn afresh for every time step unless ``per_step_visual_noise`` is
-    False. SNRs may be scalars or per-sample tensors; ``inf`` means clean. ``remove`` zeroes
-    one modality (``"audio"`` or ``"visual"``) after everything else. ``generator``: one
-    generator for the batch, or one per pair (audio noise is drawn first, then visual).
+    clean image's power.
+
+    Parameters
+    ----------
+    split
+        The split the indices refer to.
+    features
+        The audio transform (the dataset's ``features``).
+    audio_index
+        The pairs' clips.
+    visual_index
+        The pairs' images.
+    audio_snr, visual_snr
+        Scalars or per-sample tensors in dB; ``inf`` means clean.
+    remove
+        ``"audio"`` or ``"visual"`` zeroes that modality after everything else; ``None`` keeps
+        both.
+    per_step_visual_noise
+        Draw the visual noise afresh for every time step (a noisy video of a still image);
+        ``False`` draws one noisy image.
+    generator
+        One generator for the batch, or one per pair (audio noise is drawn first, then visual).
+
+    Returns
+    -------
+    Batch
     """
     if remove not in (None, *MODALITIES):
         raise ValueError(f"remove must be None, 'audio' or 'visual', not {remove!r}")

@@ -1,4 +1,5 @@
-"""Which dataset to build and how: :class:`DataConfig`, saved with every run."""
+"""Which dataset to build and how: [DataConfig][repsim.data.config.DataConfig], saved with every
+run."""
 
 from __future__ import annotations
 
@@ -21,11 +22,43 @@ DEFAULT_SIZE = 28
 
 @dataclass
 class DataConfig(Config):
-    """Which dataset to build and how; :meth:`build` passes these to its registry builder.
+    """Which dataset to build and how; [build][repsim.data.config.DataConfig.build] passes these to
+    its registry builder.
 
-    ``seed`` is the dataset's seed (pairs, speakers, jitter), separate from the training
-    seed, so models trained with different seeds see the same stimuli. ``options`` holds
-    builder-specific keyword arguments. ``None`` sizes mean the dataset's defaults.
+    The config is checked when it is made: the dataset's name and option names are resolved
+    through the registry and its option values go through the dataset's ``check_options``, so a
+    bad config fails before anything is built.
+
+    Parameters
+    ----------
+    dataset
+        A name of [dataset_names][repsim.data.registry.dataset_names] (``synthetic``,
+        ``avmnist``, ``folder`` or a plugin's) or ``MODULE:FUNCTION``.
+    data_dir
+        Where the dataset's files are (``avmnist``, ``folder``); ``None``: the dataset's rule
+        (``$REPSIM_DATA_DIR``, then ``data/``).
+    seed
+        The dataset's seed (pairs, speakers, jitter), separate from the training seed, so that
+        models trained with different seeds see the same stimuli.
+    timesteps
+        Time steps of a sample; ``None``: the dataset's default.
+    height, width
+        The frame grid; ``None``: the dataset's default.
+    options
+        Builder-specific keyword arguments (e.g. ``train_pairs``), passed on as they are.
+
+    Raises
+    ------
+    ValueError
+        For an unknown dataset or option, an option that is one of the fields above, or a
+        value out of range.
+
+    Examples
+    --------
+    >>> from repsim.data.config import DataConfig
+    >>> config = DataConfig(timesteps=4, height=8, width=8, options={"train_pairs": 200})
+    >>> DataConfig.from_json(config.to_json()) == config
+    True
     """
 
     dataset: str = "synthetic"
@@ -49,9 +82,22 @@ class DataConfig(Config):
         check_dataset_options(self.dataset, self.builder_options())
 
     def builder_options(self) -> dict:
-        """The keyword arguments of the registry builder: the own fields, then ``options``."""
+        """The keyword arguments of the registry builder.
+
+        Returns
+        -------
+        dict
+            The own fields (but ``dataset``), then ``options``.
+        """
         return {**{name: getattr(self, name) for name in _OWN_FIELDS}, **self.options}
 
     def build(self) -> AVDataset:
-        """Build the dataset through the registry."""
+        """Build the dataset through the registry
+        ([build_dataset][repsim.data.registry.build_dataset]).
+
+        Returns
+        -------
+        AVDataset
+            The checked dataset.
+        """
         return build_dataset(self.dataset, **self.builder_options())

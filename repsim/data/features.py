@@ -17,17 +17,62 @@ LOG_FLOOR = 1e-6  # added to mel power before the log, so silence maps to a fini
 
 
 def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
-    """HTK mel scale: 2595 log10(1 + f / 700)."""
+    """The HTK mel scale: ``2595 log10(1 + f / 700)``.
+
+    Parameters
+    ----------
+    hz
+        Frequencies in Hz.
+
+    Returns
+    -------
+    numpy.ndarray
+        Mels.
+    """
     return 2595.0 * np.log10(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
 
 
 def mel_to_hz(mel: np.ndarray | float) -> np.ndarray:
+    """The inverse of [hz_to_mel][repsim.data.features.hz_to_mel].
+
+    Parameters
+    ----------
+    mel
+        Mels.
+
+    Returns
+    -------
+    numpy.ndarray
+        Frequencies in Hz.
+    """
     return 700.0 * (10.0 ** (np.asarray(mel, dtype=np.float64) / 2595.0) - 1.0)
 
 
 def mel_filterbank(n_mels: int, n_fft: int, sample_rate: int, fmin: float = 0.0,
                    fmax: float | None = None) -> np.ndarray:
-    """Triangular filters ``(n_mels, n_fft // 2 + 1)`` with peak 1, equally spaced in mel."""
+    """Triangular filters with peak 1, equally spaced in mel.
+
+    Parameters
+    ----------
+    n_mels
+        The number of filters (mel bands).
+    n_fft
+        The STFT size.
+    sample_rate
+        In Hz.
+    fmin, fmax
+        The band's edges in Hz; ``fmax=None`` is ``sample_rate / 2``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_mels, n_fft // 2 + 1)``.
+
+    Raises
+    ------
+    ValueError
+        Unless ``0 <= fmin < fmax <= sample_rate / 2``.
+    """
     fmax = sample_rate / 2 if fmax is None else fmax
     if not 0 <= fmin < fmax <= sample_rate / 2:
         raise ValueError(f"need 0 <= fmin < fmax <= sample_rate/2, got fmin={fmin}, fmax={fmax}")
@@ -44,8 +89,32 @@ class LogMelFrames:
     """Waveforms ``(B, n_samples)`` -> standardised log-mel frames ``(B, T, 1, H, W)``.
 
     The hop is chosen so that a clip of ``n_samples`` yields at least ``T * W`` STFT frames
-    (centred, reflect-padded); the first ``T * W`` are kept. ``mean``/``std`` standardise the
-    log-mel values and are fitted on training clips with :meth:`fit`.
+    (centred, reflect-padded); the first ``T * W`` are kept.
+
+    Parameters
+    ----------
+    sample_rate
+        In Hz.
+    n_samples
+        The length of every clip (see [clip_arrays][repsim.data.features.clip_arrays]).
+    timesteps
+        T, the time steps.
+    height
+        H, the mel bands.
+    width
+        W, the STFT frames per time step.
+    n_fft
+        The STFT size (Hann window).
+    fmin, fmax
+        The mel band's edges in Hz; ``fmax=None`` is half the sample rate.
+    mean, std
+        Standardise the log-mel values; fitted on training clips with
+        [fit][repsim.data.features.LogMelFrames.fit].
+
+    Raises
+    ------
+    ValueError
+        For a size that is not positive, or clips too short for ``T x W`` frames.
     """
 
     sample_rate: int
@@ -69,13 +138,32 @@ class LogMelFrames:
 
     @property
     def hop(self) -> int:
+        """The STFT hop in samples: ``n_samples // (T * W)``."""
         return self.n_samples // (self.timesteps * self.width)
 
     def filterbank(self) -> np.ndarray:
+        """The mel filterbank of these settings.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(H, n_fft // 2 + 1)``.
+        """
         return mel_filterbank(self.height, self.n_fft, self.sample_rate, self.fmin, self.fmax)
 
     def log_mel(self, waveforms: torch.Tensor) -> torch.Tensor:
-        """Unstandardised log-mel power ``(B, H, T * W)`` in float32."""
+        """Unstandardised log-mel power.
+
+        Parameters
+        ----------
+        waveforms
+            ``(B, n_samples)``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(B, H, T * W)`` float32.
+        """
         if waveforms.dim() != 2 or waveforms.shape[1] != self.n_samples:
             raise ValueError(f"expected waveforms of shape (B, {self.n_samples}), "
                              f"got {tuple(waveforms.shape)}")
@@ -88,13 +176,42 @@ class LogMelFrames:
         return torch.log(mel + LOG_FLOOR)
 
     def fit(self, waveforms: torch.Tensor, batch_size: int = 512) -> LogMelFrames:
-        """A copy whose mean/std are those of the log-mel values of ``waveforms``."""
+        """A copy whose mean and std are those of the log-mel values of ``waveforms``.
+
+        Parameters
+        ----------
+        waveforms
+            ``(B, n_samples)`` training clips.
+        batch_size
+            Clips per STFT batch (bounds the memory).
+
+        Returns
+        -------
+        LogMelFrames
+        """
         return self.fit_transform(waveforms, batch_size=batch_size)[0]
 
     def fit_transform(self, waveforms: torch.Tensor, fit_rows: torch.Tensor | None = None,
                       batch_size: int = 512) -> tuple[LogMelFrames, torch.Tensor]:
-        """Fit mean/std on ``waveforms[fit_rows]`` (all rows by default) and return the fitted
-        copy with the frames of every clip, computing each clip's log-mel once."""
+        """Fit mean and std on some clips and return the frames of every clip, computing each clip's
+        log-mel once.
+
+        Parameters
+        ----------
+        waveforms
+            ``(B, n_samples)``.
+        fit_rows
+            The rows to fit on; ``None``: all.
+        batch_size
+            Clips per STFT batch.
+
+        Returns
+        -------
+        features : LogMelFrames
+            The fitted copy.
+        frames : torch.Tensor
+            ``(B, T, 1, H, W)`` of every clip.
+        """
         raw = torch.cat([self.log_mel(waveforms[start:start + batch_size])
                          for start in range(0, len(waveforms), batch_size)])
         fit_on = raw if fit_rows is None else raw[fit_rows]
@@ -112,7 +229,19 @@ class LogMelFrames:
 
 
 def fix_length(waveform: np.ndarray, n_samples: int) -> np.ndarray:
-    """Crop or zero-pad a 1-D waveform to ``n_samples`` (padding at the end)."""
+    """Crop or zero-pad a 1-D waveform (padding at the end).
+
+    Parameters
+    ----------
+    waveform
+        The samples.
+    n_samples
+        The length wanted.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
     out = np.zeros(n_samples, dtype=np.float32)
     kept = min(n_samples, len(waveform))
     out[:kept] = waveform[:kept]
@@ -120,8 +249,23 @@ def fix_length(waveform: np.ndarray, n_samples: int) -> np.ndarray:
 
 
 def clip_arrays(waveforms: list[np.ndarray], n_samples: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Clips of natural length -> ``(n, n_samples)`` waveforms (cropped or zero-padded) and
-    each clip's power (mean square of what is kept, before padding), both float32."""
+    """Clips of natural length as one array of equal-length waveforms, and each clip's power.
+
+    Parameters
+    ----------
+    waveforms
+        1-D clips.
+    n_samples
+        The common length (clips are cropped or zero-padded).
+
+    Returns
+    -------
+    waveforms : torch.Tensor
+        ``(n, n_samples)`` float32.
+    power : torch.Tensor
+        ``(n,)`` float32: the mean square of what is kept of each clip, before padding (the
+        signal power that audio SNRs refer to).
+    """
     padded = torch.from_numpy(np.stack([fix_length(w, n_samples) for w in waveforms]))
     power = torch.tensor([float(np.mean(np.square(w[:n_samples], dtype=np.float64)))
                           for w in waveforms], dtype=torch.float32)
@@ -129,7 +273,20 @@ def clip_arrays(waveforms: list[np.ndarray], n_samples: int) -> tuple[torch.Tens
 
 
 def resize_images(images: np.ndarray | torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Resize ``(N, h, w)`` images in [0, 1] to ``(N, height, width)`` (bilinear, antialiased)."""
+    """Resize images in [0, 1] (bilinear, antialiased).
+
+    Parameters
+    ----------
+    images
+        ``(N, h, w)``.
+    height, width
+        The new size.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N, height, width)`` float32.
+    """
     images = torch.as_tensor(images, dtype=torch.float32)
     if images.shape[1:] == (height, width):
         return images.clone()

@@ -68,7 +68,22 @@ class AVDataset(Protocol):
 
 
 def fingerprint(dataset: AVDataset) -> str:
-    """The fingerprint of ``dataset`` (see the module docstring)."""
+    """The fingerprint of a dataset: which data a checkpoint was trained on.
+
+    One string of three parts, ``sha256:<hex> labels:<hex> sketch:<numbers>``: a SHA-256 over
+    every value, one over the labels, ids and pairs alone, and random projections of each float
+    array that tell another CPU's last-bit differences from changed data (the rules are in the
+    module docstring).
+
+    Parameters
+    ----------
+    dataset
+        A built dataset.
+
+    Returns
+    -------
+    str
+    """
     everything, labels = hashlib.sha256(), hashlib.sha256()
     _update_labels(labels, dataset)
     everything.update(labels.digest())
@@ -160,8 +175,21 @@ def short(stored: str) -> str:
 
 
 def fingerprint_difference(stored: str, current: str) -> str | None:
-    """None when the fingerprints ``stored`` and ``current`` are of the same data (module
-    docstring); otherwise what differs, in a few words for a message."""
+    """Whether two fingerprints are of the same data, and if not what differs.
+
+    Parameters
+    ----------
+    stored
+        The fingerprint a checkpoint recorded.
+    current
+        The fingerprint of the data now.
+
+    Returns
+    -------
+    str or None
+        ``None`` when they are of the same data (equal digests, or equal labels and every
+        projection within ``TOLERANCE``); otherwise what differs, in a few words for a message.
+    """
     if stored == current:
         return None
     old, new = _PART.fullmatch(stored), _PART.fullmatch(current)
@@ -196,10 +224,26 @@ def _sketches_agree(stored: str, current: str) -> bool:
 
 
 def data_difference(stored: str, dataset: AVDataset, current: str | None = None) -> str | None:
-    """None when ``dataset`` holds the data whose fingerprint is ``stored``; otherwise what
-    differs (:func:`fingerprint_difference`). ``current``: ``dataset``'s fingerprint, when
-    the caller has it already. A fingerprint from before content digests is checked by its
-    own, weaker rule, with a warning."""
+    """Whether a dataset holds the data a stored fingerprint names.
+
+    A fingerprint from before content digests (repsim 0.3.0) is checked by its own, weaker rule,
+    with a warning.
+
+    Parameters
+    ----------
+    stored
+        The fingerprint a checkpoint recorded.
+    dataset
+        The rebuilt dataset.
+    current
+        ``dataset``'s fingerprint, when the caller has it already.
+
+    Returns
+    -------
+    str or None
+        ``None`` when they match; otherwise what differs
+        ([fingerprint_difference][repsim.data.fingerprint.fingerprint_difference]).
+    """
     if is_legacy(stored):
         log.warning("the stored data fingerprint %s predates content digests (repsim 0.3.0): "
                     "the data are checked by its rounded sums alone, which mirrored or "

@@ -59,8 +59,24 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read an IDX file (gzipped or raw) into an array of the shape and type its header gives.
 
     The header is two zero bytes, a type code, the number of dimensions, then one big-endian
-    uint32 per dimension. A missing file raises FileNotFoundError; a bad magic number, a
-    truncated body or trailing bytes raise ValueError naming the file.
+    uint32 per dimension.
+
+    Parameters
+    ----------
+    path
+        The file (MNIST's ``*-ubyte`` or ``*-ubyte.gz``).
+
+    Returns
+    -------
+    numpy.ndarray
+
+    Raises
+    ------
+    FileNotFoundError
+        For a missing file.
+    ValueError
+        Naming the file, for a bad magic number, a truncated body, trailing bytes or a damaged
+        gzip stream.
     """
     name = os.fspath(path)
     data = _read_maybe_gzipped(path)
@@ -99,14 +115,31 @@ def _to_float(samples: np.ndarray) -> np.ndarray:
 
 
 def read_wav(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
-    """Read a WAV file as a mono float32 waveform in [-1, 1] at ``sample_rate`` Hz.
+    """Read a WAV file as a mono float32 waveform in [-1, 1].
 
-    Integer PCM is scaled by its type's range (float PCM is taken as is); several channels
-    are averaged; another sample rate is converted with polyphase resampling
-    (``scipy.signal.resample_poly``); the result is clipped to [-1, 1]. A file that is not
-    readable audio, holds no samples, NaN or infinite ones, lasts longer than
-    :data:`MAX_WAV_SECONDS` or is sampled faster than :data:`MAX_WAV_RATE` raises ValueError
-    naming it; a missing file raises FileNotFoundError.
+    Integer PCM is scaled by its type's range (float PCM is taken as is); several channels are
+    averaged; another sample rate is converted with polyphase resampling
+    (``scipy.signal.resample_poly``); the result is clipped to [-1, 1].
+
+    Parameters
+    ----------
+    path
+        The file.
+    sample_rate
+        The rate wanted, in Hz.
+
+    Returns
+    -------
+    numpy.ndarray
+
+    Raises
+    ------
+    FileNotFoundError
+        For a missing file.
+    ValueError
+        Naming the file, when it is not readable audio, holds no samples, NaN or infinite ones,
+        lasts longer than ``MAX_WAV_SECONDS`` (600 s) or is sampled faster than
+        ``MAX_WAV_RATE`` (768 kHz).
     """
     name = os.fspath(path)
     if not 0 < sample_rate <= MAX_WAV_RATE:
@@ -201,14 +234,30 @@ def _read_npy(name: str) -> np.ndarray:
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read a PNG or JPEG (any size and mode, with Pillow) or a ``.npy`` array as a grey
-    float32 image ``(height, width)`` in [0, 1].
+    """Read a PNG or JPEG (any size and mode, with Pillow) or a ``.npy`` array as a grey float32
+    image in [0, 1].
 
     Colour is converted to grey with Pillow's "L" luma (alpha is ignored); 16-bit grey is
-    scaled by 65535; a ``.npy`` array's unsigned integers are scaled by their type's maximum
-    and its floats must lie in [0, 1] (signed integers, NaN and infinity are refused). A file
-    that cannot be decoded, or holds more than :data:`MAX_IMAGE_PIXELS` pixels, raises
-    ValueError naming it and the reason; a missing file raises FileNotFoundError.
+    scaled by 65535; a ``.npy`` array's unsigned integers are scaled by their type's maximum and
+    its floats must lie in [0, 1] (signed integers, NaN and infinity are refused).
+
+    Parameters
+    ----------
+    path
+        The file.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(height, width)``.
+
+    Raises
+    ------
+    FileNotFoundError
+        For a missing file.
+    ValueError
+        Naming the file and the reason, when it cannot be decoded or holds more than
+        ``MAX_IMAGE_PIXELS`` pixels.
     """
     name = os.fspath(path)
     if not os.path.isfile(name):

@@ -16,13 +16,37 @@ Generators = torch.Generator | Sequence[torch.Generator] | None
 
 
 def derived_seed(*parts: int) -> int:
-    """A 32-bit seed derived from non-negative integers (numpy's SeedSequence mixes them)."""
+    """A 32-bit seed derived from non-negative integers (numpy's SeedSequence mixes them).
+
+    Parameters
+    ----------
+    *parts
+        The integers.
+
+    Returns
+    -------
+    int
+    """
     return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
 
 
 def item_generators(positions: Iterable[int], *parts: int,
                     device: torch.device | str = "cpu") -> list[torch.Generator]:
-    """One generator per item position, seeded from ``(*parts, position)``."""
+    """One generator per item position, seeded from ``(*parts, position)``.
+
+    Parameters
+    ----------
+    positions
+        The items' positions in their split.
+    *parts
+        What else the seed depends on (e.g. the seed and the condition).
+    device
+        Where the generators live.
+
+    Returns
+    -------
+    list of torch.Generator
+    """
     return [torch.Generator(device=device).manual_seed(derived_seed(*parts, int(position)))
             for position in positions]
 
@@ -34,13 +58,32 @@ def add_white_noise(
     signal_power: torch.Tensor | None = None,
     generator: Generators = None,
 ) -> torch.Tensor:
-    """Return ``x`` plus white Gaussian noise, one SNR per sample (axis 0).
+    """``x`` plus white Gaussian noise, one SNR per sample (axis 0).
 
-    The noise variance of sample ``i`` is ``signal_power[i] / 10 ** (snr_db[i] / 10)``, where
-    ``signal_power`` defaults to the mean square of each sample. ``snr_db`` is a scalar or a
-    tensor of shape ``(B,)``; ``+inf`` leaves a sample clean. Noise is drawn on ``x``'s device
-    from ``generator`` (which must live on that device) so that runs are reproducible; a
-    sequence of generators, one per sample, draws each sample's noise from its own.
+    The noise variance of sample ``i`` is ``signal_power[i] / 10 ** (snr_db[i] / 10)``.
+
+    Parameters
+    ----------
+    x
+        A batch, samples on axis 0.
+    snr_db
+        A scalar or a tensor of shape ``(B,)``; ``+inf`` leaves a sample clean.
+    signal_power
+        Each sample's signal power, shape ``(B,)``; ``None``: the mean square of each sample.
+    generator
+        Noise is drawn on ``x``'s device from this generator (which must live on that device),
+        so that runs are reproducible; a sequence of generators, one per sample, draws each
+        sample's noise from its own.
+
+    Returns
+    -------
+    torch.Tensor
+        The noisy batch (``x`` is not changed).
+
+    Raises
+    ------
+    ValueError
+        For a NaN or ``-inf`` SNR, or a number of generators other than the batch's.
     """
     batch = x.shape[0]
     if signal_power is None:

@@ -10,7 +10,18 @@ MAX_PAIRS_PER_IMAGE = 100
 
 
 def check_pairs_per_image(value: float) -> None:
-    """ValueError unless ``value`` (pairs drawn per image) is in (0, MAX_PAIRS_PER_IMAGE]."""
+    """Check how many pairs are drawn per image.
+
+    Parameters
+    ----------
+    value
+        Pairs drawn per image.
+
+    Raises
+    ------
+    ValueError
+        Unless ``value`` is in (0, ``MAX_PAIRS_PER_IMAGE``].
+    """
     if not 0 < value <= MAX_PAIRS_PER_IMAGE:
         raise ValueError(f"pairs_per_image must be positive and at most "
                          f"{MAX_PAIRS_PER_IMAGE}, got {value}")
@@ -30,10 +41,33 @@ def _check_request(clip_digit: np.ndarray, n_pairs: int) -> None:
 
 def congruent_pairs(clip_digit: np.ndarray, image_digit: np.ndarray, n_pairs: int,
                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """``n_pairs`` (clip, image) index pairs with equal digits.
+    """(clip, image) index pairs with equal digits.
 
     Every clip is used ``n_pairs // n_clips`` or one more times (clips cycle in a shuffled
     order), each with an image of its digit drawn uniformly, so no clip is over-represented.
+
+    Parameters
+    ----------
+    clip_digit
+        The digit (or class) of each clip.
+    image_digit
+        The digit (or class) of each image.
+    n_pairs
+        How many pairs to draw.
+    rng
+        The random generator.
+
+    Returns
+    -------
+    audio : numpy.ndarray
+        Each pair's clip index.
+    visual : numpy.ndarray
+        Each pair's image index.
+
+    Raises
+    ------
+    ValueError
+        For a negative ``n_pairs``, no clips, or a clip's digit with no image.
     """
     clip_digit, image_digit = np.asarray(clip_digit), np.asarray(image_digit)
     _check_request(clip_digit, n_pairs)
@@ -56,13 +90,37 @@ MAX_REDRAWS = 1000  # draws of one incongruent pair before its digits are judged
 
 def incongruent_pairs(clip_digit: np.ndarray, image_digit: np.ndarray, n_pairs: int,
                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """``n_pairs`` (clip, image) index pairs whose digits differ.
+    """(clip, image) index pairs whose digits differ.
 
     Audio digit and visual digit are balanced: with the k digits (classes) present in both
-    modalities, pair ``i`` takes the audio digit ``a`` and the visual digit ``s`` places
-    after it (cyclically), the shift ``s`` cycling through 1..k-1, so every off-diagonal cell
-    of the audio-digit x visual-digit table is filled about equally. No pair is drawn twice
-    (a repeat is drawn again, which leaves the draws before it as they were).
+    modalities, pair ``i`` takes the audio digit ``a`` and the visual digit ``s`` places after it
+    (cyclically), the shift ``s`` cycling through 1..k-1, so every off-diagonal cell of the
+    audio-digit x visual-digit table is filled about equally. No pair is drawn twice (a repeat is
+    drawn again, which leaves the draws before it as they were).
+
+    Parameters
+    ----------
+    clip_digit
+        The digit (or class) of each clip.
+    image_digit
+        The digit (or class) of each image.
+    n_pairs
+        How many pairs to draw.
+    rng
+        The random generator.
+
+    Returns
+    -------
+    audio : numpy.ndarray
+        Each pair's clip index.
+    visual : numpy.ndarray
+        Each pair's image index.
+
+    Raises
+    ------
+    ValueError
+        For a negative ``n_pairs``, no clips, fewer than two digits present in both modalities,
+        or too few clips and images for that many distinct pairs.
     """
     clip_digit, image_digit = np.asarray(clip_digit), np.asarray(image_digit)
     _check_request(clip_digit, n_pairs)

@@ -1,9 +1,10 @@
 """The one place that maps dataset names to builders: repsim's own, plugins, ``MODULE:FUNCTION``.
 
-Train, extract and the study runner call :func:`build_dataset` and never import a dataset
-module. A name is resolved, in this order, as
+Train, extract and the study runner call [build_dataset][repsim.data.registry.build_dataset]
+and never import a dataset module. A name is resolved, in this order, as
 
-- ``MODULE:FUNCTION`` (any name with a colon): that function of that importable module;
+- ``MODULE:FUNCTION`` (any name with a colon): that function of that importable module
+  (loaded by [repsim.loader.load_function][]);
 - one of repsim's own datasets (``synthetic``, ``avmnist``, ``folder``);
 - a plugin: an entry point of the group ``repsim.datasets`` (name -> ``module:function``)
   that an installed package declares. Two packages declaring one name is an error that names
@@ -11,20 +12,22 @@ module. A name is resolved, in this order, as
 
 Builders are imported lazily: naming ``synthetic`` never imports the MNIST/FSDD code, and
 listing the names imports no plugin. A builder's module may define ``check_options(**options)``,
-a cheap check of option values that :class:`repsim.data.DataConfig` runs when it is made.
-The builder contract is documented in ``docs/datasets.md``.
+a cheap check of option values that [DataConfig][repsim.data.config.DataConfig] runs when it
+is made. The builder contract is documented in the documentation's "Train on your own data"
+(``docs/datasets.md``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
-import importlib
 import importlib.metadata
 import inspect
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from repsim.loader import load_function
 
 if TYPE_CHECKING:
     from repsim.data.base import AVDataset
@@ -44,8 +47,17 @@ _PLUGINS_UNCHECKED: contextvars.ContextVar[bool] = contextvars.ContextVar(
 
 @dataclass(frozen=True)
 class DatasetEntry:
-    """Where a dataset name leads: ``target`` (``"module:function"``) and who declares it
-    (``source``: ``"repsim"``, or the distribution that declares the entry point)."""
+    """Where a dataset name leads.
+
+    Parameters
+    ----------
+    name
+        The dataset's name.
+    target
+        Its builder, ``"module:function"``.
+    source
+        Who declares it: ``"repsim"``, or the distribution that declares the entry point.
+    """
 
     name: str
     target: str
@@ -63,15 +75,28 @@ def _plugin_entries() -> list[DatasetEntry]:
 
 
 def dataset_entries() -> list[DatasetEntry]:
-    """repsim's datasets, then every plugin entry point, sorted by name (a plugin that reuses
-    one of repsim's names is listed but never chosen: repsim's own dataset wins)."""
+    """repsim's datasets, then every plugin entry point, sorted by name.
+
+    A plugin that reuses one of repsim's names is listed but never chosen: repsim's own dataset
+    wins.
+
+    Returns
+    -------
+    list of DatasetEntry
+    """
     own = [DatasetEntry(name, target, BUILTIN_SOURCE) for name, target in _BUILTINS.items()]
     plugins = {(entry.name, entry.target, entry.source): entry for entry in _plugin_entries()}
     return sorted([*own, *plugins.values()], key=lambda entry: (entry.name, entry.source))
 
 
 def dataset_names() -> list[str]:
-    """Names accepted by :func:`build_dataset` (besides any ``MODULE:FUNCTION``)."""
+    """The names [build_dataset][repsim.data.registry.build_dataset] accepts (besides any
+    ``MODULE:FUNCTION``).
+
+    Returns
+    -------
+    list of str
+    """
     return sorted({entry.name for entry in dataset_entries()})
 
 
@@ -94,25 +119,34 @@ def _target(name: str) -> str:
 
 def _load(name: str, target: str) -> Callable[..., AVDataset]:
     """Import the builder ``target`` names; ValueError with the import error if that fails."""
-    module_name, _, function_name = target.partition(":")
-    if not module_name or not function_name:
-        raise ValueError(f"dataset {name!r}: {target!r} is not of the form MODULE:FUNCTION")
     try:
-        module = importlib.import_module(module_name)
-    except Exception as error:  # a plugin's import may fail any way: show how
-        raise ValueError(f"dataset {name!r}: cannot import {module_name} "
-                         f"({type(error).__name__}: {error})") from error
-    builder = getattr(module, function_name, None)
-    if not callable(builder):
-        raise ValueError(f"dataset {name!r}: module {module_name} has no function "
-                         f"{function_name}")
-    return builder
+        return load_function(target)
+    except ValueError as error:
+        raise ValueError(f"dataset {name!r}: {error}") from error
 
 
 def dataset_builder(name: str, options: Iterable[str] = ()) -> Callable[..., AVDataset]:
-    """The builder function of dataset ``name``; ValueError if ``name`` is unknown, ambiguous
-    or fails to import, or if any of the option names is not one of the builder's keyword
-    arguments (a cheap check, done before any building)."""
+    """The builder function of a dataset, checked against option names before any building.
+
+    Parameters
+    ----------
+    name
+        A dataset name or ``MODULE:FUNCTION``.
+    options
+        Option names the builder must accept as keyword arguments (a builder with ``**options``
+        accepts any).
+
+    Returns
+    -------
+    Callable
+        The builder.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is unknown, ambiguous (two plugins) or fails to import, or an option name is
+        not one of the builder's keyword arguments.
+    """
     builder = _load(name, _target(name))
     parameters = inspect.signature(builder).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
@@ -126,10 +160,17 @@ def dataset_builder(name: str, options: Iterable[str] = ()) -> Callable[..., AVD
 
 @contextlib.contextmanager
 def plugins_unchecked() -> Iterator[None]:
-    """Within this block, :func:`check_dataset_options` imports no plugin (an entry point or
-    ``MODULE:FUNCTION``): its name is resolved, its options are not checked. For commands
-    that only read records (``python -m repsim.study FILE --status``): importing a plugin
-    runs its code, which they do not need."""
+    """A block within which [check_dataset_options][repsim.data.registry.check_dataset_options]
+    imports no plugin (an entry point or ``MODULE:FUNCTION``): its name is resolved, its options
+    are not checked.
+
+    For commands that only read records (``python -m repsim.study FILE --status``): importing a
+    plugin runs its code, which they do not need.
+
+    Yields
+    ------
+    None
+    """
     token = _PLUGINS_UNCHECKED.set(True)
     try:
         yield
@@ -138,9 +179,25 @@ def plugins_unchecked() -> Iterator[None]:
 
 
 def check_dataset_options(name: str, options: dict) -> None:
-    """ValueError for an unknown ``name``, option name, or an option value the dataset's
-    ``check_options`` refuses; nothing is built or read, so a config fails when it is made.
-    Inside :func:`plugins_unchecked`, a plugin's name is only resolved."""
+    """Check a dataset's name and options without building or reading anything, so that a config
+    fails when it is made.
+
+    Inside [plugins_unchecked][repsim.data.registry.plugins_unchecked], a plugin's name is only
+    resolved.
+
+    Parameters
+    ----------
+    name
+        A dataset name or ``MODULE:FUNCTION``.
+    options
+        The builder's keyword arguments.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``name`` or option name, or an option value the dataset's
+        ``check_options`` refuses.
+    """
     if _PLUGINS_UNCHECKED.get() and name not in _BUILTINS:
         _target(name)
         return
@@ -151,12 +208,35 @@ def check_dataset_options(name: str, options: dict) -> None:
 
 
 def build_dataset(name: str, **options: Any) -> AVDataset:
-    """Build dataset ``name``; ``options`` go to its builder (``data_dir``, ``seed``, sizes...).
+    """Build a dataset by name, and check what the builder returned.
 
-    The built dataset is checked (:func:`repsim.data.base.check_dataset`): a builder that
-    returns anything but a usable :class:`AVDataset` is refused with a ValueError naming the
-    dataset and the problem. A plugin's builder that raises becomes such a ValueError too
-    (its first line); repsim's own builders' errors pass as they are.
+    Parameters
+    ----------
+    name
+        A dataset name or ``MODULE:FUNCTION``.
+    **options
+        The builder's keyword arguments (``data_dir``, ``seed``, sizes...).
+
+    Returns
+    -------
+    AVDataset
+        The built dataset, checked by [check_dataset][repsim.data.base.check_dataset].
+
+    Raises
+    ------
+    ValueError
+        Naming the dataset and the problem, when the builder returns anything but a usable
+        [AVDataset][repsim.data.base.AVDataset], or when a plugin's builder raises (its first
+        line); repsim's own builders' errors pass as they are.
+
+    Examples
+    --------
+    ```python
+    from repsim.data import build_dataset
+
+    data = build_dataset("synthetic", seed=0, timesteps=4, height=8, width=8)
+    data.train.audio.shape      # (pairs, T, 1, H, W)
+    ```
     """
     from repsim.data.base import AVDataset, check_dataset  # torch: loaded when one is built
 

@@ -8,7 +8,8 @@ diagonal band one that changes, a below-chance band one that reverses. The onset
 step at which the sliding decoder exceeds chance by a cluster-based permutation test over
 time (labels permuted within folds and the decoders refitted, ``--permutations`` of them), is
 marked on the diagonal; ``stability`` is (mean off-diagonal - chance) / (mean diagonal -
-chance), shown where there is an onset (without one it divides by noise). Targets are any stimulus-table columns (``--target``) on one condition's stimuli
+chance), shown where there is an onset (without one it divides by noise). Targets are any
+stimulus-table columns (``--target``) on one condition's stimuli
 (``--condition``); repsim's own files default to the heard and the seen digit of the
 incongruent stimuli (audio digit != visual digit), which tells when each sense's digit
 enters each layer. Files side by side, e.g. early vs late fusion. Definitions:

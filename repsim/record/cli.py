@@ -7,8 +7,6 @@ The arguments are parsed before torch is imported, so that ``--help`` is quick.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import logging
 import signal
 import sys
@@ -17,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from repsim import loader
 from repsim.cli import (
     STOPPED_STATUS,
     CommandParser,
@@ -148,31 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_function(spec: str) -> Callable[..., Any]:
-    """The function ``spec`` names: ``module.name:function`` or ``path/file.py:function``;
-    ValueError of one line when it does not import or is not callable."""
-    module_name, sep, attribute = spec.rpartition(":")
-    if not sep or not module_name or not attribute:
-        raise ValueError(f"{spec!r} is not MODULE:FUNCTION (e.g. my_model.py:build)")
+    """The function ``spec`` names: ``module.name:function`` or ``path/file.py:function``
+    ([repsim.loader.load_function][]); ValueError of one line, starting with ``spec``, when it
+    does not import or is not callable."""
     try:
-        if module_name.endswith(".py"):
-            path = Path(module_name)
-            if not path.is_file():
-                raise ValueError(f"{spec}: the file {path} does not exist")
-            module_spec = importlib.util.spec_from_file_location(path.stem, path)
-            assert module_spec is not None and module_spec.loader is not None
-            module = importlib.util.module_from_spec(module_spec)
-            module_spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(module_name)
-    except ValueError:
-        raise
-    except Exception as error:  # whatever the user's module raised while importing
-        raise ValueError(f"{spec}: cannot import {module_name}: {type(error).__name__}: "
-                         f"{str(error).splitlines()[0] if str(error) else ''}") from error
-    function = getattr(module, attribute, None)
-    if not callable(function):
-        raise ValueError(f"{spec}: {module_name} has no function {attribute!r}")
-    return function
+        return loader.load_function(spec, files=True)
+    except ValueError as error:
+        raise ValueError(f"{spec}: {error}") from error
 
 
 def per_pattern(values: Sequence[str], option: str, parse: Callable[[str, str], Any] | None = None

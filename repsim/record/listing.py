@@ -19,15 +19,42 @@ COLUMNS = ["name", "type", "calls", "places", "output"]
 
 
 def layers(model: nn.Module, example_batch: Any) -> pd.DataFrame:
-    """One row per module of ``model`` (``named_modules()`` order, the model itself left
-    out): ``name``, ``type``, ``calls`` (per forward of ``example_batch``), ``places`` (the
-    lines of code they come from: more than one cannot be recorded as time) and ``output``
-    (the first call's output shape, e.g. ``"(32, 16, 8, 8)"``; nested for tuples).
+    """Every module of a model with its type, calls per forward, call places and output shapes, from
+    one forward of one batch: what to choose layers from, and which need ``time_dim`` or
+    ``fold_time``.
 
-    ``example_batch`` is one batch in any form :func:`repsim.record` accepts (a tuple of
-    positional inputs, a dict of keyword inputs, a tensor). The model runs once, in eval mode
-    and without gradients, where it is; its mode is restored. ValueError when the forward
-    raises.
+    The model runs once, in eval mode and without gradients, where it is; its mode is restored.
+
+    Parameters
+    ----------
+    model
+        Any ``torch.nn.Module``.
+    example_batch
+        One batch in any form [repsim.record][repsim.record.api.record] accepts (a tuple of
+        positional inputs, a dict of keyword inputs, a tensor).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per module (``named_modules()`` order, the model itself left out): ``name``,
+        ``type``, ``calls`` (per forward of ``example_batch``), ``places`` (the lines of code the
+        calls come from: more than one cannot be recorded as time) and ``output`` (the first
+        call's output shape, e.g. ``"(32, 16, 8, 8)"``; nested for tuples).
+
+    Raises
+    ------
+    ValueError
+        When the forward raises.
+
+    Examples
+    --------
+    ```python
+    import torch
+    import repsim
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    repsim.record.layers(model, torch.randn(5, 4))    # rows "0", "1", "2": Linear, ReLU, Linear
+    ```
     """
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -71,8 +98,19 @@ def layers(model: nn.Module, example_batch: Any) -> pd.DataFrame:
 
 
 def describe_output(value: Any) -> str:
-    """A module output's shape(s): ``(5, 3)`` for a tensor, nested in brackets for tuples
-    and lists, ``{key: shape}`` for dicts, the type's name for anything else."""
+    """A module output's shape(s), as text.
+
+    Parameters
+    ----------
+    value
+        What the module returned.
+
+    Returns
+    -------
+    str
+        ``(5, 3)`` for a tensor, nested in brackets for tuples and lists, ``{key: shape}`` for
+        dicts, the type's name for anything else.
+    """
     if isinstance(value, torch.Tensor):
         return "(" + ", ".join(map(str, value.shape)) + ("," if value.dim() == 1 else "") + ")"
     if isinstance(value, tuple | list):

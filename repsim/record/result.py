@@ -1,5 +1,6 @@
-"""What a recording wrote: the result of :func:`repsim.record` and of ``repsim.extract``
-(torch-free, so that command lines load it quickly)."""
+"""What a recording wrote: the result of [repsim.record][repsim.record.api.record] and of
+``repsim.extract`` (torch-free, so that command lines load it quickly).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +10,29 @@ from pathlib import Path
 
 @dataclass
 class RecordResult:
-    """What a recording wrote. ``timesteps`` is the length of the file's ``time`` dim, the one
-    most layers share; ``time_axes`` every recorded layer's number of steps."""
+    """What a recording wrote.
+
+    Parameters
+    ----------
+    path
+        The activation file.
+    size_bytes
+        Its size.
+    layers
+        The recorded layers, in forward order.
+    states
+        The recorded states (``"h"``, ``"c"``).
+    n_stimuli
+        Rows of the file (stimuli x conditions).
+    timesteps
+        The length of the file's ``time`` dim, the one most layers share.
+    conditions
+        The conditions, in file order.
+    seconds
+        How long the recording took.
+    time_axes
+        Every recorded layer's number of steps.
+    """
 
     path: Path
     size_bytes: int
@@ -23,7 +45,12 @@ class RecordResult:
     time_axes: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
-        """The one line a CLI ends with."""
+        """The one line a command ends with.
+
+        Returns
+        -------
+        str
+        """
         others = ", ".join(f"{layer}: {steps}" for layer, steps in self.time_axes.items()
                            if steps != self.timesteps)
         return (f"wrote {self.path} ({self.size_bytes / 2**20:.1f} MiB): {len(self.layers)} "

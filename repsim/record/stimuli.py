@@ -56,8 +56,16 @@ TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 
 @dataclass
 class RecordBatch:
-    """One batch: the model's ``inputs`` (positional tuple or keyword dict) and, optionally,
-    per-stimulus ``columns`` for the stimulus table."""
+    """One batch of stimuli for [repsim.record][repsim.record.api.record].
+
+    Parameters
+    ----------
+    inputs
+        The model's inputs: a tuple of positional inputs or a dict of keyword inputs.
+    columns
+        Per-stimulus values for the stimulus table (one sequence per column, one entry per
+        stimulus of the batch).
+    """
 
     inputs: Inputs
     columns: Mapping[str, Sequence[Any]] = field(default_factory=dict)

@@ -1,19 +1,19 @@
 """How a study's report judges its runs: the ``[analysis]`` table of a study file.
 
-::
-
-    [analysis]
-    equivalence_margin = 2.0                              # points, every primary measure
-    equivalence_margin = { clean_accuracy = 0.5 }         # or per measure (others: default)
-    min_val_accuracy = 0.5                                # a run below it failed to train
+```toml
+[analysis]
+equivalence_margin = 2.0                              # points, every primary measure
+equivalence_margin = { clean_accuracy = 0.5 }         # or per measure (others: default)
+min_val_accuracy = 0.5                                # a run below it failed to train
+```
 
 ``equivalence_margin`` is the smallest difference that matters, in percentage points of the
-measure, per primary measure (:data:`PRIMARY`); a comparison whose
-90 % interval lies inside it is *equivalent* (:mod:`repsim.study.comparisons`). The defaults,
-:data:`DEFAULT_MARGINS`, are 1 point of clean accuracy and 5 points of each noise AUC (why:
+measure, per primary measure (``PRIMARY``); a comparison whose
+90 % interval lies inside it is *equivalent* (``repsim.study.comparisons``). The defaults,
+``DEFAULT_MARGINS``, are 1 point of clean accuracy and 5 points of each noise AUC (why:
 ``docs/studies.md``). ``min_val_accuracy`` is the final validation accuracy below which a run
 *failed to train*; by default each cell's own threshold, chance plus half the distance from
-chance to the cell's median (:mod:`repsim.study.training`).
+chance to the cell's median (``repsim.study.training``).
 
 Nothing here changes what a run trains or records: a study file may change its
 ``[analysis]`` table and keep its finished runs.
@@ -38,14 +38,32 @@ MAX_MARGIN = 100.0  # points: a margin as wide as the measure's whole range says
 
 @dataclass(frozen=True)
 class Analysis:
-    """The report's judgement settings (module docstring): margins in points per measure,
-    and a fixed ``min_val_accuracy`` (None: each cell's default threshold)."""
+    """The report's judgement settings (see the module docstring).
+
+    Parameters
+    ----------
+    margins
+        The equivalence margin of each primary measure, in percentage points.
+    min_val_accuracy
+        The final validation accuracy below which a run failed to train; ``None``: each cell's
+        default threshold.
+    """
 
     margins: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_MARGINS))
     min_val_accuracy: float | None = None
 
     def margin(self, measure: str) -> float:
-        """The equivalence margin of ``measure`` as a fraction (the measures' own unit)."""
+        """The equivalence margin of a measure as a fraction (the measures' own unit).
+
+        Parameters
+        ----------
+        measure
+            A primary measure.
+
+        Returns
+        -------
+        float
+        """
         return self.margins[measure] / 100
 
 
@@ -58,7 +76,23 @@ def _margin(value: object, where: str) -> float:
 
 
 def parse_analysis(table: object) -> Analysis:
-    """The ``[analysis]`` table of a study file, checked (ValueError naming the field)."""
+    """The ``[analysis]`` table of a study file, checked.
+
+    Parameters
+    ----------
+    table
+        The table as read from TOML.
+
+    Returns
+    -------
+    Analysis
+
+    Raises
+    ------
+    ValueError
+        Naming the field: not a table, unknown keys or measures, margins outside (0, 100]
+        points, ``min_val_accuracy`` outside (0, 1].
+    """
     if not isinstance(table, dict):
         raise ValueError(f"analysis must be a table, got {type(table).__name__}")
     unknown = [key for key in table if key not in ANALYSIS_OPTIONS]

@@ -1,44 +1,46 @@
 """A study file and the runs it stands for.
 
-A study is a TOML file (read with the standard library's ``tomllib``)::
+A study is a TOML file (read with the standard library's ``tomllib``):
 
-    [study]
-    name = "quick"                    # default: the file's stem
-    seeds = [0, 1, 2, 3, 4]
-    fusion_layers = [1, 2, 3]         # default: every one, 1..layers+1
-    fusion_ops = ["concat", "gated"]  # default: ["concat"]
-    data_seeds = "per_seed"           # default "shared"; or one data seed per seed
+```toml
+[study]
+name = "quick"                    # default: the file's stem
+seeds = [0, 1, 2, 3, 4]
+fusion_layers = [1, 2, 3]         # default: every one, 1..layers+1
+fusion_ops = ["concat", "gated"]  # default: ["concat"]
+data_seeds = "per_seed"           # default "shared"; or one data seed per seed
 
-    [model]                           # ModelConfig fields except fusion_layer
-    layers = 2
-    hidden = 16
-    match_params = true
+[model]                           # ModelConfig fields except fusion_layer
+layers = 2
+hidden = 16
+match_params = true
 
-    [train]                           # training options of every run
-    epochs = 8
+[train]                           # training options of every run
+epochs = 8
 
-    [evaluation]
-    test_snrs = [20, 10, 5, 0, -5, -10]
-    probe_conditions = ["clean", "incongruent", "audio_removed", "visual_removed"]
-    probe_snrs = []
-    probe_stimuli = 200
+[evaluation]
+test_snrs = [20, 10, 5, 0, -5, -10]
+probe_conditions = ["clean", "incongruent", "audio_removed", "visual_removed"]
+probe_snrs = []
+probe_stimuli = 200
 
-    [datasets.distractor]             # the study's name for a dataset
-    dataset = "synthetic"             # registry name (default: the table's name)
-    options = { distractor_snr = 0 }  # builder options
-    train = { epochs = 15 }           # training options for this dataset's runs
+[datasets.distractor]             # the study's name for a dataset
+dataset = "synthetic"             # registry name (default: the table's name)
+options = { distractor_snr = 0 }  # builder options
+train = { epochs = 15 }           # training options for this dataset's runs
 
-    [protocols.clean]                 # a protocol is a set of training options
-    [protocols.noisy]
-    augment = "both"
+[protocols.clean]                 # a protocol is a set of training options
+[protocols.noisy]
+augment = "both"
 
-    [analysis]                        # how the report judges (repsim.study.settings)
-    equivalence_margin = 2.0
+[analysis]                        # how the report judges (repsim.study.settings)
+equivalence_margin = 2.0
+```
 
-Training options are :class:`repsim.train.TrainConfig` fields (``epochs``, ``lr``,
+Training options are [repsim.train.TrainConfig][] fields (``epochs``, ``lr``,
 ``augment``, ``modality_dropout``, ``device``...); a protocol's override the dataset's, which
 override ``[train]``. Every run is ``dataset x protocol x fusion operator x fusion layer x
-seed``; its directory is given by :func:`repsim.rundir.study_run_dir` (the operator appears
+seed``; its directory is given by ``repsim.rundir.study_run_dir`` (the operator appears
 in run names and keys only when it is not the default, so studies from before operators keep
 their folders).
 
@@ -52,14 +54,14 @@ its own ``seed``.
 Names of the study, its datasets and its protocols become folder names, so they are
 identifiers: letters, digits, ``-``, ``_`` and ``.``, but not ``.`` or ``..`` alone. Every
 field's type is checked when the file is loaded, and sizes are bounded before anything is
-built (so a typo cannot allocate gigabytes): grids up to :data:`MAX_GRID_SIZE` pixels a side,
-:data:`MAX_TIMESTEPS` time steps, :data:`MAX_SEEDS` seeds (each in 0..:data:`MAX_SEED`),
-:data:`MAX_PROBE_STIMULI` probe stimuli and :data:`MAX_RUNS` runs in all (fusion operators
-counted), in a file of at most :data:`MAX_STUDY_FILE_BYTES` bytes; the model's layers, width
+built (so a typo cannot allocate gigabytes): grids up to ``MAX_GRID_SIZE`` pixels a side,
+``MAX_TIMESTEPS`` time steps, ``MAX_SEEDS`` seeds (each in 0..``MAX_SEED``),
+``MAX_PROBE_STIMULI`` probe stimuli and ``MAX_RUNS`` runs in all (fusion operators
+counted), in a file of at most ``MAX_STUDY_FILE_BYTES`` bytes; the model's layers, width
 and kernel and a dataset's own sizes are bounded by their configs
-(:mod:`repsim.models.config`, the dataset's ``check_options``), and every run's training
-batch is estimated (:func:`repsim.models.config.batch_bytes`) and refused above
-:data:`~repsim.models.config.MAX_BATCH_BYTES`.
+(``repsim.models.config``, the dataset's ``check_options``), and every run's training
+batch is estimated (``repsim.models.config.batch_bytes``) and refused above
+``MAX_BATCH_BYTES``.
 """
 
 from __future__ import annotations
@@ -110,7 +112,20 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
 
 @dataclass(frozen=True)
 class Evaluation:
-    """What every run is tested on: the test grid, and the probe set it records."""
+    """What every run is tested on: the test grid, and the probe set it records.
+
+    Parameters
+    ----------
+    test_snrs
+        The SNRs (dB) of the test grid ([TEST_SNRS][repsim.conditions.TEST_SNRS] by default).
+    probe_conditions
+        The probe set's conditions
+        ([PROBE_CONDITIONS][repsim.conditions.PROBE_CONDITIONS] by default).
+    probe_snrs
+        The SNRs at which the probe set adds audio, visual and both noise.
+    probe_stimuli
+        Stimuli per probe condition.
+    """
 
     test_snrs: tuple[float, ...] = TEST_SNRS
     probe_conditions: tuple[str, ...] = PROBE_CONDITIONS
@@ -120,8 +135,23 @@ class Evaluation:
 
 @dataclass(frozen=True)
 class StudyRun:
-    """One run of a study: which dataset, protocol, fusion layer and seed, its config, and
-    its fusion operator."""
+    """One run of a study.
+
+    Parameters
+    ----------
+    dataset
+        The study's name for the dataset.
+    protocol
+        The training protocol's name.
+    fusion_layer
+        The fusion layer k.
+    seed
+        The training seed.
+    config
+        The run's full training configuration.
+    fusion_op
+        The fusion operator.
+    """
 
     dataset: str
     protocol: str
@@ -132,18 +162,44 @@ class StudyRun:
 
     @property
     def key(self) -> str:
-        """``<dataset>/<protocol>/f<k>-s<seed>`` (``.../<operator>-f<k>-s<seed>`` for an
-        operator other than the default): the run's name within its study."""
+        """The run's name within its study: ``<dataset>/<protocol>/f<k>-s<seed>``
+        (``.../<operator>-f<k>-s<seed>`` for an operator other than the default).
+        """
         return "/".join(self.run_dir.parts[-3:])
 
     @property
     def run_dir(self) -> Path:
+        """The run's directory (its config's ``run_dir``)."""
         return self.config.run_dir
 
 
 @dataclass(frozen=True)
 class Study:
-    """A parsed, checked study file: its runs (in a fixed order) and where they go."""
+    """A parsed, checked study file: its runs (in a fixed order) and where they go.
+
+    Parameters
+    ----------
+    name
+        The study's name (a folder name).
+    path
+        The study file.
+    folder
+        Where its runs and report go.
+    values
+        The file's TOML, as read.
+    runs
+        Every run, in a fixed order.
+    evaluation
+        The test grid and the probe set.
+    model
+        The model of every run, but its fusion layer and operator.
+    fusion_ops
+        The fusion operators.
+    analysis
+        How the report judges (the ``[analysis]`` table).
+    data_seeds
+        ``"shared"``, ``"per_seed"`` or one data seed per seed.
+    """
 
     name: str
     path: Path
@@ -157,7 +213,22 @@ class Study:
     data_seeds: str | tuple[int, ...] = SHARED_DATA
 
     def run(self, key: str) -> StudyRun:
-        """The run named ``key`` (see :attr:`StudyRun.key`)."""
+        """The run named ``key``.
+
+        Parameters
+        ----------
+        key
+            A run's [key][repsim.study.spec.StudyRun.key].
+
+        Returns
+        -------
+        StudyRun
+
+        Raises
+        ------
+        ValueError
+            For a key of no run of the study.
+        """
         for run in self.runs:
             if run.key == key:
                 return run
@@ -175,7 +246,24 @@ def _check_keys(table, allowed, where: str) -> dict:
 
 
 def read_study_file(path: str | Path) -> dict:
-    """The study file's TOML as a dict; ValueError for a missing or invalid file."""
+    """The study file's TOML as a dict.
+
+    Parameters
+    ----------
+    path
+        The study file.
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    FileNotFoundError
+        For a missing file.
+    ValueError
+        For a file larger than ``MAX_STUDY_FILE_BYTES`` or invalid TOML.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"study file not found: {path}")
@@ -195,7 +283,34 @@ def read_study_file(path: str | Path) -> dict:
 def load_study(path: str | Path, folder: str | Path | None = None) -> Study:
     """Parse and check a study file; every run's config is built (and so validated) here.
 
-    ``folder`` is where the study's runs go, by default ``<file's directory>/<name>``.
+    Parameters
+    ----------
+    path
+        The study file.
+    folder
+        Where the study's runs go; ``None``: ``<file's directory>/<name>``.
+
+    Returns
+    -------
+    Study
+
+    Raises
+    ------
+    FileNotFoundError
+        For a missing file.
+    ValueError
+        Naming the field, for anything the module docstring does not allow: unknown keys,
+        wrong types, names that cannot be folders, sizes above the bounds, a training batch
+        estimated above ``MAX_BATCH_BYTES``.
+
+    Examples
+    --------
+    ```python
+    from repsim.study.spec import load_study
+
+    study = load_study("studies/quick.toml")
+    len(study.runs), study.runs[0].key      # (60, 'synthetic/clean/f1-s0')
+    ```
     """
     path = Path(path)
     values = read_study_file(path)
@@ -297,8 +412,26 @@ def _build(cls, values: dict, where: str):
 
 
 def check_name(where: str, name: object) -> str:
-    """``name`` if it can name a folder of the study (see the module docstring); else a
-    ValueError naming ``where``."""
+    """A name that can name a folder of the study.
+
+    Parameters
+    ----------
+    where
+        What the name names, for the message.
+    name
+        The name.
+
+    Returns
+    -------
+    str
+        ``name``.
+
+    Raises
+    ------
+    ValueError
+        Naming ``where``, unless ``name`` is letters, digits, ``-``, ``_`` and ``.``, not ``.``
+        or ``..`` alone.
+    """
     if (not isinstance(name, str) or not NAME_PATTERN.fullmatch(name)
             or name in (".", "..")):
         raise ValueError(f"{where} must be a name of letters, digits, '-', '_' and '.' (not "
@@ -422,7 +555,20 @@ def _evaluation(table) -> Evaluation:
 
 
 def differing_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
-    """Dotted paths of the keys whose values differ between two nested dicts."""
+    """The keys whose values differ between two nested dicts.
+
+    Parameters
+    ----------
+    a, b
+        The dicts.
+    prefix
+        Put before every path.
+
+    Returns
+    -------
+    list of str
+        Dotted paths.
+    """
     keys = []
     for key in sorted(set(a) | set(b)):
         left, right = a.get(key), b.get(key)
