@@ -1,10 +1,12 @@
 """Analyses of a whole activation file: every layer x time step, labelled by the file.
 
-:mod:`repsim.analysis` takes arrays and knows nothing of the file format; the functions here
-read the cells (layer x time step) of an activation Dataset (:func:`repsim.activations.open`)
-one at a time, hand them to the array analyses and tabulate the results as xarray Datasets.
-``repsim.analysis.probe_all`` and ``repsim.analysis.ablation_sensitivity`` still find them;
-:func:`temporal_generalization_all` is the time-resolved decoding of every layer.
+``repsim.analysis`` takes arrays and knows nothing of the file format; the functions here
+read the cells (layer x time step) of an activation Dataset
+([repsim.activations.open][repsim.activations.reader.open]) one at a time, hand them to the
+array analyses and tabulate the results as xarray Datasets. ``repsim.analysis.probe_all``
+and ``repsim.analysis.ablation_sensitivity`` still find them;
+[temporal_generalization_all][repsim.labelled.temporal_generalization_all] is the
+time-resolved decoding of every layer.
 """
 
 from __future__ import annotations
@@ -31,15 +33,45 @@ def probe_all(dataset: xr.Dataset, target: ArrayLike | str = "audio_digit", *,
               folds: int = 5, seed: int = 0, Cs: Sequence[float] = DEFAULT_CS,
               inner_folds: int = 3, tol: float = 1e-4, max_iter: int = 1000,
               device: str | torch.device | None = None) -> xr.Dataset:
-    """Probe every layer x time step of an activation Dataset (``repsim.activations.open``).
+    """Probe every layer x time step of an activation Dataset
+    ([repsim.activations.open][repsim.activations.reader.open]) with
+    [repsim.analysis.linear_probe][repsim.analysis.probes.linear_probe].
 
-    ``target`` and ``groups`` name stimulus coordinates (e.g. ``"audio_digit"``,
-    ``groups="speaker"``) or are arrays over the selected stimuli; ``condition`` selects the
-    stimuli (None: all rows of the file). Cells are read one at a time. Returns a Dataset
-    with dims ``(layer, time)`` (and ``fold``; ``time`` as long as the longest layer's, NaN
-    past a shorter layer's steps, which the coordinate ``steps`` gives per layer):
-    ``accuracy``, ``ci_low``, ``ci_high``, ``chance``, ``unconverged`` (fits that stopped
-    short of ``tol``), ``fold_accuracy`` and ``regularization`` (the C chosen per fold).
+    Cells are read one at a time; the fits of all cells share the same labels and folds.
+
+    Parameters
+    ----------
+    dataset
+        The activation Dataset.
+    target
+        What to decode: the name of a stimulus coordinate (e.g. ``"audio_digit"``), or an
+        array over the selected stimuli.
+    condition
+        Selects the stimuli; None: all rows of the file.
+    layers
+        The layers to probe, in order; None: every layer of the file.
+    state
+        The recorded state (``"h"``, ``"c"``).
+    groups
+        A stimulus coordinate's name (e.g. ``"speaker"``) or an array over the selected
+        stimuli: no group spans training and test folds. None: stratified folds.
+    folds, seed, Cs, inner_folds, tol, max_iter, device
+        As for [repsim.analysis.linear_probe][repsim.analysis.probes.linear_probe].
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims ``(layer, time)`` (and ``fold``; ``time`` as long as the longest layer's, NaN
+        past a shorter layer's steps, which the coordinate ``steps`` gives per layer):
+        ``accuracy``, ``ci_low``, ``ci_high``, ``chance``, ``unconverged`` (fits that stopped
+        short of ``tol``), ``fold_accuracy`` and ``regularization`` (the C chosen per fold).
+
+    Raises
+    ------
+    ValueError
+        For no layers to probe, an unknown layer, state or condition, a ``target`` or
+        ``groups`` name that is no stimulus coordinate, and as
+        [repsim.analysis.linear_probe][repsim.analysis.probes.linear_probe].
     """
     layers = list(activations.layer_names(dataset) if layers is None else layers)
     if not layers:
@@ -101,20 +133,48 @@ def ablation_sensitivity(intact: xr.Dataset, ablated: xr.Dataset | None = None, 
                          = REMOVED_CONDITIONS,
                          kernel: str = "linear", debiased: bool = False,
                          threshold: float = 1.0) -> xr.Dataset:
-    """Sensitivity of every layer x time step to removing each input.
+    """Sensitivity of every layer x time step to removing each input (the definitions are
+    [repsim.analysis.modality_sensitivity][repsim.analysis.ablation.modality_sensitivity]'s
+    and [repsim.analysis.reliance_index][repsim.analysis.ablation.reliance_index]'s).
 
-    ``intact``: an activation Dataset (``repsim.activations.open``) whose
-    ``intact_condition`` rows are the intact states; ``ablated``: the Dataset holding the
-    removal conditions, by default the same one. ``removed_conditions``: ``{input: condition}``
-    for any number of inputs (e.g. ``{"audio": "mute_a"}``), or two condition names, read as
-    the audio-removed and the visual-removed condition (repsim's ``audio_removed`` and
-    ``visual_removed`` by default). Rows are matched by ``stimulus_id`` (ValueError if the id
-    sets differ). Layers may differ in their steps (``time`` is the longest; NaN past a
-    shorter layer's). Returns a Dataset with ``cka_sensitivity``, ``relative_change`` and
-    ``share_cka`` / ``share_change`` (each input's sensitivity over the sum of all inputs')
-    over ``(removed, layer, time)``, and with two inputs the reliance index of the first,
-    ``reliance_cka`` and ``reliance_change`` over ``(layer, time)``
-    (:mod:`repsim.analysis.ablation`).
+    Rows are matched by ``stimulus_id``. Layers may differ in their steps (``time`` is the
+    longest; NaN past a shorter layer's).
+
+    Parameters
+    ----------
+    intact
+        An activation Dataset ([repsim.activations.open][repsim.activations.reader.open])
+        whose ``intact_condition`` rows are the intact states.
+    ablated
+        The Dataset holding the removal conditions; None: the same one as ``intact``.
+    layers
+        The layers, in order; None: every layer of ``intact``.
+    state
+        The recorded state (``"h"``, ``"c"``).
+    intact_condition
+        The condition of the intact states.
+    removed_conditions
+        ``{input: condition}`` for any number of inputs (e.g. ``{"audio": "mute_a"}``), or two
+        condition names, read as the audio-removed and the visual-removed condition (repsim's
+        ``audio_removed`` and ``visual_removed`` by default).
+    kernel, debiased, threshold
+        The CKA options (as for [cka][repsim.analysis.cka.cka]).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``cka_sensitivity``, ``relative_change`` and ``share_cka`` / ``share_change`` (each
+        input's sensitivity over the sum of all inputs') over ``(removed, layer, time)``, and
+        with two inputs the reliance index of the first, ``reliance_cka`` and
+        ``reliance_change`` over ``(layer, time)``.
+
+    Raises
+    ------
+    ValueError
+        For ``removed_conditions`` that name no removal or are neither a mapping nor two
+        names, a layer the ablated activations lack, a layer with different numbers of steps
+        in the two, stimulus id sets that differ, intact states constant across stimuli (no
+        CKA), or an unknown layer, state or condition.
     """
     ablated = intact if ablated is None else ablated
     if isinstance(removed_conditions, Mapping):
@@ -175,15 +235,51 @@ def temporal_generalization_all(dataset: xr.Dataset, targets: str | Sequence[str
                                 device: str | torch.device | None = None,
                                 progress: Callable[[], None] | None = None) -> xr.Dataset:
     """Temporal generalization of every layer of an activation Dataset for each of
-    ``targets`` (stimulus coordinates, e.g. ``"audio_digit"``), on the ``condition`` stimuli
-    (:func:`repsim.analysis.temporal_generalization`; one layer's steps read at a time).
+    ``targets``, on the ``condition`` stimuli
+    ([repsim.analysis.temporal_generalization][repsim.analysis.temporal.temporal_generalization];
+    one layer's steps read at a time).
 
-    Returns a Dataset with ``accuracy`` ``(layer, target, train_time, test_time)`` (NaN past
-    a layer's own steps, which ``steps`` gives), ``chance``, ``stability`` and, with
-    ``n_permutations``, ``onset`` (the first step of the first significant cluster, NaN if
-    none: :func:`repsim.analysis.decoding_onset` within the file) and ``onset_p`` (that
-    cluster's p, or the smallest cluster p when none is significant; NaN without clusters),
-    all ``(layer, target)``. ``progress`` is called after each layer and target.
+    Parameters
+    ----------
+    dataset
+        The activation Dataset ([repsim.activations.open][repsim.activations.reader.open]).
+    targets
+        Stimulus coordinates to decode, e.g. ``"audio_digit"``: one name or several.
+    layers
+        The layers, in order; None: every layer of the file.
+    condition
+        Selects the stimuli.
+    state
+        The recorded state (``"h"``, ``"c"``).
+    groups
+        A stimulus coordinate (e.g. ``"speaker"``) whose values never span training and test
+        folds; None: stratified folds.
+    folds, seed, C, n_permutations, tol, max_iter, device
+        As for
+        [repsim.analysis.temporal_generalization][repsim.analysis.temporal.temporal_generalization].
+    alpha
+        The level of the onset test
+        ([repsim.analysis.decoding_onset][repsim.analysis.temporal.decoding_onset] within the
+        file), with ``n_permutations``.
+    progress
+        Called after each layer and target.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``accuracy`` ``(layer, target, train_time, test_time)`` (NaN past a layer's own
+        steps, which ``steps`` gives), ``chance``, ``stability`` and, with
+        ``n_permutations``, ``onset`` (the first step of the first significant cluster, NaN
+        if none: [repsim.analysis.decoding_onset][repsim.analysis.temporal.decoding_onset]
+        within the file) and ``onset_p`` (that cluster's p, or the smallest cluster p when
+        none is significant; NaN without clusters), all ``(layer, target)``.
+
+    Raises
+    ------
+    ValueError
+        For no layer or no target, an unknown layer, state or condition, and as
+        [repsim.analysis.temporal_generalization][repsim.analysis.temporal.temporal_generalization]
+        and [repsim.analysis.decoding_onset][repsim.analysis.temporal.decoding_onset].
     """
     from repsim.analysis.temporal import decoding_onset, temporal_generalization
 

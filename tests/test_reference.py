@@ -36,20 +36,10 @@ PUBLIC_PACKAGES = ("repsim.activations", "repsim.analysis", "repsim.data", "reps
 # here.
 PENDING_MODULES = {
     "repsim.activations.writer",  # ActivationWriter, check_output_path
-    "repsim.analysis.temporal",  # temporal_generalization, decoding_onset, ...
     "repsim.evaluate",  # predict, accuracy, noise_grid
-    "repsim.figures",  # figure
-    "repsim.figures.ablation_sensitivity",  # run
-    "repsim.figures.cka_by_layer",  # run
-    "repsim.figures.noise_robustness",  # run
-    "repsim.figures.probes_by_layer",  # run
-    "repsim.figures.rsa_by_layer",  # run
-    "repsim.labelled",  # probe_all, ablation_sensitivity, temporal_generalization_all
     "repsim.models.config",  # ModelConfig, parameter_count, matched_branch_width
     "repsim.models.convlstm",  # ConvLSTM
     "repsim.models.fusion",  # FusionConvLSTM, final_logits
-    "repsim.record.api",  # record, RecordingStopped, state_dict_sha256
-    "repsim.record.hooks",  # Layer, select_layers
     "repsim.train.config",  # TrainConfig
     "repsim.train.loop",  # run, TrainResult, EpochRecord, TrainingStopped, ...
     "repsim.train.tensorboard",  # TensorBoardLogger

@@ -2,28 +2,31 @@
 holds over time, and how its geometry changes from step to step.
 
 Inputs are ``(stimulus, time, <features>)``: NumPy, torch, or a DataArray with ``stimulus``
-and ``time`` dims (a layer of an activation file, :func:`repsim.activations.select`).
+and ``time`` dims (a layer of an activation file,
+[repsim.activations.select][repsim.activations.reader.select]).
 
-- :func:`temporal_generalization` (King & Dehaene 2014): a decoder trained on the states at
-  step ``t`` is tested on the held-out stimuli's states at every step ``t'``, giving a
-  ``(train_time, test_time)`` matrix of cross-validated accuracies, the mean over folds as
-  MNE-Python's ``GeneralizingEstimator`` with ``cross_val_multiscore`` gives it. Its
-  diagonal is the sliding decoder (MNE's ``SlidingEstimator``). The decoder is the probes'
-  regularised multinomial logistic regression on features standardized with the training
-  rows' mean and scale (:mod:`repsim.analysis.probes`), one ``C``, on stratified folds
-  (stratified group folds with ``groups``, so that a speaker or a pair never spans training
-  and test); every fold's fits at one training step are solved as one batch. A
-  scikit-learn ``estimator`` may be given instead (then each fit is that estimator's, as
-  MNE does it). A code that holds over time gives a square of high scores; one that changes
-  gives a diagonal band; one that reverses gives below-chance scores off the diagonal.
-  ``stability`` sums that up: ``(mean off-diagonal - chance) / (mean diagonal - chance)``,
-  1 for a code that is the same at every step, 0 for one that no other step's decoder reads
-  (chance-corrected, so that a time-specific code does not score ``chance / diagonal``); it
-  means something only where the diagonal is clearly above chance (an onset), since it
-  divides by the diagonal's excess.
-- :func:`decoding_onset`: the first step at which decoding exceeds chance, from a
-  cluster-based permutation test over time (Maris & Oostenveld 2007), which controls the
-  chance of any false cluster at ``alpha`` over all steps. Two forms:
+- [temporal_generalization][repsim.analysis.temporal.temporal_generalization] (King &
+  Dehaene 2014): a decoder trained on the states at step ``t`` is tested on the held-out
+  stimuli's states at every step ``t'``, giving a ``(train_time, test_time)`` matrix of
+  cross-validated accuracies, the mean over folds as MNE-Python's ``GeneralizingEstimator``
+  with ``cross_val_multiscore`` gives it. Its diagonal is the sliding decoder (MNE's
+  ``SlidingEstimator``). The decoder is the probes' regularised multinomial logistic
+  regression on features standardized with the training rows' mean and scale
+  (``repsim.analysis.probes``, as [linear_probe][repsim.analysis.probes.linear_probe]), one
+  ``C``, on stratified folds (stratified group folds with ``groups``, so that a speaker or a
+  pair never spans training and test); every fold's fits at one training step are solved as
+  one batch. A scikit-learn ``estimator`` may be given instead (then each fit is that
+  estimator's, as MNE does it). A code that holds over time gives a square of high scores;
+  one that changes gives a diagonal band; one that reverses gives below-chance scores off the
+  diagonal. ``stability`` sums that up:
+  ``(mean off-diagonal - chance) / (mean diagonal - chance)``, 1 for a code that is the same
+  at every step, 0 for one that no other step's decoder reads (chance-corrected, so that a
+  time-specific code does not score ``chance / diagonal``); it means something only where
+  the diagonal is clearly above chance (an onset), since it divides by the diagonal's excess.
+- [decoding_onset][repsim.analysis.temporal.decoding_onset]: the first step at which
+  decoding exceeds chance, from a cluster-based permutation test over time (Maris &
+  Oostenveld 2007), which controls the chance of any false cluster at ``alpha`` over all
+  steps. Two forms:
 
   * over seeds (``scores``: one accuracy time course per trained network, and ``chance``):
     a one-sample t statistic of ``scores - chance`` at each step, clusters of consecutive
@@ -32,7 +35,8 @@ and ``time`` dims (a layer of an activation file, :func:`repsim.activations.sele
     mass under sign flips of whole time courses (all ``2^n`` when ``n_permutations`` allows,
     else random distinct ones; the observed mass always counted), as MNE-Python's
     ``permutation_cluster_1samp_test(..., tail=1)`` computes it;
-  * within one file (``result``, a :func:`temporal_generalization` computed with
+  * within one file (``result``, a
+    [temporal_generalization][repsim.analysis.temporal.temporal_generalization] computed with
     ``n_permutations``): the labels are permuted among the stimuli of each fold (so every
     fold keeps its class counts and the stratified folds stay valid), the sliding decoders
     are refitted on the permuted labels at every step (one permutation for all steps, so the
@@ -46,11 +50,11 @@ and ``time`` dims (a layer of an activation file, :func:`repsim.activations.sele
 
   A cluster's p is the fraction of the null (observed included) at least as large as its
   mass; the onset is the first step of the first cluster with p < ``alpha``, None if none.
-- :func:`rdm_movie`: an RDM per time step (rsatoolbox's ``calc_rdm_movie``), optionally of
-  condition-averaged patterns.
-- :func:`cross_temporal_similarity`: CKA or RSA between every step of ``X`` and every step of
-  ``Y``, two layers or one layer of two networks, stimuli matched by ``stimulus_id``: a
-  ``(time of X, time of Y)`` matrix.
+- [rdm_movie][repsim.analysis.temporal.rdm_movie]: an RDM per time step (rsatoolbox's
+  ``calc_rdm_movie``), optionally of condition-averaged patterns.
+- [cross_temporal_similarity][repsim.analysis.temporal.cross_temporal_similarity]: CKA or RSA
+  between every step of ``X`` and every step of ``Y``, two layers or one layer of two
+  networks, stimuli matched by ``stimulus_id``: a ``(time of X, time of Y)`` matrix.
 """
 
 from __future__ import annotations
@@ -87,16 +91,29 @@ TIE = 1e-12  # relative difference under which two cluster masses are equal
 
 @dataclass(frozen=True)
 class TemporalGeneralization:
-    """Cross-validated decoding from every training step to every test step.
+    """Cross-validated decoding from every training step to every test step (what
+    [temporal_generalization][repsim.analysis.temporal.temporal_generalization] returns).
 
-    ``scores`` ``(train_time, test_time)``: accuracy, the mean over folds; ``fold_scores``
-    ``(folds, train_time, test_time)``; ``chance``: the accuracy of always answering the
-    most frequent class; ``predictions`` ``(train_time, test_time, stimuli)``: each stimulus's
-    out-of-fold predicted label; ``labels`` its true label; ``fold`` the test fold it fell
-    in; ``null_diagonal`` ``(permutations, time)``: the sliding decoder's accuracy refitted
-    on labels permuted within folds (empty without ``n_permutations``; what
-    :func:`decoding_onset` tests against); ``unconverged``: fits that stopped short of the
-    tolerance (repsim's solver only).
+    Parameters
+    ----------
+    scores
+        Accuracy ``(train_time, test_time)``, the mean over folds.
+    fold_scores
+        Each fold's accuracy, ``(folds, train_time, test_time)``.
+    chance
+        The accuracy of always answering the most frequent class.
+    predictions
+        Each stimulus's out-of-fold predicted label, ``(train_time, test_time, stimuli)``.
+    labels
+        Each stimulus's true label.
+    fold
+        The test fold each stimulus fell in.
+    null_diagonal
+        The sliding decoder's accuracy refitted on labels permuted within folds,
+        ``(permutations, time)``: what [decoding_onset][repsim.analysis.temporal.decoding_onset]
+        tests against; empty without ``n_permutations``.
+    unconverged
+        Fits that stopped short of the tolerance (repsim's solver only).
     """
 
     scores: np.ndarray
@@ -128,13 +145,29 @@ class TemporalGeneralization:
 
 @dataclass(frozen=True)
 class Onset:
-    """A cluster-based permutation test over time steps (module docstring).
+    """A cluster-based permutation test over time steps (module docstring; what
+    [decoding_onset][repsim.analysis.temporal.decoding_onset] returns).
 
-    ``onset``: the first step (1 = first) of the first cluster with p < ``alpha``, None if
-    none; ``clusters``: ``(first, last)`` steps of each cluster (1-based, inclusive);
-    ``masses`` and ``p_values`` per cluster; ``statistic`` per step; ``threshold`` (a number,
-    or one per step); ``null``: the largest cluster mass of the observed data and of every
-    permutation; ``method``: "sign flips over seeds" or "label permutation within a file".
+    Parameters
+    ----------
+    onset
+        The first step (1 = first) of the first cluster with p < ``alpha``; None if none.
+    clusters
+        The ``(first, last)`` steps of each cluster (1-based, inclusive).
+    masses
+        Each cluster's mass.
+    p_values
+        Each cluster's p.
+    statistic
+        The statistic at each step.
+    threshold
+        The cluster-forming threshold: a number, or one per step.
+    null
+        The largest cluster mass of the observed data and of every permutation.
+    alpha
+        The level of the test.
+    method
+        "sign flips over seeds" or "label permutation within a file".
     """
 
     onset: int | None
@@ -149,8 +182,27 @@ class Onset:
 
 
 def time_series(X: ArrayLike, name: str = "X") -> np.ndarray:
-    """``X`` as a finite float64 ``(stimuli, time, features)`` array: axis 0 (or the
-    ``stimulus`` dim) indexes stimuli, axis 1 (or ``time``) steps; the rest are flattened."""
+    """``X`` as a finite float64 ``(stimuli, time, features)`` array.
+
+    Parameters
+    ----------
+    X
+        NumPy, torch or a DataArray: axis 0 (or the ``stimulus`` dim) indexes stimuli, axis 1
+        (or ``time``) steps; the rest are flattened.
+    name
+        What error messages call ``X``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ``(stimuli, time, features)``.
+
+    Raises
+    ------
+    ValueError
+        For a DataArray without ``stimulus`` and ``time`` dims, values that are not real
+        numbers, fewer than two axes, an empty array, or NaN or inf values.
+    """
     if isinstance(X, torch.Tensor):
         X = X.detach().cpu().double().numpy()
     elif isinstance(X, xr.DataArray):
@@ -180,14 +232,62 @@ def temporal_generalization(X: ArrayLike, y: ArrayLike | str, *, folds: int = 5,
                             tol: float = 1e-4, max_iter: int = 1000,
                             device: str | torch.device | None = None
                             ) -> TemporalGeneralization:
-    """Decode ``y`` from ``X`` ``(stimulus, time, ...)`` trained at each step and tested at
-    every step (module docstring). ``y``/``groups``: one entry per stimulus, or names of
-    stimulus coordinates of a DataArray ``X``. Folds are scikit-learn's
-    ``StratifiedKFold(folds, shuffle=True, random_state=seed)`` (``StratifiedGroupKFold``
-    with ``groups``), as the probes use. ``n_permutations``: sliding decoders refitted on
-    labels permuted within folds (seeded by ``seed``), for :func:`decoding_onset`.
-    ``estimator``: a scikit-learn classifier to fit instead of repsim's solver (cloned for
-    each fold and step).
+    """Decode ``y`` from ``X`` trained at each step and tested at every step (module
+    docstring).
+
+    Folds are scikit-learn's ``StratifiedKFold(folds, shuffle=True, random_state=seed)``
+    (``StratifiedGroupKFold`` with ``groups``), as the probes use.
+
+    Parameters
+    ----------
+    X
+        States ``(stimulus, time, ...)``: NumPy, torch, or a DataArray with ``stimulus`` and
+        ``time`` dims (as [time_series][repsim.analysis.temporal.time_series] reads it).
+    y
+        One label per stimulus, or the name of a stimulus coordinate of a DataArray ``X``.
+    folds
+        The cross-validation folds.
+    seed
+        Shuffles the folds and draws the permutations.
+    groups
+        One group per stimulus, or the name of a stimulus coordinate of a DataArray ``X``
+        (e.g. the speaker): stratified group folds, so that no group spans training and test.
+        ``None``: stratified folds.
+    C
+        The inverse regularization strength of the decoders (one ``C``, no nested selection).
+    n_permutations
+        Sliding decoders refitted on labels permuted within folds (seeded by ``seed``), for
+        [decoding_onset][repsim.analysis.temporal.decoding_onset]; 0: none.
+    estimator
+        A scikit-learn classifier to fit instead of repsim's solver (cloned for each fold and
+        step); ``None``: repsim's solver.
+    tol
+        The gradient tolerance of every fit of repsim's solver.
+    max_iter
+        The most iterations of a fit of repsim's solver.
+    device
+        Where repsim's solver runs (e.g. ``"cuda"``); ``None`` is the CPU.
+
+    Returns
+    -------
+    TemporalGeneralization
+        The ``(train_time, test_time)`` accuracies (mean and per fold), chance, the
+        out-of-fold predictions and, with ``n_permutations``, the permuted sliding decoders'
+        accuracies.
+
+    Raises
+    ------
+    ValueError
+        For an ``X`` that [time_series][repsim.analysis.temporal.time_series] refuses, labels
+        or groups that name no stimulus coordinate or are not one per stimulus, NaN labels, a
+        single class, a class or group count too small for the folds, or options out of range
+        (``folds`` under 2, ``C`` or ``tol`` not positive, ``max_iter`` under 1, a negative
+        ``n_permutations``).
+
+    Warns
+    -----
+    RuntimeWarning
+        Once per call when any fit of repsim's solver stopped short of ``tol``.
     """
     x = time_series(X)
     n, steps, _ = x.shape
@@ -291,7 +391,7 @@ def _solved(x: np.ndarray, codes: np.ndarray, permuted: np.ndarray, classes: int
 def _fitted(x: np.ndarray, codes: np.ndarray, permuted: np.ndarray,
             splits: Sequence[tuple[np.ndarray, np.ndarray]], estimator
             ) -> tuple[np.ndarray, np.ndarray]:
-    """As :func:`_solved`, from clones of a scikit-learn ``estimator`` fitted at each fold
+    """As ``_solved``, from clones of a scikit-learn ``estimator`` fitted at each fold
     and training step (and for each permutation)."""
     from sklearn.base import clone
 
@@ -317,11 +417,48 @@ def decoding_onset(*, scores: ArrayLike | None = None, chance: float | ArrayLike
                    threshold: float | None = None, n_permutations: int = 1000,
                    signs: ArrayLike | None = None, seed: int = 0) -> Onset:
     """When decoding first exceeds chance, by a cluster-based permutation test over time
-    (module docstring): over seeds (``scores`` ``(seeds, time)`` and ``chance``, a number
-    or one per step; ``n_permutations`` sign flips drawn with ``seed``, or the rows of
-    ``signs`` ``(permutations, seeds)`` of +-1), or within one file (``result``, computed
-    with ``n_permutations``). ``threshold`` overrides the cluster-forming t value (over
-    seeds)."""
+    (module docstring): over seeds (``scores`` and ``chance``), or within one file
+    (``result``). Give ``scores`` or ``result``, not both.
+
+    Parameters
+    ----------
+    scores
+        Over seeds: one accuracy time course per trained network, ``(seeds, time)``, at least
+        2 seeds.
+    chance
+        Over seeds: the chance accuracy, a number or one per step.
+    result
+        Within one file: a
+        [temporal_generalization][repsim.analysis.temporal.temporal_generalization] computed
+        with ``n_permutations``.
+    alpha
+        The level of the test, over all steps (between 0 and 1).
+    threshold
+        Over seeds: overrides the cluster-forming t value (default: the one-sided ``alpha``
+        critical value).
+    n_permutations
+        Over seeds: the sign flips drawn with ``seed`` (all ``2^n`` when it allows).
+    signs
+        Over seeds: the sign flips to use instead, the rows of a ``(permutations, seeds)``
+        array of +-1.
+    seed
+        Draws the sign flips.
+
+    Returns
+    -------
+    Onset
+        The onset (None if none), the clusters with their masses and p-values, the statistic,
+        the threshold and the null distribution.
+
+    Raises
+    ------
+    ValueError
+        For ``alpha`` outside (0, 1), ``n_permutations`` not a positive integer, both or
+        neither of ``scores`` and ``result``, ``chance``, ``signs`` or ``threshold`` with a
+        ``result``, ``scores`` without ``chance``, ``scores`` that are not ``(seeds, time)``
+        with at least 2 seeds or not finite, ``signs`` of the wrong shape or not +-1, or a
+        ``result`` without permutations.
+    """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
     if isinstance(n_permutations, bool) or not isinstance(n_permutations, int) \
@@ -433,11 +570,31 @@ def _label_permutation_onset(result: TemporalGeneralization, alpha: float) -> On
 
 def rdm_movie(X: ArrayLike, metric: str = "correlation", labels: ArrayLike | str | None = None
               ) -> np.ndarray:
-    """An RDM at every time step of ``X`` ``(stimulus, time, ...)``: ``(time, n, n)``, the
-    metric as :func:`repsim.analysis.rdm` means it. With ``labels`` (one per stimulus, or a
-    stimulus coordinate's name), the patterns are the means of each label's stimuli, in
-    sorted label order: ``(time, c, c)``, as rsatoolbox's ``calc_rdm_movie(...,
-    descriptor=...)`` averages them."""
+    """An RDM at every time step of ``X`` (rsatoolbox's ``calc_rdm_movie``).
+
+    Parameters
+    ----------
+    X
+        States ``(stimulus, time, ...)`` (as [time_series][repsim.analysis.temporal.time_series]
+        reads them).
+    metric
+        The dissimilarity, as [repsim.analysis.rdm][repsim.analysis.rdm] means it.
+    labels
+        One label per stimulus, or a stimulus coordinate's name: the patterns are then the
+        means of each label's stimuli, in sorted label order, as rsatoolbox's
+        ``calc_rdm_movie(..., descriptor=...)`` averages them. ``None``: single stimuli.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(time, n, n)``; with ``labels``, ``(time, c, c)`` for ``c`` label values.
+
+    Raises
+    ------
+    ValueError
+        For an unknown metric, an ``X`` that [time_series][repsim.analysis.temporal.time_series]
+        refuses, or labels that name no stimulus coordinate or are not 1-D.
+    """
     from repsim.analysis.rsa import average_by_condition, rdm
 
     check_choice(metric, METRICS, "metric")
@@ -455,11 +612,40 @@ def cross_temporal_similarity(X: ArrayLike, Y: ArrayLike, measure: str = "cka", 
                               kernel: str = "linear", debiased: bool = False,
                               metric: str = "correlation", method: str = "spearman"
                               ) -> np.ndarray:
-    """Similarity of every step of ``X`` with every step of ``Y`` (both ``(stimulus, time,
-    ...)``, the same stimuli: matched by ``stimulus_id`` when both are DataArrays that carry
-    it): ``(time of X, time of Y)``. ``measure="cka"``: :func:`repsim.analysis.cka_matrix`
-    with ``kernel`` and ``debiased``; ``"rsa"``: :func:`repsim.analysis.compare_rdms` of the
-    two steps' RDMs (``metric``, ``method``)."""
+    """Similarity of every step of ``X`` with every step of ``Y``: two layers, or one layer of
+    two networks.
+
+    Parameters
+    ----------
+    X, Y
+        States ``(stimulus, time, ...)`` of the same stimuli: matched by ``stimulus_id`` when
+        both are DataArrays that carry it.
+    measure
+        ``"cka"``: [repsim.analysis.cka_matrix][repsim.analysis.cka.cka_matrix] with
+        ``kernel`` and ``debiased``; ``"rsa"``:
+        [repsim.analysis.compare_rdms][repsim.analysis.rsa.compare_rdms] of the two steps'
+        RDMs (``metric``, ``method``).
+    kernel
+        The CKA kernel, ``"linear"`` or ``"rbf"``.
+    debiased
+        Use the unbiased HSIC estimator of CKA.
+    metric
+        The RDMs' dissimilarity (RSA).
+    method
+        How RDMs are compared (RSA).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(time of X, time of Y)``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown measure, kernel, metric or method, inputs that
+        [time_series][repsim.analysis.temporal.time_series] refuses, stimuli that do not
+        match, or ``X`` and ``Y`` with different numbers of stimuli.
+    """
     from repsim.analysis.cka import cka_matrix
     from repsim.analysis.rsa import compare_rdms, rdm
 

@@ -2,7 +2,7 @@
 
 ``repsim.figures.<name>.run(...)`` makes a figure from Python and returns the files it wrote;
 ``python -m repsim.figures NAME [options]`` (or ``python analyses/NAME.py``) from the command
-line. :data:`FIGURES` names them all; :mod:`repsim.figures.base` holds what they share.
+line. ``FIGURES`` names them all; ``repsim.figures.base`` holds what they share.
 """
 
 from __future__ import annotations
@@ -15,8 +15,31 @@ FIGURES = ("cka_by_layer", "rsa_by_layer", "probes_by_layer", "ablation_sensitiv
 
 
 def figure(name: str) -> ModuleType:
-    """The module of figure ``name`` (its ``run``, ``main``, ``plot``); ValueError listing
-    the figures for any other name."""
+    """The module of figure ``name``, as the command line names it.
+
+    Parameters
+    ----------
+    name
+        One of ``FIGURES``, e.g. ``"cka_by_layer"``.
+
+    Returns
+    -------
+    types.ModuleType
+        The figure's module: its ``run``, ``main``, ``plot``.
+
+    Raises
+    ------
+    ValueError
+        For any other name, listing the figures.
+
+    Examples
+    --------
+    ```python
+    from repsim.figures import figure
+
+    figure("rsa_over_time").run(["runs/synthetic-f1-s0"], out_dir="out")  # png, pdf, csv
+    ```
+    """
     if name not in FIGURES:
         raise ValueError(f"unknown figure {name!r}; choose one of {', '.join(FIGURES)}")
     return importlib.import_module(f"{__name__}.{name}")

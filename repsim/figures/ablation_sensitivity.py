@@ -9,7 +9,7 @@ the ``--target`` column (repsim's files: the digit; a file without predictions o
 no accuracy panel, and says so). Which conditions remove which input is read from the file
 (``<input>_removed``, as ``repsim.record`` and ``repsim.extract`` write them) or named with
 ``--removal INPUT=CONDITION`` for conditions of a user's own making; the intact stimuli are
-``--condition`` (default ``clean``). Definitions: :mod:`repsim.analysis.ablation`.
+``--condition`` (default ``clean``). Definitions: ``repsim.analysis.ablation``.
 
 Writes ``ablation_sensitivity.png``/``.pdf`` and ``ablation_sensitivity.csv``: model, measure
 (``cka_sensitivity``, ``relative_change`` (``||h - h_removed|| / ||h||``), ``reliance_cka``,
@@ -71,7 +71,38 @@ def sensitivity_table(model: ModelInput, data: xr.Dataset, *, kernel: str = "lin
                       target: str | None = None) -> pd.DataFrame:
     """Sensitivity, relative change (and, with two inputs, reliance) per layer x time step,
     for each input removed from the ``condition`` stimuli; and the accuracy of the model's
-    own predictions against ``target`` intact and with each input removed."""
+    own predictions against ``target`` intact and with each input removed.
+
+    Parameters
+    ----------
+    model, data
+        One model and its activation file, as ``repsim.figures.base.open_model`` returns
+        them.
+    kernel
+        The CKA kernel of the sensitivity.
+    condition
+        The intact stimuli; None: ``clean`` if the file has it, else its only condition.
+    removal
+        ``{input: condition}`` of the conditions that remove each input; None: those the
+        file's ``condition_changes`` describe (repsim's files: both senses, always).
+    target
+        The stimulus column the predictions are scored against; None: repsim's files: the
+        heard label; any other file gets no accuracy rows (logged).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Rows in ``COLUMNS``: ``cka_sensitivity`` and ``relative_change`` per removed input,
+        ``reliance_cka`` and ``reliance_change`` with two inputs, and ``accuracy`` (none
+        without predictions in the file, logged).
+
+    Raises
+    ------
+    ValueError
+        For a condition or ``target`` column the file lacks, no removal condition, a
+        repsim probe-set file without predictions, or as
+        [repsim.labelled.ablation_sensitivity][].
+    """
     import pandas as pd
 
     from repsim.analysis import ablation_sensitivity
@@ -131,7 +162,23 @@ def _grid_rows(model: ModelInput, measure: str, removed: str | None, grid, steps
 
 def plot(table: pd.DataFrame, kernel: str, chance: float | None = 0.1) -> Figure:
     """Per model: a sensitivity heatmap per removed input (and the reliance with two); beside
-    them accuracy bars, with a line at ``chance`` (1 / the number of classes; None: none)."""
+    them accuracy bars.
+
+    Parameters
+    ----------
+    table
+        The rows of [sensitivity_table][repsim.figures.ablation_sensitivity.sensitivity_table]
+        of every model.
+    kernel
+        The CKA kernel, for the title.
+    chance
+        Where the accuracy panel draws its chance line (1 / the number of classes); None:
+        none.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     from matplotlib.figure import Figure
 
     from repsim import plotting
@@ -217,8 +264,46 @@ def run(inputs: Sequence[str | Path] = (), *, runs_dir: str | Path = RUNS_DIR,
         removal: Mapping[str, str] | Sequence[str] | None = None,
         target: str | None = None) -> list[Path]:
     """Make the figure from activation files / run dirs (or the early and late runs).
-    ``removal``: ``{input: condition}`` (or ``INPUT=CONDITION`` words) for removal conditions
-    the file does not describe; ``target``: the column the predictions are scored against."""
+
+    Parameters
+    ----------
+    inputs
+        Activation files or run directories; none: the first-seed early and late runs under
+        ``runs_dir``.
+    runs_dir
+        Where the runs are when no inputs are named.
+    dataset
+        Only runs of this dataset (needed when ``runs_dir`` holds several).
+    out_dir
+        Where the figure (``.png``, ``.pdf``) and its numbers (``.csv``) go.
+    kernel
+        The CKA kernel of the sensitivity.
+    condition
+        The intact stimuli; None: ``clean`` (or a file's only condition).
+    removal
+        ``{input: condition}`` (or ``INPUT=CONDITION`` words) for removal conditions the file
+        does not describe; None: the file's ``<input>_removed`` conditions.
+    target
+        The column the predictions are scored against; None: repsim's files: the digit; other
+        files: no accuracy panel.
+
+    Returns
+    -------
+    list of pathlib.Path
+        ``ablation_sensitivity.png``, ``.pdf`` and ``.csv`` in ``out_dir``.
+
+    Raises
+    ------
+    FileNotFoundError
+        For an input that is neither an activation file nor a run directory with one, or,
+        with no inputs, no early and late runs with activation files under ``runs_dir``.
+    ValueError
+        For a malformed ``INPUT=CONDITION`` word, an output directory that cannot be written,
+        runs under ``runs_dir`` that mix experiments, a condition or ``target`` column a file
+        lacks, a file with no condition that removes an input (and no ``removal``), one of
+        repsim's probe-set files without predictions, intact states constant across stimuli
+        (no CKA), or models tested on datasets with different numbers of classes.
+    """
     from repsim import plotting
     from repsim.activations.labels import chance_level
 
@@ -244,7 +329,18 @@ def run(inputs: Sequence[str | Path] = (), *, runs_dir: str | Path = RUNS_DIR,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python -m repsim.figures ablation_sensitivity [INPUT ...]``."""
+    """Command line: ``python -m repsim.figures ablation_sensitivity [INPUT ...]``.
+
+    Parameters
+    ----------
+    argv
+        The arguments after the command; None: ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        The exit status: 0, or 2 after one ``error:`` line for a user error.
+    """
     parser = figure_parser(NAME, __doc__, EXAMPLES, MODELS_HELP)
     parser.add_argument("--kernel", choices=KERNELS, default="linear",
                         help="CKA kernel of the sensitivity (default: linear)")

@@ -10,9 +10,8 @@ its own layers; several: the first against each of the others. Stimuli are align
 stimulus id; ``--condition`` picks which (default ``clean``). Layers with the same number of
 time steps are compared at every step, layers with different numbers (a head called once)
 at their last steps only. Layers are read one time step at a time; ``--minibatch N``
-computes linear CKA from random batches of N stimuli
-(:func:`repsim.analysis.cka.minibatch_cka`), so that memory grows with N rather than with the
-number of stimuli squared.
+computes linear CKA from random batches of N stimuli (``repsim.analysis.cka.minibatch_cka``),
+so that memory grows with N rather than with the number of stimuli squared.
 
 Writes ``cka_by_layer.png``/``.pdf`` and ``cka_by_layer.csv`` with one row per pair of layers
 and time step: comparison (``models`` or ``seed reference``), x_model, y_model, kernel, x_layer,
@@ -73,10 +72,39 @@ def cka_table(x: Opened, y: Opened, *, kernels: Sequence[str], condition: str,
     """CKA between every layer of ``x`` and every layer of ``y``: at every step for layers
     with the same number of steps, at the last steps for layers whose numbers differ.
 
-    ``x`` and ``y`` are ``(ModelInput, Dataset)`` pairs as :func:`repsim.figures.base.open_model`
-    returns them (``y`` may be ``x``); ``y``'s stimuli are put in ``x``'s order by stimulus
-    id. Each layer is read one time step at a time. ``minibatch`` (linear kernel): CKA from
-    :func:`layer_similarity`'s random batches of that many stimuli, shuffled with ``seed``.
+    ``y``'s stimuli are put in ``x``'s order by stimulus id. Each layer is read one time step
+    at a time.
+
+    Parameters
+    ----------
+    x, y
+        ``(ModelInput, Dataset)`` pairs as ``repsim.figures.base.open_model`` returns them
+        (``y`` may be ``x``).
+    kernels
+        The CKA kernels, ``"linear"`` and/or ``"rbf"``.
+    condition
+        The stimuli compared.
+    comparison
+        The ``comparison`` column of the rows (``models`` or ``seed reference``).
+    debiased
+        Use the unbiased HSIC estimator.
+    minibatch
+        (Linear kernel) CKA from
+        [layer_similarity][repsim.figures.cka_by_layer.layer_similarity]'s random batches of
+        that many stimuli; None: all stimuli at once.
+    seed
+        Shuffles the stimuli into ``minibatch`` batches.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per pair of layers, kernel and time step, in ``COLUMNS``.
+
+    Raises
+    ------
+    ValueError
+        For a condition a file lacks, stimuli of ``y`` that are not ``x``'s, or a layer that
+        CKA refuses (constant across stimuli).
     """
     import pandas as pd
 
@@ -114,13 +142,37 @@ def cka_table(x: Opened, y: Opened, *, kernels: Sequence[str], condition: str,
 def layer_similarity(xs: Sequence, ys: Sequence, *, kernel: str = "linear",
                      debiased: bool = False, minibatch: int | None = None,
                      seed: int = 0) -> np.ndarray:
-    """CKA between each of ``xs`` and each of ``ys`` (lazy selections of the same stimuli,
-    read one at a time): ``(len(xs), len(ys))``.
+    """CKA between each of ``xs`` and each of ``ys``.
 
-    Without ``minibatch``: :func:`repsim.analysis.cka_matrix`, whose n x n Gram matrices
-    cost memory quadratic in the stimuli. With it: :func:`repsim.analysis.cka.minibatch_cka`
-    over random batches of ``minibatch`` stimuli (all stimuli at once when there are no
-    more), linear kernel, unbiased HSIC; with one batch this is exactly the debiased CKA.
+    Without ``minibatch``: [repsim.analysis.cka_matrix][repsim.analysis.cka.cka_matrix], whose
+    n x n Gram matrices cost memory quadratic in the stimuli. With it:
+    [repsim.analysis.cka.minibatch_cka][] over random batches of ``minibatch`` stimuli (all
+    stimuli at once when there are no more), linear kernel, unbiased HSIC; with one batch this
+    is exactly the debiased CKA.
+
+    Parameters
+    ----------
+    xs, ys
+        Lazy selections (DataArrays) of the same stimuli, read one at a time.
+    kernel
+        ``"linear"`` or ``"rbf"`` (without ``minibatch``).
+    debiased
+        Use the unbiased HSIC estimator (without ``minibatch``).
+    minibatch
+        The stimuli per batch; None: no batches.
+    seed
+        Shuffles the stimuli into batches.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(len(xs), len(ys))``.
+
+    Raises
+    ------
+    ValueError
+        As [repsim.analysis.cka_matrix][repsim.analysis.cka.cka_matrix] and
+        [repsim.analysis.cka.minibatch_cka][] (a representation constant across stimuli).
     """
     from repsim.analysis import cka_matrix
     from repsim.analysis.cka import minibatch_cka, minibatches
@@ -135,8 +187,23 @@ def layer_similarity(xs: Sequence, ys: Sequence, *, kernel: str = "linear",
 def plot(table: pd.DataFrame, condition: str, estimator: str,
          places: dict[str, tuple[dict[str, int], dict[str, str]]]) -> Figure:
     """(a) last-step heatmaps per compared pair and kernel; (b, c) CKA over time for layers of
-    matched depth. ``estimator`` ends the colour bar's label (e.g. " (debiased)");
-    ``places``: each model's ``(layer depths, layer streams)`` from its file."""
+    matched depth.
+
+    Parameters
+    ----------
+    table
+        The rows of [cka_table][repsim.figures.cka_by_layer.cka_table] (every comparison).
+    condition
+        The compared stimuli, for the title.
+    estimator
+        Ends the colour bar's label (e.g. ``" (debiased)"``).
+    places
+        Each model's ``(layer depths, layer streams)`` from its file, by label.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     from matplotlib.figure import Figure
 
     from repsim import plotting
@@ -258,7 +325,51 @@ def run(inputs: Sequence[str | Path] = (), *, reference: str | Path | None = Non
         out_dir: str | Path = FIGURES_DIR, kernel: str = "linear", condition: str | None = None,
         debiased: bool = False, minibatch: int | None = None, seed: int = 0) -> list[Path]:
     """Make the figure from activation files / run dirs: one (its layers with each other),
-    two, or more (the first against each other); none: the early and late runs."""
+    two, or more (the first against each other); none: the early and late runs.
+
+    Parameters
+    ----------
+    inputs
+        Activation files or run directories; none: the first-seed early and late runs under
+        ``runs_dir``.
+    reference
+        Another seed of the first input, drawn as a reference (with inputs; with none, the
+        second early seed under ``runs_dir`` is, if there is one).
+    runs_dir
+        Where the runs are when no inputs are named.
+    dataset
+        Only runs of this dataset (needed when ``runs_dir`` holds several).
+    out_dir
+        Where the figure (``.png``, ``.pdf``) and its numbers (``.csv``) go.
+    kernel
+        ``"linear"``, ``"rbf"``, or ``"both"`` (side by side).
+    condition
+        Which stimuli are compared; None: ``clean`` if the first file has it, else its only
+        condition.
+    debiased
+        Use the unbiased HSIC estimator (Song et al. 2012).
+    minibatch
+        Linear CKA averaged over random batches of that many stimuli (at least 4): memory
+        grows with it, not with the stimuli squared. None: all stimuli at once.
+    seed
+        Shuffles the stimuli into ``minibatch`` batches.
+
+    Returns
+    -------
+    list of pathlib.Path
+        ``cka_by_layer.png``, ``.pdf`` and ``.csv`` in ``out_dir``.
+
+    Raises
+    ------
+    FileNotFoundError
+        For an input that is neither an activation file nor a run directory with one, or,
+        with no inputs, no early and late runs with activation files under ``runs_dir``.
+    ValueError
+        For an unknown kernel, ``minibatch`` under 4 or with a kernel other than linear, an
+        output directory that cannot be written, runs under ``runs_dir`` that mix
+        experiments, a condition the first file lacks (or none named where it has several and
+        no ``clean``), or files that hold different stimuli.
+    """
     import pandas as pd
 
     from repsim import plotting
@@ -299,7 +410,18 @@ def run(inputs: Sequence[str | Path] = (), *, reference: str | Path | None = Non
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python -m repsim.figures cka_by_layer [FILE ...] [--reference ...]``."""
+    """Command line: ``python -m repsim.figures cka_by_layer [FILE ...] [--reference ...]``.
+
+    Parameters
+    ----------
+    argv
+        The arguments after the command; None: ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        The exit status: 0, or 2 after one ``error:`` line for a user error.
+    """
     parser = figure_parser(NAME, __doc__, EXAMPLES,
                            "activation files or run directories: one (its layers with each "
                            "other), or the first against each other (default: fusion layer 1 "

@@ -62,7 +62,19 @@ _NOISE_NAMES = {"audio": "audio", "visual": "visual", "both": "audio + visual"}
 
 
 def per_seed_accuracy(runs: Sequence[Run]) -> pd.DataFrame:
-    """One row per run, noise kind and SNR: fusion_layer, seed, noise, snr_db, accuracy."""
+    """The test accuracies of every run, from its ``metrics.json``.
+
+    Parameters
+    ----------
+    runs
+        Finished training runs.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per run, noise kind and SNR: fusion_layer, seed, noise, snr_db, accuracy
+        (``noise`` is ``none`` with ``snr_db`` = inf for clean input).
+    """
     import pandas as pd
 
     rows = []
@@ -76,7 +88,20 @@ def per_seed_accuracy(runs: Sequence[Run]) -> pd.DataFrame:
 
 
 def summarize(per_seed: pd.DataFrame, dataset: str, layers: int) -> pd.DataFrame:
-    """Mean accuracy and its 95 % interval over seeds, per fusion layer, noise kind and SNR."""
+    """Mean accuracy and its 95 % interval over seeds, per fusion layer, noise kind and SNR.
+
+    Parameters
+    ----------
+    per_seed
+        The rows of [per_seed_accuracy][repsim.figures.noise_robustness.per_seed_accuracy].
+    dataset, layers
+        The runs' dataset and number of ConvLSTM layers, written into every row.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Rows in ``COLUMNS`` (a Student-t interval; NaN with one seed).
+    """
     import pandas as pd
 
     from repsim import plotting
@@ -92,7 +117,19 @@ def summarize(per_seed: pd.DataFrame, dataset: str, layers: int) -> pd.DataFrame
 
 
 def plot(summary: pd.DataFrame, dataset: str, layers: int, n_seeds: int) -> Figure:
-    """Accuracy vs SNR per noise kind (one line per fusion layer) and clean accuracy vs k."""
+    """Accuracy vs SNR per noise kind (one line per fusion layer) and clean accuracy vs k.
+
+    Parameters
+    ----------
+    summary
+        The rows of [summarize][repsim.figures.noise_robustness.summarize].
+    dataset, layers, n_seeds
+        The runs' dataset, depth and most seeds per cell, for the title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     import pandas as pd
 
     from repsim import plotting
@@ -152,7 +189,32 @@ def _error_bars(rows: pd.DataFrame) -> np.ndarray:
 def file_accuracy(model: ModelInput, data: xr.Dataset, *, target: str | None = None,
                   condition: str | None = None) -> pd.DataFrame:
     """Accuracy of ``model``'s recorded predictions against ``target`` on the intact
-    ``condition`` and under each noise condition on one of its inputs (``FILE_COLUMNS``)."""
+    ``condition`` and under each noise condition on one of its inputs.
+
+    Parameters
+    ----------
+    model, data
+        One model and its activation file, as ``repsim.figures.base.open_model`` returns
+        them.
+    target
+        The stimulus column the predictions are scored against; None: repsim's files: the
+        digit; other files: required.
+    condition
+        The intact stimuli; None: ``clean`` if the file has it, else its only condition.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Rows in ``FILE_COLUMNS``, with 95 % Wilson intervals over the stimuli: the intact
+        stimuli (``input`` ``none``, ``snr_db`` inf) and each noise condition.
+
+    Raises
+    ------
+    ValueError
+        For a column or condition the file lacks, no ``target`` for a file that is not one of
+        repsim's probe-set files, a file without predictions, or no condition that adds noise
+        to an input of the intact stimuli.
+    """
     import pandas as pd
 
     from repsim.activations import stimulus_table
@@ -181,7 +243,20 @@ def file_accuracy(model: ModelInput, data: xr.Dataset, *, target: str | None = N
 
 
 def plot_files(table: pd.DataFrame, condition: str) -> Figure:
-    """Accuracy vs SNR per noisy input (one line per model) and intact accuracy per model."""
+    """Accuracy vs SNR per noisy input (one line per model) and intact accuracy per model.
+
+    Parameters
+    ----------
+    table
+        The rows of [file_accuracy][repsim.figures.noise_robustness.file_accuracy] of every
+        model.
+    condition
+        What the intact stimuli are called on the axes.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     import pandas as pd
 
     from repsim import plotting
@@ -236,7 +311,44 @@ def run(inputs: Sequence[str | Path] = (), *, files: Sequence[str | Path] = (),
         out_dir: str | Path = FIGURES_DIR, target: str | None = None,
         condition: str | None = None) -> list[Path]:
     """Make the figure from named run directories (or every run under ``runs_dir``), or from
-    activation ``files`` (their predictions against ``target`` under each noise condition)."""
+    activation ``files`` (their predictions against ``target`` under each noise condition).
+
+    Parameters
+    ----------
+    inputs
+        Run directories (or their ``metrics.json``); none: every run under ``runs_dir``.
+    files
+        Activation files with recorded predictions, instead of run directories.
+    runs_dir
+        Where the runs are when neither inputs nor files are named.
+    dataset
+        Only runs of this dataset (needed when ``runs_dir`` holds several).
+    out_dir
+        Where the figure (``.png``, ``.pdf``) and its numbers (``.csv``) go.
+    target
+        With ``files``: the stimulus column the predictions are scored against; None:
+        repsim's files: the digit; other files: required.
+    condition
+        With ``files``: the intact stimuli; None: ``clean``.
+
+    Returns
+    -------
+    list of pathlib.Path
+        ``noise_robustness.png``, ``.pdf`` and ``.csv`` in ``out_dir``.
+
+    Raises
+    ------
+    FileNotFoundError
+        For a run directory or file that does not exist, or no finished runs under
+        ``runs_dir``.
+    ValueError
+        For both run directories and ``files``, ``target`` or ``condition`` without
+        ``files``, an output directory that cannot be written, an input that is neither a run
+        directory nor a ``metrics.json``, runs that mix experiments or repeat a fusion layer
+        and seed; with ``files``, a column or condition a file lacks, no ``target`` for a file
+        that is not one of repsim's probe-set files, a file without predictions, or a file
+        with no condition that adds noise to an input of the intact stimuli.
+    """
     from repsim import plotting
 
     if files and inputs:
@@ -265,7 +377,18 @@ def run(inputs: Sequence[str | Path] = (), *, files: Sequence[str | Path] = (),
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python -m repsim.figures noise_robustness [RUN_DIR ...]``."""
+    """Command line: ``python -m repsim.figures noise_robustness [RUN_DIR ...]``.
+
+    Parameters
+    ----------
+    argv
+        The arguments after the command; None: ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        The exit status: 0, or 2 after one ``error:`` line for a user error.
+    """
     parser = figure_parser(NAME, __doc__, EXAMPLES,
                            f"run directories (or their {METRICS_FILE}); default: all under "
                            "--runs-dir", files=False)

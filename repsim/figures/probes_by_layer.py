@@ -69,7 +69,41 @@ def probe_table(model: ModelInput, data: xr.Dataset, *, target: Sequence[str] | 
                 groups: str | None = None, Cs: Sequence[float] = DEFAULT_CS) -> pd.DataFrame:
     """Decoding of each ``target`` column on the stimuli of ``condition``, every layer x time
     step. With neither given, a repsim probe-set file gets its defaults (module docstring);
-    any other file needs ``target``."""
+    any other file needs ``target``.
+
+    Parameters
+    ----------
+    model, data
+        One model and its activation file, as ``repsim.figures.base.open_model`` returns
+        them.
+    target
+        The stimulus columns to decode; None: repsim's files: the digit.
+    condition
+        The stimuli; None: ``clean`` if the file has it, else its only condition.
+    folds
+        The outer cross-validation folds.
+    seed
+        Shuffles the folds.
+    groups
+        A stimulus coordinate (e.g. ``speaker``) whose values never span training and test
+        folds; None: stratified folds.
+    Cs
+        The inverse regularization strengths; several are chosen from by nested
+        cross-validation.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Rows in ``COLUMNS``: every layer x time step of each target (repsim's defaults: the
+        digit on clean stimuli at every step, and the heard and the seen digit of the
+        incongruent stimuli at each layer's last step).
+
+    Raises
+    ------
+    ValueError
+        For a column or condition the file lacks, no ``target`` for a file that is not one of
+        repsim's probe-set files, or as [repsim.labelled.probe_all][].
+    """
     import pandas as pd
 
     options: dict[str, Any] = {"folds": folds, "seed": seed, "groups": groups, "Cs": tuple(Cs)}
@@ -126,8 +160,23 @@ def _last_step_rows(model: ModelInput, data: xr.Dataset, targets: Sequence[str],
 def plot(table: pd.DataFrame, places: dict[str, tuple[dict[str, int], dict[str, str]]],
          title: str, folds: int, groups: str | None, Cs: Sequence[float]) -> Figure:
     """One column per model: a decoding heatmap per grid target, and at the bottom each
-    target's accuracy at each layer's last step, by depth and stream. ``places``: each
-    model's ``(layer depths, layer streams)`` as its file gives them."""
+    target's accuracy at each layer's last step, by depth and stream.
+
+    Parameters
+    ----------
+    table
+        The rows of [probe_table][repsim.figures.probes_by_layer.probe_table] of every model.
+    places
+        Each model's ``(layer depths, layer streams)`` as its file gives them, by label.
+    title
+        What the title calls the models (e.g. "early vs late fusion").
+    folds, groups, Cs
+        The probes' settings, for the title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     from repsim import plotting
 
     models = list(dict.fromkeys(table["model"]))
@@ -245,7 +294,50 @@ def run(inputs: Sequence[str | Path] = (), *, runs_dir: str | Path = RUNS_DIR,
         Cs: Sequence[float] = DEFAULT_CS) -> list[Path]:
     """Make the figure from activation files / run dirs (or the early and late runs):
     decoding of each ``target`` column on the ``condition`` stimuli (repsim's files: the
-    heard and the seen digit by default)."""
+    heard and the seen digit by default).
+
+    Parameters
+    ----------
+    inputs
+        Activation files or run directories; none: the first-seed early and late runs under
+        ``runs_dir``.
+    runs_dir
+        Where the runs are when no inputs are named.
+    dataset
+        Only runs of this dataset (needed when ``runs_dir`` holds several).
+    out_dir
+        Where the figure (``.png``, ``.pdf``) and its numbers (``.csv``) go.
+    target
+        Stimulus-table columns to decode, e.g. ``["label", "speaker"]``; None: repsim's
+        files: the digit, and heard vs seen on incongruent stimuli; other files: required.
+    condition
+        Which stimuli to decode on; None: ``clean``.
+    folds
+        The outer cross-validation folds.
+    seed
+        Shuffles the folds.
+    groups
+        A stimulus coordinate (e.g. ``speaker``) whose values never span training and test
+        folds; None: stratified folds.
+    Cs
+        Inverse regularization strengths: one (default C = 1), or several chosen from by
+        nested cross-validation (slow).
+
+    Returns
+    -------
+    list of pathlib.Path
+        ``probes_by_layer.png``, ``.pdf`` and ``.csv`` in ``out_dir``.
+
+    Raises
+    ------
+    FileNotFoundError
+        For an input that is neither an activation file nor a run directory with one, or,
+        with no inputs, no early and late runs with activation files under ``runs_dir``.
+    ValueError
+        For an output directory that cannot be written, runs under ``runs_dir`` that mix
+        experiments, a column or condition a file lacks, no ``target`` for a file that is not
+        one of repsim's probe-set files, or a class or group count too small for the folds.
+    """
     from repsim import activations, plotting
 
     check_out_dir(out_dir)
@@ -264,7 +356,18 @@ def run(inputs: Sequence[str | Path] = (), *, runs_dir: str | Path = RUNS_DIR,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python -m repsim.figures probes_by_layer [ACTIVATIONS_OR_RUN_DIR ...]``."""
+    """Command line: ``python -m repsim.figures probes_by_layer [ACTIVATIONS_OR_RUN_DIR ...]``.
+
+    Parameters
+    ----------
+    argv
+        The arguments after the command; None: ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        The exit status: 0, or 2 after one ``error:`` line for a user error.
+    """
     parser = figure_parser(NAME, __doc__, EXAMPLES, MODELS_HELP)
     parser.add_argument("--target", nargs="+", default=None, metavar="COLUMN",
                         help="stimulus-table columns to decode, e.g. label speaker (default: "

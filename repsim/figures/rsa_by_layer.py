@@ -59,7 +59,26 @@ EXAMPLES = """examples:
 
 def label_rdms(model: ModelInput, data: xr.Dataset, *, target: str, condition: str = CLEAN,
                metric: str = "correlation") -> pd.DataFrame:
-    """Rows of the RDM of ``target``'s value means, every layer at its last time step."""
+    """Rows of the RDM of ``target``'s value means, every layer at its last time step.
+
+    Parameters
+    ----------
+    model, data
+        One model and its activation file, as ``repsim.figures.base.open_model`` returns
+        them.
+    target
+        The stimulus column whose values' mean patterns are compared.
+    condition
+        The stimuli.
+    metric
+        The patterns' dissimilarity (as [repsim.analysis.rdm][]).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per RDM entry (``quantity`` ``rdm``) between ``label_a`` and ``label_b``,
+        values in order.
+    """
     import pandas as pd
 
     from repsim.activations import layer_names, layer_states, stimulus_table, time_steps
@@ -89,7 +108,32 @@ def hypothesis_correlations(model: ModelInput, data: xr.Dataset, *, targets: Seq
                             ) -> pd.DataFrame:
     """Correlation of each layer's RDM with each target's categorical model RDM at every time
     step, with percentile bootstrap intervals over patterns (module docstring: cells for
-    several targets, stimuli for one)."""
+    several targets, stimuli for one).
+
+    Parameters
+    ----------
+    model, data
+        One model and its activation file, as ``repsim.figures.base.open_model`` returns
+        them.
+    targets
+        The stimulus columns, one categorical model RDM each.
+    condition
+        The stimuli.
+    metric
+        The patterns' dissimilarity.
+    method
+        How RDMs are compared (as [repsim.analysis.compare_rdms][]).
+    n_boot
+        Bootstrap resamples of the patterns for the intervals; 0: none (NaN intervals).
+    seed
+        Seeds the bootstrap.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per layer, time step and target (``quantity`` ``model_correlation``,
+        ``hypothesis`` the target): the correlation and its interval.
+    """
     import pandas as pd
 
     from repsim.activations import layer_names, layer_states, stimulus_table, time_steps
@@ -130,9 +174,30 @@ def hypothesis_correlations(model: ModelInput, data: xr.Dataset, *, targets: Seq
 
 def questions(model: ModelInput, data: xr.Dataset, target: Sequence[str] | None,
               condition: str | None) -> tuple[str, str, list[str], str]:
-    """What is asked of one file: ``(RDM target, RDM condition, fitted targets, fit
-    condition)``: the ``target`` columns on the ``condition`` stimuli, or repsim's defaults
-    when neither is given (module docstring)."""
+    """What is asked of one file: the ``target`` columns on the ``condition`` stimuli, or
+    repsim's defaults when neither is given (module docstring).
+
+    Parameters
+    ----------
+    model, data
+        One model and its activation file, as ``repsim.figures.base.open_model`` returns
+        them.
+    target
+        The stimulus columns asked for; None: repsim's files: the heard and the seen label.
+    condition
+        The stimuli asked for; None: ``clean`` if the file has it, else its only condition.
+
+    Returns
+    -------
+    tuple
+        ``(RDM target, RDM condition, fitted targets, fit condition)``.
+
+    Raises
+    ------
+    ValueError
+        For a column or condition the file lacks, or no ``target`` for a file that is not one
+        of repsim's probe-set files.
+    """
     labels = repsim_defaults(data)
     if labels is not None and not target and condition is None:
         return labels[0], CLEAN, list(labels), INCONGRUENT
@@ -145,8 +210,23 @@ def questions(model: ModelInput, data: xr.Dataset, target: Sequence[str] | None,
 
 def plot(table: pd.DataFrame, method: str, metric: str,
          asked: dict[str, tuple[str, str, list[str], str]]) -> Figure:
-    """Per model: a row of label RDMs (one per layer) over a row of hypothesis time courses;
-    ``asked``: each model's :func:`questions`."""
+    """Per model: a row of label RDMs (one per layer) over a row of hypothesis time courses.
+
+    Parameters
+    ----------
+    table
+        The rows of [label_rdms][repsim.figures.rsa_by_layer.label_rdms] and
+        [hypothesis_correlations][repsim.figures.rsa_by_layer.hypothesis_correlations] of
+        every model.
+    method, metric
+        How the RDMs were compared and made, for the labels.
+    asked
+        Each model's [questions][repsim.figures.rsa_by_layer.questions], by label.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     from repsim import plotting
 
     models = list(dict.fromkeys(table["model"]))
@@ -232,7 +312,49 @@ def run(inputs: Sequence[str | Path] = (), *, runs_dir: str | Path = RUNS_DIR,
         seed: int = 0) -> list[Path]:
     """Make the figure from activation files / run dirs (or the early and late runs): RDMs of
     the first ``target`` and the fits of each target's model RDM on the ``condition``
-    stimuli (repsim's files: the heard and the seen digit by default)."""
+    stimuli (repsim's files: the heard and the seen digit by default).
+
+    Parameters
+    ----------
+    inputs
+        Activation files or run directories; none: the first-seed early and late runs under
+        ``runs_dir``.
+    runs_dir
+        Where the runs are when no inputs are named.
+    dataset
+        Only runs of this dataset (needed when ``runs_dir`` holds several).
+    out_dir
+        Where the figure (``.png``, ``.pdf``) and its numbers (``.csv``) go.
+    target
+        Stimulus-table columns whose categorical model RDMs are fitted; None: repsim's files:
+        the audio and the visual digit; other files: required.
+    condition
+        Which stimuli; None: ``clean`` (repsim's files: ``clean`` for the RDMs,
+        ``incongruent`` for the fits).
+    method
+        How RDMs are compared.
+    metric
+        The patterns' dissimilarity.
+    n_boot
+        Bootstrap resamples for the bands; 0: none.
+    seed
+        Seeds the bootstrap.
+
+    Returns
+    -------
+    list of pathlib.Path
+        ``rsa_by_layer.png``, ``.pdf`` and ``.csv`` in ``out_dir``.
+
+    Raises
+    ------
+    FileNotFoundError
+        For an input that is neither an activation file nor a run directory with one, or,
+        with no inputs, no early and late runs with activation files under ``runs_dir``.
+    ValueError
+        For an unknown method, a negative ``n_boot``, an output directory that cannot be
+        written, runs under ``runs_dir`` that mix experiments, a column or condition a file
+        lacks, or no ``target`` for a file that is not one of repsim's probe-set files.
+    """
     import pandas as pd
 
     from repsim import plotting
@@ -260,7 +382,18 @@ def run(inputs: Sequence[str | Path] = (), *, runs_dir: str | Path = RUNS_DIR,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python -m repsim.figures rsa_by_layer [ACTIVATIONS_OR_RUN_DIR ...]``."""
+    """Command line: ``python -m repsim.figures rsa_by_layer [ACTIVATIONS_OR_RUN_DIR ...]``.
+
+    Parameters
+    ----------
+    argv
+        The arguments after the command; None: ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        The exit status: 0, or 2 after one ``error:`` line for a user error.
+    """
     parser = figure_parser(NAME, __doc__, EXAMPLES, MODELS_HELP)
     parser.add_argument("--target", nargs="+", default=None, metavar="COLUMN",
                         help="stimulus-table columns whose categorical model RDMs are fitted "

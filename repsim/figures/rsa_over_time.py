@@ -9,7 +9,7 @@ files: the layers of matched depth (repsim's early fusion ``fused.d`` with the l
 with ``--pairs``. RDMs are of single stimuli, or with ``--target`` of the mean pattern of each
 value of that stimulus column (condition-averaged, as rsatoolbox's ``descriptor``). Stimuli
 of one condition (``--condition``, default ``clean``). Definitions:
-:func:`repsim.analysis.cross_temporal_similarity`.
+``repsim.analysis.cross_temporal_similarity``.
 
 Writes ``rsa_over_time.png``/``.pdf`` and ``rsa_over_time.csv``: x_model, y_model, measure
 (``rsa`` or ``cka``), x_layer, y_layer, x_step, y_step (1 = first step), value.
@@ -56,8 +56,27 @@ EXAMPLES = """examples:
 
 def layer_pairs(x: tuple[ModelInput, xr.Dataset], y: tuple[ModelInput, xr.Dataset] | None,
                 pairs: Sequence[str] = ()) -> list[tuple[str, str]]:
-    """Which layers to compare: ``pairs`` (``X_LAYER:Y_LAYER`` words), else each layer with
-    itself (one file), else the layers of matched depth, else (no depth shared) every pair."""
+    """Which layers to compare: ``pairs``, else each layer with itself (one file), else the
+    layers of matched depth, else (no depth shared) every pair.
+
+    Parameters
+    ----------
+    x, y
+        ``(ModelInput, Dataset)`` pairs as ``repsim.figures.base.open_model`` returns them;
+        ``y`` None: one file.
+    pairs
+        ``X_LAYER:Y_LAYER`` words naming layers of the two files.
+
+    Returns
+    -------
+    list of tuple of str
+        ``(x layer, y layer)`` pairs.
+
+    Raises
+    ------
+    ValueError
+        For a word that is not ``X_LAYER:Y_LAYER`` of the two files' layers.
+    """
     from repsim.activations import layer_depths, layer_names
 
     x_layers = layer_names(x[1])
@@ -83,7 +102,42 @@ def similarity_table(x: tuple[ModelInput, xr.Dataset], y: tuple[ModelInput, xr.D
                      pairs: Sequence[tuple[str, str]], *, condition: str, measure: str = "rsa",
                      target: str | None = None, metric: str = "correlation",
                      method: str = "spearman", kernel: str = "linear") -> pd.DataFrame:
-    """Rows of the cross-temporal similarity of each pair of layers (``COLUMNS``)."""
+    """Rows of the cross-temporal similarity of each pair of layers.
+
+    ``y``'s stimuli are put in ``x``'s order by stimulus id.
+
+    Parameters
+    ----------
+    x, y
+        ``(ModelInput, Dataset)`` pairs as ``repsim.figures.base.open_model`` returns them
+        (``y`` may be ``x``).
+    pairs
+        ``(x layer, y layer)`` pairs to compare.
+    condition
+        The stimuli.
+    measure
+        ``"rsa"`` or ``"cka"``.
+    target
+        (RSA) RDMs of the mean pattern of each value of this stimulus column; None: of
+        single stimuli.
+    metric
+        (RSA) The RDMs' dissimilarity.
+    method
+        (RSA) How RDMs are compared.
+    kernel
+        (CKA) The kernel.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Rows in ``COLUMNS``: every step of each x layer against every step of its y layer.
+
+    Raises
+    ------
+    ValueError
+        For a condition a file lacks, files that hold different stimuli, and as
+        [cross_temporal_similarity][repsim.analysis.temporal.cross_temporal_similarity].
+    """
     import pandas as pd
 
     from repsim.activations import select, stimulus_ids
@@ -123,7 +177,21 @@ def _compare_movies(a: np.ndarray, b: np.ndarray, method: str) -> np.ndarray:
 
 
 def plot(table: pd.DataFrame, condition: str, what: str) -> Figure:
-    """One matrix per pair of layers, with one colour bar."""
+    """One matrix per pair of layers, with one colour bar.
+
+    Parameters
+    ----------
+    table
+        The rows of [similarity_table][repsim.figures.rsa_over_time.similarity_table].
+    condition
+        The stimuli, for the title.
+    what
+        The colour bar's label.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     from matplotlib.figure import Figure
 
     from repsim import plotting
@@ -172,7 +240,51 @@ def run(inputs: Sequence[str | Path] = (), *, runs_dir: str | Path = RUNS_DIR,
         pairs: Sequence[str] = (), metric: str = "correlation", method: str = "spearman",
         kernel: str = "linear") -> list[Path]:
     """Make the figure from one activation file / run dir (each layer with itself) or two
-    (layers of matched depth, or ``pairs``); none: the early and late runs."""
+    (layers of matched depth, or ``pairs``); none: the early and late runs.
+
+    Parameters
+    ----------
+    inputs
+        One or two activation files or run directories; none: the first-seed early and late
+        runs under ``runs_dir``.
+    runs_dir
+        Where the runs are when no inputs are named.
+    dataset
+        Only runs of this dataset (needed when ``runs_dir`` holds several).
+    out_dir
+        Where the figure (``.png``, ``.pdf``) and its numbers (``.csv``) go.
+    condition
+        Which stimuli; None: ``clean`` if the first file has it, else its only condition.
+    measure
+        ``"rsa"`` (RDM correlation) or ``"cka"``.
+    target
+        RSA of the mean pattern of each value of this stimulus column; None: single stimuli.
+    pairs
+        ``X_LAYER:Y_LAYER`` words naming the layers to compare; none: each layer with itself,
+        or the layers of matched depth.
+    metric
+        The RDMs' dissimilarity.
+    method
+        How RDMs are compared.
+    kernel
+        The CKA kernel with ``measure="cka"``.
+
+    Returns
+    -------
+    list of pathlib.Path
+        ``rsa_over_time.png``, ``.pdf`` and ``.csv`` in ``out_dir``.
+
+    Raises
+    ------
+    FileNotFoundError
+        For an input that is neither an activation file nor a run directory with one, or,
+        with no inputs, no early and late runs with activation files under ``runs_dir``.
+    ValueError
+        For an unknown measure, ``target`` with CKA, more than two inputs, an output
+        directory that cannot be written, runs under ``runs_dir`` that mix experiments, a
+        condition or ``target`` column the first file lacks, a ``pairs`` word that is not
+        ``X_LAYER:Y_LAYER`` of the two files' layers, or files that hold different stimuli.
+    """
     from repsim import plotting
 
     if measure not in MEASURES:
@@ -199,7 +311,18 @@ def run(inputs: Sequence[str | Path] = (), *, runs_dir: str | Path = RUNS_DIR,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python -m repsim.figures rsa_over_time [FILE [FILE]]``."""
+    """Command line: ``python -m repsim.figures rsa_over_time [FILE [FILE]]``.
+
+    Parameters
+    ----------
+    argv
+        The arguments after the command; None: ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        The exit status: 0, or 2 after one ``error:`` line for a user error.
+    """
     parser = figure_parser(NAME, __doc__, EXAMPLES,
                            "one activation file or run directory (each layer with itself) or "
                            "two (layers of matched depth); default: the early and late runs "

@@ -13,7 +13,7 @@ stimulus-table columns (``--target``) on one condition's stimuli
 (``--condition``); repsim's own files default to the heard and the seen digit of the
 incongruent stimuli (audio digit != visual digit), which tells when each sense's digit
 enters each layer. Files side by side, e.g. early vs late fusion. Definitions:
-:mod:`repsim.analysis.temporal`.
+``repsim.analysis.temporal``.
 
 Writes ``temporal_generalization.png``/``.pdf`` and ``temporal_generalization.csv``: model,
 condition, target, layer, train_step, test_step (1 = first step), accuracy, chance, and per
@@ -65,7 +65,30 @@ EXAMPLES = """examples:
 def questions(model: ModelInput, data: xr.Dataset, target: Sequence[str] | None,
               condition: str | None) -> tuple[list[str], str]:
     """The targets and the condition asked of one file: ``target`` on ``condition``, or
-    repsim's defaults (the heard and the seen label, incongruent stimuli)."""
+    repsim's defaults (the heard and the seen label, incongruent stimuli).
+
+    Parameters
+    ----------
+    model, data
+        One model and its activation file, as ``repsim.figures.base.open_model`` returns
+        them.
+    target
+        The stimulus columns asked for; None: repsim's files: the heard and the seen label.
+    condition
+        The stimuli asked for; None: ``clean`` if the file has it, else its only condition
+        (repsim's files with no ``target`` either: ``incongruent``).
+
+    Returns
+    -------
+    tuple
+        ``(targets, condition)``.
+
+    Raises
+    ------
+    ValueError
+        For a column or condition the file lacks, or no ``target`` for a file that is not one
+        of repsim's probe-set files.
+    """
     labels = repsim_defaults(data)
     if labels is not None and not target and condition is None:
         return list(labels), pick_condition(data, INCONGRUENT, model.path)
@@ -79,7 +102,45 @@ def generalization_table(model: ModelInput, data: xr.Dataset, *, targets: Sequen
                          condition: str, groups: str | None = None, folds: int = 5,
                          seed: int = 0, C: float = 1.0, permutations: int = PERMUTATIONS,
                          alpha: float = 0.05, progress: Any = None) -> pd.DataFrame:
-    """Rows of every layer x target x training step x test step (``COLUMNS``)."""
+    """Rows of every layer x target x training step x test step, from
+    [repsim.labelled.temporal_generalization_all][].
+
+    Parameters
+    ----------
+    model, data
+        One model and its activation file, as ``repsim.figures.base.open_model`` returns
+        them.
+    targets
+        The stimulus columns to decode.
+    condition
+        The stimuli.
+    groups
+        A stimulus coordinate whose values never span training and test folds; None:
+        stratified folds.
+    folds
+        The cross-validation folds.
+    seed
+        Seeds the folds and the permutations.
+    C
+        The inverse regularization strength of the decoders.
+    permutations
+        Label permutations (decoders refitted) for the onset test; 0: no onset.
+    alpha
+        The level of the onset test, over all steps.
+    progress
+        Called after each layer and target (e.g. a progress bar's ``update``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Rows in ``COLUMNS``; ``onset`` and ``onset_p`` NaN where there is none (or no
+        permutations).
+
+    Raises
+    ------
+    ValueError
+        As [repsim.labelled.temporal_generalization_all][].
+    """
     import pandas as pd
 
     from repsim.labelled import temporal_generalization_all
@@ -104,7 +165,21 @@ def generalization_table(model: ModelInput, data: xr.Dataset, *, targets: Sequen
 def plot(table: pd.DataFrame, title: str) -> Figure:
     """A matrix per layer (rows) and model x target (columns), training step up the side
     and test step along the bottom, coloured around chance; the onset marked on the
-    diagonal."""
+    diagonal.
+
+    Parameters
+    ----------
+    table
+        The rows of
+        [generalization_table][repsim.figures.temporal_generalization.generalization_table] of
+        every model.
+    title
+        What the title calls the models (e.g. "early vs late fusion").
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     from matplotlib.colors import TwoSlopeNorm
     from matplotlib.figure import Figure
 
@@ -181,7 +256,56 @@ def run(inputs: Sequence[str | Path] = (), *, runs_dir: str | Path = RUNS_DIR,
         progress: bool = False) -> list[Path]:
     """Make the figure from activation files / run dirs (or the early and late runs):
     temporal generalization of each ``target`` on the ``condition`` stimuli (repsim's files:
-    the heard and the seen digit of the incongruent stimuli)."""
+    the heard and the seen digit of the incongruent stimuli).
+
+    Parameters
+    ----------
+    inputs
+        Activation files or run directories; none: the first-seed early and late runs under
+        ``runs_dir``.
+    runs_dir
+        Where the runs are when no inputs are named.
+    dataset
+        Only runs of this dataset (needed when ``runs_dir`` holds several).
+    out_dir
+        Where the figure (``.png``, ``.pdf``) and its numbers (``.csv``) go.
+    target
+        Stimulus-table columns to decode; None: repsim's files: the audio and the visual
+        digit; other files: required.
+    condition
+        Which stimuli; None: ``clean`` (repsim's files: ``incongruent``).
+    groups
+        A stimulus coordinate (e.g. ``speaker``) whose values never span training and test
+        folds; None: stratified folds.
+    folds
+        The cross-validation folds.
+    seed
+        Seeds the folds and the permutations.
+    C
+        The inverse regularization strength of the decoders.
+    permutations
+        Label permutations (decoders refitted) for the onset test; 0: no onset.
+    alpha
+        The level of the onset test, over all steps.
+    progress
+        Show a progress bar per model (layers x targets).
+
+    Returns
+    -------
+    list of pathlib.Path
+        ``temporal_generalization.png``, ``.pdf`` and ``.csv`` in ``out_dir``.
+
+    Raises
+    ------
+    FileNotFoundError
+        For an input that is neither an activation file nor a run directory with one, or,
+        with no inputs, no early and late runs with activation files under ``runs_dir``.
+    ValueError
+        For a negative ``permutations``, ``alpha`` outside (0, 1), an output directory that
+        cannot be written, runs under ``runs_dir`` that mix experiments, a column or condition
+        a file lacks, no ``target`` for a file that is not one of repsim's probe-set files, or
+        a class or group count too small for the folds.
+    """
     from tqdm import tqdm
 
     from repsim import plotting
@@ -211,7 +335,18 @@ def run(inputs: Sequence[str | Path] = (), *, runs_dir: str | Path = RUNS_DIR,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python -m repsim.figures temporal_generalization [INPUT ...]``."""
+    """Command line: ``python -m repsim.figures temporal_generalization [INPUT ...]``.
+
+    Parameters
+    ----------
+    argv
+        The arguments after the command; None: ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        The exit status: 0, or 2 after one ``error:`` line for a user error.
+    """
     from repsim.cli import add_progress
 
     parser = figure_parser(NAME, __doc__, EXAMPLES, MODELS_HELP)
@@ -240,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_with_progress(*, progress: bool | None = None, **options: Any) -> list[Path]:
-    """:func:`run` with ``--progress/--no-progress`` as the commands read it."""
+    """``run`` with ``--progress/--no-progress`` as the commands read it."""
     from repsim.cli import show_progress
 
     return run(progress=show_progress(progress), **options)

@@ -1,9 +1,9 @@
 """``repsim.record(model, stimuli, layers, out)``: any PyTorch model's chosen layers, per time
-step, into an activation file (:mod:`repsim.activations.format`, version 4).
+step, into an activation file (``repsim.activations.format``, version 4).
 
-One mechanism: forward hooks (:mod:`repsim.record.hooks`) keep the chosen outputs of each
+One mechanism: forward hooks (``repsim.record.hooks``) keep the chosen outputs of each
 forward, the time rules make them ``(stimulus, time, <features>)``, and the streaming writer
-(:class:`repsim.activations.ActivationWriter`) appends them batch by batch: memory stays flat
+([repsim.activations.ActivationWriter][]) appends them batch by batch: memory stays flat
 in the number of stimuli, the file appears at ``out`` only once complete, and a second writer
 of the same path fails at once. ``repsim.extract`` records repsim's own checkpoints this way.
 """
@@ -51,11 +51,29 @@ FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
 class RecordingStopped(Exception):
-    """The caller's ``should_stop`` asked the recording to stop; nothing was kept."""
+    """The caller's ``should_stop`` asked the recording to stop; nothing was kept.
+
+    Raised by [record][repsim.record.api.record]; the message names the file that was not
+    written.
+    """
 
 
 def state_dict_sha256(model: nn.Module) -> str:
-    """SHA-256 of ``model``'s state dict: every entry's name, dtype, shape and bytes, in order."""
+    """SHA-256 of ``model``'s state dict: every entry's name, dtype, shape and bytes, in order.
+
+    What an activation file's ``model_sha256`` attribute holds, so that a file can be traced
+    to the weights that made it.
+
+    Parameters
+    ----------
+    model
+        Any ``torch.nn.Module`` (its tensors are read on the CPU; the model is not moved).
+
+    Returns
+    -------
+    str
+        The hex digest.
+    """
     digest = hashlib.sha256()
     for name, value in model.state_dict().items():
         tensor = value.detach().cpu().contiguous()
@@ -83,39 +101,111 @@ def record(model: nn.Module, stimuli: Any, layers: Sequence[str | Layer], out: s
            should_stop: Callable[[], bool] | None = None) -> RecordResult:
     """Record ``layers`` of ``model`` on ``stimuli`` into the activation file ``out``.
 
-    ``layers``: glob patterns over ``model.named_modules()`` names (``"encoder.layers.*"``),
-    or :class:`~repsim.record.hooks.Layer` objects; the file keeps them in this order, which
-    figures use as depth. ``time_dim``, ``output``, ``batch_dim`` and ``fold_time`` (one value,
-    or ``{pattern: value}`` over the chosen layers' names, the most specific pattern winning)
-    say where a layer's time axis is, which tensor of a tuple output is recorded, where its
-    batch axis is and whether time is folded into the batch. The time rules: (a) a module
-    called T times at one place in one forward gives T steps; (b) one called once gives the
-    steps along axis ``time_dim`` of its output, or (c) with ``fold_time`` its ``(B*T, ...)``
-    rows unfolded; (d) else one step. Layers may differ in their number of steps. ``output``
-    None takes the first tensor (see :mod:`repsim.record.hooks`).
+    The time rules, per layer: (a) a module called T times at one place in one forward gives
+    T steps; (b) one called once gives the steps along axis ``time_dim`` of its output, or
+    (c) with ``fold_time`` its ``(B*T, ...)`` rows unfolded; (d) else one step. Layers may
+    differ in their number of steps. The per-layer options ``time_dim``, ``output``,
+    ``batch_dim`` and ``fold_time`` are one value, or ``{pattern: value}`` over the chosen
+    layers' names, the most specific pattern winning (details in ``repsim.record.hooks``).
+    The model runs in eval mode under ``torch.no_grad()`` (its mode is restored after). NaN
+    or inf in a recorded output is logged once per layer and condition.
 
-    ``stimuli``, ``table`` and ``conditions``: see :mod:`repsim.record.stimuli` (batches of
-    inputs, or a Dataset whose dict items may carry the table's columns; a table with a
-    unique ``stimulus_id`` per row, kept as text; ``clean`` when no conditions).
-    ``batch_size`` batches a map-style Dataset. ``pool`` ("none", "avg" in ``pool_factor``
-    blocks, "global") shrinks maps; ``dtype`` is the stored type (float32 or float16; values
-    beyond float16's range are refused). ``compression`` ("none", "gzip" at
-    ``compression_level``, "lzf") as in :class:`~repsim.activations.ActivationWriter`.
-    ``device`` None runs the model where it is, else moves it there. ``logits``, a function
-    of the model's return value giving ``(B, classes)`` or ``(B, T, classes)``, adds
-    ``logits`` and ``prediction`` to the file. ``seed`` seeds the built-in noise conditions.
-    ``model_name`` names the model in figures and tables (default: the file's stem).
-    ``attrs`` are added to the file's attributes. ``claimed``: the caller already holds the
-    claim on ``out``. ``progress`` shows a tqdm bar; ``should_stop`` is asked between batches
-    (True: :class:`RecordingStopped`, nothing kept). NaN or inf in a recorded output is
-    logged once per layer and condition.
+    Parameters
+    ----------
+    model
+        Any ``torch.nn.Module``.
+    stimuli
+        Batches of inputs, or a Dataset whose dict items may carry the table's columns (see
+        ``repsim.record.stimuli`` and [RecordBatch][repsim.record.stimuli.RecordBatch]).
+    layers
+        Glob patterns over ``model.named_modules()`` names (``"encoder.layers.*"``), or
+        [Layer][repsim.record.hooks.Layer] objects; the file keeps them in this order, which
+        figures use as depth.
+    out
+        The activation file to write.
+    table
+        The stimulus table: a unique ``stimulus_id`` per row, kept as text; None: the
+        columns the batches or the Dataset's items carry.
+    time_dim
+        Where a layer's time axis is (rule b).
+    output
+        Which tensor of a tuple output is recorded; None takes the first tensor (see
+        ``repsim.record.hooks``).
+    batch_dim
+        Where a layer's batch axis is.
+    fold_time
+        Whether time is folded into the batch (rule c).
+    conditions
+        Condition names, or ``{name: function}`` (see ``repsim.record.stimuli``); None:
+        ``clean`` alone.
+    batch_size
+        Batches a map-style Dataset.
+    pool
+        Shrinks maps: ``"none"``, ``"avg"`` in ``pool_factor`` blocks, or ``"global"``.
+    pool_factor
+        The block size of ``"avg"`` pooling.
+    dtype
+        The stored type, ``"float32"`` or ``"float16"`` (values beyond float16's range are
+        refused).
+    compression
+        ``"none"``, ``"gzip"`` at ``compression_level``, or ``"lzf"``, as in
+        [repsim.activations.ActivationWriter][].
+    compression_level
+        The gzip level.
+    device
+        None runs the model where it is, else moves it there.
+    logits
+        A function of the model's return value giving ``(B, classes)`` or
+        ``(B, T, classes)``; adds ``logits`` and ``prediction`` to the file.
+    seed
+        Seeds the built-in noise conditions.
+    model_name
+        Names the model in figures and tables; None: the file's stem.
+    attrs
+        Added to the file's attributes.
+    overwrite
+        Replace an existing file at ``out`` (a regular file only).
+    claimed
+        The caller already holds the claim on ``out``.
+    progress
+        Show a tqdm bar (on stderr).
+    should_stop
+        Asked between batches; True stops the recording and nothing is kept.
 
-    Every mistake is a ValueError of one line, and nothing is left at ``out``: a pattern that
-    matches no module (or an option pattern no chosen layer), two layers of one name, a
-    module never called or called at several places, an output whose shape changes between
-    batches, missing or repeated stimulus ids, a table whose rows are not the stimuli's, a
-    column the file cannot hold, a forward that raises (batch and condition named), a time
-    axis out of range.
+    Returns
+    -------
+    RecordResult
+        What was written where ([RecordResult][repsim.record.result.RecordResult]).
+
+    Raises
+    ------
+    ValueError
+        Every mistake in the model, layers, options, stimuli or table is a ValueError of one
+        line, and nothing is left at ``out``: a pattern that matches no module (or an option
+        pattern no chosen layer), two layers of one name, a module never called or called at
+        several places, an output whose shape changes between batches, missing or repeated
+        stimulus ids, a table whose rows are not the stimuli's, a column the file cannot
+        hold, a forward that raises (batch and condition named), a time axis out of range, an
+        unknown option value; so is another recording writing ``out``.
+    FileExistsError
+        For an existing ``out`` without ``overwrite``.
+    FileNotFoundError
+        For an output directory that does not exist.
+    RecordingStopped
+        When ``should_stop`` answered True.
+
+    Examples
+    --------
+    ```python
+    import torch
+    import repsim
+
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh())  # on (B, T, 8)
+    batches = [torch.randn(10, 5, 8) for _ in range(3)]  # 30 stimuli, 5 steps each
+    table = {"stimulus_id": [f"s{i}" for i in range(30)], "label": [i % 3 for i in range(30)]}
+    result = repsim.record(model, batches, ["*"], "out.h5", table=table, time_dim=1)
+    result.layers, result.timesteps  # (['0', '1'], 5)
+    ```
     """
     started = time.perf_counter()
     out = Path(out)

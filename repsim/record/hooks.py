@@ -1,9 +1,11 @@
 """Which modules of a model are recorded, which of their outputs, and how time is read.
 
-A recorded variable is a :class:`Layer`: the output ``output`` of module ``module`` (a name in
-``model.named_modules()``), stored as state ``state`` of layer ``name``. Layers are chosen by
-glob patterns over module names (:func:`select_layers`) or given as :class:`Layer` objects
-(what a model's own ``recorded_layers()`` returns).
+A recorded variable is a [Layer][repsim.record.hooks.Layer]: the output ``output`` of module
+``module`` (a name in ``model.named_modules()``), stored as state ``state`` of layer ``name``.
+Layers are chosen by glob patterns over module names
+([select_layers][repsim.record.hooks.select_layers]) or given as
+[Layer][repsim.record.hooks.Layer] objects (what a model's own ``recorded_layers()``
+returns).
 
 Time, per layer, after one forward of a batch:
 
@@ -71,10 +73,39 @@ class Layer:
     layer ``name``, with time along ``time_dim`` of that output, its batch along ``batch_dim``
     and, with ``fold_time``, time folded into the batch (see the module docstring).
 
-    ``depth`` (1 = nearest the input) and ``stream`` (e.g. ``"audio"``) say where the layer
-    sits, for figures that draw layers by depth and stream; a model that knows them (repsim's
-    FusionConvLSTM) sets them, else the depth is the layer's position in the recording's order
-    and every layer is in one stream.
+    ``depth`` and ``stream`` say where the layer sits, for figures that draw layers by depth
+    and stream; a model that knows them (repsim's FusionConvLSTM) sets them, else the depth is
+    the layer's position in the recording's order and every layer is in one stream.
+
+    Parameters
+    ----------
+    name
+        The layer's name in the activation file.
+    module
+        The module recorded, a name in ``model.named_modules()``.
+    output
+        Which tensor of the module's output: None, the first tensor met depth first; an
+        integer or a key, that element; a tuple of them, a nested one (module docstring).
+    state
+        The state it is stored as (``"h"``, ``"c"``).
+    time_dim
+        The axis of the output that is time, for a module called once; None: calls, or one
+        step.
+    batch_dim
+        The axis of the output that is the batch; None: 0 (1 when ``time_dim`` is 0).
+    fold_time
+        Time folded into the batch, ``(B*T, ...)`` rows: ``True`` or ``"BT"`` batch-major,
+        ``"TB"`` time-major; ``False``: not folded.
+    depth
+        1 = nearest the input; None: the layer's position in the recording's order.
+    stream
+        E.g. ``"audio"``; None: one stream for every layer.
+
+    Raises
+    ------
+    ValueError
+        For an axis that is not an integer, a ``fold_time`` that is none of the above, both
+        ``time_dim`` and ``fold_time``, or a depth that is not a positive integer.
     """
 
     name: str
@@ -99,7 +130,14 @@ class Layer:
                              f"{self.depth!r}")
 
     def describe(self) -> dict[str, Any]:
-        """What made this variable, JSON-able (stored in the activation file)."""
+        """What made this variable, JSON-able (stored in the activation file).
+
+        Returns
+        -------
+        dict
+            ``module``, ``output`` (``"first tensor"`` for None), ``time`` (how its time is
+            read) and, with a ``batch_dim``, ``batch``.
+        """
         if self.fold_time:
             time = f"folded into the batch ({fold_mode(self.fold_time)})"
         elif self.time_dim is not None:
@@ -114,13 +152,42 @@ class Layer:
 
 
 def check_axis(option: str, value: Any) -> None:
-    """ValueError unless ``value`` is an integer axis (negative counts from the end) or None."""
+    """Check a per-layer axis option.
+
+    Parameters
+    ----------
+    option
+        The option's name, for the message.
+    value
+        An integer axis (negative counts from the end) or None.
+
+    Raises
+    ------
+    ValueError
+        Unless ``value`` is an integer axis or None.
+    """
     if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
         raise ValueError(f"{option} must be an integer axis or None, got {value!r}")
 
 
 def fold_mode(value: Any) -> str | None:
-    """``fold_time`` as ``"BT"`` or ``"TB"`` (None when off); ValueError for anything else."""
+    """``fold_time`` as ``"BT"`` or ``"TB"``.
+
+    Parameters
+    ----------
+    value
+        ``False`` or None (off), ``True`` (= ``"BT"``), ``"BT"`` or ``"TB"`` (any case).
+
+    Returns
+    -------
+    str or None
+        ``"BT"`` (batch-major rows) or ``"TB"`` (time-major rows); None when off.
+
+    Raises
+    ------
+    ValueError
+        For anything else.
+    """
     if value is False or value is None:
         return None
     if value is True:
@@ -132,8 +199,18 @@ def fold_mode(value: Any) -> str | None:
 
 
 def module_names(model: nn.Module) -> list[str]:
-    """Names of ``model``'s submodules in ``named_modules()`` order (the model itself,
-    named ``""``, is left out)."""
+    """Names of ``model``'s submodules in ``named_modules()`` order.
+
+    Parameters
+    ----------
+    model
+        Any ``torch.nn.Module``.
+
+    Returns
+    -------
+    list of str
+        The names; the model itself, named ``""``, is left out.
+    """
     return [name for name, _ in model.named_modules() if name]
 
 
@@ -144,9 +221,29 @@ def _closest(name: str, names: Sequence[str]) -> str:
 
 
 def pattern_regex(pattern: str) -> re.Pattern[str]:
-    """A glob over dotted module names: ``*`` matches within one name part (``"encoder.*"``
-    is the encoder's children, not their children), ``**`` across parts (any depth), ``?`` one
-    character; ``[...]`` as in fnmatch."""
+    """A glob over dotted module names as a regular expression.
+
+    Parameters
+    ----------
+    pattern
+        ``*`` matches within one name part (``"encoder.*"`` is the encoder's children, not
+        their children), ``**`` across parts (any depth), ``?`` one character; ``[...]`` as
+        in fnmatch.
+
+    Returns
+    -------
+    re.Pattern
+        Matches a whole name.
+
+    Examples
+    --------
+    >>> from repsim.record.hooks import pattern_regex
+    >>> children = pattern_regex("encoder.*")
+    >>> bool(children.match("encoder.layers")), bool(children.match("encoder.layers.0"))
+    (True, False)
+    >>> bool(pattern_regex("encoder.**").match("encoder.layers.0"))
+    True
+    """
     parts, i = [], 0
     while i < len(pattern):
         if pattern.startswith("**", i):
@@ -216,16 +313,38 @@ def _check_patterns(values: Mapping[str, Any], names: Sequence[str]) -> None:
 def select_layers(model: nn.Module, layers: Sequence[str | Layer], *,
                   time_dim: PerPattern = None, output: PerPattern = None,
                   batch_dim: PerPattern = None, fold_time: PerPattern = False) -> list[Layer]:
-    """The recorded variables of ``layers``, in the order given: each glob pattern
-    (:func:`pattern_regex`, e.g. ``"encoder.layers.*"``) gives every module whose name it
-    matches, in ``named_modules()`` order, named after the module (a module matched by two
-    patterns is recorded once, where first matched); :class:`Layer` objects are kept as they
-    are. ``time_dim``, ``output``, ``batch_dim`` and ``fold_time`` apply to the layers the
-    patterns chose: one value for all, or ``{pattern: value}`` (module docstring).
+    """The recorded variables of ``layers``, in the order given.
 
-    ValueError when a pattern matches no module or a Layer names a module the model lacks
-    (naming the closest module names), when an option pattern matches no chosen layer or two
-    match one equally, or when two layers share a name.
+    Each glob pattern (``pattern_regex``: ``*`` within one part of a dotted name, ``**``
+    across parts, ``?`` one character, ``[...]`` a set; e.g. ``"encoder.layers.*"``) gives
+    every module whose name it matches, in ``named_modules()`` order, named after the module
+    (a module matched by two patterns is recorded once, where first matched);
+    [Layer][repsim.record.hooks.Layer] objects are kept as they are.
+
+    Parameters
+    ----------
+    model
+        Any ``torch.nn.Module``.
+    layers
+        Glob patterns over module names and [Layer][repsim.record.hooks.Layer] objects (or one
+        of either).
+    time_dim, output, batch_dim, fold_time
+        Apply to the layers the patterns chose: one value for all, or ``{pattern: value}``
+        (module docstring); as the fields of [Layer][repsim.record.hooks.Layer].
+
+    Returns
+    -------
+    list of Layer
+        One per recorded variable, in order.
+
+    Raises
+    ------
+    ValueError
+        When ``layers`` is empty, a pattern matches no module or a Layer names a module the
+        model lacks (naming the closest module names), an entry is neither a pattern nor a
+        Layer, an option pattern matches no chosen layer or two match one equally with
+        different values, two layers share a name, or an option value is not one a
+        [Layer][repsim.record.hooks.Layer] takes.
     """
     if isinstance(layers, str | Layer):
         layers = [layers]
@@ -267,7 +386,28 @@ def select_layers(model: nn.Module, layers: Sequence[str | Layer], *,
 
 
 def pick_output(output: Any, key: Output, module: str) -> torch.Tensor:
-    """The tensor ``key`` selects from a module's ``output`` (see the module docstring)."""
+    """The tensor ``key`` selects from a module's ``output`` (see the module docstring).
+
+    Parameters
+    ----------
+    output
+        What the module returned.
+    key
+        None: the first tensor met depth first; an integer or a key: that element; a tuple of
+        them: a nested element.
+    module
+        The module's name, for messages.
+
+    Returns
+    -------
+    torch.Tensor
+
+    Raises
+    ------
+    ValueError
+        When the output holds no tensor, or ``key`` selects nothing or something that is not
+        a tensor.
+    """
     if key is None:
         found = next(_tensors(output), None)
         if found is None:
@@ -308,8 +448,14 @@ def _describe(value: Any) -> str:
 
 
 def call_site() -> tuple[str, int]:
-    """``(file, line)`` of the model's code that called the module whose forward hook calls
-    this: the first frame above the hook outside torch's module-call machinery."""
+    """Where the model's code called the module whose forward hook calls this: the first
+    frame above the hook outside torch's module-call machinery.
+
+    Returns
+    -------
+    tuple
+        ``(file, line)``.
+    """
     frame = sys._getframe(2)  # 0: here, 1: the hook
     while frame.f_back is not None and frame.f_code.co_filename == _MODULE_CALL_FILE:
         frame = frame.f_back
@@ -320,15 +466,22 @@ class Hooks:
     """Forward hooks that keep the chosen outputs of one forward; a context manager.
 
     Inside ``with Hooks(model, layers) as hooks:``, every forward copies each chosen output at
-    its hook (so that later in-place operations cannot change it) and :meth:`take` then
+    its hook (so that later in-place operations cannot change it) and ``take`` then
     assembles them per the time rules and starts afresh. The copies go into memory kept from
     the previous forward (a time-major ``(T, batch, *features)`` block per layer) whenever the
     shapes agree: the model's own outputs are freed at once and their memory reused, and the
-    block needs no stacking. What :meth:`take` returns is overwritten by the next forward.
+    block needs no stacking. What ``take`` returns is overwritten by the next forward.
 
     The first forward is also checked for what cannot be read as time: a module called at
-    more than one place (:func:`call_site`) is refused, and a one-step output with three or
-    more axes is logged once, naming its shape and ``time_dim``.
+    more than one place (``call_site``) is refused, and a one-step output with three or more
+    axes is logged once, naming its shape and ``time_dim``.
+
+    Parameters
+    ----------
+    model
+        The model whose modules are hooked.
+    layers
+        The recorded variables ([select_layers][repsim.record.hooks.select_layers]).
     """
 
     def __init__(self, model: nn.Module, layers: Sequence[Layer]) -> None:
@@ -380,8 +533,21 @@ class Hooks:
         """Each layer's ``(batch, time, *features)`` from the forward just run (then clears);
         valid until the next forward, which reuses its memory.
 
-        ValueError when a module was not called, was called at several places, or its outputs
-        do not fit the time rules.
+        Parameters
+        ----------
+        batch_size
+            The stimuli of the batch the forward ran on.
+
+        Returns
+        -------
+        dict
+            ``{Layer: tensor}``, every hooked layer.
+
+        Raises
+        ------
+        ValueError
+            When a module was not called, was called at several places, or its outputs do not
+            fit the time rules.
         """
         try:
             if self._sites is not None:
