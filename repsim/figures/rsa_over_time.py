@@ -220,10 +220,8 @@ def plot(table: pd.DataFrame, condition: str, what: str) -> Figure:
         ax.set_title(f"{a} over time" if same and a == b else
                      f"{a} vs {b}" if same else f"{x_model}: {a}\nvs {y_model}: {b}",
                      fontsize="small")
-        ax.set_ylabel("step" if same and a == b else f"{a} ({x_model}), step"
-                      if not same else f"{a}, step")
-        ax.set_xlabel("step" if same and a == b else f"{b} ({y_model}), step"
-                      if not same else f"{b}, step")
+        ax.set_ylabel("step" if same and a == b else f"{a}, step")  # the title names models
+        ax.set_xlabel("step" if same and a == b else f"{b}, step")
     for ax in list(axes.flat)[len(pairs):]:
         ax.set_visible(False)
     if image is not None:
