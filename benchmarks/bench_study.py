@@ -12,6 +12,16 @@ one-thread processes side by side, against one process using every core.
 
     python benchmarks/bench_study.py
     python benchmarks/bench_study.py --seeds 4 --epochs 2
+
+``--stacked`` measures stacked seeds instead (``[train] stack_seeds``): the same study with
+its seeds stacked against unstacked, both with ``--jobs 1``, in runs per hour; and the
+training step alone, S seeds as one stacked network against S networks one after the other,
+in samples per second on ``--device`` (on CUDA also the share of the card's dense bf16 peak,
+in bf16 autocast). On the CPU expect at most 1x: the step is bound by memory traffic there;
+on a GPU, where one small network leaves the card idle, S = 10 or more is the point.
+
+    python benchmarks/bench_study.py --stacked --seeds 3 --epochs 1
+    python benchmarks/bench_study.py --stacked --device cuda --step-seeds 16
 """
 
 from __future__ import annotations
@@ -60,9 +70,78 @@ test_speakers = 4
 """
 
 
-def timed_study(folder: Path, text: str, jobs: int) -> float:
+def stacked_step(seeds: int, device_name: str, steps: int, batch: int) -> None:
+    """Samples/s of ``seeds`` study-sized networks trained as one stacked network against the
+    same networks trained one after the other (AdamW steps included); on CUDA in bf16
+    autocast, with the stacked step's share of the card's dense bf16 peak."""
+    import torch
+    from torch.nn.functional import cross_entropy
+
+    from repsim.models.fusion import FusionConvLSTM, ModelConfig
+    from repsim.models.stacked import stack_state
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_train import BenchConfig, bf16_peak, conv_flops
+
+    device = torch.device(device_name)
+    cuda = device.type == "cuda"
+    config = ModelConfig(layers=2, hidden=16, fusion_layer=1, match_params=True)
+    shape = BenchConfig(batch=batch, timesteps=8, size=8, layers=2, hidden=16)
+    torch.manual_seed(0)
+    models = [FusionConvLSTM(config).to(device) for _ in range(seeds)]
+    stacked = FusionConvLSTM(config, seeds=seeds).to(device)
+    stacked.load_state_dict(stack_state([model.state_dict() for model in models]))
+    audio, visual = torch.randn(2, batch, 8, seeds, 8, 8, device=device)
+    labels = torch.randint(0, 10, (seeds, batch), device=device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda)
+
+    def trainer(model, inputs, loss_of):
+        optimizer = torch.optim.AdamW(model.parameters())
+
+        def step():
+            with autocast:
+                logits = model(*inputs)
+            loss = loss_of(logits.float())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        return step
+
+    def stacked_loss(logits):
+        logits = logits.unflatten(-1, (seeds, -1))
+        return sum(cross_entropy(logits[:, s], labels[s]) for s in range(seeds))
+
+    alone = [trainer(model, (audio[:, :, s:s + 1], visual[:, :, s:s + 1]),
+                     lambda logits, s=s: cross_entropy(logits, labels[s]))
+             for s, model in enumerate(models)]
+    together = trainer(stacked, (audio, visual), stacked_loss)
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+
+    def seconds(run) -> float:
+        run()
+        sync()
+        started = time.perf_counter()
+        for _ in range(steps):
+            run()
+        sync()
+        return (time.perf_counter() - started) / steps
+
+    one_by_one = min(seconds(lambda: [step() for step in alone]) for _ in range(3))
+    stack = min(seconds(together) for _ in range(3))
+    print(f"training step, {seeds} seeds x batch {batch} (8 x 8, T=8, 2 layers x 16) on "
+          f"{torch.cuda.get_device_name(device) if cuda else 'the CPU'}: one after the other "
+          f"{seeds * batch / one_by_one:.0f} samples/s, stacked {seeds * batch / stack:.0f} "
+          f"samples/s: {one_by_one / stack:.2f}x")
+    if cuda:
+        peak = bf16_peak(device, None)
+        tflops = seeds * conv_flops(models[0], shape) / stack / 1e12
+        share = f", {100 * tflops / peak:.2f} % of its dense bf16 peak" if peak else ""
+        print(f"  stacked: {tflops:.2f} TFLOP/s in its convolutions{share}")
+
+
+def timed_study(folder: Path, text: str, jobs: int, name: str = "jobs") -> float:
     """Wall seconds of ``python -m repsim.study`` with ``jobs`` workers from an empty folder."""
-    path = folder / f"jobs{jobs}.toml"
+    path = folder / f"{name}{jobs}.toml"
     path.write_text(text)
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "repsim.study", str(path), "--jobs", str(jobs)],
@@ -124,6 +203,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3, help="seeds per fusion layer")
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--stacked", action="store_true",
+                        help="stacked seeds against unstacked (study and training step)")
+    parser.add_argument("--device", default="cpu", help="--stacked: the training step's device")
+    parser.add_argument("--step-seeds", type=int, default=10,
+                        help="--stacked: seeds in the training-step comparison (default 10)")
+    parser.add_argument("--step-batch", type=int, default=32,
+                        help="--stacked: each seed's batch in the training-step comparison")
+    parser.add_argument("--steps", type=int, default=10,
+                        help="--stacked: timed training steps per round")
     parser.add_argument("--train-steps", type=int, metavar="THREADS", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.train_steps:
@@ -131,6 +219,18 @@ def main() -> None:
         return
     text = STUDY.format(seeds=list(range(args.seeds)), epochs=args.epochs)
     runs = 2 * args.seeds
+    if args.stacked:
+        with tempfile.TemporaryDirectory() as tmp:
+            plain = timed_study(Path(tmp), text, 1)
+            stacked = timed_study(Path(tmp), text.replace(
+                "batch_size = 32", "batch_size = 32\nstack_seeds = true"), 1, "stacked")
+        for name, value in (("unstacked", plain), ("stacked", stacked)):
+            print(f"{name}, --jobs 1: {runs} runs in {value:.1f} s = {3600 * runs / value:.0f} "
+                  f"runs/h")
+        print(f"stacked / unstacked runs per hour: {plain / stacked:.2f}x (on the CPU expected "
+              f"at or below 1x)")
+        stacked_step(args.step_seeds, args.device, args.steps, args.step_batch)
+        return
     cores = available_cores()
     with tempfile.TemporaryDirectory() as tmp:
         seconds = {jobs: timed_study(Path(tmp), text, jobs) for jobs in (1, 2)}

@@ -142,3 +142,36 @@ def test_precision_choice():
     assert [uses_bf16(p, cuda) for p in ("auto", "float32", "bf16")] == [True, False, True]
     with pytest.raises(ValueError, match="precision must be one of"):
         uses_bf16("fp16", cpu)
+
+
+@pytest.mark.parametrize("fusion_layer", [1, 2, 3])
+def test_noise_grid_shares_streams_and_equals_each_condition_alone(dataset, fusion_layer):
+    """The grid evaluates all conditions batch by batch, sharing a stream's work between
+    conditions that give it the same input; every accuracy equals the condition evaluated
+    alone exactly (several batches, every fusion depth of a 2-layer gated network)."""
+    torch.manual_seed(fusion_layer)
+    model = FusionConvLSTM(ModelConfig(layers=2, hidden=4, fusion_layer=fusion_layer,
+                                       fusion_op="gated")).eval()
+    split = dataset.splits["test"]
+    calls = {"audio": 0, "visual": 0}
+    branch = model.branch
+
+    def counted(modality, x):
+        calls[modality] += 1
+        return branch(modality, x)
+
+    model.branch = counted
+    snrs = (5.0, -5.0)
+    grid = noise_grid(model, split, dataset.features, snrs=snrs, seed=2, batch_size=8)
+    del model.branch
+    batches = math.ceil(len(split) / 8)
+    # clean audio: clean, visual noise, visual removed; audio noise: audio and both noise
+    assert calls == {"audio": batches * (1 + len(snrs) + 1),
+                     "visual": batches * (1 + 2 * len(snrs) + 1)}
+    alone = {c.name: accuracy(model, split, dataset.features, condition=c, seed=2,
+                              batch_size=8) for c in grid_conditions(snrs)}
+    assert grid["clean_accuracy"] == alone["clean"]
+    for entry in grid["noise"]:
+        assert entry["accuracy"] == alone[f"{entry['noise']}_snr{entry['snr_db']:g}"]
+    for modality, value in grid["removed"].items():
+        assert value == alone[f"{modality}_removed"]

@@ -25,6 +25,7 @@ from repsim.models.config import matched_branch_width as matched_branch_width
 from repsim.models.config import parameter_count as parameter_count
 from repsim.models.convlstm import ConvLSTM
 from repsim.models.operators import Gated, make_operator
+from repsim.models.stacked import GroupedLinear
 from repsim.record.hooks import Layer
 
 # What forward(record=True) gives per layer: its hidden and its cell states (a gate: its
@@ -62,27 +63,34 @@ class FusionConvLSTM(nn.Module):
     operator's output ``join.<k>`` is recordable on request (:attr:`recordable_layer_names`)
     but not among :attr:`layer_names`, so default recordings and ``record=True`` states stay
     as they were.
+
+    ``seeds`` > 1 builds that many networks of ``config`` side by side, as one (a stacked
+    network: :mod:`repsim.models.stacked`): inputs ``(B, T, seeds * Cin, H, W)``, seed
+    ``s``'s channels ``s * Cin`` to ``(s + 1) * Cin``, logits ``(B, seeds * classes)``.
     """
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, seeds: int = 1) -> None:
         super().__init__()
-        self.config = config
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+            raise ValueError(f"seeds must be a positive integer, got {seeds!r}")
+        self.config, self.seeds = config, seeds
         k, kernel = config.fusion_layer, config.kernel
         width = config.branch_width()
         self.audio = nn.ModuleList()
         self.visual = nn.ModuleList()
         channels = config.in_channels
         for _ in range(1, k):
-            self.audio.append(ConvLSTM(channels, width, kernel))
-            self.visual.append(ConvLSTM(channels, width, kernel))
+            self.audio.append(ConvLSTM(channels, width, kernel, groups=seeds))
+            self.visual.append(ConvLSTM(channels, width, kernel, groups=seeds))
             channels = width
-        self.join = make_operator(config.fusion_op, channels)
+        self.join = make_operator(config.fusion_op, channels, seeds)
         channels = 2 * channels
         self.fused = nn.ModuleList()
         for _ in range(k, config.layers + 1):
-            self.fused.append(ConvLSTM(channels, config.hidden, kernel))
+            self.fused.append(ConvLSTM(channels, config.hidden, kernel, groups=seeds))
             channels = config.hidden
-        self.readout = nn.Linear(channels, config.classes)
+        self.readout = nn.Linear(channels, config.classes) if seeds == 1 else \
+            GroupedLinear(channels, config.classes, seeds)
 
     def recorded_modules(self, operator_output: bool = False) -> dict[str, str]:
         """Recorded layer name -> module name, in forward order: layer ``audio.d`` is module
@@ -151,26 +159,65 @@ class FusionConvLSTM(nn.Module):
             raise ValueError(f"audio {tuple(audio.shape)} and visual {tuple(visual.shape)} "
                              f"inputs must have the same shape")
         states: OrderedDict[str, tuple[torch.Tensor, torch.Tensor | None]] = OrderedDict()
-        a, v = audio, visual
+        a, v = self._branches(audio, visual, states if record else None)
+        return self._joined(a, v, states if record else None)
+
+    def branches(self, audio: torch.Tensor, visual: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The audio and the visual stream's outputs before the fusion layer (the inputs
+        themselves at k = 1)."""
+        return self._branches(audio, visual, None)
+
+    def branch(self, modality: str, x: torch.Tensor) -> torch.Tensor:
+        """One stream's output before the fusion layer (``modality`` "audio" or "visual"):
+        it depends on that modality's input only, so conditions that change the other
+        input can share it (:mod:`repsim.evaluate`); equal to that part of
+        :meth:`branches`."""
+        layers = {"audio": self.audio, "visual": self.visual}[modality]
+        for layer in layers:
+            x, _ = layer(x, return_cells=False)
+        return x
+
+    def from_branches(self, a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """The logits from :meth:`branches`' outputs: ``model(audio, visual)`` equals
+        ``model.from_branches(*model.branches(audio, visual))`` exactly (the same
+        operations on the same values)."""
+        logits = self._joined(a, v, None)
+        assert isinstance(logits, torch.Tensor)  # no states without record
+        return logits
+
+    def _branches(self, a: torch.Tensor, v: torch.Tensor,
+                  states: OrderedDict[str, LayerStates] | None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The branch layers, depth by depth; their states go into ``states`` when given."""
+        record = states is not None
         for depth, (audio_layer, visual_layer) in enumerate(zip(self.audio, self.visual,
                                                                 strict=True), start=1):
             a, a_cell = audio_layer(a, return_cells=record)
             v, v_cell = visual_layer(v, return_cells=record)
-            if record:
+            if states is not None:
                 states[f"audio.{depth}"] = (a, a_cell)
                 states[f"visual.{depth}"] = (v, v_cell)
+        return a, v
+
+    def _joined(self, a: torch.Tensor, v: torch.Tensor,
+                states: OrderedDict[str, LayerStates] | None
+                ) -> torch.Tensor | tuple[torch.Tensor, dict[str, LayerStates]]:
+        """The operator, the fused layers and the readout; ``(logits, states)`` when
+        ``states`` is given (recording), else the logits."""
+        record = states is not None
         # without fused layers (late) the readout sees the joined final states
-        if record and isinstance(self.join, Gated):
+        if states is not None and isinstance(self.join, Gated):
             h, gate = self.join(a, v, return_gate=True)
             states[gate_name(len(self.audio) + 1)] = (gate, None)
         else:
             h = self.join(a, v)
         for depth, layer in enumerate(self.fused, start=len(self.audio) + 1):
             h, cell = layer(h, return_cells=record)
-            if record:
+            if states is not None:
                 states[f"fused.{depth}"] = (h, cell)
         logits = self._read_out(h)
-        return (logits, states) if record else logits
+        return (logits, states) if states is not None else logits
 
     def _read_out(self, h: torch.Tensor) -> torch.Tensor:
         """Spatial mean -> linear, at the last step or every step."""

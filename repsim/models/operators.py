@@ -28,8 +28,28 @@ from repsim.models.config import operator_parameters as operator_parameters
 from repsim.models.config import operator_tag as operator_tag
 
 
-def _pointwise(in_channels: int, out_channels: int) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, kernel_size=1)
+def _pointwise(in_channels: int, out_channels: int, groups: int = 1) -> nn.Conv2d:
+    """A 1 x 1 convolution; with ``groups``, that many of these side by side."""
+    return nn.Conv2d(groups * in_channels, groups * out_channels, kernel_size=1, groups=groups)
+
+
+def _cat(a: torch.Tensor, v: torch.Tensor, groups: int) -> torch.Tensor:
+    """``[a; v]`` along channels, group by group: ``(B, T, G C, H, W)`` twice ->
+    ``(B, T, G 2C, H, W)`` with each group's ``[a_g; v_g]`` together (one group: plain
+    concatenation)."""
+    shape = a.shape
+    grouped = (*shape[:2], groups, shape[2] // groups, *shape[3:])
+    joined = torch.cat([a.reshape(grouped), v.reshape(grouped)], dim=3)
+    return joined.view(*shape[:2], 2 * shape[2], *shape[3:])
+
+
+def _halves(x: torch.Tensor, groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each group's first and second half of its channels, as ``(B, T, G C, H, W)`` each."""
+    shape = x.shape
+    first, second = x.view(*shape[:2], groups, 2, shape[2] // (2 * groups),
+                           *shape[3:]).unbind(3)
+    out = (*shape[:2], shape[2] // 2, *shape[3:])
+    return first.reshape(out), second.reshape(out)
 
 
 def _per_frame(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -42,12 +62,14 @@ def _per_frame(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
 class Concat(nn.Module):
     """``[a; v]`` along channels: today's (and the default) operator, without parameters."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, groups: int = 1) -> None:
         super().__init__()
-        self.channels = channels
+        self.channels, self.groups = channels, groups
 
     def forward(self, a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return torch.cat([a, v], dim=2)
+        if self.groups == 1:
+            return torch.cat([a, v], dim=2)
+        return _cat(a, v, self.groups)
 
 
 class Gate(nn.Module):
@@ -56,12 +78,14 @@ class Gate(nn.Module):
     A module of its own so that its output, the gate, can be recorded like a layer.
     """
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, groups: int = 1) -> None:
         super().__init__()
-        self.conv = _pointwise(2 * channels, 2 * channels)
+        self.groups = groups
+        self.conv = _pointwise(2 * channels, 2 * channels, groups)
 
     def forward(self, a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(_per_frame(self.conv, torch.cat([a, v], dim=2)))
+        joined = torch.cat([a, v], dim=2) if self.groups == 1 else _cat(a, v, self.groups)
+        return torch.sigmoid(_per_frame(self.conv, joined))
 
 
 class Gated(nn.Module):
@@ -77,11 +101,11 @@ class Gated(nn.Module):
     the output of the submodule :attr:`gate`, so it can be recorded (see :class:`Gate`).
     """
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, groups: int = 1) -> None:
         super().__init__()
-        self.audio_transform = _pointwise(channels, 2 * channels)
-        self.visual_transform = _pointwise(channels, 2 * channels)
-        self.gate = Gate(channels)
+        self.audio_transform = _pointwise(channels, 2 * channels, groups)
+        self.visual_transform = _pointwise(channels, 2 * channels, groups)
+        self.gate = Gate(channels, groups)
 
     def forward(self, a: torch.Tensor, v: torch.Tensor, return_gate: bool = False
                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -111,21 +135,26 @@ class FiLM(nn.Module):
     channel of the other (scale 0) but not its own.
     """
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, groups: int = 1) -> None:
         super().__init__()
-        self.channels = channels
-        self.from_visual = _pointwise(channels, 2 * channels)  # scale and shift for a
-        self.from_audio = _pointwise(channels, 2 * channels)  # scale and shift for v
+        self.channels, self.groups = channels, groups
+        self.from_visual = _pointwise(channels, 2 * channels, groups)  # scale and shift for a
+        self.from_audio = _pointwise(channels, 2 * channels, groups)  # scale and shift for v
 
     def forward(self, a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        scale_a, shift_a = _per_frame(self.from_visual, v).chunk(2, dim=2)
-        scale_v, shift_v = _per_frame(self.from_audio, a).chunk(2, dim=2)
-        return torch.cat([a + scale_a * a + shift_a, v + scale_v * v + shift_v], dim=2)
+        if self.groups == 1:
+            scale_a, shift_a = _per_frame(self.from_visual, v).chunk(2, dim=2)
+            scale_v, shift_v = _per_frame(self.from_audio, a).chunk(2, dim=2)
+            return torch.cat([a + scale_a * a + shift_a, v + scale_v * v + shift_v], dim=2)
+        scale_a, shift_a = _halves(_per_frame(self.from_visual, v), self.groups)
+        scale_v, shift_v = _halves(_per_frame(self.from_audio, a), self.groups)
+        return _cat(a + scale_a * a + shift_a, v + scale_v * v + shift_v, self.groups)
 
 
 OPERATORS: dict[str, type[nn.Module]] = {"concat": Concat, "gated": Gated, "film": FiLM}
 
 
-def make_operator(name: str, channels: int) -> nn.Module:
-    """The operator ``name`` for two streams of ``channels`` channels each."""
-    return OPERATORS[check_fusion_op(name)](channels)
+def make_operator(name: str, channels: int, groups: int = 1) -> nn.Module:
+    """The operator ``name`` for two streams of ``channels`` channels each; with ``groups``,
+    that many side by side (a stacked network's seeds, group by group along channels)."""
+    return OPERATORS[check_fusion_op(name)](channels, groups)

@@ -45,6 +45,7 @@ from repsim.study.execute import (
 )
 from repsim.study.records import study_run_state
 from repsim.study.spec import Study, differing_keys, load_study, read_study_file
+from repsim.study.timing import study_seconds, time_line
 
 log = logging.getLogger("repsim.study")
 
@@ -91,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="list every run with its state and estimate the time; run nothing")
     what.add_argument("--status", action="store_true",
                       help="list every run with its state (done, partial, failed, not started, "
-                           "unusable)")
+                           "unusable) and the finished runs' time by stage")
     what.add_argument("--report", action="store_true",
                       help="only write the report (results.csv, comparisons.csv, figures, "
                            "report.md) of the finished runs")
@@ -253,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     pending = [run for run in study.runs if run_state(run.run_dir) != "done"]
     if args.status:
         print(status_table(study))
+        finished = [run for run in study.runs if run_state(run.run_dir) == "done"]
+        print(time_line(*study_seconds(finished), len(finished)))
         return 0
     if args.dry_run:
         from repsim.study.estimate import estimate_seconds

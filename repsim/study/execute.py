@@ -29,6 +29,7 @@ from repsim.device import available_cores, limit_threads
 from repsim.provenance import Busy
 from repsim.rundir import FAILED_FILE, RUN_LOG_FILE
 from repsim.study.spec import Study, StudyRun, load_study
+from repsim.study.steps import cell_runs
 
 if TYPE_CHECKING:  # submitit is optional; imported where a submission needs it
     from submitit import AutoExecutor, Job
@@ -39,6 +40,7 @@ PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h): a signal when the parent d
 PARENT_CHECK_S = 0.5  # how often a worker checks that its parent is alive
 STOP_CHECK_S = 0.2  # how often the parent asks should_stop while waiting for its workers
 SKIPPED = "skipped"  # a run a stopping worker did not begin (never reported)
+CELL_SEPARATOR = ","  # joins the run keys of a stacked cell into one task's key
 
 
 def worker_threads(jobs: int, threads: int | None = None) -> int:
@@ -88,13 +90,43 @@ class StudyTask:
         return self._cache["study"]
 
     def __call__(self, key: str, should_stop: Callable[[], bool] | None = None) -> str:
+        """Complete run ``key``, or the runs of a stacked cell: their keys joined by
+        :data:`CELL_SEPARATOR` (one line of their states, failures named)."""
         from repsim.study.steps import complete_run
 
         if self.threads is not None:
             limit_threads(self.threads)
         study = self.study()
-        return complete_run(study, study.run(key), self._cache.setdefault("datasets", {}),
-                            should_stop)
+        datasets = self._cache.setdefault("datasets", {})
+        if CELL_SEPARATOR not in key:
+            return complete_run(study, study.run(key), datasets, should_stop)
+        outcomes = self.cell([study.run(name) for name in key.split(CELL_SEPARATOR)],
+                             should_stop)
+        failed = {name: error for name, (state, error) in outcomes.items() if state == "failed"}
+        if failed:
+            raise RuntimeError("; ".join(f"{name} failed: {error}"
+                                         for name, error in failed.items()))
+        return ", ".join(f"{name} {state}" for name, (state, _) in outcomes.items())
+
+    def cell(self, runs: Sequence[StudyRun], should_stop: Callable[[], bool] | None = None
+             ) -> dict[str, tuple[str, str | None]]:
+        """Complete a stacked cell's runs (:func:`repsim.study.steps.complete_cell`)."""
+        from repsim.study.steps import complete_cell
+
+        if self.threads is not None:
+            limit_threads(self.threads)
+        return complete_cell(self.study(), runs, self._cache.setdefault("datasets", {}),
+                             should_stop)
+
+    def share_data(self, key: str) -> None:
+        """Build (or load) the study's shared copy of run ``key``'s dataset, and keep it for
+        this worker's runs (:mod:`repsim.study.shared`)."""
+        from repsim.study.steps import run_dataset
+
+        if self.threads is not None:
+            limit_threads(self.threads)
+        study = self.study()
+        run_dataset(study, study.run(key), self._cache.setdefault("datasets", {}))
 
     def checkpoint(self, key: str) -> Any:  # a submitit DelayedSubmission
         from submitit.helpers import DelayedSubmission
@@ -161,6 +193,31 @@ def _start_worker(study_file: str, folder: str, threads: int, parent: int,
     threading.Thread(target=_watch_parent, daemon=True, name="watch-parent").start()
 
 
+def _run_cell_in_worker(keys: list[str]) -> list[tuple[str, str, float, str | None]]:
+    """``(key, state, seconds, detail)`` of each run of a stacked cell in this worker
+    (:func:`_run_in_worker`'s states; a run that failed is ``failed`` with its error)."""
+    from repsim.extract import ExtractionStopped
+    from repsim.train import TrainingStopped
+
+    started = time.perf_counter()
+    task = _Worker.task
+    assert task is not None, "_start_worker sets the task"
+    if _Worker.stopping():
+        return [(key, SKIPPED, 0.0, None) for key in keys]
+    _Worker.busy.set()
+    try:
+        study = task.study()
+        outcomes = task.cell([study.run(key) for key in keys], should_stop=_Worker.stopping)
+        each = (time.perf_counter() - started) / len(keys)
+        return [(key, state, each, error) for key, (state, error) in outcomes.items()]
+    except (TrainingStopped, ExtractionStopped) as stopped:
+        return [(key, "stopped", 0.0, str(stopped)) for key in keys]
+    except Busy as busy:
+        return [(key, "busy", 0.0, str(busy)) for key in keys]
+    finally:
+        _Worker.busy.clear()
+
+
 def _run_in_worker(key: str) -> tuple[str, float, str | None]:
     """``(state, seconds, detail)`` of one run in this worker: ``stopped`` (asked to stop;
     the run keeps its last complete epoch), ``skipped`` (asked to stop before it began),
@@ -186,6 +243,18 @@ def _run_in_worker(key: str) -> tuple[str, float, str | None]:
     return state, time.perf_counter() - started, detail
 
 
+def _share_data_in_worker(key: str) -> None:
+    task = _Worker.task
+    assert task is not None, "_start_worker sets the task"
+    if not _Worker.stopping():
+        task.share_data(key)
+
+
+def data_runs(runs: Sequence[StudyRun]) -> list[StudyRun]:
+    """One run of each distinct data config among ``runs``: whose datasets to share."""
+    return list({run.config.data.to_json(): run for run in reversed(runs)}.values())[::-1]
+
+
 def run_local(study: Study, study_file: Path, runs: Sequence[StudyRun], jobs: int,
               on_outcome: Callable[[Outcome], None] | None = None,
               should_stop: Callable[[], bool] | None = None,
@@ -193,6 +262,8 @@ def run_local(study: Study, study_file: Path, runs: Sequence[StudyRun], jobs: in
     """Complete ``runs`` in ``jobs`` worker processes, each with ``threads`` threads
     (:func:`worker_threads`: by default an even share of the cores).
 
+    The datasets the runs share are built first, each once, by the workers side by side
+    (:mod:`repsim.study.shared`); every run then loads its memory-mapped copy.
     A failed run is reported (``failed.txt`` and ``run.log`` in its directory) and the
     others go on; a run another live process holds is ``busy`` and left alone. When
     ``should_stop`` (asked a few times a second) answers True, every worker stops its run
@@ -210,19 +281,29 @@ def run_local(study: Study, study_file: Path, runs: Sequence[StudyRun], jobs: in
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_worker,
                              initargs=(str(study_file), str(study.folder), threads,
                                        os.getpid(), stop)) as pool:
-        futures = {pool.submit(_run_in_worker, run.key): run for run in runs}
+        for future in [pool.submit(_share_data_in_worker, run.key) for run in data_runs(runs)]:
+            try:
+                future.result()
+            except Exception as error:  # the runs that need it fail and say why
+                log.debug("sharing a dataset failed: %s", error)
+        futures: dict[Future, list[StudyRun]] = {}
+        for cell in cell_runs(runs):
+            if len(cell) == 1:
+                futures[pool.submit(_run_in_worker, cell[0].key)] = cell
+            else:
+                futures[pool.submit(_run_cell_in_worker, [run.key for run in cell])] = cell
         waiting = set(futures)
         while waiting:
             done, waiting = wait(waiting, timeout=STOP_CHECK_S, return_when=FIRST_COMPLETED)
             for future in done:
                 if future.cancelled():
                     continue
-                outcome = _outcome(futures[future], future)
-                if outcome.state == SKIPPED:
-                    continue
-                outcomes.append(outcome)
-                if on_outcome is not None:
-                    on_outcome(outcome)
+                for outcome in _outcomes(futures[future], future):
+                    if outcome.state == SKIPPED:
+                        continue
+                    outcomes.append(outcome)
+                    if on_outcome is not None:
+                        on_outcome(outcome)
             if should_stop is not None and not stop.is_set() and should_stop():
                 stop.set()
                 for future in waiting:
@@ -230,12 +311,18 @@ def run_local(study: Study, study_file: Path, runs: Sequence[StudyRun], jobs: in
     return outcomes
 
 
-def _outcome(run: StudyRun, future: Future) -> Outcome:
+def _outcomes(runs: list[StudyRun], future: Future) -> list[Outcome]:
+    """The outcome of each of ``runs`` (one run, or a stacked cell's) from its future."""
     try:
-        state, seconds, detail = future.result()
-    except Exception as error:  # the run's own failure, or its worker died
-        return Outcome(run, "failed", error=f"{type(error).__name__}: {error}")
-    return Outcome(run, state, seconds, error=detail)
+        result = future.result()
+    except Exception as error:  # the runs' own failure, or their worker died
+        return [Outcome(run, "failed", error=f"{type(error).__name__}: {error}")
+                for run in runs]
+    if len(runs) == 1 and not isinstance(result, list):
+        state, seconds, detail = result
+        return [Outcome(runs[0], state, seconds, error=detail)]
+    by_key = {key: (state, seconds, detail) for key, state, seconds, detail in result}
+    return [Outcome(run, *by_key[run.key][:2], error=by_key[run.key][2]) for run in runs]
 
 
 @dataclass(frozen=True)
@@ -297,7 +384,7 @@ def submit(study: Study, study_file: Path, runs: Sequence[StudyRun], options: Sl
     folder = study.folder / "slurm"
     executor = submitit_executor(folder, options, cluster, f"repsim-{study.name}")
     task = StudyTask(str(study_file), str(study.folder), threads=options.cpus)
-    keys = [run.key for run in runs]
+    keys = [CELL_SEPARATOR.join(run.key for run in cell) for cell in cell_runs(runs)]
     if executor.cluster == "slurm":
         jobs = executor.map_array(task, keys) if keys else []
     else:

@@ -62,6 +62,8 @@ from repsim.study.tables import (
     representation_table,
     verdict_words,
 )
+from repsim.study.timecourse import time_section
+from repsim.study.timing import RUN_STAGES, study_seconds, time_line
 from repsim.study.training import (
     FAILED_SHARE,
     PLATEAU_EPOCHS,
@@ -249,6 +251,7 @@ def report_text(study: Study, measures: pd.DataFrame, table: pd.DataFrame,
     lines += _comparison_section(table, "k=1", "dataset x protocol"
                                  + (" x operator" if OPERATOR in table else ""))
     lines += _training_section(cells)
+    lines += _time_section(usable)
     if operators is not None:
         lines += ["", "## Operators (concat minus each operator; Holm-corrected across each "
                   "dataset x protocol x fusion layer family)", "", operator_table(operators),
@@ -258,6 +261,7 @@ def report_text(study: Study, measures: pd.DataFrame, table: pd.DataFrame,
                                      "layer", heading=False)
     if has_mechanism(measures):
         lines += _mechanism_section(study, measures, usable, word)
+    lines += time_section(usable, OPERATOR in table, study.folder, word)
     lines += ["", "## Figures", "",
               f"![accuracy against SNR]({FIGURES_DIR}/accuracy_vs_snr.png)", "",
               f"![measures against fusion layer]({FIGURES_DIR}/by_fusion_layer.png)", "",
@@ -340,6 +344,36 @@ def _training_section(cells: pd.DataFrame) -> list[str]:
         lines.append(f"| {r['dataset']} | {protocol} | {r['fusion_layer']} | {r['seeds']} | "
                      f"{fmt(r['val_accuracy'])} | {fmt(r['mean_gain'])} | "
                      f"{fmt(r['max_gain'])} | {r['rising']} | {r['failed']} | {r['state']} |")
+    return lines
+
+
+def _time_section(usable: list) -> list[str]:
+    """Where the finished runs' time went, by stage (:mod:`repsim.study.timing`), and the
+    epochs that runs stopping at their plateau trained; nothing for runs that recorded
+    neither (studies run before either existed), so that their reports stay as they were."""
+    totals, counted = study_seconds(run for run, _ in usable)
+    plateau = [records.metrics for _, records in usable
+               if records.metrics.best_epoch is not None]
+    if not counted and not plateau:
+        return []
+    lines = ["", "## Time", ""]
+    if counted:
+        whole = sum(totals.values())
+        lines += [time_line(totals, counted, len(usable)) + ".", "",
+                  "| stage | minutes | share |", "|---|---|---|",
+                  *(f"| {stage} | {totals[stage] / 60:.1f} | "
+                    f"{100 * totals[stage] / whole if whole else 0:.1f} % |"
+                    for stage in RUN_STAGES), ""]
+    if plateau:
+        trained = sum(m.stopped_epoch or m.epochs for m in plateau)
+        planned = sum(m.epochs for m in plateau)
+        stopped = [m for m in plateau if m.stopped_epoch is not None]
+        lines += [f"{len(plateau)} runs trained with stop_at_plateau: {len(stopped)} stopped "
+                  f"before their last epoch, {trained} of {planned} epochs trained "
+                  f"({planned - trained} saved); each kept its best epoch's model."
+                  + ("" if not stopped else " Stopped at: " + ", ".join(
+                      f"{m.run} epoch {m.stopped_epoch} of {m.epochs} (kept {m.best_epoch})"
+                      for m in stopped) + "."), ""]
     return lines
 
 

@@ -155,6 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--augment-fraction", type=float,
                        help=f"fraction of samples that get noise (default "
                             f"{defaults.augment_fraction:g})")
+    train.add_argument("--stop-at-plateau", action="store_true", default=None,
+                       help="stop once --plateau-patience epochs in a row have not raised the "
+                            "best validation accuracy by more than --plateau-gain, and keep "
+                            "the best epoch's model (default: train every epoch)")
+    train.add_argument("--plateau-patience", type=int, metavar="EPOCHS",
+                       help=f"epochs without a gain before --stop-at-plateau stops (default "
+                            f"{defaults.plateau_patience})")
+    train.add_argument("--plateau-gain", type=float, metavar="ACCURACY",
+                       help=f"the smallest gain of validation accuracy (0-1) that counts for "
+                            f"--stop-at-plateau (default {defaults.plateau_gain:g})")
     train.add_argument("--modality-dropout", type=float, metavar="FRACTION",
                        help=f"fraction of training samples with one modality zeroed "
                             f"(default {defaults.modality_dropout:g})")
@@ -217,7 +227,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                     augment="augment",
                     augment_snr="augment_snr", augment_fraction="augment_fraction",
                     modality_dropout="modality_dropout",
-                    eval_batch_size="eval_batch_size", out_dir="out_dir")
+                    eval_batch_size="eval_batch_size", out_dir="out_dir",
+                    stop_at_plateau="stop_at_plateau", plateau_patience="plateau_patience",
+                    plateau_gain="plateau_gain")
     if args.snrs is not None:
         changes["noise_snrs"] = tuple(snr for snr in args.snrs if not math.isinf(snr)
                                       or snr < 0)
@@ -240,8 +252,14 @@ def summary_line(result: TrainResult) -> str:
     where = (f"late fusion (k={metrics.fusion_layer}, after {layers})"
              if fusion_role(metrics.fusion_layer, metrics.layers) == "late"
              else f"fusion layer {metrics.fusion_layer} of {metrics.layers}")
+    epochs = (f"{metrics.epochs} epochs" if metrics.stopped_epoch is None else
+              f"{metrics.stopped_epoch} of {metrics.epochs} epochs (at its plateau; kept "
+              f"epoch {metrics.best_epoch})")
+    spent = ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in result.seconds.items()
+                      if stage != "training")
     return (f"trained {metrics.dataset} {where} by {operator} ({metrics.parameters:,} "
-            f"parameters) for {metrics.epochs} epochs in {metrics.train_seconds:.0f} s: clean "
+            f"parameters) for {epochs} in {metrics.train_seconds:.0f} s"
+            + (f" ({spent})" if spent else "") + f": clean "
             f"test accuracy {100 * metrics.clean_accuracy:.1f}% (val {val}); wrote "
             f"{result.run_dir}/ ({', '.join(RUN_FILES)})")
 

@@ -17,12 +17,14 @@ from repsim.rundir import default_run_dir
 AUGMENT_CHOICES = ("none", *NOISE_KINDS)
 # Fields that may differ between a checkpoint and the run that resumes it: they change where
 # and how fast the run goes, or what is evaluated at the end, never the trained weights.
-RESUMABLE_DIFFERENCES = ("device", "compile", "out_dir", "eval_batch_size", "noise_snrs")
+RESUMABLE_DIFFERENCES = ("device", "compile", "out_dir", "eval_batch_size", "noise_snrs",
+                         "stack_seeds")
 # Fields training sets from the data rather than from the user (the readout's size is the
 # dataset's class count); the data themselves are compared by their fingerprint.
 DATA_DERIVED_FIELDS = ("model.classes",)
 # Fields added after runs were saved without them, and the value their absence means.
-ADDED_FIELDS = {"model.fusion_op": DEFAULT_FUSION_OP}
+ADDED_FIELDS = {"model.fusion_op": DEFAULT_FUSION_OP, "stop_at_plateau": False,
+                "plateau_patience": 2, "plateau_gain": 0.01, "stack_seeds": False}
 
 
 @dataclass
@@ -37,7 +39,18 @@ class TrainConfig(Config):
     test grid (clean is always evaluated). ``out_dir`` None means
     ``runs/<dataset>-f<k>-s<seed>`` (:func:`repsim.rundir.run_name`). The learning rate
     warms up linearly over the first ``warmup_epochs`` and then follows a cosine decay to
-    zero at the last step.
+    zero at the last step (at ``epochs``, also for a run that stops earlier).
+
+    ``stop_at_plateau`` (off by default, so that runs reproduce) stops training once
+    ``plateau_patience`` epochs in a row have not raised the best validation accuracy of the
+    epochs before them by more than ``plateau_gain`` (the report's plateau check, applied
+    while training), and keeps the weights of the epoch with the highest validation accuracy
+    (the first of equals): the test grid, the checkpoint and the extraction use that epoch's
+    model, and ``metrics.json`` records ``stopped_epoch`` and ``best_epoch``.
+
+    ``stack_seeds`` (for GPUs) lets a study train the seeds of a cell as one stacked network
+    (:mod:`repsim.train.stacked`): each seed's run is the run it would be alone, to float32
+    tolerance; it changes how fast the runs go, not what they train.
     """
 
     model: ModelConfig = field(default_factory=lambda: ModelConfig(layers=2, hidden=16))
@@ -59,6 +72,10 @@ class TrainConfig(Config):
     noise_snrs: tuple[float, ...] = TEST_SNRS
     eval_batch_size: int = EVAL_BATCH_SIZE
     out_dir: str | None = None
+    stop_at_plateau: bool = False
+    plateau_patience: int = 2
+    plateau_gain: float = 0.01
+    stack_seeds: bool = False
 
     KIND = "train"
 
@@ -70,8 +87,15 @@ class TrainConfig(Config):
         # Of any length here: the check below refuses all but two values, in one line.
         self.augment_snr = tuple(float(x) for x in self.augment_snr)  # type: ignore[assignment]
         self.noise_snrs = tuple(float(x) for x in self.noise_snrs)
-        for name in ("epochs", "batch_size", "eval_batch_size"):
+        for name in ("epochs", "batch_size", "eval_batch_size", "plateau_patience"):
             check_positive_int(name, getattr(self, name))
+        for name in ("stop_at_plateau", "stack_seeds"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if (not isinstance(self.plateau_gain, int | float) or isinstance(self.plateau_gain, bool)
+                or not 0 <= self.plateau_gain < 1):
+            raise ValueError(f"plateau_gain must be a number in [0, 1) (of accuracy), got "
+                             f"{self.plateau_gain!r}")
         for name in ("lr", "weight_decay", "warmup_epochs", "grad_clip"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:

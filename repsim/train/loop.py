@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
 from repsim.checkpoint import (
@@ -56,6 +57,9 @@ from repsim.rundir import (
 from repsim.train.config import TrainConfig, config_differences
 
 log = logging.getLogger("repsim.train")
+TRAIN_STAGES = ("training", "validation", "checkpoints", "evaluation")  # TrainResult.seconds
+BEST_STATE = "best_model_state"  # checkpoint keys of a run that stops at its plateau
+BEST_EPOCH = "best_epoch"
 
 
 @dataclass
@@ -75,13 +79,19 @@ class EpochRecord:
 
 @dataclass
 class TrainResult:
-    """A finished run: where it wrote, its metrics and the trained model (eval mode)."""
+    """A finished run: where it wrote, its metrics and the trained model (eval mode).
+
+    ``seconds``: what this call spent, by stage (:data:`TRAIN_STAGES`): ``training`` (the
+    training steps of the epochs it trained), ``validation`` (the per-epoch validation),
+    ``checkpoints`` (writing them and the log) and ``evaluation`` (the test grid); empty for
+    a run that had already finished."""
 
     run_dir: Path
     checkpoint: Path
     metrics: Metrics
     model: FusionConvLSTM
     history: list[dict]
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 class TrainingStopped(Exception):
@@ -109,15 +119,18 @@ def _advance(bar: tqdm, name: str) -> None:
     bar.update()
 
 
-def _rng_state(shuffle: torch.Generator, noise: torch.Generator) -> dict:
+def _rng_state(shuffle: torch.Generator, noise: torch.Generator,
+               global_rng: tuple | None = None) -> dict:
     """Every random state a run may draw from, as tensors and ints (weights_only-safe).
 
     The loop itself draws only from ``shuffle`` and ``noise``; the global torch and numpy
-    states are kept too, so code called from the loop (callbacks, dataset transforms) that
-    uses them also resumes exactly.
+    states are kept too (the live ones, or ``global_rng``: a stacked run's own), so code
+    called from the loop (callbacks, dataset transforms) that uses them also resumes exactly.
     """
-    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # noqa: NPY002
-    return {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state(),
+    torch_state, numpy_state = global_rng if global_rng is not None else (
+        torch.get_rng_state(), np.random.get_state(legacy=True))  # noqa: NPY002
+    kind, keys, pos, has_gauss, cached = numpy_state
+    return {"torch": torch_state, "shuffle": shuffle.get_state(),
             "noise": noise.get_state(),
             "numpy": {"kind": kind, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
                       "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)}}
@@ -207,7 +220,34 @@ def run(config: TrainConfig, *, resume: str | os.PathLike | None = None,
     Raises :class:`TrainingDiverged` (a ValueError) if the loss stops being finite; the
     checkpoint of the last good epoch is left in place.
     """
-    device = resolve_device(config.device)
+    prepared = _prepare(config, resume, overwrite, dataset)
+    if isinstance(prepared, TrainResult):
+        return prepared
+    config, ckpt, resume, dataset = prepared
+    run_dir = prepare_run_dir(config.run_dir, resume=resume is not None, overwrite=overwrite)
+    with claim(run_dir):  # a second run in this directory fails here, naming this one
+        for name in RUN_FILES:
+            remove_stale_temporaries(run_dir / name)
+        state = _Run(config, run_dir, ckpt, resume, dataset, should_stop)
+        for epoch in range(state.start_epoch, config.epochs):
+            if state.at_plateau():
+                break  # a resumed run that had reached its plateau
+            record = _train_epoch(config, epoch, state.forward, state.model, state.optimizer,
+                                  state.train_split, state.features, state.shuffle_generator,
+                                  state.noise_generator, state.amp, state.steps_per_epoch,
+                                  progress, state.stop)
+            if state.end_epoch(record, on_epoch):
+                break
+        return state.finish(progress)
+
+
+def _prepare(config: TrainConfig, resume: str | os.PathLike | None, overwrite: bool,
+             dataset: AVDataset | None
+             ) -> TrainResult | tuple[TrainConfig, dict | None, str | os.PathLike | None,
+                                      AVDataset]:
+    """What :func:`run` checks and loads before it writes anything: the finished run's result
+    (``resume="auto"``), or the config (classes set), the checkpoint to resume from, its
+    path, and the dataset."""
     if not overwrite:
         check_run_dir(config)
     auto = resume == "auto"
@@ -228,12 +268,7 @@ def run(config: TrainConfig, *, resume: str | os.PathLike | None = None,
         dataset = config.data.build()
     config = with_classes(config, dataset.n_classes)
     check_batch_memory(config.model, config.batch_size, dataset.timesteps, *dataset.frame_shape)
-    run_dir = prepare_run_dir(config.run_dir, resume=resume is not None, overwrite=overwrite)
-    with claim(run_dir):  # a second run in this directory fails here, naming this one
-        for name in RUN_FILES:
-            remove_stale_temporaries(run_dir / name)
-        return _train(config, run_dir, device, ckpt, resume, dataset, on_epoch, progress,
-                      should_stop)
+    return config, ckpt, resume, dataset
 
 
 def check_run_dir(config: TrainConfig) -> None:
@@ -267,109 +302,216 @@ def check_run_dir(config: TrainConfig) -> None:
                      f"replace them")
 
 
-def _train(config: TrainConfig, run_dir: Path, device: torch.device, ckpt: dict | None,
-           resume, dataset: AVDataset, on_epoch, progress: bool,
-           should_stop) -> TrainResult:
-    """The body of :func:`run` once the run directory is prepared and claimed."""
-    checkpoint_path = run_dir / CHECKPOINT_FILE
+class _Run:
+    """One run while it trains, in its claimed directory: its model, optimiser, random
+    generators, data and history, what each epoch's end writes (:meth:`end_epoch`) and the
+    final evaluation (:meth:`finish`). :func:`run` trains its epochs one by one;
+    :mod:`repsim.train.stacked` trains the epochs of several runs as one stacked network and
+    ends each run's epochs here, so that each writes what it would write alone.
 
-    def stop(where: str) -> None:
-        if should_stop is not None and should_stop():
-            kept = (f"the checkpoint of the last complete epoch is kept in {checkpoint_path}"
-                    if checkpoint_path.exists() else "no epoch had finished, nothing is kept")
-            raise TrainingStopped(f"training of {run_dir} stopped {where}: {kept}")
+    ``global_rng``: the global torch and numpy random states this run's checkpoints record
+    (None: the live ones; a stacked run keeps each seed's own, taken after its model was
+    made, as its run alone would have them)."""
 
-    fingerprint = dataset.fingerprint()
-    difference = None if ckpt is None else data_difference(ckpt["data_fingerprint"], dataset,
-                                                            fingerprint)
-    if difference is not None:
-        raise ValueError(f"cannot resume from {resume}: it was trained on different data; "
-                         f"{difference}")
-    if config.model.in_channels != 1:
-        raise ValueError("datasets give one channel per modality: model in_channels must be 1")
+    def __init__(self, config: TrainConfig, run_dir: Path, ckpt: dict | None, resume,
+                 dataset: AVDataset, should_stop: Callable[[], bool] | None,
+                 keep_global_rng: bool = False) -> None:
+        self.config, self.run_dir, self.resume = config, run_dir, resume
+        self.should_stop, self.dataset = should_stop, dataset
+        self.checkpoint_path = run_dir / CHECKPOINT_FILE
+        device = self.device = resolve_device(config.device)
+        self.fingerprint = dataset.fingerprint()
+        difference = None if ckpt is None else data_difference(ckpt["data_fingerprint"],
+                                                                dataset, self.fingerprint)
+        if difference is not None:
+            raise ValueError(f"cannot resume from {resume}: it was trained on different data; "
+                             f"{difference}")
+        if config.model.in_channels != 1:
+            raise ValueError("datasets give one channel per modality: model in_channels must "
+                             "be 1")
+        torch.manual_seed(config.seed)
+        np.random.seed(config.seed % 2**32)  # noqa: NPY002 (see _rng_state)
+        model = FusionConvLSTM(config.model).to(device)
+        self.global_rng = (torch.get_rng_state(), np.random.get_state(legacy=True)) \
+            if keep_global_rng else None  # noqa: NPY002
+        if device.type == "cuda":  # NHWC convolutions are cuDNN's fast path for bf16
+            # Module.to takes memory_format at run time; torch's typed overloads leave it out.
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.model = model
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
+                                           weight_decay=config.weight_decay)
+        self.shuffle_generator = torch.Generator().manual_seed(config.seed)
+        self.noise_generator = torch.Generator(device=device).manual_seed(config.seed + 1)
+        self.history: list[dict] = []
+        self.start_epoch = 0
+        if ckpt is not None:
+            model.load_state_dict(ckpt["model_state"])
+            self.optimizer.load_state_dict(ckpt["optimizer_state"])
+            _restore_rng_state(ckpt["rng_state"], self.shuffle_generator, self.noise_generator)
+            if keep_global_rng:
+                self.global_rng = (torch.get_rng_state(),
+                                   np.random.get_state(legacy=True))  # noqa: NPY002
+            self.history = list(ckpt["history"])
+            self.start_epoch = int(ckpt["epoch"])
+            log.info("resuming %s at epoch %d of %d", resume, self.start_epoch, config.epochs)
+            if device.type == "cpu":
+                _warn_if_other_threads(resume, ckpt)
+        # Small splits live on the training device for the whole run: no per-batch copies.
+        self.train_split = dataset.splits["train"].to(device)
+        self.val_split = dataset.splits["val"].to(device)
+        self.features = dataset.features
+        self.forward = torch.compile(model) if config.compile else model
+        self.bf16 = uses_bf16(config.precision, device)
+        self.amp = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if self.bf16
+                    else contextlib.nullcontext())
+        self.steps_per_epoch = math.ceil(len(self.train_split) / config.batch_size)
+        self.n_params = model.parameter_count()
+        log.info("model: %d layers, hidden %d, fusion layer %d, %s parameters; device %s, %s",
+                 config.model.layers, config.model.hidden, config.model.fusion_layer,
+                 f"{self.n_params:,}", device, "bf16 autocast" if self.bf16 else "float32")
+        write_json(run_dir / CONFIG_FILE, config.to_dict())
+        self.seconds = dict.fromkeys(TRAIN_STAGES, 0.0)
+        self.best = _Best.resumed(ckpt, self.history) if config.stop_at_plateau else None
+        self.stacked: int | None = None  # seeds trained together with this one, if stacked
 
-    torch.manual_seed(config.seed)
-    np.random.seed(config.seed % 2**32)  # noqa: NPY002 (see _rng_state)
-    model = FusionConvLSTM(config.model).to(device)
-    cuda = device.type == "cuda"
-    if cuda:  # NHWC convolutions are cuDNN's fast path for bf16
-        # Module.to takes memory_format at run time; torch's typed overloads leave it out.
-        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
-                                  weight_decay=config.weight_decay)
-    shuffle_generator = torch.Generator().manual_seed(config.seed)
-    noise_generator = torch.Generator(device=device).manual_seed(config.seed + 1)
-    history: list[dict] = []
-    start_epoch = 0
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model_state"])
-        optimizer.load_state_dict(ckpt["optimizer_state"])
-        _restore_rng_state(ckpt["rng_state"], shuffle_generator, noise_generator)
-        history = list(ckpt["history"])
-        start_epoch = int(ckpt["epoch"])
-        log.info("resuming %s at epoch %d of %d", resume, start_epoch, config.epochs)
-        if device.type == "cpu":
-            _warn_if_other_threads(resume, ckpt)
+    def stop(self, where: str) -> None:
+        """TrainingStopped when the caller asked to stop."""
+        if self.should_stop is not None and self.should_stop():
+            kept = (f"the checkpoint of the last complete epoch is kept in "
+                    f"{self.checkpoint_path}" if self.checkpoint_path.exists()
+                    else "no epoch had finished, nothing is kept")
+            raise TrainingStopped(f"training of {self.run_dir} stopped {where}: {kept}")
 
-    # Small splits live on the training device for the whole run: no per-batch copies.
-    train_split = dataset.splits["train"].to(device)
-    val_split = dataset.splits["val"].to(device)
-    features = dataset.features
-    forward = torch.compile(model) if config.compile else model
-    bf16 = uses_bf16(config.precision, device)
-    amp = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if bf16
-           else contextlib.nullcontext())
-    steps_per_epoch = math.ceil(len(train_split) / config.batch_size)
-    n_params = model.parameter_count()
-    log.info("model: %d layers, hidden %d, fusion layer %d, %s parameters; device %s, %s",
-             config.model.layers, config.model.hidden, config.model.fusion_layer,
-             f"{n_params:,}", device, "bf16 autocast" if bf16 else "float32")
+    def at_plateau(self) -> bool:
+        """True when the run stops at its plateau (``stop_at_plateau``) and has reached it."""
+        return self.best is not None and at_plateau(self.history, self.config)
 
-    write_json(run_dir / CONFIG_FILE, config.to_dict())
-    for epoch in range(start_epoch, config.epochs):
-        record = _train_epoch(config, epoch, forward, model, optimizer, train_split,
-                              features, shuffle_generator, noise_generator, amp,
-                              steps_per_epoch, progress, stop)
-        record.val_accuracy = accuracy(model, val_split, features, seed=config.seed,
-                                       batch_size=config.eval_batch_size, amp=bf16)
+    def _payload(self, epoch: int, metrics: dict) -> dict:
+        kept = build_payload(
+            config=self.config.to_dict(), model=self.model, optimizer=self.optimizer,
+            epoch=epoch, metrics=metrics, data_fingerprint=self.fingerprint,
+            history=self.history, rng_state=_rng_state(self.shuffle_generator,
+                                                       self.noise_generator, self.global_rng))
+        return kept if self.best is None else {**kept, **self.best.entries()}
+
+    def end_epoch(self, record: EpochRecord,
+                  on_epoch: Callable[[EpochRecord, FusionConvLSTM], None] | None = None
+                  ) -> bool:
+        """After an epoch's training steps (``record``): validation, the history, the
+        checkpoint and ``log.csv``, the log line, ``on_epoch``; True when the run has
+        reached its plateau and stops."""
+        config = self.config
+        self.seconds["training"] += record.epoch_seconds
+        started = time.perf_counter()
+        record.val_accuracy = accuracy(self.model, self.val_split, self.features,
+                                       seed=config.seed, batch_size=config.eval_batch_size,
+                                       amp=self.bf16)
+        self.seconds["validation"] += time.perf_counter() - started
+        history = self.history
         record.elapsed_seconds = (history[-1]["elapsed_seconds"] if history else 0.0) \
             + record.epoch_seconds
         history.append(record.as_row())
-        save_checkpoint(checkpoint_path, build_payload(
-            config=config.to_dict(), model=model, optimizer=optimizer, epoch=epoch + 1,
-            metrics={}, data_fingerprint=fingerprint, history=history,
-            rng_state=_rng_state(shuffle_generator, noise_generator)))
-        write_log(run_dir, history)
-        log.info("epoch %d/%d  train loss %.4f  val accuracy %.2f%%  elapsed %.1f s",
-                 epoch + 1, config.epochs, record.train_loss, 100 * record.val_accuracy,
+        if self.best is not None:
+            self.best.update(record, self.model)
+        started = time.perf_counter()
+        save_checkpoint(self.checkpoint_path, self._payload(record.epoch, {}))
+        write_log(self.run_dir, history)
+        self.seconds["checkpoints"] += time.perf_counter() - started
+        log.info("%sepoch %d/%d  train loss %.4f  val accuracy %.2f%%  elapsed %.1f s",
+                 f"{self.run_dir.name}: " if self.stacked else "", record.epoch,
+                 config.epochs, record.train_loss, 100 * record.val_accuracy,
                  record.elapsed_seconds)
         if on_epoch is not None:
-            on_epoch(record, model)
+            on_epoch(record, self.model)
+        if self.best is not None and self.at_plateau():
+            log.info("validation accuracy at its plateau after epoch %d (no gain above %g in "
+                     "%d epochs): stopping; the model of epoch %d (%.2f%%) is kept",
+                     record.epoch, config.plateau_gain, config.plateau_patience,
+                     self.best.epoch, 100 * self.best.accuracy)
+            return True
+        return False
 
-    stop("before the final evaluation")
-    log.info("evaluating the test split on the noise grid")
-    with tqdm(total=3 * len(config.noise_snrs) + 3, desc="test conditions", leave=False,
-              disable=not progress, file=sys.stderr) as bar:
-        grid = noise_grid(model, dataset.splits["test"], features, snrs=config.noise_snrs,
-                          batch_size=config.eval_batch_size, seed=config.seed, amp=bf16,
-                          progress=lambda name: _advance(bar, name))
-    metrics = Metrics(
-        run=run_dir.resolve().name, dataset=config.data.dataset,
-        fusion_layer=config.model.fusion_layer, layers=config.model.layers, seed=config.seed,
-        parameters=n_params,
-        branch_hidden=config.model.branch_width() if config.model.fusion_layer > 1 else None,
-        clean_accuracy=grid["clean_accuracy"], noise=grid["noise"], removed=grid["removed"],
-        val_accuracy=history[-1]["val_accuracy"] if history else None, epochs=config.epochs,
-        train_seconds=history[-1]["elapsed_seconds"] if history else 0.0,
-        config=config.to_dict(), versions=library_versions(),
-        test_items=len(dataset.splits["test"]))
-    save_checkpoint(checkpoint_path, build_payload(
-        config=config.to_dict(), model=model, optimizer=optimizer, epoch=config.epochs,
-        metrics=metrics.to_dict(), data_fingerprint=fingerprint, history=history,
-        rng_state=_rng_state(shuffle_generator, noise_generator)))
-    write_metrics(run_dir, metrics)
-    return TrainResult(run_dir=run_dir, checkpoint=checkpoint_path, metrics=metrics,
-                       model=model.eval(), history=history)
+    def finish(self, progress: bool = False) -> TrainResult:
+        """The final evaluation on the test grid, ``metrics.json`` and the final checkpoint
+        (with the best epoch's model when the run stops at its plateau)."""
+        config, history, best, model = self.config, self.history, self.best, self.model
+        self.stop("before the final evaluation")
+        if best is not None and best.state is not None:
+            model.load_state_dict(best.state)
+        log.info("evaluating the test split on the noise grid")
+        started = time.perf_counter()
+        with tqdm(total=3 * len(config.noise_snrs) + 3, desc="test conditions", leave=False,
+                  disable=not progress, file=sys.stderr) as bar:
+            grid = noise_grid(model, self.dataset.splits["test"], self.features,
+                              snrs=config.noise_snrs, batch_size=config.eval_batch_size,
+                              seed=config.seed, amp=self.bf16,
+                              progress=lambda name: _advance(bar, name))
+        self.seconds["evaluation"] = time.perf_counter() - started
+        trained = len(history)
+        metrics = Metrics(
+            run=self.run_dir.resolve().name, dataset=config.data.dataset,
+            fusion_layer=config.model.fusion_layer, layers=config.model.layers,
+            seed=config.seed, parameters=self.n_params,
+            branch_hidden=config.model.branch_width() if config.model.fusion_layer > 1
+            else None,
+            clean_accuracy=grid["clean_accuracy"], noise=grid["noise"],
+            removed=grid["removed"],
+            val_accuracy=(best.accuracy if best is not None and best.state is not None
+                          else history[-1]["val_accuracy"] if history else None),
+            epochs=config.epochs,
+            train_seconds=history[-1]["elapsed_seconds"] if history else 0.0,
+            config=config.to_dict(), versions=library_versions(),
+            test_items=len(self.dataset.splits["test"]),
+            stopped_epoch=trained if best is not None and trained < config.epochs else None,
+            best_epoch=best.epoch if best is not None else None, stacked=self.stacked)
+        save_checkpoint(self.checkpoint_path,
+                        self._payload(trained if best is not None else config.epochs,
+                                      metrics.to_dict()))
+        write_metrics(self.run_dir, metrics)
+        return TrainResult(run_dir=self.run_dir, checkpoint=self.checkpoint_path,
+                           metrics=metrics, model=model.eval(), history=history,
+                           seconds=self.seconds)
+
+
+def at_plateau(history: list[dict], config: TrainConfig) -> bool:
+    """The plateau rule of ``stop_at_plateau``: True when the last ``plateau_patience``
+    epochs did not raise the best validation accuracy of the epochs before them by more than
+    ``plateau_gain`` (never before ``plateau_patience + 1`` epochs)."""
+    values = [row["val_accuracy"] for row in history]
+    patience = config.plateau_patience
+    return len(values) > patience and \
+        max(values[-patience:]) <= max(values[:-patience]) + config.plateau_gain
+
+
+class _Best:
+    """The epoch with the highest validation accuracy so far (the first of equals) and its
+    weights: the model a run that stops at its plateau keeps. Its checkpoints carry both
+    (:data:`BEST_STATE`, :data:`BEST_EPOCH`), so that a resumed run keeps them too."""
+
+    def __init__(self, epoch: int, accuracy: float, state: dict | None) -> None:
+        self.epoch, self.accuracy, self.state = epoch, accuracy, state
+
+    @classmethod
+    def resumed(cls, ckpt: dict | None, history: list[dict]) -> _Best:
+        if ckpt is None or not history:
+            return cls(0, -math.inf, None)
+        state, epoch = ckpt.get(BEST_STATE), ckpt.get(BEST_EPOCH)
+        if not isinstance(state, dict) or not isinstance(epoch, int) \
+                or not 1 <= epoch <= len(history):
+            raise ValueError("the checkpoint of a run that stops at its plateau lacks the "
+                             "best epoch's weights; start the run again")
+        return cls(epoch, history[epoch - 1]["val_accuracy"], state)
+
+    def update(self, record: EpochRecord, model: nn.Module) -> None:
+        if record.val_accuracy > self.accuracy:
+            self.epoch, self.accuracy = record.epoch, record.val_accuracy
+            self.state = {key: value.detach().clone()
+                          for key, value in model.state_dict().items()}
+
+    def entries(self) -> dict:
+        return {} if self.state is None else {
+            BEST_STATE: {key: value.cpu() for key, value in self.state.items()},
+            BEST_EPOCH: self.epoch}
 
 
 def _warn_if_other_threads(resume: str | os.PathLike, ckpt: dict) -> None:
@@ -392,6 +534,16 @@ def _finished(config: TrainConfig, ckpt: dict) -> TrainResult:
     log.info("%s has already finished (%d epochs); nothing to train", run_dir, ckpt["epoch"])
     return TrainResult(run_dir=run_dir, checkpoint=run_dir / CHECKPOINT_FILE, metrics=metrics,
                        model=model_from_checkpoint(ckpt), history=list(ckpt["history"]))
+
+
+def diverged(config: TrainConfig, epoch: int, mean_loss: float) -> TrainingDiverged:
+    """The error of a run whose mean loss in (0-based) ``epoch`` was ``mean_loss``, not
+    finite."""
+    return TrainingDiverged(
+        f"training diverged: the loss became {mean_loss} in epoch {epoch + 1}; "
+        + (f"the last good checkpoint (epoch {epoch}) is kept in "
+           f"{config.run_dir / CHECKPOINT_FILE}" if epoch > 0 else "no checkpoint was "
+           "written") + "; try a lower --lr or --grad-clip")
 
 
 def _train_epoch(config: TrainConfig, epoch: int, forward, model: FusionConvLSTM,
@@ -436,10 +588,6 @@ def _train_epoch(config: TrainConfig, epoch: int, forward, model: FusionConvLSTM
     bar.close()
     mean_loss = float(loss_sum) / len(split)
     if not math.isfinite(mean_loss):
-        raise TrainingDiverged(
-            f"training diverged: the loss became {mean_loss} in epoch {epoch + 1}; "
-            + (f"the last good checkpoint (epoch {epoch}) is kept in "
-               f"{config.run_dir / CHECKPOINT_FILE}" if epoch > 0 else "no checkpoint was "
-               "written") + "; try a lower --lr or --grad-clip")
+        raise diverged(config, epoch, mean_loss)
     return EpochRecord(epoch=epoch + 1, train_loss=mean_loss, val_accuracy=math.nan, lr=lr,
                        epoch_seconds=time.perf_counter() - started, elapsed_seconds=math.nan)

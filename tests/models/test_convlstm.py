@@ -122,13 +122,16 @@ def test_cpu_recurrence_matches_autograd_loop_and_reference(monkeypatch, return_
         torch.testing.assert_close(fast, plain, rtol=1e-10, atol=1e-12)
 
 
-def test_cpu_recurrence_gradcheck():
-    """Finite differences against the hand-written backward, including a one-step sequence."""
+@pytest.mark.parametrize("groups", [1, 3])
+def test_cpu_recurrence_gradcheck(groups):
+    """Finite differences against the hand-written backward, including a one-step sequence,
+    for one layer and for three stacked as groups."""
     torch.manual_seed(4)
     for steps in (1, 3):
-        x_gates = torch.randn(steps, 2, 8, 4, 4, dtype=torch.float64, requires_grad=True)
-        weight = torch.randn(8, 2, 3, 3, dtype=torch.float64, requires_grad=True)
-        assert torch.autograd.gradcheck(lambda g, w: _CpuRecurrence.apply(g, w, True),
+        x_gates = torch.randn(steps, 2, groups * 8, 4, 4, dtype=torch.float64,
+                              requires_grad=True)
+        weight = torch.randn(groups * 8, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(lambda g, w: _CpuRecurrence.apply(g, w, True, groups),
                                         (x_gates, weight))
 
 
