@@ -63,6 +63,7 @@ import itertools
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -228,7 +229,7 @@ def time_series(X: ArrayLike, name: str = "X") -> np.ndarray:
 
 def temporal_generalization(X: ArrayLike, y: ArrayLike | str, *, folds: int = 5,
                             seed: int = 0, groups: ArrayLike | str | None = None,
-                            C: float = 1.0, n_permutations: int = 0, estimator=None,
+                            C: float = 1.0, n_permutations: int = 0, estimator: Any = None,
                             tol: float = 1e-4, max_iter: int = 1000,
                             device: str | torch.device | None = None
                             ) -> TemporalGeneralization:
@@ -389,7 +390,7 @@ def _solved(x: np.ndarray, codes: np.ndarray, permuted: np.ndarray, classes: int
 
 
 def _fitted(x: np.ndarray, codes: np.ndarray, permuted: np.ndarray,
-            splits: Sequence[tuple[np.ndarray, np.ndarray]], estimator
+            splits: Sequence[tuple[np.ndarray, np.ndarray]], estimator: Any
             ) -> tuple[np.ndarray, np.ndarray]:
     """As ``_solved``, from clones of a scikit-learn ``estimator`` fitted at each fold
     and training step (and for each permutation)."""

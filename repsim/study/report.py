@@ -222,7 +222,7 @@ def report_text(study: Study, measures: pd.DataFrame, table: pd.DataFrame,
                   "many seeds it rests on.", ""]
     lines += [f"Generated {datetime.date.today().isoformat()} by repsim on "
               f"{platform.machine()} with {os.cpu_count()} CPUs; "
-              f"{len(usable)} finished runs, {seconds / 3600:.1f} h of "
+              f"{_plural(len(usable), 'finished run')}, {seconds / 3600:.1f} h of "
               "training in total.", "", "## Answer", "",
               headline_table(table), "k=1 minus k in percentage points, mean over paired "
               "seeds with its 95 % t interval; " + verdict_caption("k=1", study.analysis)
