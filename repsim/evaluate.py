@@ -5,13 +5,13 @@ the pair's position (the same for every condition, so one pair's noise differs b
 only in scale): an accuracy depends neither on which conditions were evaluated before it nor
 on the batch size.
 
-:func:`noise_grid` evaluates every condition of the grid batch by batch together: a fusion
-network's stream before the fusion layer depends on its own modality only, so the audio
-branch of the clean pairs serves the clean, visual-noise and visual-removed conditions, the
-audio branch of ``audio_snrX`` serves ``both_snrX`` (the same noise draw), and so on. Inputs
-are matched by their values (``torch.equal``), and a shared branch output is the same tensor
-the condition would have computed (the same operations on the same batch), so every accuracy
-is bitwise what evaluating the condition alone gives.
+[noise_grid][repsim.evaluate.noise_grid] evaluates every condition of the grid batch by batch
+together: a fusion network's stream before the fusion layer depends on its own modality only,
+so the audio branch of the clean pairs serves the clean, visual-noise and visual-removed
+conditions, the audio branch of ``audio_snrX`` serves ``both_snrX`` (the same noise draw),
+and so on. Inputs are matched by their values (``torch.equal``), and a shared branch output
+is the same tensor the condition would have computed (the same operations on the same
+batch), so every accuracy is bitwise what evaluating the condition alone gives.
 """
 
 from __future__ import annotations
@@ -44,10 +44,42 @@ def _condition_batch(split: AVSplit, features: AudioFeatures, start: int, stop: 
 def predict(model: nn.Module, split: AVSplit, features: AudioFeatures, *,
             condition: Condition = Condition(), batch_size: int = EVAL_BATCH_SIZE, seed: int = 0,
             amp: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits ``(n_pairs, classes)`` (float32, CPU) and targets for every pair of ``split``.
+    """Logits and targets for every pair of ``split`` under ``condition``.
 
-    Runs on the model's device (the split is moved there if needed). Targets are the audio
-    digits (equal to the visual digits for congruent pairs).
+    Runs on the model's device (the split is moved there if needed).
+
+    Parameters
+    ----------
+    model
+        The fusion model (any ``nn.Module`` called as ``model(audio, visual)``); it runs in
+        eval mode under ``torch.no_grad()``, and its mode is restored after.
+    split
+        The pairs to evaluate ([AVSplit][repsim.data.base.AVSplit]); moved to the model's
+        device if needed.
+    features
+        The dataset's audio transform ([AudioFeatures][repsim.data.base.AudioFeatures]).
+    condition
+        The test condition ([Condition][repsim.conditions.Condition]): clean by default,
+        noisy, or a modality removed.
+    batch_size
+        Pairs per forward (each pair's noise does not depend on it).
+    seed
+        The evaluation seed, from which each pair's noise generator is seeded (with the
+        pair's position).
+    amp
+        bf16 autocast ([autocast][repsim.device.autocast]); None: exactly when on CUDA.
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        Logits ``(n_pairs, classes)`` (float32, CPU; the last step of a per-step readout,
+        [final_logits][repsim.models.fusion.final_logits]) and targets ``(n_pairs,)``: the
+        audio digits (equal to the visual digits for congruent pairs).
+
+    Raises
+    ------
+    ValueError
+        For a batch size that is not positive.
     """
     _check_batch_size(batch_size)
     device = next(model.parameters()).device
@@ -75,7 +107,40 @@ def _check_batch_size(batch_size: int) -> None:
 def accuracy(model: nn.Module, split: AVSplit, features: AudioFeatures, *,
              condition: Condition = Condition(), batch_size: int = EVAL_BATCH_SIZE, seed: int = 0,
              amp: bool | None = None) -> float:
-    """Fraction of pairs of ``split`` whose predicted class is the digit, under ``condition``."""
+    """Fraction of pairs of ``split`` whose predicted class is the digit, under ``condition``.
+
+    The predictions are [predict][repsim.evaluate.predict]'s arg-max.
+
+    Parameters
+    ----------
+    model
+        The fusion model (any ``nn.Module`` called as ``model(audio, visual)``); it runs in
+        eval mode under ``torch.no_grad()``, and its mode is restored after.
+    split
+        The pairs to evaluate ([AVSplit][repsim.data.base.AVSplit]); moved to the model's
+        device if needed.
+    features
+        The dataset's audio transform ([AudioFeatures][repsim.data.base.AudioFeatures]).
+    condition
+        The test condition ([Condition][repsim.conditions.Condition]); clean by default.
+    batch_size
+        Pairs per forward (each pair's noise does not depend on it).
+    seed
+        The evaluation seed, from which each pair's noise generator is seeded (with the
+        pair's position).
+    amp
+        bf16 autocast ([autocast][repsim.device.autocast]); None: exactly when on CUDA.
+
+    Returns
+    -------
+    float
+        The accuracy, in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        For a batch size that is not positive.
+    """
     logits, targets = predict(model, split, features, condition=condition,
                               batch_size=batch_size, seed=seed, amp=amp)
     return int((logits.argmax(dim=1) == targets).sum()) / len(targets)
@@ -112,12 +177,45 @@ def noise_grid(model: nn.Module, split: AVSplit, features: AudioFeatures, *,
                seed: int = 0, amp: bool | None = None,
                progress: Callable[[str], object] | None = None) -> dict:
     """Accuracy on ``split`` for every grid condition, in the metrics.json layout: each
-    equal to :func:`accuracy` of that condition alone (module docstring).
+    equal to [accuracy][repsim.evaluate.accuracy] of that condition alone (module docstring).
 
-    Returns ``{"clean_accuracy", "noise": [{"noise", "snr_db", "accuracy"}, ...],
-    "removed": {"audio", "visual"}}``. ``progress`` (optional) is called with each
-    condition's name, in grid order, as its evaluation begins (with the first batch of pairs,
-    which every condition goes through before the next).
+    Parameters
+    ----------
+    model
+        The fusion model: a [FusionConvLSTM][repsim.models.fusion.FusionConvLSTM] shares
+        its streams' outputs among conditions (module docstring); any other ``nn.Module``
+        called as ``model(audio, visual)`` runs each condition in full. It runs in eval mode
+        under ``torch.no_grad()``, and its mode is restored after.
+    split
+        The pairs to evaluate ([AVSplit][repsim.data.base.AVSplit]); moved to the model's
+        device if needed.
+    features
+        The dataset's audio transform ([AudioFeatures][repsim.data.base.AudioFeatures]).
+    snrs
+        The finite SNRs in dB of the grid
+        ([grid_conditions][repsim.conditions.grid_conditions]: clean, each noise kind at each
+        SNR, each modality removed).
+    batch_size
+        Pairs per forward (each pair's noise does not depend on it).
+    seed
+        The evaluation seed, from which each pair's noise generator is seeded (with the
+        pair's position).
+    amp
+        bf16 autocast ([autocast][repsim.device.autocast]); None: exactly when on CUDA.
+    progress
+        Called with each condition's name, in grid order, as its evaluation begins (with the
+        first batch of pairs, which every condition goes through before the next).
+
+    Returns
+    -------
+    dict
+        ``{"clean_accuracy", "noise": [{"noise", "snr_db", "accuracy"}, ...],
+        "removed": {"audio", "visual"}}``.
+
+    Raises
+    ------
+    ValueError
+        For a batch size that is not positive, or an SNR that is not finite.
     """
     _check_batch_size(batch_size)
     device = next(model.parameters()).device

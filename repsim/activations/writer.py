@@ -63,11 +63,37 @@ _NOT_FILES = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block devi
 def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Refuse an output path that exists (unless ``overwrite``) or whose directory is unwritable.
 
-    ``overwrite`` replaces a regular file only (or a symbolic link to one in the same folder):
-    a device, FIFO, socket or directory at the path, or a link to anything outside the
-    path's folder, is refused whatever ``overwrite`` says (replacing ``/dev/null`` as root
-    would turn the device into a file). Called before any expensive work so that a user's
-    mistake costs nothing. Returns the path.
+    Called before any expensive work so that a user's mistake costs nothing. The directory is
+    tried by creating and removing a hidden probe file in it.
+
+    Parameters
+    ----------
+    path
+        The file to be written.
+    overwrite
+        Allow replacing what is at ``path``: a regular file only (or a symbolic link to one in
+        the path's folder or below it). A device, FIFO, socket or directory at the path, or
+        a link to anything outside the path's folder, is refused whatever ``overwrite`` says
+        (replacing ``/dev/null`` as root would turn the device into a file).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    ValueError
+        For a symbolic link to something outside the path's folder, or a character or block
+        device, a FIFO or a socket at the path.
+    IsADirectoryError
+        For a directory at the path.
+    FileExistsError
+        For an existing file without ``overwrite``.
+    FileNotFoundError
+        When the output directory does not exist.
+    PermissionError
+        When the output directory cannot be written to.
     """
     path = Path(path)
     if path.is_symlink():
@@ -117,25 +143,60 @@ def _storage_kind(values: np.ndarray) -> str:
 class ActivationWriter:
     """Stream recorded states into an activation file; a context manager.
 
-    ``stimuli`` holds the per-stimulus coordinates known up front (``stimulus_id`` is
-    required; all must have the same length, which is the number of stimuli). Each
-    :meth:`write` appends the next rows: ``states[layer][state]`` arrays of shape
-    ``(b, T, C, H, W)`` (maps) or ``(b, T, F)`` (vectors), the same layers and states every
-    call, in forward order (their ``T`` may differ: see the format's time dims); optional
-    ``logits`` ``(b, classes)`` or ``(b, T, classes)`` and ``prediction`` ``(b,)``.
+    Each [write][repsim.activations.writer.ActivationWriter.write] appends the next rows. The
+    first lays the file out (dims, coordinates, chunked variables: all the netCDF-4
+    metadata); data then goes in through h5py, whole chunks at a time (uncompressed chunks
+    are written directly, bypassing HDF5's chunk cache).
 
-    The first :meth:`write` lays the file out (dims, coordinates, chunked
-    variables: all the netCDF-4 metadata); data then goes in through h5py, whole chunks at a
-    time (uncompressed chunks are written directly, bypassing HDF5's chunk cache).
+    Entering the ``with`` block checks ``path``
+    ([check_output_path][repsim.activations.writer.check_output_path]) and, unless
+    ``claimed``, takes the claim on it (``repsim.provenance.claim``), held while open: a
+    second writer fails at once. On a clean exit every row must have been written; then
+    ``complete`` is set to 1 and the temporary file is renamed to ``path``. On any exception
+    (Ctrl-C included) the temporary is deleted and ``path`` is untouched.
 
-    While open, the writer holds the claim on ``path`` (:func:`repsim.provenance.claim`; a
-    second writer fails at once) unless ``claimed`` says the caller already holds it.
+    Parameters
+    ----------
+    path
+        The activation file to write.
+    stimuli
+        The per-stimulus coordinates known up front: 1-D, all of one length, which is the
+        number of stimuli (at least one). ``stimulus_id`` is required; ``stimulus`` (the row
+        number, which the writer adds) is not allowed.
+    attrs
+        Added to the file's global attributes (strings and numbers as they are, anything
+        else, booleans included, as JSON text).
+    dtype
+        The stored type of the states: ``"float32"`` or ``"float16"`` (``float16`` files read
+        fine in h5py/xarray but not in netCDF-C tools).
+    compression
+        ``"none"``, ``"gzip"`` (with shuffle, at ``compression_level``) or ``"lzf"`` (fast,
+        but only HDF5 readers know it: netCDF-C tools do not).
+    compression_level
+        The gzip level, 1-9.
+    overwrite
+        Replace an existing file at ``path`` (a regular file only).
+    claimed
+        The caller already holds the claim on ``path``.
+    chunk_bytes
+        Target size of one chunk (k stimuli x one time step).
+    buffer_bytes
+        Cap, in bytes, on the rows buffered in memory (one chunk's rows of every variable;
+        at least one row whatever the cap).
 
-    On a clean exit every row must have been written; then ``complete`` is set to 1 and the
-    temporary file is renamed to ``path``. On any exception (Ctrl-C included) the temporary
-    is deleted and ``path`` is untouched. ``compression`` is "none", "gzip" (with shuffle,
-    ``compression_level`` 1-9) or "lzf" (fast, but only HDF5 readers know it: netCDF-C tools
-    do not). ``float16`` files read fine in h5py/xarray but not in netCDF-C tools.
+    Raises
+    ------
+    ValueError
+        For an unknown ``dtype`` or ``compression``, a gzip level outside 1-9, ``stimuli``
+        without ``stimulus_id`` or with ``stimulus``, a column the file cannot hold
+        ([check_column_names][repsim.activations.format.check_column_names]), coordinates
+        that are not 1-D of one length, or no stimuli. Entering the block raises as
+        [check_output_path][repsim.activations.writer.check_output_path] does, and a
+        ValueError when another writer holds ``path``; leaving it cleanly with rows missing
+        raises ValueError and discards the file.
+    OSError
+        On leaving the block, when the disk refused a write (full, size limit, read-only):
+        one naming ``path``, where nothing was written.
     """
 
     def __init__(self, path: str | os.PathLike, stimuli: Mapping[str, np.ndarray], *,
@@ -221,7 +282,31 @@ class ActivationWriter:
 
     def write(self, states: Mapping[str, Mapping[str, np.ndarray]],
               logits: np.ndarray | None = None, prediction: np.ndarray | None = None) -> None:
-        """Append the next ``b`` rows (see the class docstring for shapes)."""
+        """Append the next ``b`` rows of every variable.
+
+        Parameters
+        ----------
+        states
+            ``states[layer][state]`` (state ``"h"`` or ``"c"``): arrays of shape
+            ``(b, T, C, H, W)`` (maps) or ``(b, T, F)`` (vectors), the same layers and states
+            every call, in forward order (their ``T`` may differ: see the format's time
+            dims); stored as the writer's ``dtype``.
+        logits
+            ``(b, classes)`` or ``(b, T, classes)``; on every write or on none.
+        prediction
+            ``(b,)``; on every write or on none.
+
+        Raises
+        ------
+        RuntimeError
+            Outside the ``with`` block.
+        ValueError
+            For no layer state, an unknown state, an array that is neither 5-D nor 3-D,
+            other variables or row shapes than the first write's, arrays of different row
+            counts, more rows than stimuli, ``logits`` or ``prediction`` given on some writes
+            only or of the wrong number of rows, a ``prediction`` not of shape ``(b,)``, or a
+            recorded variable whose name a stimulus column takes.
+        """
         if self._stack is None:
             raise RuntimeError("use ActivationWriter as a context manager: `with ... as w:`")
         arrays = {variable_name(layer, state): np.asarray(values)
@@ -264,7 +349,7 @@ class ActivationWriter:
     # -- internals
 
     def _lay_out(self, states, arrays, logits, prediction) -> None:
-        """Lay out the netCDF-4 file (:class:`~repsim.activations.netcdf.NetCDFLayout`) in
+        """Lay out the netCDF-4 file (``repsim.activations.netcdf.NetCDFLayout``) in
         memory and write it out with plain file I/O, then reopen the file with h5py for data.
 
         In memory because HDF5 cannot recover from a write that fails while it lays out a
@@ -404,7 +489,7 @@ class ActivationWriter:
     def _write_whole_chunks(self, arrays: Mapping[str, np.ndarray], offset: int) -> None:
         """Write rows ``offset:offset + chunk rows`` of every variable as whole chunks, with
         nothing buffered: straight from the caller's memory where each time step's rows lie
-        contiguous in it (states kept time-major, as :mod:`repsim.record.hooks` keeps them)."""
+        contiguous in it (states kept time-major, as ``repsim.record.hooks`` keeps them)."""
         rows = slice(offset, offset + self._chunk_rows)
         for name, value in arrays.items():
             steps = np.swapaxes(value[rows], 0, 1)

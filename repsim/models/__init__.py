@@ -1,7 +1,7 @@
 """ConvLSTM layer and the audio-visual fusion network built from it.
 
-The names below are imported on first use (:mod:`repsim.lazy`): :mod:`repsim.models.config`
-loads without torch."""
+The names below are imported on first use (``repsim.lazy``): ``repsim.models.config`` loads
+without torch."""
 
 from typing import TYPE_CHECKING
 

@@ -8,7 +8,7 @@ The convolution over the concatenation is the sum of a convolution over ``x_t`` 
 ``h_{t-1}``. The input half does not depend on the recurrence, so it runs for all T steps in
 one batched call; only the recurrent half (``4C`` output channels in one call) loops over time.
 
-On the CPU the recurrence is a hand-written autograd function (:class:`_CpuRecurrence`):
+On the CPU the recurrence is a hand-written autograd function (``_CpuRecurrence``):
 eager autograd spends a quarter of a CPU training step outside the convolutions, copying
 gradients between gate slices and per-step tensors. The function writes every step into
 preallocated time-major buffers, back-propagates through time with the gate derivatives
@@ -30,14 +30,27 @@ class ConvLSTM(nn.Module):
 
     Gates are stacked along channels in the order ``i, f, o, g``. The bias lives in the
     input convolution (forget-gate bias starts at 1). States start at zero.
-    ``padding = kernel // 2`` keeps H x W. Returned sequences may be views of time-major
-    storage (not contiguous).
+    Returned sequences may be views of time-major storage (not contiguous).
 
-    ``groups`` > 1 makes ``groups`` independent layers of this shape in one (the seeds of a
-    stacked network, :mod:`repsim.models.stacked`): grouped convolutions, inputs
-    ``(B, T, groups * Cin, H, W)`` and states ``(B, T, groups * C, H, W)``, group by group;
-    ``in_channels`` and ``hidden`` are each group's. Group ``s``'s parameters are the rows
-    ``s`` of each parameter split into ``groups`` along its first axis.
+    Parameters
+    ----------
+    in_channels
+        Cin, the input channels (each group's).
+    hidden
+        C, the channels of the hidden and cell states (each group's).
+    kernel
+        The kernel size of both convolutions; odd, and ``padding = kernel // 2`` keeps H x W.
+    groups
+        How many independent layers of this shape run as one; more than one are the seeds of
+        a stacked network (``repsim.models.stacked``): grouped convolutions, inputs
+        ``(B, T, groups * Cin, H, W)`` and states ``(B, T, groups * C, H, W)``, group by
+        group. Group ``s``'s parameters are the rows ``s`` of each parameter split into
+        ``groups`` along its first axis.
+
+    Raises
+    ------
+    ValueError
+        For a size that is not positive, or an even kernel.
     """
 
     def __init__(self, in_channels: int, hidden: int, kernel: int = 3, groups: int = 1) -> None:
@@ -61,7 +74,26 @@ class ConvLSTM(nn.Module):
 
     def forward(self, x: torch.Tensor, return_cells: bool = True
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Run the sequence; return ``(h_seq, c_seq)``, ``c_seq`` None if not ``return_cells``."""
+        """Run the sequence.
+
+        Parameters
+        ----------
+        x
+            The inputs ``(B, T, groups * Cin, H, W)``.
+        return_cells
+            Whether to return the cell states too.
+
+        Returns
+        -------
+        tuple
+            ``(h_seq, c_seq)``, each ``(B, T, groups * C, H, W)``; ``c_seq`` None if not
+            ``return_cells``.
+
+        Raises
+        ------
+        ValueError
+            For an input of another shape.
+        """
         channels = self.groups * self.in_channels
         if x.dim() != 5 or x.shape[2] != channels:
             raise ValueError(f"ConvLSTM expects (B, T, {channels}, H, W) input, "
@@ -118,7 +150,7 @@ class _CpuRecurrence(torch.autograd.Function):
     ``forward(x_gates (T, B, G 4C, H, W), weight (G 4C, C, k, k), keep, groups G)`` returns
     time-major ``h_seq, c_seq`` ``(T, B, G C, H, W)``; ``keep`` says whether a backward will
     follow, so that inference does not store every step's gates. Each group's gates are
-    ``i, f, o, g`` in turn (a stacked network's seeds: :class:`ConvLSTM`'s ``groups``); every
+    ``i, f, o, g`` in turn (a stacked network's seeds: ``ConvLSTM``'s ``groups``); every
     step works on ``(B, G, C, H, W)`` views, the same operations for one group as for many.
     All tensors have ``x_gates``'s dtype (bf16 under autocast, as in the autograd loop); the
     weight gradient has the weight's. Not twice-differentiable.

@@ -6,7 +6,7 @@ concatenation of both streams (the raw inputs when ``k = 1``) and layers ``k..L`
 ``k = L+1`` ("late") joins the two final states only in the readout. The readout is the
 spatial mean of the last hidden state -> linear -> class logits, at the last step (or at
 every step with ``readout="per_step"``). How the streams are joined is the fusion operator
-(:mod:`repsim.models.operators`; concatenation by default): it joins the inputs of layer
+(``repsim.models.operators``; concatenation by default): it joins the inputs of layer
 ``k``, or the two final states before the readout when ``k = L+1``.
 """
 
@@ -40,13 +40,35 @@ JOIN = "join"  # the stream name of the recorded operator output (recorded on re
 
 
 def gate_name(fusion_layer: int) -> str:
-    """The recorded name of the gate at fusion layer ``k``: ``gate.<k>``."""
+    """The recorded name of the gate at a fusion layer.
+
+    Parameters
+    ----------
+    fusion_layer
+        k, the fusion layer.
+
+    Returns
+    -------
+    str
+        ``gate.<k>``.
+    """
     return f"{GATE}.{fusion_layer}"
 
 
 def join_name(fusion_layer: int) -> str:
-    """The recorded name of the fusion operator's output at fusion layer ``k``:
-    ``join.<k>``, what enters the first fused layer (the readout's input when k = L+1)."""
+    """The recorded name of the fusion operator's output at a fusion layer: what enters the
+    first fused layer (the readout's input when k = L+1).
+
+    Parameters
+    ----------
+    fusion_layer
+        k, the fusion layer.
+
+    Returns
+    -------
+    str
+        ``join.<k>``.
+    """
     return f"{JOIN}.{fusion_layer}"
 
 
@@ -56,17 +78,30 @@ class FusionConvLSTM(nn.Module):
     ``model(audio, visual)`` with inputs ``(B, T, Cin, H, W)`` returns logits ``(B, classes)``
     (``(B, T, classes)`` for the per-step readout). ``record=True`` also returns every layer's
     hidden and cell states ``(B, T, C, H, W)`` in an ordered dict keyed by
-    :attr:`layer_names`; without it the cell states are not returned (the CPU recurrence
-    computes them anyway, as the next step needs them; the autograd loop keeps none). The
-    operator that joins the streams is :attr:`join`; a gated one's gate (the output of
-    ``join.gate``) is recorded as ``gate.<k>``, its state pair ``(z, None)`` (no cell). The
-    operator's output ``join.<k>`` is recordable on request (:attr:`recordable_layer_names`)
-    but not among :attr:`layer_names`, so default recordings and ``record=True`` states stay
-    as they were.
+    [layer_names][repsim.models.fusion.FusionConvLSTM.layer_names]; without it the cell
+    states are not returned (the CPU recurrence computes them anyway, as the next step needs
+    them; the autograd loop keeps none). The operator that joins the streams is the module
+    ``join``; a gated one's gate (the output of ``join.gate``) is recorded as ``gate.<k>``,
+    its state pair ``(z, None)`` (no cell). The operator's output ``join.<k>`` is recordable
+    on request
+    ([recordable_layer_names][repsim.models.FusionConvLSTM.recordable_layer_names]) but not
+    among [layer_names][repsim.models.fusion.FusionConvLSTM.layer_names], so default
+    recordings and ``record=True`` states stay as they were.
 
-    ``seeds`` > 1 builds that many networks of ``config`` side by side, as one (a stacked
-    network: :mod:`repsim.models.stacked`): inputs ``(B, T, seeds * Cin, H, W)``, seed
-    ``s``'s channels ``s * Cin`` to ``(s + 1) * Cin``, logits ``(B, seeds * classes)``.
+    Parameters
+    ----------
+    config
+        The architecture ([ModelConfig][repsim.models.config.ModelConfig]).
+    seeds
+        How many networks of ``config`` to build side by side, as one; more than one is a
+        stacked network (``repsim.models.stacked``): inputs ``(B, T, seeds * Cin, H, W)``,
+        seed ``s``'s channels ``s * Cin`` to ``(s + 1) * Cin``, logits
+        ``(B, seeds * classes)``.
+
+    Raises
+    ------
+    ValueError
+        For ``seeds`` not a positive integer.
     """
 
     def __init__(self, config: ModelConfig, seeds: int = 1) -> None:
@@ -93,11 +128,21 @@ class FusionConvLSTM(nn.Module):
             GroupedLinear(channels, config.classes, seeds)
 
     def recorded_modules(self, operator_output: bool = False) -> dict[str, str]:
-        """Recorded layer name -> module name, in forward order: layer ``audio.d`` is module
-        ``audio.{d-1}`` (depth is 1-based), the gate ``gate.k`` (where the operator has one)
-        is ``join.gate``, ``fused.d`` is ``fused.{d-k}`` for fusion layer k, and with
-        ``operator_output`` the operator's output ``join.k`` is module ``join``. The one
-        place that says which module makes which recorded layer."""
+        """Which module makes which recorded layer: the one place that says it.
+
+        Parameters
+        ----------
+        operator_output
+            Include the operator's output ``join.k`` (module ``join``).
+
+        Returns
+        -------
+        dict of str to str
+            Recorded layer name -> module name, in forward order: layer ``audio.d`` is
+            module ``audio.{d-1}`` (depth is 1-based), the gate ``gate.k`` (where the
+            operator has one) is ``join.gate``, ``fused.d`` is ``fused.{d-k}`` for fusion
+            layer k.
+        """
         modules = {}
         for index in range(len(self.audio)):
             modules[f"audio.{index + 1}"] = f"audio.{index}"
@@ -112,11 +157,26 @@ class FusionConvLSTM(nn.Module):
 
     def recorded_layers(self, states: tuple[str, ...] = ("h",),
                         layers: list[str] | None = None) -> list[Layer]:
-        """What :func:`repsim.record` records for ``layers`` (None: all) and ``states`` ("h",
-        "c"): each ConvLSTM layer's output :data:`CONVLSTM_STATES` ``[state]``, time on axis
-        1; a gate's output ``z`` and the operator's output ``join.k`` (only when ``layers``
-        names it) as their "h" (they have no cell state). Recording "c" needs the forward
-        called with ``record=True``."""
+        """What [repsim.record][repsim.record.api.record] records for ``layers`` and
+        ``states``.
+
+        Parameters
+        ----------
+        states
+            ``"h"``, ``"c"`` or both. Recording ``"c"`` needs the forward called with
+            ``record=True``.
+        layers
+            Recorded layer names, of
+            [recordable_layer_names][repsim.models.FusionConvLSTM.recordable_layer_names];
+            None: all of [layer_names][repsim.models.fusion.FusionConvLSTM.layer_names].
+
+        Returns
+        -------
+        list of Layer
+            In forward order: each ConvLSTM layer's output ``CONVLSTM_STATES[state]``, time
+            on axis 1; a gate's output ``z`` and the operator's output ``join.k`` (only when
+            ``layers`` names it) as their ``"h"`` (they have no cell state).
+        """
         chosen = []
         for name, module in self.recorded_modules(operator_output=True).items():
             wanted = name in layers if layers is not None else module != JOIN
@@ -140,7 +200,8 @@ class FusionConvLSTM(nn.Module):
 
     @property
     def recordable_layer_names(self) -> list[str]:
-        """:attr:`layer_names` and the operator's output ``join.k``, in forward order."""
+        """[layer_names][repsim.models.fusion.FusionConvLSTM.layer_names] and the operator's
+        output ``join.k``, in forward order."""
         return list(self.recorded_modules(operator_output=True))
 
     @property
@@ -149,12 +210,39 @@ class FusionConvLSTM(nn.Module):
         return isinstance(self.join, Gated)
 
     def parameter_count(self) -> int:
-        """Trainable parameters (equals :func:`parameter_count` of the config)."""
+        """Trainable parameters.
+
+        Returns
+        -------
+        int
+            Equal to [parameter_count][repsim.models.config.parameter_count] of the config.
+        """
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
     def forward(self, audio: torch.Tensor, visual: torch.Tensor, record: bool = False
                 ) -> torch.Tensor | tuple[torch.Tensor, dict[str, LayerStates]]:
-        """Logits, or ``(logits, states)`` when ``record``; see the class docstring."""
+        """Run both streams and the readout (see the class docstring).
+
+        Parameters
+        ----------
+        audio, visual
+            The inputs ``(B, T, seeds * Cin, H, W)``, of one shape.
+        record
+            Also return every recorded layer's states.
+
+        Returns
+        -------
+        torch.Tensor or tuple
+            The logits ``(B, seeds * classes)`` (``(B, T, seeds * classes)`` for the
+            per-step readout), or ``(logits, states)`` when ``record``: ``states`` maps each
+            of [layer_names][repsim.models.fusion.FusionConvLSTM.layer_names] to its
+            ``(hidden, cell)`` states (a gate's to ``(z, None)``).
+
+        Raises
+        ------
+        ValueError
+            For inputs of different shapes.
+        """
         if audio.shape != visual.shape:
             raise ValueError(f"audio {tuple(audio.shape)} and visual {tuple(visual.shape)} "
                              f"inputs must have the same shape")
@@ -164,24 +252,61 @@ class FusionConvLSTM(nn.Module):
 
     def branches(self, audio: torch.Tensor, visual: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The audio and the visual stream's outputs before the fusion layer (the inputs
-        themselves at k = 1)."""
+        """The audio and the visual stream's outputs before the fusion layer.
+
+        Parameters
+        ----------
+        audio, visual
+            The inputs, as for ``model(audio, visual)``.
+
+        Returns
+        -------
+        tuple of torch.Tensor
+            The two streams' hidden states entering the fusion layer (the inputs themselves
+            at k = 1).
+        """
         return self._branches(audio, visual, None)
 
     def branch(self, modality: str, x: torch.Tensor) -> torch.Tensor:
-        """One stream's output before the fusion layer (``modality`` "audio" or "visual"):
-        it depends on that modality's input only, so conditions that change the other
-        input can share it (:mod:`repsim.evaluate`); equal to that part of
-        :meth:`branches`."""
+        """One stream's output before the fusion layer: it depends on that modality's input
+        only, so conditions that change the other input can share it
+        ([repsim.evaluate][repsim.evaluate]).
+
+        Parameters
+        ----------
+        modality
+            ``"audio"`` or ``"visual"``.
+        x
+            That modality's input.
+
+        Returns
+        -------
+        torch.Tensor
+            Equal to that part of [branches][repsim.models.fusion.FusionConvLSTM.branches].
+        """
         layers = {"audio": self.audio, "visual": self.visual}[modality]
         for layer in layers:
             x, _ = layer(x, return_cells=False)
         return x
 
     def from_branches(self, a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """The logits from :meth:`branches`' outputs: ``model(audio, visual)`` equals
-        ``model.from_branches(*model.branches(audio, visual))`` exactly (the same
-        operations on the same values)."""
+        """The logits from the streams' outputs before the fusion layer.
+
+        ``model(audio, visual)`` equals ``model.from_branches(*model.branches(audio, visual))``
+        exactly (the same operations on the same values).
+
+        Parameters
+        ----------
+        a, v
+            The audio and the visual outputs of
+            [branches][repsim.models.fusion.FusionConvLSTM.branches] (or of
+            [branch][repsim.models.fusion.FusionConvLSTM.branch]).
+
+        Returns
+        -------
+        torch.Tensor
+            The logits, as ``model(audio, visual)`` returns them.
+        """
         logits = self._joined(a, v, None)
         assert isinstance(logits, torch.Tensor)  # no states without record
         return logits
@@ -227,6 +352,16 @@ class FusionConvLSTM(nn.Module):
 
 
 def final_logits(logits: torch.Tensor) -> torch.Tensor:
-    """The logits a prediction is made from: ``(B, classes)``, the last step of a per-step
-    readout ``(B, T, classes)``."""
+    """The logits a prediction is made from.
+
+    Parameters
+    ----------
+    logits
+        A model's logits: ``(B, classes)``, or ``(B, T, classes)`` from a per-step readout.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B, classes)``: ``logits`` itself, or the last step of a per-step readout.
+    """
     return logits[:, -1] if logits.dim() == 3 else logits

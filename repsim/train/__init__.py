@@ -1,8 +1,9 @@
-"""Training: :class:`TrainConfig` (:mod:`~repsim.train.config`), the loop :func:`run`
-(:mod:`~repsim.train.loop`), TensorBoard logging through its ``on_epoch`` hook
-(:mod:`~repsim.train.tensorboard`) and ``python -m repsim.train`` (:mod:`~repsim.train.cli`).
+"""Training: [TrainConfig][repsim.train.config.TrainConfig] (``repsim.train.config``), the
+loop [run][repsim.train.loop.run] (``repsim.train.loop``), TensorBoard logging through its
+``on_epoch`` hook ([TensorBoardLogger][repsim.train.tensorboard.TensorBoardLogger],
+``repsim.train.tensorboard``) and ``python -m repsim.train`` (``repsim.train.cli``).
 
-The names below are imported on first use (:mod:`repsim.lazy`): the command line's parser
+The names below are imported on first use (``repsim.lazy``): the command line's parser
 needs none of torch."""
 
 from typing import TYPE_CHECKING

@@ -1,5 +1,6 @@
-"""What defines a training run: :class:`TrainConfig` (model, data, optimisation, train-time
-noise, test grid), and which of its fields a resumed run may change."""
+"""What defines a training run: [TrainConfig][repsim.train.config.TrainConfig] (model, data,
+optimisation, train-time noise, test grid), and which of its fields a resumed run may
+change."""
 
 from __future__ import annotations
 
@@ -31,26 +32,101 @@ ADDED_FIELDS = {"model.fusion_op": DEFAULT_FUSION_OP, "stop_at_plateau": False,
 class TrainConfig(Config):
     """Everything that defines a training run; round-trips through JSON.
 
-    ``augment`` adds white noise during training to ``"audio"``, ``"visual"`` or ``"both"``
-    modalities (independently) of a random ``augment_fraction`` of samples, each at an SNR
-    drawn uniformly from ``augment_snr`` dB. ``modality_dropout`` zeroes one modality (audio
-    or visual, equally likely) of that fraction of training samples, so that neither stream
-    can be ignored. ``noise_snrs`` are the finite SNRs of the final
-    test grid (clean is always evaluated). ``out_dir`` None means
-    ``runs/<dataset>-f<k>-s<seed>`` (:func:`repsim.rundir.run_name`). The learning rate
-    warms up linearly over the first ``warmup_epochs`` and then follows a cosine decay to
-    zero at the last step (at ``epochs``, also for a run that stops earlier).
+    The learning rate warms up linearly over the first ``warmup_epochs`` and then follows a
+    cosine decay to zero at the end of the last epoch (at ``epochs``, also for a run that
+    stops earlier; [lr_at][repsim.train.loop.lr_at]). The config is checked when it is made.
+    A resumed run may differ from its checkpoint's config only in ``device``, ``compile``,
+    ``out_dir``, ``eval_batch_size``, ``noise_snrs`` and ``stack_seeds``
+    (``RESUMABLE_DIFFERENCES``), which never change the trained weights.
 
-    ``stop_at_plateau`` (off by default, so that runs reproduce) stops training once
-    ``plateau_patience`` epochs in a row have not raised the best validation accuracy of the
-    epochs before them by more than ``plateau_gain`` (the report's plateau check, applied
-    while training), and keeps the weights of the epoch with the highest validation accuracy
-    (the first of equals): the test grid, the checkpoint and the extraction use that epoch's
-    model, and ``metrics.json`` records ``stopped_epoch`` and ``best_epoch``.
+    Parameters
+    ----------
+    model
+        The architecture ([ModelConfig][repsim.models.config.ModelConfig], or its dict);
+        ``ModelConfig(layers=2, hidden=16)`` by default. Training sets its ``classes`` to the
+        dataset's class count.
+    data
+        The dataset ([DataConfig][repsim.data.config.DataConfig], or its dict); the
+        synthetic dataset by default.
+    epochs
+        Passes over the train split (the most, with ``stop_at_plateau``).
+    batch_size
+        Training pairs per optimiser step.
+    lr
+        The peak learning rate of AdamW (after the warm-up); positive.
+    weight_decay
+        AdamW's weight decay.
+    warmup_epochs
+        Epochs (a fraction allowed) of linear warm-up of the learning rate.
+    grad_clip
+        The largest gradient norm of a step (``clip_grad_norm_``); 0 does not clip.
+    seed
+        The training seed: initialisation, the order of the examples, train-time noise and
+        the evaluation's noise (separate from the dataset's own seed).
+    device
+        ``"auto"`` (CUDA when available, else the CPU), ``"cpu"``, ``"cuda"`` or
+        ``"cuda:N"``.
+    compile
+        Train through ``torch.compile``.
+    precision
+        ``"auto"`` (bf16 autocast on CUDA, float32 on the CPU), ``"float32"`` or ``"bf16"``.
+    augment
+        ``"none"``, or white noise added during training to the ``"audio"``, ``"visual"`` or
+        ``"both"`` modalities (independently) of a random ``augment_fraction`` of samples,
+        each at an SNR drawn uniformly from ``augment_snr``.
+    augment_snr
+        ``(low, high)`` in dB, finite, ``low <= high``.
+    augment_fraction
+        The fraction of training samples ``augment`` adds noise to, in [0, 1].
+    modality_dropout
+        The fraction, in [0, 1], of training samples of which one modality (audio or visual,
+        equally likely) is zeroed, so that neither stream can be ignored.
+    noise_snrs
+        The finite SNRs in dB of the final test grid (clean is always evaluated); by default
+        ``TEST_SNRS``: 20, 10, 5, 0, -5 and -10.
+    eval_batch_size
+        Pairs per forward of the validation and the test grid.
+    out_dir
+        The run directory; None means ``runs/<dataset>-f<k>-s<seed>``
+        (``runs/<dataset>-<operator>-f<k>-s<seed>`` for a fusion operator other than
+        ``concat``; ``repsim.rundir.run_name``).
+    stop_at_plateau
+        Stop training once ``plateau_patience`` epochs in a row have not raised the best
+        validation accuracy of the epochs before them by more than ``plateau_gain`` (the
+        report's plateau check, applied while training), and keep the weights of the epoch
+        with the highest validation accuracy (the first of equals): the test grid, the
+        checkpoint and the extraction use that epoch's model, and ``metrics.json`` records
+        ``stopped_epoch`` and ``best_epoch``. Off by default, so that runs reproduce.
+    plateau_patience
+        Epochs in a row without a gain before ``stop_at_plateau`` stops.
+    plateau_gain
+        The gain in best validation accuracy (a fraction, in [0, 1)) that the last
+        ``plateau_patience`` epochs must exceed for training to go on.
+    stack_seeds
+        For GPUs: lets a study train the seeds of a cell as one stacked network
+        (``repsim.train.stacked``): each seed's run is the run it would be alone, to float32
+        tolerance; it changes how fast the runs go, not what they train.
 
-    ``stack_seeds`` (for GPUs) lets a study train the seeds of a cell as one stacked network
-    (:mod:`repsim.train.stacked`): each seed's run is the run it would be alone, to float32
-    tolerance; it changes how fast the runs go, not what they train.
+    Raises
+    ------
+    ValueError
+        For ``epochs``, ``batch_size``, ``eval_batch_size`` or ``plateau_patience`` not a
+        positive integer; ``stop_at_plateau`` or ``stack_seeds`` not a boolean; ``lr``,
+        ``weight_decay``, ``warmup_epochs`` or ``grad_clip`` not a finite number >= 0, or
+        ``lr`` 0; ``plateau_gain`` outside [0, 1); a ``seed`` that is not an integer; an
+        unknown ``device``, ``precision`` or ``augment``; an ``augment_snr`` that is not two
+        finite values low <= high; a fraction outside [0, 1]; a ``noise_snrs`` value that
+        is not finite; and as [ModelConfig][repsim.models.config.ModelConfig] and
+        [DataConfig][repsim.data.config.DataConfig] for a ``model`` or ``data`` dict.
+
+    Examples
+    --------
+    >>> from repsim.train import TrainConfig
+    >>> config = TrainConfig(epochs=2, noise_snrs=(0,))
+    >>> config.noise_snrs, TrainConfig.from_json(config.to_json()) == config
+    ((0.0,), True)
+    >>> config.run_dir.as_posix()
+    'runs/synthetic-f1-s0'
     """
 
     model: ModelConfig = field(default_factory=lambda: ModelConfig(layers=2, hidden=16))
@@ -122,7 +198,8 @@ class TrainConfig(Config):
 
     @property
     def run_dir(self) -> Path:
-        """Where the run writes its files (:func:`repsim.rundir.default_run_dir` by default)."""
+        """Where the run writes its files: ``out_dir``, or by default
+        ``repsim.rundir.default_run_dir``'s ``runs/<run name>``."""
         if self.out_dir is not None:
             return Path(self.out_dir)
         return default_run_dir(self.data.dataset, self.model.fusion_layer, self.seed,
@@ -130,8 +207,22 @@ class TrainConfig(Config):
 
 
 def flatten(values: dict, prefix: str = "", *, whole: tuple[str, ...] = ("options",)) -> dict:
-    """Nested config dict -> ``{"model.hidden": 16, ...}``; dicts under a key in ``whole``
-    (the dataset's builder options, by default) stay one value."""
+    """A nested config dict made flat.
+
+    Parameters
+    ----------
+    values
+        The nested dict (``TrainConfig.to_dict()``).
+    prefix
+        Put before every key.
+    whole
+        Keys whose dicts stay one value (the dataset's builder options, by default).
+
+    Returns
+    -------
+    dict
+        ``{"model.hidden": 16, ...}``.
+    """
     flat = {}
     for key, value in values.items():
         if isinstance(value, dict) and key not in whole:
@@ -142,8 +233,24 @@ def flatten(values: dict, prefix: str = "", *, whole: tuple[str, ...] = ("option
 
 
 def config_differences(saved: dict, current: dict, saved_as: str = "checkpoint") -> list[str]:
-    """``"field: <saved> (<saved_as>) vs <current> (now)"`` for every field that would change
-    the trained weights."""
+    """The fields that differ between two configs and would change the trained weights.
+
+    Fields a resumed run may change (``RESUMABLE_DIFFERENCES``) and those training sets from
+    the data (``DATA_DERIVED_FIELDS``) are left out; a field absent from a config saved
+    before it existed counts as its default then (``ADDED_FIELDS``).
+
+    Parameters
+    ----------
+    saved, current
+        The two configs as dicts (``to_dict()``).
+    saved_as
+        What messages call ``saved``.
+
+    Returns
+    -------
+    list of str
+        ``"field: <saved> (<saved_as>) vs <current> (now)"`` per difference, by field name.
+    """
     saved_flat, current_flat = flatten(saved), flatten(current)
     differences = []
     for key in sorted(set(saved_flat) | set(current_flat)):

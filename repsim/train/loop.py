@@ -2,7 +2,7 @@
 
 One run trains on the train split, reports validation accuracy after every epoch, writes an
 atomic checkpoint after every epoch, and finally evaluates the test split clean, on the noise
-grid and with each modality removed (:mod:`repsim.rundir` names the files it writes). On the
+grid and with each modality removed (``repsim.rundir`` names the files it writes). On the
 CPU a fixed seed and thread count give identical weights, and a run resumed from any epoch's
 checkpoint with the thread count it was trained with ends with the same weights as an
 uninterrupted one (resuming with another count is warned about).
@@ -64,7 +64,27 @@ BEST_EPOCH = "best_epoch"
 
 @dataclass
 class EpochRecord:
-    """What one epoch produced; passed to ``on_epoch`` callbacks with the live model."""
+    """What one epoch produced; passed to ``on_epoch`` callbacks with the live model
+    ([run][repsim.train.loop.run]).
+
+    Parameters
+    ----------
+    epoch
+        The epoch, counted from 1.
+    train_loss
+        The mean training loss over the epoch's pairs (cross-entropy; a per-step readout's is
+        the mean over its steps).
+    val_accuracy
+        The validation accuracy after the epoch.
+    lr
+        The learning rate of the epoch's last step.
+    epoch_seconds
+        Seconds of the epoch's training steps (a stacked run's: its share of the stacked
+        epoch).
+    elapsed_seconds
+        Seconds of the training steps of every epoch so far, those before a resume
+        included.
+    """
 
     epoch: int
     train_loss: float
@@ -74,17 +94,41 @@ class EpochRecord:
     elapsed_seconds: float
 
     def as_row(self) -> dict:
+        """The epoch's ``log.csv`` row.
+
+        Returns
+        -------
+        dict
+            Every field by name.
+        """
         return dataclasses.asdict(self)
 
 
 @dataclass
 class TrainResult:
-    """A finished run: where it wrote, its metrics and the trained model (eval mode).
+    """A finished run: where it wrote, its metrics and the trained model (what
+    [run][repsim.train.loop.run] returns).
 
-    ``seconds``: what this call spent, by stage (:data:`TRAIN_STAGES`): ``training`` (the
-    training steps of the epochs it trained), ``validation`` (the per-epoch validation),
-    ``checkpoints`` (writing them and the log) and ``evaluation`` (the test grid); empty for
-    a run that had already finished."""
+    Parameters
+    ----------
+    run_dir
+        The run directory.
+    checkpoint
+        The final checkpoint.
+    metrics
+        The run's ``metrics.json`` ([Metrics][repsim.rundir.Metrics]): the test grid's
+        accuracies and what made them.
+    model
+        The trained model, in eval mode (with ``stop_at_plateau``: its best epoch's).
+    history
+        The ``log.csv`` rows, one per epoch, those before a resume included
+        ([as_row][repsim.train.loop.EpochRecord.as_row]).
+    seconds
+        What this call spent, by stage (``TRAIN_STAGES``): ``training`` (the training steps
+        of the epochs it trained), ``validation`` (the per-epoch validation),
+        ``checkpoints`` (writing them and the log) and ``evaluation`` (the test grid); empty
+        for a run that had already finished.
+    """
 
     run_dir: Path
     checkpoint: Path
@@ -96,15 +140,50 @@ class TrainResult:
 
 class TrainingStopped(Exception):
     """``should_stop`` asked the run to stop: the checkpoint of the last complete epoch (if
-    any) is kept, and ``resume="auto"`` continues from it."""
+    any) is kept, and ``resume="auto"`` continues from it.
+
+    Raised by [run][repsim.train.loop.run]; the message names the run directory and what was
+    kept.
+    """
 
 
 class TrainingDiverged(ValueError):
-    """The training loss became NaN or infinite."""
+    """The training loss became NaN or infinite (a ValueError).
+
+    Raised by [run][repsim.train.loop.run]; the message names the epoch and where the
+    checkpoint of the last good epoch, if any, is left in place.
+    """
 
 
 def lr_at(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
-    """Learning rate at global ``step``: linear warm-up, then cosine decay to zero."""
+    """Learning rate at a global step: linear warm-up, then cosine decay to zero.
+
+    The warm-up takes ``round(warmup_epochs * steps_per_epoch)`` steps (at most all but the
+    last), rising to ``lr`` at its last step; the cosine then reaches zero at step
+    ``epochs * steps_per_epoch``, the end of the last epoch.
+
+    Parameters
+    ----------
+    config
+        Its ``lr``, ``epochs`` and ``warmup_epochs``.
+    step
+        The global step, counted from 0 over all epochs.
+    steps_per_epoch
+        Training steps per epoch.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    Two epochs of four steps, half an epoch of warm-up:
+
+    >>> from repsim.train import TrainConfig, lr_at
+    >>> config = TrainConfig(epochs=2, lr=0.1, warmup_epochs=0.5)
+    >>> [round(lr_at(config, step, 4), 4) for step in range(9)]
+    [0.05, 0.1, 0.1, 0.0933, 0.075, 0.05, 0.025, 0.0067, 0.0]
+    """
     total = config.epochs * steps_per_epoch
     warmup = min(int(round(config.warmup_epochs * steps_per_epoch)), total - 1)
     if step < warmup:
@@ -137,7 +216,7 @@ def _rng_state(shuffle: torch.Generator, noise: torch.Generator,
 
 
 def _restore_rng_state(state: dict, shuffle: torch.Generator, noise: torch.Generator) -> None:
-    """Inverse of :func:`_rng_state`."""
+    """Inverse of ``_rng_state``."""
     torch.set_rng_state(state["torch"])
     shuffle.set_state(state["shuffle"])
     noise.set_state(state["noise"])
@@ -175,7 +254,20 @@ def _drop_modality(config: TrainConfig, batch: Batch, generator: torch.Generator
 
 def with_classes(config: TrainConfig, classes: int) -> TrainConfig:
     """``config`` with a readout of ``classes`` outputs: the model's class count always
-    follows the dataset's (10 for the digit datasets, whose configs are thus unchanged)."""
+    follows the dataset's (10 for the digit datasets, whose configs are thus unchanged).
+
+    Parameters
+    ----------
+    config
+        The training config.
+    classes
+        The dataset's class count.
+
+    Returns
+    -------
+    TrainConfig
+        ``config`` itself when its model has ``classes`` outputs already, else a copy.
+    """
     if config.model.classes == classes:
         return config
     return dataclasses.replace(config, model=dataclasses.replace(config.model, classes=classes))
@@ -196,29 +288,67 @@ def run(config: TrainConfig, *, resume: str | os.PathLike | None = None,
         progress: bool = False, should_stop: Callable[[], bool] | None = None) -> TrainResult:
     """Train (or continue) a run and evaluate it; returns where it wrote and what it measured.
 
-    ``resume`` names a checkpoint of the same configuration (fields in
-    :data:`RESUMABLE_DIFFERENCES` may differ) to continue from; ``"auto"`` makes the run safe
-    to start again: a finished run in ``config.run_dir`` is returned as it is (nothing is
-    trained), a partial one is continued from its last checkpoint, none is started afresh,
-    and a run of another configuration there is refused (ValueError naming the differing
-    fields; its metrics are not recomputed, even for another ``noise_snrs``). ``dataset``
-    skips building the data (it must be the dataset ``config.data`` describes); otherwise the
-    data are built before anything is written, so a bad dataset leaves no run directory.
-    The model's ``classes`` is set to the dataset's class count (:func:`with_classes`).
-    ``on_epoch(record, model)`` is the per-epoch hook for loggers and monitors: ``record``
-    is the epoch's :class:`EpochRecord` (``epoch`` counted from 1, ``train_loss``,
-    ``val_accuracy``, ``lr`` of its last step, seconds; ``record.as_row()`` is its
-    ``log.csv`` row) and ``model`` the live model (read it, do not change it). It is called
-    once per epoch this call trains, after that epoch's checkpoint and ``log.csv`` row are
-    written and its log line is printed, so an exception it raises stops the run with the
-    epoch kept. A resumed run calls it only for the epochs after its checkpoint's, a finished
-    one never; the final test metrics are in the returned :class:`TrainResult`.
-    ``progress`` shows tqdm bars on stderr.
-    ``should_stop`` is asked before every training step and before the final evaluation;
-    when it answers True the run raises :class:`TrainingStopped`, abandoning the epoch in
-    progress (its checkpoint of the last complete epoch stays).
-    Raises :class:`TrainingDiverged` (a ValueError) if the loss stops being finite; the
-    checkpoint of the last good epoch is left in place.
+    The model's ``classes`` is set to the dataset's class count (``with_classes``). Unless
+    ``dataset`` is given, the data are built before anything is written, so a bad dataset
+    leaves no run directory.
+
+    Parameters
+    ----------
+    config
+        The run ([TrainConfig][repsim.train.config.TrainConfig]); it writes into
+        ``config.run_dir``.
+    resume
+        A checkpoint of the same configuration to continue from (the fields in
+        ``RESUMABLE_DIFFERENCES`` may differ). ``"auto"`` makes the run safe to start again:
+        a finished run in ``config.run_dir`` is returned as it is (nothing is trained), a
+        partial one is continued from its last checkpoint, none is started afresh, and a run
+        of another configuration there is refused (its metrics are not recomputed, even for
+        another ``noise_snrs``).
+    overwrite
+        Write the run into a directory that holds a checkpoint (without ``resume``, trained
+        afresh), another run or other files: the run's files replace those of their names;
+        other files are left where they are.
+    dataset
+        Skips building the data; it must be the dataset ``config.data`` describes.
+    on_epoch
+        ``on_epoch(record, model)``, the per-epoch hook for loggers and monitors: ``record``
+        is the epoch's [EpochRecord][repsim.train.loop.EpochRecord]
+        (``record.as_row()`` is its ``log.csv`` row) and ``model`` the live model (read it,
+        do not change it). It is called once per epoch this call trains, after that epoch's
+        checkpoint and ``log.csv`` row are written and its line is logged, so an
+        exception it raises stops the run with the epoch kept. A resumed run calls it only
+        for the epochs after its checkpoint's, a finished one never; the final test metrics
+        are in the returned [TrainResult][repsim.train.loop.TrainResult].
+    progress
+        Show tqdm bars on stderr.
+    should_stop
+        Asked before every training step and before the final evaluation; when it answers
+        True the run raises [TrainingStopped][repsim.train.loop.TrainingStopped], abandoning
+        the epoch in progress (its checkpoint of the last complete epoch stays).
+
+    Returns
+    -------
+    TrainResult
+        The run directory, the final checkpoint, the metrics, the trained model and the
+        history.
+
+    Raises
+    ------
+    TrainingDiverged
+        A ValueError, if the loss stops being finite; the checkpoint of the last good epoch
+        (if any) is left in place.
+    TrainingStopped
+        When ``should_stop`` answered True.
+    ValueError
+        For a checkpoint of another configuration (naming the differing fields) or trained
+        on other data; a file that is not a repsim checkpoint; a run directory that cannot
+        be written, holds a checkpoint without ``resume`` or ``overwrite``, holds other
+        files than a run of this configuration without ``overwrite``, or is being written
+        by another process; a model whose ``in_channels`` is not 1; a training batch too
+        large for memory; or data the dataset's builder refuses
+        ([DataConfig.build][repsim.data.config.DataConfig.build]).
+    FileNotFoundError
+        For a ``resume`` checkpoint that does not exist.
     """
     prepared = _prepare(config, resume, overwrite, dataset)
     if isinstance(prepared, TrainResult):
@@ -245,7 +375,7 @@ def _prepare(config: TrainConfig, resume: str | os.PathLike | None, overwrite: b
              dataset: AVDataset | None
              ) -> TrainResult | tuple[TrainConfig, dict | None, str | os.PathLike | None,
                                       AVDataset]:
-    """What :func:`run` checks and loads before it writes anything: the finished run's result
+    """What ``run`` checks and loads before it writes anything: the finished run's result
     (``resume="auto"``), or the config (classes set), the checkpoint to resume from, its
     path, and the dataset."""
     if not overwrite:
@@ -272,12 +402,24 @@ def _prepare(config: TrainConfig, resume: str | os.PathLike | None, overwrite: b
 
 
 def check_run_dir(config: TrainConfig) -> None:
-    """ValueError unless ``config.run_dir`` may receive this run without ``overwrite``: it
-    does not exist, holds only hidden files (locks, temporaries) and a study's ``run.log``
-    and ``failed.txt``, or holds a run of this configuration (its ``config.json``: a run
-    continued, or one killed before its first checkpoint started again). A folder with a
-    checkpoint is a run, which ``resume`` checks against the checkpoint's configuration. A
-    user's own files are never replaced unasked."""
+    """Check that ``config.run_dir`` may receive this run without ``overwrite``.
+
+    It may when it does not exist, holds only hidden files (locks, temporaries) and a
+    study's ``run.log`` and ``failed.txt``, or holds a run of this configuration (its
+    ``config.json``: a run continued, or one killed before its first checkpoint started
+    again). A folder with a checkpoint is a run, which ``resume`` checks against the
+    checkpoint's configuration. A user's own files are never replaced unasked.
+
+    Parameters
+    ----------
+    config
+        The run to be written.
+
+    Raises
+    ------
+    ValueError
+        Otherwise, naming some of the files and why they are not this run.
+    """
     run_dir = config.run_dir
     if not run_dir.is_dir() or (run_dir / CHECKPOINT_FILE).exists():
         return
@@ -304,9 +446,9 @@ def check_run_dir(config: TrainConfig) -> None:
 
 class _Run:
     """One run while it trains, in its claimed directory: its model, optimiser, random
-    generators, data and history, what each epoch's end writes (:meth:`end_epoch`) and the
-    final evaluation (:meth:`finish`). :func:`run` trains its epochs one by one;
-    :mod:`repsim.train.stacked` trains the epochs of several runs as one stacked network and
+    generators, data and history, what each epoch's end writes (``end_epoch``) and the
+    final evaluation (``finish``). ``run`` trains its epochs one by one;
+    ``repsim.train.stacked`` trains the epochs of several runs as one stacked network and
     ends each run's epochs here, so that each writes what it would write alone.
 
     ``global_rng``: the global torch and numpy random states this run's checkpoints record
@@ -474,9 +616,22 @@ class _Run:
 
 
 def at_plateau(history: list[dict], config: TrainConfig) -> bool:
-    """The plateau rule of ``stop_at_plateau``: True when the last ``plateau_patience``
-    epochs did not raise the best validation accuracy of the epochs before them by more than
-    ``plateau_gain`` (never before ``plateau_patience + 1`` epochs)."""
+    """The plateau rule of ``stop_at_plateau``.
+
+    Parameters
+    ----------
+    history
+        The ``log.csv`` rows so far (their ``val_accuracy``).
+    config
+        Its ``plateau_patience`` and ``plateau_gain``.
+
+    Returns
+    -------
+    bool
+        True when the last ``plateau_patience`` epochs did not raise the best validation
+        accuracy of the epochs before them by more than ``plateau_gain`` (never before
+        ``plateau_patience + 1`` epochs).
+    """
     values = [row["val_accuracy"] for row in history]
     patience = config.plateau_patience
     return len(values) > patience and \
@@ -486,7 +641,7 @@ def at_plateau(history: list[dict], config: TrainConfig) -> bool:
 class _Best:
     """The epoch with the highest validation accuracy so far (the first of equals) and its
     weights: the model a run that stops at its plateau keeps. Its checkpoints carry both
-    (:data:`BEST_STATE`, :data:`BEST_EPOCH`), so that a resumed run keeps them too."""
+    (``BEST_STATE``, ``BEST_EPOCH``), so that a resumed run keeps them too."""
 
     def __init__(self, epoch: int, accuracy: float, state: dict | None) -> None:
         self.epoch, self.accuracy, self.state = epoch, accuracy, state
@@ -537,8 +692,22 @@ def _finished(config: TrainConfig, ckpt: dict) -> TrainResult:
 
 
 def diverged(config: TrainConfig, epoch: int, mean_loss: float) -> TrainingDiverged:
-    """The error of a run whose mean loss in (0-based) ``epoch`` was ``mean_loss``, not
-    finite."""
+    """The error of a run whose mean loss in an epoch was not finite.
+
+    Parameters
+    ----------
+    config
+        The run (its run directory is named).
+    epoch
+        The epoch, counted from 0.
+    mean_loss
+        The epoch's mean loss.
+
+    Returns
+    -------
+    TrainingDiverged
+        Naming the epoch (from 1) and the checkpoint of the last good one, if any.
+    """
     return TrainingDiverged(
         f"training diverged: the loss became {mean_loss} in epoch {epoch + 1}; "
         + (f"the last good checkpoint (epoch {epoch}) is kept in "
