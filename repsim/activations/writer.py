@@ -110,7 +110,7 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
             if test(mode):
                 raise ValueError(f"output path {path} is {kind}, not a regular file; "
                                  f"--overwrite replaces regular files only: give a file name")
-    if path.exists() and not overwrite:
+    if (path.exists() or path.is_symlink()) and not overwrite:  # a dangling link too
         raise FileExistsError(f"output file {path} exists; pass overwrite (--overwrite) to "
                               f"replace it")
     directory = path.parent

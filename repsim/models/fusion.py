@@ -284,7 +284,10 @@ class FusionConvLSTM(nn.Module):
         torch.Tensor
             Equal to that part of [branches][repsim.models.fusion.FusionConvLSTM.branches].
         """
-        layers = {"audio": self.audio, "visual": self.visual}[modality]
+        streams = {"audio": self.audio, "visual": self.visual}
+        if modality not in streams:
+            raise ValueError(f"modality must be audio or visual, got {modality!r}")
+        layers = streams[modality]
         for layer in layers:
             x, _ = layer(x, return_cells=False)
         return x

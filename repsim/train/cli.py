@@ -184,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "in (a finished run is reported, not retrained)")
     output.add_argument("--overwrite", action="store_true",
                         help="start afresh even if the run directory holds a checkpoint, "
-                             "another run or other files (which are replaced)")
+                             "another run or other files (the run's own files are rewritten; "
+                             "others stay)")
     output.add_argument("--logger", choices=LOGGERS, default="none",
                         help=f"experiment tracking: tensorboard writes each epoch's train "
                              f"loss, validation accuracy and learning rate, and at the end the "

@@ -441,7 +441,8 @@ def check_run_dir(config: TrainConfig) -> None:
     shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
     raise ValueError(f"{run_dir} holds files that are not a run of this configuration "
                      f"({shown}; {why}); choose another --out-dir, or pass --overwrite to "
-                     f"replace them")
+                     f"write the run there anyway (its own files are rewritten, the others "
+                     f"stay)")
 
 
 class _Run:

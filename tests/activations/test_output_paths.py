@@ -194,3 +194,13 @@ def test_a_write_failure_reason_is_one_line_whatever_the_text():
     error = output_error("/x/a.h5", "first line\n  second line")
     assert str(error) == ("cannot write /x/a.h5: first line second line; nothing was written "
                           "there (a file already at that path is unchanged)")
+
+
+def test_a_dangling_link_at_the_output_path_needs_overwrite(tmp_path):
+    from repsim.activations import check_output_path
+
+    link = tmp_path / "out.h5"
+    link.symlink_to(tmp_path / "missing.h5")
+    with pytest.raises(FileExistsError, match="exists; pass overwrite"):
+        check_output_path(link)
+    assert check_output_path(link, overwrite=True) == link
