@@ -541,7 +541,8 @@ def _result(statistic: np.ndarray, threshold: float | np.ndarray, permuted: np.n
     null = np.concatenate([[masses.max() if len(masses) else 0.0], permuted])
     # a permutation whose mass equals the observed one counts, whatever the last bit of two
     # sums of the same numbers in another order (the identity sign flip, for one)
-    p_values = np.array([float(np.mean(null >= mass - TIE * abs(mass))) for mass in masses])
+    p_values = np.array([float(np.mean(null >= (mass - TIE * abs(mass) if np.isfinite(mass)
+                                                  else mass))) for mass in masses])
     significant = [a for (a, _), p in zip(runs, p_values, strict=True) if p < alpha]
     return Onset(onset=int(significant[0]) + 1 if significant else None,
                  clusters=[(int(a) + 1, int(b)) for a, b in runs], masses=masses,

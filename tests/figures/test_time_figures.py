@@ -59,7 +59,7 @@ def _table(name: str, argv: list[str], out) -> pd.DataFrame:
 
 def test_temporal_generalization_finds_when_each_sense_enters(files, tmp_path):
     table = _table("temporal_generalization", ["--files", *map(str, files),
-                                               "--permutations", "40"], tmp_path)
+                                               "--permutations", "30"], tmp_path)
     assert set(table["condition"]) == {"incongruent"}  # repsim's defaults: heard vs seen
     onsets = table.groupby(["model", "layer", "target"])["onset"].first()
     assert onsets[("one", "fused.1", "audio_digit")] == 3
