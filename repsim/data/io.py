@@ -114,6 +114,29 @@ def _to_float(samples: np.ndarray) -> np.ndarray:
     return samples.astype(np.float32)
 
 
+def _missing_audio_bytes(name: str) -> tuple[int, int] | None:
+    """``(promised, present)`` bytes of the ``data`` chunk of a RIFF/RIFX WAV whose header
+    promises more sample bytes than the file holds (a clip cut short in a copy or a
+    download, which scipy reads without a word), else ``None``. Reads chunk headers only."""
+    size = os.path.getsize(name)
+    with open(name, "rb") as handle:
+        head = handle.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+            return None  # not a form this check knows; scipy judges it
+        order = "little" if head[:4] == b"RIFF" else "big"
+        offset = 12
+        while offset + 8 <= size:
+            handle.seek(offset)
+            chunk = handle.read(8)
+            length = int.from_bytes(chunk[4:], order)
+            if chunk[:4] == b"data":
+                present = size - offset - 8
+                # 0xFFFFFFFF: "length unknown", written by recorders that stream to a pipe
+                return (length, present) if present < length < 0xFFFFFFFF else None
+            offset += 8 + length + (length & 1)
+    return None
+
+
 def read_wav(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
     """Read a WAV file as a mono float32 waveform in [-1, 1].
 
@@ -137,7 +160,8 @@ def read_wav(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
     FileNotFoundError
         For a missing file.
     ValueError
-        Naming the file, when it is not readable audio, holds no samples, NaN or infinite ones,
+        Naming the file, when it is not readable audio, is truncated (its header promises
+        more samples than it holds), holds no samples, NaN or infinite ones,
         lasts longer than ``MAX_WAV_SECONDS`` (600 s) or is sampled faster than
         ``MAX_WAV_RATE`` (768 kHz).
     """
@@ -147,6 +171,10 @@ def read_wav(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
                          f"got {sample_rate}")
     if not os.path.isfile(name):
         raise FileNotFoundError(f"no such WAV file: {name}")
+    missing = _missing_audio_bytes(name)
+    if missing is not None:
+        raise ValueError(f"{name} is truncated: its header promises {missing[0]:,} bytes of "
+                         f"samples and the file holds {missing[1]:,}")
     try:
         with warnings.catch_warnings():
             # Unknown chunks (e.g. LIST metadata) are skipped by scipy; they are not errors.

@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
 
 from repsim.config import Config, check_positive_int, is_int
 from repsim.data import synth
@@ -239,6 +238,8 @@ def jitter_images(images: torch.Tensor, rng: np.random.Generator, *, rotation: f
 
 def _images(config: SyntheticConfig) -> dict[str, dict]:
     """The jittered image sets of each split, on the frame grid, with their ids."""
+    from sklearn.datasets import load_digits  # here: importing scikit-learn takes ~1 s
+
     digits = load_digits()
     pixels = digits.images.astype(np.float32) / 16.0
     out = {}

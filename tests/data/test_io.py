@@ -147,6 +147,24 @@ def test_empty_wav_is_refused(tmp_path):
         read_wav(path, 8000)
 
 
+def test_a_wav_cut_short_is_refused_naming_the_file(tmp_path):
+    """scipy reads the samples a cut file still holds without a word; a clip cut short in a
+    copy or a download would then train as a shorter clip."""
+    path = tmp_path / "cut.wav"
+    wavfile.write(path, 8000, np.arange(800, dtype=np.int16))
+    whole = path.read_bytes()
+    assert read_wav(path, 8000).shape == (800,)
+    path.write_bytes(whole[:-600])  # 300 of its 800 samples gone
+    with pytest.raises(ValueError, match=r"cut\.wav is truncated: its header promises 1,600 "
+                                         r"bytes of samples and the file holds 1,000"):
+        read_wav(path, 8000)
+    unknown = bytearray(whole)  # a streamed WAV: data length 0xFFFFFFFF, "unknown"
+    at = unknown.find(b"data")
+    unknown[at + 4:at + 8] = b"\xff\xff\xff\xff"
+    path.write_bytes(bytes(unknown))
+    np.testing.assert_array_equal(read_wav(path, 8000) * 32768, np.arange(800))
+
+
 def test_missing_wav_names_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"gone\.wav"):
         read_wav(tmp_path / "gone.wav", 8000)
