@@ -34,11 +34,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# One pytest worker per core (pytest-xdist): most tests wait on a child process or run on one
-# thread, so two workers on two cores take about two thirds of the serial time.
+# One pytest worker per core (pytest-xdist), each on one thread (tests/conftest.py). The docs
+# build is one of the tests (tests/test_reference.py builds the site --strict, as `make docs`
+# does, and checks the API pages), so it is not built a second time here.
 test: lint typecheck
 	$(BIN)/python -m pytest -n auto
-	$(MAKE) --no-print-directory docs
 
 # The documentation site, built offline: theme fonts off, no plugin fetches anything; --strict
 # fails on a broken link or reference. Open site/index.html (search needs it served over http:

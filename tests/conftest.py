@@ -1,5 +1,5 @@
 """Shared fixtures: where the real data lives, and whether its absence is allowed; a folder
-nothing can be written to."""
+nothing can be written to. One thread per pytest-xdist worker (below)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,33 @@ from pathlib import Path
 
 import pytest
 from paths import SHARED_DATA
+
+# pytest -n N runs N workers side by side. A worker whose torch, OpenMP and BLAS pools each
+# take every core waits on the other's threads (a test took 73 s beside another worker, 6.5 s
+# alone), so each worker, and every process it starts, runs on one thread. Set before any
+# test module imports numpy or torch, which read these once when loaded.
+ONE_THREAD_PER_WORKER = bool(os.environ.get("PYTEST_XDIST_WORKER"))
+if ONE_THREAD_PER_WORKER:
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[variable] = "1"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread_after_each_test():
+    """Back to one thread after a test that ran a command with ``--threads N`` in this process
+    (``limit_threads`` sets torch's pool and the BLAS/OpenMP pools for the process's life):
+    a later test on a wider pool beside the other worker ran 10x slower."""
+    yield
+    if not ONE_THREAD_PER_WORKER:
+        return
+    import sys
+
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    if any(pool["num_threads"] != 1 for pool in threadpool_info()):
+        threadpool_limits(limits=1)
+    if "torch" in sys.modules and sys.modules["torch"].get_num_threads() != 1:
+        sys.modules["torch"].set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ import os
 import re
 import warnings
 import zlib
+from typing import Literal
 
 import numpy as np
 from scipy.io import wavfile
@@ -123,7 +124,7 @@ def _missing_audio_bytes(name: str) -> tuple[int, int] | None:
         head = handle.read(12)
         if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
             return None  # not a form this check knows; scipy judges it
-        order = "little" if head[:4] == b"RIFF" else "big"
+        order: Literal["little", "big"] = "little" if head[:4] == b"RIFF" else "big"
         offset = 12
         while offset + 8 <= size:
             handle.seek(offset)

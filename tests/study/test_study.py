@@ -71,7 +71,9 @@ def run_cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
                           text=True, cwd=REPO_ROOT, env=env, timeout=timeout)
 
 
-def test_a_tiny_study_completes_with_two_jobs_and_a_rerun_trains_nothing(tmp_path):
+def test_a_tiny_study_completes_with_two_jobs_and_a_rerun_trains_nothing(tmp_path, capsys):
+    """The first run goes through the command line; the later calls are the same ``main`` in
+    this process (a second interpreter each would add its start-up and nothing else)."""
     path = tiny_study(tmp_path)
     done = run_cli(str(path), "--jobs", "2")
     assert done.returncode == 0, done.stderr
@@ -83,23 +85,23 @@ def test_a_tiny_study_completes_with_two_jobs_and_a_rerun_trains_nothing(tmp_pat
     report = (study.folder / "report.md").read_text()
     assert "not tested (2 paired seeds)" in report and "Incomplete" not in report
     stamps = {run.key: (run.run_dir / CHECKPOINT_FILE).stat().st_mtime_ns for run in study.runs}
-    again = run_cli(str(path), "--jobs", "2")
-    assert again.returncode == 0, again.stderr
-    assert "0 of 0 runs finished, 0 failed, 4 were already done" in again.stdout
+    capsys.readouterr()
+    assert main([str(path), "--jobs", "2", "--no-progress"]) == 0
+    assert "0 of 0 runs finished, 0 failed, 4 were already done" in capsys.readouterr().out
     assert stamps == {run.key: (run.run_dir / CHECKPOINT_FILE).stat().st_mtime_ns
                       for run in study.runs}
-    status = run_cli(str(path), "--status")
-    assert status.stdout.count(" done ") == 4
+    assert main([str(path), "--status"]) == 0
+    assert capsys.readouterr().out.count(" done ") == 4
     edited = study.runs[0].run_dir / METRICS_FILE  # a run changed after the fact
     original = edited.read_text()
     edited.write_text(original.replace('"lr": 0.01', '"lr": 0.02'))
-    refused = run_cli(str(path), "--report")
-    assert refused.returncode == 2 and "synthetic/clean/f1-s0" in refused.stderr
-    assert "lr: 0.02 (checkpoint) vs 0.01 (now)" in refused.stderr
+    assert main([str(path), "--report"]) == 2
+    refused = capsys.readouterr().err
+    assert "synthetic/clean/f1-s0" in refused
+    assert "lr: 0.02 (checkpoint) vs 0.01 (now)" in refused
     edited.write_text(original)
     (study.runs[1].run_dir / SUMMARY_FILE).unlink()  # a run that has not finished
-    partial = run_cli(str(path), "--report")
-    assert partial.returncode == 0, partial.stderr
+    assert main([str(path), "--report", "--no-progress"]) == 0, capsys.readouterr().err
     report = (study.folder / "report.md").read_text()
     lines = report.splitlines()  # it opens with the failed runs (one-epoch runs may fail)
     assert lines[2].startswith(("No run failed to train", "**Failed to train: "))
@@ -132,8 +134,8 @@ def test_a_run_killed_midway_is_finished_with_the_uninterrupted_weights(tmp_path
     assert run_state(run.run_dir) == "partial"
     epoch = load_checkpoint(run.run_dir / CHECKPOINT_FILE)["epoch"]
     assert 1 <= epoch < 4
-    assert run_cli(str(killed)).returncode == 0
-    assert run_cli(str(whole)).returncode == 0
+    assert main([str(killed), "--no-progress"]) == 0  # the same command, in this process
+    assert main([str(whole), "--no-progress"]) == 0
     resumed = load_checkpoint(run.run_dir / CHECKPOINT_FILE)
     uninterrupted = load_checkpoint(load_study(whole).runs[0].run_dir / CHECKPOINT_FILE)
     assert resumed["epoch"] == uninterrupted["epoch"] == 4
@@ -333,7 +335,7 @@ def _task_pids(slurm_folder: Path) -> list[int]:
 def test_submitit_local_array_requeue_continues_and_aggregation_runs_after(tmp_path):
     from repsim.study.execute import SlurmOptions, StudyTask, submit, submitit_executor
 
-    text = TINY.format(epochs=100).replace("seeds = [0, 1]", "seeds = [0]")
+    text = TINY.format(epochs=30).replace("seeds = [0, 1]", "seeds = [0]")
     path = tiny_study(tmp_path, text=text)
     study = load_study(path)
     folder = study.folder
@@ -347,13 +349,13 @@ def test_submitit_local_array_requeue_continues_and_aggregation_runs_after(tmp_p
     deadline = time.monotonic() + 240
     checkpoint = first.run_dir / CHECKPOINT_FILE
     while time.monotonic() < deadline and not (
-            checkpoint.is_file() and 1 <= load_checkpoint(checkpoint)["epoch"] < 50):
+            checkpoint.is_file() and 1 <= load_checkpoint(checkpoint)["epoch"] < 15):
         time.sleep(0.02)
     for pid in _task_pids(folder / "slurm"):  # the preemption signal SLURM would send
         os.kill(pid, signal.SIGUSR2)
     assert job.result() == "done"
     history = load_checkpoint(first.run_dir / CHECKPOINT_FILE)["history"]
-    assert [row["epoch"] for row in history] == list(range(1, 101))
+    assert [row["epoch"] for row in history] == list(range(1, 31))
     log = (first.run_dir / RUN_LOG_FILE).read_text()
     assert log.count(f"study tiny, run {first.key}") == 2 and "resuming" in log  # requeued
     jobs, report = submit(study, copy, study.runs, SlurmOptions(cpus=1), cluster="local")

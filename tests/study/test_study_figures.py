@@ -21,7 +21,9 @@ SMALLEST_PIXELS = 11  # the smallest legible text there, in pixels
 GAP = 3  # pixels of the figure (150 dpi) that keep two pieces of text from touching
 
 
+@functools.cache
 def drawings(study: str) -> dict:
+    """The figure functions of ``study``'s report on its committed records (read once)."""
     results = pd.read_csv(REPO_ROOT / "studies" / study / "results.csv")
     measures = per_seed_measures(results)
     found = {"accuracy_vs_snr": lambda: figures.accuracy_vs_snr(results),
