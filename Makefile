@@ -34,11 +34,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# One pytest worker per core (pytest-xdist), each on one thread (tests/conftest.py). The docs
-# build is one of the tests (tests/test_reference.py builds the site --strict, as `make docs`
-# does, and checks the API pages), so it is not built a second time here.
-test: lint typecheck
-	$(BIN)/python -m pytest -n auto
+# One pytest worker per core (pytest-xdist), each on one thread (tests/conftest.py); mypy
+# (one thread, half a minute) runs beside them, in the time the workers leave a core idle,
+# and either failing fails the target. The docs build is one of the tests
+# (tests/test_reference.py builds the site --strict, as `make docs` does, and checks the API
+# pages), so it is not built a second time here.
+test: lint
+	$(BIN)/mypy & mypy=$$!; $(BIN)/python -m pytest -n auto; tests=$$?; wait $$mypy && exit $$tests
 
 # The documentation site, built offline: theme fonts off, no plugin fetches anything; --strict
 # fails on a broken link or reference. Open site/index.html (search needs it served over http:
