@@ -4,10 +4,12 @@ nothing can be written to. One thread per pytest-xdist worker (below)."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 from paths import SHARED_DATA
+from threadpoolctl import threadpool_info, threadpool_limits
 
 # pytest -n N runs N workers side by side. A worker whose torch, OpenMP and BLAS pools each
 # take every core waits on the other's threads (a test took 73 s beside another worker, 6.5 s
@@ -27,10 +29,6 @@ def _one_thread_after_each_test():
     yield
     if not ONE_THREAD_PER_WORKER:
         return
-    import sys
-
-    from threadpoolctl import threadpool_info, threadpool_limits
-
     if any(pool["num_threads"] != 1 for pool in threadpool_info()):
         threadpool_limits(limits=1)
     if "torch" in sys.modules and sys.modules["torch"].get_num_threads() != 1:
