@@ -35,7 +35,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # One pytest worker per core (pytest-xdist), each on one thread (tests/conftest.py), an idle
-# worker taking tests from the other's queue (--dist worksteal: 4m51s against 5m56s); mypy
+# worker taking tests from the other's queue (--dist worksteal: 4m51s and 5m17s in two runs, 5m56s with --dist load); mypy
 # (one thread, half a minute) runs beside them, in the time the workers leave a core idle,
 # and either failing fails the target. The docs build is one of the tests
 # (tests/test_reference.py builds the site --strict, as `make docs` does, and checks the API
