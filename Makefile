@@ -35,9 +35,9 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # One pytest worker per core (pytest-xdist), each on one thread (tests/conftest.py), an idle
-# worker taking tests from the other's queue (--dist worksteal: 4m51s and 5m17s in two runs, 5m56s with --dist load); mypy
-# (one thread, half a minute) runs beside them, in the time the workers leave a core idle,
-# and either failing fails the target. The docs build is one of the tests
+# worker taking tests from the other's queue (--dist worksteal: make test took 4m51s and 5m17s
+# in two runs here, 5m56s with --dist load); mypy (one thread, half a minute) runs beside them,
+# in the time the workers leave a core idle, and either failing fails the target. The docs build is one of the tests
 # (tests/test_reference.py builds the site --strict, as `make docs` does, and checks the API
 # pages), so it is not built a second time here.
 test: lint
