@@ -37,9 +37,9 @@ typecheck: $(STAMP)
 # One pytest worker per core (pytest-xdist), each on one thread (tests/conftest.py), an idle
 # worker taking tests from the other's queue (--dist worksteal: make test took 4m51s and 5m17s
 # in two runs here, 5m56s with --dist load); mypy (one thread, half a minute) runs beside them,
-# in the time the workers leave a core idle, and either failing fails the target. The docs build is one of the tests
-# (tests/test_reference.py builds the site --strict, as `make docs` does, and checks the API
-# pages), so it is not built a second time here.
+# in the time the workers leave a core idle, and either failing fails the target. The docs
+# build is one of the tests (tests/test_reference.py builds the site --strict, as `make docs`
+# does, and checks the API pages), so it is not built a second time here.
 test: lint
 	$(BIN)/mypy & mypy=$$!; $(BIN)/python -m pytest -n auto --dist worksteal; tests=$$?; wait $$mypy && exit $$tests
 
