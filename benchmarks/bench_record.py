@@ -51,14 +51,19 @@ import repsim
 T, SIDE, BATCH, MELS = 8, 32, 32, 40
 
 
+def frame_cnn() -> nn.Sequential:
+    """The per-frame CNN both models share: one 32 x 32 frame to 64 features."""
+    return nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(),
+                         nn.Conv2d(32, 32, 3, padding=1, stride=2), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(512, 64))
+
+
 class FrameGRU(nn.Module):
     """A CNN per video frame and a linear audio embedding, summed, into a GRU."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.frame = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(),
-                                   nn.Conv2d(32, 32, 3, padding=1, stride=2), nn.ReLU(),
-                                   nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(512, 64))
+        self.frame = frame_cnn()
         self.audio_embed = nn.Linear(MELS, 64)
         self.gru = nn.GRU(64, 64, batch_first=True)
         self.head = nn.Linear(64, 10)
@@ -75,9 +80,7 @@ class FrameTransformer(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.frame = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(),
-                                   nn.Conv2d(32, 32, 3, padding=1, stride=2), nn.ReLU(),
-                                   nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(512, 64))
+        self.frame = frame_cnn()
         self.audio_embed = nn.Linear(MELS, 64)
         layer = nn.TransformerEncoderLayer(64, nhead=4, dim_feedforward=128, dropout=0.0,
                                            batch_first=True)
