@@ -192,11 +192,15 @@ class PrimalBatch(Batch):
 class KernelForm:
     """One training set in kernel form: ``features`` (rows x r) = ``Z V`` for every row,
     ``variances`` (r,) = ``lam / |set|`` (their covariance over the set is diagonal),
-    ``basis`` (set x r) = ``U diag(lam^-1/2)``, so that ``W = Z^T basis Omega``."""
+    ``basis`` (set x r) = ``U diag(lam^-1/2)``, so that ``W = Z^T basis Omega``; ``rows``,
+    ``mean`` and ``inv_scale`` (features,) give ``Z = (x[rows] - mean) * inv_scale``."""
 
     features: torch.Tensor
     variances: torch.Tensor
     basis: torch.Tensor
+    rows: torch.Tensor
+    mean: torch.Tensor
+    inv_scale: torch.Tensor
 
 
 def kernel_form(x: torch.Tensor, rows: torch.Tensor) -> KernelForm:
@@ -211,62 +215,87 @@ def kernel_form(x: torch.Tensor, rows: torch.Tensor) -> KernelForm:
     block = max(1, KERNEL_BLOCK_BYTES // (x.element_size() * m))
     average = x.new_full((1, m), 1.0 / m)
     cross = x.new_zeros((n, m))
+    means, inv_scales = x.new_empty(p), x.new_empty(p)
     for start in range(0, p, block):
         part = x[:, start:start + block]
         scaled = part[rows]
         mean = matmul(average, scaled)
         scaled -= mean
         variance = torch.linalg.vector_norm(scaled, dim=0).square_() / m
-        scaled /= torch.where(variance > CONSTANT_SCALE ** 2, variance, 1.0)
+        constant = variance <= CONSTANT_SCALE ** 2
+        scaled /= torch.where(constant, 1.0, variance)
         cross += matmul(part, scaled.T) - matmul(scaled, mean.T).T
+        means[start:start + block] = mean[0]
+        inv_scales[start:start + block] = torch.where(constant, 1.0, variance.rsqrt())
     values, vectors = torch.linalg.eigh(cross[rows])
     keep = values > values[-1] * m * torch.finfo(x.dtype).eps
     basis = vectors[:, keep] * values[keep].rsqrt()
-    return KernelForm(matmul(cross, basis), values[keep] / m, basis)
+    return KernelForm(matmul(cross, basis), values[keep] / m, basis, rows, means, inv_scales)
 
 
 class KernelBatch(Batch):
-    """Fits in kernel form: problem q works on the features of its set's :class:`KernelForm`
-    (zero-padded to ``width``); its weights are ``Omega_q``. The preconditioner is exact for
-    the feature covariance: ``1 / (c_q lam_j / |set| + 1 / (C_q |set|))`` per weight."""
+    """Fits in kernel form: problem q works on the features of its set's
+    :class:`KernelForm` (zero-padded to ``width``); its weights are ``Omega_q``. The
+    preconditioner is exact for the feature covariance: ``1 / (c_q lam_j / |set| + 1 / (C_q
+    |set|))`` per weight. The objective reads each set's training rows only."""
 
     dtype = torch.float64
 
     def __init__(self, forms: Sequence[KernelForm], width: int, codes: torch.Tensor,
-                 classes: int, sets: Sequence[np.ndarray], set_of: np.ndarray,
-                 C: np.ndarray) -> None:
-        super().__init__(codes, classes, forms[0].features.shape[0], sets, set_of, C)
-        self.forms, self.width, self.sets = forms, width, sets
+                 classes: int, set_of: np.ndarray, C: np.ndarray) -> None:
+        # the objective reads the training rows only: row i of problem q is row i of its set
+        sizes = [form.rows.numel() for form in forms]
+        local = codes.new_zeros((max(sizes), len(set_of)))
+        for q, s in enumerate(set_of):
+            rows = forms[s].rows
+            local[:sizes[s], q] = codes[rows] if codes.dim() == 1 else codes[rows, q]
+        super().__init__(local, classes, max(sizes), [np.arange(size) for size in sizes],
+                         set_of, C)
+        self.forms, self.width = forms, width
+        self.training = [form.features[form.rows] for form in forms]
         self.set_of = torch.as_tensor(set_of, device=codes.device)
         variances = codes.new_zeros((len(forms), width), dtype=self.dtype)
         for s, form in enumerate(forms):
             variances[s, :form.variances.numel()] = form.variances
         self.variances = variances
 
-    def _groups(self, ids: torch.Tensor) -> Iterator[tuple[KernelForm, torch.Tensor]]:
+    def _groups(self, ids: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
         """Each set among problems ``ids``, with the positions in ``ids`` of its problems."""
         owner = self.set_of[ids]
         for s in torch.unique(owner).tolist():
-            yield self.forms[s], torch.nonzero(owner == s).flatten()
+            yield s, torch.nonzero(owner == s).flatten()
+
+    def _products(self, ids: torch.Tensor, theta: torch.Tensor,
+                  features: Sequence[torch.Tensor], rows: int) -> torch.Tensor:
+        """Logits (rows, problems, classes) of problems ``ids`` on each set's ``features``
+        (zero where a set has fewer rows)."""
+        k = self.classes
+        weights = theta[:, :-k].view(len(ids), self.width, k)
+        logits = theta.new_zeros((rows, len(ids), k))
+        for s, members in self._groups(ids):
+            count, r = features[s].shape
+            block = weights[members, :r].permute(1, 0, 2).reshape(r, -1)
+            logits[:count, members] = matmul(features[s], block).view(count, len(members), k)
+        return logits + theta[:, -k:]
 
     def _logits(self, ids, theta):
-        k, n = self.classes, self.rows.numel()
-        weights = theta[:, :-k].view(len(ids), self.width, k)
-        logits = theta.new_empty((n, len(ids), k))
-        for form, members in self._groups(ids):
-            r = form.features.shape[1]
-            block = weights[members, :r].permute(1, 0, 2).reshape(r, -1)
-            logits[:, members] = matmul(form.features, block).view(n, len(members), k)
-        return logits + theta[:, -k:], weights
+        weights = theta[:, :-self.classes].view(len(ids), self.width, self.classes)
+        return self._products(ids, theta, self.training, self.rows.numel()), weights
 
     def _back(self, ids, residual):
-        k, n = self.classes, self.rows.numel()
+        k = self.classes
         out = residual.new_zeros((len(ids), self.width, k))
-        for form, members in self._groups(ids):
-            r = form.features.shape[1]
-            products = matmul(form.features.T, residual[:, members].reshape(n, -1))
+        for s, members in self._groups(ids):
+            count, r = self.training[s].shape
+            products = matmul(self.training[s].T, residual[:count, members].reshape(count, -1))
             out[members, :r] = products.view(r, len(members), k).permute(1, 0, 2)
         return out
+
+    def predict(self, theta: torch.Tensor) -> np.ndarray:
+        """Predicted class codes of every row under every problem: (rows, problems)."""
+        ids = torch.arange(theta.shape[0], device=theta.device)
+        every = [form.features for form in self.forms]
+        return self._products(ids, theta, every, every[0].shape[0]).argmax(2).cpu().numpy()
 
     def gradient_size(self, grad: torch.Tensor) -> torch.Tensor:
         """||gradient||_2 per problem: the norm of the gradient over ``(W, b)`` as well."""
@@ -289,11 +318,9 @@ class KernelBatch(Batch):
         omega = theta[:, :-k].view(len(theta), self.width, k)
         weights = []
         for q, s in enumerate(self.set_of.tolist()):
-            rows = torch.as_tensor(self.sets[s], device=x.device)
-            mean, inv_scale = standardization(x, rows)
-            standardized = (x[rows] - mean) * inv_scale
-            basis = self.forms[s].basis
-            weights.append(standardized.T @ (basis @ omega[q, :basis.shape[1]]))
+            form = self.forms[s]
+            standardized = (x[form.rows] - form.mean) * form.inv_scale
+            weights.append(standardized.T @ (form.basis @ omega[q, :form.basis.shape[1]]))
         return torch.stack(weights).cpu().numpy(), theta[:, -k:].cpu().numpy()
 
 

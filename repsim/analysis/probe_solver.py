@@ -111,8 +111,7 @@ def solve(x: np.ndarray, codes: np.ndarray, classes: int, sets: Sequence[np.ndar
             part_labels = labels if labels.dim() == 1 else labels[:, part]
             if use_kernel:
                 batch: Batch = KernelBatch([forms[s] for s in used], width, part_labels,
-                                           classes, [sets[s] for s in used], local_set,
-                                           C[part])
+                                           classes, local_set, C[part])
             else:
                 spectra, local_spectrum = np.unique(spectrum_of[part], return_inverse=True)
                 batch = PrimalBatch(x32, part_labels, classes, [sets[s] for s in used],
@@ -137,7 +136,9 @@ def _lbfgs(problems: Batch, count: int, size: int, tol: float, max_iter: int
     L-BFGS; returns the solutions and how many did not converge.
 
     Each problem has its own curvature pairs (``LBFGS_MEMORY``), initial inverse Hessian
-    (``problems.precondition``) and Armijo backtracking with safeguarded quadratic
+    (``problems.precondition``, scaled to the curvature of its latest pair: without it the
+    first trial step was too long in almost every iteration, and cost a second evaluation)
+    and Armijo backtracking with safeguarded quadratic
     interpolation. A problem converges when ``problems.gradient_size`` <= ``tol``. When its
     line search fails, its curvature pairs are dropped and the preconditioned gradient is
     tried next; when that fails too, the problem has stalled (e.g. at the float32
@@ -221,6 +222,10 @@ def _two_loop(grad, steps, changes, rho, iteration: int, initial: Callable) -> t
         q -= alpha[:, None] * changes[slot]
         alphas.append(alpha)
     q = initial(q)
+    if slots:  # the preconditioner scaled to the latest pair's curvature (Nocedal & Wright 7.20)
+        latest = changes[slots[0]]
+        fitted = (latest * initial(latest)).sum(1) * rho[slots[0]]
+        q *= torch.where(fitted > 0, 1.0 / fitted, 1.0)[:, None]
     for slot, alpha in zip(reversed(slots), reversed(alphas), strict=True):
         beta = rho[slot] * (changes[slot] * q).sum(1)
         q += (alpha - beta)[:, None] * steps[slot]
