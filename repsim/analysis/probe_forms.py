@@ -8,7 +8,8 @@ features, :class:`KernelBatch` over the training rows' kernel (:func:`kernel_for
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,9 @@ KERNEL_BLOCK_BYTES = 1 << 26
 # Features whose standard deviation over a fit's training rows is at most this (in units of
 # the global standard deviation) are constant there and get scale 1, as in StandardScaler.
 CONSTANT_SCALE = 1e-6
+# A kernel batch keeps the layouts of the sets of this many recent groups of problems (the
+# problems in play, and those of recent backtracking steps).
+LAYOUTS_KEPT = 4
 
 
 class Batch:
@@ -180,11 +184,10 @@ class PrimalBatch(Batch):
         bias = vector[:, -k:] / (curvature + penalty)[:, None]
         return torch.cat([out.reshape(count, -1), bias], 1)
 
-    def coefficients(self, theta: torch.Tensor, x: torch.Tensor
-                     ) -> tuple[np.ndarray, np.ndarray]:
-        """Weights (problems, features, classes) and intercepts (problems, classes)."""
+    def coefficients(self, theta: torch.Tensor) -> tuple[list[np.ndarray], np.ndarray]:
+        """Weights (features, classes) of each problem and intercepts (problems, classes)."""
         k = self.classes
-        return (theta[:, :-k].view(len(theta), -1, k).double().cpu().numpy(),
+        return (list(theta[:, :-k].view(len(theta), -1, k).double().cpu().numpy()),
                 theta[:, -k:].double().cpu().numpy())
 
 
@@ -193,11 +196,13 @@ class KernelForm:
     """One training set in kernel form: ``features`` (rows x r) = ``Z V`` for every row,
     ``variances`` (r,) = ``lam / |set|`` (their covariance over the set is diagonal),
     ``basis`` (set x r) = ``U diag(lam^-1/2)``, so that ``W = Z^T basis Omega``; ``rows``,
-    ``mean`` and ``inv_scale`` (features,) give ``Z = (x[rows] - mean) * inv_scale``."""
+    ``mean`` and ``inv_scale`` (features,) give ``Z = (x[rows] - mean) * inv_scale`` with
+    ``x`` the feature matrix the form was made from."""
 
     features: torch.Tensor
     variances: torch.Tensor
     basis: torch.Tensor
+    x: torch.Tensor
     rows: torch.Tensor
     mean: torch.Tensor
     inv_scale: torch.Tensor
@@ -230,72 +235,94 @@ def kernel_form(x: torch.Tensor, rows: torch.Tensor) -> KernelForm:
     values, vectors = torch.linalg.eigh(cross[rows])
     keep = values > values[-1] * m * torch.finfo(x.dtype).eps
     basis = vectors[:, keep] * values[keep].rsqrt()
-    return KernelForm(matmul(cross, basis), values[keep] / m, basis, rows, means, inv_scales)
+    return KernelForm(matmul(cross, basis), values[keep] / m, basis, x, rows, means, inv_scales)
 
 
 class KernelBatch(Batch):
     """Fits in kernel form: problem q works on the features of its set's
     :class:`KernelForm` (zero-padded to ``width``); its weights are ``Omega_q``. The
     preconditioner is exact for the feature covariance: ``1 / (c_q lam_j / |set| + 1 / (C_q
-    |set|))`` per weight. The objective reads each set's training rows only."""
+    |set|))`` per weight. The forms may come from different feature matrices (e.g. the time
+    steps of a recording) with the same rows.
+
+    The objective reads each set's training rows only, stacked ``(sets, rows, width)`` and
+    zero-padded, so that each pass over the data is one batched product for every set: the
+    problems of a set are side by side in its block of weights (padded to the most
+    problems any set has), and the blocks of the sets in play are kept between the passes
+    that share them (the problems in play change only when some stop).
+    """
 
     dtype = torch.float64
 
     def __init__(self, forms: Sequence[KernelForm], width: int, codes: torch.Tensor,
                  classes: int, set_of: np.ndarray, C: np.ndarray) -> None:
-        # the objective reads the training rows only: row i of problem q is row i of its set
         sizes = [form.rows.numel() for form in forms]
-        local = codes.new_zeros((max(sizes), len(set_of)))
+        local = codes.new_zeros((max(sizes), len(set_of)))  # row i of problem q: its set's
         for q, s in enumerate(set_of):
             rows = forms[s].rows
             local[:sizes[s], q] = codes[rows] if codes.dim() == 1 else codes[rows, q]
         super().__init__(local, classes, max(sizes), [np.arange(size) for size in sizes],
                          set_of, C)
         self.forms, self.width = forms, width
-        self.training = [form.features[form.rows] for form in forms]
-        self.set_of = torch.as_tensor(set_of, device=codes.device)
+        self.training = codes.new_zeros((len(forms), max(sizes), width), dtype=self.dtype)
         variances = codes.new_zeros((len(forms), width), dtype=self.dtype)
         for s, form in enumerate(forms):
-            variances[s, :form.variances.numel()] = form.variances
+            r = form.variances.numel()
+            self.training[s, :sizes[s], :r] = form.features[form.rows]
+            variances[s, :r] = form.variances
         self.variances = variances
+        self.set_of = torch.as_tensor(set_of, device=codes.device)
+        self._layouts: OrderedDict[bytes, tuple] = OrderedDict()
 
-    def _groups(self, ids: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
-        """Each set among problems ``ids``, with the positions in ``ids`` of its problems."""
-        owner = self.set_of[ids]
-        for s in torch.unique(owner).tolist():
-            yield s, torch.nonzero(owner == s).flatten()
-
-    def _products(self, ids: torch.Tensor, theta: torch.Tensor,
-                  features: Sequence[torch.Tensor], rows: int) -> torch.Tensor:
-        """Logits (rows, problems, classes) of problems ``ids`` on each set's ``features``
-        (zero where a set has fewer rows)."""
-        k = self.classes
-        weights = theta[:, :-k].view(len(ids), self.width, k)
-        logits = theta.new_zeros((rows, len(ids), k))
-        for s, members in self._groups(ids):
-            count, r = features[s].shape
-            block = weights[members, :r].permute(1, 0, 2).reshape(r, -1)
-            logits[:count, members] = matmul(features[s], block).view(count, len(members), k)
-        return logits + theta[:, -k:]
+    def _layout(self, ids: torch.Tensor) -> tuple:
+        """For problems ``ids``: the sets in play's stacked rows, each problem's set (among
+        them) and place within its set's block, and the block's width in problems."""
+        key = ids.cpu().numpy().tobytes()
+        if key in self._layouts:
+            self._layouts.move_to_end(key)
+            return self._layouts[key]
+        used, slot = torch.unique(self.set_of[ids], return_inverse=True)
+        order = torch.argsort(slot, stable=True)
+        counts = torch.bincount(slot)
+        place = torch.empty_like(order)
+        place[order] = torch.arange(len(ids), device=ids.device) \
+            - (torch.cumsum(counts, 0) - counts)[slot[order]]
+        rows = self.training if len(used) == len(self.training) else self.training[used]
+        self._layouts[key] = (rows, slot, place, int(counts.max()))
+        if len(self._layouts) > LAYOUTS_KEPT:
+            self._layouts.popitem(last=False)
+        return self._layouts[key]
 
     def _logits(self, ids, theta):
-        weights = theta[:, :-self.classes].view(len(ids), self.width, self.classes)
-        return self._products(ids, theta, self.training, self.rows.numel()), weights
+        k = self.classes
+        weights = theta[:, :-k].view(len(ids), self.width, k)
+        rows, slot, place, most = self._layout(ids)
+        blocks = weights.new_zeros((rows.shape[0], most, self.width, k))
+        blocks[slot, place] = weights
+        products = matmul(rows, blocks.permute(0, 2, 1, 3).reshape(rows.shape[0], self.width,
+                                                                   most * k))
+        logits = products.view(rows.shape[0], -1, most, k)[slot, :, place]  # (P, rows, k)
+        return logits.permute(1, 0, 2) + theta[:, -k:], weights
 
     def _back(self, ids, residual):
         k = self.classes
-        out = residual.new_zeros((len(ids), self.width, k))
-        for s, members in self._groups(ids):
-            count, r = self.training[s].shape
-            products = matmul(self.training[s].T, residual[:count, members].reshape(count, -1))
-            out[members, :r] = products.view(r, len(members), k).permute(1, 0, 2)
-        return out
+        rows, slot, place, most = self._layout(ids)
+        blocks = residual.new_zeros((rows.shape[0], most, rows.shape[1], k))
+        blocks[slot, place] = residual.permute(1, 0, 2)
+        products = matmul(rows.transpose(1, 2), blocks.permute(0, 2, 1, 3).reshape(
+            rows.shape[0], rows.shape[1], most * k))
+        return products.view(rows.shape[0], self.width, most, k)[slot, :, place]
 
     def predict(self, theta: torch.Tensor) -> np.ndarray:
         """Predicted class codes of every row under every problem: (rows, problems)."""
-        ids = torch.arange(theta.shape[0], device=theta.device)
-        every = [form.features for form in self.forms]
-        return self._products(ids, theta, every, every[0].shape[0]).argmax(2).cpu().numpy()
+        k = self.classes
+        weights = theta[:, :-k].view(len(theta), self.width, k)
+        out = np.empty((self.forms[0].features.shape[0], len(theta)), dtype=np.int64)
+        for q, s in enumerate(self.set_of.tolist()):
+            features = self.forms[s].features
+            logits = matmul(features, weights[q, :features.shape[1]]) + theta[q, -k:]
+            out[:, q] = logits.argmax(1).cpu().numpy()
+        return out
 
     def gradient_size(self, grad: torch.Tensor) -> torch.Tensor:
         """||gradient||_2 per problem: the norm of the gradient over ``(W, b)`` as well."""
@@ -311,17 +338,18 @@ class KernelBatch(Batch):
         bias = vector[:, -k:] / (curvature + penalty)[:, None]
         return torch.cat([weights.reshape(count, -1), bias], 1)
 
-    def coefficients(self, theta: torch.Tensor, x: torch.Tensor
-                     ) -> tuple[np.ndarray, np.ndarray]:
-        """Weights ``W = Z^T basis Omega`` (problems, features, classes) and intercepts."""
+    def coefficients(self, theta: torch.Tensor) -> tuple[list[np.ndarray], np.ndarray]:
+        """Weights ``W = Z^T basis Omega`` (features, classes) of each problem, on its own
+        matrix's features, and intercepts (problems, classes)."""
         k = self.classes
         omega = theta[:, :-k].view(len(theta), self.width, k)
         weights = []
         for q, s in enumerate(self.set_of.tolist()):
             form = self.forms[s]
-            standardized = (x[form.rows] - form.mean) * form.inv_scale
-            weights.append(standardized.T @ (form.basis @ omega[q, :form.basis.shape[1]]))
-        return torch.stack(weights).cpu().numpy(), theta[:, -k:].cpu().numpy()
+            standardized = (form.x[form.rows] - form.mean) * form.inv_scale
+            weights.append((standardized.T @ (form.basis @ omega[q, :form.basis.shape[1]]))
+                           .cpu().numpy())
+        return weights, theta[:, -k:].cpu().numpy()
 
 
 def standardization(x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -62,54 +62,63 @@ KERNEL_RATIO = 2
 class Solution:
     """Solved fits: ``predictions`` (rows, fits), the predicted class code of every row under
     every fit; ``unconverged``, how many fits stopped short of ``tol``; with
-    ``coefficients=True``, ``weights`` (fits, features, classes) on the fit's standardized
-    features and ``intercepts`` (fits, classes)."""
+    ``coefficients=True``, ``weights`` (one (features, classes) array per fit, on the fit's
+    standardized features) and ``intercepts`` (fits, classes)."""
 
     predictions: np.ndarray
     unconverged: int
-    weights: np.ndarray | None = None
+    weights: list[np.ndarray] | None = None
     intercepts: np.ndarray | None = None
 
 
-def solve(x: np.ndarray, codes: np.ndarray, classes: int, sets: Sequence[np.ndarray],
-          set_of: np.ndarray, C: np.ndarray, spectrum_of: np.ndarray, *, tol: float,
-          max_iter: int, device: torch.device, coefficients: bool = False) -> Solution:
+def solve(x: np.ndarray | Sequence[np.ndarray], codes: np.ndarray, classes: int,
+          sets: Sequence[np.ndarray], set_of: np.ndarray, C: np.ndarray,
+          spectrum_of: np.ndarray, *, tol: float, max_iter: int, device: torch.device,
+          matrix_of: np.ndarray | None = None, coefficients: bool = False) -> Solution:
     """Solve every fit (module docstring) on ``x`` (rows x features, float64; the probes pass
-    it globally standardized, the units of ``probe_forms.CONSTANT_SCALE``).
+    it globally standardized, the units of ``probe_forms.CONSTANT_SCALE``), or on several
+    such matrices with the same rows (e.g. a recording's time steps, or layers).
 
-    ``set_of[q]``: the index in ``sets`` of fit q's training rows; ``spectrum_of[q]``: the
-    index of a set whose covariance spectrum preconditions a primal fit q (for the probes: the
-    outer training set, shared by the fits of one outer fold). ``codes``: the rows' labels,
-    ``(rows,)`` for every fit or ``(rows, fits)`` per fit (a permutation test's relabelled
-    fits)."""
-    n, p = x.shape
-    x64 = torch.from_numpy(x).to(device)
+    ``set_of[q]``: the index in ``sets`` of fit q's training rows; ``matrix_of[s]``: the
+    index in ``x`` of the matrix whose rows set s holds (None: one matrix);
+    ``spectrum_of[q]``: the index of a set of the same matrix whose covariance spectrum
+    preconditions a primal fit q (for the probes: the outer training set, shared by the fits
+    of one outer fold). ``codes``: the rows' labels, ``(rows,)`` for every fit or ``(rows,
+    fits)`` per fit (a permutation test's relabelled fits). The kernel fits of every matrix
+    are solved in one batch; the primal fits in one batch per matrix."""
+    matrices = [x] if isinstance(x, np.ndarray) else list(x)
+    matrix_of = np.zeros(len(sets), dtype=np.int64) if matrix_of is None else matrix_of
+    n = matrices[0].shape[0]
+    tensors = [torch.from_numpy(matrix).to(device) for matrix in matrices]
     labels = torch.from_numpy(codes).to(device)
-    kernel = p > KERNEL_RATIO * np.array([len(s) for s in sets])[set_of]
+    features = np.array([matrix.shape[1] for matrix in matrices])[matrix_of[set_of]]
+    kernel = features > KERNEL_RATIO * np.array([len(s) for s in sets])[set_of]
     predictions = np.empty((n, len(C)), dtype=np.int64)
-    weights = np.empty((len(C), p, classes) if coefficients else (0, p, classes))
-    intercepts = np.empty((len(C), classes) if coefficients else (0, classes))
+    weights: list = [None] * len(C)
+    intercepts = np.empty((len(C), classes))
     unconverged = 0
-    for use_kernel in (False, True):
-        fits = np.flatnonzero(kernel == use_kernel)
+    groups = [(np.flatnonzero(kernel), None)] + [
+        (np.flatnonzero(~kernel & (matrix_of[set_of] == m)), m) for m in range(len(matrices))]
+    for fits, matrix in groups:
         if fits.size == 0:
             continue
-        if use_kernel:
-            forms = {s: kernel_form(x64, torch.as_tensor(sets[s], device=device))
+        if matrix is None:
+            forms = {s: kernel_form(tensors[matrix_of[s]], torch.as_tensor(sets[s],
+                                                                           device=device))
                      for s in np.unique(set_of[fits])}
             width = max(form.basis.shape[1] for form in forms.values())
             size = (width + 1) * classes
             dtype: torch.dtype = torch.float64
         else:
-            x32 = x64.float()
-            size = (p + 1) * classes
+            x32 = tensors[matrix].float()
+            size = (x32.shape[1] + 1) * classes
             dtype = torch.float32
         chunk = max(1, BATCH_BYTES // (dtype.itemsize * size * (2 * LBFGS_MEMORY + 10)))
         for start in range(0, fits.size, chunk):
             part = fits[start:start + chunk]
             used, local_set = np.unique(set_of[part], return_inverse=True)
             part_labels = labels if labels.dim() == 1 else labels[:, part]
-            if use_kernel:
+            if matrix is None:
                 batch: Batch = KernelBatch([forms[s] for s in used], width, part_labels,
                                            classes, local_set, C[part])
             else:
@@ -121,7 +130,9 @@ def solve(x: np.ndarray, codes: np.ndarray, classes: int, sets: Sequence[np.ndar
             unconverged += unfinished
             predictions[:, part] = batch.predict(theta)
             if coefficients:
-                weights[part], intercepts[part] = batch.coefficients(theta, x64)
+                part_weights, intercepts[part] = batch.coefficients(theta)
+                for q, value in zip(part, part_weights, strict=True):
+                    weights[q] = value
     if not coefficients:
         return Solution(predictions, unconverged)
     return Solution(predictions, unconverged, weights, intercepts)

@@ -88,6 +88,9 @@ from repsim.analysis.probes import _check_settings, _encode, _splits
 TIME_DIM = "time"
 MEASURES = ("cka", "rsa")
 TIE = 1e-12  # relative difference under which two cluster masses are equal
+# The standardized states (and kernel forms) of this many bytes of time steps go to the
+# solver in one call: more steps per call, fewer passes of its per-iteration overhead.
+SOLVE_BYTES = 1 << 29
 
 
 @dataclass(frozen=True)
@@ -340,52 +343,63 @@ def _within_fold_orders(fold: np.ndarray, count: int, seed: int) -> np.ndarray:
 def _solved(x: np.ndarray, codes: np.ndarray, permuted: np.ndarray, classes: int,
             splits: Sequence[tuple[np.ndarray, np.ndarray]], C: float, tol: float,
             max_iter: int, device: torch.device) -> tuple[np.ndarray, np.ndarray, int]:
-    """Predicted codes ``(train_time, test_time, stimuli)`` from repsim's solver (at each
-    training step every fold's fit in one batch; each fit's weights then read its held-out
-    stimuli at every step, standardized with its training rows' statistics), and the
-    sliding decoders' predictions ``(permutations, time, stimuli)`` under each row of
-    ``permuted`` labels (their fits in one more batch per step)."""
+    """Predicted codes ``(train_time, test_time, stimuli)`` from repsim's solver (every fold
+    at every training step in one call, up to ``SOLVE_BYTES`` of data at a time; each fit's
+    weights then read its held-out stimuli at every step, standardized with its training
+    rows' statistics), and the sliding decoders' predictions ``(permutations, time,
+    stimuli)`` under each row of ``permuted`` labels (their fits in one more call)."""
     n, steps, _ = x.shape
+    folds = len(splits)
     sets = [train for train, _ in splits]
-    own = np.arange(len(sets))
     predicted = np.empty((steps, steps, n), dtype=np.int64)
     null = np.empty((len(permuted), steps, n), dtype=np.int64)
     unconverged = 0
+    scales = x.std(0)  # (steps, features)
+    live = [t for t in range(steps) if (scales[t] > 0).any()]
+    for t in set(range(steps)) - set(live):  # no information at this step: the majority class
+        predicted[t] = np.bincount(codes[sets[0]]).argmax()
+        null[:, t] = predicted[t, t]
+    per_step = 8 * n * (x.shape[2] + 2 * folds * max(len(train) for train in sets))
+    group = max(1, SOLVE_BYTES // per_step)
     with single_threaded_torch(device):
-        for t in range(steps):
-            scale = x[:, t].std(0)
-            keep = scale > 0  # constant at this step: no information, and weight 0 in any fit
-            if not keep.any():
-                predicted[t] = np.bincount(codes[sets[0]]).argmax()
-                null[:, t] = predicted[t, t]
-                continue
-            shift = x[:, t, keep].mean(0)
-            z = (x[:, t, keep] - shift) / scale[keep]  # well scaled for the float32 form
+        for start in range(0, len(live), group):
+            chosen = live[start:start + group]
+            keep = [scales[t] > 0 for t in chosen]  # constant features: weight 0 in any fit
+            shift = [x[:, t, k].mean(0) for t, k in zip(chosen, keep, strict=True)]
+            z = [(x[:, t, k] - m) / scales[t, k]  # well scaled for the float32 form
+                 for t, k, m in zip(chosen, keep, shift, strict=True)]
+            matrix_of = np.repeat(np.arange(len(chosen)), folds)
+            every = np.arange(matrix_of.size)  # fit (step i, fold f) = set i * folds + f
             solution = probe_solver.solve(
-                z, codes, classes, sets, own, np.full(len(sets), C), own, tol=tol,
-                max_iter=max_iter, device=device, coefficients=True)
+                z, codes, classes, sets * len(chosen), every, np.full(every.size, C), every,
+                tol=tol, max_iter=max_iter, device=device, matrix_of=matrix_of,
+                coefficients=True)
             unconverged += solution.unconverged
             assert solution.weights is not None and solution.intercepts is not None
-            for f, (train, test) in enumerate(splits):
+            for q, (i, (train, test)) in enumerate(itertools.product(range(len(chosen)),
+                                                                     splits)):
                 # the fit standardizes z = (x - shift) / scale with its training rows' mean
                 # and scale: folded into weights on the raw features, which then read the
                 # held-out stimuli at every step in one product
+                t, k = chosen[i], keep[i]
                 mean, inverse = (value.numpy() for value in standardization(
-                    torch.from_numpy(z), torch.from_numpy(train)))
-                gain = inverse / scale[keep]
-                weights = solution.weights[f] * gain[:, None]
-                bias = solution.intercepts[f] - ((shift / scale[keep] + mean) * inverse
-                                                 ) @ solution.weights[f]
-                logits = x[test][:, :, keep] @ weights + bias  # (test, time, classes)
+                    torch.from_numpy(z[i]), torch.from_numpy(train)))
+                weights = solution.weights[q] * (inverse / scales[t, k])[:, None]
+                bias = solution.intercepts[q] - ((shift[i] / scales[t, k] + mean) * inverse
+                                                 ) @ solution.weights[q]
+                logits = x[test][:, :, k] @ weights + bias  # (test, time, classes)
                 predicted[t][:, test] = logits.argmax(-1).T
             if len(permuted):
-                every = np.tile(own, len(permuted))
+                fits = np.tile(every, len(permuted))
                 relabelled = probe_solver.solve(
-                    z, np.repeat(permuted.T, len(sets), axis=1), classes, sets, every,
-                    np.full(every.size, C), every, tol=tol, max_iter=max_iter, device=device)
+                    z, np.repeat(permuted.T, every.size, axis=1), classes,
+                    sets * len(chosen), fits, np.full(fits.size, C), fits, tol=tol,
+                    max_iter=max_iter, device=device, matrix_of=matrix_of)
                 unconverged += relabelled.unconverged
-                for f, (_, test) in enumerate(splits):  # fit f of each permutation
-                    null[:, t, test] = relabelled.predictions[test][:, f::len(sets)].T
+                for i, t in enumerate(chosen):
+                    for f, (_, test) in enumerate(splits):  # fit (i, f) of each permutation
+                        null[:, t, test] = relabelled.predictions[test][
+                            :, i * folds + f::every.size].T
     return predicted, null, unconverged
 
 
