@@ -70,9 +70,8 @@ class Batch:
         """The initial inverse Hessian of L-BFGS applied to one vector per problem."""
         raise NotImplementedError
 
-    def coefficients(self, theta: torch.Tensor, x: torch.Tensor
-                     ) -> tuple[np.ndarray, np.ndarray]:
-        """Weights (problems, features, classes) and intercepts (problems, classes)."""
+    def coefficients(self, theta: torch.Tensor) -> tuple[list[np.ndarray], np.ndarray]:
+        """Weights (features, classes) of each problem and intercepts (problems, classes)."""
         raise NotImplementedError
 
     def evaluate(self, ids: torch.Tensor, theta: torch.Tensor
