@@ -192,13 +192,16 @@ class PrimalBatch(Batch):
 
 @dataclass(frozen=True)
 class KernelForm:
-    """One training set in kernel form: ``features`` (rows x r) = ``Z V`` for every row,
-    ``variances`` (r,) = ``lam / |set|`` (their covariance over the set is diagonal),
-    ``basis`` (set x r) = ``U diag(lam^-1/2)``, so that ``W = Z^T basis Omega``; ``rows``,
-    ``mean`` and ``inv_scale`` (features,) give ``Z = (x[rows] - mean) * inv_scale`` with
-    ``x`` the feature matrix the form was made from."""
+    """One training set in kernel form: ``training`` (set x r) = ``Z V`` = ``U
+    diag(lam^1/2)``, the features of its training rows; ``features`` (rows x r), those of
+    every row of ``x`` (None when only the training rows were asked for); ``variances`` (r,)
+    = ``lam / |set|`` (their covariance over the set is diagonal); ``basis`` (set x r) = ``U
+    diag(lam^-1/2)``, so that ``W = Z^T basis Omega``; ``rows``, ``mean`` and ``inv_scale``
+    (features,) give ``Z = (x[rows] - mean) * inv_scale`` with ``x`` the feature matrix the
+    form was made from."""
 
-    features: torch.Tensor
+    training: torch.Tensor
+    features: torch.Tensor | None
     variances: torch.Tensor
     basis: torch.Tensor
     x: torch.Tensor
@@ -207,18 +210,20 @@ class KernelForm:
     inv_scale: torch.Tensor
 
 
-def kernel_form(x: torch.Tensor, rows: torch.Tensor) -> KernelForm:
+def kernel_form(x: torch.Tensor, rows: torch.Tensor, every_row: bool = True) -> KernelForm:
     """The kernel form of training set ``rows`` of ``x`` (module docstring).
 
-    The cross-kernel ``Z_all Z^T`` of every row with the standardized training rows is
-    ``x Y^T - 1 (Y mean)^T`` with ``Y = (x[rows] - mean) / scale^2``, accumulated over blocks
-    of features: only a block of the training rows is ever copied, never all of ``x``.
+    With ``every_row``, the cross-kernel ``Z_all Z^T`` of every row with the standardized
+    training rows is ``x Y^T - 1 (Y mean)^T`` with ``Y = (x[rows] - mean) / scale^2``;
+    without, only the kernel ``Z Z^T`` of the training rows (a symmetric product: half the
+    arithmetic). Either is accumulated over blocks of features: only a block of the training
+    rows is ever copied, never all of ``x``.
     """
     n, p = x.shape
     m = len(rows)
     block = max(1, KERNEL_BLOCK_BYTES // (x.element_size() * m))
     average = x.new_full((1, m), 1.0 / m)
-    cross = x.new_zeros((n, m))
+    cross = x.new_zeros((n if every_row else m, m))
     means, inv_scales = x.new_empty(p), x.new_empty(p)
     for start in range(0, p, block):
         part = x[:, start:start + block]
@@ -227,14 +232,20 @@ def kernel_form(x: torch.Tensor, rows: torch.Tensor) -> KernelForm:
         scaled -= mean
         variance = torch.linalg.vector_norm(scaled, dim=0).square_() / m
         constant = variance <= CONSTANT_SCALE ** 2
-        scaled /= torch.where(constant, 1.0, variance)
-        cross += matmul(part, scaled.T) - matmul(scaled, mean.T).T
-        means[start:start + block] = mean[0]
-        inv_scales[start:start + block] = torch.where(constant, 1.0, variance.rsqrt())
-    values, vectors = torch.linalg.eigh(cross[rows])
+        inverse = torch.where(constant, 1.0, variance.rsqrt())
+        means[start:start + block], inv_scales[start:start + block] = mean[0], inverse
+        if every_row:
+            scaled *= inverse.square()
+            cross += matmul(part, scaled.T) - matmul(scaled, mean.T).T
+        else:
+            scaled *= inverse
+            cross += matmul(scaled, scaled.T)  # NumPy's BLAS takes this as one SYRK
+    values, vectors = torch.linalg.eigh(cross[rows] if every_row else cross)
     keep = values > values[-1] * m * torch.finfo(x.dtype).eps
     basis = vectors[:, keep] * values[keep].rsqrt()
-    return KernelForm(matmul(cross, basis), values[keep] / m, basis, x, rows, means, inv_scales)
+    return KernelForm(vectors[:, keep] * values[keep].sqrt(),
+                      matmul(cross, basis) if every_row else None, values[keep] / m, basis, x,
+                      rows, means, inv_scales)
 
 
 class KernelBatch(Batch):
@@ -267,7 +278,7 @@ class KernelBatch(Batch):
         variances = codes.new_zeros((len(forms), width), dtype=self.dtype)
         for s, form in enumerate(forms):
             r = form.variances.numel()
-            self.training[s, :sizes[s], :r] = form.features[form.rows]
+            self.training[s, :sizes[s], :r] = form.training
             variances[s, :r] = form.variances
         self.variances = variances
         self.set_of = torch.as_tensor(set_of, device=codes.device)
@@ -316,9 +327,11 @@ class KernelBatch(Batch):
         """Predicted class codes of every row under every problem: (rows, problems)."""
         k = self.classes
         weights = theta[:, :-k].view(len(theta), self.width, k)
-        out = np.empty((self.forms[0].features.shape[0], len(theta)), dtype=np.int64)
+        out = np.empty((self.forms[0].x.shape[0], len(theta)), dtype=np.int64)
         for q, s in enumerate(self.set_of.tolist()):
             features = self.forms[s].features
+            if features is None:
+                raise ValueError("these kernel forms hold their training rows only")
             logits = matmul(features, weights[q, :features.shape[1]]) + theta[q, -k:]
             out[:, q] = logits.argmax(1).cpu().numpy()
         return out

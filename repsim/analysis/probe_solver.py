@@ -61,9 +61,9 @@ KERNEL_RATIO = 2
 @dataclass(frozen=True)
 class Solution:
     """Solved fits: ``predictions`` (rows, fits), the predicted class code of every row under
-    every fit; ``unconverged``, how many fits stopped short of ``tol``; with
-    ``coefficients=True``, ``weights`` (one (features, classes) array per fit, on the fit's
-    standardized features) and ``intercepts`` (fits, classes)."""
+    every fit (no rows when not asked for); ``unconverged``, how many fits stopped short of
+    ``tol``; with ``coefficients=True``, ``weights`` (one (features, classes) array per fit,
+    on the fit's standardized features) and ``intercepts`` (fits, classes)."""
 
     predictions: np.ndarray
     unconverged: int
@@ -74,7 +74,8 @@ class Solution:
 def solve(x: np.ndarray | Sequence[np.ndarray], codes: np.ndarray, classes: int,
           sets: Sequence[np.ndarray], set_of: np.ndarray, C: np.ndarray,
           spectrum_of: np.ndarray, *, tol: float, max_iter: int, device: torch.device,
-          matrix_of: np.ndarray | None = None, coefficients: bool = False) -> Solution:
+          matrix_of: np.ndarray | None = None, predictions: bool = True,
+          coefficients: bool = False) -> Solution:
     """Solve every fit (module docstring) on ``x`` (rows x features, float64; the probes pass
     it globally standardized, the units of ``probe_forms.CONSTANT_SCALE``), or on several
     such matrices with the same rows (e.g. a recording's time steps, or layers).
@@ -85,7 +86,9 @@ def solve(x: np.ndarray | Sequence[np.ndarray], codes: np.ndarray, classes: int,
     preconditions a primal fit q (for the probes: the outer training set, shared by the fits
     of one outer fold). ``codes``: the rows' labels, ``(rows,)`` for every fit or ``(rows,
     fits)`` per fit (a permutation test's relabelled fits). The kernel fits of every matrix
-    are solved in one batch; the primal fits in one batch per matrix."""
+    are solved in one batch; the primal fits in one batch per matrix. ``predictions=False``
+    skips the predictions (and the kernel forms' products with the rows outside their
+    sets)."""
     matrices = [x] if isinstance(x, np.ndarray) else list(x)
     matrix_of = np.zeros(len(sets), dtype=np.int64) if matrix_of is None else matrix_of
     n = matrices[0].shape[0]
@@ -93,7 +96,7 @@ def solve(x: np.ndarray | Sequence[np.ndarray], codes: np.ndarray, classes: int,
     labels = torch.from_numpy(codes).to(device)
     features = np.array([matrix.shape[1] for matrix in matrices])[matrix_of[set_of]]
     kernel = features > KERNEL_RATIO * np.array([len(s) for s in sets])[set_of]
-    predictions = np.empty((n, len(C)), dtype=np.int64)
+    predicted = np.empty((n if predictions else 0, len(C)), dtype=np.int64)
     weights: list = [None] * len(C)
     intercepts = np.empty((len(C), classes))
     unconverged = 0
@@ -103,8 +106,8 @@ def solve(x: np.ndarray | Sequence[np.ndarray], codes: np.ndarray, classes: int,
         if fits.size == 0:
             continue
         if matrix is None:
-            forms = {s: kernel_form(tensors[matrix_of[s]], torch.as_tensor(sets[s],
-                                                                           device=device))
+            forms = {s: kernel_form(tensors[matrix_of[s]],
+                                    torch.as_tensor(sets[s], device=device), predictions)
                      for s in np.unique(set_of[fits])}
             width = max(form.basis.shape[1] for form in forms.values())
             size = (width + 1) * classes
@@ -128,14 +131,15 @@ def solve(x: np.ndarray | Sequence[np.ndarray], codes: np.ndarray, classes: int,
                                     C[part])
             theta, unfinished = _lbfgs(batch, len(part), size, tol, max_iter)
             unconverged += unfinished
-            predictions[:, part] = batch.predict(theta)
+            if predictions:
+                predicted[:, part] = batch.predict(theta)
             if coefficients:
                 part_weights, intercepts[part] = batch.coefficients(theta)
                 for q, value in zip(part, part_weights, strict=True):
                     weights[q] = value
     if not coefficients:
-        return Solution(predictions, unconverged)
-    return Solution(predictions, unconverged, weights, intercepts)
+        return Solution(predicted, unconverged)
+    return Solution(predicted, unconverged, weights, intercepts)
 
 
 # --------------------------------------------------------------------------- L-BFGS

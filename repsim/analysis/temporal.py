@@ -373,7 +373,7 @@ def _solved(x: np.ndarray, codes: np.ndarray, permuted: np.ndarray, classes: int
             solution = probe_solver.solve(
                 z, codes, classes, sets * len(chosen), every, np.full(every.size, C), every,
                 tol=tol, max_iter=max_iter, device=device, matrix_of=matrix_of,
-                coefficients=True)
+                predictions=False, coefficients=True)
             unconverged += solution.unconverged
             assert solution.weights is not None and solution.intercepts is not None
             for q, (i, (train, test)) in enumerate(itertools.product(range(len(chosen)),
