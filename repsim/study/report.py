@@ -352,7 +352,7 @@ def _time_section(usable: list) -> list[str]:
     epochs that runs stopping at their plateau trained; nothing for runs that recorded
     neither (studies run before either existed), so that their reports stay as they were."""
     totals, counted = study_seconds(run for run, _ in usable)
-    plateau = [records.metrics for _, records in usable
+    plateau = [(run, records.metrics) for run, records in usable
                if records.metrics.best_epoch is not None]
     if not counted and not plateau:
         return []
@@ -365,16 +365,40 @@ def _time_section(usable: list) -> list[str]:
                     f"{100 * totals[stage] / whole if whole else 0:.1f} % |"
                     for stage in RUN_STAGES), ""]
     if plateau:
-        trained = sum(m.stopped_epoch or m.epochs for m in plateau)
-        planned = sum(m.epochs for m in plateau)
-        stopped = [m for m in plateau if m.stopped_epoch is not None]
-        lines += [f"{len(plateau)} runs trained with stop_at_plateau: {len(stopped)} stopped "
+        trained = sum(m.stopped_epoch or m.epochs for _, m in plateau)
+        planned = sum(m.epochs for _, m in plateau)
+        stopped = sum(m.stopped_epoch is not None for _, m in plateau)
+        lines += [f"{len(plateau)} runs trained with stop_at_plateau: {stopped} stopped "
                   f"before their last epoch, {trained} of {planned} epochs trained "
-                  f"({planned - trained} saved); each kept its best epoch's model."
-                  + ("" if not stopped else " Stopped at: " + ", ".join(
-                      f"{m.run} epoch {m.stopped_epoch} of {m.epochs} (kept {m.best_epoch})"
-                      for m in stopped) + "."), ""]
+                  f"({planned - trained} saved); each kept its best epoch's model. By cell "
+                  f"(epochs: the range over its seeds):", "",
+                  "| dataset | protocol | k | runs | stopped early | epochs trained | "
+                  "stopped at epoch | kept epoch |", "|---|---|---|---|---|---|---|---|",
+                  *_plateau_rows(plateau), ""]
     return lines
+
+
+def _plateau_rows(plateau: list) -> list[str]:
+    """One table row per cell (dataset, protocol, the operator where the runs have several,
+    fusion layer) of the runs that trained with stop_at_plateau."""
+    operators = len({run.fusion_op for run, _ in plateau}) > 1
+    cells: dict[tuple, list] = {}
+    for run, metrics in plateau:
+        protocol = f"{run.protocol}, {run.fusion_op}" if operators else run.protocol
+        cells.setdefault((run.dataset, protocol, run.fusion_layer), []).append(metrics)
+
+    def span(values: list[int]) -> str:
+        return f"{min(values)}" if min(values) == max(values) else \
+            f"{min(values)}-{max(values)}"
+
+    rows = []
+    for (dataset, protocol, k), runs in sorted(cells.items()):
+        ends = [m.stopped_epoch or m.epochs for m in runs]
+        rows.append(f"| {dataset} | {protocol} | {k} | {len(runs)} | "
+                    f"{sum(m.stopped_epoch is not None for m in runs)} | "
+                    f"{sum(ends)} of {sum(m.epochs for m in runs)} | {span(ends)} | "
+                    f"{span([m.best_epoch for m in runs])} |")
+    return rows
 
 
 def _mechanism_section(study: Study, measures: pd.DataFrame, usable: list,

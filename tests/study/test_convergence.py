@@ -90,3 +90,25 @@ def test_a_run_far_below_its_cells_median_failed_to_train_however_flat():
     assert table.loc[3, "state"] == "plateau; 1 failed to train"
     fixed = run_training(results_rows(runs), {"d": 0.1}, min_val_accuracy=0.51)
     assert fixed.loc[fixed["failed"], "val_accuracy"].tolist() == [0.405, 0.5, 0.49]
+
+
+def test_the_time_section_tables_the_epochs_that_stopping_at_the_plateau_trained():
+    from types import SimpleNamespace
+
+    from repsim.study.report import _plateau_rows
+
+    def run(dataset, k, seed, stopped, best, epochs=8, op="concat"):
+        return (SimpleNamespace(dataset=dataset, protocol="clean", fusion_layer=k, seed=seed,
+                                fusion_op=op),
+                SimpleNamespace(stopped_epoch=stopped, best_epoch=best, epochs=epochs))
+
+    plateau = [run("synthetic", 1, 0, 4, 3), run("synthetic", 1, 1, None, 8),
+               run("synthetic", 3, 0, 6, 6), run("distractor", 1, 0, 11, 9, epochs=20)]
+    assert _plateau_rows(plateau) == [
+        "| distractor | clean | 1 | 1 | 1 | 11 of 20 | 11 | 9 |",
+        "| synthetic | clean | 1 | 2 | 1 | 12 of 16 | 4-8 | 3-8 |",
+        "| synthetic | clean | 3 | 1 | 1 | 6 of 8 | 6 | 6 |"]
+    # with several operators the protocol names its operator
+    both = plateau[:1] + [run("synthetic", 1, 0, 5, 5, op="film")]
+    assert [row.split(" | ")[1] for row in _plateau_rows(both)] == ["clean, concat",
+                                                                   "clean, film"]
