@@ -14,9 +14,9 @@ beside the study's runs, in ``<study folder>/shared_data/<dataset>-<key>/``:
 
 ``<key>`` is a digest of the data config and the repsim version: another config or another
 version has another folder, and so never reads data a different builder made. On loading,
-the fingerprint of the loaded data is computed again and compared with the recorded one: a
-folder whose data differ from the digest it records (a disk error, an edit) is rebuilt, with
-a warning. A folder is written under a temporary name and renamed when complete, so that
+the content digest of the loaded data (the fingerprint's ``sha256`` part, over every byte) is
+computed again and compared with the recorded one: a folder whose data differ from the digest
+it records (a disk error, an edit) is rebuilt, with a warning. A folder is written under a temporary name and renamed when complete, so that
 workers and array tasks racing to build it never read half of one.
 
 Only datasets whose audio features are :class:`repsim.data.features.LogMelFrames` (every
@@ -40,6 +40,7 @@ from repsim import __version__
 from repsim.data.base import AVDataset, AVSplit
 from repsim.data.config import DataConfig
 from repsim.data.features import LogMelFrames
+from repsim.data.fingerprint import content_digest
 
 log = logging.getLogger("repsim.study")
 
@@ -114,12 +115,14 @@ def load_shared(path: str | os.PathLike) -> AVDataset | None:
         log.warning("the shared data in %s cannot be read (%s: %s): building them again",
                     path, type(error).__name__, error)
         return None
-    fingerprint = AVDataset.fingerprint(dataset)
-    if fingerprint != description["fingerprint"]:
+    # the bytes are checked: the fingerprint's content digest (its sketch's float sums move
+    # in the last bits with the number of threads that computes them)
+    recorded = description["fingerprint"]
+    if content_digest(AVDataset.fingerprint(dataset)) != content_digest(recorded):
         log.warning("the shared data in %s differ from the digest they record: building them "
                     "again", path)
         return None
-    dataset._known = fingerprint
+    dataset._known = recorded
     return dataset
 
 

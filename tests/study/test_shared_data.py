@@ -91,6 +91,26 @@ def test_shared_data_that_differ_from_their_digest_are_rebuilt(tmp_path, caplog)
     _assert_same_data(shared_dataset(tmp_path, TINY_DATA), built)
 
 
+def test_shared_data_whose_sketch_moved_in_the_last_bits_are_kept(tmp_path, caplog):
+    """The fingerprint's sketch is float sums, which another number of threads computes a
+    few ulps apart: the same bytes are the same data, and are not built again."""
+    shared_dataset(tmp_path, TINY_DATA)
+    path = shared_path(tmp_path, TINY_DATA)
+    description = json.loads((path / DESCRIPTION_FILE).read_text())
+    digest, labels, sketch = description["fingerprint"].split(" ")
+    numbers = [float(value) for value in sketch.removeprefix("sketch:").split(",")]
+    moved = ",".join(repr(value * (1 + 4e-16)) for value in numbers)
+    assert moved != sketch.removeprefix("sketch:")
+    description["fingerprint"] = f"{digest} {labels} sketch:{moved}"
+    (path / DESCRIPTION_FILE).write_text(json.dumps(description))
+    stamp = (path / TENSORS_FILE).stat().st_mtime_ns
+    with caplog.at_level(logging.WARNING, logger="repsim.study"):
+        kept = shared_dataset(tmp_path, TINY_DATA)
+    assert "differ from the digest" not in caplog.text
+    assert (path / TENSORS_FILE).stat().st_mtime_ns == stamp
+    assert kept.fingerprint() == description["fingerprint"]  # what every run records
+
+
 def test_a_study_run_records_its_seconds_by_stage_and_the_records_of_a_run_made_the_old_way(
         tmp_path):
     """The same run once with the study's shared data and once with the data built in the
