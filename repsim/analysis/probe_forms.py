@@ -24,9 +24,63 @@ KERNEL_BLOCK_BYTES = 1 << 26
 # Features whose standard deviation over a fit's training rows is at most this (in units of
 # the global standard deviation) are constant there and get scale 1, as in StandardScaler.
 CONSTANT_SCALE = 1e-6
-# A kernel batch keeps the layouts of the sets of this many recent groups of problems (the
-# problems in play, and those of recent backtracking steps).
+# Batches keep the layouts (:class:`Blocks`) of this many recent groups of problems in play
+# (those of the iterations, and those of recent backtracking steps).
 LAYOUTS_KEPT = 4
+
+
+class Blocks:
+    """Problems grouped by the matrix they read (a stack ``data`` of ``(groups, rows,
+    dims)``), so that a pass over the data for any problems is one batched product: the
+    problems of a group sit side by side in its block of weights (padded to the most problems
+    any group in play has). The layout of recent groups of problems in play is kept (the
+    problems in play change only when some stop, or in a backtracking step)."""
+
+    def __init__(self, data: torch.Tensor, group_of: torch.Tensor) -> None:
+        self.data, self.group_of = data, group_of
+        self._layouts: OrderedDict[bytes, tuple] = OrderedDict()
+
+    def _layout(self, ids: torch.Tensor) -> tuple:
+        """The groups in play's data, each problem's group (among them) and place within its
+        group's block, and the block's width in problems."""
+        key = ids.cpu().numpy().tobytes()
+        if key in self._layouts:
+            self._layouts.move_to_end(key)
+            return self._layouts[key]
+        used, slot = torch.unique(self.group_of[ids], return_inverse=True)
+        order = torch.argsort(slot, stable=True)
+        counts = torch.bincount(slot)
+        place = torch.empty_like(order)
+        place[order] = torch.arange(len(ids), device=ids.device) \
+            - (torch.cumsum(counts, 0) - counts)[slot[order]]
+        data = self.data if len(used) == len(self.data) else self.data[used]
+        self._layouts[key] = (data, slot, place, int(counts.max()))
+        if len(self._layouts) > LAYOUTS_KEPT:
+            self._layouts.popitem(last=False)
+        return self._layouts[key]
+
+    def forward(self, ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """``data @ weights`` of each problem: weights (problems, dims, k) -> (problems,
+        rows, k)."""
+        data, slot, place, most = self._layout(ids)
+        groups, rows, dims = data.shape
+        k = weights.shape[2]
+        blocks = weights.new_zeros((groups, most, dims, k))
+        blocks[slot, place] = weights
+        products = matmul(data, blocks.permute(0, 2, 1, 3).reshape(groups, dims, most * k))
+        return products.view(groups, rows, most, k)[slot, :, place]
+
+    def backward(self, ids: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """``data^T @ residual`` of each problem: residual (problems, rows, k) -> (problems,
+        dims, k)."""
+        data, slot, place, most = self._layout(ids)
+        groups, rows, dims = data.shape
+        k = residual.shape[2]
+        blocks = residual.new_zeros((groups, most, rows, k))
+        blocks[slot, place] = residual
+        products = matmul(data.transpose(1, 2),
+                          blocks.permute(0, 2, 1, 3).reshape(groups, rows, most * k))
+        return products.view(groups, dims, most, k)[slot, :, place]
 
 
 class Batch:
@@ -108,55 +162,55 @@ class Batch:
 
 
 class PrimalBatch(Batch):
-    """Fits in primal form on one float32 feature matrix ``x`` (rows x features); the
-    weights are ``W_q`` on the features standardized with that set's mean and scale.
+    """Fits in primal form on float32 feature matrices ``x`` (matrices x rows x features,
+    the same rows; a matrix with fewer features padded with zero columns, which stay at
+    weight 0); the weights are ``W_q`` on the features of its set's matrix
+    (``set_matrix``) standardized with that set's mean and scale.
 
     Preconditioner (the initial inverse Hessian of L-BFGS): the Hessian of problem q is
     approximately ``c_q S ⊗ I + (1 / (C_q |set|)) I``, with ``S`` the standardized feature
-    covariance of its spectrum set (``spectrum_sets[spectrum_of[q]]``) and ``c_q`` the mean
-    softmax curvature at the current point; ``S`` is replaced by its top
+    covariance of its spectrum set (``spectrum_sets[spectrum_of[q]]``, of the same matrix)
+    and ``c_q`` the mean softmax curvature at the current point; ``S`` is replaced by its top
     ``PRECONDITIONER_RANK`` eigenpairs (randomized subspace iteration) plus the next
     eigenvalue for the rest. It cut L-BFGS iterations 3-4x on activation-like data; it
-    changes the path, never the optimum. The spectra are stacked so that applying it is two
-    matrix products for all problems.
+    changes the path, never the optimum. The spectra's bases are stacked, so that applying
+    it is two batched products for all problems (:class:`Blocks`, by spectrum).
     """
 
     dtype = torch.float32
 
     def __init__(self, x: torch.Tensor, codes: torch.Tensor, classes: int,
-                 sets: Sequence[np.ndarray], set_of: np.ndarray,
+                 sets: Sequence[np.ndarray], set_of: np.ndarray, set_matrix: np.ndarray,
                  spectrum_sets: Sequence[np.ndarray], spectrum_of: np.ndarray,
-                 C: np.ndarray) -> None:
-        super().__init__(codes, classes, x.shape[0], sets, set_of, C)
-        self.x = x
+                 spectrum_matrix: np.ndarray, C: np.ndarray) -> None:
+        super().__init__(codes, classes, x.shape[1], sets, set_of, C)
+        self.features = x.shape[2]
         device = x.device
-        statistics = [standardization(x, torch.as_tensor(rows, device=device))
-                      for rows in sets]
+        statistics = [standardization(x[m], torch.as_tensor(rows, device=device))
+                      for rows, m in zip(sets, set_matrix, strict=True)]
         index = torch.as_tensor(set_of, device=device)
         self.mean = torch.stack([mean for mean, _ in statistics])[index]  # (problems, p)
         self.inv_scale = torch.stack([inv for _, inv in statistics])[index]
         generator = torch.Generator(device=device).manual_seed(0)
-        spectra = [top_spectrum(x, torch.as_tensor(rows, device=device), generator)
-                   for rows in spectrum_sets]
-        self.rank = spectra[0][0].shape[1]
-        self.basis = torch.cat([basis for basis, _, _ in spectra], 1)  # (p, spectra * rank)
+        spectra = [top_spectrum(x[m], torch.as_tensor(rows, device=device), generator)
+                   for rows, m in zip(spectrum_sets, spectrum_matrix, strict=True)]
         self.eigenvalues = torch.stack([values for _, values, _ in spectra])  # (spectra, rank)
         self.tail = torch.stack([tail for _, _, tail in spectra])  # (spectra,)
         self.spectrum_of = torch.as_tensor(spectrum_of, device=device)
+        self.spectra = Blocks(torch.stack([basis for basis, _, _ in spectra]),  # (S, p, rank)
+                              self.spectrum_of)
+        self.blocks = Blocks(x, torch.as_tensor(set_matrix, device=device)[index])
 
     def _logits(self, ids, theta):
-        n, p = self.x.shape
-        weights = theta[:, :-self.classes].view(-1, p, self.classes)
+        weights = theta[:, :-self.classes].view(len(ids), self.features, self.classes)
         scaled = weights * self.inv_scale[ids, :, None]
         offset = theta[:, -self.classes:] - torch.einsum("ap,apk->ak", self.mean[ids], scaled)
-        products = matmul(self.x, scaled.permute(1, 0, 2).reshape(p, -1))
-        return products.view(n, len(ids), self.classes) + offset, weights
+        return self.blocks.forward(ids, scaled).permute(1, 0, 2) + offset, weights
 
     def _back(self, ids, residual):
-        n, p = self.x.shape
-        products = matmul(self.x.T, residual.view(n, -1)).view(p, len(ids), self.classes)
-        return (products.permute(1, 0, 2) - self.mean[ids, :, None]
-                * residual.sum(0)[:, None, :]) * self.inv_scale[ids, :, None]
+        products = self.blocks.backward(ids, residual.permute(1, 0, 2))
+        return (products - self.mean[ids, :, None] * residual.sum(0)[:, None, :]) \
+            * self.inv_scale[ids, :, None]
 
     def gradient_size(self, grad: torch.Tensor) -> torch.Tensor:
         """max |gradient| per problem: scikit-learn's stopping test."""
@@ -165,21 +219,17 @@ class PrimalBatch(Batch):
     def precondition(self, ids: torch.Tensor, vector: torch.Tensor, curvature: torch.Tensor
                      ) -> torch.Tensor:
         """Apply the approximate inverse Hessian (class docstring) to one vector per problem."""
-        p, k = self.x.shape[1], self.classes
-        count, spectra = len(ids), self.eigenvalues.shape[0]
+        p, k = self.features, self.classes
+        count = len(ids)
         penalty = self.penalty[ids]
         own = self.spectrum_of[ids]
         weights = vector[:, :-k].view(count, p, k)
         tail = 1.0 / (curvature * self.tail[own] + penalty)  # (count,)
-        every = matmul(self.basis.T, weights.permute(1, 0, 2).reshape(p, -1))
-        every = every.view(spectra, self.rank, count, k)
-        problem = torch.arange(count, device=ids.device)
         gain = 1.0 / (curvature[:, None] * self.eigenvalues[own] + penalty[:, None]) \
             - tail[:, None]  # (count, rank)
-        masked = torch.zeros_like(every)
-        masked[own, :, problem] = every[own, :, problem] * gain[:, :, None]
-        correction = matmul(self.basis, masked.view(spectra * self.rank, -1)).view(p, count, k)
-        out = weights * tail[:, None, None] + correction.permute(1, 0, 2)
+        along = self.spectra.backward(ids, weights)  # (count, rank, k) on its own spectrum
+        correction = self.spectra.forward(ids, along * gain[:, :, None])  # (count, p, k)
+        out = weights * tail[:, None, None] + correction
         bias = vector[:, -k:] / (curvature + penalty)[:, None]
         return torch.cat([out.reshape(count, -1), bias], 1)
 
@@ -256,10 +306,8 @@ class KernelBatch(Batch):
     steps of a recording) with the same rows.
 
     The objective reads each set's training rows only, stacked ``(sets, rows, width)`` and
-    zero-padded, so that each pass over the data is one batched product for every set: the
-    problems of a set are side by side in its block of weights (padded to the most
-    problems any set has), and the blocks of the sets in play are kept between the passes
-    that share them (the problems in play change only when some stop).
+    zero-padded: each pass over the data is one batched product for every set
+    (:class:`Blocks`).
     """
 
     dtype = torch.float64
@@ -282,46 +330,15 @@ class KernelBatch(Batch):
             variances[s, :r] = form.variances
         self.variances = variances
         self.set_of = torch.as_tensor(set_of, device=codes.device)
-        self._layouts: OrderedDict[bytes, tuple] = OrderedDict()
-
-    def _layout(self, ids: torch.Tensor) -> tuple:
-        """For problems ``ids``: the sets in play's stacked rows, each problem's set (among
-        them) and place within its set's block, and the block's width in problems."""
-        key = ids.cpu().numpy().tobytes()
-        if key in self._layouts:
-            self._layouts.move_to_end(key)
-            return self._layouts[key]
-        used, slot = torch.unique(self.set_of[ids], return_inverse=True)
-        order = torch.argsort(slot, stable=True)
-        counts = torch.bincount(slot)
-        place = torch.empty_like(order)
-        place[order] = torch.arange(len(ids), device=ids.device) \
-            - (torch.cumsum(counts, 0) - counts)[slot[order]]
-        rows = self.training if len(used) == len(self.training) else self.training[used]
-        self._layouts[key] = (rows, slot, place, int(counts.max()))
-        if len(self._layouts) > LAYOUTS_KEPT:
-            self._layouts.popitem(last=False)
-        return self._layouts[key]
+        self.blocks = Blocks(self.training, self.set_of)
 
     def _logits(self, ids, theta):
-        k = self.classes
-        weights = theta[:, :-k].view(len(ids), self.width, k)
-        rows, slot, place, most = self._layout(ids)
-        blocks = weights.new_zeros((rows.shape[0], most, self.width, k))
-        blocks[slot, place] = weights
-        products = matmul(rows, blocks.permute(0, 2, 1, 3).reshape(rows.shape[0], self.width,
-                                                                   most * k))
-        logits = products.view(rows.shape[0], -1, most, k)[slot, :, place]  # (P, rows, k)
-        return logits.permute(1, 0, 2) + theta[:, -k:], weights
+        weights = theta[:, :-self.classes].view(len(ids), self.width, self.classes)
+        return self.blocks.forward(ids, weights).permute(1, 0, 2) + theta[:, -self.classes:], \
+            weights
 
     def _back(self, ids, residual):
-        k = self.classes
-        rows, slot, place, most = self._layout(ids)
-        blocks = residual.new_zeros((rows.shape[0], most, rows.shape[1], k))
-        blocks[slot, place] = residual.permute(1, 0, 2)
-        products = matmul(rows.transpose(1, 2), blocks.permute(0, 2, 1, 3).reshape(
-            rows.shape[0], rows.shape[1], most * k))
-        return products.view(rows.shape[0], self.width, most, k)[slot, :, place]
+        return self.blocks.backward(ids, residual.permute(1, 0, 2))
 
     def predict(self, theta: torch.Tensor) -> np.ndarray:
         """Predicted class codes of every row under every problem: (rows, problems)."""

@@ -86,7 +86,7 @@ def solve(x: np.ndarray | Sequence[np.ndarray], codes: np.ndarray, classes: int,
     preconditions a primal fit q (for the probes: the outer training set, shared by the fits
     of one outer fold). ``codes``: the rows' labels, ``(rows,)`` for every fit or ``(rows,
     fits)`` per fit (a permutation test's relabelled fits). The kernel fits of every matrix
-    are solved in one batch; the primal fits in one batch per matrix. ``predictions=False``
+    are solved in one batch, and so are the primal fits. ``predictions=False``
     skips the predictions (and the kernel forms' products with the rows outside their
     sets)."""
     matrices = [x] if isinstance(x, np.ndarray) else list(x)
@@ -94,41 +94,44 @@ def solve(x: np.ndarray | Sequence[np.ndarray], codes: np.ndarray, classes: int,
     n = matrices[0].shape[0]
     tensors = [torch.from_numpy(matrix).to(device) for matrix in matrices]
     labels = torch.from_numpy(codes).to(device)
-    features = np.array([matrix.shape[1] for matrix in matrices])[matrix_of[set_of]]
-    kernel = features > KERNEL_RATIO * np.array([len(s) for s in sets])[set_of]
+    widths = np.array([matrix.shape[1] for matrix in matrices])
+    kernel = widths[matrix_of[set_of]] > KERNEL_RATIO * np.array([len(s) for s in sets])[set_of]
     predicted = np.empty((n if predictions else 0, len(C)), dtype=np.int64)
     weights: list = [None] * len(C)
     intercepts = np.empty((len(C), classes))
     unconverged = 0
-    groups = [(np.flatnonzero(kernel), None)] + [
-        (np.flatnonzero(~kernel & (matrix_of[set_of] == m)), m) for m in range(len(matrices))]
-    for fits, matrix in groups:
+    for use_kernel in (False, True):
+        fits = np.flatnonzero(kernel == use_kernel)
         if fits.size == 0:
             continue
-        if matrix is None:
+        if use_kernel:
             forms = {s: kernel_form(tensors[matrix_of[s]],
                                     torch.as_tensor(sets[s], device=device), predictions)
                      for s in np.unique(set_of[fits])}
             width = max(form.basis.shape[1] for form in forms.values())
-            size = (width + 1) * classes
             dtype: torch.dtype = torch.float64
-        else:
-            x32 = tensors[matrix].float()
-            size = (x32.shape[1] + 1) * classes
+        else:  # the matrices of its fits, zero-padded to the widest
+            read = np.unique(matrix_of[set_of[fits]])
+            width = int(widths[read].max())
+            stack = torch.zeros((len(read), n, width), dtype=torch.float32, device=device)
+            for i, m in enumerate(read):
+                stack[i, :, :widths[m]] = tensors[m]
             dtype = torch.float32
+        size = (width + 1) * classes
         chunk = max(1, BATCH_BYTES // (dtype.itemsize * size * (2 * LBFGS_MEMORY + 10)))
         for start in range(0, fits.size, chunk):
             part = fits[start:start + chunk]
             used, local_set = np.unique(set_of[part], return_inverse=True)
             part_labels = labels if labels.dim() == 1 else labels[:, part]
-            if matrix is None:
+            if use_kernel:
                 batch: Batch = KernelBatch([forms[s] for s in used], width, part_labels,
                                            classes, local_set, C[part])
             else:
                 spectra, local_spectrum = np.unique(spectrum_of[part], return_inverse=True)
-                batch = PrimalBatch(x32, part_labels, classes, [sets[s] for s in used],
-                                    local_set, [sets[s] for s in spectra], local_spectrum,
-                                    C[part])
+                batch = PrimalBatch(stack, part_labels, classes, [sets[s] for s in used],
+                                    local_set, np.searchsorted(read, matrix_of[used]),
+                                    [sets[s] for s in spectra], local_spectrum,
+                                    np.searchsorted(read, matrix_of[spectra]), C[part])
             theta, unfinished = _lbfgs(batch, len(part), size, tol, max_iter)
             unconverged += unfinished
             if predictions:
@@ -136,7 +139,7 @@ def solve(x: np.ndarray | Sequence[np.ndarray], codes: np.ndarray, classes: int,
             if coefficients:
                 part_weights, intercepts[part] = batch.coefficients(theta)
                 for q, value in zip(part, part_weights, strict=True):
-                    weights[q] = value
+                    weights[q] = value[:widths[matrix_of[set_of[q]]]]
     if not coefficients:
         return Solution(predicted, unconverged)
     return Solution(predicted, unconverged, weights, intercepts)
