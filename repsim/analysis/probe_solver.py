@@ -154,9 +154,8 @@ def _lbfgs(problems: Batch, count: int, size: int, tol: float, max_iter: int
     L-BFGS; returns the solutions and how many did not converge.
 
     Each problem has its own curvature pairs (``LBFGS_MEMORY``), initial inverse Hessian
-    (``problems.precondition``, scaled to the curvature of its latest pair: without it the
-    first trial step was too long in almost every iteration, and cost a second evaluation)
-    and Armijo backtracking with safeguarded quadratic
+    (``problems.precondition``, scaled to the curvature of its latest pair where
+    ``problems.rescale_preconditioner``) and Armijo backtracking with safeguarded quadratic
     interpolation. A problem converges when ``problems.gradient_size`` <= ``tol``. When its
     line search fails, its curvature pairs are dropped and the preconditioned gradient is
     tried next; when that fails too, the problem has stalled (e.g. at the float32
@@ -185,7 +184,8 @@ def _lbfgs(problems: Batch, count: int, size: int, tol: float, max_iter: int
             return solution, stalled
         direction = -_two_loop(grad, steps, changes, rho, iteration,
                                functools.partial(problems.precondition, ids,
-                                                 curvature=curvature))
+                                                 curvature=curvature),
+                               problems.rescale_preconditioner)
         slope = (grad * direction).sum(1)
         uphill = slope >= 0  # stale curvature pairs: restart those from the preconditioner
         if bool(uphill.any()):
@@ -229,9 +229,11 @@ def _lbfgs(problems: Batch, count: int, size: int, tol: float, max_iter: int
     return solution, stalled + int((~stopped).sum())
 
 
-def _two_loop(grad, steps, changes, rho, iteration: int, initial: Callable) -> torch.Tensor:
+def _two_loop(grad, steps, changes, rho, iteration: int, initial: Callable,
+              rescale: bool) -> torch.Tensor:
     """L-BFGS two-loop recursion, batched: approximately (inverse Hessian) @ grad per row,
-    with ``initial`` as the inverse Hessian the curvature pairs correct."""
+    with ``initial`` (scaled to the latest curvature pair, with ``rescale``) as the inverse
+    Hessian the curvature pairs correct."""
     slots = [(iteration - 1 - j) % LBFGS_MEMORY for j in range(min(iteration, LBFGS_MEMORY))]
     q = grad.clone()
     alphas = []
@@ -240,7 +242,7 @@ def _two_loop(grad, steps, changes, rho, iteration: int, initial: Callable) -> t
         q -= alpha[:, None] * changes[slot]
         alphas.append(alpha)
     q = initial(q)
-    if slots:  # the preconditioner scaled to the latest pair's curvature (Nocedal & Wright 7.20)
+    if rescale and slots:  # scaled to the latest pair's curvature (Nocedal & Wright 7.20)
         latest = changes[slots[0]]
         fitted = (latest * initial(latest)).sum(1) * rho[slots[0]]
         q *= torch.where(fitted > 0, 1.0 / fitted, 1.0)[:, None]
