@@ -16,8 +16,9 @@ beside the study's runs, in ``<study folder>/shared_data/<dataset>-<key>/``:
 version has another folder, and so never reads data a different builder made. On loading,
 the content digest of the loaded data (the fingerprint's ``sha256`` part, over every byte) is
 computed again and compared with the recorded one: a folder whose data differ from the digest
-it records (a disk error, an edit) is rebuilt, with a warning. A folder is written under a temporary name and renamed when complete, so that
-workers and array tasks racing to build it never read half of one.
+it records (a disk error, an edit) is rebuilt, with a warning. A folder is written under a
+temporary name and renamed when complete, so that workers and array tasks racing to build it
+never read half of one.
 
 Only datasets whose audio features are :class:`repsim.data.features.LogMelFrames` (every
 built-in dataset's) can be kept this way; a plugin's other feature transform is built in
