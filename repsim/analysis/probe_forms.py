@@ -62,25 +62,26 @@ class Blocks:
     def forward(self, ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """``data @ weights`` of each problem: weights (problems, dims, k) -> (problems,
         rows, k)."""
-        data, slot, place, most = self._layout(ids)
-        groups, rows, dims = data.shape
-        k = weights.shape[2]
-        blocks = weights.new_zeros((groups, most, dims, k))
-        blocks[slot, place] = weights
-        products = matmul(data, blocks.permute(0, 2, 1, 3).reshape(groups, dims, most * k))
-        return products.view(groups, rows, most, k)[slot, :, place]
+        return self._product(ids, weights, transpose=False)
 
     def backward(self, ids: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         """``data^T @ residual`` of each problem: residual (problems, rows, k) -> (problems,
         dims, k)."""
+        return self._product(ids, residual, transpose=True)
+
+    def _product(self, ids: torch.Tensor, values: torch.Tensor, transpose: bool
+                 ) -> torch.Tensor:
+        """Each problem's group data (transposed or not) times its ``values`` (problems,
+        inner, k), as one batched product over the groups in play."""
         data, slot, place, most = self._layout(ids)
-        groups, rows, dims = data.shape
-        k = residual.shape[2]
-        blocks = residual.new_zeros((groups, most, rows, k))
-        blocks[slot, place] = residual
-        products = matmul(data.transpose(1, 2),
-                          blocks.permute(0, 2, 1, 3).reshape(groups, rows, most * k))
-        return products.view(groups, dims, most, k)[slot, :, place]
+        if transpose:
+            data = data.transpose(1, 2)
+        groups, outer, inner = data.shape
+        k = values.shape[2]
+        blocks = values.new_zeros((groups, most, inner, k))
+        blocks[slot, place] = values
+        products = matmul(data, blocks.permute(0, 2, 1, 3).reshape(groups, inner, most * k))
+        return products.view(groups, outer, most, k)[slot, :, place]
 
 
 class Batch:
