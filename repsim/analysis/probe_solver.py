@@ -61,14 +61,19 @@ KERNEL_RATIO = 2
 @dataclass(frozen=True)
 class Solution:
     """Solved fits: ``predictions`` (rows, fits), the predicted class code of every row under
-    every fit (no rows when not asked for); ``unconverged``, how many fits stopped short of
-    ``tol``; with ``coefficients=True``, ``weights`` (one (features, classes) array per fit,
-    on the fit's standardized features) and ``intercepts`` (fits, classes)."""
+    every fit (no rows when not asked for); ``short`` (fits,), whether each fit stopped short
+    of ``tol``; with ``coefficients=True``, ``weights`` (one (features, classes) array per
+    fit, on the fit's standardized features) and ``intercepts`` (fits, classes)."""
 
     predictions: np.ndarray
-    unconverged: int
+    short: np.ndarray
     weights: list[np.ndarray] | None = None
     intercepts: np.ndarray | None = None
+
+    @property
+    def unconverged(self) -> int:
+        """How many fits stopped short of ``tol``."""
+        return int(self.short.sum())
 
 
 def solve(x: np.ndarray | Sequence[np.ndarray], codes: np.ndarray, classes: int,
@@ -99,7 +104,7 @@ def solve(x: np.ndarray | Sequence[np.ndarray], codes: np.ndarray, classes: int,
     predicted = np.empty((n if predictions else 0, len(C)), dtype=np.int64)
     weights: list = [None] * len(C)
     intercepts = np.empty((len(C), classes))
-    unconverged = 0
+    short = np.zeros(len(C), dtype=bool)
     for use_kernel in (False, True):
         fits = np.flatnonzero(kernel == use_kernel)
         if fits.size == 0:
@@ -132,8 +137,7 @@ def solve(x: np.ndarray | Sequence[np.ndarray], codes: np.ndarray, classes: int,
                                     local_set, np.searchsorted(read, matrix_of[used]),
                                     [sets[s] for s in spectra], local_spectrum,
                                     np.searchsorted(read, matrix_of[spectra]), C[part])
-            theta, unfinished = _lbfgs(batch, len(part), size, tol, max_iter)
-            unconverged += unfinished
+            theta, short[part] = _lbfgs(batch, len(part), size, tol, max_iter)
             if predictions:
                 predicted[:, part] = batch.predict(theta)
             if coefficients:
@@ -141,17 +145,17 @@ def solve(x: np.ndarray | Sequence[np.ndarray], codes: np.ndarray, classes: int,
                 for q, value in zip(part, part_weights, strict=True):
                     weights[q] = value[:widths[matrix_of[set_of[q]]]]
     if not coefficients:
-        return Solution(predicted, unconverged)
-    return Solution(predicted, unconverged, weights, intercepts)
+        return Solution(predicted, short)
+    return Solution(predicted, short, weights, intercepts)
 
 
 # --------------------------------------------------------------------------- L-BFGS
 
 
 def _lbfgs(problems: Batch, count: int, size: int, tol: float, max_iter: int
-           ) -> tuple[torch.Tensor, int]:
+           ) -> tuple[torch.Tensor, np.ndarray]:
     """Minimize ``count`` independent objectives from zero with batched, preconditioned
-    L-BFGS; returns the solutions and how many did not converge.
+    L-BFGS; returns the solutions and whether each stopped short of ``tol``.
 
     Each problem has its own curvature pairs (``LBFGS_MEMORY``), initial inverse Hessian
     (``problems.precondition``, scaled to the curvature of its latest pair where
@@ -172,7 +176,7 @@ def _lbfgs(problems: Batch, count: int, size: int, tol: float, max_iter: int
     changes = torch.zeros_like(steps)
     rho = torch.zeros((LBFGS_MEMORY, count), dtype=dtype, device=device)
     stopped = problems.gradient_size(grad) <= tol
-    stalled = 0
+    short = torch.zeros(count, dtype=torch.bool, device=device)
     for iteration in range(max_iter):
         if bool(stopped.any()):
             solution[ids[stopped]] = theta[stopped]
@@ -181,7 +185,7 @@ def _lbfgs(problems: Batch, count: int, size: int, tol: float, max_iter: int
                                                  (ids, theta, loss, grad, curvature))
             steps, changes, rho = steps[:, keep], changes[:, keep], rho[:, keep]
         if ids.numel() == 0:
-            return solution, stalled
+            return solution, short.cpu().numpy()
         direction = -_two_loop(grad, steps, changes, rho, iteration,
                                functools.partial(problems.precondition, ids,
                                                  curvature=curvature),
@@ -223,10 +227,11 @@ def _lbfgs(problems: Batch, count: int, size: int, tol: float, max_iter: int
         loss[accept], grad[accept] = trial_loss[accept], trial_grad[accept]
         curvature[accept] = trial_curvature[accept]
         stuck = failing & fresh
-        stalled += int(stuck.sum())
+        short[ids[stuck]] = True
         stopped = (problems.gradient_size(grad) <= tol) | stuck
     solution[ids] = theta
-    return solution, stalled + int((~stopped).sum())
+    short[ids[~stopped]] = True
+    return solution, short.cpu().numpy()
 
 
 def _two_loop(grad, steps, changes, rho, iteration: int, initial: Callable,

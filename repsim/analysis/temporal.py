@@ -14,9 +14,11 @@ and ``time`` dims (a layer of an activation file,
   regression on features standardized with the training rows' mean and scale
   (``repsim.analysis.probes``, as [linear_probe][repsim.analysis.probes.linear_probe]), one
   ``C``, on stratified folds (stratified group folds with ``groups``, so that a speaker or a
-  pair never spans training and test); every fold's fits at one training step are solved as
-  one batch. A scikit-learn ``estimator`` may be given instead (then each fit is that
-  estimator's, as MNE does it). A code that holds over time gives a square of high scores;
+  pair never spans training and test); the fits of every fold at every training step are
+  solved as one batch (and those of every layer and target, in
+  [temporal_generalization_all][repsim.labelled.temporal_generalization_all]). A
+  scikit-learn ``estimator`` may be given instead (then each fit is that estimator's, as MNE
+  does it). A code that holds over time gives a square of high scores;
   one that changes gives a diagonal band; one that reverses gives below-chance scores off the
   diagonal. ``stability`` sums that up:
   ``(mean off-diagonal - chance) / (mean diagonal - chance)``, 1 for a code that is the same
@@ -293,39 +295,90 @@ def temporal_generalization(X: ArrayLike, y: ArrayLike | str, *, folds: int = 5,
     RuntimeWarning
         Once per call when any fit of repsim's solver stopped short of ``tol``.
     """
-    x = time_series(X)
-    n, steps, _ = x.shape
-    codes, classes = _encode(labels_of(y, X, "y"), n)
-    group_labels = None if groups is None else labels_of(groups, X, "groups")
+    if estimator is None:
+        return _generalizations([(X, y)], folds=folds, seed=seed, groups=groups, C=C,
+                                n_permutations=n_permutations, tol=tol, max_iter=max_iter,
+                                device=device, stacklevel=3)[0]
     _check_settings([C], folds, 2, tol, max_iter)
+    decoding = _decoding(X, y, groups, folds, seed, n_permutations, {})
+    predicted, null = _fitted(decoding, estimator)
+    return decoding.result(predicted, null, 0)
+
+
+def _generalizations(pairs: Sequence[tuple[ArrayLike, ArrayLike | str]], *, folds: int,
+                     seed: int, groups: ArrayLike | str | None, C: float,
+                     n_permutations: int, tol: float, max_iter: int,
+                     device: str | torch.device | None, stacklevel: int = 2
+                     ) -> list[TemporalGeneralization]:
+    """[temporal_generalization][repsim.analysis.temporal.temporal_generalization] of ``X``
+    for ``y`` for each ``(X, y)`` of ``pairs``, with repsim's solver: every fit of every pair
+    in one solver call per class count (:func:`_solved`); pairs that share an ``X`` object
+    share its conversion and standardization. One warning for all fits that stopped short
+    of ``tol``."""
+    _check_settings([C], folds, 2, tol, max_iter)
+    converted: dict[int, np.ndarray] = {}
+    decodings = [_decoding(X, y, groups, folds, seed, n_permutations, converted)
+                 for X, y in pairs]
+    solved = _solved(decodings, C, tol, max_iter,
+                     torch.device("cpu" if device is None else device))
+    unconverged = sum(count for _, _, count in solved)
+    if unconverged:
+        fits = sum(d.x.shape[1] * folds * (1 + n_permutations) for d in decodings)
+        warnings.warn(f"{unconverged} of {fits} logistic fits stopped short of the gradient "
+                      f"tolerance {tol}", RuntimeWarning, stacklevel=stacklevel)
+    return [decoding.result(*outcome) for decoding, outcome in zip(decodings, solved,
+                                                                    strict=True)]
+
+
+@dataclass(frozen=True)
+class _Decoding:
+    """One temporal-generalization problem: states ``x`` ``(stimuli, time, features)``,
+    label ``codes`` of the ``labels`` values, the folds ``splits`` (each stimulus's in
+    ``fold``) and the labels ``permuted`` within folds ``(permutations, stimuli)``."""
+
+    x: np.ndarray
+    codes: np.ndarray
+    labels: np.ndarray
+    splits: list[tuple[np.ndarray, np.ndarray]]
+    fold: np.ndarray
+    permuted: np.ndarray
+
+    def result(self, predicted: np.ndarray, null: np.ndarray, unconverged: int
+               ) -> TemporalGeneralization:
+        """The scores of predicted codes ``(train_time, test_time, stimuli)`` and the
+        permuted sliding decoders' ``(permutations, time, stimuli)``."""
+        codes, steps = self.codes, self.x.shape[1]
+        fold_scores = np.stack([np.mean(predicted[:, :, test] == codes[test], axis=2)
+                                for _, test in self.splits])
+        null_diagonal = np.mean([np.mean(null[:, :, test] == self.permuted[:, None, test],
+                                         axis=2) for _, test in self.splits], axis=0)
+        return TemporalGeneralization(
+            scores=fold_scores.mean(0), fold_scores=fold_scores,
+            chance=float(np.bincount(codes).max() / codes.size),
+            predictions=self.labels[predicted], labels=self.labels[codes], fold=self.fold,
+            null_diagonal=null_diagonal.reshape(-1, steps), unconverged=unconverged)
+
+
+def _decoding(X: ArrayLike, y: ArrayLike | str, groups: ArrayLike | str | None, folds: int,
+              seed: int, n_permutations: int, converted: dict[int, np.ndarray]
+              ) -> _Decoding:
+    """The checked problem of decoding ``y`` from ``X`` (``converted`` keeps each ``X``
+    object's :func:`time_series`, for pairs that share it)."""
+    if id(X) not in converted:
+        converted[id(X)] = time_series(X)
+    x = converted[id(X)]
+    codes, classes = _encode(labels_of(y, X, "y"), x.shape[0])
+    group_labels = None if groups is None else labels_of(groups, X, "groups")
     if isinstance(n_permutations, bool) or not isinstance(n_permutations, int) \
             or n_permutations < 0:
         raise ValueError(f"n_permutations must be a non-negative integer, got "
                          f"{n_permutations!r}")
     splits = _splits(codes, group_labels, folds, seed, "folds")
-    fold = np.empty(n, dtype=np.int64)
+    fold = np.empty(x.shape[0], dtype=np.int64)
     for index, (_, test) in enumerate(splits):
         fold[test] = index
     permuted = codes[_within_fold_orders(fold, n_permutations, seed)]
-    if estimator is None:
-        predicted, null, unconverged = _solved(
-            x, codes, permuted, len(classes), splits, C, tol, max_iter,
-            torch.device("cpu" if device is None else device))
-    else:
-        (predicted, null), unconverged = _fitted(x, codes, permuted, splits, estimator), 0
-    fold_scores = np.stack([np.mean(predicted[:, :, test] == codes[test], axis=2)
-                            for _, test in splits])
-    null_diagonal = np.mean([np.mean(null[:, :, test] == permuted[:, None, test], axis=2)
-                             for _, test in splits], axis=0)
-    if unconverged:
-        warnings.warn(f"{unconverged} of {steps * folds * (1 + n_permutations)} logistic "
-                      f"fits stopped short of the gradient tolerance {tol}", RuntimeWarning,
-                      stacklevel=2)
-    return TemporalGeneralization(
-        scores=fold_scores.mean(0), fold_scores=fold_scores,
-        chance=float(np.bincount(codes).max() / n), predictions=classes[predicted],
-        labels=classes[codes], fold=fold, null_diagonal=null_diagonal.reshape(-1, steps),
-        unconverged=unconverged)
+    return _Decoding(x, codes, classes, list(splits), fold, permuted)
 
 
 def _within_fold_orders(fold: np.ndarray, count: int, seed: int) -> np.ndarray:
@@ -340,85 +393,144 @@ def _within_fold_orders(fold: np.ndarray, count: int, seed: int) -> np.ndarray:
     return orders
 
 
-def _solved(x: np.ndarray, codes: np.ndarray, permuted: np.ndarray, classes: int,
-            splits: Sequence[tuple[np.ndarray, np.ndarray]], C: float, tol: float,
-            max_iter: int, device: torch.device) -> tuple[np.ndarray, np.ndarray, int]:
-    """Predicted codes ``(train_time, test_time, stimuli)`` from repsim's solver (every fold
-    at every training step in one call, up to ``SOLVE_BYTES`` of data at a time; each fit's
-    weights then read its held-out stimuli at every step, standardized with its training
-    rows' statistics), and the sliding decoders' predictions ``(permutations, time,
-    stimuli)`` under each row of ``permuted`` labels (their fits in one more call)."""
-    n, steps, _ = x.shape
-    folds = len(splits)
-    sets = [train for train, _ in splits]
-    predicted = np.empty((steps, steps, n), dtype=np.int64)
-    null = np.empty((len(permuted), steps, n), dtype=np.int64)
-    unconverged = 0
-    scales = x.std(0)  # (steps, features)
-    live = [t for t in range(steps) if (scales[t] > 0).any()]
-    for t in set(range(steps)) - set(live):  # no information at this step: the majority class
-        predicted[t] = np.bincount(codes[sets[0]]).argmax()
-        null[:, t] = predicted[t, t]
-    per_step = 8 * n * (x.shape[2] + 2 * folds * max(len(train) for train in sets))
-    group = max(1, SOLVE_BYTES // per_step)
+def _solved(decodings: Sequence[_Decoding], C: float, tol: float, max_iter: int,
+            device: torch.device) -> list[tuple[np.ndarray, np.ndarray, int]]:
+    """For each decoding, the predicted codes ``(train_time, test_time, stimuli)`` from
+    repsim's solver, the sliding decoders' predictions ``(permutations, time, stimuli)``
+    under its permuted labels, and how many of its fits stopped short of ``tol``.
+
+    Every fold at every training step of every decoding with the same number of classes
+    goes to the solver in one call, up to ``SOLVE_BYTES`` of data at a time (the permuted
+    fits in one more). Each fit's weights then read its held-out stimuli at every step,
+    standardized with its training rows' statistics."""
+    out = [(np.empty((d.x.shape[1], d.x.shape[1], d.x.shape[0]), dtype=np.int64),
+            np.empty((len(d.permuted), d.x.shape[1], d.x.shape[0]), dtype=np.int64),
+            np.zeros(1, dtype=np.int64)) for d in decodings]
+    scales: dict[int, np.ndarray] = {}  # each states array's (steps, features) scale
+    work = []  # (decoding, step) of every step with information
+    for i, d in enumerate(decodings):
+        if id(d.x) not in scales:
+            scales[id(d.x)] = d.x.std(0)
+        for t in range(d.x.shape[1]):
+            if (scales[id(d.x)][t] > 0).any():
+                work.append((i, t))
+            else:  # no information at this step: the majority class
+                out[i][0][t] = np.bincount(d.codes[d.splits[0][0]]).argmax()
+                out[i][1][:, t] = out[i][0][t, t]
     with single_threaded_torch(device):
-        for start in range(0, len(live), group):
-            chosen = live[start:start + group]
-            keep = [scales[t] > 0 for t in chosen]  # constant features: weight 0 in any fit
-            shift = [x[:, t, k].mean(0) for t, k in zip(chosen, keep, strict=True)]
-            z = [(x[:, t, k] - m) / scales[t, k]  # well scaled for the float32 form
-                 for t, k, m in zip(chosen, keep, shift, strict=True)]
-            matrix_of = np.repeat(np.arange(len(chosen)), folds)
-            every = np.arange(matrix_of.size)  # fit (step i, fold f) = set i * folds + f
-            solution = probe_solver.solve(
-                z, codes, classes, sets * len(chosen), every, np.full(every.size, C), every,
-                tol=tol, max_iter=max_iter, device=device, matrix_of=matrix_of,
-                predictions=False, coefficients=True)
-            unconverged += solution.unconverged
-            assert solution.weights is not None and solution.intercepts is not None
-            for q, (i, (train, test)) in enumerate(itertools.product(range(len(chosen)),
-                                                                     splits)):
-                # the fit standardizes z = (x - shift) / scale with its training rows' mean
-                # and scale: folded into weights on the raw features, which then read the
-                # held-out stimuli at every step in one product
-                t, k = chosen[i], keep[i]
-                mean, inverse = (value.numpy() for value in standardization(
-                    torch.from_numpy(z[i]), torch.from_numpy(train)))
-                weights = solution.weights[q] * (inverse / scales[t, k])[:, None]
-                bias = solution.intercepts[q] - ((shift[i] / scales[t, k] + mean) * inverse
-                                                 ) @ solution.weights[q]
-                logits = x[test][:, :, k] @ weights + bias  # (test, time, classes)
-                predicted[t][:, test] = logits.argmax(-1).T
-            if len(permuted):
-                fits = np.tile(every, len(permuted))
-                relabelled = probe_solver.solve(
-                    z, np.repeat(permuted.T, every.size, axis=1), classes,
-                    sets * len(chosen), fits, np.full(fits.size, C), fits, tol=tol,
-                    max_iter=max_iter, device=device, matrix_of=matrix_of)
-                unconverged += relabelled.unconverged
-                for i, t in enumerate(chosen):
-                    for f, (_, test) in enumerate(splits):  # fit (i, f) of each permutation
-                        null[:, t, test] = relabelled.predictions[test][
-                            :, i * folds + f::every.size].T
-    return predicted, null, unconverged
+        for classes in sorted({d.labels.size for d in decodings}):
+            items = [(i, t) for i, t in work if decodings[i].labels.size == classes]
+            for chunk in _chunks(items, [_step_bytes(decodings[i]) for i, _ in items],
+                                 SOLVE_BYTES):
+                _solve_chunk(decodings, chunk, classes, scales, out, C, tol, max_iter,
+                             device)
+    return [(predicted, null, int(short[0])) for predicted, null, short in out]
 
 
-def _fitted(x: np.ndarray, codes: np.ndarray, permuted: np.ndarray,
-            splits: Sequence[tuple[np.ndarray, np.ndarray]], estimator: Any
-            ) -> tuple[np.ndarray, np.ndarray]:
+def _step_bytes(decoding: _Decoding) -> int:
+    """The solver's data for one training step of ``decoding``: the standardized states
+    and its folds' kernel forms."""
+    n, _, features = decoding.x.shape
+    return 8 * n * (features + 2 * len(decoding.splits)
+                    * max(len(train) for train, _ in decoding.splits))
+
+
+def _chunks(items: list, sizes: list[int], budget: int) -> list[list]:
+    """``items`` in consecutive groups of at most ``budget`` bytes (at least one each)."""
+    chunks: list[list] = []
+    total = 0
+    for item, size in zip(items, sizes, strict=True):
+        if not chunks or total + size > budget:
+            chunks.append([])
+            total = 0
+        chunks[-1].append(item)
+        total += size
+    return chunks
+
+
+def _solve_chunk(decodings: Sequence[_Decoding], chunk: list[tuple[int, int]], classes: int,
+                 scales: dict[int, np.ndarray], out: list, C: float, tol: float,
+                 max_iter: int, device: torch.device) -> None:
+    """Solve the fits of ``chunk``'s (decoding, training step) items (every fold of each)
+    and write their predictions into ``out`` (:func:`_solved`)."""
+    matrix: dict[tuple[int, int], int] = {}  # (states, step) -> its place in z
+    z: list[np.ndarray] = []
+    shift: list[np.ndarray] = []
+    keep: list[np.ndarray] = []
+    for i, t in chunk:
+        x = decodings[i].x
+        if (id(x), t) in matrix:
+            continue
+        matrix[(id(x), t)] = len(z)
+        keep.append(scales[id(x)][t] > 0)  # constant features: weight 0 in any fit
+        shift.append(x[:, t, keep[-1]].mean(0))
+        z.append((x[:, t, keep[-1]] - shift[-1])  # well scaled for the float32 form
+                 / scales[id(x)][t, keep[-1]])
+    fits = [(i, t, f) for i, t in chunk for f in range(len(decodings[i].splits))]
+    sets = [decodings[i].splits[f][0] for i, _, f in fits]  # one training set per fit
+    matrix_of = np.array([matrix[(id(decodings[i].x), t)] for i, t, _ in fits])
+    every = np.arange(len(fits))
+    solution = probe_solver.solve(
+        z, _codes([decodings[i].codes for i, _, _ in fits]), classes, sets, every,
+        np.full(every.size, C), every, tol=tol, max_iter=max_iter, device=device,
+        matrix_of=matrix_of, predictions=False, coefficients=True)
+    assert solution.weights is not None and solution.intercepts is not None
+    for q, (i, t, f) in enumerate(fits):
+        # the fit standardizes z = (x - shift) / scale with its training rows' mean and
+        # scale: folded into weights on the raw features, which then read the held-out
+        # stimuli at every step in one product
+        d, j = decodings[i], matrix_of[q]
+        train, test = d.splits[f]
+        scale = scales[id(d.x)][t, keep[j]]
+        mean, inverse = (value.numpy() for value in standardization(
+            torch.from_numpy(z[j]), torch.from_numpy(train)))
+        weights = solution.weights[q] * (inverse / scale)[:, None]
+        bias = solution.intercepts[q] - ((shift[j] / scale + mean) * inverse
+                                         ) @ solution.weights[q]
+        logits = d.x[test][:, :, keep[j]] @ weights + bias  # (test, time, classes)
+        out[i][0][t][:, test] = logits.argmax(-1).T
+        out[i][2][0] += solution.short[q]
+    most = max(len(d.permuted) for d in decodings)
+    relabelled = [(q, p) for p in range(most) for q, (i, _, _) in enumerate(fits)
+                  if p < len(decodings[i].permuted)]  # permutation-major, as for one
+    if not relabelled:
+        return
+    set_of = np.array([q for q, _ in relabelled])
+    null = probe_solver.solve(
+        z, _codes([decodings[fits[q][0]].permuted[p] for q, p in relabelled]), classes, sets,
+        set_of, np.full(set_of.size, C), set_of, tol=tol, max_iter=max_iter, device=device,
+        matrix_of=matrix_of)
+    for column, (q, p) in enumerate(relabelled):
+        i, t, f = fits[q]
+        test = decodings[i].splits[f][1]
+        out[i][1][p, t, test] = null.predictions[test, column]
+        out[i][2][0] += null.short[column]
+
+
+def _codes(columns: list[np.ndarray]) -> np.ndarray:
+    """The labels of each fit: one column ``(rows,)`` when every fit has the same, else
+    ``(rows, fits)``."""
+    first = columns[0]
+    if all(column is first or np.array_equal(column, first) for column in columns):
+        return first
+    return np.stack(columns, axis=1)
+
+
+def _fitted(decoding: _Decoding, estimator: Any) -> tuple[np.ndarray, np.ndarray]:
     """As ``_solved``, from clones of a scikit-learn ``estimator`` fitted at each fold
     and training step (and for each permutation)."""
     from sklearn.base import clone
 
+    x, codes = decoding.x, decoding.codes
     n, steps, _ = x.shape
     predicted = np.empty((steps, steps, n), dtype=np.int64)
-    null = np.empty((len(permuted), steps, n), dtype=np.int64)
-    for train, test in splits:
+    null = np.empty((len(decoding.permuted), steps, n), dtype=np.int64)
+    for train, test in decoding.splits:
         for t in range(steps):
             model = clone(estimator).fit(x[train, t], codes[train])
             flat = model.predict(x[test].reshape(-1, x.shape[2]))
             predicted[t][:, test] = np.asarray(flat).reshape(len(test), steps).T
-            for p, labels in enumerate(permuted):
+            for p, labels in enumerate(decoding.permuted):
                 model = clone(estimator).fit(x[train, t], labels[train])
                 null[p, t, test] = model.predict(x[test, t])
     return predicted, null

@@ -217,3 +217,46 @@ def test_bad_input_is_named():
         cross_temporal_similarity(x, x, "mutual_information")
     with pytest.raises(ValueError, match="X has 40, Y has 39"):
         cross_temporal_similarity(x, x[1:])
+
+
+@pytest.mark.parametrize("budget", [None, 1])
+def test_every_layer_and_target_in_one_solve_gives_each_ones_own_decoding(tmp_path,
+                                                                          monkeypatch, budget):
+    """``temporal_generalization_all`` solves the fits of all layers and targets together
+    (grouped by class count; with a budget of one byte, one layer and one training step at
+    a time): each cell's accuracies, chance and onset are those of its own
+    ``temporal_generalization`` (the accuracies within one stimulus of 80: a fit solved in
+    another batch stops at the tolerance by another path)."""
+    from activation_files import write_activations
+
+    from repsim import activations
+    from repsim.analysis import temporal
+    from repsim.labelled import temporal_generalization_all
+
+    if budget is not None:
+        monkeypatch.setattr(temporal, "SOLVE_BYTES", budget)
+    n, steps = 80, 5
+    x, heard = recording(n=n, steps=steps, features=200, appear=1, seed=3)  # kernel form
+    narrow, _ = recording(n=n, steps=steps, features=6, appear=3, seed=4)  # primal form
+    rows = {"stimulus_id": np.array([f"s{i}" for i in range(n)]),
+            "condition": np.array(["clean"] * n), "audio_digit": heard,
+            "parity": heard % 2 + 2 * (np.arange(n) % 3 == 0)}  # 3 classes
+    path = write_activations(tmp_path / "a.h5", {
+        "wide.1": {"h": x.reshape(n, steps, 8, 5, 5).astype(np.float32)},
+        "narrow.2": {"h": narrow.reshape(n, steps, 6, 1, 1).astype(np.float32)}}, rows)
+    data = activations.open(path)
+    grid = temporal_generalization_all(data, ["audio_digit", "parity"], n_permutations=20)
+    assert list(grid["layer"].values) == ["wide.1", "narrow.2"]
+    for layer in ("wide.1", "narrow.2"):
+        states = activations.select(data, layer)
+        for target in ("audio_digit", "parity"):
+            alone = temporal_generalization(states, target, n_permutations=20)
+            cell = grid.sel(layer=layer, target=target)
+            np.testing.assert_allclose(cell["accuracy"].values, alone.scores, rtol=0,
+                                       atol=0.0125 + 1e-12)
+            assert float(cell["chance"]) == alone.chance
+            onset = decoding_onset(result=alone).onset
+            assert float(cell["onset"]) == onset or (onset is None
+                                                     and np.isnan(cell["onset"]))
+    assert float(grid["onset"].sel(layer="wide.1", target="audio_digit")) == 2
+    assert float(grid["onset"].sel(layer="narrow.2", target="audio_digit")) == 4

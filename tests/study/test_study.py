@@ -23,6 +23,7 @@ from repsim.rundir import (
 from repsim.study import cli as study_cli
 from repsim.study.cli import main
 from repsim.study.spec import load_study
+from repsim.study.steps import complete_run
 
 TINY = """
 [study]
@@ -138,9 +139,10 @@ def test_a_run_killed_midway_is_finished_with_the_uninterrupted_weights(tmp_path
     epoch = load_checkpoint(run.run_dir / CHECKPOINT_FILE)["epoch"]
     assert 1 <= epoch < epochs
     assert main([str(killed), "--no-progress"]) == 0  # the same command, in this process
-    assert main([str(whole), "--no-progress"]) == 0
+    reference = load_study(whole)  # the uninterrupted run, here (no worker, no report)
+    assert complete_run(reference, reference.runs[0]) == "done"
     resumed = load_checkpoint(run.run_dir / CHECKPOINT_FILE)
-    uninterrupted = load_checkpoint(load_study(whole).runs[0].run_dir / CHECKPOINT_FILE)
+    uninterrupted = load_checkpoint(reference.runs[0].run_dir / CHECKPOINT_FILE)
     assert resumed["epoch"] == uninterrupted["epoch"] == epochs
     for key, value in uninterrupted["model_state"].items():
         assert torch.equal(resumed["model_state"][key], value), key
