@@ -364,7 +364,9 @@ def test_submitit_local_array_requeue_continues_and_aggregation_runs_after(tmp_p
     assert [row["epoch"] for row in history] == list(range(1, epochs + 1))
     log = (first.run_dir / RUN_LOG_FILE).read_text()
     assert log.count(f"study tiny, run {first.key}") == 2 and "resuming" in log  # requeued
-    jobs, report = submit(study, copy, study.runs, SlurmOptions(cpus=1), cluster="local")
+    # the array and its aggregation, through submitit's debug executor (in this process:
+    # the same submission code, without an interpreter start-up for each job)
+    jobs, report = submit(study, copy, study.runs, SlurmOptions(cpus=1), cluster="debug")
     assert [job.result() for job in jobs] == ["already done", "done"]
     assert report.result() == str(folder / "report.md")
     assert all((run.run_dir / SUMMARY_FILE).is_file() and (run.run_dir / METRICS_FILE).is_file()

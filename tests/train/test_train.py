@@ -416,6 +416,7 @@ def test_a_second_training_in_the_same_directory_fails_at_once_naming_the_first(
         deadline = time.monotonic() + 120
         while not (tmp_path / "run" / "ckpt.pt").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
+        first.send_signal(signal.SIGSTOP)  # alive and holding the run, its core left free
         second = subprocess.run([sys.executable, "-m", "repsim.train", "--config", path,
                                  "--no-progress", "--overwrite"], cwd=REPO_ROOT, env=env,
                                 capture_output=True, text=True, timeout=120)
@@ -439,6 +440,8 @@ def test_summary_line_says_when_there_is_no_validation_accuracy(tmp_path):
     assert "clean test accuracy 50.0% (val none); wrote" in summary_line(result)
     result.metrics = dataclasses.replace(metrics, val_accuracy=0.25)
     assert "clean test accuracy 50.0% (val 25.0%); wrote" in summary_line(result)
+
+
 class _FullDiskFile:
     """A text file on a full file system, as Python's buffered files behave there: ``write``
     fills the buffer, and ``flush`` (or ``close``, which flushes) fails with ENOSPC while the
