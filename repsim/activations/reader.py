@@ -25,6 +25,7 @@ from repsim.activations.format import (
     feature_dims,
     variable_name,
 )
+from repsim.rundir import ACTIVATIONS_FILE
 
 
 def open(path: str | os.PathLike, chunks: str | int | Mapping[str, Any] | None = None
@@ -78,6 +79,10 @@ def open(path: str | os.PathLike, chunks: str | int | Mapping[str, Any] | None =
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"activation file {path} does not exist")
+    if path.is_dir():
+        inside = path / ACTIVATIONS_FILE
+        hint = f"; its run's activation file is {inside}" if inside.is_file() else ""
+        raise ValueError(f"{path} is a directory, not an activation file{hint}")
     try:
         with h5py.File(path, "r") as handle:
             attrs = dict(handle.attrs)

@@ -213,6 +213,18 @@ def test_open_missing_file(tmp_path):
         act.open(tmp_path / "nothing.h5")
 
 
+def test_open_a_directory_names_the_run_file_inside(written, tmp_path):
+    path, _ = written
+    run = tmp_path / "run"
+    run.mkdir()
+    with pytest.raises(ValueError, match=f"^{run} is a directory, not an activation file$"):
+        act.open(run)
+    (run / "activations.h5").write_bytes(path.read_bytes())
+    with pytest.raises(ValueError, match=f"{run} is a directory, not an activation file; its "
+                                         f"run's activation file is {run}/activations.h5"):
+        act.open(run)
+
+
 def test_open_truncated_file(written, tmp_path):
     path, _ = written
     truncated = tmp_path / "truncated.h5"
