@@ -161,8 +161,9 @@ def probe_cells(cells: Sequence[ArrayLike], y: ArrayLike | str, folds: int = 5, 
     stimuli (e.g. every layer x time step), with the same labels and folds.
 
     Stimuli are matched to the first representation by ``stimulus_id`` when all carry it, and
-    ``y``/``groups`` follow the first representation's order. The fits of all cells share one
-    batched solve.
+    ``y``/``groups`` follow the first representation's order. Every cell has the same folds
+    and Cs; its fits are one batched solve, one cell at a time (a cell is read only when its
+    turn comes, so that cells of a large file need not fit in memory together).
 
     Parameters
     ----------
