@@ -321,13 +321,13 @@ def _generalizations(pairs: Sequence[tuple[ArrayLike, ArrayLike | str]], *, fold
                  for X, y in pairs]
     solved = _solved(decodings, C, tol, max_iter,
                      torch.device("cpu" if device is None else device))
-    unconverged = sum(count for _, _, count in solved)
+    unconverged = sum(outcome.unconverged for outcome in solved)
     if unconverged:
         fits = sum(d.x.shape[1] * folds * (1 + n_permutations) for d in decodings)
         warnings.warn(f"{unconverged} of {fits} logistic fits stopped short of the gradient "
                       f"tolerance {tol}", RuntimeWarning, stacklevel=stacklevel)
-    return [decoding.result(*outcome) for decoding, outcome in zip(decodings, solved,
-                                                                    strict=True)]
+    return [decoding.result(outcome.predicted, outcome.null, outcome.unconverged)
+            for decoding, outcome in zip(decodings, solved, strict=True)]
 
 
 @dataclass(frozen=True)
@@ -393,8 +393,19 @@ def _within_fold_orders(fold: np.ndarray, count: int, seed: int) -> np.ndarray:
     return orders
 
 
+@dataclass
+class _Predicted:
+    """What the solver gives one decoding (:func:`_solved`): the predicted codes
+    ``(train_time, test_time, stimuli)``, the permuted sliding decoders' ``(permutations,
+    time, stimuli)``, and how many of its fits stopped short of ``tol``."""
+
+    predicted: np.ndarray
+    null: np.ndarray
+    unconverged: int = 0
+
+
 def _solved(decodings: Sequence[_Decoding], C: float, tol: float, max_iter: int,
-            device: torch.device) -> list[tuple[np.ndarray, np.ndarray, int]]:
+            device: torch.device) -> list[_Predicted]:
     """For each decoding, the predicted codes ``(train_time, test_time, stimuli)`` from
     repsim's solver, the sliding decoders' predictions ``(permutations, time, stimuli)``
     under its permuted labels, and how many of its fits stopped short of ``tol``.
@@ -403,9 +414,9 @@ def _solved(decodings: Sequence[_Decoding], C: float, tol: float, max_iter: int,
     goes to the solver in one call, up to ``SOLVE_BYTES`` of data at a time (the permuted
     fits in one more). Each fit's weights then read its held-out stimuli at every step,
     standardized with its training rows' statistics."""
-    out = [(np.empty((d.x.shape[1], d.x.shape[1], d.x.shape[0]), dtype=np.int64),
-            np.empty((len(d.permuted), d.x.shape[1], d.x.shape[0]), dtype=np.int64),
-            np.zeros(1, dtype=np.int64)) for d in decodings]
+    out = [_Predicted(np.empty((d.x.shape[1], d.x.shape[1], d.x.shape[0]), dtype=np.int64),
+                      np.empty((len(d.permuted), d.x.shape[1], d.x.shape[0]), dtype=np.int64))
+           for d in decodings]
     scales: dict[int, np.ndarray] = {}  # each states array's (steps, features) scale
     work = []  # (decoding, step) of every step with information
     for i, d in enumerate(decodings):
@@ -415,8 +426,8 @@ def _solved(decodings: Sequence[_Decoding], C: float, tol: float, max_iter: int,
             if (scales[id(d.x)][t] > 0).any():
                 work.append((i, t))
             else:  # no information at this step: the majority class
-                out[i][0][t] = np.bincount(d.codes[d.splits[0][0]]).argmax()
-                out[i][1][:, t] = out[i][0][t, t]
+                out[i].predicted[t] = np.bincount(d.codes[d.splits[0][0]]).argmax()
+                out[i].null[:, t] = out[i].predicted[t, t]
     with single_threaded_torch(device):
         for classes in sorted({d.labels.size for d in decodings}):
             items = [(i, t) for i, t in work if decodings[i].labels.size == classes]
@@ -424,7 +435,7 @@ def _solved(decodings: Sequence[_Decoding], C: float, tol: float, max_iter: int,
                                  SOLVE_BYTES):
                 _solve_chunk(decodings, chunk, classes, scales, out, C, tol, max_iter,
                              device)
-    return [(predicted, null, int(short[0])) for predicted, null, short in out]
+    return out
 
 
 def _step_bytes(decoding: _Decoding) -> int:
@@ -449,7 +460,7 @@ def _chunks(items: list, sizes: list[int], budget: int) -> list[list]:
 
 
 def _solve_chunk(decodings: Sequence[_Decoding], chunk: list[tuple[int, int]], classes: int,
-                 scales: dict[int, np.ndarray], out: list, C: float, tol: float,
+                 scales: dict[int, np.ndarray], out: list[_Predicted], C: float, tol: float,
                  max_iter: int, device: torch.device) -> None:
     """Solve the fits of ``chunk``'s (decoding, training step) items (every fold of each)
     and write their predictions into ``out`` (:func:`_solved`)."""
@@ -488,8 +499,8 @@ def _solve_chunk(decodings: Sequence[_Decoding], chunk: list[tuple[int, int]], c
         bias = solution.intercepts[q] - ((shift[j] / scale + mean) * inverse
                                          ) @ solution.weights[q]
         logits = d.x[test][:, :, keep[j]] @ weights + bias  # (test, time, classes)
-        out[i][0][t][:, test] = logits.argmax(-1).T
-        out[i][2][0] += solution.short[q]
+        out[i].predicted[t][:, test] = logits.argmax(-1).T
+        out[i].unconverged += int(solution.short[q])
     most = max(len(d.permuted) for d in decodings)
     relabelled = [(q, p) for p in range(most) for q, (i, _, _) in enumerate(fits)
                   if p < len(decodings[i].permuted)]  # permutation-major, as for one
@@ -503,8 +514,8 @@ def _solve_chunk(decodings: Sequence[_Decoding], chunk: list[tuple[int, int]], c
     for column, (q, p) in enumerate(relabelled):
         i, t, f = fits[q]
         test = decodings[i].splits[f][1]
-        out[i][1][p, t, test] = null.predictions[test, column]
-        out[i][2][0] += null.short[column]
+        out[i].null[p, t, test] = null.predictions[test, column]
+        out[i].unconverged += int(null.short[column])
 
 
 def _codes(columns: list[np.ndarray]) -> np.ndarray:
