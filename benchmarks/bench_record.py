@@ -15,7 +15,9 @@ torchlens on the same model and layers when it is installed, for two models of a
 1. Time. The same batches go through a plain ``torch.no_grad()`` forward and through
    ``repsim.record`` (hooks, copies and the file written included), alternating, several
    rounds; the ratio of medians is printed (target <= 1.2x), with the part of it that is per
-   file (from one batch) and the floor a raw write of the same bytes sets.
+   file (from one batch), the floor a raw write of the same bytes sets, and the time with the
+   states' chunk writes skipped (what overlapping the writes with the forward could at best
+   reach).
 2. Peak memory. Each size runs in a fresh subprocess that makes its inputs batch by batch and
    records them; peak RSS (``resource.getrusage``) for 4N stimuli over N (target <= 1.1x).
 3. torchlens (``pip install torchlens``): ``torchlens.trace`` on the same batches, saving the
@@ -40,6 +42,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -47,6 +50,7 @@ import torch
 from torch import nn
 
 import repsim
+from repsim.activations.writer import ActivationWriter
 
 T, SIDE, BATCH, MELS = 8, 32, 32, 40
 
@@ -226,6 +230,12 @@ def measure(name: str, stimuli: int, rounds: int) -> None:
                                   for _ in range(rounds))
         print(f"  floor: the same bytes written raw to the same folder (numpy tofile) take "
               f"{floor:.3f} s; plain forward plus that, ratio {(base + floor) / base:.2f}")
+        with mock.patch.object(ActivationWriter, "_write_steps", lambda *args: None):
+            unwritten = statistics.median(record_seconds(name, net, inputs, directory)
+                                          for _ in range(rounds))
+        print(f"  without the chunk writes (file laid out, states not written): "
+              f"{unwritten:.2f} s, ratio {unwritten / base:.2f}: the best that writing on "
+              f"another thread, beside the forward, could reach")
 
         small = _in_subprocess("--child", name, str(directory), str(stimuli))
         large = _in_subprocess("--child", name, str(directory), str(4 * stimuli))
