@@ -301,15 +301,14 @@ def temporal_generalization_all(dataset: xr.Dataset, targets: str | Sequence[str
     chance, stability, onset, onset_p = (np.full(shape, np.nan) for _ in range(4))
     sizes = [8 * activations.select(dataset, layer, state, condition=condition).size
              for layer in layers]  # float64 bytes: one joint solve reads a group's layers
-    for group in _chunks(layers, sizes, SOLVE_BYTES):
+    for group in _chunks(list(enumerate(layers)), sizes, SOLVE_BYTES):
         states = {}  # each layer read once, used for every target
-        for layer in group:
+        for i, layer in group:
             selected = activations.select(dataset, layer, state, condition=condition)
-            states[layer] = selected.copy(data=np.asarray(selected.values))
-        cells = [(i, j) for i in (layers.index(layer) for layer in group)
-                 for j in range(len(targets))]
+            states[i] = selected.copy(data=np.asarray(selected.values))
+        cells = [(i, j) for i, _ in group for j in range(len(targets))]
         results = _generalizations(
-            [(states[layers[i]], targets[j]) for i, j in cells], folds=folds, seed=seed,
+            [(states[i], targets[j]) for i, j in cells], folds=folds, seed=seed,
             groups=groups, C=C, n_permutations=n_permutations, tol=tol, max_iter=max_iter,
             device=device, stacklevel=3)
         for (i, j), result in zip(cells, results, strict=True):
