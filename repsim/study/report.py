@@ -431,7 +431,9 @@ def _mechanism_section(study: Study, measures: pd.DataFrame, usable: list,
                   f"condition ('present': is the {word} there?) and of probes trained on clean "
                   f"ones ('transfers': does the clean reading still work?), on the spatial "
                   f"mean of each channel ('mean': what a readout sees) and on every position "
-                  f"('map'). {BY_CONSTRUCTION}: holds by construction (as above)."]
+                  f"('map'). {BY_CONSTRUCTION}: holds by construction (as above; at early fusion "
+                  "by concatenation the operator's output is the raw inputs themselves, the "
+                  "same for every network)."]
     else:
         lines += ["No run recorded the fusion operator's output, so the report has no "
                   "'present under noise' measures (they need summary version 2)."]

@@ -13,6 +13,7 @@ is the visual branch, which audio noise cannot reach) is marked :data:`BY_CONSTR
 from __future__ import annotations
 
 import math
+from collections.abc import Set
 
 import pandas as pd
 
@@ -207,14 +208,16 @@ def fused_table(measures: pd.DataFrame, late: int | None = None, word: str = "di
     present = mechanism_name(f"{FUSED}_present_seen_mean", "audio", WORST)
     marked = {next(iter(columns)), present,
               mechanism_name(f"{FUSED}_present_seen_map", "audio", WORST)}
-    return _cell_table(measures, columns, marked, late)
+    # at early fusion by concatenation the operator's output is the raw inputs: every
+    # column is the same for every network
+    return _cell_table(measures, columns, marked, late, early=set(columns))
 
 
-def _cell_table(measures: pd.DataFrame, columns: dict[str, str], marked: set[str],
-                late: int | None) -> str:
+def _cell_table(measures: pd.DataFrame, columns: dict[str, str], marked: Set[str],
+                late: int | None, early: Set[str] = frozenset()) -> str:
     """Per cell of the runs that have any of ``columns``: seeds and ``mean (sd)`` of each
     ("-" where none has it), :data:`BY_CONSTRUCTION` after the ``marked`` columns of late
-    concatenation's cells."""
+    concatenation's cells and the ``early`` columns of early (k = 1) concatenation's."""
     keys = [key for key in run_keys(measures) if key != "seed"]
     here = measures[measures["measure"].isin(list(columns))]
     stats = here.groupby([*keys, "measure"], sort=False)["value"].agg(["mean", "std", "count"])
@@ -224,11 +227,15 @@ def _cell_table(measures: pd.DataFrame, columns: dict[str, str], marked: set[str
     for cell_key, cell in stats.groupby(level=list(range(len(keys))), sort=False):
         cell = cell.droplevel(list(range(len(keys))))
         parts = dict(zip(keys, cell_key, strict=True))
-        construction = (late is not None and parts["fusion_layer"] == late
-                        and parts.get(OPERATOR, DEFAULT_FUSION_OP) == DEFAULT_FUSION_OP)
+        concatenated = parts.get(OPERATOR, DEFAULT_FUSION_OP) == DEFAULT_FUSION_OP
+        construction: Set[str] = set()
+        if concatenated and late is not None and parts["fusion_layer"] == late:
+            construction = marked
+        elif concatenated and parts["fusion_layer"] == 1:
+            construction = early
         means, spreads = cell["mean"].to_dict(), cell["std"].to_dict()
         values = [f"{means[name]:.2f} ({fmt(spreads[name], 2)})"
-                  + (BY_CONSTRUCTION if construction and name in marked else "")
+                  + (BY_CONSTRUCTION if name in construction else "")
                   if name in means else "-" for name in columns]
         lines.append("| " + " | ".join(str(v) for v in cell_key) + f" | "
                      f"{int(cell['count'].min())} | " + " | ".join(values) + " |")

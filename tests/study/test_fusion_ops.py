@@ -154,6 +154,12 @@ def test_report_compares_operators_and_shows_the_mechanism(finished):
                    if line.startswith("| synthetic | clean | concat | 2 | 2 | ")
                    and line.count("|") > 10]
     assert len(late_concat) == 2 and all("†" in line for line in late_concat)  # construction
+    early_concat = [line for line in answer.splitlines()
+                    if line.startswith("| synthetic | clean | concat | 1 | 2 | ")
+                    and line.count("|") > 10]
+    # the readout's input is learned; the operator's output at k = 1 is the raw inputs
+    assert len(early_concat) == 2 and "†" not in early_concat[0]
+    assert early_concat[1].count("†") == 7  # every column of the operator-output table
     assert not any("†" in line for line in answer.splitlines() if "| gated |" in line)
 
 
