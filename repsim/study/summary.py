@@ -90,10 +90,12 @@ def readout_layers(layer_names: list[str]) -> list[str]:
     return [f"{stream}.{depth}" for stream in MODALITIES]
 
 
-def _readout_states(data: xr.Dataset, layers: list[str], condition: str, time: int,
+def _readout_states(data: xr.Dataset, layers: list[str], condition: str, time: int | None,
                     order: np.ndarray | None = None) -> np.ndarray:
+    """What the readout reads on ``condition``: its layers' states side by side,
+    ``(stimuli, features)`` at step ``time`` or ``(stimuli, time, features)`` for None."""
     return np.concatenate([activations.layer_states(data, layer, condition, time=time,
-                                                    order=order) for layer in layers], axis=1)
+                                                    order=order) for layer in layers], axis=-1)
 
 
 def _plain(values) -> list:
@@ -186,14 +188,17 @@ def _mechanism(data: xr.Dataset, names: list[str], readout: list[str], probe_fol
              if name in present and not parse_condition(name).incongruent]
     entry: dict = {}
     order = activations.stimulus_ids(data, CLEAN)
+    if noisy:  # every step of a layer in one read (a read per step cost more than the CKA)
+        clean_layers = {layer: activations.layer_states(data, layer, CLEAN) for layer in names}
+        clean_readout = _readout_states(data, readout, CLEAN, None)
     for condition in noisy:
-        by_layer = {layer: [noise_entry(activations.layer_states(data, layer, CLEAN, time=t),
-                                        activations.layer_states(data, layer, condition,
-                                                                 time=t, order=order))
-                            for t in range(steps)] for layer in names}
-        at_readout = [noise_entry(_readout_states(data, readout, CLEAN, t),
-                                  _readout_states(data, readout, condition, t, order))
-                      for t in range(steps)]
+        by_layer = {}
+        for layer in names:
+            states = activations.layer_states(data, layer, condition, order=order)
+            by_layer[layer] = [noise_entry(clean_layers[layer][:, t], states[:, t])
+                               for t in range(steps)]
+        states = _readout_states(data, readout, condition, None, order)
+        at_readout = [noise_entry(clean_readout[:, t], states[:, t]) for t in range(steps)]
         entry[condition] = {
             "cka": {layer: _plain([e for e, _ in values]) for layer, values in by_layer.items()},
             "change": {layer: _plain([c for _, c in values])
