@@ -197,16 +197,16 @@ def ablation_sensitivity(intact: xr.Dataset, ablated: xr.Dataset | None = None, 
                              f"activations, {activations.time_steps(ablated, layer, state)} "
                              f"in the ablated")
     values = np.full((2, len(removals), len(layers), max(steps.values())), np.nan)
-    for j, layer in enumerate(layers):
+    for j, layer in enumerate(layers):  # every step of a layer in one read per condition
+        whole = activations.select(intact, layer, state, condition=intact_condition).load()
+        removed = [activations.select(ablated, layer, state, condition=condition).load()
+                   for condition in removals.values()]
         for t in range(steps[layer]):
-            h = activations.flatten(activations.select(intact, layer, state, time=t,
-                                                       condition=intact_condition))
-            for i, condition in enumerate(removals.values()):
-                h_removed = activations.flatten(activations.select(
-                    ablated, layer, state, time=t, condition=condition))
-                values[:, i, j, t] = modality_sensitivity(h, h_removed, kernel=kernel,
-                                                          debiased=debiased,
-                                                          threshold=threshold)
+            h = activations.flatten(whole.isel(time=t))
+            for i, states in enumerate(removed):
+                values[:, i, j, t] = modality_sensitivity(
+                    h, activations.flatten(states.isel(time=t)), kernel=kernel,
+                    debiased=debiased, threshold=threshold)
     dims = ("removed", "layer", "time")
     with np.errstate(invalid="ignore", divide="ignore"):
         shares = values / values.sum(axis=1, keepdims=True)
