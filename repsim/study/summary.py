@@ -115,11 +115,11 @@ def summarize(path: str | os.PathLike, *, probe_folds: int = 5, probe_seed: int 
         steps = data.sizes["time"]
         order = activations.stimulus_ids(data, CLEAN)
         sensitivity = np.empty((len(MODALITIES), steps))
-        for t in range(steps):
-            intact = _readout_states(data, readout, CLEAN, t)
-            for i, modality in enumerate(MODALITIES):
-                removed = _readout_states(data, readout, removed_condition(modality), t, order)
-                sensitivity[i, t] = modality_sensitivity(intact, removed)[0]
+        intact = _readout_states(data, readout, CLEAN, None)  # every step in one read
+        for i, modality in enumerate(MODALITIES):
+            removed = _readout_states(data, readout, removed_condition(modality), None, order)
+            for t in range(steps):
+                sensitivity[i, t] = modality_sensitivity(intact[:, t], removed[:, t])[0]
         incongruent = _readout_states(data, readout, INCONGRUENT, steps - 1)
         table = activations.stimulus_table(data, INCONGRUENT)
         probes = {}
