@@ -148,9 +148,10 @@ def hypothesis_correlations(model: ModelInput, data: xr.Dataset, *, targets: Seq
     table = stimulus_table(data, condition)
     labels = [table[target].to_numpy() for target in targets]
     rows = []
-    for layer in layer_names(data):  # one layer at one step in memory at a time
+    for layer in layer_names(data):  # one layer in memory at a time, read at once
         steps = time_steps(data, layer)
-        states = [layer_states(data, layer, condition, time=t) for t in range(steps)]
+        whole = layer_states(data, layer, condition)  # (stimuli, time, features)
+        states = [whole[:, t] for t in range(steps)]
         if len(targets) > 1:
             averaged = [average_by_condition(x, *labels) for x in states]
             patterns, cells = [p for p, _ in averaged], averaged[0][1]
