@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 from scipy import stats
-from test_study import TINY, run_cli, tiny_study
+from test_study import TINY, tiny_study
 
 from repsim.conditions import MECHANISM_CONDITIONS, PROBE_CONDITIONS
 from repsim.rundir import ACTIVATIONS_FILE, CHECKPOINT_FILE, SUMMARY_FILE, run_state
@@ -28,11 +28,11 @@ TWO_OPERATORS = TINY.replace(
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    """The tiny two-operator study, run with two one-thread workers."""
+    """The tiny two-operator study, run with two one-thread workers by the command's
+    ``main`` in this process (the stopping tests run the command itself)."""
     folder = tmp_path_factory.mktemp("ops")
     path = tiny_study(folder, text=TWO_OPERATORS.format(epochs=1))
-    done = run_cli(str(path), "--jobs", "2", timeout=600)
-    assert done.returncode == 0, done.stderr
+    assert main([str(path), "--jobs", "2", "--no-progress"]) == 0
     return load_study(path)
 
 
