@@ -19,10 +19,10 @@ setup: $(STAMP)
 
 # --system-site-packages keeps a torch you already have (e.g. a CUDA build); only when
 # none can be imported is the pinned CPU build installed, before repsim, so that pip never
-# resolves a bare `torch` requirement to a multi-GB CUDA download.
+# resolves a bare `torch` requirement to a multi-GB CUDA download. The venv's own pip (22.3
+# or later with Python 3.11) installs everything here, so it is not upgraded first.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv --system-site-packages $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==$(TORCH_VERSION)
 	$(BIN)/python -m pip install -q -e ".[test,dev,docs]"
 	touch $@
