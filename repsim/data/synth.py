@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import ndimage, signal
 
 SAMPLE_RATE = 8000
 CONTROL_HOP = 8  # samples between control points (1 ms): formants and levels change this often
@@ -198,6 +197,8 @@ class _Plan:
 
 def _hann_smooth(tracks: np.ndarray, seconds: float) -> np.ndarray:
     """Smooth control tracks along the last axis with a unit-area Hann window."""
+    from scipy import ndimage  # on use: loading a built dataset needs no scipy
+
     taps = max(3, round(seconds * SAMPLE_RATE / CONTROL_HOP) | 1)
     window = np.hanning(taps + 2)[1:-1]
     return ndimage.convolve1d(tracks, window / window.sum(), axis=-1, mode="nearest")
@@ -357,6 +358,8 @@ def _rms(x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
 
 def _render(plans: Sequence[_Plan], speakers: Sequence[Speaker], n_samples: int) -> np.ndarray:
     """Waveforms (N, n_samples) float64 for planned utterances."""
+    from scipy import signal  # on use, as ndimage in _hann_smooth
+
     def stack(name: str) -> np.ndarray:
         return np.stack([getattr(plan, name) for plan in plans])
 
