@@ -197,8 +197,9 @@ def _mechanism(data: xr.Dataset, names: list[str], readout: list[str], probe_fol
             states = activations.layer_states(data, layer, condition, order=order)
             by_layer[layer] = [noise_entry(clean_layers[layer][:, t], states[:, t])
                                for t in range(steps)]
-        states = _readout_states(data, readout, condition, None, order)
-        at_readout = [noise_entry(clean_readout[:, t], states[:, t]) for t in range(steps)]
+        noisy_readout = _readout_states(data, readout, condition, None, order)
+        at_readout = [noise_entry(clean_readout[:, t], noisy_readout[:, t])
+                      for t in range(steps)]
         entry[condition] = {
             "cka": {layer: _plain([e for e, _ in values]) for layer, values in by_layer.items()},
             "change": {layer: _plain([c for _, c in values])

@@ -74,8 +74,7 @@ def run_cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
 
 def test_a_tiny_study_completes_with_two_jobs_and_a_rerun_trains_nothing(tmp_path, capsys):
     """Every call is the command's ``main`` in this process (an interpreter each would add
-    its start-up and nothing else; the fusion-operator and stopping tests run the command
-    itself)."""
+    its start-up and nothing else; the stopping tests run the command itself)."""
     path = tiny_study(tmp_path)
     assert main([str(path), "--jobs", "2", "--no-progress"]) == 0, capsys.readouterr().err
     study = load_study(path)
